@@ -1,0 +1,71 @@
+//! The HTTP listener: what the homeserver calls (transactions, ping, queries)
+//! and what operators scrape (`/health`, `/metrics`). Handlers stay thin; the
+//! work is in `extract` and `store`.
+
+mod auth;
+mod error;
+mod query;
+mod transactions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use ruma::OwnedUserId;
+
+pub use error::MatrixError;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub hs_token: Arc<str>,
+    pub bot_user_id: OwnedUserId,
+}
+
+/// All routes. Homeserver-facing ones require the hs_token; `/health` and
+/// `/metrics` do not (bind the listener to a private address).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let homeserver_facing = Router::new()
+        .route("/_matrix/app/v1/transactions/{txn_id}", put(transactions::put_transaction))
+        .route("/transactions/{txn_id}", put(transactions::put_transaction))
+        .route("/_matrix/app/v1/ping", post(query::ping))
+        .route("/_matrix/app/v1/users/{user_id}", get(query::query_user))
+        .route("/users/{user_id}", get(query::query_user))
+        .route("/_matrix/app/v1/rooms/{alias}", get(query::query_room_alias))
+        .route("/rooms/{alias}", get(query::query_room_alias))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_hs_token));
+    Router::new()
+        .merge(homeserver_facing)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(unrecognized)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "OK"),
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}
+
+async fn unrecognized() -> MatrixError {
+    MatrixError::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unrecognized request")
+}

@@ -1,0 +1,148 @@
+//! `PUT /_matrix/app/v1/transactions/{txnId}`: the homeserver's event stream.
+//!
+//! A transaction is acknowledged only after its rows are committed; any error
+//! before that answers non-200 so the homeserver resends the same transaction.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{AppState, MatrixError};
+use crate::extract::{Extracted, extract_event};
+use crate::metrics::{KindLabel, RejectReason, TxnOutcome as TxnMetric};
+use crate::store::{TxnOutcome, now_ms};
+
+/// The transaction body. Events stay raw here and are read one by one, so one
+/// bad event never sinks the whole transaction.
+#[derive(Deserialize)]
+struct Transaction<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+    /// MSC2409 ephemeral events (typing, receipts, presence): accepted, not indexed.
+    #[serde(default, alias = "de.sorunome.msc2409.ephemeral")]
+    ephemeral: Vec<IgnoredAny>,
+    /// MSC2409 to-device messages: accepted, not indexed.
+    #[serde(default, rename = "de.sorunome.msc2409.to_device", alias = "to_device")]
+    to_device: Vec<IgnoredAny>,
+}
+
+pub async fn put_transaction(
+    State(state): State<AppState>,
+    Path(txn_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, MatrixError> {
+    let started = Instant::now();
+    let body = body.map_err(|rejection| {
+        state.metrics.reject(RejectReason::BadTransaction);
+        state.metrics.transaction(TxnMetric::Rejected);
+        tracing::info!(txn_id, %rejection, "transaction body refused");
+        MatrixError::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", rejection.body_text())
+    })?;
+    let transaction = parse_transaction(&body).inspect_err(|error| {
+        state.metrics.reject(RejectReason::BadTransaction);
+        state.metrics.transaction(TxnMetric::Rejected);
+        tracing::info!(txn_id, error = %error.error, "malformed transaction refused");
+    })?;
+
+    state.metrics.events_received.inc_by(transaction.events.len() as u64);
+    state.metrics.ephemeral_received.inc_by((transaction.ephemeral.len() + transaction.to_device.len()) as u64);
+    let extracted = extract_all(&state, &txn_id, &transaction.events);
+    let body_sha256 = hex::encode(Sha256::digest(&body));
+
+    match state.store.index_transaction(&txn_id, &body_sha256, &extracted).await {
+        Ok(TxnOutcome::Indexed(counts)) => {
+            state.metrics.transaction(TxnMetric::Indexed);
+            state.metrics.events_indexed.inc_by(counts.events);
+            state.metrics.redactions_applied.inc_by(counts.redactions_applied);
+            for media in extracted.iter().flat_map(|e| &e.media) {
+                state.metrics.media_refs_indexed.get_or_create(&KindLabel { kind: media.kind.as_str() }).inc();
+            }
+            if let Some(newest) = extracted.iter().map(|e| e.event.origin_server_ts).max() {
+                state.metrics.index_lag_seconds.set((now_ms() - newest).max(0) as f64 / 1000.0);
+            }
+            tracing::debug!(txn_id, events = counts.events, media_refs = counts.media_refs, "transaction indexed");
+        }
+        Ok(TxnOutcome::AlreadyIndexed) => {
+            state.metrics.transaction(TxnMetric::Duplicate);
+            tracing::debug!(txn_id, "transaction already indexed; acknowledging the retry");
+        }
+        Err(error) => {
+            state.metrics.transaction(TxnMetric::Failed);
+            tracing::error!(
+                txn_id,
+                error = format!("{error:#}"),
+                "could not index transaction; the homeserver will retry"
+            );
+            return Err(MatrixError::internal());
+        }
+    }
+    state.metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
+    Ok(Json(json!({})))
+}
+
+/// Not JSON at all is `M_NOT_JSON`; JSON of the wrong shape is `M_BAD_JSON`.
+fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixError> {
+    serde_json::from_slice(body).map_err(|error| {
+        let errcode = if error.is_syntax() || error.is_eof() { "M_NOT_JSON" } else { "M_BAD_JSON" };
+        MatrixError::new(StatusCode::BAD_REQUEST, errcode, format!("invalid transaction: {error}"))
+    })
+}
+
+/// Extracts index rows from each event; logs and counts what it skips.
+fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Vec<Extracted> {
+    let mut extracted = Vec::with_capacity(events.len());
+    for (position, raw) in events.iter().enumerate() {
+        match extract_event(raw) {
+            Ok(event) => {
+                for rejected in &event.rejected {
+                    state.metrics.reject(RejectReason::BadMxc);
+                    tracing::info!(
+                        txn_id,
+                        event_id = event.event.event_id,
+                        location = rejected.location,
+                        value = rejected.value,
+                        reason = %rejected.reason,
+                        "skipping an invalid mxc URI"
+                    );
+                }
+                extracted.push(event);
+            }
+            Err(error) => {
+                state.metrics.reject(RejectReason::BadEvent);
+                tracing::info!(txn_id, position, %error, "skipping an event the index cannot store");
+            }
+        }
+    }
+    extracted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_are_not_json_and_shape_errors_are_bad_json() {
+        assert_eq!(parse_transaction(b"{not json").err().unwrap().errcode, "M_NOT_JSON");
+        assert_eq!(parse_transaction(b"").err().unwrap().errcode, "M_NOT_JSON");
+        assert_eq!(parse_transaction(br#"{"events": 5}"#).err().unwrap().errcode, "M_BAD_JSON");
+        assert_eq!(parse_transaction(br#"{"ephemeral": []}"#).err().unwrap().errcode, "M_BAD_JSON");
+        assert_eq!(parse_transaction(b"[]").err().unwrap().errcode, "M_BAD_JSON");
+    }
+
+    #[test]
+    fn all_msc2409_keys_are_accepted() {
+        let body = br#"{"events": [{"a": 1}, 2], "ephemeral": [{"type": "m.typing"}],
+            "de.sorunome.msc2409.to_device": [{}, {}], "device_lists": {"changed": []}}"#;
+        let transaction = parse_transaction(body).unwrap();
+        assert_eq!((transaction.events.len(), transaction.ephemeral.len(), transaction.to_device.len()), (2, 1, 2));
+    }
+}

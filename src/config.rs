@@ -1,0 +1,299 @@
+//! The one YAML config file, typed and validated at start-up.
+//!
+//! Every error names the key it is about (`appservice.port: …`) so an operator
+//! can fix the file without reading code. Secrets can come from the
+//! environment instead of the file: `HOUSEKEEP_AS_TOKEN`, `HOUSEKEEP_HS_TOKEN`,
+//! `HOUSEKEEP_DATABASE_URL`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde::Deserialize;
+use url::Url;
+
+/// Environment variables that override secrets in the file.
+pub const ENV_AS_TOKEN: &str = "HOUSEKEEP_AS_TOKEN";
+pub const ENV_HS_TOKEN: &str = "HOUSEKEEP_HS_TOKEN";
+pub const ENV_DATABASE_URL: &str = "HOUSEKEEP_DATABASE_URL";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub homeserver: HomeserverConfig,
+    pub appservice: AppserviceConfig,
+    pub database: DatabaseConfig,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Client-Server API base URL.
+    pub url: Url,
+    /// The homeserver's `server_name`.
+    pub domain: OwnedServerName,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    pub id: String,
+    /// Where the homeserver reaches housekeep (the registration's `url`).
+    pub address: Url,
+    /// Bind address of the listener.
+    pub hostname: IpAddr,
+    pub port: u16,
+    pub bot_localpart: String,
+    #[serde(default)]
+    pub as_token: String,
+    #[serde(default)]
+    pub hs_token: String,
+    /// Largest transaction body accepted, in bytes. Synapse sends at most 100
+    /// events of at most 64 KiB each, plus ephemeral data.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/dbname`.
+    pub url: String,
+    /// Pool size. SQLite has one writer anyway; PostgreSQL benefits from more.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Room ID or alias of the admin room.
+    pub room: String,
+    #[serde(default)]
+    pub moderators: Vec<OwnedUserId>,
+    #[serde(default = "default_command_prefix")]
+    pub command_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A `tracing` filter, e.g. `info` or `housekeep=debug,info`. `RUST_LOG` wins if set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::default() }
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_command_prefix() -> String {
+    "!".to_owned()
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// Which database backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl Config {
+    /// Reads, applies environment overrides, and validates.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let mut config = Self::load_unvalidated(path)?;
+        config.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Reads and applies environment overrides without checking the tokens, for
+    /// `generate-registration`, which is what fills them in.
+    pub fn load_unvalidated(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        config.apply_env();
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn apply_env(&mut self) {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        if let Some(v) = var(ENV_AS_TOKEN) {
+            self.appservice.as_token = v;
+        }
+        if let Some(v) = var(ENV_HS_TOKEN) {
+            self.appservice.hs_token = v;
+        }
+        if let Some(v) = var(ENV_DATABASE_URL) {
+            self.database.url = v;
+        }
+    }
+
+    /// Checks what serde cannot: cross-field rules and non-empty secrets.
+    pub fn validate(&mut self) -> anyhow::Result<()> {
+        self.validate_shape()?;
+        for (key, token) in
+            [("appservice.as_token", &self.appservice.as_token), ("appservice.hs_token", &self.appservice.hs_token)]
+        {
+            if token.is_empty() {
+                bail!("{key}: is empty; run `housekeep generate-registration -c <config>` to fill it in");
+            }
+        }
+        if self.appservice.as_token == self.appservice.hs_token {
+            bail!("appservice.hs_token: must differ from appservice.as_token");
+        }
+        Ok(())
+    }
+
+    /// The checks that hold before tokens exist.
+    pub fn validate_shape(&self) -> anyhow::Result<()> {
+        if !matches!(self.homeserver.url.scheme(), "http" | "https") {
+            bail!("homeserver.url: must be http:// or https://, got {}", self.homeserver.url);
+        }
+        if !matches!(self.appservice.address.scheme(), "http" | "https") {
+            bail!("appservice.address: must be http:// or https://, got {}", self.appservice.address);
+        }
+        if self.appservice.id.is_empty() {
+            bail!("appservice.id: must not be empty");
+        }
+        if self.appservice.port == 0 {
+            bail!("appservice.port: must not be 0");
+        }
+        if self.appservice.max_body_bytes < 64 * 1024 {
+            bail!("appservice.max_body_bytes: must be at least 65536 (one event can be 64 KiB)");
+        }
+        // The spec's grammar for new user IDs; the homeserver refuses anything else at registration.
+        let localpart = &self.appservice.bot_localpart;
+        if localpart.is_empty()
+            || !localpart
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
+        {
+            bail!("appservice.bot_localpart: {localpart:?} may only contain a-z, 0-9 and . _ = - / +");
+        }
+        self.bot_user_id().context("appservice.bot_localpart: not a valid user localpart")?;
+        if Backend::from_url(&self.database.url).is_none() {
+            bail!("database.url: must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == Some(0) {
+            bail!("database.max_connections: must be at least 1");
+        }
+        if !(self.admin.room.starts_with('!') || self.admin.room.starts_with('#')) {
+            bail!("admin.room: must be a room ID (!…) or alias (#…), got {:?}", self.admin.room);
+        }
+        if self.admin.command_prefix.is_empty() || self.admin.command_prefix.chars().any(char::is_whitespace) {
+            bail!("admin.command_prefix: must be non-empty and without spaces");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::from_url(&self.database.url).expect("validated")
+    }
+
+    pub fn bot_user_id(&self) -> anyhow::Result<OwnedUserId> {
+        Ok(UserId::parse(format!("@{}:{}", self.appservice.bot_localpart, self.homeserver.domain))?)
+    }
+}
+
+/// Where the config file is, defaulting to `config.yaml` in the working directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Path to the YAML config file.
+    #[arg(short, long, env = "HOUSEKEEP_CONFIG", default_value = "config.yaml")]
+    pub config: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../config/example.yaml");
+
+    fn example() -> Config {
+        Config::parse(EXAMPLE).expect("example config parses")
+    }
+
+    #[test]
+    fn example_config_parses_and_needs_tokens() {
+        let mut config = example();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("appservice.as_token"), "{err}");
+        config.appservice.as_token = "a".into();
+        config.appservice.hs_token = "b".into();
+        config.validate().unwrap();
+        assert_eq!(config.bot_user_id().unwrap().as_str(), "@housekeep:example.org");
+        assert_eq!(config.backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("port: 29330", "port: 0", "appservice.port"),
+            ("url: sqlite://housekeep.db?mode=rwc", "url: mysql://x", "database.url"),
+            ("bot_localpart: housekeep", "bot_localpart: \"Bad Name\"", "appservice.bot_localpart"),
+            ("command_prefix: \"!\"", "command_prefix: \"\"", "admin.command_prefix"),
+        ];
+        for (from, to, key) in cases {
+            assert!(EXAMPLE.contains(from), "example lacks {from}");
+            let text = EXAMPLE.replace(from, to);
+            let err = Config::parse(&text).and_then(|c| c.validate_shape()).unwrap_err().to_string();
+            assert!(err.contains(key), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_rejected_with_their_name() {
+        let err = Config::parse(&EXAMPLE.replace("port: 29330", "port: 29330\n  prot: 1")).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err = Config::parse(&EXAMPLE.replace("port: 29330", "port: lots")).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The bot's own account and the start-up handshake with the homeserver.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use ruma::OwnedUserId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{HomeserverClient, HsError, RetryPolicy};
+
+/// How the start-up handshake went; logged, and kept for `!status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupReport {
+    pub bot_user_id: Option<OwnedUserId>,
+    pub ping: PingOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PingOutcome {
+    /// The homeserver reached our listener with the right hs_token.
+    Ok { duration_ms: u64 },
+    /// What is wrong, in words an operator can act on.
+    Failed(String),
+}
+
+impl HomeserverClient {
+    /// Registers the bot user through the appservice (`m.login.application_service`).
+    /// Returns false when it already existed.
+    pub async fn register_appservice_user(&self, localpart: &str) -> Result<bool, HsError> {
+        let body = json!({ "type": "m.login.application_service", "username": localpart, "inhibit_login": true });
+        match self.send::<_, Value>(Method::POST, &["_matrix", "client", "v3", "register"], Some(&body)).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.errcode() == Some("M_USER_IN_USE") => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub async fn whoami(&self) -> Result<OwnedUserId, HsError> {
+        #[derive(Deserialize)]
+        struct WhoAmI {
+            user_id: OwnedUserId,
+        }
+        let who: WhoAmI =
+            self.send::<(), _>(Method::GET, &["_matrix", "client", "v3", "account", "whoami"], None).await?;
+        Ok(who.user_id)
+    }
+
+    /// Asks the homeserver to call our `/ping` (spec v1.7): proves both tokens
+    /// and that the homeserver can reach `appservice.address`.
+    pub async fn ping_appservice(&self, appservice_id: &str) -> Result<u64, HsError> {
+        #[derive(Deserialize)]
+        struct Pong {
+            duration_ms: u64,
+        }
+        let body = json!({ "transaction_id": format!("housekeep-startup-{}", crate::store::now_ms()) });
+        let pong: Pong = self
+            .send(Method::POST, &["_matrix", "client", "v1", "appservice", appservice_id, "ping"], Some(&body))
+            .await?;
+        Ok(pong.duration_ms)
+    }
+
+    /// Registers the bot (retrying while the homeserver is unreachable) and
+    /// pings the appservice, logging plainly what is wrong if either fails.
+    pub async fn startup_handshake(&self, appservice_id: &str, bot_localpart: &str, address: &str) -> StartupReport {
+        let patient = self.clone().with_retry(RetryPolicy {
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_retries: None,
+        });
+        let bot_user_id = match patient.register_appservice_user(bot_localpart).await {
+            Ok(created) => match self.whoami().await {
+                Ok(user_id) => {
+                    tracing::info!(%user_id, created, "bot user ready");
+                    Some(user_id)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "bot user registered but whoami failed");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::error!(%error, "cannot register the bot user: {}", explain_register_error(&error));
+                None
+            }
+        };
+        let ping = match self.ping_appservice(appservice_id).await {
+            Ok(duration_ms) => {
+                tracing::info!(duration_ms, "homeserver reached housekeep (appservice ping)");
+                PingOutcome::Ok { duration_ms }
+            }
+            Err(error) => {
+                let advice = explain_ping_error(&error, address);
+                tracing::error!(%error, "appservice ping failed: {advice}");
+                PingOutcome::Failed(advice)
+            }
+        };
+        StartupReport { bot_user_id, ping }
+    }
+}
+
+fn explain_register_error(error: &HsError) -> &'static str {
+    match error.errcode() {
+        Some("M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_FORBIDDEN") => {
+            "the homeserver does not accept appservice.as_token: list the registration file in Synapse's \
+             app_service_config_files, check that its tokens match this config, and restart Synapse"
+        }
+        Some("M_EXCLUSIVE") => {
+            "the bot's user ID is outside the registration's user namespace, or another appservice claims it"
+        }
+        Some("M_INVALID_USERNAME") => "appservice.bot_localpart is not a valid username on this homeserver",
+        _ => "see the error above",
+    }
+}
+
+fn explain_ping_error(error: &HsError, address: &str) -> String {
+    match error {
+        HsError::Matrix { errcode, .. } if errcode == "M_CONNECTION_FAILED" => format!(
+            "the homeserver cannot reach housekeep at {address}: check appservice.address and that this listener is reachable from the homeserver"
+        ),
+        HsError::Matrix { errcode, body, .. } if errcode == "M_BAD_STATUS" => {
+            let status = body.get("status").and_then(Value::as_u64).unwrap_or(0);
+            if status == 401 || status == 403 {
+                "the homeserver sent an hs_token housekeep does not know: the registration file and appservice.hs_token differ; \
+                 regenerate the registration and restart the homeserver"
+                    .to_owned()
+            } else {
+                format!("the homeserver reached housekeep but got HTTP {status}")
+            }
+        }
+        HsError::Matrix { status, .. } if *status == StatusCode::NOT_FOUND || *status == StatusCode::METHOD_NOT_ALLOWED => {
+            "this homeserver does not support the appservice ping API (spec v1.7); skipping the check".to_owned()
+        }
+        HsError::Matrix { errcode, .. } if errcode == "M_FORBIDDEN" || errcode == "M_UNKNOWN_TOKEN" => {
+            "the homeserver does not accept appservice.as_token for this appservice id: check appservice.id and the registration".to_owned()
+        }
+        _ => "the homeserver could not be asked to ping housekeep".to_owned(),
+    }
+}

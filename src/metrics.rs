@@ -1,0 +1,173 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Everything housekeep skips is counted here with a reason label, so "nothing
+//! silently dropped" can be checked from the outside.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Indexed,
+    Duplicate,
+    Rejected,
+    Failed,
+}
+
+impl TxnOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Indexed => "indexed",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: TxnOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// Why an input was skipped.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RejectReason {
+    /// An event in a transaction lacked a required field or was not an object.
+    BadEvent,
+    /// A string that looked like an mxc URI failed strict parsing.
+    BadMxc,
+    /// A request with a wrong or missing hs_token.
+    BadToken,
+    /// A transaction body that was not JSON or not a transaction.
+    BadTransaction,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadEvent => "bad_event",
+            Self::BadMxc => "bad_mxc",
+            Self::BadToken => "bad_token",
+            Self::BadTransaction => "bad_transaction",
+        }
+    }
+}
+
+/// Label values in Prometheus' snake_case rather than Rust's variant names.
+macro_rules! label_value_as_str {
+    ($($ty:ty),*) => {$(
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    )*};
+}
+label_value_as_str!(TxnOutcome, RejectReason);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: RejectReason,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub transactions: Family<OutcomeLabel, Counter>,
+    pub transaction_seconds: Histogram,
+    pub events_indexed: Counter,
+    pub events_received: Counter,
+    pub media_refs_indexed: Family<KindLabel, Counter>,
+    pub redactions_applied: Counter,
+    pub ephemeral_received: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Seconds between the newest indexed event's origin_server_ts and its commit.
+    pub index_lag_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("housekeep");
+        let transactions = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "appservice_transactions",
+            "Appservice transactions received, by outcome",
+            transactions.clone(),
+        );
+        let transaction_seconds = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]);
+        registry.register(
+            "appservice_transaction_seconds",
+            "Time from receiving a transaction to its commit",
+            transaction_seconds.clone(),
+        );
+        let events_received = Counter::default();
+        registry.register("events_received", "Timeline events received in transactions", events_received.clone());
+        let events_indexed = Counter::default();
+        registry.register("events_indexed", "Events newly written to the index", events_indexed.clone());
+        let media_refs_indexed = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "media_refs_indexed",
+            "Media references newly written to the index, by kind",
+            media_refs_indexed.clone(),
+        );
+        let redactions_applied = Counter::default();
+        registry.register("redactions_applied", "Indexed events marked redacted", redactions_applied.clone());
+        let ephemeral_received = Counter::default();
+        registry.register(
+            "ephemeral_received",
+            "Ephemeral and to-device entries received (accepted, not indexed)",
+            ephemeral_received.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register("rejected_inputs", "Inputs skipped, by reason (each is also logged)", rejected.clone());
+        let index_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "index_lag_seconds",
+            "Age of the newest indexed event when it was committed",
+            index_lag_seconds.clone(),
+        );
+        Self {
+            registry,
+            transactions,
+            transaction_seconds,
+            events_indexed,
+            events_received,
+            media_refs_indexed,
+            redactions_applied,
+            ephemeral_received,
+            rejected,
+            index_lag_seconds,
+        }
+    }
+
+    pub fn reject(&self, reason: RejectReason) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn transaction(&self, outcome: TxnOutcome) {
+        self.transactions.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

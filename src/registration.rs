@@ -1,0 +1,119 @@
+//! `housekeep generate-registration`: the file the homeserver loads
+//! (`app_service_config_files`), built from the config.
+//!
+//! Like mautrix bridges, the first run fills in random tokens and writes them
+//! back into the config file, so the two never disagree. Only the two token
+//! lines are rewritten; the operator's comments and layout stay.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rand::distr::{Alphanumeric, SampleString};
+use regex::Regex;
+use ruma::api::appservice::{Namespace, Namespaces, Registration, RegistrationInit};
+
+use crate::config::Config;
+
+/// The registration for this config: an exclusive user namespace for the bot
+/// and a non-exclusive namespace over every room, so the homeserver sends us
+/// the events of every local room, including rooms the bot is not in.
+pub fn registration(config: &Config) -> Registration {
+    let mut namespaces = Namespaces::new();
+    let user_regex = format!(
+        "@{}:{}",
+        regex::escape(&config.appservice.bot_localpart),
+        regex::escape(config.homeserver.domain.as_str())
+    );
+    namespaces.users = vec![Namespace::new(true, user_regex)];
+    namespaces.rooms = vec![Namespace::new(false, "!.*".to_owned())];
+    let mut registration: Registration = RegistrationInit {
+        id: config.appservice.id.clone(),
+        url: Some(config.appservice.address.as_str().trim_end_matches('/').to_owned()),
+        as_token: config.appservice.as_token.clone(),
+        hs_token: config.appservice.hs_token.clone(),
+        sender_localpart: config.appservice.bot_localpart.clone(),
+        namespaces,
+        rate_limited: Some(false),
+        protocols: None,
+    }
+    .into();
+    // Typing and receipts are not indexed, but commands may react to them later.
+    registration.receive_ephemeral = true;
+    registration
+}
+
+pub fn to_yaml(registration: &Registration) -> anyhow::Result<String> {
+    serde_saphyr::to_string(registration).context("cannot serialize the registration")
+}
+
+/// Fills empty tokens with fresh random ones, writes them back into the config
+/// file and returns the registration YAML.
+pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
+    let mut config = Config::load_unvalidated(config_path)?;
+    config.validate_shape().with_context(|| format!("invalid config {}", config_path.display()))?;
+    if config.appservice.as_token.is_empty() || config.appservice.hs_token.is_empty() {
+        let text = std::fs::read_to_string(config_path)?;
+        let as_token = non_empty_or_random(&config.appservice.as_token);
+        let hs_token = non_empty_or_random(&config.appservice.hs_token);
+        let text = set_token(&text, "as_token", &as_token)?;
+        let text = set_token(&text, "hs_token", &hs_token)?;
+        std::fs::write(config_path, &text)
+            .with_context(|| format!("cannot write the tokens back to {}", config_path.display()))?;
+        config = Config::load(config_path)?;
+        if config.appservice.as_token != as_token || config.appservice.hs_token != hs_token {
+            bail!(
+                "the tokens written to {} did not read back (an environment override?); set appservice.as_token and hs_token by hand",
+                config_path.display()
+            );
+        }
+        tracing::info!(config = %config_path.display(), "generated appservice tokens and wrote them to the config");
+    } else {
+        config.validate()?;
+    }
+    let yaml = to_yaml(&registration(&config))?;
+    Ok((config, yaml))
+}
+
+fn non_empty_or_random(token: &str) -> String {
+    if token.is_empty() { Alphanumeric.sample_string(&mut rand::rng(), 64) } else { token.to_owned() }
+}
+
+/// Replaces the value on the (single, indented) `key:` line, keeping any comment.
+fn set_token(text: &str, key: &str, value: &str) -> anyhow::Result<String> {
+    let pattern =
+        Regex::new(&format!(r#"(?m)^(\s+{key}:)[ \t]*(?:""|''|[^\s#]*)([ \t]*(?:#.*)?)$"#)).expect("valid regex");
+    let matches = pattern.find_iter(text).count();
+    if matches != 1 {
+        bail!("appservice.{key}: expected exactly one `{key}:` line in the config to fill in, found {matches}");
+    }
+    Ok(pattern.replace(text, format!("${{1}} \"{value}\"${{2}}")).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lines_are_rewritten_in_place() {
+        let text = "appservice:\n  as_token: \"\"   # filled in\n  hs_token:\nother: 1\n";
+        let text = set_token(text, "as_token", "AAA").unwrap();
+        let text = set_token(&text, "hs_token", "BBB").unwrap();
+        assert_eq!(text, "appservice:\n  as_token: \"AAA\"   # filled in\n  hs_token: \"BBB\"\nother: 1\n");
+    }
+
+    #[test]
+    fn registration_claims_the_bot_and_every_room() {
+        let mut config = Config::parse(include_str!("../config/example.yaml")).unwrap();
+        config.appservice.as_token = "a".into();
+        config.appservice.hs_token = "h".into();
+        let yaml = to_yaml(&registration(&config)).unwrap();
+        let back: Registration = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(back.namespaces.users[0].regex, r"@housekeep:example\.org");
+        assert!(back.namespaces.users[0].exclusive);
+        assert_eq!(back.namespaces.rooms[0].regex, "!.*");
+        assert!(!back.namespaces.rooms[0].exclusive);
+        assert_eq!(back.rate_limited, Some(false));
+        assert_eq!(back.url.as_deref(), Some("http://127.0.0.1:29330"));
+        assert_eq!((back.as_token.as_str(), back.hs_token.as_str()), ("a", "h"));
+    }
+}

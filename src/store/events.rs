@@ -1,0 +1,208 @@
+//! The `events` and `media_refs` tables.
+
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use super::{Source, Store, values_placeholders};
+use crate::extract::Extracted;
+
+const INSERT_EVENTS_HEAD: &str = "INSERT INTO events \
+     (event_id, room_id, sender, origin_server_ts, type, state_key, redacts, indexed_at, source) VALUES ";
+const EVENT_COLUMNS: usize = 9;
+const INSERT_MEDIA_REFS_HEAD: &str = "INSERT INTO media_refs \
+     (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) VALUES ";
+const MEDIA_REF_COLUMNS: usize = 7;
+/// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+const MARK_REDACTED: &str = "UPDATE events SET redacted_at = $1 WHERE event_id = $2 AND redacted_at IS NULL";
+
+const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type, state_key, redacted_at, source \
+     FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
+const SELECT_ROOM_MEDIA_REFS: &str = "SELECT server_name, media_id, room_id, event_id, sender, origin_server_ts, kind \
+     FROM media_refs WHERE room_id = $1 ORDER BY origin_server_ts, event_id, kind, server_name, media_id";
+const SELECT_SUMMARY: &str = "SELECT \
+     (SELECT COUNT(*) FROM events), \
+     (SELECT COUNT(DISTINCT room_id) FROM events), \
+     (SELECT COUNT(*) FROM media_refs), \
+     (SELECT COUNT(*) FROM (SELECT DISTINCT server_name, media_id FROM media_refs) AS m), \
+     (SELECT MAX(origin_server_ts) FROM events)";
+
+/// What one batch wrote (duplicates of rows already present are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexCounts {
+    pub events: u64,
+    pub media_refs: u64,
+    pub redactions_applied: u64,
+}
+
+/// An `events` row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub redacted_at: Option<i64>,
+    pub source: String,
+}
+
+/// A `media_refs` row as stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredMediaRef {
+    pub server_name: String,
+    pub media_id: String,
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub kind: String,
+}
+
+/// Totals for `!status`, the demo and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexSummary {
+    pub events: i64,
+    pub rooms: i64,
+    pub media_refs: i64,
+    pub distinct_media: i64,
+    pub newest_event_ts: Option<i64>,
+}
+
+/// Writes events, their media references and redaction marks inside the
+/// caller's database transaction.
+pub(super) async fn insert_batch(
+    conn: &mut AnyConnection,
+    batch: &[Extracted],
+    source: Source,
+    indexed_at: i64,
+) -> anyhow::Result<IndexCounts> {
+    let mut counts = IndexCounts::default();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "{INSERT_EVENTS_HEAD}{} ON CONFLICT (event_id) DO NOTHING",
+            values_placeholders(chunk.len(), EVENT_COLUMNS)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for Extracted { event, .. } in chunk {
+            query = query
+                .bind(&event.event_id)
+                .bind(&event.room_id)
+                .bind(&event.sender)
+                .bind(event.origin_server_ts)
+                .bind(&event.event_type)
+                .bind(&event.state_key)
+                .bind(&event.redacts)
+                .bind(indexed_at)
+                .bind(source.as_str());
+        }
+        counts.events += query.execute(&mut *conn).await?.rows_affected();
+    }
+
+    let refs: Vec<_> =
+        batch.iter().flat_map(|extracted| extracted.media.iter().map(move |media| (&extracted.event, media))).collect();
+    for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "{INSERT_MEDIA_REFS_HEAD}{} ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING",
+            values_placeholders(chunk.len(), MEDIA_REF_COLUMNS)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (event, media) in chunk {
+            query = query
+                .bind(&media.server_name)
+                .bind(&media.media_id)
+                .bind(&event.room_id)
+                .bind(&event.event_id)
+                .bind(&event.sender)
+                .bind(event.origin_server_ts)
+                .bind(media.kind.as_str());
+        }
+        counts.media_refs += query.execute(&mut *conn).await?.rows_affected();
+    }
+
+    for Extracted { event, .. } in batch {
+        if let Some(target) = &event.redacts {
+            counts.redactions_applied += sqlx::query(MARK_REDACTED)
+                .bind(event.origin_server_ts)
+                .bind(target)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+    }
+    counts.redactions_applied += mark_late_targets(conn, batch).await?;
+    Ok(counts)
+}
+
+/// Marks events of this batch that a redaction indexed *earlier* points at:
+/// backfill walks history newest first, so it meets a redaction before its target.
+async fn mark_late_targets(conn: &mut AnyConnection, batch: &[Extracted]) -> anyhow::Result<u64> {
+    let mut marked = 0;
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let ids = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE events SET redacted_at = \
+               (SELECT MIN(r.origin_server_ts) FROM events r WHERE r.redacts = events.event_id) \
+             WHERE event_id IN ({ids}) AND redacted_at IS NULL \
+               AND EXISTS (SELECT 1 FROM events r WHERE r.redacts = events.event_id)"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for extracted in chunk {
+            query = query.bind(&extracted.event.event_id);
+        }
+        marked += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(marked)
+}
+
+impl Store {
+    /// Every indexed event of a room, oldest first. For tests and offline
+    /// inspection; command paths use narrower indexed queries.
+    pub async fn room_events(&self, room_id: &str) -> anyhow::Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(SELECT_ROOM_EVENTS).bind(room_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    event_id: row.try_get(0)?,
+                    room_id: row.try_get(1)?,
+                    sender: row.try_get(2)?,
+                    origin_server_ts: row.try_get(3)?,
+                    event_type: row.try_get(4)?,
+                    state_key: row.try_get(5)?,
+                    redacted_at: row.try_get(6)?,
+                    source: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every media reference made in a room.
+    pub async fn room_media_refs(&self, room_id: &str) -> anyhow::Result<Vec<StoredMediaRef>> {
+        let rows = sqlx::query(SELECT_ROOM_MEDIA_REFS).bind(room_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredMediaRef {
+                    server_name: row.try_get(0)?,
+                    media_id: row.try_get(1)?,
+                    room_id: row.try_get(2)?,
+                    event_id: row.try_get(3)?,
+                    sender: row.try_get(4)?,
+                    origin_server_ts: row.try_get(5)?,
+                    kind: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn summary(&self) -> anyhow::Result<IndexSummary> {
+        let row = sqlx::query(SELECT_SUMMARY).fetch_one(&self.pool).await?;
+        Ok(IndexSummary {
+            events: row.try_get(0)?,
+            rooms: row.try_get(1)?,
+            media_refs: row.try_get(2)?,
+            distinct_media: row.try_get(3)?,
+            newest_event_ts: row.try_get(4)?,
+        })
+    }
+}

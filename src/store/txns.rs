@@ -1,0 +1,76 @@
+//! Appservice transactions: idempotent, all-or-nothing indexing of one
+//! transaction's events.
+
+use sqlx::Row;
+
+use super::events::{IndexCounts, insert_batch};
+use super::{Source, Store, now_ms};
+use crate::extract::Extracted;
+
+/// Claims the txn id first, so the SQLite transaction takes the write lock at
+/// its first statement and waits on `busy_timeout` instead of failing to upgrade.
+const CLAIM_TXN: &str = "INSERT INTO appservice_txns (txn_id, body_sha256, received_at, event_count) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (txn_id) DO NOTHING";
+const SELECT_TXN_HASH: &str = "SELECT body_sha256 FROM appservice_txns WHERE txn_id = $1";
+const UPDATE_TXN: &str =
+    "UPDATE appservice_txns SET body_sha256 = $2, received_at = $3, event_count = $4 WHERE txn_id = $1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Rows written and committed.
+    Indexed(IndexCounts),
+    /// The same txn id with the same body was already committed: a homeserver retry.
+    AlreadyIndexed,
+}
+
+impl Store {
+    /// Indexes one appservice transaction in one database transaction and
+    /// returns only after the commit, so the caller may acknowledge it.
+    ///
+    /// A txn id seen before with the same body is a retry and writes nothing.
+    /// The same id with a *different* body means the homeserver's counter
+    /// restarted (a reset database, a re-registration): those events are new
+    /// and are indexed, never dropped. Event inserts are idempotent either way.
+    pub async fn index_transaction(
+        &self,
+        txn_id: &str,
+        body_sha256: &str,
+        events: &[Extracted],
+    ) -> anyhow::Result<TxnOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let count = events.len() as i64;
+        let claimed = sqlx::query(CLAIM_TXN)
+            .bind(txn_id)
+            .bind(body_sha256)
+            .bind(now)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            let previous: String = sqlx::query(SELECT_TXN_HASH).bind(txn_id).fetch_one(&mut *tx).await?.try_get(0)?;
+            if previous == body_sha256 {
+                tx.commit().await?;
+                return Ok(TxnOutcome::AlreadyIndexed);
+            }
+            tracing::warn!(
+                txn_id,
+                "transaction id reused with a different body; indexing it (was the homeserver reset?)"
+            );
+            sqlx::query(UPDATE_TXN).bind(txn_id).bind(body_sha256).bind(now).bind(count).execute(&mut *tx).await?;
+        }
+        let counts = insert_batch(&mut tx, events, Source::Live, now).await?;
+        tx.commit().await?;
+        Ok(TxnOutcome::Indexed(counts))
+    }
+
+    /// Indexes events outside any appservice transaction (backfill), in one
+    /// database transaction.
+    pub async fn index_events(&self, events: &[Extracted], source: Source) -> anyhow::Result<IndexCounts> {
+        let mut tx = self.pool.begin().await?;
+        let counts = insert_batch(&mut tx, events, source, now_ms()).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+}

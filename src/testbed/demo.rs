@@ -1,0 +1,115 @@
+//! `housekeep demo`: a local Synapse and housekeep, a seeded room, and what
+//! the index holds, printed. Nothing outside the demo folder is touched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::seed::seed_every_media_kind;
+use super::{Housekeep, Synapse, cache_dir, eventually, write_config};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's Synapse, config and database (wiped first).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep Synapse and housekeep running until Ctrl-C, to explore with a client.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = args.dir.unwrap_or_else(|| cache_dir().join("demo"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display());
+
+    step("starting Synapse (installed from PyPI into the cache folder on first use)");
+    let placeholder = "http://127.0.0.1:1";
+    let (config_path, _, registration_path) = write_config(&dir, placeholder, &database_url)?;
+    let synapse = Synapse::start(&dir.join("synapse"), &registration_path).await?;
+    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
+    std::fs::write(&config_path, text)?;
+    let config = Config::load(&config_path)?;
+    println!("  Synapse {} at {} (log: {}/synapse/homeserver.log)", super::SYNAPSE_VERSION, synapse.url, dir.display());
+
+    step("starting housekeep with the generated registration");
+    let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
+    let housekeep = Housekeep::spawn(&std::env::current_exe()?, &config_path, &base_url).await?;
+    println!("  housekeep at {base_url} (config: {}, log: {}/housekeep.log)", config_path.display(), dir.display());
+
+    step("seeding: @alice sends one event of every media shape; @bob chats in a room the bot never joined");
+    let alice = synapse.register_user("alice", true).await?;
+    let bob = synapse.register_user("bob", false).await?;
+    let room = alice.create_room(json!({"name": "Media gallery", "preset": "public_chat"})).await?;
+    bob.join(&room).await?;
+    let seeded = seed_every_media_kind(&alice, &room).await?;
+    let hello = bob.send_text(&room, "hello from bob").await?;
+    alice.redact(&room, &hello, "demo redaction").await?;
+    let side_room = bob.create_room(json!({"name": "Bob's side room"})).await?;
+    for n in 1..=3 {
+        bob.send_text(&side_room, &format!("side room message {n}")).await?;
+    }
+
+    let store = Store::connect(&database_url, Some(1)).await?;
+    let expected = seeded.refs.len();
+    eventually(Duration::from_secs(20), "the index to catch up", || async {
+        let refs = store.room_media_refs(&room).await?;
+        let redacted = store.room_events(&room).await?.iter().any(|e| e.event_id == hello && e.redacted_at.is_some());
+        Ok((refs.len() >= expected && redacted).then_some(()))
+    })
+    .await?;
+
+    step("what the index holds");
+    let summary = store.summary().await?;
+    println!(
+        "  {} events in {} rooms; {} media references to {} distinct media",
+        summary.events, summary.rooms, summary.media_refs, summary.distinct_media
+    );
+    for (room_id, name) in [(&room, "Media gallery"), (&side_room, "Bob's side room (bot not a member)")] {
+        let events = store.room_events(room_id).await?;
+        let mut by_type = BTreeMap::<&str, usize>::new();
+        for event in &events {
+            *by_type.entry(&event.event_type).or_default() += 1;
+        }
+        println!("  {name} {room_id}: {} events {by_type:?}", events.len());
+        let redacted: Vec<_> = events.iter().filter(|e| e.redacted_at.is_some()).map(|e| &e.event_id).collect();
+        if !redacted.is_empty() {
+            println!("    redacted: {redacted:?}");
+        }
+    }
+    println!("  media references in Media gallery:");
+    println!("    {:<15} {:<18} {:<48} event", "kind", "sender", "mxc");
+    for media in store.room_media_refs(&room).await? {
+        println!(
+            "    {:<15} {:<18} mxc://{}/{:<32} {}",
+            media.kind, media.sender, media.server_name, media.media_id, media.event_id
+        );
+    }
+    let metrics = housekeep.metrics().await?;
+    println!("  from {base_url}/metrics:");
+    for line in metrics.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket") && !l.ends_with(" 0")) {
+        println!("    {line}");
+    }
+    store.close().await;
+
+    if args.keep_running {
+        step("running until Ctrl-C");
+        println!("  log in to {} as alice / alice-password or bob / bob-password", synapse.url);
+        tokio::signal::ctrl_c().await?;
+    }
+    housekeep.stop().await?;
+    synapse.stop().await?;
+    step("done");
+    Ok(())
+}
+
+fn step(text: &str) {
+    println!("\n== {text}");
+}

@@ -1,0 +1,270 @@
+//! A real homeserver and a real housekeep on this machine, for the
+//! integration tests, the benchmarks and `housekeep demo`.
+//!
+//! Nothing here is mocked: Synapse comes from PyPI (installed once into the
+//! project's cache folder), housekeep runs as its own process with the config
+//! and registration an operator would write, and the database is a real
+//! SQLite file or a fresh PostgreSQL database.
+
+pub mod demo;
+pub mod seed;
+mod synapse;
+mod user;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed};
+pub use user::{MatrixUser, encode};
+
+use crate::config::{Backend, Config};
+use crate::registration;
+use crate::store::Store;
+
+/// `$HOUSEKEEP_CACHE_DIR`, else `.cache` in the source tree.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("HOUSEKEEP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A database made for one run and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// SQLite: a file in `dir`. PostgreSQL: a new database on
+    /// `$HOUSEKEEP_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`).
+    pub async fn create(backend: Backend, dir: &Path) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                Ok(Self { url: format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display()), postgres: None })
+            }
+            Backend::Postgres => {
+                let server = std::env::var("HOUSEKEEP_TEST_POSTGRES")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+                let name = format!("housekeep_test_{:016x}", rand::random::<u64>());
+                sqlx::any::install_default_drivers();
+                let mut admin = sqlx::AnyConnection::connect_with_url(&format!("{server}/postgres")).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+                Ok(Self { url: format!("{server}/{name}"), postgres: Some((server, name)) })
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL database (closing other sessions); SQLite files go with their folder.
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        if let Some((server, name)) = self.postgres {
+            let mut admin = sqlx::AnyConnection::connect_with_url(&format!("{server}/postgres")).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut admin)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+trait ConnectWithUrl: Sized {
+    async fn connect_with_url(url: &str) -> anyhow::Result<Self>;
+}
+
+impl ConnectWithUrl for sqlx::AnyConnection {
+    async fn connect_with_url(url: &str) -> anyhow::Result<Self> {
+        use sqlx::Connection;
+        Self::connect(url).await.with_context(|| format!("cannot connect to {url}"))
+    }
+}
+
+/// Writes a housekeep config for a homeserver at `homeserver_url`, listening
+/// on a free port, then fills in tokens the way an operator would
+/// (`generate-registration`). Returns the config and the registration path.
+pub fn write_config(
+    dir: &Path,
+    homeserver_url: &str,
+    database_url: &str,
+) -> anyhow::Result<(PathBuf, Config, PathBuf)> {
+    let port = free_port()?;
+    let config_path = dir.join("config.yaml");
+    let example = include_str!("../../config/example.yaml");
+    let text = example
+        .replace("url: http://127.0.0.1:8008", &format!("url: {homeserver_url}"))
+        .replace("domain: example.org", "domain: localhost")
+        .replace("address: http://127.0.0.1:29330", &format!("address: http://127.0.0.1:{port}"))
+        .replace("port: 29330", &format!("port: {port}"))
+        .replace("url: sqlite://housekeep.db?mode=rwc", &format!("url: \"{database_url}\""))
+        .replace("#housekeep-admin:example.org", "#housekeep-admin:localhost")
+        .replace("@alice:example.org", "@admin:localhost");
+    std::fs::write(&config_path, text)?;
+    let (config, yaml) = registration::generate(&config_path)?;
+    let registration_path = dir.join("registration.yaml");
+    std::fs::write(&registration_path, yaml)?;
+    Ok((config_path, config, registration_path))
+}
+
+/// A housekeep process (`housekeep run -c …`). Killed when dropped.
+pub struct Housekeep {
+    child: Child,
+    binary: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    pub base_url: String,
+}
+
+impl Housekeep {
+    pub async fn spawn(binary: &Path, config_path: &Path, base_url: &str) -> anyhow::Result<Self> {
+        let log_path = config_path.with_file_name("housekeep.log");
+        let child = spawn_run(binary, config_path, &log_path)?;
+        let mut housekeep = Self {
+            child,
+            binary: binary.to_owned(),
+            config_path: config_path.to_owned(),
+            log_path,
+            base_url: base_url.to_owned(),
+        };
+        housekeep.wait_healthy().await?;
+        Ok(housekeep)
+    }
+
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("housekeep exited ({status}); see {}", self.log_path.display());
+            }
+            if let Ok(response) = http.get(format!("{}/health", self.base_url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("housekeep did not become healthy; see {}", self.log_path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
+    pub async fn kill_9(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts the same binary and config again (after a kill or stop).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        self.child = spawn_run(&self.binary, &self.config_path, &self.log_path)?;
+        self.wait_healthy().await
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
+        if !status.success() {
+            bail!("housekeep exited with {status}; see {}", self.log_path.display());
+        }
+        Ok(())
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.base_url)).await?.error_for_status()?.text().await?)
+    }
+}
+
+fn spawn_run(binary: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
+    Command::new(binary)
+        .arg("run")
+        .arg("-c")
+        .arg(config_path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+/// Synapse + housekeep + a database, wired like a real deployment.
+pub struct Testbed {
+    pub dir: tempfile::TempDir,
+    pub synapse: Synapse,
+    pub housekeep: Housekeep,
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub database: TestDatabase,
+    /// A server admin (`@admin:localhost`), listed as moderator.
+    pub admin: MatrixUser,
+}
+
+impl Testbed {
+    pub async fn start(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        // Synapse's port must be known before the config is written, and the
+        // registration before Synapse starts: reserve a port for Synapse first.
+        let synapse_dir = dir.path().join("synapse");
+        let placeholder = "http://127.0.0.1:1";
+        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
+        let synapse = Synapse::start(&synapse_dir, &registration_path).await?;
+        let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
+        std::fs::write(&config_path, text)?;
+        let config = Config::load(&config_path)?;
+        let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
+        let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
+        let admin = synapse.register_user("admin", true).await?;
+        Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
+    }
+
+    /// A second connection to housekeep's database, to check what it holds.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Store::connect(&self.database.url, Some(2)).await
+    }
+
+    /// Stops everything and drops the database. On failure the folder is kept
+    /// and its path printed, for the logs.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.housekeep.stop().await?;
+        self.synapse.stop().await?;
+        self.database.drop_database().await?;
+        Ok(())
+    }
+
+    /// Keeps the folder (logs) after a failure.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_owned()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

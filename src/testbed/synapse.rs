@@ -1,0 +1,245 @@
+//! A throwaway Synapse from PyPI: installed once into the project's cache
+//! folder, configured per run, started and stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use super::{MatrixUser, cache_dir, free_port};
+
+/// The Synapse every test and the demo run against (see shared synapse-notes).
+pub const SYNAPSE_VERSION: &str = "1.163.2";
+const SHARED_SECRET: &str = "housekeep_testbed_shared_secret";
+
+/// Installs Synapse into `<cache>/synapse-<version>` unless it is there, and
+/// returns the venv's python. A file lock keeps parallel test binaries from
+/// installing twice.
+pub async fn ensure_installed() -> anyhow::Result<PathBuf> {
+    let cache = cache_dir();
+    let venv = cache.join(format!("synapse-{SYNAPSE_VERSION}"));
+    let python = venv.join("bin").join("python");
+    let marker = venv.join(".housekeep-installed");
+    if marker.exists() {
+        return Ok(python);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    let lock_path = cache.join(format!("synapse-{SYNAPSE_VERSION}.lock"));
+    tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+        let lock = std::fs::File::create(&lock_path)?;
+        lock.lock()?;
+        if marker.exists() {
+            return Ok(python);
+        }
+        let system_python = std::env::var("HOUSEKEEP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        eprintln!("installing Synapse {SYNAPSE_VERSION} into {} (once; about a minute)", venv.display());
+        run_checked(std::process::Command::new(&system_python).args(["-m", "venv"]).arg(&venv))?;
+        run_checked(
+            std::process::Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("matrix-synapse=={SYNAPSE_VERSION}")),
+        )?;
+        std::fs::write(&marker, SYNAPSE_VERSION)?;
+        Ok(python)
+    })
+    .await?
+}
+
+fn run_checked(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// A running Synapse. Killed when dropped.
+pub struct Synapse {
+    child: Child,
+    pub url: String,
+    pub server_name: String,
+    pub dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Synapse {
+    /// Writes `homeserver.yaml` into `dir` (SQLite, no rate limits, the given
+    /// appservice registration) and starts Synapse on a free port.
+    pub async fn start(dir: &Path, registration: &Path) -> anyhow::Result<Self> {
+        let python = ensure_installed().await?;
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let config = dir.join("homeserver.yaml");
+        std::fs::write(&config, homeserver_yaml(dir, port, registration))?;
+        std::fs::write(dir.join("log.config"), log_config(dir))?;
+        let status = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(&config)
+            .arg("--generate-keys")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("synapse --generate-keys failed: {status}");
+        }
+        let child = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(&config)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start Synapse")?;
+        let mut synapse = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            server_name: "localhost".to_owned(),
+            dir: dir.to_owned(),
+            http: reqwest::Client::new(),
+        };
+        synapse.wait_healthy(Duration::from_secs(90)).await?;
+        Ok(synapse)
+    }
+
+    async fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("Synapse exited ({status}) before answering; see {}/homeserver.log", self.dir.display());
+            }
+            if let Ok(response) = self.http.get(format!("{}/health", self.url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                bail!("Synapse did not answer /health within {limit:?}; see {}/homeserver.log", self.dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Registers a user through the shared-secret admin API and logs them in.
+    pub async fn register_user(&self, localpart: &str, admin: bool) -> anyhow::Result<MatrixUser> {
+        let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
+        let nonce: Value = self.http.get(&endpoint).send().await?.error_for_status()?.json().await?;
+        let nonce = nonce["nonce"].as_str().context("no nonce")?;
+        let password = format!("{localpart}-password");
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).expect("any key length");
+        for part in [nonce, localpart, &password] {
+            mac.update(part.as_bytes());
+            mac.update(b"\x00");
+        }
+        mac.update(if admin { b"admin" } else { b"notadmin" });
+        let body = json!({
+            "nonce": nonce, "username": localpart, "password": password, "admin": admin,
+            "mac": hex::encode(mac.finalize().into_bytes()),
+        });
+        let response = self.http.post(&endpoint).json(&body).send().await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("registering {localpart} failed: {status} {answer}");
+        }
+        Ok(MatrixUser::new(
+            &self.url,
+            answer["user_id"].as_str().context("no user_id")?,
+            answer["access_token"].as_str().context("no access_token")?,
+        ))
+    }
+
+    /// SIGTERM, then wait (Synapse exits cleanly in about a second).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_ok() {
+                return Ok(());
+            }
+        }
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+fn homeserver_yaml(dir: &Path, port: u16, registration: &Path) -> String {
+    let dir = dir.display();
+    let registration = registration.display();
+    format!(
+        r#"server_name: "localhost"
+pid_file: {dir}/homeserver.pid
+listeners:
+  - port: {port}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    tls: false
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: false
+database:
+  name: sqlite3
+  args: {{database: {dir}/homeserver.db}}
+log_config: {dir}/log.config
+media_store_path: {dir}/media_store
+enable_media_repo: true
+signing_key_path: {dir}/localhost.signing.key
+registration_shared_secret: "{SHARED_SECRET}"
+macaroon_secret_key: "housekeep_testbed_macaroon"
+form_secret: "housekeep_testbed_form"
+report_stats: false
+trusted_key_servers: []
+suppress_key_server_warning: true
+bcrypt_rounds: 4
+enable_registration: false
+app_service_config_files: [{registration}]
+rc_message: &rl {{per_second: 10000, burst_count: 100000}}
+rc_login: {{address: *rl, account: *rl, failed_attempts: *rl}}
+rc_joins: {{local: *rl, remote: *rl}}
+rc_invites: {{per_room: *rl, per_user: *rl, per_issuer: *rl}}
+rc_presence: {{per_user: *rl}}
+rc_registration: *rl
+rc_joins_per_room: *rl
+rc_admin_redaction: *rl
+rc_media_create: *rl
+rc_room_creation: *rl
+rc_3pid_validation: *rl
+rc_third_party_invite: *rl
+rc_delayed_event_mgmt: *rl
+rc_reports: *rl
+rc_user_directory: *rl
+rc_profile: *rl
+"#
+    )
+}
+
+fn log_config(dir: &Path) -> String {
+    format!(
+        r#"version: 1
+formatters:
+  precise:
+    format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s'
+filters:
+  context:
+    (): synapse.logging.context.LoggingContextFilter
+    request: ""
+handlers:
+  file:
+    class: logging.FileHandler
+    formatter: precise
+    filters: [context]
+    filename: {}/homeserver.log
+root:
+  level: INFO
+  handlers: [file]
+disable_existing_loggers: false
+"#,
+        dir.display()
+    )
+}

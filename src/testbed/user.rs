@@ -1,0 +1,152 @@
+//! A Matrix user driving the homeserver the way a client would.
+
+use anyhow::{Context, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub struct MatrixUser {
+    http: reqwest::Client,
+    base: String,
+    pub user_id: String,
+    pub access_token: String,
+}
+
+impl MatrixUser {
+    pub fn new(base: &str, user_id: &str, access_token: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            user_id: user_id.to_owned(),
+            access_token: access_token.to_owned(),
+        }
+    }
+
+    /// One authenticated JSON request; any non-2xx is an error with the body.
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut request =
+            self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.access_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("{method} {path} as {}: {status} {text}", self.user_id);
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn create_room(&self, body: Value) -> anyhow::Result<String> {
+        let answer = self.request(Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await?;
+        Ok(answer["room_id"].as_str().context("no room_id")?.to_owned())
+    }
+
+    pub async fn join(&self, room: &str) -> anyhow::Result<String> {
+        let answer =
+            self.request(Method::POST, &format!("/_matrix/client/v3/join/{}", encode(room)), Some(json!({}))).await?;
+        Ok(answer["room_id"].as_str().context("no room_id")?.to_owned())
+    }
+
+    pub async fn invite(&self, room: &str, user_id: &str) -> anyhow::Result<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/invite", encode(room));
+        self.request(Method::POST, &path, Some(json!({ "user_id": user_id }))).await?;
+        Ok(())
+    }
+
+    /// Sends a timeline event and returns its event ID.
+    pub async fn send(&self, room: &str, event_type: &str, content: Value) -> anyhow::Result<String> {
+        let txn = format!("t{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", encode(room), encode(event_type));
+        let answer = self.request(Method::PUT, &path, Some(content)).await?;
+        Ok(answer["event_id"].as_str().context("no event_id")?.to_owned())
+    }
+
+    pub async fn send_text(&self, room: &str, body: &str) -> anyhow::Result<String> {
+        self.send(room, "m.room.message", json!({ "msgtype": "m.text", "body": body })).await
+    }
+
+    pub async fn send_state(
+        &self,
+        room: &str,
+        event_type: &str,
+        state_key: &str,
+        content: Value,
+    ) -> anyhow::Result<String> {
+        let path =
+            format!("/_matrix/client/v3/rooms/{}/state/{}/{}", encode(room), encode(event_type), encode(state_key));
+        let answer = self.request(Method::PUT, &path, Some(content)).await?;
+        Ok(answer["event_id"].as_str().context("no event_id")?.to_owned())
+    }
+
+    pub async fn redact(&self, room: &str, event_id: &str, reason: &str) -> anyhow::Result<String> {
+        let txn = format!("r{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/rooms/{}/redact/{}/{txn}", encode(room), encode(event_id));
+        let answer = self.request(Method::PUT, &path, Some(json!({ "reason": reason }))).await?;
+        Ok(answer["event_id"].as_str().context("no event_id")?.to_owned())
+    }
+
+    /// Sets the profile avatar, which Synapse propagates as `m.room.member`
+    /// events into every joined room.
+    pub async fn set_avatar(&self, mxc: &str) -> anyhow::Result<()> {
+        let path = format!("/_matrix/client/v3/profile/{}/avatar_url", encode(&self.user_id));
+        self.request(Method::PUT, &path, Some(json!({ "avatar_url": mxc }))).await?;
+        Ok(())
+    }
+
+    /// Uploads bytes and returns the `mxc://` URI.
+    pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, filename: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/_matrix/media/v3/upload?filename={}", self.base, encode(filename)))
+            .bearer_auth(&self.access_token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("upload as {}: {status} {answer}", self.user_id);
+        }
+        Ok(answer["content_uri"].as_str().context("no content_uri")?.to_owned())
+    }
+
+    /// Every event ID in a room's timeline as this member sees it, oldest
+    /// first, paginating `/messages`: the homeserver's own answer to compare
+    /// the index against.
+    pub async fn room_event_ids(&self, room: &str) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=500", encode(room));
+            if let Some(token) = &from {
+                path.push_str(&format!("&from={}", encode(token)));
+            }
+            let page = self.request(Method::GET, &path, None).await?;
+            let chunk = page["chunk"].as_array().context("no chunk")?;
+            ids.extend(chunk.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)));
+            match page["end"].as_str() {
+                Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    /// HTTP status of an authenticated media download (404 once quarantined).
+    pub async fn download_status(&self, mxc: &str) -> anyhow::Result<u16> {
+        let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
+        let response = self
+            .http
+            .get(format!("{}/_matrix/client/v1/media/download/{rest}", self.base))
+            .bearer_auth(&self.access_token)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
+}

@@ -1,0 +1,207 @@
+//! The appservice HTTP surface, over real HTTP against a real database:
+//! authentication, malformed input, partial failures, idempotent retries.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Backend;
+use housekeep::appservice::{AppState, router};
+use housekeep::metrics::Metrics;
+use housekeep::store::Store;
+use housekeep::testbed::TestDatabase;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    tokens_are_checked_and_refusals_store_nothing,
+    malformed_transactions_are_refused_whole,
+    a_bad_event_or_mxc_is_skipped_and_counted_not_fatal,
+    retried_transactions_are_indexed_once,
+    queries_health_and_metrics_answer,
+);
+
+const HS_TOKEN: &str = "hs-secret";
+
+struct Server {
+    base: String,
+    store: Store,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    database: TestDatabase,
+}
+
+impl Server {
+    async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        let store = Store::connect(&database.url, None).await?;
+        store.migrate().await?;
+        let metrics = Arc::new(Metrics::new());
+        let state = AppState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            hs_token: HS_TOKEN.into(),
+            bot_user_id: "@housekeep:localhost".try_into()?,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, router(state, 256 * 1024)).await });
+        Ok(Self { base, store, metrics, http: reqwest::Client::new(), _dir: dir, database })
+    }
+
+    async fn put_txn(&self, txn_id: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let mut request = self.http.put(format!("{}/_matrix/app/v1/transactions/{txn_id}", self.base)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request).await
+    }
+
+    async fn events(&self) -> i64 {
+        self.store.summary().await.unwrap().events
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        self.store.close().await;
+        self.database.drop_database().await
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn event(n: u32, content: Value) -> Value {
+    json!({
+        "event_id": format!("$event{n}"), "room_id": "!room:localhost", "sender": "@alice:localhost",
+        "origin_server_ts": 1_700_000_000_000u64 + u64::from(n), "type": "m.room.message", "content": content,
+    })
+}
+
+fn txn(events: Vec<Value>) -> String {
+    json!({ "events": events, "ephemeral": [] }).to_string()
+}
+
+async fn tokens_are_checked_and_refusals_store_nothing(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let body = txn(vec![event(1, json!({"body": "hi"}))]);
+    let (status, error) = server.put_txn("1", None, body.clone()).await;
+    assert_eq!((status, error["errcode"].as_str()), (401, Some("M_MISSING_TOKEN")));
+    let (status, error) = server.put_txn("1", Some("wrong"), body.clone()).await;
+    assert_eq!((status, error["errcode"].as_str()), (403, Some("M_FORBIDDEN")));
+    let (status, error) = server.put_txn("1", Some("hs-secre"), body.clone()).await;
+    assert_eq!(
+        (status, error["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "a prefix of the token is not the token"
+    );
+    assert_eq!(server.events().await, 0);
+
+    // The legacy path with the legacy query-parameter token works.
+    let (status, _) =
+        answer(server.http.put(format!("{}/transactions/1?access_token={HS_TOKEN}", server.base)).body(body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.events().await, 1);
+    assert!(server.metrics.render().contains("housekeep_rejected_inputs_total{reason=\"bad_token\"} 3"));
+    server.finish().await
+}
+
+async fn malformed_transactions_are_refused_whole(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let cases: [(&str, &str); 4] = [
+        ("{\"events\": [", "M_NOT_JSON"),
+        ("not json at all", "M_NOT_JSON"),
+        ("{\"events\": {\"a\": 1}}", "M_BAD_JSON"),
+        ("{\"ephemeral\": []}", "M_BAD_JSON"),
+    ];
+    for (n, (body, errcode)) in cases.into_iter().enumerate() {
+        let (status, error) = server.put_txn(&format!("bad{n}"), Some(HS_TOKEN), body).await;
+        assert_eq!((status, error["errcode"].as_str()), (400, Some(errcode)), "{body}");
+        assert!(error["error"].as_str().unwrap().contains("invalid transaction"), "{error}");
+    }
+    // A valid prefix of events followed by garbage must not be half-written.
+    let truncated = format!("{{\"events\": [{}, {{\"event_id\":", event(1, json!({})));
+    let (status, _) = server.put_txn("trunc", Some(HS_TOKEN), truncated).await;
+    assert_eq!(status, 400);
+    let big = txn(vec![event(1, json!({"body": "x".repeat(300 * 1024)}))]);
+    let (status, error) = server.put_txn("big", Some(HS_TOKEN), big).await;
+    assert_eq!((status, error["errcode"].as_str()), (413, Some("M_TOO_LARGE")));
+    assert_eq!(server.events().await, 0);
+    // The refused txn ids were not remembered: the same ids with good bodies are indexed.
+    let (status, _) = server.put_txn("bad0", Some(HS_TOKEN), txn(vec![event(2, json!({}))])).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.events().await, 1);
+    server.finish().await
+}
+
+async fn a_bad_event_or_mxc_is_skipped_and_counted_not_fatal(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let events = vec![
+        event(1, json!({"msgtype": "m.image", "body": "a", "url": "mxc://localhost/good1"})),
+        json!({"type": "m.room.message", "content": {}}),
+        json!("not an object"),
+        event(2, json!({"msgtype": "m.image", "body": "b", "url": "mxc://localhost/../../etc/passwd"})),
+        event(3, json!({"msgtype": "m.text", "body": "c"})),
+    ];
+    let (status, _) = server.put_txn("mixed", Some(HS_TOKEN), txn(events)).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.events().await, 3, "the three well-formed events are indexed");
+    let refs = server.store.room_media_refs("!room:localhost").await?;
+    assert_eq!(refs.len(), 1, "only the valid mxc is stored: {refs:?}");
+    assert_eq!((refs[0].media_id.as_str(), refs[0].event_id.as_str()), ("good1", "$event1"));
+    let metrics = server.metrics.render();
+    assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"bad_event\"} 2"), "{metrics}");
+    assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"bad_mxc\"} 1"), "{metrics}");
+    server.finish().await
+}
+
+async fn retried_transactions_are_indexed_once(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let first = txn(vec![event(1, json!({"url": "mxc://localhost/m1"})), event(2, json!({}))]);
+    for _ in 0..3 {
+        let (status, body) = server.put_txn("7", Some(HS_TOKEN), first.clone()).await;
+        assert_eq!((status, body), (200, json!({})));
+    }
+    assert_eq!(server.events().await, 2);
+    let metrics = server.metrics.render();
+    assert!(metrics.contains("housekeep_appservice_transactions_total{outcome=\"duplicate\"} 2"), "{metrics}");
+    assert!(metrics.contains("housekeep_events_indexed_total 2"), "{metrics}");
+
+    // The homeserver's counter restarted (reset database): same id, new events.
+    let (status, _) = server.put_txn("7", Some(HS_TOKEN), txn(vec![event(3, json!({}))])).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.events().await, 3, "a reused txn id with new content is not dropped");
+
+    // Events already indexed through another transaction are not duplicated.
+    let (status, _) = server.put_txn("8", Some(HS_TOKEN), first).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.events().await, 3);
+    assert_eq!(server.store.room_media_refs("!room:localhost").await?.len(), 1);
+    server.finish().await
+}
+
+async fn queries_health_and_metrics_answer(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let get = |path: &str| server.http.get(format!("{}{path}", server.base)).bearer_auth(HS_TOKEN);
+    assert_eq!(answer(get("/_matrix/app/v1/users/@housekeep:localhost")).await, (200, json!({})));
+    assert_eq!(answer(get("/_matrix/app/v1/users/@other:localhost")).await.0, 404);
+    assert_eq!(answer(get("/_matrix/app/v1/rooms/%23alias:localhost")).await.0, 404);
+    let (status, error) = answer(get("/_matrix/app/v1/thirdparty/protocol/irc")).await;
+    assert_eq!((status, error["errcode"].as_str()), (404, Some("M_UNRECOGNIZED")));
+    let ping = server.http.post(format!("{}/_matrix/app/v1/ping", server.base)).bearer_auth(HS_TOKEN);
+    assert_eq!(answer(ping.json(&json!({"transaction_id": "p1"}))).await, (200, json!({})));
+    let unauthenticated_ping = server.http.post(format!("{}/_matrix/app/v1/ping", server.base)).json(&json!({}));
+    assert_eq!(answer(unauthenticated_ping).await.0, 401);
+    assert_eq!(answer(server.http.get(format!("{}/health", server.base))).await.0, 200);
+    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await?.text().await?;
+    for name in
+        ["housekeep_events_indexed_total", "housekeep_index_lag_seconds", "housekeep_appservice_transaction_seconds"]
+    {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    server.finish().await
+}

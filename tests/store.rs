@@ -1,0 +1,87 @@
+//! The store on both backends: migrations, batch indexing, redaction marks.
+
+mod common;
+
+use common::Backend;
+use housekeep::extract::extract_value;
+use housekeep::store::{Source, Store};
+use housekeep::testbed::TestDatabase;
+use serde_json::{Value, json};
+
+on_both_backends!(migrations_are_repeatable, redactions_mark_targets_in_either_order, backfill_rows_are_tagged);
+
+async fn open(backend: Backend) -> anyhow::Result<(Store, TestDatabase, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let store = Store::connect(&database.url, None).await?;
+    store.migrate().await?;
+    Ok((store, database, dir))
+}
+
+fn event(id: &str, ts: i64, event_type: &str, extra: Value) -> Value {
+    let mut event = json!({
+        "event_id": id, "room_id": "!r", "sender": "@a:hs", "origin_server_ts": ts, "type": event_type, "content": {},
+    });
+    event.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    event
+}
+
+async fn migrations_are_repeatable(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    store.migrate().await?;
+    assert_eq!(store.summary().await?.events, 0);
+    store.close().await;
+    database.drop_database().await
+}
+
+async fn redactions_mark_targets_in_either_order(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let extract = |v: Value| extract_value(&v).unwrap();
+    // Live order: the target, then its redaction (room v11+: `redacts` in content).
+    store.index_events(&[extract(event("$a", 10, "m.room.message", json!({})))], Source::Live).await?;
+    let counts = store
+        .index_events(
+            &[extract(event("$ra", 20, "m.room.redaction", json!({"content": {"redacts": "$a"}})))],
+            Source::Live,
+        )
+        .await?;
+    assert_eq!(counts.redactions_applied, 1);
+    // Backfill order: the redaction (older room versions: top-level `redacts`) before its target.
+    store
+        .index_events(&[extract(event("$rb", 40, "m.room.redaction", json!({"redacts": "$b"})))], Source::Backfill)
+        .await?;
+    let counts = store.index_events(&[extract(event("$b", 30, "m.room.message", json!({})))], Source::Backfill).await?;
+    assert_eq!(counts.redactions_applied, 1);
+    // A second redaction of the same event keeps the first time.
+    store
+        .index_events(&[extract(event("$ra2", 50, "m.room.redaction", json!({"redacts": "$a"})))], Source::Live)
+        .await?;
+
+    let events = store.room_events("!r").await?;
+    let redacted_at = |id: &str| events.iter().find(|e| e.event_id == id).unwrap().redacted_at;
+    assert_eq!(redacted_at("$a"), Some(20));
+    assert_eq!(redacted_at("$b"), Some(40));
+    assert_eq!(redacted_at("$ra"), None);
+    store.close().await;
+    database.drop_database().await
+}
+
+async fn backfill_rows_are_tagged(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let batch: Vec<_> = (0..1200)
+        .map(|n| {
+            let content = json!({"content": {"url": format!("mxc://hs/m{n}"), "info": {"thumbnail_url": format!("mxc://hs/t{n}")}}});
+            extract_value(&event(&format!("$e{n}"), n, "m.room.message", content)).unwrap()
+        })
+        .collect();
+    let counts = store.index_events(&batch, Source::Backfill).await?;
+    assert_eq!((counts.events, counts.media_refs), (1200, 2400), "batches larger than one statement are split");
+    let again = store.index_events(&batch, Source::Live).await?;
+    assert_eq!((again.events, again.media_refs), (0, 0), "re-indexing is a no-op");
+    let summary = store.summary().await?;
+    assert_eq!((summary.events, summary.rooms, summary.media_refs, summary.distinct_media), (1200, 1, 2400, 2400));
+    assert_eq!(summary.newest_event_ts, Some(1199));
+    assert!(store.room_events("!r").await?.iter().all(|e| e.source == "backfill"));
+    store.close().await;
+    database.drop_database().await
+}
