@@ -1,14 +1,11 @@
 //! `housekeep run`: wires config, store, listener and homeserver together.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::appservice::{AppState, router};
 use crate::config::{Config, LogFormat};
 use crate::homeserver::HomeserverClient;
-use crate::metrics::Metrics;
 use crate::store::{Store, redact_url};
 
 /// Sets up logging from the config; `RUST_LOG` wins when set.
@@ -34,12 +31,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// it), then the start-up handshake in the background.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let state = AppState {
-        store: store.clone(),
-        metrics: Arc::new(Metrics::new()),
-        hs_token: config.appservice.hs_token.as_str().into(),
-        bot_user_id: config.bot_user_id()?,
-    };
+    let state = AppState::new(store.clone(), &config.appservice.hs_token, config.bot_user_id()?);
     let bind = (config.appservice.hostname, config.appservice.port);
     let listener = TcpListener::bind(bind)
         .await

@@ -37,13 +37,8 @@ impl Server {
         let database = TestDatabase::create(backend, dir.path()).await?;
         let store = Store::connect(&database.url, None).await?;
         store.migrate().await?;
-        let metrics = Arc::new(Metrics::new());
-        let state = AppState {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            hs_token: HS_TOKEN.into(),
-            bot_user_id: "@housekeep:localhost".try_into()?,
-        };
+        let state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:localhost".try_into()?);
+        let metrics = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, router(state, 256 * 1024)).await });

@@ -30,6 +30,12 @@ pub struct AppState {
     pub bot_user_id: OwnedUserId,
 }
 
+impl AppState {
+    pub fn new(store: Store, hs_token: &str, bot_user_id: OwnedUserId) -> Self {
+        Self { store, metrics: Arc::new(Metrics::new()), hs_token: hs_token.into(), bot_user_id }
+    }
+}
+
 /// All routes. Homeserver-facing ones require the hs_token; `/health` and
 /// `/metrics` do not (bind the listener to a private address).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

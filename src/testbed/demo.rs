@@ -1,7 +1,7 @@
 //! `housekeep demo`: a local Synapse and housekeep, a seeded room, and what
 //! the index holds, printed. Nothing outside the demo folder is touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +50,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let room = alice.create_room(json!({"name": "Media gallery", "preset": "public_chat"})).await?;
     bob.join(&room).await?;
     let seeded = seed_every_media_kind(&alice, &room).await?;
+    println!(
+        "  @alice sent {} media references in {}; uploaded {} media (one never sent, so never indexed)",
+        seeded.refs.len(),
+        room,
+        seeded.uploads.len()
+    );
     let hello = bob.send_text(&room, "hello from bob").await?;
     alice.redact(&room, &hello, "demo redaction").await?;
     let side_room = bob.create_room(json!({"name": "Bob's side room"})).await?;
@@ -58,13 +64,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let store = Store::connect(&database_url, Some(1)).await?;
-    let expected = seeded.refs.len();
-    eventually(Duration::from_secs(20), "the index to catch up", || async {
-        let refs = store.room_media_refs(&room).await?;
-        let redacted = store.room_events(&room).await?.iter().any(|e| e.event_id == hello && e.redacted_at.is_some());
-        Ok((refs.len() >= expected && redacted).then_some(()))
-    })
-    .await?;
+    for (user, room_id) in [(&alice, &room), (&bob, &side_room)] {
+        let timeline: BTreeSet<String> = user.room_event_ids(room_id).await?.into_iter().collect();
+        eventually(Duration::from_secs(20), "the index to catch up", || async {
+            let indexed: BTreeSet<String> = store.room_events(room_id).await?.into_iter().map(|e| e.event_id).collect();
+            Ok((indexed == timeline).then_some(()))
+        })
+        .await?;
+    }
 
     step("what the index holds");
     let summary = store.summary().await?;

@@ -1,0 +1,128 @@
+//! Index throughput through the real HTTP endpoint: 100-event transactions,
+//! one in flight at a time, as Synapse sends them. Prints events/s and the
+//! p50/p99 time to acknowledge one transaction, for SQLite and PostgreSQL.
+//!
+//! `cargo bench --bench index_throughput` (PostgreSQL from
+//! `$HOUSEKEEP_TEST_POSTGRES`, default postgres://postgres@127.0.0.1:5432).
+//! `BENCH_TRANSACTIONS` sets how many transactions are timed (default 500).
+
+use std::time::{Duration, Instant};
+
+use housekeep::appservice::{AppState, router};
+use housekeep::config::Backend;
+use housekeep::store::Store;
+use housekeep::testbed::TestDatabase;
+use serde_json::{Value, json};
+
+const EVENTS_PER_TXN: usize = 100;
+const WARMUP_TXNS: usize = 20;
+const HS_TOKEN: &str = "bench";
+
+/// A realistic mix: mostly text, some images with thumbnails, some HTML with
+/// inline images, some membership changes with avatars.
+fn event(n: usize) -> Value {
+    let room = format!("!room{}:bench.example", n % 50);
+    let sender = format!("@user{}:bench.example", n % 400);
+    let ts = 1_700_000_000_000u64 + n as u64;
+    let (event_type, content) = match n % 10 {
+        0 | 1 => (
+            "m.room.message",
+            json!({"msgtype": "m.image", "body": "photo.jpg", "url": format!("mxc://bench.example/img{n}"),
+                   "info": {"mimetype": "image/jpeg", "size": 123456, "w": 800, "h": 600,
+                            "thumbnail_url": format!("mxc://bench.example/thumb{n}")}}),
+        ),
+        2 => (
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "look", "format": "org.matrix.custom.html",
+                   "formatted_body": format!("<p>look <img src=\"mxc://bench.example/inline{n}\" alt=\"x\"> at this</p>")}),
+        ),
+        3 => (
+            "m.room.member",
+            json!({"membership": "join", "displayname": "User", "avatar_url": format!("mxc://bench.example/avatar{n}")}),
+        ),
+        _ => (
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": format!("message number {n} with some ordinary chat text in it")}),
+        ),
+    };
+    let mut event = json!({
+        "event_id": format!("$bench{n}_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "room_id": room, "sender": sender,
+        "origin_server_ts": ts, "type": event_type, "content": content,
+        "unsigned": {"age": 12},
+    });
+    if event_type == "m.room.member" {
+        event["state_key"] = json!(sender);
+    }
+    event
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn run(backend: Backend, transactions: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let store = Store::connect(&database.url, None).await?;
+    store.migrate().await?;
+    let state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:bench.example".try_into()?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router(state, 16 << 20)).await });
+
+    let bodies: Vec<String> = (0..WARMUP_TXNS + transactions)
+        .map(|t| {
+            let events: Vec<Value> = (0..EVENTS_PER_TXN).map(|i| event(t * EVENTS_PER_TXN + i)).collect();
+            json!({"events": events, "ephemeral": []}).to_string()
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::with_capacity(transactions);
+    let mut timed_start = Instant::now();
+    for (t, body) in bodies.into_iter().enumerate() {
+        if t == WARMUP_TXNS {
+            timed_start = Instant::now();
+        }
+        let started = Instant::now();
+        let response = http
+            .put(format!("{base}/_matrix/app/v1/transactions/{t}"))
+            .bearer_auth(HS_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "txn {t}: {}", response.status());
+        if t >= WARMUP_TXNS {
+            latencies.push(started.elapsed());
+        }
+    }
+    let elapsed = timed_start.elapsed();
+    latencies.sort();
+    let summary = store.summary().await?;
+    anyhow::ensure!(summary.events as usize == (WARMUP_TXNS + transactions) * EVENTS_PER_TXN, "events missing");
+    println!(
+        "{:<8} {:>6} txns x {EVENTS_PER_TXN} events: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  ({} media refs)",
+        backend.as_str(),
+        transactions,
+        (transactions * EVENTS_PER_TXN) as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+        summary.media_refs,
+    );
+    store.close().await;
+    database.drop_database().await
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo test --benches` runs this with `--bench` absent: keep that quick.
+    let transactions = std::env::var("BENCH_TRANSACTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") { 500 } else { 5 });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        run(Backend::Sqlite, transactions).await?;
+        run(Backend::Postgres, transactions).await
+    })
+}
