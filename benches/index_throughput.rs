@@ -120,6 +120,7 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if std::env::args().any(|a| a == "--bench") { 500 } else { 5 });
+    housekeep::service::init_logging(None);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         run(Backend::Sqlite, transactions).await?;

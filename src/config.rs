@@ -77,6 +77,20 @@ pub struct AdminConfig {
     pub moderators: Vec<OwnedUserId>,
     #[serde(default = "default_command_prefix")]
     pub command_prefix: String,
+    /// Users at or above this power level in the admin room may command the
+    /// bot too. `None`: only the `moderators` list.
+    #[serde(default)]
+    pub moderator_power_level: Option<i64>,
+    /// How long a plan waits for `!confirm` or a ✅ reaction (`10m`, `1h`).
+    #[serde(default = "default_confirm_expiry")]
+    pub confirm_expiry: String,
+}
+
+impl AdminConfig {
+    pub fn confirm_expiry(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.confirm_expiry)
+            .map_err(|e| anyhow::anyhow!("admin.confirm_expiry: {e} (examples: 10m, 1h)"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +122,9 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_command_prefix() -> String {
     "!".to_owned()
+}
+fn default_confirm_expiry() -> String {
+    "10m".to_owned()
 }
 fn default_log_level() -> String {
     "info".to_owned()
@@ -228,6 +245,15 @@ impl Config {
         }
         if self.admin.command_prefix.is_empty() || self.admin.command_prefix.chars().any(char::is_whitespace) {
             bail!("admin.command_prefix: must be non-empty and without spaces");
+        }
+        let expiry = self.admin.confirm_expiry()?;
+        if expiry < std::time::Duration::from_secs(10) || expiry > std::time::Duration::from_secs(7 * 86400) {
+            bail!("admin.confirm_expiry: must be between 10s and 7d, got {}", self.admin.confirm_expiry);
+        }
+        if self.admin.moderators.is_empty() && self.admin.moderator_power_level.is_none() {
+            bail!(
+                "admin.moderators: is empty and admin.moderator_power_level is not set: nobody could command the bot"
+            );
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;

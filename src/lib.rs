@@ -5,9 +5,12 @@
 //! same pieces.
 
 pub mod appservice;
+pub mod bot;
+pub mod commands;
 pub mod config;
 pub mod extract;
 pub mod homeserver;
+pub mod jobs;
 pub mod metrics;
 pub mod registration;
 pub mod service;

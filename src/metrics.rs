@@ -93,6 +93,8 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     /// Seconds between the newest indexed event's origin_server_ts and its commit.
     pub index_lag_seconds: Gauge<f64, AtomicU64>,
+    pub commands_handled: Counter,
+    pub bot_items_failed: Counter,
 }
 
 impl Metrics {
@@ -136,7 +138,17 @@ impl Metrics {
             "Age of the newest indexed event when it was committed",
             index_lag_seconds.clone(),
         );
+        let commands_handled = Counter::default();
+        registry.register("commands_handled", "Admin-room commands executed for moderators", commands_handled.clone());
+        let bot_items_failed = Counter::default();
+        registry.register(
+            "bot_items_failed",
+            "Admin-room events given up after repeated failures (each is logged and audited)",
+            bot_items_failed.clone(),
+        );
         Self {
+            commands_handled,
+            bot_items_failed,
             registry,
             transactions,
             transaction_seconds,

@@ -1,11 +1,18 @@
 //! `housekeep run`: wires config, store, listener and homeserver together.
 
-use anyhow::Context;
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::appservice::{AppState, router};
+use anyhow::Context;
+use ruma::OwnedRoomId;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::appservice::{AppState, BotLink, router};
+use crate::bot::BotContext;
+use crate::bot::route::Routing;
 use crate::config::{Config, LogFormat};
-use crate::homeserver::HomeserverClient;
+use crate::homeserver::{HomeserverClient, RetryPolicy};
 use crate::store::{Store, redact_url};
 
 /// Sets up logging from the config; `RUST_LOG` wins when set.
@@ -31,14 +38,42 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// it), then the start-up handshake in the background.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let state = AppState::new(store.clone(), &config.appservice.hs_token, config.bot_user_id()?);
+    let homeserver = HomeserverClient::new(config.homeserver.url.clone(), config.appservice.as_token.clone())?;
+    let bot_user_id = config.bot_user_id()?;
+    let admin_room_id = resolve_admin_room(&homeserver, &config.admin.room).await?;
+    tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
+
+    let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
+    let wake = Arc::new(Notify::new());
+    state.bot = Some(BotLink {
+        routing: Arc::new(Routing {
+            admin_room_id: admin_room_id.to_string(),
+            bot_user_id: bot_user_id.to_string(),
+            prefix: config.admin.command_prefix.clone(),
+        }),
+        wake: wake.clone(),
+    });
+    let bot = Arc::new(BotContext {
+        store: store.clone(),
+        homeserver: homeserver.clone(),
+        metrics: state.metrics.clone(),
+        bot_user_id,
+        admin_room_id,
+        moderators: config.admin.moderators.clone(),
+        moderator_power_level: config.admin.moderator_power_level,
+        prefix: config.admin.command_prefix.clone(),
+        confirm_expiry: config.admin.confirm_expiry()?,
+        inbox_wake: wake,
+        jobs_wake: Arc::new(Notify::new()),
+    });
+
     let bind = (config.appservice.hostname, config.appservice.port);
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {}:{} (appservice.hostname/port)", bind.0, bind.1))?;
     tracing::info!(address = %listener.local_addr()?, "appservice listening");
 
-    let homeserver = HomeserverClient::new(config.homeserver.url.clone(), config.appservice.as_token.clone())?;
+    // The handshake needs the listener up: the homeserver's ping calls us back.
     let handshake = tokio::spawn({
         let config = config.clone();
         async move {
@@ -48,7 +83,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     &config.appservice.bot_localpart,
                     config.appservice.address.as_str(),
                 )
-                .await
+                .await;
+            crate::bot::spawn(bot);
         }
     });
 
@@ -60,6 +96,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin room's ID. An alias is resolved before anything else starts, so
+/// commands in it are recognised from the first transaction on; a homeserver
+/// that is down is waited for, an alias that does not exist stops start-up.
+async fn resolve_admin_room(homeserver: &HomeserverClient, room: &str) -> anyhow::Result<OwnedRoomId> {
+    let patient = homeserver.clone().with_retry(RetryPolicy {
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(60),
+        max_retries: None,
+    });
+    patient.resolve_room(room).await.map_err(|error| match error.errcode() {
+        Some("M_NOT_FOUND") => anyhow::anyhow!("admin.room: the alias {room} does not exist on the homeserver"),
+        _ => anyhow::anyhow!("admin.room: cannot resolve {room}: {error}"),
+    })
 }
 
 async fn shutdown_signal() {

@@ -4,11 +4,17 @@ mod common;
 
 use common::Backend;
 use housekeep::extract::extract_value;
-use housekeep::store::{Source, Store};
+use housekeep::store::{AuditEntry, InboxItem, InboxKind, Source, Store};
 use housekeep::testbed::TestDatabase;
 use serde_json::{Value, json};
 
-on_both_backends!(migrations_are_repeatable, redactions_mark_targets_in_either_order, backfill_rows_are_tagged);
+on_both_backends!(
+    migrations_are_repeatable,
+    redactions_mark_targets_in_either_order,
+    backfill_rows_are_tagged,
+    a_command_is_handled_once_even_if_delivered_again,
+    the_audit_log_is_append_only,
+);
 
 async fn open(backend: Backend) -> anyhow::Result<(Store, TestDatabase, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
@@ -82,6 +88,48 @@ async fn backfill_rows_are_tagged(backend: Backend) -> anyhow::Result<()> {
     assert_eq!((summary.events, summary.rooms, summary.media_refs, summary.distinct_media), (1200, 1, 2400, 2400));
     assert_eq!(summary.newest_event_ts, Some(1199));
     assert!(store.room_events("!r").await?.iter().all(|e| e.source == "backfill"));
+    store.close().await;
+    database.drop_database().await
+}
+
+async fn a_command_is_handled_once_even_if_delivered_again(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let item = InboxItem {
+        event_id: "$cmd".into(),
+        room_id: "!admin".into(),
+        sender: "@mod:hs".into(),
+        kind: InboxKind::Command,
+        event: json!({"content": {"body": "!status"}}),
+        origin_server_ts: 5,
+    };
+    store.enqueue_inbox(&[item.clone(), item.clone()]).await?;
+    assert_eq!(store.pending_inbox(10).await?.len(), 1);
+    let audit =
+        AuditEntry { actor: "@mod:hs".into(), action: "command".into(), outcome: "ok".into(), ..Default::default() };
+    store.mark_handled("$cmd", "ok", &[audit]).await?;
+    // The homeserver re-sends the transaction after a crash: nothing new to handle.
+    store.enqueue_inbox(&[item]).await?;
+    assert!(store.pending_inbox(10).await?.is_empty());
+    assert_eq!(store.audit_entries(10, None).await?.len(), 1);
+    store.close().await;
+    database.drop_database().await
+}
+
+async fn the_audit_log_is_append_only(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    store
+        .audit(AuditEntry {
+            actor: "@mod:hs".into(),
+            action: "command".into(),
+            outcome: "ok".into(),
+            ..Default::default()
+        })
+        .await?;
+    for sql in ["UPDATE audit_log SET outcome = 'forged'", "DELETE FROM audit_log"] {
+        let error = sqlx::query(sql).execute(store.pool()).await.expect_err(sql).to_string();
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    assert_eq!(store.audit_entries(10, None).await?[0].entry.outcome, "ok");
     store.close().await;
     database.drop_database().await
 }

@@ -15,9 +15,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use ruma::OwnedUserId;
+use tokio::sync::Notify;
 
 pub use error::MatrixError;
 
+use crate::bot::route::Routing;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -28,11 +30,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub hs_token: Arc<str>,
     pub bot_user_id: OwnedUserId,
+    /// Where events addressed to the bot go; `None` runs the index alone.
+    pub bot: Option<BotLink>,
+}
+
+/// How the transaction handler hands events to the bot.
+#[derive(Clone)]
+pub struct BotLink {
+    pub routing: Arc<Routing>,
+    /// Rung after a commit that queued inbox items.
+    pub wake: Arc<Notify>,
 }
 
 impl AppState {
     pub fn new(store: Store, hs_token: &str, bot_user_id: OwnedUserId) -> Self {
-        Self { store, metrics: Arc::new(Metrics::new()), hs_token: hs_token.into(), bot_user_id }
+        Self { store, metrics: Arc::new(Metrics::new()), hs_token: hs_token.into(), bot_user_id, bot: None }
     }
 }
 

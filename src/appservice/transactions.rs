@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{AppState, MatrixError};
 use crate::extract::{Extracted, extract_event};
 use crate::metrics::{KindLabel, RejectReason, TxnOutcome as TxnMetric};
-use crate::store::{TxnOutcome, now_ms};
+use crate::store::{InboxItem, TxnOutcome, now_ms};
 
 /// The transaction body. Events stay raw here and are read one by one, so one
 /// bad event never sinks the whole transaction.
@@ -55,10 +55,10 @@ pub async fn put_transaction(
 
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
     state.metrics.ephemeral_received.inc_by((transaction.ephemeral.len() + transaction.to_device.len()) as u64);
-    let extracted = extract_all(&state, &txn_id, &transaction.events);
+    let (extracted, inbox) = extract_all(&state, &txn_id, &transaction.events);
     let body_sha256 = hex::encode(Sha256::digest(&body));
 
-    match state.store.index_transaction(&txn_id, &body_sha256, &extracted).await {
+    match state.store.index_transaction(&txn_id, &body_sha256, &extracted, &inbox).await {
         Ok(TxnOutcome::Indexed(counts)) => {
             state.metrics.transaction(TxnMetric::Indexed);
             state.metrics.events_indexed.inc_by(counts.events);
@@ -68,6 +68,9 @@ pub async fn put_transaction(
             }
             if let Some(newest) = extracted.iter().map(|e| e.event.origin_server_ts).max() {
                 state.metrics.index_lag_seconds.set((now_ms() - newest).max(0) as f64 / 1000.0);
+            }
+            if let (Some(bot), false) = (&state.bot, inbox.is_empty()) {
+                bot.wake.notify_one();
             }
             tracing::debug!(txn_id, events = counts.events, media_refs = counts.media_refs, "transaction indexed");
         }
@@ -97,9 +100,11 @@ fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixError> {
     })
 }
 
-/// Extracts index rows from each event; logs and counts what it skips.
-fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Vec<Extracted> {
+/// Extracts index rows from each event, and picks out the events addressed
+/// to the bot; logs and counts what it skips.
+fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Extracted>, Vec<InboxItem>) {
     let mut extracted = Vec::with_capacity(events.len());
+    let mut inbox = Vec::new();
     for (position, raw) in events.iter().enumerate() {
         match extract_event(raw) {
             Ok(event) => {
@@ -114,6 +119,13 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Vec<Extr
                         "skipping an invalid mxc URI"
                     );
                 }
+                if let Some(bot) = &state.bot
+                    && bot.routing.may_concern_bot(&event.event)
+                    && let Ok(value) = serde_json::from_str(raw.get())
+                    && let Some(item) = bot.routing.route(&event.event, value)
+                {
+                    inbox.push(item);
+                }
                 extracted.push(event);
             }
             Err(error) => {
@@ -122,7 +134,7 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Vec<Extr
             }
         }
     }
-    extracted
+    (extracted, inbox)
 }
 
 #[cfg(test)]

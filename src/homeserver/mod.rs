@@ -6,6 +6,7 @@
 //! `retry_after_ms`, so callers never drop work on a flaky homeserver.
 
 mod account;
+mod rooms;
 
 use std::time::Duration;
 

@@ -2,7 +2,8 @@
 
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{Source, Store, values_placeholders};
+use super::{Source, Store, list_placeholders, values_placeholders};
+use crate::config::Backend;
 use crate::extract::Extracted;
 
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events \
@@ -74,6 +75,7 @@ pub struct IndexSummary {
 /// caller's database transaction.
 pub(super) async fn insert_batch(
     conn: &mut AnyConnection,
+    backend: Backend,
     batch: &[Extracted],
     source: Source,
     indexed_at: i64,
@@ -82,7 +84,7 @@ pub(super) async fn insert_batch(
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "{INSERT_EVENTS_HEAD}{} ON CONFLICT (event_id) DO NOTHING",
-            values_placeholders(chunk.len(), EVENT_COLUMNS)
+            values_placeholders(backend, chunk.len(), EVENT_COLUMNS)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for Extracted { event, .. } in chunk {
@@ -105,7 +107,7 @@ pub(super) async fn insert_batch(
     for chunk in refs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "{INSERT_MEDIA_REFS_HEAD}{} ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING",
-            values_placeholders(chunk.len(), MEDIA_REF_COLUMNS)
+            values_placeholders(backend, chunk.len(), MEDIA_REF_COLUMNS)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (event, media) in chunk {
@@ -131,27 +133,32 @@ pub(super) async fn insert_batch(
                 .rows_affected();
         }
     }
-    counts.redactions_applied += mark_late_targets(conn, batch).await?;
+    counts.redactions_applied += mark_late_targets(conn, backend, batch).await?;
     Ok(counts)
 }
 
 /// Marks events of this batch that a redaction indexed *earlier* points at:
-/// backfill walks history newest first, so it meets a redaction before its target.
-async fn mark_late_targets(conn: &mut AnyConnection, batch: &[Extracted]) -> anyhow::Result<u64> {
+/// backfill walks history newest first, so it meets a redaction before its
+/// target. The lookup goes through the small partial index on `redacts` and
+/// finds nothing in the common case, so it costs one index probe per event.
+async fn mark_late_targets(conn: &mut AnyConnection, backend: Backend, batch: &[Extracted]) -> anyhow::Result<u64> {
     let mut marked = 0;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let ids = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let ids = list_placeholders(backend, chunk.len());
         let sql = format!(
-            "UPDATE events SET redacted_at = \
-               (SELECT MIN(r.origin_server_ts) FROM events r WHERE r.redacts = events.event_id) \
-             WHERE event_id IN ({ids}) AND redacted_at IS NULL \
-               AND EXISTS (SELECT 1 FROM events r WHERE r.redacts = events.event_id)"
+            "SELECT redacts, MIN(origin_server_ts) FROM events \
+             WHERE redacts IN ({ids}) GROUP BY redacts"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for extracted in chunk {
             query = query.bind(&extracted.event.event_id);
         }
-        marked += query.execute(&mut *conn).await?.rows_affected();
+        for row in query.fetch_all(&mut *conn).await? {
+            let target: String = row.try_get(0)?;
+            let redacted_at: i64 = row.try_get(1)?;
+            marked +=
+                sqlx::query(MARK_REDACTED).bind(redacted_at).bind(target).execute(&mut *conn).await?.rows_affected();
+        }
     }
     Ok(marked)
 }

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::events::{IndexCounts, insert_batch};
+use super::inbox::{InboxItem, insert_inbox};
 use super::{Source, Store, now_ms};
 use crate::extract::Extracted;
 
@@ -24,8 +25,9 @@ pub enum TxnOutcome {
 }
 
 impl Store {
-    /// Indexes one appservice transaction in one database transaction and
-    /// returns only after the commit, so the caller may acknowledge it.
+    /// Indexes one appservice transaction, and queues the events addressed to
+    /// the bot, in one database transaction; returns only after the commit, so
+    /// the caller may acknowledge it.
     ///
     /// A txn id seen before with the same body is a retry and writes nothing.
     /// The same id with a *different* body means the homeserver's counter
@@ -36,6 +38,7 @@ impl Store {
         txn_id: &str,
         body_sha256: &str,
         events: &[Extracted],
+        inbox: &[InboxItem],
     ) -> anyhow::Result<TxnOutcome> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
@@ -60,7 +63,8 @@ impl Store {
             );
             sqlx::query(UPDATE_TXN).bind(txn_id).bind(body_sha256).bind(now).bind(count).execute(&mut *tx).await?;
         }
-        let counts = insert_batch(&mut tx, events, Source::Live, now).await?;
+        let counts = insert_batch(&mut tx, self.backend, events, Source::Live, now).await?;
+        insert_inbox(&mut tx, inbox, now).await?;
         tx.commit().await?;
         Ok(TxnOutcome::Indexed(counts))
     }
@@ -69,7 +73,7 @@ impl Store {
     /// database transaction.
     pub async fn index_events(&self, events: &[Extracted], source: Source) -> anyhow::Result<IndexCounts> {
         let mut tx = self.pool.begin().await?;
-        let counts = insert_batch(&mut tx, events, source, now_ms()).await?;
+        let counts = insert_batch(&mut tx, self.backend, events, source, now_ms()).await?;
         tx.commit().await?;
         Ok(counts)
     }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::seed::seed_every_media_kind;
-use super::{Housekeep, Synapse, cache_dir, eventually, write_config};
-use crate::config::Config;
+use super::{Housekeep, cache_dir, create_admin_room, eventually, start_synapse};
 use crate::store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -31,13 +30,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display());
 
     step("starting Synapse (installed from PyPI into the cache folder on first use)");
-    let placeholder = "http://127.0.0.1:1";
-    let (config_path, _, registration_path) = write_config(&dir, placeholder, &database_url)?;
-    let synapse = Synapse::start(&dir.join("synapse"), &registration_path).await?;
-    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
-    std::fs::write(&config_path, text)?;
-    let config = Config::load(&config_path)?;
+    let (synapse, config_path, config) = start_synapse(&dir, &database_url).await?;
     println!("  Synapse {} at {} (log: {}/synapse/homeserver.log)", super::SYNAPSE_VERSION, synapse.url, dir.display());
+    let alice = synapse.register_user("alice", true).await?;
+    let bob = synapse.register_user("bob", false).await?;
+    let admin_room = create_admin_room(&alice, &config).await?;
+    println!("  @alice (a moderator) made the admin room {} and invited the bot", config.admin.room);
 
     step("starting housekeep with the generated registration");
     let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
@@ -45,8 +43,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  housekeep at {base_url} (config: {}, log: {}/housekeep.log)", config_path.display(), dir.display());
 
     step("seeding: @alice sends one event of every media shape; @bob chats in a room the bot never joined");
-    let alice = synapse.register_user("alice", true).await?;
-    let bob = synapse.register_user("bob", false).await?;
     let room = alice.create_room(json!({"name": "Media gallery", "preset": "public_chat"})).await?;
     bob.join(&room).await?;
     let seeded = seed_every_media_kind(&alice, &room).await?;
@@ -105,6 +101,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("    {line}");
     }
     store.close().await;
+
+    step("commands in the admin room");
+    let bot = config.bot_user_id()?.to_string();
+    for command in ["!status", "!help", "!stauts", "!purge", "!audit --limit 5"] {
+        let event_id = alice.send_text(&admin_room, command).await?;
+        let reply = alice.wait_for_reply(&admin_room, &event_id, &bot).await?;
+        println!("  @alice: {command}");
+        for line in reply.lines() {
+            println!("    {line}");
+        }
+    }
+    alice.invite(&admin_room, &bob.user_id).await?;
+    bob.join(&admin_room).await?;
+    let event_id = bob.send_text(&admin_room, "!status").await?;
+    println!("  @bob (not a moderator): !status");
+    println!("    {}", bob.wait_for_reply(&admin_room, &event_id, &bot).await?);
 
     if args.keep_running {
         step("running until Ctrl-C");

@@ -104,7 +104,7 @@ pub fn write_config(
         .replace("port: 29330", &format!("port: {port}"))
         .replace("url: sqlite://housekeep.db?mode=rwc", &format!("url: \"{database_url}\""))
         .replace("#housekeep-admin:example.org", "#housekeep-admin:localhost")
-        .replace("@alice:example.org", "@admin:localhost");
+        .replace("[\"@alice:example.org\"]", "[\"@admin:localhost\", \"@alice:localhost\"]");
     std::fs::write(&config_path, text)?;
     let (config, yaml) = registration::generate(&config_path)?;
     let registration_path = dir.join("registration.yaml");
@@ -215,19 +215,35 @@ impl Testbed {
     pub async fn start(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
         let database = TestDatabase::create(backend, dir.path()).await?;
-        // Synapse's port must be known before the config is written, and the
-        // registration before Synapse starts: reserve a port for Synapse first.
-        let synapse_dir = dir.path().join("synapse");
-        let placeholder = "http://127.0.0.1:1";
-        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
-        let synapse = Synapse::start(&synapse_dir, &registration_path).await?;
-        let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
-        std::fs::write(&config_path, text)?;
-        let config = Config::load(&config_path)?;
+        let (synapse, config_path, config) = start_synapse(dir.path(), &database.url).await?;
+        let admin = synapse.register_user("admin", true).await?;
+        create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
-        let admin = synapse.register_user("admin", true).await?;
         Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
+    }
+
+    /// The admin room's ID.
+    pub async fn admin_room(&self) -> anyhow::Result<String> {
+        let alias = encode(&self.config.admin.room);
+        let answer = self
+            .admin
+            .request(reqwest::Method::GET, &format!("/_matrix/client/v3/directory/room/{alias}"), None)
+            .await?;
+        Ok(answer["room_id"].as_str().context("no room_id")?.to_owned())
+    }
+
+    /// Makes the bot a server admin, as the README tells operators to.
+    pub async fn make_bot_admin(&self) -> anyhow::Result<()> {
+        let bot = encode(self.config.bot_user_id()?.as_str());
+        self.admin
+            .request(
+                reqwest::Method::PUT,
+                &format!("/_synapse/admin/v2/users/{bot}"),
+                Some(serde_json::json!({"admin": true})),
+            )
+            .await?;
+        Ok(())
     }
 
     /// A second connection to housekeep's database, to check what it holds.
@@ -249,6 +265,33 @@ impl Testbed {
         self.dir.disable_cleanup(true);
         self.dir.path().to_owned()
     }
+}
+
+/// Writes housekeep's config and registration into `dir` and starts Synapse
+/// with that registration; returns Synapse, the config path and the config.
+pub async fn start_synapse(dir: &Path, database_url: &str) -> anyhow::Result<(Synapse, PathBuf, Config)> {
+    // The registration must exist before Synapse starts, and Synapse's port
+    // is known only after: write a placeholder, then fill it in.
+    let placeholder = "http://127.0.0.1:1";
+    let (config_path, _, registration_path) = write_config(dir, placeholder, database_url)?;
+    let synapse = Synapse::start(&dir.join("synapse"), &registration_path).await?;
+    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
+    std::fs::write(&config_path, text)?;
+    let config = Config::load(&config_path)?;
+    Ok((synapse, config_path, config))
+}
+
+/// Creates the admin room under the configured alias, as `moderator`, and
+/// invites the bot: what an operator does before starting housekeep.
+pub async fn create_admin_room(moderator: &MatrixUser, config: &Config) -> anyhow::Result<String> {
+    let alias = &config.admin.room;
+    let localpart = alias.trim_start_matches('#').split(':').next().unwrap_or_default();
+    moderator
+        .create_room(serde_json::json!({
+            "name": "housekeep admin", "room_alias_name": localpart, "preset": "private_chat",
+            "invite": [config.bot_user_id()?.as_str()],
+        }))
+        .await
 }
 
 /// Polls `check` until it returns `Some`, or fails after `limit`.

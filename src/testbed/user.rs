@@ -133,6 +133,52 @@ impl MatrixUser {
         }
     }
 
+    /// Reacts to an event (`m.annotation`).
+    pub async fn react(&self, room: &str, event_id: &str, key: &str) -> anyhow::Result<String> {
+        let content = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}});
+        self.send(room, "m.reaction", content).await
+    }
+
+    /// The newest `limit` timeline events of a room, newest first.
+    pub async fn recent_events(&self, room: &str, limit: u32) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}", encode(room));
+        let page = self.request(Method::GET, &path, None).await?;
+        Ok(page["chunk"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits for the messages `sender` posts in reply to `event_id` until
+    /// `count` are there; returns them oldest first.
+    pub async fn wait_for_replies(
+        &self,
+        room: &str,
+        event_id: &str,
+        sender: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<Value>> {
+        super::eventually(std::time::Duration::from_secs(30), &format!("{count} replies to {event_id}"), || async {
+            let mut replies: Vec<Value> = self
+                .recent_events(room, 100)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    e["sender"] == sender
+                        && e["type"] == "m.room.message"
+                        && e.pointer("/content/m.relates_to/m.in_reply_to/event_id").and_then(Value::as_str)
+                            == Some(event_id)
+                })
+                .collect();
+            replies.reverse();
+            Ok((replies.len() >= count).then_some(replies))
+        })
+        .await
+    }
+
+    /// Waits for the first reply of `sender` to `event_id` and returns its plain body.
+    pub async fn wait_for_reply(&self, room: &str, event_id: &str, sender: &str) -> anyhow::Result<String> {
+        let replies = self.wait_for_replies(room, event_id, sender, 1).await?;
+        Ok(replies[0].pointer("/content/body").and_then(Value::as_str).unwrap_or_default().to_owned())
+    }
+
     /// HTTP status of an authenticated media download (404 once quarantined).
     pub async fn download_status(&self, mxc: &str) -> anyhow::Result<u16> {
         let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;

@@ -1,0 +1,145 @@
+//! One inbox item: authorize once, then parse, execute and answer.
+
+use serde_json::Value;
+
+use super::exec;
+use super::reply::Reply;
+use super::{BotContext, reaction_target};
+use crate::commands::{Command, parse_command};
+use crate::store::{AuditEntry, InboxItem, InboxKind, now_ms};
+
+/// What handling produced: an outcome word for the inbox row and the audit
+/// entries committed with it.
+pub struct Handled {
+    pub outcome: String,
+    pub audit: Vec<AuditEntry>,
+}
+
+impl Handled {
+    fn new(outcome: &str, audit: Vec<AuditEntry>) -> Self {
+        Self { outcome: outcome.to_owned(), audit }
+    }
+}
+
+/// An audit entry about an inbox item.
+pub fn audit_for(item: &InboxItem, action: &str, command: Option<&str>, outcome: &str) -> AuditEntry {
+    AuditEntry {
+        actor: item.sender.clone(),
+        room_id: Some(item.room_id.clone()),
+        event_id: Some(item.event_id.clone()),
+        action: action.to_owned(),
+        command: command.map(str::to_owned),
+        outcome: outcome.to_owned(),
+        ..AuditEntry::default()
+    }
+}
+
+pub fn failure_audit(item: &InboxItem, error: &str) -> AuditEntry {
+    audit_for(item, item.kind.as_str(), body(&item.event), &format!("failed: {error}"))
+}
+
+fn body(event: &Value) -> Option<&str> {
+    event.pointer("/content/body").and_then(Value::as_str)
+}
+
+pub async fn handle(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+    match item.kind {
+        InboxKind::Command => handle_command(ctx, item).await,
+        InboxKind::Reaction => handle_reaction(ctx, item).await,
+        InboxKind::Invite => handle_invite(ctx, item).await,
+    }
+}
+
+async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+    let text = body(&item.event).unwrap_or_default();
+    let Some(parsed) = parse_command(text, &ctx.prefix) else {
+        return Ok(Handled::new("not a command", vec![]));
+    };
+    let reply_key = format!("reply-{}", item.event_id);
+    if !ctx.is_moderator(&item.sender).await {
+        tracing::info!(sender = item.sender, command = text, "refused a command from a non-moderator");
+        let reply = Reply::new().line(&format!(
+            "{} is not a housekeep moderator, so this command was not run. Moderators are listed in the bot's config{}.",
+            item.sender,
+            ctx.moderator_power_level.map(|pl| format!(" or have power level {pl}+ here")).unwrap_or_default()
+        ));
+        ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+        return Ok(Handled::new("refused", vec![audit_for(item, "refused", Some(text), "not a moderator")]));
+    }
+
+    let command = match parsed {
+        Ok(command) => command,
+        Err(error) => {
+            // The message already names the nearest command for unknown ones.
+            let mut reply = Reply::new().line(&error.message);
+            if let Some(usage) = &error.usage {
+                reply = reply.code(usage);
+            }
+            ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+            let outcome = if error.is_help { "help" } else { "invalid command" };
+            return Ok(Handled::new(outcome, vec![audit_for(item, "command", Some(text), outcome)]));
+        }
+    };
+
+    // A command the homeserver delivers long after it was sent (housekeep was
+    // down) is not run blindly: the moderator may have moved on.
+    let age_ms = now_ms() - item.origin_server_ts;
+    if age_ms > ctx.confirm_expiry.as_millis() as i64 && command.is_destructive() {
+        let reply = Reply::new().line(&format!(
+            "Not run: this command reached housekeep {} after it was sent. Send it again if it is still wanted.",
+            humantime::format_duration(std::time::Duration::from_secs((age_ms / 1000) as u64))
+        ));
+        ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+        return Ok(Handled::new("stale", vec![audit_for(item, "command", Some(text), "stale: not run")]));
+    }
+
+    let executed = exec::execute(ctx, item, &command).await?;
+    let reply_event = ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &executed.reply).await?;
+    if let Some(job_id) = &executed.plan_job {
+        ctx.store.set_plan_event(job_id, &reply_event).await?;
+        ctx.jobs_wake.notify_one();
+    }
+    ctx.metrics.commands_handled.inc();
+    Ok(Handled::new(&executed.outcome, vec![audit_for(item, "command", Some(text), &executed.outcome)]))
+}
+
+async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+    let Some(target) = reaction_target(&item.event) else { return Ok(Handled::new("no target", vec![])) };
+    let Some(job) = ctx.store.job_by_plan_event(target).await? else {
+        return Ok(Handled::new("not a plan", vec![]));
+    };
+    if !ctx.is_moderator(&item.sender).await {
+        tracing::info!(sender = item.sender, job = job.id, "ignored a ✅ from a non-moderator");
+        let mut audit = audit_for(item, "confirm", None, "refused: not a moderator");
+        audit.job_id = Some(job.id);
+        return Ok(Handled::new("refused", vec![audit]));
+    }
+    let executed = exec::confirm(ctx, item, &job.id).await?;
+    ctx.send(&item.room_id, Some(target), &format!("reply-{}", item.event_id), &executed.reply).await?;
+    Ok(Handled::new(&executed.outcome, vec![]))
+}
+
+async fn handle_invite(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+    if ctx.is_moderator(&item.sender).await {
+        ctx.homeserver.join(&item.room_id).await?;
+        tracing::info!(room_id = item.room_id, inviter = item.sender, "accepted an invite from a moderator");
+        let audit = AuditEntry { target: Some(item.room_id.clone()), ..audit_for(item, "invite", None, "accepted") };
+        Ok(Handled::new("joined", vec![audit]))
+    } else {
+        ctx.homeserver.leave(&item.room_id, "housekeep only joins rooms when a moderator invites it").await?;
+        tracing::info!(room_id = item.room_id, inviter = item.sender, "declined an invite from a non-moderator");
+        let audit = AuditEntry {
+            target: Some(item.room_id.clone()),
+            ..audit_for(item, "invite", None, "declined: not a moderator")
+        };
+        Ok(Handled::new("declined", vec![audit]))
+    }
+}
+
+/// Commands whose executors come with later work say so plainly.
+pub fn not_yet_available(command: &Command) -> Reply {
+    Reply::new().line(&format!(
+        "{} is part of housekeep's command set but not available in this version yet; nothing was done.",
+        command.name()
+    ))
+}

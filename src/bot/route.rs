@@ -1,0 +1,132 @@
+//! Which incoming events are addressed to the bot. Pure: decided in the
+//! transaction handler so the inbox row commits with the index rows.
+
+use serde_json::Value;
+
+use crate::extract::EventRow;
+use crate::store::{InboxItem, InboxKind};
+
+/// The reaction keys that confirm a plan (with and without the emoji variation selector).
+pub const CONFIRM_KEYS: [&str; 2] = ["✅", "✅\u{fe0f}"];
+
+/// What the transaction handler needs to route events to the bot.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub admin_room_id: String,
+    pub bot_user_id: String,
+    pub prefix: String,
+}
+
+impl Routing {
+    /// Cheap test on the already-extracted row: could this event concern the bot?
+    pub fn may_concern_bot(&self, row: &EventRow) -> bool {
+        (row.room_id == self.admin_room_id
+            && row.sender != self.bot_user_id
+            && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
+            || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
+    }
+
+    /// The inbox item for an event, if it is a command, a confirming
+    /// reaction, or an invite of the bot.
+    pub fn route(&self, row: &EventRow, event: Value) -> Option<InboxItem> {
+        if !self.may_concern_bot(row) {
+            return None;
+        }
+        let content = event.get("content")?;
+        let kind = match row.event_type.as_str() {
+            "m.room.message" => {
+                let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
+                let msgtype = content.get("msgtype").and_then(Value::as_str);
+                let body = content.get("body").and_then(Value::as_str)?;
+                let is_command = !is_edit
+                    && msgtype != Some("m.notice")
+                    && body
+                        .trim_start()
+                        .strip_prefix(self.prefix.as_str())
+                        .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
+                is_command.then_some(InboxKind::Command)?
+            }
+            "m.reaction" => {
+                let relates = content.get("m.relates_to")?;
+                let annotation = relates.get("rel_type").and_then(Value::as_str) == Some("m.annotation");
+                let key = relates.get("key").and_then(Value::as_str)?;
+                (annotation && CONFIRM_KEYS.contains(&key)).then_some(InboxKind::Reaction)?
+            }
+            "m.room.member" => {
+                (content.get("membership").and_then(Value::as_str) == Some("invite")).then_some(InboxKind::Invite)?
+            }
+            _ => return None,
+        };
+        Some(InboxItem {
+            event_id: row.event_id.clone(),
+            room_id: row.room_id.clone(),
+            sender: row.sender.clone(),
+            kind,
+            origin_server_ts: row.origin_server_ts,
+            event,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract_value;
+    use serde_json::json;
+
+    fn routing() -> Routing {
+        Routing { admin_room_id: "!admin".into(), bot_user_id: "@bot:hs".into(), prefix: "!".into() }
+    }
+
+    fn route(event: Value) -> Option<InboxKind> {
+        let row = extract_value(&event).unwrap().event;
+        routing().route(&row, event).map(|item| item.kind)
+    }
+
+    fn event(room: &str, sender: &str, event_type: &str, content: Value) -> Value {
+        json!({"event_id": "$e", "room_id": room, "sender": sender, "origin_server_ts": 1, "type": event_type, "content": content})
+    }
+
+    #[test]
+    fn commands_in_the_admin_room_only() {
+        let text = |body: &str| json!({"msgtype": "m.text", "body": body});
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", text("!status"))), Some(InboxKind::Command));
+        assert_eq!(
+            route(event("!admin", "@mod:hs", "m.room.message", text("  !help purge"))),
+            Some(InboxKind::Command)
+        );
+        assert_eq!(
+            route(event("!other", "@mod:hs", "m.room.message", text("!status"))),
+            None,
+            "other rooms are ignored"
+        );
+        assert_eq!(route(event("!admin", "@bot:hs", "m.room.message", text("!status"))), None, "own messages");
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", text("hello !status"))), None);
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", text("! status"))), None);
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", text("!!"))), None);
+        let notice = json!({"msgtype": "m.notice", "body": "!status"});
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", notice)), None, "notices");
+        let edit = json!({"msgtype": "m.text", "body": "* !status", "m.new_content": {"body": "!status"},
+                          "m.relates_to": {"rel_type": "m.replace", "event_id": "$x"}});
+        assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", edit)), None, "edits");
+    }
+
+    #[test]
+    fn confirming_reactions_and_invites() {
+        let reaction =
+            |key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$plan", "key": key}});
+        assert_eq!(route(event("!admin", "@mod:hs", "m.reaction", reaction("✅"))), Some(InboxKind::Reaction));
+        assert_eq!(route(event("!admin", "@mod:hs", "m.reaction", reaction("✅\u{fe0f}"))), Some(InboxKind::Reaction));
+        assert_eq!(route(event("!admin", "@mod:hs", "m.reaction", reaction("👍"))), None);
+        assert_eq!(route(event("!other", "@mod:hs", "m.reaction", reaction("✅"))), None);
+
+        let mut invite = event("!anywhere", "@mod:hs", "m.room.member", json!({"membership": "invite"}));
+        invite["state_key"] = json!("@bot:hs");
+        assert_eq!(route(invite.clone()), Some(InboxKind::Invite));
+        invite["state_key"] = json!("@someone:hs");
+        assert_eq!(route(invite.clone()), None);
+        invite["state_key"] = json!("@bot:hs");
+        invite["content"]["membership"] = json!("join");
+        assert_eq!(route(invite), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! `bot_inbox`: events addressed to the bot, durable until handled.
+
+use sqlx::{AnyConnection, Row};
+
+use super::audit::{AuditEntry, insert_audit};
+use super::{Store, now_ms};
+
+const INSERT_INBOX: &str = "INSERT INTO bot_inbox \
+     (event_id, room_id, sender, kind, event_json, origin_server_ts, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING";
+const SELECT_PENDING: &str = "SELECT event_id, room_id, sender, kind, event_json, origin_server_ts, attempts \
+     FROM bot_inbox WHERE handled_at IS NULL ORDER BY received_at, origin_server_ts LIMIT $1";
+const MARK_HANDLED: &str = "UPDATE bot_inbox SET handled_at = $2, outcome = $3 WHERE event_id = $1";
+const RECORD_ATTEMPT: &str = "UPDATE bot_inbox SET attempts = attempts + 1, outcome = $2 WHERE event_id = $1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxKind {
+    /// A message in the admin room that starts with the command prefix.
+    Command,
+    /// A ✅ reaction in the admin room (confirms a plan).
+    Reaction,
+    /// An invite of the bot into some room.
+    Invite,
+}
+
+impl InboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Command => "command",
+            Self::Reaction => "reaction",
+            Self::Invite => "invite",
+        }
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(match text {
+            "command" => Self::Command,
+            "reaction" => Self::Reaction,
+            "invite" => Self::Invite,
+            other => anyhow::bail!("unknown inbox kind {other:?}"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxItem {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub kind: InboxKind,
+    pub event: serde_json::Value,
+    pub origin_server_ts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingItem {
+    pub item: InboxItem,
+    /// Earlier tries that failed (homeserver unreachable, …).
+    pub attempts: i64,
+}
+
+pub(super) async fn insert_inbox(
+    conn: &mut AnyConnection,
+    items: &[InboxItem],
+    received_at: i64,
+) -> anyhow::Result<()> {
+    for item in items {
+        sqlx::query(INSERT_INBOX)
+            .bind(&item.event_id)
+            .bind(&item.room_id)
+            .bind(&item.sender)
+            .bind(item.kind.as_str())
+            .bind(item.event.to_string())
+            .bind(item.origin_server_ts)
+            .bind(received_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Unhandled items, oldest first.
+    pub async fn pending_inbox(&self, limit: i64) -> anyhow::Result<Vec<PendingItem>> {
+        let rows = sqlx::query(SELECT_PENDING).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let event_json: String = row.try_get(4)?;
+                Ok(PendingItem {
+                    item: InboxItem {
+                        event_id: row.try_get(0)?,
+                        room_id: row.try_get(1)?,
+                        sender: row.try_get(2)?,
+                        kind: InboxKind::parse(&row.try_get::<String, _>(3)?)?,
+                        event: serde_json::from_str(&event_json)?,
+                        origin_server_ts: row.try_get(5)?,
+                    },
+                    attempts: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks an item handled and writes its audit entries, together: a
+    /// command is audited once even if it is handled again after a crash.
+    pub async fn mark_handled(&self, event_id: &str, outcome: &str, audit: &[AuditEntry]) -> anyhow::Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(MARK_HANDLED).bind(event_id).bind(now).bind(outcome).execute(&mut *tx).await?;
+        insert_audit(&mut tx, audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn record_attempt(&self, event_id: &str, error: &str) -> anyhow::Result<()> {
+        sqlx::query(RECORD_ATTEMPT).bind(event_id).bind(error).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Adds items outside an appservice transaction (tests, tools).
+    pub async fn enqueue_inbox(&self, items: &[InboxItem]) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_inbox(&mut conn, items, now_ms()).await
+    }
+}
