@@ -12,6 +12,7 @@ pub mod extract;
 pub mod homeserver;
 pub mod jobs;
 pub mod metrics;
+pub mod moderation;
 pub mod registration;
 pub mod service;
 pub mod store;

@@ -20,7 +20,9 @@ pub fn init_logging(config: Option<&Config>) {
     let level = config.map_or("info", |c| c.logging.level.as_str());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let json = config.is_some_and(|c| c.logging.format == LogFormat::Json);
     // A second init (tests) is harmless.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };

@@ -11,7 +11,8 @@ use super::BotContext;
 use super::handle::{audit_for, not_yet_available};
 use super::reply::Reply;
 use crate::commands::{Command, help_text};
-use crate::store::{AuditEntry, CancelOutcome, ConfirmError, InboxItem, Job, JobState, NewJob, now_ms};
+use crate::moderation::quarantine;
+use crate::store::{AuditEntry, CancelOutcome, ConfirmError, InboxItem, ItemState, Job, JobState, NewJob, now_ms};
 
 /// What an executor produced.
 pub struct Executed {
@@ -51,20 +52,56 @@ pub async fn execute(ctx: &BotContext, item: &InboxItem, command: &Command) -> a
             let plan = crate::jobs::testjob::plan(args);
             let summary = crate::jobs::testjob::describe(&plan);
             let total = i64::from(args.items);
-            plan_job(ctx, item, command, "testjob", plan, summary, total, &args.flags).await?
+            plan_job(ctx, item, command, "testjob", plan, summary, total, Vec::new(), &args.flags).await?
         }
-        Command::Purge(_)
-        | Command::Quarantine(_)
-        | Command::Unquarantine(_)
-        | Command::Backfill(_)
-        | Command::Stats(_) => Executed::with_outcome(not_yet_available(command), "not available"),
+        Command::Quarantine(args) => {
+            let (target, plan) = quarantine::select(ctx, &args.target).await?;
+            plan_media_job(ctx, item, command, quarantine::Action::Quarantine, &target, plan, &args.flags).await?
+        }
+        Command::Unquarantine(args) => {
+            let (target, plan) = quarantine::select_unquarantine(ctx, &args.target).await?;
+            plan_media_job(ctx, item, command, quarantine::Action::Unquarantine, &target, plan, &args.flags).await?
+        }
+        Command::Purge(_) | Command::Backfill(_) | Command::Stats(_) => {
+            Executed::with_outcome(not_yet_available(command), "not available")
+        }
     })
+}
+
+/// Plans a quarantine or unquarantine. Refuses to make a runnable job when
+/// the bot is not a server admin, saying how to fix it, rather than failing
+/// half-way through.
+async fn plan_media_job(
+    ctx: &BotContext,
+    item: &InboxItem,
+    command: &Command,
+    action: quarantine::Action,
+    target: &str,
+    plan: quarantine::MediaPlan,
+    flags: &crate::commands::ActionFlags,
+) -> anyhow::Result<Executed> {
+    let summary = quarantine::describe(action, target, &plan);
+    if plan.media.is_empty() {
+        let reply = summary.line("Nothing to do: the index knows no media for this selection.");
+        return Ok(Executed::with_outcome(reply, "nothing selected"));
+    }
+    if !flags.dry_run && !ctx.homeserver.is_server_admin(&ctx.bot_user_id).await? {
+        let reply = summary.line(&format!(
+            "Cannot run: {} is not a server admin, and Synapse's media admin API needs one. \
+             A server admin can fix this with PUT /_synapse/admin/v2/users/{}  {{\"admin\": true}} (see the README), \
+             then send the command again.",
+            ctx.bot_user_id, ctx.bot_user_id
+        ));
+        return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));
+    }
+    let json = quarantine::plan_json(action, target, flags.reason.as_deref(), &plan);
+    let total = plan.media.len() as i64;
+    plan_job(ctx, item, command, action.as_str(), json, summary, total, plan.media, flags).await
 }
 
 /// Stores a destructive command's plan as a job and renders it, with what
 /// happens next: waits for confirmation, runs at once (`--yes`), or nothing
 /// (`--dry-run`).
-#[cfg_attr(not(debug_assertions), allow(dead_code))] // until the first non-test job kind lands
 #[allow(clippy::too_many_arguments)]
 pub async fn plan_job(
     ctx: &BotContext,
@@ -74,6 +111,7 @@ pub async fn plan_job(
     plan: Value,
     summary: Reply,
     total: i64,
+    items: Vec<String>,
     flags: &crate::commands::ActionFlags,
 ) -> anyhow::Result<Executed> {
     let state = if flags.dry_run {
@@ -97,6 +135,7 @@ pub async fn plan_job(
         state,
         total_count: total,
         expires_at: now_ms() + ctx.confirm_expiry.as_millis() as i64,
+        items,
     };
     let mut audit = audit_for(item, "plan", Some(&text), state.as_str());
     audit.target = Some(format!("plan {}", &plan_hash[..12]));
@@ -186,6 +225,7 @@ async fn status(ctx: &BotContext) -> anyhow::Result<Reply> {
             ),
         )
         .field("index lag", &format!("{:.1} s at the last transaction", ctx.metrics.index_lag_seconds.get()))
+        .field("quarantined media", &ctx.store.quarantined_media_count().await?.to_string())
         .field("backfill", "not available in this version")
         .field("jobs", &jobs)
         .field("homeserver", &homeserver)
@@ -196,6 +236,13 @@ async fn status(ctx: &BotContext) -> anyhow::Result<Reply> {
 
 fn age(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs((ms.max(0) / 1000) as u64)).to_string()
+}
+
+fn item_state(name: &str) -> ItemState {
+    [ItemState::Done, ItemState::Skipped, ItemState::Failed]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .unwrap_or(ItemState::Pending)
 }
 
 fn job_line(job: &Job) -> String {
@@ -241,6 +288,13 @@ async fn job_details(ctx: &BotContext, id: &str) -> anyhow::Result<Executed> {
     }
     if let Some(error) = &job.error {
         reply = reply.field("error", error);
+    }
+    for (state, count) in ctx.store.job_item_counts(id).await? {
+        let items = ctx.store.job_items_in_state(id, item_state(&state), 500).await?;
+        let more = if count > items.len() as i64 { format!(" (first {} shown)", items.len()) } else { String::new() };
+        reply = reply
+            .line(&format!("{count} {state}{more}:"))
+            .list(items.iter().map(|i| format!("{} {}", i.item, i.detail.as_deref().unwrap_or(""))));
     }
     let shown: Vec<String> = actions
         .iter()

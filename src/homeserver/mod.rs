@@ -6,6 +6,7 @@
 //! `retry_after_ms`, so callers never drop work on a flaky homeserver.
 
 mod account;
+mod admin;
 mod rooms;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use account::{PingOutcome, StartupReport};
+pub use admin::truthy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {
@@ -124,7 +126,16 @@ impl HomeserverClient {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<R, HsError> {
-        let url = self.url(segments);
+        self.send_url(method, self.url(segments), body).await
+    }
+
+    /// [`send`](Self::send) to a full URL (one with a query string).
+    pub async fn send_url<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<R, HsError> {
         let mut backoff = self.retry.backoff();
         loop {
             match self.send_once(method.clone(), url.clone(), body).await {

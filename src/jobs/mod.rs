@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use crate::bot::BotContext;
 use crate::bot::reply::Reply;
-use crate::store::{AuditEntry, Job, JobState};
+use crate::moderation::quarantine;
+use crate::store::{AuditEntry, ItemResult, Job, JobState};
 
 /// Least time between two edits of a job's progress message.
 pub const PROGRESS_EDIT_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,13 +36,16 @@ pub struct Batch {
     pub cursor: Value,
     pub done: i64,
     pub failed: i64,
+    /// Outcomes of the job items this batch handled.
+    pub items: Vec<ItemResult>,
     pub audit: Vec<AuditEntry>,
     /// Nothing is left after this batch.
     pub finished: bool,
 }
 
-async fn run_batch(job: &Job) -> anyhow::Result<Batch> {
+async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
     match job.kind.as_str() {
+        "quarantine" | "unquarantine" => quarantine::run_batch(ctx, job).await,
         #[cfg(debug_assertions)]
         "testjob" => testjob::run_batch(job).await,
         other => anyhow::bail!("this version of housekeep cannot run jobs of kind {other:?}"),
@@ -123,10 +127,12 @@ async fn run_job(ctx: &BotContext, job: Job) -> anyhow::Result<()> {
         if job.cancel_requested {
             break JobState::Cancelled;
         }
-        match run_batch(&job).await {
+        match run_batch(ctx, &job).await {
             Ok(batch) => {
                 attempts = 0;
-                ctx.store.checkpoint_job(&job.id, &batch.cursor, batch.done, batch.failed, &batch.audit).await?;
+                ctx.store
+                    .checkpoint_job(&job.id, &batch.cursor, batch.done, batch.failed, &batch.items, &batch.audit)
+                    .await?;
                 job = ctx.store.job(&job.id).await?.expect("running job exists");
                 if batch.finished {
                     break JobState::Done;
@@ -162,16 +168,22 @@ async fn run_job(ctx: &BotContext, job: Job) -> anyhow::Result<()> {
 /// with the same transaction IDs, which the homeserver deduplicates.
 async fn finish(ctx: &BotContext, job: &Job, progress_event: &str, state: JobState) -> anyhow::Result<()> {
     let result = json!({ "done": job.done_count, "failed": job.failed_count, "batches": job.batches });
-    let mut reply = Reply::new()
-        .title(&format!("Job {} ({}) {}", job.id, job.kind, state.as_str()))
-        .field("status", state.as_str())
-        .field("done", &job.done_count.to_string())
-        .field("failed", &job.failed_count.to_string());
+    let mut reply = match job.kind.as_str() {
+        "quarantine" | "unquarantine" => quarantine::describe_result(ctx, job, state.as_str()).await?,
+        _ => {
+            let mut reply = Reply::new()
+                .title(&format!("Job {} ({}) {}", job.id, job.kind, state.as_str()))
+                .field("status", state.as_str())
+                .field("done", &job.done_count.to_string())
+                .field("failed", &job.failed_count.to_string());
+            if job.failed_count > 0 {
+                reply = reply.line(&format!("{}job {} lists what failed and why.", ctx.prefix, job.id));
+            }
+            reply
+        }
+    };
     if let Some(error) = &job.error {
         reply = reply.field("error", error);
-    }
-    if job.failed_count > 0 {
-        reply = reply.line(&format!("{}job {} lists what failed and why.", ctx.prefix, job.id));
     }
     ctx.edit(&job.room_id, progress_event, &format!("job-{}-final-edit", job.id), &reply).await?;
     ctx.send(&job.room_id, Some(&job.command_event_id), &format!("job-{}-result", job.id), &reply).await?;

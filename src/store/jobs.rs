@@ -31,6 +31,13 @@ const CHECKPOINT: &str = "UPDATE jobs SET cursor = $2, done_count = done_count +
      batches = batches + 1, updated_at = $5 WHERE id = $1 AND state = 'running'";
 const FINISH: &str =
     "UPDATE jobs SET state = $2, result = $3, error = $4, updated_at = $5 WHERE id = $1 AND state = 'running'";
+const INSERT_ITEM: &str = "INSERT INTO job_items (job_id, seq, item, state) VALUES ($1, $2, $3, 'pending')";
+const SET_ITEM_STATE: &str = "UPDATE job_items SET state = $3, detail = $4 WHERE job_id = $1 AND seq = $2";
+const NEXT_ITEMS: &str =
+    "SELECT seq, item, state, detail FROM job_items WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const ITEMS_IN_STATE: &str =
+    "SELECT seq, item, state, detail FROM job_items WHERE job_id = $1 AND state = $2 ORDER BY seq LIMIT $3";
+const COUNT_ITEMS: &str = "SELECT state, COUNT(*) FROM job_items WHERE job_id = $1 GROUP BY state ORDER BY state";
 const SET_PLAN_EVENT: &str = "UPDATE jobs SET plan_event_id = $2 WHERE id = $1";
 const SET_PROGRESS_EVENT: &str = "UPDATE jobs SET progress_event_id = $2 WHERE id = $1";
 
@@ -122,6 +129,45 @@ pub struct NewJob {
     pub state: JobState,
     pub total_count: i64,
     pub expires_at: i64,
+    /// What the job works through, in order (stored in `job_items`).
+    pub items: Vec<String>,
+}
+
+/// How one job item went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemState {
+    Pending,
+    Done,
+    Skipped,
+    Failed,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A job item's outcome, committed with the batch's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemResult {
+    pub seq: i64,
+    pub state: ItemState,
+    pub detail: String,
+}
+
+/// A job item as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobItem {
+    pub seq: i64,
+    pub item: String,
+    pub state: String,
+    pub detail: Option<String>,
 }
 
 /// Why a confirm did not take.
@@ -178,6 +224,10 @@ fn job(row: &sqlx::any::AnyRow) -> anyhow::Result<Job> {
     })
 }
 
+fn job_item(row: &sqlx::any::AnyRow) -> anyhow::Result<JobItem> {
+    Ok(JobItem { seq: row.try_get(0)?, item: row.try_get(1)?, state: row.try_get(2)?, detail: row.try_get(3)? })
+}
+
 impl Store {
     async fn job_where(&self, condition: &'static str, value: &str) -> anyhow::Result<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} = $1");
@@ -218,6 +268,9 @@ impl Store {
             == 1;
         if created {
             insert_audit(&mut tx, std::slice::from_ref(audit), now).await?;
+            for (seq, item) in new.items.iter().enumerate() {
+                sqlx::query(INSERT_ITEM).bind(&new.id).bind(seq as i64).bind(item).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         let job = self.job_where("command_event_id", &new.command_event_id).await?.expect("just inserted");
@@ -307,6 +360,7 @@ impl Store {
         cursor: &Value,
         done: i64,
         failed: i64,
+        items: &[ItemResult],
         audit: &[AuditEntry],
     ) -> anyhow::Result<()> {
         let now = now_ms();
@@ -321,9 +375,36 @@ impl Store {
             .await?
             .rows_affected();
         anyhow::ensure!(updated == 1, "job {id} is no longer running");
+        for result in items {
+            sqlx::query(SET_ITEM_STATE)
+                .bind(id)
+                .bind(result.seq)
+                .bind(result.state.as_str())
+                .bind(&result.detail)
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Up to `limit` items after `after_seq`, in order.
+    pub async fn next_job_items(&self, id: &str, after_seq: i64, limit: i64) -> anyhow::Result<Vec<JobItem>> {
+        let rows = sqlx::query(NEXT_ITEMS).bind(id).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(job_item).collect()
+    }
+
+    /// Items in one state, in order, at most `limit`.
+    pub async fn job_items_in_state(&self, id: &str, state: ItemState, limit: i64) -> anyhow::Result<Vec<JobItem>> {
+        let rows = sqlx::query(ITEMS_IN_STATE).bind(id).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(job_item).collect()
+    }
+
+    /// How many items are in each state.
+    pub async fn job_item_counts(&self, id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(COUNT_ITEMS).bind(id).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// Ends a running job in `state` with its result, and audits it.

@@ -8,6 +8,7 @@ mod audit;
 mod events;
 mod inbox;
 mod jobs;
+mod media;
 mod txns;
 
 use std::str::FromStr;
@@ -21,7 +22,8 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
-pub use jobs::{CancelOutcome, ConfirmError, Job, JobState, NewJob};
+pub use jobs::{CancelOutcome, ConfirmError, ItemResult, ItemState, Job, JobItem, JobState, NewJob};
+pub use media::{MediaRefSelection, RefsOf};
 pub use txns::TxnOutcome;
 
 use crate::config::Backend;

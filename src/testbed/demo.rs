@@ -118,6 +118,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  @bob (not a moderator): !status");
     println!("    {}", bob.wait_for_reply(&admin_room, &event_id, &bot).await?);
 
+    step("a room quarantine: every media the gallery references, encrypted and inline ones included");
+    let bot_path = format!("/_synapse/admin/v2/users/{}", super::encode(&bot));
+    alice.request(reqwest::Method::PUT, &bot_path, Some(serde_json::json!({"admin": true}))).await?;
+    println!("  the bot is made a server admin (README: \"Bot as server admin\")");
+    let referenced: BTreeSet<String> = seeded.refs.iter().map(|r| r.mxc.clone()).collect();
+    let before = count_available(&bob, &referenced).await?;
+    let command = format!("!quarantine room {room} --reason \"demo\" --yes");
+    let event_id = alice.send_text(&admin_room, &command).await?;
+    let replies = alice.wait_for_replies(&admin_room, &event_id, &bot, 3).await?;
+    println!("  @alice: {command}");
+    for reply in &replies {
+        for line in reply["content"]["body"].as_str().unwrap_or_default().lines() {
+            println!("    {line}");
+        }
+    }
+    let after = count_available(&bob, &referenced).await?;
+    println!("  downloadable media referenced in the gallery: {before} of {} before, {after} after", referenced.len());
+
     if args.keep_running {
         step("running until Ctrl-C");
         println!("  log in to {} as alice / alice-password or bob / bob-password", synapse.url);
@@ -127,6 +145,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     synapse.stop().await?;
     step("done");
     Ok(())
+}
+
+/// How many of `media` still download (status 200) for `user`.
+async fn count_available(user: &super::MatrixUser, media: &BTreeSet<String>) -> anyhow::Result<usize> {
+    let mut available = 0;
+    for mxc in media {
+        if user.download_status(mxc).await? == 200 {
+            available += 1;
+        }
+    }
+    Ok(available)
 }
 
 fn step(text: &str) {

@@ -233,9 +233,15 @@ impl Testbed {
         Ok(answer["room_id"].as_str().context("no room_id")?.to_owned())
     }
 
-    /// Makes the bot a server admin, as the README tells operators to.
+    /// Makes the bot a server admin, as the README tells operators to, once
+    /// housekeep has registered it.
     pub async fn make_bot_admin(&self) -> anyhow::Result<()> {
         let bot = encode(self.config.bot_user_id()?.as_str());
+        let path = format!("/_synapse/admin/v2/users/{bot}");
+        eventually(Duration::from_secs(30), "housekeep to register its bot user", || async {
+            Ok(self.admin.request(reqwest::Method::GET, &path, None).await.ok().map(|_| ()))
+        })
+        .await?;
         self.admin
             .request(
                 reqwest::Method::PUT,

@@ -1,0 +1,217 @@
+//! `!quarantine` / `!unquarantine` against a real Synapse: what a moderator
+//! checks is whether the media still downloads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Backend, with_testbed};
+use housekeep::store::{JobState, Store};
+use housekeep::testbed::seed::seed_every_media_kind;
+use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    a_room_quarantine_covers_every_reference_kind,
+    user_event_media_and_unquarantine_round_trips,
+    a_quarantine_killed_mid_way_resumes_and_does_each_media_once,
+);
+
+/// Sends a command as the server admin (a moderator) and returns the final
+/// reply of its job ("Job … done"), or its only reply when it makes no job.
+async fn run(testbed: &Testbed, room: &str, command: &str, replies: usize) -> anyhow::Result<String> {
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let event = testbed.admin.send_text(room, command).await?;
+    let all = testbed.admin.wait_for_replies(room, &event, &bot, replies).await?;
+    Ok(all.last().unwrap()["content"]["body"].as_str().unwrap().to_owned())
+}
+
+/// Waits until the index holds `count` media references in `room`.
+async fn indexed(store: &Store, room: &str, count: usize) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(30), "media references to be indexed", || async {
+        Ok((store.room_media_refs(room).await?.len() >= count).then_some(()))
+    })
+    .await
+}
+
+async fn statuses(user: &MatrixUser, media: &[String]) -> anyhow::Result<BTreeMap<String, u16>> {
+    let mut out = BTreeMap::new();
+    for mxc in media {
+        out.insert(mxc.clone(), user.download_status(mxc).await?);
+    }
+    Ok(out)
+}
+
+fn field<'a>(reply: &'a str, key: &str) -> &'a str {
+    reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))
+}
+
+async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let bob = testbed.synapse.register_user("bob", false).await?;
+        let room = alice.create_room(json!({"name": "gallery"})).await?;
+        let seeded = seed_every_media_kind(&alice, &room).await?;
+        let innocent_room = bob.create_room(json!({"name": "innocent"})).await?;
+        let innocent = bob.upload(b"innocent".to_vec(), "text/plain", "a.txt").await?;
+        bob.send(&innocent_room, "m.room.message", json!({"msgtype": "m.file", "body": "a", "url": innocent})).await?;
+        indexed(&store, &room, seeded.refs.len()).await?;
+        indexed(&store, &innocent_room, 1).await?;
+
+        let referenced: Vec<String> = {
+            let mut m: Vec<String> = seeded.refs.iter().map(|r| r.mxc.clone()).collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
+
+        // Without server-admin rights the plan says so, and how to fix it.
+        let refused = run(testbed, &admin_room, &format!("!quarantine room {room} --yes"), 1).await?;
+        assert!(
+            refused.contains("is not a server admin") && refused.contains("/_synapse/admin/v2/users/"),
+            "{refused}"
+        );
+        testbed.make_bot_admin().await?;
+
+        // A dry run plans and changes nothing.
+        let dry = run(testbed, &admin_room, &format!("!quarantine room {room} --dry-run"), 1).await?;
+        assert!(dry.contains(&format!("Would quarantine {} media", referenced.len())), "{dry}");
+        assert!(dry.contains("html_img 1") && dry.contains("thumbnail_file 1"), "{dry}");
+        assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
+
+        let result =
+            run(testbed, &admin_room, &format!("!quarantine room {room} --reason \"csam report\" --yes"), 3).await?;
+        assert_eq!(field(&result, "quarantined_count"), referenced.len().to_string(), "{result}");
+        assert_eq!(field(&result, "status"), "done");
+        assert_eq!(field(&result, "failed"), "0");
+        let after = statuses(&alice, &referenced).await?;
+        assert!(after.values().all(|s| *s == 404), "every referenced media is gone: {after:?}");
+        let unreferenced: Vec<String> = seeded.uploads.iter().filter(|u| !referenced.contains(u)).cloned().collect();
+        assert!(statuses(&alice, &unreferenced).await?.values().all(|s| *s == 200), "never-sent upload stays");
+        assert_eq!(bob.download_status(&innocent).await?, 200, "the other room's media stays");
+        // Quarantine is by media ID: posting the same media elsewhere brings nothing back.
+        let elsewhere = alice.create_room(json!({"name": "elsewhere"})).await?;
+        alice
+            .send(&elsewhere, "m.room.message", json!({"msgtype": "m.image", "body": "again", "url": referenced[0]}))
+            .await?;
+        assert_eq!(bob.download_status(&referenced[0]).await?, 404);
+
+        let status = run(testbed, &admin_room, "!status", 1).await?;
+        assert_eq!(field(&status, "quarantined media"), referenced.len().to_string(), "{status}");
+        let audit = store.audit_entries(100, None).await?;
+        let actions = audit.iter().filter(|r| r.entry.action == "quarantine.media").count();
+        assert_eq!(actions, referenced.len());
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
+
+async fn user_event_media_and_unquarantine_round_trips(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let bob = testbed.synapse.register_user("bob", false).await?;
+        let room = alice.create_room(json!({"name": "shared", "preset": "public_chat"})).await?;
+        bob.join(&room).await?;
+        let sent = alice.upload(b"alice sent".to_vec(), "image/png", "a.png").await?;
+        let unsent = alice.upload(b"alice kept".to_vec(), "image/png", "b.png").await?;
+        alice.send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "a", "url": sent})).await?;
+        let theirs = bob.upload(b"bob sent".to_vec(), "image/png", "c.png").await?;
+        let bob_event =
+            bob.send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "c", "url": theirs})).await?;
+        indexed(&store, &room, 2).await?;
+        let all = [sent.clone(), unsent.clone(), theirs.clone()];
+
+        // user: what they referenced anywhere plus what they uploaded.
+        let result = run(testbed, &admin_room, &format!("!quarantine user {} --yes", alice.user_id), 3).await?;
+        assert_eq!(field(&result, "quarantined_count"), "2", "{result}");
+        let now = statuses(&bob, &all).await?;
+        assert_eq!((now[&sent], now[&unsent], now[&theirs]), (404, 404, 200), "{now:?}");
+        let result = run(testbed, &admin_room, &format!("!unquarantine user {} --yes", alice.user_id), 3).await?;
+        assert_eq!(field(&result, "unquarantined_count"), "2", "{result}");
+        assert!(statuses(&bob, &all).await?.values().all(|s| *s == 200));
+
+        // event, then media.
+        let matrix_to = format!("https://matrix.to/#/{}/{}", encode(&room), encode(&bob_event));
+        let result = run(testbed, &admin_room, &format!("!quarantine event {matrix_to} --yes"), 3).await?;
+        assert_eq!(field(&result, "quarantined_count"), "1", "{result}");
+        assert_eq!(bob.download_status(&theirs).await?, 404);
+        let result = run(testbed, &admin_room, &format!("!unquarantine media {theirs} --yes"), 3).await?;
+        assert_eq!(field(&result, "unquarantined_count"), "1", "{result}");
+        assert_eq!(bob.download_status(&theirs).await?, 200);
+
+        // A dry run of a media quarantine changes nothing.
+        let dry = run(testbed, &admin_room, &format!("!quarantine media {sent} --dry-run"), 1).await?;
+        assert!(dry.contains("dry_run"), "{dry}");
+        assert_eq!(bob.download_status(&sent).await?, 200);
+
+        // Protected media is reported as still available, not as quarantined.
+        let media_id = unsent.rsplit('/').next().unwrap();
+        testbed
+            .admin
+            .request(reqwest::Method::POST, &format!("/_synapse/admin/v1/media/protect/{media_id}"), Some(json!({})))
+            .await?;
+        let result = run(testbed, &admin_room, &format!("!quarantine media {unsent} {sent} --yes"), 3).await?;
+        assert_eq!(field(&result, "quarantined_count"), "1", "{result}");
+        assert!(field(&result, "not quarantined").contains("protected"), "{result}");
+        assert_eq!(bob.download_status(&unsent).await?, 200);
+        assert_eq!(bob.download_status(&sent).await?, 404);
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
+
+async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "many"})).await?;
+        // 1,000 references (media IDs Synapse has never seen: quarantining them is a no-op there).
+        for event in 0..20 {
+            let refs: Vec<Value> = (0..50).map(|n| json!(format!("mxc://localhost/bulk{event}x{n}"))).collect();
+            alice.send(&room, "org.example.gallery", json!({"pictures": refs})).await?;
+        }
+        indexed(&store, &room, 1000).await?;
+
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
+        let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
+        let id = plan.split_whitespace().nth(3).unwrap().to_owned();
+        eventually(Duration::from_secs(30), "a few batches", || async {
+            Ok(store.job(&id).await?.filter(|job| job.batches >= 3).map(|_| ()))
+        })
+        .await?;
+        testbed.housekeep.kill_9().await?;
+        let interrupted = store.job(&id).await?.unwrap();
+        assert_eq!(interrupted.state, JobState::Running, "killed mid-way");
+        assert!(interrupted.done_count < 1000);
+        testbed.housekeep.restart().await?;
+
+        eventually(Duration::from_secs(120), "the job to finish", || async {
+            Ok(store.job(&id).await?.filter(|job| job.state == JobState::Done).map(|_| ()))
+        })
+        .await?;
+        let job = store.job(&id).await?.unwrap();
+        assert_eq!((job.done_count, job.failed_count), (1000, 0));
+        let audit = store.job_audit(&id).await?;
+        let mut per_media = BTreeMap::<String, usize>::new();
+        for record in audit.iter().filter(|r| r.entry.action == "quarantine.media") {
+            *per_media.entry(record.entry.target.clone().unwrap()).or_default() += 1;
+        }
+        assert_eq!(per_media.len(), 1000);
+        assert!(per_media.values().all(|n| *n == 1), "each media recorded once");
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
