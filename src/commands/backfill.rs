@@ -72,7 +72,7 @@ impl TryFrom<BackfillCli> for BackfillArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{err, ok};
+    use super::super::test_support::{assert_errors, ok};
     use super::*;
     use crate::commands::Command;
     use std::time::Duration;
@@ -128,11 +128,6 @@ mod tests {
             ),
             ("!backfill retry-failed now", "unexpected argument 'now'", "Usage: !backfill retry-failed"),
         ];
-        for (body, expected, usage) in table {
-            let e = err(body);
-            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
-            let got = e.usage.as_deref().unwrap_or_default();
-            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
-        }
+        assert_errors(table);
     }
 }

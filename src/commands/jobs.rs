@@ -57,7 +57,7 @@ pub struct TestJobArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{err, ok};
+    use super::super::test_support::{assert_errors, err, ok};
     use super::*;
     use crate::commands::Command;
 
@@ -88,12 +88,7 @@ mod tests {
             ("!jobs --all", "unexpected argument '--all'", "Usage: !jobs"),
             ("!jobs k3f9x2", "unexpected argument 'k3f9x2'", "Usage: !jobs"),
         ];
-        for (body, expected, usage) in table {
-            let e = err(body);
-            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
-            let got = e.usage.as_deref().unwrap_or_default();
-            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
-        }
+        assert_errors(table);
     }
 
     #[test]

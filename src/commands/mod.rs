@@ -294,4 +294,15 @@ mod test_support {
             other => panic!("{body:?} parsed to {other:?}"),
         }
     }
+
+    /// For each `(body, expected message part, expected usage prefix)`:
+    /// parsing fails, says what was wrong, and shows the right usage.
+    pub fn assert_errors(table: &[(&str, &str, &str)]) {
+        for (body, expected, usage) in table {
+            let e = err(body);
+            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
+            let got = e.usage.as_deref().unwrap_or_default();
+            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
+        }
+    }
 }

@@ -194,7 +194,7 @@ fn parse_sha256(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{err, ok};
+    use super::super::test_support::{assert_errors, ok};
     use super::*;
     use crate::commands::Command;
 
@@ -313,12 +313,7 @@ mod tests {
             ),
             ("!quarantine user @a:x.org --method delete", "unexpected argument '--method'", "Usage: !quarantine user "),
         ];
-        for (body, expected, usage) in table {
-            let e = err(body);
-            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
-            let got = e.usage.as_deref().unwrap_or_default();
-            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
-        }
+        assert_errors(table);
     }
 
     #[test]
@@ -330,12 +325,7 @@ mod tests {
             ("!unquarantine hash 12", "64 hexadecimal characters", "Usage: !unquarantine hash "),
             ("!unquarantine user @a:x.org --yes --dry-run", "cannot be used with", "Usage: !unquarantine user "),
         ];
-        for (body, expected, usage) in table {
-            let e = err(body);
-            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
-            let got = e.usage.as_deref().unwrap_or_default();
-            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
-        }
+        assert_errors(table);
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl TryFrom<StatsCli> for StatsArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{err, ok};
+    use super::super::test_support::{assert_errors, ok};
     use super::*;
     use crate::commands::Command;
 
@@ -101,11 +101,6 @@ mod tests {
             ("!stats room #a:x.org --days 400", "400 is not in 1..=365", "Usage: !stats room "),
             ("!stats user @a:x.org", "unrecognized subcommand 'user'", "Usage: !stats "),
         ];
-        for (body, expected, usage) in table {
-            let e = err(body);
-            assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
-            let got = e.usage.as_deref().unwrap_or_default();
-            assert!(got.starts_with(usage), "{body:?}: usage {got:?} should start with {usage:?}");
-        }
+        assert_errors(table);
     }
 }

@@ -1,0 +1,208 @@
+//! `!quarantine room` against Synapse's own room quarantine, on one real
+//! Synapse: coverage (how many referenced media become unavailable) and wall
+//! time; then the selection query alone on a 1,000,000-event index, on
+//! SQLite and PostgreSQL.
+//!
+//! `cargo bench --bench quarantine` (takes a few minutes: it sends 10,000
+//! events). `BENCH_PART=side-by-side` or `BENCH_PART=selection` runs one part.
+
+use std::time::{Duration, Instant};
+
+use housekeep::config::Backend;
+use housekeep::extract::extract_value;
+use housekeep::store::{RefsOf, Source, Store};
+use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
+use serde_json::{Value, json};
+
+const EVENTS: usize = 10_000;
+
+/// The media-carrying events of the benchmark room: 1,000 media in 950
+/// events, in every shape Synapse's room quarantine does and does not read.
+fn media_event(n: usize, mxc: &str, second: Option<&str>) -> (&'static str, Value) {
+    match n % 19 {
+        0..=8 => ("m.room.message", json!({"msgtype": "m.image", "body": "p.png", "url": mxc})),
+        9 => (
+            "m.room.message",
+            json!({"msgtype": "m.image", "body": "p.png", "url": mxc, "info": {"thumbnail_url": second.unwrap()}}),
+        ),
+        10..=13 => (
+            "m.room.message",
+            json!({"msgtype": "m.file", "body": "f", "file": {"url": mxc, "key": {"k": "x"}, "iv": "y", "hashes": {}, "v": "v2"}}),
+        ),
+        14..=16 => (
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "img", "format": "org.matrix.custom.html",
+                   "formatted_body": format!("<img src=\"{mxc}\">")}),
+        ),
+        _ => ("m.sticker", json!({"body": "s", "url": mxc, "info": {}})),
+    }
+}
+
+async fn seed(user: &MatrixUser, room: &str) -> anyhow::Result<Vec<String>> {
+    let mut media = Vec::new();
+    let mut sent = 0;
+    let mut n = 0;
+    while media.len() < 1000 {
+        let upload = |label: String| user.upload(label.into_bytes(), "image/png", "p.png");
+        let mxc = upload(format!("bench media {n} {}", rand::random::<u64>())).await?;
+        let second =
+            if n % 19 == 9 { Some(upload(format!("bench thumb {n} {}", rand::random::<u64>())).await?) } else { None };
+        let (event_type, content) = media_event(n, &mxc, second.as_deref());
+        user.send(room, event_type, content).await?;
+        media.push(mxc);
+        media.extend(second);
+        sent += 1;
+        n += 1;
+        // Spread text messages between the media events.
+        for _ in 0..9 {
+            if sent < EVENTS - (1000 - media.len()) {
+                user.send_text(room, &format!("chat {sent}")).await?;
+                sent += 1;
+            }
+        }
+    }
+    while sent < EVENTS {
+        user.send_text(room, &format!("chat {sent}")).await?;
+        sent += 1;
+    }
+    Ok(media)
+}
+
+async fn unavailable(user: &MatrixUser, media: &[String]) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for mxc in media {
+        if user.download_status(mxc).await? == 404 {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+async fn side_by_side() -> anyhow::Result<()> {
+    let testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    testbed.make_bot_admin().await?;
+    let admin_room = testbed.admin_room().await?;
+    let alice = testbed.synapse.register_user("alice", false).await?;
+    let room = alice.create_room(json!({"name": "bench"})).await?;
+    let started = Instant::now();
+    let media = seed(&alice, &room).await?;
+    println!("seeded {EVENTS} events with {} media references in {:.0?}", media.len(), started.elapsed());
+    let store = testbed.store().await?;
+    eventually(Duration::from_secs(120), "the index to catch up", || async {
+        Ok((store.room_media_refs(&room).await?.len() >= media.len()).then_some(()))
+    })
+    .await?;
+
+    let started = Instant::now();
+    let answer = testbed
+        .admin
+        .request(
+            reqwest::Method::POST,
+            &format!("/_synapse/admin/v1/room/{}/media/quarantine", encode(&room)),
+            Some(json!({})),
+        )
+        .await?;
+    let synapse_time = started.elapsed();
+    let synapse_covered = unavailable(&alice, &media).await?;
+    println!(
+        "Synapse room quarantine:   {synapse_covered:>4} of {} referenced media unavailable, {:>8.1?} (answered {answer})",
+        media.len(),
+        synapse_time
+    );
+    for mxc in &media {
+        let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
+        testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+    }
+    anyhow::ensure!(unavailable(&alice, &media).await? == 0, "unquarantine between the runs failed");
+
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let started = Instant::now();
+    let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
+    let replies = testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+    let housekeep_time = started.elapsed();
+    let result =
+        replies.last().unwrap()["content"]["body"].as_str().unwrap_or_default().lines().nth(1).unwrap_or("").to_owned();
+    let housekeep_covered = unavailable(&alice, &media).await?;
+    println!(
+        "housekeep !quarantine room: {housekeep_covered:>4} of {} referenced media unavailable, {:>8.1?} from command to result ({result})",
+        media.len(),
+        housekeep_time
+    );
+    store.close().await;
+    testbed.shutdown().await
+}
+
+/// 1,000,000 events in 100 rooms; the target room holds 1,000 media references.
+async fn selection(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let store = Store::connect(&database.url, None).await?;
+    store.migrate().await?;
+    let started = Instant::now();
+    for chunk in 0..1000 {
+        let batch: Vec<_> = (0..1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                let room = format!("!room{}", n % 100);
+                let mut content = json!({"msgtype": "m.text", "body": "hello"});
+                if n % 10 == 0 {
+                    content = json!({"msgtype": "m.image", "body": "p", "url": format!("mxc://hs.example/m{n}")});
+                }
+                let event = json!({"event_id": format!("$e{n}"), "room_id": room, "sender": format!("@u{}:hs.example", n % 5000),
+                                   "origin_server_ts": 1_700_000_000_000i64 + n as i64, "type": "m.room.message", "content": content});
+                extract_value(&event).expect("valid event")
+            })
+            .collect();
+        store.index_events(&batch, Source::Backfill).await?;
+    }
+    let load = started.elapsed();
+    let summary = store.summary().await?;
+    let mut timings = Vec::new();
+    for (name, of) in [
+        ("room (1,000 refs)", RefsOf::Room("!room0")),
+        ("sender (20 refs)", RefsOf::Sender("@u0:hs.example")),
+        ("event (1 ref)", RefsOf::Event("$e500000")),
+    ] {
+        let rows = store.media_refs_of(of).await?.len();
+        let mut runs: Vec<Duration> = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            store.media_refs_of(of).await?;
+            runs.push(t.elapsed());
+        }
+        runs.sort();
+        timings.push(format!(
+            "{name}: {rows} rows, median {:.2} ms, max {:.2} ms",
+            runs[10].as_secs_f64() * 1e3,
+            runs[20].as_secs_f64() * 1e3
+        ));
+    }
+    println!(
+        "{:<8} index of {} events / {} media refs (loaded in {:.0?}): {}",
+        backend.as_str(),
+        summary.events,
+        summary.media_refs,
+        load,
+        timings.join("; ")
+    );
+    store.close().await;
+    database.drop_database().await
+}
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(()); // `cargo test --benches` builds it; running it takes minutes.
+    }
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        if part.is_empty() || part == "selection" {
+            selection(Backend::Sqlite).await?;
+            selection(Backend::Postgres).await?;
+        }
+        if part.is_empty() || part == "side-by-side" {
+            side_by_side().await?;
+        }
+        Ok(())
+    })
+}
