@@ -57,7 +57,7 @@ pub struct TestJobArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_errors, err, ok};
+    use super::super::test_support::{assert_errors, ok};
     use super::*;
     use crate::commands::Command;
 
@@ -126,7 +126,7 @@ mod tests {
             ("!testjob 5 --dry-run --yes", "cannot be used with"),
         ];
         for (body, expected) in table {
-            let e = err(body);
+            let e = super::super::test_support::err(body);
             assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
             assert!(e.usage.as_deref().unwrap_or_default().starts_with("Usage: !testjob "), "{body:?}: {e:?}");
         }
