@@ -62,16 +62,27 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if output.as_os_str() == "-" {
                 print!("{yaml}");
             } else {
-                std::fs::write(&output, yaml).with_context(|| format!("cannot write {}", output.display()))?;
+                registration::write_private(&output, &yaml)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
                 eprintln!(
-                    "wrote {}: add it to the homeserver's app_service_config_files and restart the homeserver",
+                    "wrote {} (mode 600: let the homeserver's user read it, e.g. chown synapse); \
+                     add it to the homeserver's app_service_config_files and restart the homeserver",
                     output.display()
                 );
             }
             Ok(())
         }
         Command::CheckConfig(arg) => {
-            let config = Config::load(&arg.config)?;
+            // A fresh config has no tokens yet: that is a step to do, not an error in the file.
+            let mut config = Config::load_unvalidated(&arg.config)?;
+            config.validate_shape().with_context(|| format!("invalid config {}", arg.config.display()))?;
+            if config.appservice.as_token.is_empty() || config.appservice.hs_token.is_empty() {
+                eprintln!(
+                    "note: appservice.as_token/hs_token are empty; `housekeep generate-registration` fills them in"
+                );
+            } else {
+                config.validate().with_context(|| format!("invalid config {}", arg.config.display()))?;
+            }
             println!(
                 "{}: ok (bot {}, homeserver {}, database {} {})",
                 arg.config.display(),
@@ -83,7 +94,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(arg) => {
-            let config = Config::load(&arg.config)?;
+            let config = Config::load_unvalidated(&arg.config)?;
+            config.validate_shape().with_context(|| format!("invalid config {}", arg.config.display()))?;
             service::init_logging(Some(&config));
             service::open_store(&config).await?.close().await;
             Ok(())

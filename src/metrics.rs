@@ -95,6 +95,7 @@ pub struct Metrics {
     pub index_lag_seconds: Gauge<f64, AtomicU64>,
     pub commands_handled: Counter,
     pub bot_items_failed: Counter,
+    pub txn_gaps: Counter,
 }
 
 impl Metrics {
@@ -119,7 +120,7 @@ impl Metrics {
         let media_refs_indexed = Family::<KindLabel, Counter>::default();
         registry.register(
             "media_refs_indexed",
-            "Media references newly written to the index, by kind",
+            "Media references in indexed transactions, by kind (repeats of known ones included)",
             media_refs_indexed.clone(),
         );
         let redactions_applied = Counter::default();
@@ -146,7 +147,14 @@ impl Metrics {
             "Admin-room events given up after repeated failures (each is logged and audited)",
             bot_items_failed.clone(),
         );
+        let txn_gaps = Counter::default();
+        registry.register(
+            "appservice_txn_gaps",
+            "Transactions that never arrived, even after asking the homeserver to resend",
+            txn_gaps.clone(),
+        );
         Self {
+            txn_gaps,
             commands_handled,
             bot_items_failed,
             registry,

@@ -37,8 +37,9 @@ pub fn registration(config: &Config) -> Registration {
         protocols: None,
     }
     .into();
-    // Typing and receipts are not indexed, but commands may react to them later.
-    registration.receive_ephemeral = true;
+    // No typing or receipts: with the every-room namespace that would be the
+    // whole server's ephemeral traffic, and none of it is indexed.
+    registration.receive_ephemeral = false;
     registration
 }
 
@@ -57,7 +58,7 @@ pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
         let hs_token = non_empty_or_random(&config.appservice.hs_token);
         let text = set_token(&text, "as_token", &as_token)?;
         let text = set_token(&text, "hs_token", &hs_token)?;
-        std::fs::write(config_path, &text)
+        write_private(config_path, &text)
             .with_context(|| format!("cannot write the tokens back to {}", config_path.display()))?;
         config = Config::load(config_path)?;
         if config.appservice.as_token != as_token || config.appservice.hs_token != hs_token {
@@ -72,6 +73,20 @@ pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
     }
     let yaml = to_yaml(&registration(&config))?;
     Ok((config, yaml))
+}
+
+/// Writes a file that holds tokens, readable by its owner only: the
+/// as_token of a bot that is a server admin is an admin credential.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 fn non_empty_or_random(token: &str) -> String {

@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "appservice listening");
 
     // The handshake needs the listener up: the homeserver's ping calls us back.
-    let handshake = tokio::spawn({
+    let bot_workers = {
         let config = config.clone();
         async move {
             homeserver
@@ -86,18 +86,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     config.appservice.address.as_str(),
                 )
                 .await;
-            crate::bot::spawn(bot);
+            let mut workers = crate::bot::spawn(bot);
+            // Both run forever; one ending means it panicked. Stop, so a
+            // supervisor (systemd, Kubernetes) restarts housekeep, rather than
+            // run on with commands or jobs silently stalled.
+            let ended = workers.join_next().await;
+            let which = match &ended {
+                Some(Ok(name)) => *name,
+                _ => "a bot worker",
+            };
+            anyhow::bail!("{which} stopped unexpectedly ({ended:?}); exiting so that housekeep is restarted")
         }
-    });
+    };
 
-    axum::serve(listener, router(state, config.appservice.max_body_bytes))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("appservice listener failed")?;
-    handshake.abort();
+    let serve = axum::serve(listener, router(state, config.appservice.max_body_bytes))
+        .with_graceful_shutdown(shutdown_signal());
+    let outcome = tokio::select! {
+        served = serve => served.context("appservice listener failed"),
+        failed = bot_workers => failed,
+    };
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }
 
 /// The admin room's ID. An alias is resolved before anything else starts, so

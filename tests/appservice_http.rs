@@ -17,6 +17,7 @@ on_both_backends!(
     malformed_transactions_are_refused_whole,
     a_bad_event_or_mxc_is_skipped_and_counted_not_fatal,
     retried_transactions_are_indexed_once,
+    a_hole_in_the_transaction_sequence_is_resent_first,
     queries_health_and_metrics_answer,
 );
 
@@ -198,5 +199,28 @@ async fn queries_health_and_metrics_answer(backend: Backend) -> anyhow::Result<(
     {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
+    server.finish().await
+}
+
+async fn a_hole_in_the_transaction_sequence_is_resent_first(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    for n in [1, 2] {
+        assert_eq!(server.put_txn(&n.to_string(), Some(HS_TOKEN), txn(vec![event(n, json!({}))])).await.0, 200);
+    }
+    // Transaction 3 was stranded by the homeserver: 4 is refused once, so it resends from 3.
+    let four = txn(vec![event(4, json!({}))]);
+    let (status, error) = server.put_txn("4", Some(HS_TOKEN), four.clone()).await;
+    assert_eq!((status, error["errcode"].as_str()), (503, Some("M_UNKNOWN")), "{error}");
+    assert_eq!(server.events().await, 2, "nothing of 4 written yet");
+    assert_eq!(server.put_txn("3", Some(HS_TOKEN), txn(vec![event(3, json!({}))])).await.0, 200);
+    assert_eq!(server.put_txn("4", Some(HS_TOKEN), four).await.0, 200);
+    assert_eq!(server.events().await, 4);
+
+    // A hole that is still there on the retry is accepted and counted, not looped on.
+    let seven = txn(vec![event(7, json!({}))]);
+    assert_eq!(server.put_txn("7", Some(HS_TOKEN), seven.clone()).await.0, 503);
+    assert_eq!(server.put_txn("7", Some(HS_TOKEN), seven).await.0, 200);
+    assert_eq!(server.events().await, 5);
+    assert!(server.metrics.render().contains("housekeep_appservice_txn_gaps_total 1"), "{}", server.metrics.render());
     server.finish().await
 }

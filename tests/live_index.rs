@@ -17,12 +17,21 @@ on_both_backends!(every_media_kind_is_indexed_from_live_events, kill_9_loses_and
 /// Waits until the index holds exactly the events the homeserver shows a member.
 async fn index_matches_timeline(store: &Store, user: &MatrixUser, room: &str) -> anyhow::Result<Vec<String>> {
     let timeline: BTreeSet<String> = user.room_event_ids(room).await?.into_iter().collect();
-    eventually(Duration::from_secs(60), "the index to hold the room's timeline", || async {
+    let waited = eventually(Duration::from_secs(60), "the index to hold the room's timeline", || async {
         let indexed: BTreeSet<String> = store.room_events(room).await?.into_iter().map(|e| e.event_id).collect();
         Ok((indexed == timeline).then_some(()))
     })
-    .await
-    .map_err(|error| anyhow::anyhow!("{error} (timeline has {} events)", timeline.len()))?;
+    .await;
+    if let Err(error) = waited {
+        let indexed: BTreeSet<String> = store.room_events(room).await?.into_iter().map(|e| e.event_id).collect();
+        let missing: Vec<_> = timeline.difference(&indexed).collect();
+        let extra: Vec<_> = indexed.difference(&timeline).collect();
+        anyhow::bail!(
+            "{error}: timeline {}, indexed {}; missing {missing:?}; not in timeline {extra:?}",
+            timeline.len(),
+            indexed.len()
+        );
+    }
     Ok(timeline.into_iter().collect())
 }
 

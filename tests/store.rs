@@ -58,6 +58,10 @@ async fn redactions_mark_targets_in_either_order(backend: Backend) -> anyhow::Re
         .await?;
     let counts = store.index_events(&[extract(event("$b", 30, "m.room.message", json!({})))], Source::Backfill).await?;
     assert_eq!(counts.redactions_applied, 1);
+    // A redaction in another room does not touch this room's event.
+    store.index_events(&[extract(event("$c", 60, "m.room.message", json!({})))], Source::Live).await?;
+    let elsewhere = event("$rc", 70, "m.room.redaction", json!({"redacts": "$c", "room_id": "!elsewhere"}));
+    assert_eq!(store.index_events(&[extract(elsewhere)], Source::Live).await?.redactions_applied, 0);
     // A second redaction of the same event keeps the first time.
     store
         .index_events(&[extract(event("$ra2", 50, "m.room.redaction", json!({"redacts": "$a"})))], Source::Live)
@@ -68,6 +72,7 @@ async fn redactions_mark_targets_in_either_order(backend: Backend) -> anyhow::Re
     assert_eq!(redacted_at("$a"), Some(20));
     assert_eq!(redacted_at("$b"), Some(40));
     assert_eq!(redacted_at("$ra"), None);
+    assert_eq!(redacted_at("$c"), None);
     store.close().await;
     database.drop_database().await
 }

@@ -57,8 +57,10 @@ CREATE INDEX media_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
 
 CREATE TABLE appservice_txns (
     txn_id       TEXT PRIMARY KEY NOT NULL,
-    -- sha256 of the body: a reused id with a different body (homeserver reset) is indexed, not skipped.
-    body_sha256  TEXT NOT NULL,
+    -- sha256 of the transaction's event IDs. A retry carries the same events
+    -- (its body differs: Synapse re-serialises them with a fresh unsigned.age);
+    -- a reused id with other events (homeserver reset) is indexed, not skipped.
+    fingerprint  TEXT NOT NULL,
     received_at  BIGINT NOT NULL,
     event_count  BIGINT NOT NULL
 );

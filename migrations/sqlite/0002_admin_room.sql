@@ -13,11 +13,13 @@ CREATE TABLE bot_inbox (
     event_json        TEXT NOT NULL,
     origin_server_ts  BIGINT NOT NULL,
     received_at       BIGINT NOT NULL,
+    -- Order within its transaction (the homeserver's order).
+    position          BIGINT NOT NULL,
     attempts          BIGINT NOT NULL DEFAULT 0,
     handled_at        BIGINT,
     outcome           TEXT
 );
-CREATE INDEX bot_inbox_pending ON bot_inbox (received_at) WHERE handled_at IS NULL;
+CREATE INDEX bot_inbox_pending ON bot_inbox (received_at, position) WHERE handled_at IS NULL;
 
 CREATE TABLE jobs (
     id                 TEXT PRIMARY KEY NOT NULL,

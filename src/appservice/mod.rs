@@ -32,6 +32,8 @@ pub struct AppState {
     pub bot_user_id: OwnedUserId,
     /// Where events addressed to the bot go; `None` runs the index alone.
     pub bot: Option<BotLink>,
+    /// Transactions refused once because one before them never arrived.
+    pub gaps_refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -44,7 +46,14 @@ pub struct BotLink {
 
 impl AppState {
     pub fn new(store: Store, hs_token: &str, bot_user_id: OwnedUserId) -> Self {
-        Self { store, metrics: Arc::new(Metrics::new()), hs_token: hs_token.into(), bot_user_id, bot: None }
+        Self {
+            store,
+            metrics: Arc::new(Metrics::new()),
+            hs_token: hs_token.into(),
+            bot_user_id,
+            bot: None,
+            gaps_refused: Arc::default(),
+        }
     }
 }
 
@@ -81,7 +90,8 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    // prometheus-client writes the OpenMetrics text format.
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }
 
 async fn unrecognized() -> MatrixError {

@@ -27,11 +27,14 @@ use crate::store::{InboxItem, TxnOutcome, now_ms};
 struct Transaction<'a> {
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
-    /// MSC2409 ephemeral events (typing, receipts, presence): accepted, not indexed.
-    #[serde(default, alias = "de.sorunome.msc2409.ephemeral")]
+    /// Ephemeral events (typing, receipts, presence): accepted, not indexed.
+    #[serde(default)]
     ephemeral: Vec<IgnoredAny>,
-    /// MSC2409 to-device messages: accepted, not indexed.
-    #[serde(default, rename = "de.sorunome.msc2409.to_device", alias = "to_device")]
+    /// The same under MSC2409's unstable name; a homeserver may send both keys.
+    #[serde(default, rename = "de.sorunome.msc2409.ephemeral")]
+    unstable_ephemeral: Vec<IgnoredAny>,
+    /// To-device messages: accepted, not indexed.
+    #[serde(default, rename = "de.sorunome.msc2409.to_device")]
     to_device: Vec<IgnoredAny>,
 }
 
@@ -53,12 +56,14 @@ pub async fn put_transaction(
         tracing::info!(txn_id, error = %error.error, "malformed transaction refused");
     })?;
 
+    refuse_once_behind_a_gap(&state, &txn_id).await?;
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
-    state.metrics.ephemeral_received.inc_by((transaction.ephemeral.len() + transaction.to_device.len()) as u64);
+    let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
+    state.metrics.ephemeral_received.inc_by(ephemeral as u64);
     let (extracted, inbox) = extract_all(&state, &txn_id, &transaction.events);
-    let body_sha256 = hex::encode(Sha256::digest(&body));
+    let fingerprint = fingerprint(&extracted, transaction.events.len());
 
-    match state.store.index_transaction(&txn_id, &body_sha256, &extracted, &inbox).await {
+    match state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox).await {
         Ok(TxnOutcome::Indexed(counts)) => {
             state.metrics.transaction(TxnMetric::Indexed);
             state.metrics.events_indexed.inc_by(counts.events);
@@ -67,7 +72,7 @@ pub async fn put_transaction(
                 state.metrics.media_refs_indexed.get_or_create(&KindLabel { kind: media.kind.as_str() }).inc();
             }
             if let Some(newest) = extracted.iter().map(|e| e.event.origin_server_ts).max() {
-                state.metrics.index_lag_seconds.set((now_ms() - newest).max(0) as f64 / 1000.0);
+                state.metrics.index_lag_seconds.set(now_ms().saturating_sub(newest).max(0) as f64 / 1000.0);
             }
             if let (Some(bot), false) = (&state.bot, inbox.is_empty()) {
                 bot.wake.notify_one();
@@ -90,6 +95,50 @@ pub async fn put_transaction(
     }
     state.metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
     Ok(Json(json!({})))
+}
+
+/// Synapse can strand a transaction it created while recovering from an
+/// outage of ours: it marks us up again and carries on with later ones, and
+/// sends the stranded one only after its next failure (seen with a kill -9
+/// during a burst). When a transaction arrives with a hole right behind it,
+/// answer 503 once: Synapse then retries from its oldest unsent transaction,
+/// the missing one first. A hole that is still there on the retry is
+/// accepted, logged and counted; backfill can recover its events.
+async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<(), MatrixError> {
+    let missing = state.store.missing_predecessor(txn_id).await.map_err(|error| {
+        tracing::error!(txn_id, error = format!("{error:#}"), "cannot check transaction order");
+        MatrixError::internal()
+    })?;
+    let Some(missing) = missing else { return Ok(()) };
+    let first_time = state.gaps_refused.lock().expect("not poisoned").insert(txn_id.to_owned());
+    if first_time {
+        tracing::warn!(txn_id, missing, "transaction {missing} never arrived; asking the homeserver to resend from it");
+        state.metrics.transaction(TxnMetric::Failed);
+        return Err(MatrixError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_UNKNOWN",
+            format!("transaction {missing} has not arrived; resend it first"),
+        ));
+    }
+    tracing::warn!(
+        txn_id,
+        missing,
+        "transaction {missing} still missing after a resend; its events are not indexed live"
+    );
+    state.metrics.txn_gaps.inc();
+    Ok(())
+}
+
+/// What identifies a transaction's content across retries: its event IDs.
+/// Not the body, which Synapse re-serialises on every resend (`unsigned.age`).
+fn fingerprint(extracted: &[Extracted], received: usize) -> String {
+    let mut hasher = Sha256::new();
+    for event in extracted {
+        hasher.update(event.event.event_id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(received.to_string().as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 /// Not JSON at all is `M_NOT_JSON`; JSON of the wrong shape is `M_BAD_JSON`.
@@ -153,8 +202,10 @@ mod tests {
     #[test]
     fn all_msc2409_keys_are_accepted() {
         let body = br#"{"events": [{"a": 1}, 2], "ephemeral": [{"type": "m.typing"}],
+            "de.sorunome.msc2409.ephemeral": [{"type": "m.typing"}],
             "de.sorunome.msc2409.to_device": [{}, {}], "device_lists": {"changed": []}}"#;
         let transaction = parse_transaction(body).unwrap();
         assert_eq!((transaction.events.len(), transaction.ephemeral.len(), transaction.to_device.len()), (2, 1, 2));
+        assert_eq!(transaction.unstable_ephemeral.len(), 1);
     }
 }

@@ -41,19 +41,20 @@ pub fn power_level(user_id: &str, state: &[Value]) -> i64 {
 }
 
 impl BotContext {
-    /// Allowlisted, or at/above `admin.moderator_power_level` in the admin room.
-    pub async fn is_moderator(&self, user_id: &str) -> bool {
+    /// Allowlisted, or at/above `admin.moderator_power_level` in the admin
+    /// room. An unreadable admin room is an error (the caller retries), not a
+    /// "no": a moderator is never refused because the homeserver hiccupped.
+    pub async fn is_moderator(&self, user_id: &str) -> anyhow::Result<bool> {
         if self.moderators.iter().any(|m| m.as_str() == user_id) {
-            return true;
+            return Ok(true);
         }
-        let Some(required) = self.moderator_power_level else { return false };
-        match self.homeserver.room_state(self.admin_room_id.as_str()).await {
-            Ok(state) => power_level(user_id, &state) >= required,
-            Err(error) => {
-                tracing::warn!(%error, user_id, "cannot read the admin room's power levels; treating as not a moderator");
-                false
-            }
-        }
+        let Some(required) = self.moderator_power_level else { return Ok(false) };
+        let state = self
+            .homeserver
+            .room_state(self.admin_room_id.as_str())
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot read the admin room's power levels: {error}"))?;
+        Ok(power_level(user_id, &state) >= required)
     }
 }
 

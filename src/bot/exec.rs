@@ -31,6 +31,12 @@ impl Executed {
     fn with_outcome(reply: Reply, outcome: impl Into<String>) -> Self {
         Self { reply, outcome: outcome.into(), plan_job: None }
     }
+
+    /// The command could not be carried out; nothing was changed.
+    pub fn failed(command: &Command, error: &anyhow::Error) -> Self {
+        let reply = Reply::new().line(&format!("Could not run {}: {error:#}. Nothing was changed.", command.name()));
+        Self::with_outcome(reply, format!("error: {error:#}"))
+    }
 }
 
 pub async fn execute(ctx: &BotContext, item: &InboxItem, command: &Command) -> anyhow::Result<Executed> {
@@ -55,12 +61,16 @@ pub async fn execute(ctx: &BotContext, item: &InboxItem, command: &Command) -> a
             plan_job(ctx, item, command, "testjob", plan, summary, total, Vec::new(), &args.flags).await?
         }
         Command::Quarantine(args) => {
-            let (target, plan) = quarantine::select(ctx, &args.target).await?;
-            plan_media_job(ctx, item, command, quarantine::Action::Quarantine, &target, plan, &args.flags).await?
+            let admin = ctx.homeserver.is_server_admin(&ctx.bot_user_id).await?;
+            let (target, plan) = quarantine::select(ctx, &args.target, admin).await?;
+            let action = quarantine::Action::Quarantine;
+            plan_media_job(ctx, item, command, action, &target, plan, admin, &args.flags).await?
         }
         Command::Unquarantine(args) => {
-            let (target, plan) = quarantine::select_unquarantine(ctx, &args.target).await?;
-            plan_media_job(ctx, item, command, quarantine::Action::Unquarantine, &target, plan, &args.flags).await?
+            let admin = ctx.homeserver.is_server_admin(&ctx.bot_user_id).await?;
+            let (target, plan) = quarantine::select_unquarantine(ctx, &args.target, admin).await?;
+            let action = quarantine::Action::Unquarantine;
+            plan_media_job(ctx, item, command, action, &target, plan, admin, &args.flags).await?
         }
         Command::Purge(_) | Command::Backfill(_) | Command::Stats(_) => {
             Executed::with_outcome(not_yet_available(command), "not available")
@@ -68,9 +78,10 @@ pub async fn execute(ctx: &BotContext, item: &InboxItem, command: &Command) -> a
     })
 }
 
-/// Plans a quarantine or unquarantine. Refuses to make a runnable job when
-/// the bot is not a server admin, saying how to fix it, rather than failing
-/// half-way through.
+/// Plans a quarantine or unquarantine. Without server-admin rights it
+/// still shows the plan, but makes no runnable job: it says how to fix that
+/// instead of failing half-way through.
+#[allow(clippy::too_many_arguments)]
 async fn plan_media_job(
     ctx: &BotContext,
     item: &InboxItem,
@@ -78,21 +89,25 @@ async fn plan_media_job(
     action: quarantine::Action,
     target: &str,
     plan: quarantine::MediaPlan,
+    bot_is_admin: bool,
     flags: &crate::commands::ActionFlags,
 ) -> anyhow::Result<Executed> {
-    let summary = quarantine::describe(action, target, &plan);
+    let mut summary = quarantine::describe(action, target, &plan);
     if plan.media.is_empty() {
         let reply = summary.line("Nothing to do: the index knows no media for this selection.");
         return Ok(Executed::with_outcome(reply, "nothing selected"));
     }
-    if !flags.dry_run && !ctx.homeserver.is_server_admin(&ctx.bot_user_id).await? {
-        let reply = summary.line(&format!(
-            "Cannot run: {} is not a server admin, and Synapse's media admin API needs one. \
-             A server admin can fix this with PUT /_synapse/admin/v2/users/{}  {{\"admin\": true}} (see the README), \
-             then send the command again.",
-            ctx.bot_user_id, ctx.bot_user_id
-        ));
-        return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));
+    if !bot_is_admin {
+        let fix = format!(
+            "{bot} is not a server admin, and Synapse's media admin API needs one (it also lists a user's unsent uploads). \
+             A server admin can fix this with PUT /_synapse/admin/v2/users/{bot} {{\"admin\": true}} (see the README).",
+            bot = ctx.bot_user_id
+        );
+        if !flags.dry_run {
+            let reply = summary.line(&format!("Cannot run: {fix} Then send the command again."));
+            return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));
+        }
+        summary = summary.line(&fix);
     }
     let json = quarantine::plan_json(action, target, flags.reason.as_deref(), &plan);
     let total = plan.media.len() as i64;
@@ -196,7 +211,7 @@ async fn status(ctx: &BotContext) -> anyhow::Result<Reply> {
     let summary = ctx.store.summary().await?;
     let newest = summary
         .newest_event_ts
-        .map(|ts| format!("{} ago", age(now_ms() - ts)))
+        .map(|ts| format!("{} ago", age(now_ms().saturating_sub(ts))))
         .unwrap_or_else(|| "none yet".to_owned());
     let counts = ctx.store.job_counts().await?;
     let jobs = if counts.is_empty() {
@@ -255,7 +270,7 @@ fn job_line(job: &Job) -> String {
         job.total_count,
         if job.failed_count > 0 { format!(", {} failed", job.failed_count) } else { String::new() },
         job.requested_by,
-        age(now_ms() - job.created_at),
+        age(now_ms().saturating_sub(job.created_at)),
         job.command_text
     )
 }
@@ -281,7 +296,7 @@ async fn job_details(ctx: &BotContext, id: &str) -> anyhow::Result<Executed> {
         reply = reply.field("confirmed by", by);
     }
     if job.state == JobState::Planned {
-        reply = reply.field("expires in", &age(job.expires_at - now_ms()));
+        reply = reply.field("expires in", &age(job.expires_at.saturating_sub(now_ms())));
     }
     if let Some(result) = &job.result {
         reply = reply.field("result", &result.to_string());
@@ -290,7 +305,7 @@ async fn job_details(ctx: &BotContext, id: &str) -> anyhow::Result<Executed> {
         reply = reply.field("error", error);
     }
     for (state, count) in ctx.store.job_item_counts(id).await? {
-        let items = ctx.store.job_items_in_state(id, item_state(&state), 500).await?;
+        let items = ctx.store.job_items_in_state(id, item_state(&state), 100).await?;
         let more = if count > items.len() as i64 { format!(" (first {} shown)", items.len()) } else { String::new() };
         reply = reply
             .line(&format!("{count} {state}{more}:"))
@@ -323,6 +338,13 @@ async fn audit(ctx: &BotContext, limit: i64, actor: Option<&str>) -> anyhow::Res
         let e = &r.entry;
         let what = e.command.as_deref().or(e.target.as_deref()).unwrap_or("");
         let job = e.job_id.as_deref().map(|j| format!(" job {j}")).unwrap_or_default();
-        format!("#{} {} ago {} {}{job} {what} → {}", r.id, age(now_ms() - r.ts), e.actor, e.action, e.outcome)
+        format!(
+            "#{} {} ago {} {}{job} {what} → {}",
+            r.id,
+            age(now_ms().saturating_sub(r.ts)),
+            e.actor,
+            e.action,
+            e.outcome
+        )
     })))
 }

@@ -6,6 +6,7 @@ use super::exec;
 use super::reply::Reply;
 use super::{BotContext, reaction_target};
 use crate::commands::{Command, parse_command};
+use crate::homeserver::HsError;
 use crate::store::{AuditEntry, InboxItem, InboxKind, now_ms};
 
 /// What handling produced: an outcome word for the inbox row and the audit
@@ -56,7 +57,7 @@ async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Ha
         return Ok(Handled::new("not a command", vec![]));
     };
     let reply_key = format!("reply-{}", item.event_id);
-    if !ctx.is_moderator(&item.sender).await {
+    if !ctx.is_moderator(&item.sender).await? {
         tracing::info!(sender = item.sender, command = text, "refused a command from a non-moderator");
         let reply = Reply::new().line(&format!(
             "{} is not a housekeep moderator, so this command was not run. Moderators are listed in the bot's config{}.",
@@ -83,7 +84,7 @@ async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Ha
 
     // A command the homeserver delivers long after it was sent (housekeep was
     // down) is not run blindly: the moderator may have moved on.
-    let age_ms = now_ms() - item.origin_server_ts;
+    let age_ms = now_ms().saturating_sub(item.origin_server_ts);
     if age_ms > ctx.confirm_expiry.as_millis() as i64 && command.is_destructive() {
         let reply = Reply::new().line(&format!(
             "Not run: this command reached housekeep {} after it was sent. Send it again if it is still wanted.",
@@ -93,7 +94,13 @@ async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Ha
         return Ok(Handled::new("stale", vec![audit_for(item, "command", Some(text), "stale: not run")]));
     }
 
-    let executed = exec::execute(ctx, item, &command).await?;
+    let executed = match exec::execute(ctx, item, &command).await {
+        Ok(executed) => executed,
+        // A refusal by the homeserver (unknown alias, no rights, …) will not
+        // change on retry: tell the moderator now.
+        Err(error) if is_permanent(&error) => exec::Executed::failed(&command, &error),
+        Err(error) => return Err(error),
+    };
     let reply_event = ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &executed.reply).await?;
     if let Some(job_id) = &executed.plan_job {
         ctx.store.set_plan_event(job_id, &reply_event).await?;
@@ -108,7 +115,7 @@ async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<H
     let Some(job) = ctx.store.job_by_plan_event(target).await? else {
         return Ok(Handled::new("not a plan", vec![]));
     };
-    if !ctx.is_moderator(&item.sender).await {
+    if !ctx.is_moderator(&item.sender).await? {
         tracing::info!(sender = item.sender, job = job.id, "ignored a ✅ from a non-moderator");
         let mut audit = audit_for(item, "confirm", None, "refused: not a moderator");
         audit.job_id = Some(job.id);
@@ -116,11 +123,18 @@ async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<H
     }
     let executed = exec::confirm(ctx, item, &job.id).await?;
     ctx.send(&item.room_id, Some(target), &format!("reply-{}", item.event_id), &executed.reply).await?;
-    Ok(Handled::new(&executed.outcome, vec![]))
+    // A successful confirm is audited with the state change; a failed one here.
+    let audit = match executed.outcome.as_str() {
+        "confirmed" => vec![],
+        outcome => vec![AuditEntry { job_id: Some(job.id), ..audit_for(item, "confirm", None, outcome) }],
+    };
+    Ok(Handled::new(&executed.outcome, audit))
 }
 
 async fn handle_invite(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
-    if ctx.is_moderator(&item.sender).await {
+    // Only members can invite into the admin room, and the bot belongs there
+    // (a power-level moderator could not be recognised before it joins).
+    if item.room_id == ctx.admin_room_id.as_str() || ctx.is_moderator(&item.sender).await? {
         ctx.homeserver.join(&item.room_id).await?;
         tracing::info!(room_id = item.room_id, inviter = item.sender, "accepted an invite from a moderator");
         let audit = AuditEntry { target: Some(item.room_id.clone()), ..audit_for(item, "invite", None, "accepted") };
@@ -134,6 +148,15 @@ async fn handle_invite(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Han
         };
         Ok(Handled::new("declined", vec![audit]))
     }
+}
+
+/// Whether an error is the homeserver refusing (4xx other than 429), which a
+/// retry will not change.
+fn is_permanent(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(cause.downcast_ref::<HsError>(), Some(HsError::Matrix { status, .. })
+            if status.is_client_error() && status.as_u16() != 429)
+    })
 }
 
 /// Commands whose executors come with later work say so plainly.

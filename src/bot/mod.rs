@@ -20,11 +20,13 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::homeserver::{HomeserverClient, RetryPolicy};
+use crate::homeserver::HomeserverClient;
 use crate::metrics::Metrics;
-use crate::store::{PendingItem, Store};
+use crate::store::{InboxKind, PendingItem, Store};
 use reply::Reply;
 
+/// Text in one message (plain + HTML): events are at most 64 KiB with headers.
+const MAX_REPLY_BYTES: usize = 48 * 1024;
 /// Attempts at one inbox item before it is given up (logged, audited, counted).
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -57,35 +59,43 @@ impl BotContext {
         reply: &Reply,
     ) -> anyhow::Result<String> {
         let txn_id = format!("housekeep-{txn_key}");
-        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &reply.content(in_reply_to)).await?)
+        let content = reply.limited(MAX_REPLY_BYTES).content(in_reply_to);
+        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &content).await?)
     }
 
     /// Edits an earlier message of the bot (`m.replace`).
     pub async fn edit(&self, room_id: &str, original: &str, txn_key: &str, reply: &Reply) -> anyhow::Result<String> {
         let txn_id = format!("housekeep-{txn_key}");
-        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &reply.edit_content(original)).await?)
+        // An edit carries the text twice (fallback and m.new_content).
+        let content = reply.limited(MAX_REPLY_BYTES / 2).edit_content(original);
+        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &content).await?)
     }
 }
 
 /// Starts the bot's background work: joining the admin room, the inbox
-/// worker and the job runner.
-pub fn spawn(ctx: Arc<BotContext>) {
+/// worker and the job runner. The returned set holds the two that must run
+/// forever; the caller treats either ending (a panic) as fatal.
+pub fn spawn(ctx: Arc<BotContext>) -> tokio::task::JoinSet<&'static str> {
     tokio::spawn(join_admin_room(ctx.clone()));
-    tokio::spawn(run_inbox(ctx.clone()));
-    tokio::spawn(crate::jobs::run_jobs(ctx));
+    let mut workers = tokio::task::JoinSet::new();
+    let inbox = ctx.clone();
+    workers.spawn(async move {
+        run_inbox(inbox).await;
+        "the inbox worker"
+    });
+    workers.spawn(async move {
+        crate::jobs::run_jobs(ctx).await;
+        "the job runner"
+    });
+    workers
 }
 
 /// Joins the admin room, retrying until it can (it may be invite-only and
 /// not yet invite the bot; an invite from a moderator is accepted too).
 async fn join_admin_room(ctx: Arc<BotContext>) {
-    let patient = ctx.homeserver.clone().with_retry(RetryPolicy {
-        min_delay: Duration::from_secs(2),
-        max_delay: Duration::from_secs(300),
-        max_retries: None,
-    });
     let mut delay = Duration::from_secs(2);
     loop {
-        match patient.join(ctx.admin_room_id.as_str()).await {
+        match ctx.homeserver.join(ctx.admin_room_id.as_str()).await {
             Ok(room_id) => {
                 tracing::info!(%room_id, "joined the admin room");
                 return;
@@ -128,6 +138,13 @@ async fn run_inbox(ctx: Arc<BotContext>) {
                     let error = format!("{error:#}");
                     tracing::error!(event_id = item.event_id, error, "giving up on an admin-room event");
                     ctx.metrics.bot_items_failed.inc();
+                    if item.kind == InboxKind::Command {
+                        let reply = Reply::new().line(&format!("Could not handle this command: {error}"));
+                        let key = format!("reply-failed-{}", item.event_id);
+                        if let Err(error) = ctx.send(&item.room_id, Some(&item.event_id), &key, &reply).await {
+                            tracing::warn!(error = format!("{error:#}"), "could not tell the moderator either");
+                        }
+                    }
                     let audit = handle::failure_audit(&item, &error);
                     ctx.store.mark_handled(&item.event_id, &format!("failed: {error}"), &[audit]).await
                 }

@@ -90,6 +90,22 @@ impl Reply {
         self.html.push_str(html);
     }
 
+    /// This reply cut to fit in a Matrix event (64 KiB in all): past
+    /// `max_bytes` of text, the plain text is cut and the HTML becomes its
+    /// escaped copy, so no tag is left open.
+    pub fn limited(&self, max_bytes: usize) -> std::borrow::Cow<'_, Reply> {
+        if self.plain.len() + self.html.len() <= max_bytes {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut end = (max_bytes / 3).min(self.plain.len());
+        while !self.plain.is_char_boundary(end) {
+            end -= 1;
+        }
+        let plain = format!("{}\n… (cut: too long for one message)", &self.plain[..end]);
+        let html = format!("<pre>{}</pre>", escape(&plain));
+        std::borrow::Cow::Owned(Reply { plain, html })
+    }
+
     /// The `m.notice` content, replying to `in_reply_to` when given.
     pub fn content(&self, in_reply_to: Option<&str>) -> Value {
         let mut content = json!({
@@ -139,6 +155,17 @@ mod tests {
             "<strong>Job &lt;k1&gt;</strong><br><b>state</b>: running<ul><li>a &amp; b</li></ul>\
              <pre><code>usage: !purge &lt;room&gt;</code></pre>"
         );
+    }
+
+    #[test]
+    fn long_replies_are_cut_to_fit_an_event() {
+        let long = Reply::new().list((0..5000).map(|i| format!("mxc://hs/é{i}")));
+        let cut = long.limited(48 * 1024);
+        assert!(cut.plain.len() + cut.html.len() <= 48 * 1024, "{}", cut.plain.len() + cut.html.len());
+        assert!(cut.plain.ends_with("(cut: too long for one message)"));
+        assert!(cut.html.starts_with("<pre>") && cut.html.ends_with("</pre>"));
+        let short = Reply::new().line("ok");
+        assert_eq!(*short.limited(100), short);
     }
 
     #[test]

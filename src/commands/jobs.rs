@@ -23,9 +23,10 @@ pub fn is_valid_job_id(id: &str) -> bool {
     (1..=MAX_JOB_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Job IDs are made lowercase; phones capitalise what people type.
 fn parse_job_id(s: &str) -> Result<String, String> {
     if is_valid_job_id(s) {
-        Ok(s.to_owned())
+        Ok(s.to_ascii_lowercase())
     } else {
         Err(format!(
             "a job ID is 1 to {MAX_JOB_ID_LEN} letters, digits, '_' or '-' (like k3f9x2); \
@@ -67,7 +68,7 @@ mod tests {
         assert_eq!(ok("!jobs"), Command::Jobs);
         assert_eq!(ok("!job k3f9x2"), Command::Job(id("k3f9x2")));
         assert_eq!(ok("!confirm k3f9x2"), Command::Confirm(id("k3f9x2")));
-        assert_eq!(ok("!cancel K3F9X2"), Command::Cancel(id("K3F9X2")));
+        assert_eq!(ok("!cancel K3F9X2"), Command::Cancel(id("k3f9x2")), "job IDs are lowercased");
         let longest = "a".repeat(MAX_JOB_ID_LEN);
         assert_eq!(ok(&format!("!job {longest}")), Command::Job(id(&longest)));
         assert_eq!(ok("!job a_b-9"), Command::Job(id("a_b-9")));

@@ -132,6 +132,11 @@ fn validate_server_name(s: &str) -> Result<(), MxcError> {
         if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
             return Err(MxcError::BadServerName);
         }
+        // Empty labels (`.`, `..`, `a..b`, `.a`) name no host, and `.`/`..`
+        // would be taken as path steps once the name is put into a URL.
+        if host.split('.').any(str::is_empty) {
+            return Err(MxcError::BadServerName);
+        }
         if host.len() > MAX_DNS_NAME_LEN {
             return Err(MxcError::ServerNameTooLong);
         }
@@ -202,6 +207,13 @@ mod tests {
         assert_eq!(err("mxc://matrix.org"), MxcError::MissingMediaId);
         assert_eq!(err("mxc://matrix.org/"), MxcError::MissingMediaId);
         assert_eq!(err("mxc://matrix.org:8448"), MxcError::MissingMediaId);
+    }
+
+    #[test]
+    fn rejects_empty_dns_labels() {
+        for bad in ["mxc://./x", "mxc://../x", "mxc://a..b/x", "mxc://.a/x", "mxc://a./x"] {
+            assert_eq!(err(bad), MxcError::BadServerName, "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{HomeserverClient, HsError, RetryPolicy};
 
-/// How the start-up handshake went; logged, and kept for `!status`.
+/// How the start-up handshake went (also logged, in words).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupReport {
     pub bot_user_id: Option<OwnedUserId>,

@@ -26,7 +26,7 @@ impl HomeserverClient {
     pub async fn media_info(&self, server_name: &str, media_id: &str) -> Result<Option<Value>, HsError> {
         let segments = ["_synapse", "admin", "v1", "media", server_name, media_id];
         match self.send::<(), Value>(Method::GET, &segments, None).await {
-            Ok(mut answer) => Ok(Some(answer["media_info"].take())),
+            Ok(mut answer) => Ok(Some(answer.get_mut("media_info").map(Value::take).unwrap_or(Value::Null))),
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
             Err(error) => Err(error),
         }

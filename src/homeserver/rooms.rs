@@ -41,21 +41,6 @@ impl HomeserverClient {
         Ok(resolved.room_id)
     }
 
-    /// One state event's content, or `None` if the room has no such state.
-    pub async fn state_event(
-        &self,
-        room_id: &str,
-        event_type: &str,
-        state_key: &str,
-    ) -> Result<Option<Value>, HsError> {
-        let segments = ["_matrix", "client", "v3", "rooms", room_id, "state", event_type, state_key];
-        match self.send::<(), Value>(Method::GET, &segments, None).await {
-            Ok(content) => Ok(Some(content)),
-            Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-
     /// Every current state event of a room, as full events (with `sender`).
     pub async fn room_state(&self, room_id: &str) -> Result<Vec<Value>, HsError> {
         self.send::<(), _>(Method::GET, &["_matrix", "client", "v3", "rooms", room_id, "state"], None).await

@@ -185,8 +185,6 @@ async fn finish(ctx: &BotContext, job: &Job, progress_event: &str, state: JobSta
     if let Some(error) = &job.error {
         reply = reply.field("error", error);
     }
-    ctx.edit(&job.room_id, progress_event, &format!("job-{}-final-edit", job.id), &reply).await?;
-    ctx.send(&job.room_id, Some(&job.command_event_id), &format!("job-{}-result", job.id), &reply).await?;
     let audit = job_audit(job, "job.finish", state.as_str());
     ctx.store.finish_job(&job.id, state, &result, job.error.as_deref(), &audit).await?;
     tracing::info!(
@@ -196,5 +194,10 @@ async fn finish(ctx: &BotContext, job: &Job, progress_event: &str, state: JobSta
         failed = job.failed_count,
         "job finished"
     );
+    let edited = ctx.edit(&job.room_id, progress_event, &format!("job-{}-final-edit", job.id), &reply).await;
+    let sent = ctx.send(&job.room_id, Some(&job.command_event_id), &format!("job-{}-result", job.id), &reply).await;
+    if let Err(error) = edited.and(sent) {
+        tracing::warn!(job = job.id, error = format!("{error:#}"), "could not post the job's result; !job shows it");
+    }
     Ok(())
 }

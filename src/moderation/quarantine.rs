@@ -154,7 +154,12 @@ pub fn describe(action: Action, target: &str, plan: &MediaPlan) -> Reply {
 }
 
 /// Selects the media for `!quarantine`, resolving rooms through the homeserver.
-pub async fn select(ctx: &BotContext, target: &QuarantineTarget) -> anyhow::Result<(String, MediaPlan)> {
+/// `list_uploads`: ask Synapse for a local user's uploads (needs server admin).
+pub async fn select(
+    ctx: &BotContext,
+    target: &QuarantineTarget,
+    list_uploads: bool,
+) -> anyhow::Result<(String, MediaPlan)> {
     let local = ctx.bot_user_id.server_name().as_str().to_owned();
     Ok(match target {
         QuarantineTarget::Media(mxcs) => {
@@ -181,7 +186,7 @@ pub async fn select(ctx: &BotContext, target: &QuarantineTarget) -> anyhow::Resu
         QuarantineTarget::User(user) => {
             let refs = ctx.store.media_refs_of(RefsOf::Sender(user.as_str())).await?;
             // Uploads are listed by Synapse for local users only.
-            let uploads = if user.server_name().as_str() == local {
+            let uploads = if list_uploads && user.server_name().as_str() == local {
                 ctx.homeserver.user_uploads(user.as_str()).await?
             } else {
                 Vec::new()
@@ -203,14 +208,18 @@ pub async fn select(ctx: &BotContext, target: &QuarantineTarget) -> anyhow::Resu
 }
 
 /// The same selection for `!unquarantine` (no `event` form).
-pub async fn select_unquarantine(ctx: &BotContext, target: &UnquarantineTarget) -> anyhow::Result<(String, MediaPlan)> {
+pub async fn select_unquarantine(
+    ctx: &BotContext,
+    target: &UnquarantineTarget,
+    list_uploads: bool,
+) -> anyhow::Result<(String, MediaPlan)> {
     let as_quarantine = match target {
         UnquarantineTarget::Media(m) => QuarantineTarget::Media(m.clone()),
         UnquarantineTarget::Room(r) => QuarantineTarget::Room(r.clone()),
         UnquarantineTarget::User(u) => QuarantineTarget::User(u.clone()),
         UnquarantineTarget::Hash(h) => QuarantineTarget::Hash(h.clone()),
     };
-    select(ctx, &as_quarantine).await
+    select(ctx, &as_quarantine, list_uploads).await
 }
 
 /// The plan stored with the job: the counts (the media list is in `job_items`).
@@ -276,6 +285,15 @@ async fn apply(ctx: &BotContext, job: &Job, action: Action, mxc: &str) -> (ItemS
         return (ItemState::Failed, "not a valid mxc URI".to_owned());
     };
     let (server, media_id) = (parsed.server_name, parsed.media_id);
+    // Synapse answers 200 for protected media but keeps serving it: look first,
+    // so protected media is neither reported nor recorded as quarantined.
+    if action == Action::Quarantine
+        && server == ctx.bot_user_id.server_name().as_str()
+        && let Ok(Some(info)) = ctx.homeserver.media_info(server, media_id).await
+        && truthy(&info["safe_from_quarantine"])
+    {
+        return (ItemState::Skipped, "protected: Synapse keeps serving it".to_owned());
+    }
     let called = match action {
         Action::Quarantine => ctx.homeserver.quarantine_media(server, media_id).await,
         Action::Unquarantine => ctx.homeserver.unquarantine_media(server, media_id).await,
@@ -290,16 +308,6 @@ async fn apply(ctx: &BotContext, job: &Job, action: Action, mxc: &str) -> (ItemS
     };
     if let Err(error) = ctx.store.set_media_quarantine(server, media_id, record).await {
         tracing::warn!(mxc, error = format!("{error:#}"), "quarantine done but not recorded in the media table");
-    }
-    if action == Action::Quarantine && server == ctx.bot_user_id.server_name().as_str() {
-        // Synapse answers 200 for protected media but keeps serving it.
-        match ctx.homeserver.media_info(server, media_id).await {
-            Ok(Some(info)) if truthy(&info["safe_from_quarantine"]) => {
-                return (ItemState::Skipped, "protected: Synapse keeps serving it".to_owned());
-            }
-            Ok(None) => return (ItemState::Done, "quarantined (Synapse has no such upload)".to_owned()),
-            _ => {}
-        }
     }
     (ItemState::Done, format!("{}d", action.as_str()))
 }

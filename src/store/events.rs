@@ -15,7 +15,10 @@ const MEDIA_REF_COLUMNS: usize = 7;
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-const MARK_REDACTED: &str = "UPDATE events SET redacted_at = $1 WHERE event_id = $2 AND redacted_at IS NULL";
+/// A redaction applies only within its own room (as the homeserver enforces);
+/// whether its sender had the power to redact is not checked here.
+const MARK_REDACTED: &str =
+    "UPDATE events SET redacted_at = $1 WHERE event_id = $2 AND room_id = $3 AND redacted_at IS NULL";
 
 const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type, state_key, redacted_at, source \
      FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
@@ -128,6 +131,7 @@ pub(super) async fn insert_batch(
             counts.redactions_applied += sqlx::query(MARK_REDACTED)
                 .bind(event.origin_server_ts)
                 .bind(target)
+                .bind(&event.room_id)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
@@ -146,8 +150,8 @@ async fn mark_late_targets(conn: &mut AnyConnection, backend: Backend, batch: &[
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let ids = list_placeholders(backend, chunk.len());
         let sql = format!(
-            "SELECT redacts, MIN(origin_server_ts) FROM events \
-             WHERE redacts IN ({ids}) GROUP BY redacts"
+            "SELECT redacts, room_id, MIN(origin_server_ts) FROM events \
+             WHERE redacts IN ({ids}) GROUP BY redacts, room_id"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for extracted in chunk {
@@ -155,9 +159,15 @@ async fn mark_late_targets(conn: &mut AnyConnection, backend: Backend, batch: &[
         }
         for row in query.fetch_all(&mut *conn).await? {
             let target: String = row.try_get(0)?;
-            let redacted_at: i64 = row.try_get(1)?;
-            marked +=
-                sqlx::query(MARK_REDACTED).bind(redacted_at).bind(target).execute(&mut *conn).await?.rows_affected();
+            let room_id: String = row.try_get(1)?;
+            let redacted_at: i64 = row.try_get(2)?;
+            marked += sqlx::query(MARK_REDACTED)
+                .bind(redacted_at)
+                .bind(target)
+                .bind(room_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
         }
     }
     Ok(marked)

@@ -6,10 +6,10 @@ use super::audit::{AuditEntry, insert_audit};
 use super::{Store, now_ms};
 
 const INSERT_INBOX: &str = "INSERT INTO bot_inbox \
-     (event_id, room_id, sender, kind, event_json, origin_server_ts, received_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING";
+     (event_id, room_id, sender, kind, event_json, origin_server_ts, received_at, position) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING";
 const SELECT_PENDING: &str = "SELECT event_id, room_id, sender, kind, event_json, origin_server_ts, attempts \
-     FROM bot_inbox WHERE handled_at IS NULL ORDER BY received_at, origin_server_ts LIMIT $1";
+     FROM bot_inbox WHERE handled_at IS NULL ORDER BY received_at, position LIMIT $1";
 const MARK_HANDLED: &str = "UPDATE bot_inbox SET handled_at = $2, outcome = $3 WHERE event_id = $1";
 const RECORD_ATTEMPT: &str = "UPDATE bot_inbox SET attempts = attempts + 1, outcome = $2 WHERE event_id = $1";
 
@@ -64,7 +64,7 @@ pub(super) async fn insert_inbox(
     items: &[InboxItem],
     received_at: i64,
 ) -> anyhow::Result<()> {
-    for item in items {
+    for (position, item) in items.iter().enumerate() {
         sqlx::query(INSERT_INBOX)
             .bind(&item.event_id)
             .bind(&item.room_id)
@@ -73,6 +73,7 @@ pub(super) async fn insert_inbox(
             .bind(item.event.to_string())
             .bind(item.origin_server_ts)
             .bind(received_at)
+            .bind(position as i64)
             .execute(&mut *conn)
             .await?;
     }

@@ -10,11 +10,14 @@ use crate::extract::Extracted;
 
 /// Claims the txn id first, so the SQLite transaction takes the write lock at
 /// its first statement and waits on `busy_timeout` instead of failing to upgrade.
-const CLAIM_TXN: &str = "INSERT INTO appservice_txns (txn_id, body_sha256, received_at, event_count) \
+const CLAIM_TXN: &str = "INSERT INTO appservice_txns (txn_id, fingerprint, received_at, event_count) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (txn_id) DO NOTHING";
-const SELECT_TXN_HASH: &str = "SELECT body_sha256 FROM appservice_txns WHERE txn_id = $1";
+const SELECT_TXN_HASH: &str = "SELECT fingerprint FROM appservice_txns WHERE txn_id = $1";
+const TXN_EXISTS: &str = "SELECT COUNT(*) FROM appservice_txns WHERE txn_id = $1";
+/// How far back a hole is looked for behind a new transaction.
+const GAP_WINDOW: u64 = 64;
 const UPDATE_TXN: &str =
-    "UPDATE appservice_txns SET body_sha256 = $2, received_at = $3, event_count = $4 WHERE txn_id = $1";
+    "UPDATE appservice_txns SET fingerprint = $2, received_at = $3, event_count = $4 WHERE txn_id = $1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnOutcome {
@@ -29,14 +32,15 @@ impl Store {
     /// the bot, in one database transaction; returns only after the commit, so
     /// the caller may acknowledge it.
     ///
-    /// A txn id seen before with the same body is a retry and writes nothing.
-    /// The same id with a *different* body means the homeserver's counter
-    /// restarted (a reset database, a re-registration): those events are new
-    /// and are indexed, never dropped. Event inserts are idempotent either way.
+    /// A txn id seen before with the same events (`fingerprint`) is a retry
+    /// and writes nothing. The same id with *other* events means the
+    /// homeserver's counter restarted (a reset database, a re-registration):
+    /// those events are new and are indexed, never dropped. Event inserts are
+    /// idempotent either way.
     pub async fn index_transaction(
         &self,
         txn_id: &str,
-        body_sha256: &str,
+        fingerprint: &str,
         events: &[Extracted],
         inbox: &[InboxItem],
     ) -> anyhow::Result<TxnOutcome> {
@@ -45,7 +49,7 @@ impl Store {
         let count = events.len() as i64;
         let claimed = sqlx::query(CLAIM_TXN)
             .bind(txn_id)
-            .bind(body_sha256)
+            .bind(fingerprint)
             .bind(now)
             .bind(count)
             .execute(&mut *tx)
@@ -53,20 +57,46 @@ impl Store {
             .rows_affected();
         if claimed == 0 {
             let previous: String = sqlx::query(SELECT_TXN_HASH).bind(txn_id).fetch_one(&mut *tx).await?.try_get(0)?;
-            if previous == body_sha256 {
+            if previous == fingerprint {
                 tx.commit().await?;
                 return Ok(TxnOutcome::AlreadyIndexed);
             }
             tracing::warn!(
                 txn_id,
-                "transaction id reused with a different body; indexing it (was the homeserver reset?)"
+                "transaction id reused with other events; indexing them (was the homeserver reset?)"
             );
-            sqlx::query(UPDATE_TXN).bind(txn_id).bind(body_sha256).bind(now).bind(count).execute(&mut *tx).await?;
+            sqlx::query(UPDATE_TXN).bind(txn_id).bind(fingerprint).bind(now).bind(count).execute(&mut *tx).await?;
         }
         let counts = insert_batch(&mut tx, self.backend, events, Source::Live, now).await?;
         insert_inbox(&mut tx, inbox, now).await?;
         tx.commit().await?;
         Ok(TxnOutcome::Indexed(counts))
+    }
+
+    /// For a numeric txn id `n` (Synapse counts 1, 2, 3, … per appservice):
+    /// `Some(n - 1)` when `n - 1` never arrived although an earlier one did.
+    /// Synapse can strand a transaction created while it recovers from an
+    /// outage, and sends it only after the next failure; see the caller.
+    pub async fn missing_predecessor(&self, txn_id: &str) -> anyhow::Result<Option<u64>> {
+        let Some(n) = txn_id.parse::<u64>().ok().filter(|n| *n >= 3) else { return Ok(None) };
+        let count = |id: u64| async move {
+            let row = sqlx::query(TXN_EXISTS).bind(id.to_string()).fetch_one(&self.pool).await?;
+            anyhow::Ok(row.try_get::<i64, _>(0)?)
+        };
+        if count(n - 1).await? > 0 || count(n).await? > 0 {
+            return Ok(None);
+        }
+        let earlier: Vec<String> = (n.saturating_sub(GAP_WINDOW).max(1)..n - 1).map(|id| id.to_string()).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM appservice_txns WHERE txn_id IN ({})",
+            super::list_placeholders(self.backend, earlier.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &earlier {
+            query = query.bind(id);
+        }
+        let seen: i64 = query.fetch_one(&self.pool).await?.try_get(0)?;
+        Ok((seen > 0).then_some(n - 1))
     }
 
     /// Indexes events outside any appservice transaction (backfill), in one

@@ -23,10 +23,18 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.dir.unwrap_or_else(|| cache_dir().join("demo"));
-    if dir.exists() {
+    // Only ever wipe a folder an earlier demo made.
+    let marker = dir.join(".housekeep-demo");
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        anyhow::ensure!(
+            marker.exists(),
+            "{} is not empty and not an earlier demo's folder; choose another --dir",
+            dir.display()
+        );
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
+    std::fs::write(&marker, "made by housekeep demo; wiped by the next one\n")?;
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display());
 
     step("starting Synapse (installed from PyPI into the cache folder on first use)");
