@@ -147,6 +147,10 @@ async fn user_event_media_and_unquarantine_round_trips(backend: Backend) -> anyh
         assert_eq!(field(&result, "unquarantined_count"), "1", "{result}");
         assert_eq!(bob.download_status(&theirs).await?, 200);
 
+        // A selection the homeserver cannot resolve is answered at once, with the reason.
+        let unknown = run(testbed, &admin_room, "!quarantine room #no-such-room:localhost --yes", 1).await?;
+        assert!(unknown.starts_with("Could not run quarantine") && unknown.contains("M_NOT_FOUND"), "{unknown}");
+
         // A dry run of a media quarantine changes nothing.
         let dry = run(testbed, &admin_room, &format!("!quarantine media {sent} --dry-run"), 1).await?;
         assert!(dry.contains("dry_run"), "{dry}");
