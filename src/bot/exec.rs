@@ -11,7 +11,7 @@ use super::BotContext;
 use super::handle::{audit_for, not_yet_available};
 use super::reply::Reply;
 use crate::commands::{Command, help_text};
-use crate::moderation::quarantine;
+use crate::moderation::{purge, quarantine};
 use crate::store::{AuditEntry, CancelOutcome, ConfirmError, InboxItem, ItemState, Job, JobState, NewJob, now_ms};
 
 /// What an executor produced.
@@ -72,10 +72,36 @@ pub async fn execute(ctx: &BotContext, item: &InboxItem, command: &Command) -> a
             let action = quarantine::Action::Unquarantine;
             plan_media_job(ctx, item, command, action, &target, plan, admin, &args.flags).await?
         }
-        Command::Purge(_) | Command::Backfill(_) | Command::Stats(_) => {
-            Executed::with_outcome(not_yet_available(command), "not available")
+        Command::Purge(args) => {
+            let plan = purge::plan(ctx, args).await?;
+            let summary = purge::describe(&plan, args.with_media.is_some());
+            if plan.events.is_empty() {
+                let reply = summary.line("Nothing to do: the index holds no matching events.");
+                return Ok(Executed::with_outcome(reply, "nothing selected"));
+            }
+            if !args.flags.dry_run && !ctx.homeserver.is_server_admin(&ctx.bot_user_id).await? {
+                let reply = summary.line(&format!(
+                    "Cannot run: {} Then send the command again.",
+                    not_admin(ctx, "purge needs the admin API")
+                ));
+                return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));
+            }
+            let json = purge::plan_json(&plan, args.flags.reason.as_deref());
+            let items = plan.items();
+            let total = items.len() as i64;
+            plan_job(ctx, item, command, "purge", json, summary, total, items, &args.flags).await?
         }
+        Command::Backfill(_) | Command::Stats(_) => Executed::with_outcome(not_yet_available(command), "not available"),
     })
+}
+
+/// Why a plan cannot run without server-admin rights, and the fix.
+fn not_admin(ctx: &BotContext, why: &str) -> String {
+    format!(
+        "{bot} is not a server admin ({why}). A server admin can fix this with \
+         PUT /_synapse/admin/v2/users/{bot} {{\"admin\": true}} (see the README).",
+        bot = ctx.bot_user_id
+    )
 }
 
 /// Plans a quarantine or unquarantine. Without server-admin rights it
@@ -98,11 +124,7 @@ async fn plan_media_job(
         return Ok(Executed::with_outcome(reply, "nothing selected"));
     }
     if !bot_is_admin {
-        let fix = format!(
-            "{bot} is not a server admin, and Synapse's media admin API needs one (it also lists a user's unsent uploads). \
-             A server admin can fix this with PUT /_synapse/admin/v2/users/{bot} {{\"admin\": true}} (see the README).",
-            bot = ctx.bot_user_id
-        );
+        let fix = not_admin(ctx, "Synapse's media admin API needs one, and it also lists a user's unsent uploads");
         if !flags.dry_run {
             let reply = summary.line(&format!("Cannot run: {fix} Then send the command again."));
             return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));

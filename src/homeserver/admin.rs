@@ -63,3 +63,93 @@ impl HomeserverClient {
 pub fn truthy(value: &Value) -> bool {
     value.as_bool().unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))
 }
+
+impl HomeserverClient {
+    /// The same client acting with another access token.
+    pub fn with_token(&self, token: String) -> Self {
+        Self { as_token: token, ..self.clone() }
+    }
+
+    /// Redacts one event. `txn_id` makes a resend a no-op at the homeserver.
+    pub async fn redact(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        txn_id: &str,
+        reason: Option<&str>,
+    ) -> Result<String, HsError> {
+        #[derive(Deserialize)]
+        struct Redacted {
+            event_id: String,
+        }
+        let body = match reason {
+            Some(reason) => json!({ "reason": reason }),
+            None => json!({}),
+        };
+        let segments = ["_matrix", "client", "v3", "rooms", room_id, "redact", event_id, txn_id];
+        let redacted: Redacted = self.send(Method::PUT, &segments, Some(&body)).await?;
+        Ok(redacted.event_id)
+    }
+
+    /// Whether an event is redacted, as this client's user sees it.
+    pub async fn is_redacted(&self, room_id: &str, event_id: &str) -> Result<bool, HsError> {
+        let segments = ["_matrix", "client", "v3", "rooms", room_id, "event", event_id];
+        let event: Value = self.send::<(), _>(Method::GET, &segments, None).await?;
+        Ok(event.pointer("/unsigned/redacted_because").is_some())
+    }
+
+    /// An access token for a local user (`POST /_synapse/admin/v1/users/{id}/login`),
+    /// valid for `valid_for`; it creates no device.
+    pub async fn login_as(&self, user_id: &str, valid_for: std::time::Duration) -> Result<String, HsError> {
+        #[derive(Deserialize)]
+        struct Token {
+            access_token: String,
+        }
+        let until = crate::store::now_ms() + valid_for.as_millis() as i64;
+        let segments = ["_synapse", "admin", "v1", "users", user_id, "login"];
+        let token: Token = self.send(Method::POST, &segments, Some(&json!({ "valid_until_ms": until }))).await?;
+        Ok(token.access_token)
+    }
+
+    /// Joins a local user to a room through the admin API (the bot, here).
+    pub async fn admin_join(&self, room_id: &str, user_id: &str) -> Result<(), HsError> {
+        let segments = ["_synapse", "admin", "v1", "join", room_id];
+        self.send::<_, Value>(Method::POST, &segments, Some(&json!({ "user_id": user_id }))).await?;
+        Ok(())
+    }
+
+    /// A room's current state as full events, whether or not the bot is in it.
+    pub async fn admin_room_state(&self, room_id: &str) -> Result<Vec<Value>, HsError> {
+        #[derive(Deserialize)]
+        struct State {
+            state: Vec<Value>,
+        }
+        let state: State =
+            self.send::<(), _>(Method::GET, &["_synapse", "admin", "v1", "rooms", room_id, "state"], None).await?;
+        Ok(state.state)
+    }
+
+    /// Starts deleting a room's history before `before_ts` (local events too);
+    /// returns the purge ID to poll.
+    pub async fn purge_history(&self, room_id: &str, before_ts: i64) -> Result<String, HsError> {
+        #[derive(Deserialize)]
+        struct Started {
+            purge_id: String,
+        }
+        let body = json!({ "purge_up_to_ts": before_ts, "delete_local_events": true });
+        let started: Started =
+            self.send(Method::POST, &["_synapse", "admin", "v1", "purge_history", room_id], Some(&body)).await?;
+        Ok(started.purge_id)
+    }
+
+    /// `active`, `complete` or `failed`.
+    pub async fn purge_history_status(&self, purge_id: &str) -> Result<String, HsError> {
+        #[derive(Deserialize)]
+        struct Status {
+            status: String,
+        }
+        let segments = ["_synapse", "admin", "v1", "purge_history_status", purge_id];
+        let status: Status = self.send::<(), _>(Method::GET, &segments, None).await?;
+        Ok(status.status)
+    }
+}

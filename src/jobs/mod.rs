@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::bot::BotContext;
 use crate::bot::reply::Reply;
-use crate::moderation::quarantine;
+use crate::moderation::{purge, quarantine};
 use crate::store::{AuditEntry, ItemResult, Job, JobState};
 
 /// Least time between two edits of a job's progress message.
@@ -46,6 +46,7 @@ pub struct Batch {
 async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
     match job.kind.as_str() {
         "quarantine" | "unquarantine" => quarantine::run_batch(ctx, job).await,
+        "purge" => purge::run_batch(ctx, job).await,
         #[cfg(debug_assertions)]
         "testjob" => testjob::run_batch(job).await,
         other => anyhow::bail!("this version of housekeep cannot run jobs of kind {other:?}"),
@@ -170,6 +171,7 @@ async fn finish(ctx: &BotContext, job: &Job, progress_event: &str, state: JobSta
     let result = json!({ "done": job.done_count, "failed": job.failed_count, "batches": job.batches });
     let mut reply = match job.kind.as_str() {
         "quarantine" | "unquarantine" => quarantine::describe_result(ctx, job, state.as_str()).await?,
+        "purge" => purge::describe_result(ctx, job, state.as_str()).await?,
         _ => {
             let mut reply = Reply::new()
                 .title(&format!("Job {} ({}) {}", job.id, job.kind, state.as_str()))

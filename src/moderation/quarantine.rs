@@ -280,7 +280,7 @@ pub async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
 
 /// Quarantines or releases one media and records it; never fails the batch:
 /// a failure (after the client's retries) becomes the item's outcome.
-async fn apply(ctx: &BotContext, job: &Job, action: Action, mxc: &str) -> (ItemState, String) {
+pub(crate) async fn apply(ctx: &BotContext, job: &Job, action: Action, mxc: &str) -> (ItemState, String) {
     let Ok(parsed) = parse_mxc(mxc) else {
         return (ItemState::Failed, "not a valid mxc URI".to_owned());
     };

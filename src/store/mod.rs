@@ -9,6 +9,7 @@ mod events;
 mod inbox;
 mod jobs;
 mod media;
+mod purge;
 mod txns;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
 pub use jobs::{CancelOutcome, ConfirmError, ItemResult, ItemState, Job, JobItem, JobState, NewJob};
 pub use media::{MediaRefSelection, RefsOf};
+pub use purge::{EventFilter, SelectedEvent};
 pub use txns::TxnOutcome;
 
 use crate::config::Backend;
