@@ -144,6 +144,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let after = count_available(&bob, &referenced).await?;
     println!("  downloadable media referenced in the gallery: {before} of {} before, {after} after", referenced.len());
 
+    step("a purge: bob's messages in his side room, which the bot never joined");
+    let command = format!("!purge {side_room} --user {} --reason \"demo\" --yes", bob.user_id);
+    let event_id = alice.send_text(&admin_room, &command).await?;
+    let replies = alice.wait_for_replies(&admin_room, &event_id, &bot, 3).await?;
+    println!("  @alice: {command}");
+    for line in replies.last().map(|r| r["content"]["body"].as_str().unwrap_or_default()).unwrap_or_default().lines() {
+        println!("    {line}");
+    }
+    let visible = bob
+        .recent_events(&side_room, 100)
+        .await?
+        .iter()
+        .filter(|e| e["type"] == "m.room.message" && e["content"]["body"].is_string())
+        .count();
+    println!("  messages bob still sees with content in his side room: {visible}");
+
     if args.keep_running {
         step("running until Ctrl-C");
         println!("  log in to {} as alice / alice-password or bob / bob-password", synapse.url);
