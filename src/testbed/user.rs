@@ -112,11 +112,11 @@ impl MatrixUser {
         Ok(answer["content_uri"].as_str().context("no content_uri")?.to_owned())
     }
 
-    /// Every event ID in a room's timeline as this member sees it, oldest
+    /// Every event in a room's timeline as this member sees it, oldest
     /// first, paginating `/messages`: the homeserver's own answer to compare
     /// the index against.
-    pub async fn room_event_ids(&self, room: &str) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
+    pub async fn room_timeline(&self, room: &str) -> anyhow::Result<Vec<Value>> {
+        let mut events = Vec::new();
         let mut from: Option<String> = None;
         loop {
             let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=500", encode(room));
@@ -125,12 +125,18 @@ impl MatrixUser {
             }
             let page = self.request(Method::GET, &path, None).await?;
             let chunk = page["chunk"].as_array().context("no chunk")?;
-            ids.extend(chunk.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)));
+            events.extend(chunk.iter().cloned());
             match page["end"].as_str() {
                 Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-                _ => return Ok(ids),
+                _ => return Ok(events),
             }
         }
+    }
+
+    /// Every event ID of [`room_timeline`](Self::room_timeline).
+    pub async fn room_event_ids(&self, room: &str) -> anyhow::Result<Vec<String>> {
+        let events = self.room_timeline(room).await?;
+        Ok(events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect())
     }
 
     /// Reacts to an event (`m.annotation`).

@@ -1,0 +1,167 @@
+//! `!purge` figures: selection on a 1,000,000-event index (SQLite and
+//! PostgreSQL), and, on one real Synapse, housekeep's purge of one user's
+//! messages against Synapse's own user-redact API: wall time to done, events
+//! redacted, and redactions per second.
+//!
+//! `cargo bench --bench purge`. `BENCH_PART=selection|side-by-side` runs one
+//! part; `BENCH_EVENTS` / `BENCH_USER_EVENTS` size the room (default 20,000 /
+//! 5,000, which takes a while to send).
+
+use std::time::{Duration, Instant};
+
+use housekeep::config::Backend;
+use housekeep::extract::extract_value;
+use housekeep::store::{EventFilter, Source, Store};
+use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
+use serde_json::json;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn selection(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let store = Store::connect(&database.url, None).await?;
+    store.migrate().await?;
+    for chunk in 0..1000 {
+        let batch: Vec<_> = (0..1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                let event = json!({"event_id": format!("$e{n}"), "room_id": format!("!room{}", n % 100),
+                    "sender": format!("@u{}:hs.example", n % 5000), "origin_server_ts": 1_700_000_000_000i64 + n as i64,
+                    "type": "m.room.message", "content": {"msgtype": "m.text", "body": "hello"}});
+                extract_value(&event).expect("valid event")
+            })
+            .collect();
+        store.index_events(&batch, Source::Backfill).await?;
+    }
+    let mid = 1_700_000_000_000i64 + 500_000;
+    let filters = [
+        ("room + before", EventFilter { room_id: Some("!room7".into()), before: Some(mid), ..Default::default() }),
+        (
+            "room + sender",
+            EventFilter {
+                room_id: Some("!room7".into()),
+                senders: vec!["@u7:hs.example".into()],
+                ..Default::default()
+            },
+        ),
+        ("sender, all rooms", EventFilter { senders: vec!["@u7:hs.example".into()], ..Default::default() }),
+    ];
+    let mut out = Vec::new();
+    for (name, filter) in filters {
+        let rows = store.select_events(&filter).await?.len();
+        let mut runs = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            store.select_events(&filter).await?;
+            runs.push(t.elapsed());
+        }
+        runs.sort();
+        out.push(format!(
+            "{name}: {rows} events, median {:.2} ms, max {:.2} ms",
+            runs[10].as_secs_f64() * 1e3,
+            runs[20].as_secs_f64() * 1e3
+        ));
+    }
+    println!("{:<8} 1,000,000 events in 100 rooms: {}", backend.as_str(), out.join("; "));
+    store.close().await;
+    database.drop_database().await
+}
+
+/// A room of `total` events, `by_user` of them from `spammer`.
+async fn seed(
+    spammer: &MatrixUser,
+    other: &MatrixUser,
+    room: &str,
+    total: usize,
+    by_user: usize,
+) -> anyhow::Result<()> {
+    for n in 0..total {
+        let user = if n * by_user / total != (n + 1) * by_user / total { spammer } else { other };
+        user.send_text(room, &format!("message {n}")).await?;
+    }
+    Ok(())
+}
+
+async fn side_by_side() -> anyhow::Result<()> {
+    let total = env("BENCH_EVENTS", 20_000);
+    let by_user = env("BENCH_USER_EVENTS", 5_000);
+    let testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    testbed.make_bot_admin().await?;
+    let admin_room = testbed.admin_room().await?;
+    let store = testbed.store().await?;
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let mut results = Vec::new();
+    for (label, via_synapse) in [("Synapse user redact API", true), ("housekeep !purge --user", false)] {
+        let spammer = testbed.synapse.register_user(&format!("spammer{}", results.len()), false).await?;
+        let other = testbed.synapse.register_user(&format!("other{}", results.len()), false).await?;
+        let room = other.create_room(json!({"name": label, "preset": "public_chat"})).await?;
+        spammer.join(&room).await?;
+        let started = Instant::now();
+        seed(&spammer, &other, &room, total, by_user).await?;
+        println!("seeded {total} events ({by_user} by one user) in {:.0?}", started.elapsed());
+        eventually(Duration::from_secs(300), "the index to catch up", || async {
+            Ok((store.room_events(&room).await?.len() >= total).then_some(()))
+        })
+        .await?;
+        let started = Instant::now();
+        if via_synapse {
+            let path = format!("/_synapse/admin/v1/user/{}/redact", encode(&spammer.user_id));
+            let answer = testbed
+                .admin
+                .request(reqwest::Method::POST, &path, Some(json!({"rooms": [room], "limit": by_user * 2})))
+                .await?;
+            let id = answer["redact_id"].as_str().unwrap_or_default().to_owned();
+            let status_path = format!("/_synapse/admin/v1/user/redact_status/{id}");
+            eventually(Duration::from_secs(3600), "Synapse's redaction", || async {
+                let status = testbed.admin.request(reqwest::Method::GET, &status_path, None).await?;
+                Ok((status["status"] == "complete" || status["status"] == "failed").then_some(()))
+            })
+            .await?;
+        } else {
+            let command = testbed
+                .admin
+                .send_text(&admin_room, &format!("!purge {room} --user {} --yes", spammer.user_id))
+                .await?;
+            testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+        }
+        let elapsed = started.elapsed();
+        let mut redacted = 0;
+        let mut redactions = 0;
+        for event in other.room_timeline(&room).await? {
+            if event["type"] == "m.room.redaction" {
+                redactions += 1;
+            } else if event["sender"] == spammer.user_id.as_str() && event["unsigned"]["redacted_because"].is_object() {
+                redacted += 1;
+            }
+        }
+        results.push(format!(
+            "{label:<26} {elapsed:>8.1?} to done; {redacted} of the user's events redacted by {redactions} redactions ({:.0} redactions/s)",
+            redactions as f64 / elapsed.as_secs_f64()
+        ));
+    }
+    for line in results {
+        println!("{line}");
+    }
+    store.close().await;
+    testbed.shutdown().await
+}
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+        if part.is_empty() || part == "selection" {
+            selection(Backend::Sqlite).await?;
+            selection(Backend::Postgres).await?;
+        }
+        if part.is_empty() || part == "side-by-side" {
+            side_by_side().await?;
+        }
+        Ok(())
+    })
+}
