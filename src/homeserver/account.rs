@@ -84,7 +84,8 @@ impl HomeserverClient {
                 None
             }
         };
-        let ping = match self.ping_appservice(appservice_id).await {
+        // A probe: its failures are configuration errors to report, not to wait out.
+        let ping = match self.clone().with_retry(RetryPolicy::ONCE).ping_appservice(appservice_id).await {
             Ok(duration_ms) => {
                 tracing::info!(duration_ms, "homeserver reached housekeep (appservice ping)");
                 PingOutcome::Ok { duration_ms }
