@@ -218,8 +218,14 @@ pub async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
         {
             let mut way = way_in(ctx, room).await?;
             if let Way::Bot { joined: false } = way {
-                ctx.homeserver.admin_join(room, ctx.bot_user_id.as_str()).await?;
-                way = Way::Bot { joined: true };
+                way = match ctx.homeserver.admin_join(room, ctx.bot_user_id.as_str()).await {
+                    Ok(()) => Way::Bot { joined: true },
+                    Err(error) => {
+                        // Power but no way in: fall back to the senders.
+                        tracing::info!(room, %error, "cannot join the room through the admin API; redacting as the senders");
+                        Way::AsSender { required: 0 } // 0: "could not join"
+                    }
+                };
             }
             ways.insert(room.to_owned(), way);
         }
@@ -308,10 +314,11 @@ async fn redact(
             (ctx.homeserver.with_token(token), "redacted as the sender (admin login)")
         }
         Some(Way::AsSender { required }) => {
-            return Ok((
-                ItemState::Failed,
-                format!("housekeep may not redact here and the sender is remote: give the bot power level {required}"),
-            ));
+            let why = match required {
+                0 => "housekeep could not join this room".to_owned(),
+                _ => format!("housekeep needs to be a member with power level {required} to redact here"),
+            };
+            return Ok((ItemState::Failed, format!("{why}, and the sender is on another server")));
         }
         None => anyhow::bail!("no way planned for room {room}"),
     };
