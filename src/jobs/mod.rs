@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::bot::BotContext;
 use crate::bot::reply::Reply;
 use crate::moderation::{purge, quarantine};
-use crate::store::{AuditEntry, ItemResult, Job, JobState};
+use crate::store::{AuditEntry, ItemResult, ItemState, Job, JobItem, JobState};
 
 /// Least time between two edits of a job's progress message.
 pub const PROGRESS_EDIT_INTERVAL: Duration = Duration::from_secs(5);
@@ -41,6 +41,38 @@ pub struct Batch {
     pub audit: Vec<AuditEntry>,
     /// Nothing is left after this batch.
     pub finished: bool,
+}
+
+impl Batch {
+    /// A batch that worked through job items up to `last_seq`: counts, item
+    /// results, and one audit entry per item (`action` names it).
+    pub fn from_outcomes(
+        job: &Job,
+        last_seq: i64,
+        outcomes: Vec<(JobItem, ItemState, String)>,
+        action: impl Fn(&JobItem) -> String,
+    ) -> Self {
+        let mut batch = Batch { cursor: json!(last_seq), ..Batch::default() };
+        for (item, state, detail) in outcomes {
+            match state {
+                ItemState::Done => batch.done += 1,
+                ItemState::Failed => batch.failed += 1,
+                ItemState::Skipped | ItemState::Pending => {}
+            }
+            batch.audit.push(AuditEntry {
+                actor: job.confirmed_by.clone().unwrap_or_else(|| job.requested_by.clone()),
+                room_id: Some(job.room_id.clone()),
+                job_id: Some(job.id.clone()),
+                action: action(&item),
+                target: Some(item.item.clone()),
+                outcome: format!("{}: {detail}", state.as_str()),
+                ..AuditEntry::default()
+            });
+            batch.items.push(ItemResult { seq: item.seq, state, detail });
+        }
+        batch.items.sort_by_key(|r| r.seq);
+        batch
+    }
 }
 
 async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {

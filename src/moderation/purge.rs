@@ -26,7 +26,7 @@ use crate::bot::auth::power_level;
 use crate::bot::reply::Reply;
 use crate::commands::{PurgeArgs, PurgeMethod, RoomSelector};
 use crate::jobs::Batch;
-use crate::store::{AuditEntry, EventFilter, ItemResult, ItemState, Job, JobItem, SelectedEvent, now_ms};
+use crate::store::{EventFilter, ItemState, Job, JobItem, SelectedEvent, now_ms};
 
 const BATCH_SIZE: i64 = 20;
 const CONCURRENCY: usize = 4;
@@ -240,26 +240,9 @@ pub async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut batch = Batch { cursor: json!(last), ..Batch::default() };
-    for (item, state, detail) in outcomes {
-        match state {
-            ItemState::Done => batch.done += 1,
-            ItemState::Failed => batch.failed += 1,
-            ItemState::Skipped | ItemState::Pending => {}
-        }
-        let action = item.item.split(' ').next().unwrap_or("item");
-        batch.audit.push(AuditEntry {
-            actor: job.confirmed_by.clone().unwrap_or_else(|| job.requested_by.clone()),
-            room_id: Some(job.room_id.clone()),
-            job_id: Some(job.id.clone()),
-            action: format!("purge.{action}"),
-            target: Some(item.item.clone()),
-            outcome: format!("{}: {detail}", state.as_str()),
-            ..AuditEntry::default()
-        });
-        batch.items.push(ItemResult { seq: item.seq, state, detail });
-    }
-    batch.items.sort_by_key(|r| r.seq);
+    let mut batch = Batch::from_outcomes(job, last, outcomes, |item| {
+        format!("purge.{}", item.item.split(' ').next().unwrap_or("item"))
+    });
     batch.finished = ctx.store.next_job_items(&job.id, last, 1).await?.is_empty();
     Ok(batch)
 }

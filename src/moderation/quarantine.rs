@@ -18,7 +18,7 @@ use crate::commands::{QuarantineTarget, UnquarantineTarget};
 use crate::extract::mxc::parse_mxc;
 use crate::homeserver::truthy;
 use crate::jobs::Batch;
-use crate::store::{AuditEntry, ItemResult, ItemState, Job, JobItem, MediaRefSelection, RefsOf};
+use crate::store::{ItemState, Job, JobItem, MediaRefSelection, RefsOf};
 
 /// Media handled per batch (one checkpoint each).
 const BATCH_SIZE: i64 = 20;
@@ -254,25 +254,7 @@ pub async fn run_batch(ctx: &BotContext, job: &Job) -> anyhow::Result<Batch> {
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut batch = Batch { cursor: json!(last), ..Batch::default() };
-    for (item, state, detail) in outcomes {
-        match state {
-            ItemState::Done => batch.done += 1,
-            ItemState::Failed => batch.failed += 1,
-            ItemState::Skipped | ItemState::Pending => {}
-        }
-        batch.audit.push(AuditEntry {
-            actor: job.confirmed_by.clone().unwrap_or_else(|| job.requested_by.clone()),
-            room_id: Some(job.room_id.clone()),
-            job_id: Some(job.id.clone()),
-            action: format!("{}.media", action.as_str()),
-            target: Some(item.item.clone()),
-            outcome: format!("{}: {detail}", state.as_str()),
-            ..AuditEntry::default()
-        });
-        batch.items.push(ItemResult { seq: item.seq, state, detail });
-    }
-    batch.items.sort_by_key(|r| r.seq);
+    let mut batch = Batch::from_outcomes(job, last, outcomes, |_| format!("{}.media", action.as_str()));
     let remaining = ctx.store.next_job_items(&job.id, last, 1).await?;
     batch.finished = remaining.is_empty();
     Ok(batch)
