@@ -26,6 +26,8 @@ use crate::store::{AuditEntry, ItemResult, ItemState, Job, JobItem, JobState};
 
 /// Least time between two edits of a job's progress message.
 pub const PROGRESS_EDIT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a job resumed after a restart waits before its first batch.
+pub const RESUME_SETTLE: Duration = Duration::from_secs(10);
 /// Failed batch attempts before a job is marked failed.
 const MAX_BATCH_ATTEMPTS: u32 = 5;
 
@@ -141,7 +143,12 @@ async fn run_job(ctx: &BotContext, job: Job) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!(job = job.id, kind = job.kind, resumed, "job running");
-    if !resumed {
+    if resumed {
+        // Requests the previous process sent just before it died may still be
+        // landing at the homeserver; kinds check the homeserver's state before
+        // acting (purge: "is it redacted yet?"), so let those land first.
+        tokio::time::sleep(RESUME_SETTLE).await;
+    } else {
         ctx.store.audit(job_audit(&job, "job.start", "running")).await?;
     }
     let mut job = ctx.store.job(&job.id).await?.expect("started job exists");
