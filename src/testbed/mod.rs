@@ -137,22 +137,8 @@ impl Housekeep {
     }
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("housekeep exited ({status}); see {}", self.log_path.display());
-            }
-            if let Ok(response) = http.get(format!("{}/health", self.base_url)).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("housekeep did not become healthy; see {}", self.log_path.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = format!("{}/health", self.base_url);
+        wait_healthy(&mut self.child, &url, Duration::from_secs(30), "housekeep", &self.log_path).await
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
@@ -170,19 +156,44 @@ impl Housekeep {
 
     /// SIGTERM and wait for a clean exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+        match terminate(&mut self.child).await? {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => bail!("housekeep exited with {status}; see {}", self.log_path.display()),
+            None => bail!("housekeep did not stop on SIGTERM; see {}", self.log_path.display()),
         }
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
-        if !status.success() {
-            bail!("housekeep exited with {status}; see {}", self.log_path.display());
-        }
-        Ok(())
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.base_url)).await?.error_for_status()?.text().await?)
     }
+}
+
+/// Waits until `url` answers 2xx, failing early if the process exits.
+async fn wait_healthy(child: &mut Child, url: &str, limit: Duration, what: &str, log: &Path) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}) before answering; see {}", log.display());
+        }
+        if let Ok(response) = http.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("{what} did not answer {url} within {limit:?}; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, then up to 15 s for a clean exit; `None` if it did not exit.
+async fn terminate(child: &mut Child) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    if let Some(pid) = child.id() {
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    }
+    Ok(tokio::time::timeout(Duration::from_secs(15), child.wait()).await.ok().transpose()?)
 }
 
 fn spawn_run(binary: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Child> {

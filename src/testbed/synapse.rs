@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{MatrixUser, cache_dir, free_port};
+use super::{MatrixUser, cache_dir, free_port, terminate, wait_healthy};
 
 /// The Synapse every test and the demo run against (see shared synapse-notes).
 pub const SYNAPSE_VERSION: &str = "1.163.2";
@@ -104,26 +104,9 @@ impl Synapse {
             dir: dir.to_owned(),
             http: reqwest::Client::new(),
         };
-        synapse.wait_healthy(Duration::from_secs(90)).await?;
+        let (url, log) = (format!("{}/health", synapse.url), dir.join("homeserver.log"));
+        wait_healthy(&mut synapse.child, &url, Duration::from_secs(90), "Synapse", &log).await?;
         Ok(synapse)
-    }
-
-    async fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("Synapse exited ({status}) before answering; see {}/homeserver.log", self.dir.display());
-            }
-            if let Ok(response) = self.http.get(format!("{}/health", self.url)).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > limit {
-                bail!("Synapse did not answer /health within {limit:?}; see {}/homeserver.log", self.dir.display());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Registers a user through the shared-secret admin API and logs them in.
@@ -157,13 +140,9 @@ impl Synapse {
 
     /// SIGTERM, then wait (Synapse exits cleanly in about a second).
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-            if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_ok() {
-                return Ok(());
-            }
+        if terminate(&mut self.child).await?.is_none() {
+            self.child.kill().await?;
         }
-        self.child.kill().await?;
         Ok(())
     }
 }
