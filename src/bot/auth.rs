@@ -31,13 +31,17 @@ pub fn power_level(user_id: &str, state: &[Value]) -> i64 {
         let creator = find("m.room.create").and_then(|e| e.get("sender")).and_then(Value::as_str);
         return if creator == Some(user_id) { 100 } else { 0 };
     };
-    let as_level = |v: &Value| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
     levels
         .get("users")
         .and_then(|users| users.get(user_id))
-        .and_then(as_level)
-        .or_else(|| levels.get("users_default").and_then(as_level))
+        .and_then(level)
+        .or_else(|| levels.get("users_default").and_then(level))
         .unwrap_or(0)
+}
+
+/// A power level as rooms store it: a number, or (older rooms) a numeric string.
+pub fn level(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 impl BotContext {

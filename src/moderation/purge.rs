@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::quarantine;
 use crate::bot::BotContext;
-use crate::bot::auth::power_level;
+use crate::bot::auth::{level, power_level};
 use crate::bot::reply::Reply;
 use crate::commands::{PurgeArgs, PurgeMethod, RoomSelector};
 use crate::jobs::Batch;
@@ -194,10 +194,10 @@ async fn way_in(ctx: &BotContext, room_id: &str) -> anyhow::Result<Way> {
         .find(|e| e["type"] == "m.room.power_levels" && e["state_key"] == "")
         .map(|e| e["content"].clone())
         .unwrap_or(Value::Null);
-    let level =
-        |v: &Value, default: i64| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(default);
-    let redact = level(&levels["redact"], 50);
-    let send = levels["events"].get("m.room.redaction").map_or(level(&levels["events_default"], 0), |v| level(v, 0));
+    let level_or = |v: &Value, default: i64| level(v).unwrap_or(default);
+    let redact = level_or(&levels["redact"], 50);
+    let send =
+        levels["events"].get("m.room.redaction").map_or(level_or(&levels["events_default"], 0), |v| level_or(v, 0));
     let required = redact.max(send);
     Ok(if power_level(bot, &state) >= required { Way::Bot { joined } } else { Way::AsSender { required } })
 }
