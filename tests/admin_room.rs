@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Backend, with_testbed};
+use common::{Backend, job_id, with_testbed};
 use housekeep::store::{AuditRecord, JobState, Store};
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
@@ -28,12 +28,6 @@ async fn join_bob(testbed: &Testbed, room: &str) -> anyhow::Result<MatrixUser> {
 
 fn bot(testbed: &Testbed) -> String {
     testbed.config.bot_user_id().unwrap().to_string()
-}
-
-/// The job ID in a plan reply ("Plan for job abc123 (…)").
-fn job_id(plan: &str) -> String {
-    assert!(plan.starts_with("Plan for job "), "not a plan: {plan}");
-    plan.split_whitespace().nth(3).expect("job id in plan").to_owned()
 }
 
 async fn wait_for_job(store: &Store, id: &str, state: JobState) -> anyhow::Result<()> {

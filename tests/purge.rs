@@ -5,9 +5,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, with_testbed};
+use common::{Backend, command_reply, field, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
-use housekeep::testbed::{MatrixUser, Testbed, eventually};
+use housekeep::testbed::{MatrixUser, eventually};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -15,17 +15,6 @@ on_both_backends!(
     all_rooms_and_delete_by_time,
     a_purge_killed_mid_way_redacts_each_event_once,
 );
-
-async fn run(testbed: &Testbed, room: &str, command: &str, replies: usize) -> anyhow::Result<String> {
-    let bot = testbed.config.bot_user_id()?.to_string();
-    let event = testbed.admin.send_text(room, command).await?;
-    let all = testbed.admin.wait_for_replies(room, &event, &bot, replies).await?;
-    Ok(all.last().unwrap()["content"]["body"].as_str().unwrap().to_owned())
-}
-
-fn field<'a>(reply: &'a str, key: &str) -> &'a str {
-    reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))
-}
 
 /// Every message of a room as `user` sees it: event ID → body (`None` once redacted).
 async fn bodies(user: &MatrixUser, room: &str) -> anyhow::Result<BTreeMap<String, Option<String>>> {
@@ -81,14 +70,14 @@ async fn a_spammers_early_messages_are_redacted_and_nothing_else(backend: Backen
         let before = bodies(&bystander, &room).await?;
 
         let command = format!("!purge {room} --user {} --before {cut}", spammer.user_id);
-        let dry = run(testbed, &admin_room, &format!("{command} --dry-run"), 1).await?;
+        let dry = command_reply(testbed, &admin_room, &format!("{command} --dry-run"), 1).await?;
         assert!(dry.contains("Would redact 6 events in 1 rooms"), "{dry}");
         assert!(dry.contains("local only"), "{dry}");
         assert_eq!(bodies(&bystander, &room).await?, before, "a dry run changes nothing");
 
         assert_eq!(bystander.download_status(&picture).await?, 200);
         let command = format!("{command} --with-media quarantine --reason \"spam wave\" --yes");
-        let result = run(testbed, &admin_room, &command, 3).await?;
+        let result = command_reply(testbed, &admin_room, &command, 3).await?;
         assert_eq!(field(&result, "purged_count"), "6", "{result}");
         assert_eq!(field(&result, "media quarantined"), "1", "{result}");
         assert_eq!(bystander.download_status(&picture).await?, 404, "the spam's media is quarantined too");
@@ -108,7 +97,8 @@ async fn a_spammers_early_messages_are_redacted_and_nothing_else(backend: Backen
 
         // --event: just that one.
         let result =
-            run(testbed, &admin_room, &format!("!purge {room} --event {} --yes", bystander_late[0]), 3).await?;
+            command_reply(testbed, &admin_room, &format!("!purge {room} --event {} --yes", bystander_late[0]), 3)
+                .await?;
         assert_eq!(field(&result, "purged_count"), "1", "{result}");
         let after = bodies(&bystander, &room).await?;
         assert_eq!(after[&bystander_late[0]], None);
@@ -154,7 +144,8 @@ async fn all_rooms_and_delete_by_time(backend: Backend) -> anyhow::Result<()> {
         spam.extend(own_spam.iter().cloned());
 
         let result =
-            run(testbed, &admin_room, &format!("!purge --all-rooms --user {} --yes", spammer.user_id), 3).await?;
+            command_reply(testbed, &admin_room, &format!("!purge --all-rooms --user {} --yes", spammer.user_id), 3)
+                .await?;
         assert_eq!(field(&result, "purged_count"), "4", "{result}");
         assert!(result.contains(&format!("{moderated}: 2 redacted by housekeep")), "{result}");
         assert!(result.contains(&format!("{own}: 2 redacted as the sender")), "{result}");
@@ -174,7 +165,8 @@ async fn all_rooms_and_delete_by_time(backend: Backend) -> anyhow::Result<()> {
         let new = send_all(&testbed.admin, &diary, "new", 4).await?;
         indexed(&store, &diary, &new).await?;
         let result =
-            run(testbed, &admin_room, &format!("!purge {diary} --before {cut} --method delete --yes"), 3).await?;
+            command_reply(testbed, &admin_room, &format!("!purge {diary} --before {cut} --method delete --yes"), 3)
+                .await?;
         assert_eq!(field(&result, "method"), "delete", "{result}");
         assert!(result.contains("purge_history"), "{result}");
         let left = bodies(&testbed.admin, &diary).await?;
@@ -202,7 +194,7 @@ async fn a_purge_killed_mid_way_redacts_each_event_once(backend: Backend) -> any
         let command =
             testbed.admin.send_text(&admin_room, &format!("!purge {room} --user {} --yes", spammer.user_id)).await?;
         let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
-        let id = plan.split_whitespace().nth(3).unwrap().to_owned();
+        let id = job_id(&plan);
         eventually(Duration::from_secs(60), "a few batches", || async {
             Ok(store.job(&id).await?.filter(|job| job.batches >= 2).map(|_| ()))
         })

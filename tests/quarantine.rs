@@ -6,10 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, with_testbed};
+use common::{Backend, command_reply, field, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::seed::seed_every_media_kind;
-use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
+use housekeep::testbed::{MatrixUser, encode, eventually};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -17,15 +17,6 @@ on_both_backends!(
     user_event_media_and_unquarantine_round_trips,
     a_quarantine_killed_mid_way_resumes_and_does_each_media_once,
 );
-
-/// Sends a command as the server admin (a moderator) and returns the final
-/// reply of its job ("Job … done"), or its only reply when it makes no job.
-async fn run(testbed: &Testbed, room: &str, command: &str, replies: usize) -> anyhow::Result<String> {
-    let bot = testbed.config.bot_user_id()?.to_string();
-    let event = testbed.admin.send_text(room, command).await?;
-    let all = testbed.admin.wait_for_replies(room, &event, &bot, replies).await?;
-    Ok(all.last().unwrap()["content"]["body"].as_str().unwrap().to_owned())
-}
 
 /// Waits until the index holds `count` media references in `room`.
 async fn indexed(store: &Store, room: &str, count: usize) -> anyhow::Result<()> {
@@ -41,10 +32,6 @@ async fn statuses(user: &MatrixUser, media: &[String]) -> anyhow::Result<BTreeMa
         out.insert(mxc.clone(), user.download_status(mxc).await?);
     }
     Ok(out)
-}
-
-fn field<'a>(reply: &'a str, key: &str) -> &'a str {
-    reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))
 }
 
 async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyhow::Result<()> {
@@ -70,7 +57,7 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
 
         // Without server-admin rights the plan says so, and how to fix it.
-        let refused = run(testbed, &admin_room, &format!("!quarantine room {room} --yes"), 1).await?;
+        let refused = command_reply(testbed, &admin_room, &format!("!quarantine room {room} --yes"), 1).await?;
         assert!(
             refused.contains("is not a server admin") && refused.contains("/_synapse/admin/v2/users/"),
             "{refused}"
@@ -78,13 +65,14 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         testbed.make_bot_admin().await?;
 
         // A dry run plans and changes nothing.
-        let dry = run(testbed, &admin_room, &format!("!quarantine room {room} --dry-run"), 1).await?;
+        let dry = command_reply(testbed, &admin_room, &format!("!quarantine room {room} --dry-run"), 1).await?;
         assert!(dry.contains(&format!("Would quarantine {} media", referenced.len())), "{dry}");
         assert!(dry.contains("html_img 1") && dry.contains("thumbnail_file 1"), "{dry}");
         assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
 
         let result =
-            run(testbed, &admin_room, &format!("!quarantine room {room} --reason \"csam report\" --yes"), 3).await?;
+            command_reply(testbed, &admin_room, &format!("!quarantine room {room} --reason \"csam report\" --yes"), 3)
+                .await?;
         assert_eq!(field(&result, "quarantined_count"), referenced.len().to_string(), "{result}");
         assert_eq!(field(&result, "status"), "done");
         assert_eq!(field(&result, "failed"), "0");
@@ -100,7 +88,7 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
             .await?;
         assert_eq!(bob.download_status(&referenced[0]).await?, 404);
 
-        let status = run(testbed, &admin_room, "!status", 1).await?;
+        let status = command_reply(testbed, &admin_room, "!status", 1).await?;
         assert_eq!(field(&status, "quarantined media"), referenced.len().to_string(), "{status}");
         let audit = store.audit_entries(100, None).await?;
         let actions = audit.iter().filter(|r| r.entry.action == "quarantine.media").count();
@@ -130,29 +118,31 @@ async fn user_event_media_and_unquarantine_round_trips(backend: Backend) -> anyh
         let all = [sent.clone(), unsent.clone(), theirs.clone()];
 
         // user: what they referenced anywhere plus what they uploaded.
-        let result = run(testbed, &admin_room, &format!("!quarantine user {} --yes", alice.user_id), 3).await?;
+        let result =
+            command_reply(testbed, &admin_room, &format!("!quarantine user {} --yes", alice.user_id), 3).await?;
         assert_eq!(field(&result, "quarantined_count"), "2", "{result}");
         let now = statuses(&bob, &all).await?;
         assert_eq!((now[&sent], now[&unsent], now[&theirs]), (404, 404, 200), "{now:?}");
-        let result = run(testbed, &admin_room, &format!("!unquarantine user {} --yes", alice.user_id), 3).await?;
+        let result =
+            command_reply(testbed, &admin_room, &format!("!unquarantine user {} --yes", alice.user_id), 3).await?;
         assert_eq!(field(&result, "unquarantined_count"), "2", "{result}");
         assert!(statuses(&bob, &all).await?.values().all(|s| *s == 200));
 
         // event, then media.
         let matrix_to = format!("https://matrix.to/#/{}/{}", encode(&room), encode(&bob_event));
-        let result = run(testbed, &admin_room, &format!("!quarantine event {matrix_to} --yes"), 3).await?;
+        let result = command_reply(testbed, &admin_room, &format!("!quarantine event {matrix_to} --yes"), 3).await?;
         assert_eq!(field(&result, "quarantined_count"), "1", "{result}");
         assert_eq!(bob.download_status(&theirs).await?, 404);
-        let result = run(testbed, &admin_room, &format!("!unquarantine media {theirs} --yes"), 3).await?;
+        let result = command_reply(testbed, &admin_room, &format!("!unquarantine media {theirs} --yes"), 3).await?;
         assert_eq!(field(&result, "unquarantined_count"), "1", "{result}");
         assert_eq!(bob.download_status(&theirs).await?, 200);
 
         // A selection the homeserver cannot resolve is answered at once, with the reason.
-        let unknown = run(testbed, &admin_room, "!quarantine room #no-such-room:localhost --yes", 1).await?;
+        let unknown = command_reply(testbed, &admin_room, "!quarantine room #no-such-room:localhost --yes", 1).await?;
         assert!(unknown.starts_with("Could not run quarantine") && unknown.contains("M_NOT_FOUND"), "{unknown}");
 
         // A dry run of a media quarantine changes nothing.
-        let dry = run(testbed, &admin_room, &format!("!quarantine media {sent} --dry-run"), 1).await?;
+        let dry = command_reply(testbed, &admin_room, &format!("!quarantine media {sent} --dry-run"), 1).await?;
         assert!(dry.contains("dry_run"), "{dry}");
         assert_eq!(bob.download_status(&sent).await?, 200);
 
@@ -162,7 +152,8 @@ async fn user_event_media_and_unquarantine_round_trips(backend: Backend) -> anyh
             .admin
             .request(reqwest::Method::POST, &format!("/_synapse/admin/v1/media/protect/{media_id}"), Some(json!({})))
             .await?;
-        let result = run(testbed, &admin_room, &format!("!quarantine media {unsent} {sent} --yes"), 3).await?;
+        let result =
+            command_reply(testbed, &admin_room, &format!("!quarantine media {unsent} {sent} --yes"), 3).await?;
         assert_eq!(field(&result, "quarantined_count"), "1", "{result}");
         assert!(field(&result, "not quarantined").contains("protected"), "{result}");
         assert_eq!(bob.download_status(&unsent).await?, 200);
@@ -190,7 +181,7 @@ async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: B
         let bot = testbed.config.bot_user_id()?.to_string();
         let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
         let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
-        let id = plan.split_whitespace().nth(3).unwrap().to_owned();
+        let id = job_id(&plan);
         eventually(Duration::from_secs(30), "a few batches", || async {
             Ok(store.job(&id).await?.filter(|job| job.batches >= 3).map(|_| ()))
         })

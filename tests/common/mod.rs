@@ -50,3 +50,30 @@ pub async fn with_testbed(
     result?;
     shutdown
 }
+
+/// Sends a command into the admin room as the server admin (a moderator) and
+/// returns the body of the `replies`-th reply of the bot to it: the job's
+/// result for a command that runs a job (plan, progress, result), or the
+/// only answer of one that does not.
+pub async fn command_reply(
+    testbed: &housekeep::testbed::Testbed,
+    room: &str,
+    command: &str,
+    replies: usize,
+) -> anyhow::Result<String> {
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let event = testbed.admin.send_text(room, command).await?;
+    let all = testbed.admin.wait_for_replies(room, &event, &bot, replies).await?;
+    Ok(all.last().unwrap()["content"]["body"].as_str().unwrap().to_owned())
+}
+
+/// The value of a `key: value` line of a reply.
+pub fn field<'a>(reply: &'a str, key: &str) -> &'a str {
+    reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))
+}
+
+/// The job ID in a plan reply ("Plan for job abc123 (…)").
+pub fn job_id(plan: &str) -> String {
+    assert!(plan.starts_with("Plan for job "), "not a plan: {plan}");
+    plan.split_whitespace().nth(3).expect("job id in plan").to_owned()
+}
