@@ -9,65 +9,40 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{FIRST_TS, MillionEvents, main_with, timed};
 use housekeep::config::Backend;
-use housekeep::extract::extract_value;
-use housekeep::store::{EventFilter, Source, Store};
-use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
+use housekeep::store::EventFilter;
+use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::json;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// Purge selections on the 1M-event index.
 async fn selection(backend: Backend) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let database = TestDatabase::create(backend, dir.path()).await?;
-    let store = Store::connect(&database.url, None).await?;
-    store.migrate().await?;
-    for chunk in 0..1000 {
-        let batch: Vec<_> = (0..1000)
-            .map(|i| {
-                let n = chunk * 1000 + i;
-                let event = json!({"event_id": format!("$e{n}"), "room_id": format!("!room{}", n % 100),
-                    "sender": format!("@u{}:hs.example", n % 5000), "origin_server_ts": 1_700_000_000_000i64 + n as i64,
-                    "type": "m.room.message", "content": {"msgtype": "m.text", "body": "hello"}});
-                extract_value(&event).expect("valid event")
-            })
-            .collect();
-        store.index_events(&batch, Source::Backfill).await?;
-    }
-    let mid = 1_700_000_000_000i64 + 500_000;
-    let filters = [
-        ("room + before", EventFilter { room_id: Some("!room7".into()), before: Some(mid), ..Default::default() }),
-        (
-            "room + sender",
-            EventFilter {
-                room_id: Some("!room7".into()),
-                senders: vec!["@u7:hs.example".into()],
-                ..Default::default()
-            },
-        ),
-        ("sender, all rooms", EventFilter { senders: vec!["@u7:hs.example".into()], ..Default::default() }),
-    ];
+    let index = MillionEvents::load(backend).await?;
+    let store = &index.store;
+    let room_before =
+        EventFilter { room_id: Some("!room7".into()), before: Some(FIRST_TS + 500_000), ..Default::default() };
+    let room_sender =
+        EventFilter { room_id: Some("!room7".into()), senders: vec!["@u7:hs.example".into()], ..Default::default() };
+    let sender = EventFilter { senders: vec!["@u7:hs.example".into()], ..Default::default() };
     let mut out = Vec::new();
-    for (name, filter) in filters {
-        let rows = store.select_events(&filter).await?.len();
-        let mut runs = Vec::new();
-        for _ in 0..21 {
-            let t = Instant::now();
-            store.select_events(&filter).await?;
-            runs.push(t.elapsed());
-        }
-        runs.sort();
-        out.push(format!(
-            "{name}: {rows} events, median {:.2} ms, max {:.2} ms",
-            runs[10].as_secs_f64() * 1e3,
-            runs[20].as_secs_f64() * 1e3
-        ));
+    for (name, filter) in
+        [("room + before", &room_before), ("room + sender", &room_sender), ("sender, all rooms", &sender)]
+    {
+        out.push(timed(name, "events", async || Ok(store.select_events(filter).await?.len())).await?);
     }
-    println!("{:<8} 1,000,000 events in 100 rooms: {}", backend.as_str(), out.join("; "));
-    store.close().await;
-    database.drop_database().await
+    println!(
+        "{:<8} 1,000,000 events in 100 rooms (loaded in {:.0?}): {}",
+        backend.as_str(),
+        index.load,
+        out.join("; ")
+    );
+    index.drop_database().await
 }
 
 /// A room of `total` events, `by_user` of them from `spammer`.
@@ -150,18 +125,5 @@ async fn side_by_side() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        return Ok(());
-    }
-    let part = std::env::var("BENCH_PART").unwrap_or_default();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
-        if part.is_empty() || part == "selection" {
-            selection(Backend::Sqlite).await?;
-            selection(Backend::Postgres).await?;
-        }
-        if part.is_empty() || part == "side-by-side" {
-            side_by_side().await?;
-        }
-        Ok(())
-    })
+    main_with(selection, side_by_side)
 }

@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{MillionEvents, main_with, timed};
 use housekeep::config::Backend;
-use housekeep::extract::extract_value;
-use housekeep::store::{RefsOf, Source, Store};
-use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
+use housekeep::store::RefsOf;
+use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::{Value, json};
 
 const EVENTS: usize = 10_000;
@@ -132,31 +134,10 @@ async fn side_by_side() -> anyhow::Result<()> {
     testbed.shutdown().await
 }
 
-/// 1,000,000 events in 100 rooms; the target room holds 1,000 media references.
+/// Selecting a room's, a sender's and an event's media on the 1M-event index.
 async fn selection(backend: Backend) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let database = TestDatabase::create(backend, dir.path()).await?;
-    let store = Store::connect(&database.url, None).await?;
-    store.migrate().await?;
-    let started = Instant::now();
-    for chunk in 0..1000 {
-        let batch: Vec<_> = (0..1000)
-            .map(|i| {
-                let n = chunk * 1000 + i;
-                let room = format!("!room{}", n % 100);
-                let mut content = json!({"msgtype": "m.text", "body": "hello"});
-                // A tenth of every room's events carry media: 1,000 in each room.
-                if (n / 100) % 10 == 0 {
-                    content = json!({"msgtype": "m.image", "body": "p", "url": format!("mxc://hs.example/m{n}")});
-                }
-                let event = json!({"event_id": format!("$e{n}"), "room_id": room, "sender": format!("@u{}:hs.example", n % 5000),
-                                   "origin_server_ts": 1_700_000_000_000i64 + n as i64, "type": "m.room.message", "content": content});
-                extract_value(&event).expect("valid event")
-            })
-            .collect();
-        store.index_events(&batch, Source::Backfill).await?;
-    }
-    let load = started.elapsed();
+    let index = MillionEvents::load(backend).await?;
+    let store = &index.store;
     let summary = store.summary().await?;
     let mut timings = Vec::new();
     for (name, of) in [
@@ -164,46 +145,19 @@ async fn selection(backend: Backend) -> anyhow::Result<()> {
         ("sender", RefsOf::Sender("@u0:hs.example")),
         ("event", RefsOf::Event("$e500000")),
     ] {
-        let rows = store.media_refs_of(of).await?.len();
-        let mut runs: Vec<Duration> = Vec::new();
-        for _ in 0..21 {
-            let t = Instant::now();
-            store.media_refs_of(of).await?;
-            runs.push(t.elapsed());
-        }
-        runs.sort();
-        timings.push(format!(
-            "{name}: {rows} refs, median {:.2} ms, max {:.2} ms",
-            runs[10].as_secs_f64() * 1e3,
-            runs[20].as_secs_f64() * 1e3
-        ));
+        timings.push(timed(name, "refs", async || Ok(store.media_refs_of(of).await?.len())).await?);
     }
     println!(
         "{:<8} index of {} events / {} media refs (loaded in {:.0?}): {}",
         backend.as_str(),
         summary.events,
         summary.media_refs,
-        load,
+        index.load,
         timings.join("; ")
     );
-    store.close().await;
-    database.drop_database().await
+    index.drop_database().await
 }
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        return Ok(()); // `cargo test --benches` builds it; running it takes minutes.
-    }
-    let part = std::env::var("BENCH_PART").unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        if part.is_empty() || part == "selection" {
-            selection(Backend::Sqlite).await?;
-            selection(Backend::Postgres).await?;
-        }
-        if part.is_empty() || part == "side-by-side" {
-            side_by_side().await?;
-        }
-        Ok(())
-    })
+    main_with(selection, side_by_side)
 }

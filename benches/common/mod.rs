@@ -1,0 +1,103 @@
+//! Shared by the moderation benchmarks: the 1,000,000-event index, the
+//! timing of a selection, and the `main` that runs one part or all.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use housekeep::config::Backend;
+use housekeep::extract::extract_value;
+use housekeep::store::{Source, Store};
+use housekeep::testbed::TestDatabase;
+use serde_json::json;
+
+/// A fresh database holding 1,000,000 events in 100 rooms (`!room0` …
+/// `!room99`) from 5,000 senders (`@u0:hs.example` …), one millisecond apart
+/// from 1,700,000,000,000; a tenth of every room's events carry an image
+/// (1,000 media references per room).
+pub struct MillionEvents {
+    pub store: Store,
+    pub database: TestDatabase,
+    pub load: Duration,
+    _dir: tempfile::TempDir,
+}
+
+pub const FIRST_TS: i64 = 1_700_000_000_000;
+
+impl MillionEvents {
+    pub async fn load(backend: Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        let store = Store::connect(&database.url, None).await?;
+        store.migrate().await?;
+        let started = Instant::now();
+        for chunk in 0..1000 {
+            let batch: Vec<_> = (0..1000)
+                .map(|i| {
+                    let n = chunk * 1000 + i;
+                    let mut content = json!({"msgtype": "m.text", "body": "hello"});
+                    if (n / 100) % 10 == 0 {
+                        content = json!({"msgtype": "m.image", "body": "p", "url": format!("mxc://hs.example/m{n}")});
+                    }
+                    let event = json!({"event_id": format!("$e{n}"), "room_id": format!("!room{}", n % 100),
+                        "sender": format!("@u{}:hs.example", n % 5000), "origin_server_ts": FIRST_TS + n as i64,
+                        "type": "m.room.message", "content": content});
+                    extract_value(&event).expect("valid event")
+                })
+                .collect();
+            store.index_events(&batch, Source::Backfill).await?;
+        }
+        Ok(Self { store, database, load: started.elapsed(), _dir: dir })
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        self.store.close().await;
+        self.database.drop_database().await
+    }
+}
+
+/// Runs a selection 21 times: "`name`: N `unit`, median …, max …".
+pub async fn timed(
+    name: &str,
+    unit: &str,
+    mut select: impl AsyncFnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<String> {
+    let rows = select().await?;
+    let mut runs = Vec::with_capacity(21);
+    for _ in 0..21 {
+        let started = Instant::now();
+        select().await?;
+        runs.push(started.elapsed());
+    }
+    runs.sort();
+    Ok(format!(
+        "{name}: {rows} {unit}, median {:.2} ms, max {:.2} ms",
+        runs[10].as_secs_f64() * 1e3,
+        runs[20].as_secs_f64() * 1e3
+    ))
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --benches` only builds and
+/// starts the binary, so without it nothing runs (each part takes minutes).
+/// `BENCH_PART=selection|side-by-side` runs one part.
+pub fn main_with<S, SF, B, BF>(selection: S, side_by_side: B) -> anyhow::Result<()>
+where
+    S: Fn(Backend) -> SF,
+    SF: Future<Output = anyhow::Result<()>>,
+    B: FnOnce() -> BF,
+    BF: Future<Output = anyhow::Result<()>>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+        if part.is_empty() || part == "selection" {
+            selection(Backend::Sqlite).await?;
+            selection(Backend::Postgres).await?;
+        }
+        if part.is_empty() || part == "side-by-side" {
+            side_by_side().await?;
+        }
+        Ok(())
+    })
+}
