@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AppState, MatrixError};
-use crate::extract::{Extracted, extract_event};
+use crate::extract::{ExtractError, Extracted, extract_value};
 use crate::metrics::{KindLabel, RejectReason, TxnOutcome as TxnMetric};
 use crate::store::{InboxItem, TxnOutcome, now_ms};
 
@@ -155,8 +155,11 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
     let mut extracted = Vec::with_capacity(events.len());
     let mut inbox = Vec::new();
     for (position, raw) in events.iter().enumerate() {
-        match extract_event(raw) {
-            Ok(event) => {
+        // Parsed once: the index rows and, for events addressed to the bot,
+        // the inbox item both come from this value.
+        let parsed = serde_json::from_str::<Value>(raw.get()).map_err(|e| ExtractError::InvalidJson(e.to_string()));
+        match parsed.and_then(|value| extract_value(&value).map(|event| (event, value))) {
+            Ok((event, value)) => {
                 for rejected in &event.rejected {
                     state.metrics.reject(RejectReason::BadMxc);
                     tracing::info!(
@@ -169,8 +172,6 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
                     );
                 }
                 if let Some(bot) = &state.bot
-                    && bot.routing.may_concern_bot(&event.event)
-                    && let Ok(value) = serde_json::from_str(raw.get())
                     && let Some(item) = bot.routing.route(&event.event, value)
                 {
                     inbox.push(item);
