@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{MillionEvents, main_with, timed};
+use futures::TryStreamExt;
 use housekeep::config::Backend;
-use housekeep::store::RefsOf;
+use housekeep::store::{RefsOf, Scope};
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::{Value, json};
 
@@ -145,7 +146,17 @@ async fn selection(backend: Backend) -> anyhow::Result<()> {
         ("sender", RefsOf::Sender("@u0:hs.example")),
         ("event", RefsOf::Event("$e500000")),
     ] {
-        timings.push(timed(name, "refs", async || Ok(store.media_refs_of(of).await?.len())).await?);
+        // What a plan does: count in SQL, then stream the distinct media into items.
+        timings.push(
+            timed(name, "media", async || {
+                let stats = store.media_selection_stats(of, Scope::Shared, "hs.example").await?;
+                let streamed =
+                    store.selected_media(of, Scope::Shared).try_fold(0, |n, _| async move { Ok(n + 1) }).await?;
+                anyhow::ensure!(stats.media == streamed, "counted {} but streamed {streamed}", stats.media);
+                Ok(streamed as usize)
+            })
+            .await?,
+        );
     }
     println!(
         "{:<8} index of {} events / {} media refs (loaded in {:.0?}): {}",

@@ -18,7 +18,7 @@ pub const ENV_AS_TOKEN: &str = "HOUSEKEEP_AS_TOKEN";
 pub const ENV_HS_TOKEN: &str = "HOUSEKEEP_HS_TOKEN";
 pub const ENV_DATABASE_URL: &str = "HOUSEKEEP_DATABASE_URL";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub homeserver: HomeserverConfig,
@@ -26,7 +26,23 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub admin: AdminConfig,
     #[serde(default)]
+    pub jobs: JobsConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
+}
+
+/// Written by hand: the tokens and the database URL's password stay out of logs.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("homeserver", &self.homeserver)
+            .field("appservice", &self.appservice)
+            .field("database", &self.database)
+            .field("admin", &self.admin)
+            .field("jobs", &self.jobs)
+            .field("logging", &self.logging)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,7 +54,7 @@ pub struct HomeserverConfig {
     pub domain: OwnedServerName,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppserviceConfig {
     pub id: String,
@@ -58,7 +74,23 @@ pub struct AppserviceConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl std::fmt::Debug for AppserviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |token: &str| if token.is_empty() { "<empty>" } else { "<redacted>" };
+        f.debug_struct("AppserviceConfig")
+            .field("id", &self.id)
+            .field("address", &self.address.as_str())
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("bot_localpart", &self.bot_localpart)
+            .field("as_token", &secret(&self.as_token))
+            .field("hs_token", &secret(&self.hs_token))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path?mode=rwc` or `postgres://user@host/dbname`.
@@ -66,6 +98,15 @@ pub struct DatabaseConfig {
     /// Pool size. SQLite has one writer anyway; PostgreSQL benefits from more.
     #[serde(default)]
     pub max_connections: Option<u32>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::store::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +125,47 @@ pub struct AdminConfig {
     /// How long a plan waits for `!confirm` or a ✅ reaction (`10m`, `1h`).
     #[serde(default = "default_confirm_expiry")]
     pub confirm_expiry: String,
+    /// Whether users of other homeservers may be moderators. Off: a remote
+    /// server decides who its users are, so it could make anyone one.
+    #[serde(default)]
+    pub allow_remote_moderators: bool,
+    /// Above this, `--yes` is refused: the plan waits for `!confirm` or ✅.
+    #[serde(default = "default_confirm_threshold")]
+    pub confirm_threshold: Threshold,
+    /// Above this, the confirmation must come from a moderator other than
+    /// the one who asked. `None`: one moderator is enough.
+    #[serde(default)]
+    pub two_person_threshold: Option<Threshold>,
+}
+
+/// A selection size: more events *or* more media than this is above it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub events: i64,
+    pub media: i64,
+}
+
+impl From<Threshold> for crate::jobs::Size {
+    fn from(t: Threshold) -> Self {
+        Self { events: t.events, media: t.media }
+    }
+}
+
+/// The job runner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs running at once. Moderation jobs never wait behind background
+    /// ones for longer than one of their batches.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { max_concurrent: default_max_concurrent() }
+    }
 }
 
 impl AdminConfig {
@@ -126,6 +208,15 @@ fn default_command_prefix() -> String {
 fn default_confirm_expiry() -> String {
     "10m".to_owned()
 }
+fn default_confirm_threshold() -> Threshold {
+    Threshold { events: 1000, media: 100 }
+}
+fn default_max_concurrent() -> usize {
+    4
+}
+/// Synapse retries a 413 forever, so the limit must fit any transaction it
+/// can send (100 events of up to 64 KiB, plus ephemeral data).
+const MIN_BODY_BYTES: usize = 8 * 1024 * 1024;
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -221,8 +312,11 @@ impl Config {
         if self.appservice.port == 0 {
             bail!("appservice.port: must not be 0");
         }
-        if self.appservice.max_body_bytes < 64 * 1024 {
-            bail!("appservice.max_body_bytes: must be at least 65536 (one event can be 64 KiB)");
+        if self.appservice.max_body_bytes < MIN_BODY_BYTES {
+            bail!(
+                "appservice.max_body_bytes: must be at least {MIN_BODY_BYTES} (8 MiB): Synapse sends up to 100 events \
+                 of up to 64 KiB in one transaction and retries a refused one forever"
+            );
         }
         // The spec's grammar for new user IDs; the homeserver refuses anything else at registration.
         let localpart = &self.appservice.bot_localpart;
@@ -254,6 +348,33 @@ impl Config {
             bail!(
                 "admin.moderators: is empty and admin.moderator_power_level is not set: nobody could command the bot"
             );
+        }
+        if let Some(level) = self.admin.moderator_power_level
+            && level < 1
+        {
+            bail!("admin.moderator_power_level: must be at least 1 (everyone in a room has 0), got {level}");
+        }
+        if !self.admin.allow_remote_moderators
+            && let Some(remote) = self.admin.moderators.iter().find(|m| m.server_name() != self.homeserver.domain)
+        {
+            bail!(
+                "admin.moderators: {remote} is not on {}; set admin.allow_remote_moderators: true to allow \
+                 moderators of other servers",
+                self.homeserver.domain
+            );
+        }
+        for (key, threshold) in [
+            ("admin.confirm_threshold", Some(self.admin.confirm_threshold)),
+            ("admin.two_person_threshold", self.admin.two_person_threshold),
+        ] {
+            if let Some(t) = threshold
+                && (t.events < 0 || t.media < 0)
+            {
+                bail!("{key}: events and media must not be negative");
+            }
+        }
+        if self.jobs.max_concurrent == 0 || self.jobs.max_concurrent > 64 {
+            bail!("jobs.max_concurrent: must be between 1 and 64, got {}", self.jobs.max_concurrent);
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;

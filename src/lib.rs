@@ -2,10 +2,25 @@
 //! reference on a homeserver and runs moderation commands from an admin room.
 //!
 //! The binary is a thin CLI over this library; tests and benchmarks use the
-//! same pieces.
+//! same pieces. Dependencies point one way, from the top of this list down:
+//!
+//! - [`service`]: wiring (builds the parts, registers job kinds and sinks).
+//! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
+//! - [`bot`]: the chat front-end (admin room): inbox, commands, replies.
+//! - [`moderation`]: one folder per command that acts (purge, quarantine):
+//!   grammar, selection, plan, job kind and result text together.
+//! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
+//! - [`jobs`]: the generic runner; knows no kind by name and no front-end.
+//! - [`notice`]: what people read, and the sink that delivers it.
+//! - [`commands`]: the shared grammar (parse pipeline, times, rooms, links).
+//! - [`extract`]: event JSON → index rows; pure.
+//! - [`store`]: all SQL, both backends.
+//! - [`homeserver`]: the Client-Server and Synapse admin client.
+//! - [`clock`], [`config`], [`metrics`]: leaves.
 
 pub mod appservice;
 pub mod bot;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod extract;
@@ -13,6 +28,8 @@ pub mod homeserver;
 pub mod jobs;
 pub mod metrics;
 pub mod moderation;
+pub mod notice;
+pub mod redactions;
 pub mod registration;
 pub mod service;
 pub mod store;

@@ -40,6 +40,19 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Which worker a panic was caught in (`job`, `inbox`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PanicLabel {
+    pub worker: &'static str,
+}
+
+/// How a redaction by someone other than its target's sender was judged.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// `applied`, `not_applied` (the homeserver did not apply it), `unknown_target`.
+    pub verdict: &'static str,
+}
+
 /// Why an input was skipped.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RejectReason {
@@ -96,6 +109,9 @@ pub struct Metrics {
     pub commands_handled: Counter,
     pub bot_items_failed: Counter,
     pub txn_gaps: Counter,
+    pub panics: Family<PanicLabel, Counter>,
+    pub redactions_to_check: Counter,
+    pub redaction_verdicts: Family<VerdictLabel, Counter>,
 }
 
 impl Metrics {
@@ -153,7 +169,28 @@ impl Metrics {
             "Transactions that never arrived, even after asking the homeserver to resend",
             txn_gaps.clone(),
         );
+        let panics = Family::<PanicLabel, Counter>::default();
+        registry.register(
+            "panics",
+            "Bugs caught: a job or an admin-room event whose handling panicked (each failed, logged and audited)",
+            panics.clone(),
+        );
+        let redactions_to_check = Counter::default();
+        registry.register(
+            "redactions_to_check",
+            "Redactions by someone other than the target's sender, queued to ask the homeserver whether it applied them",
+            redactions_to_check.clone(),
+        );
+        let redaction_verdicts = Family::<VerdictLabel, Counter>::default();
+        registry.register(
+            "redaction_verdicts",
+            "Queued redactions judged with the homeserver, by verdict",
+            redaction_verdicts.clone(),
+        );
         Self {
+            panics,
+            redactions_to_check,
+            redaction_verdicts,
             txn_gaps,
             commands_handled,
             bot_items_failed,

@@ -1,4 +1,6 @@
-//! `housekeep run`: wires config, store, listener and homeserver together.
+//! `housekeep run`: builds the parts and wires them together: the store,
+//! the homeserver client, the job runner with every job kind, the chat
+//! front-end as the runner's sink, the background workers and the listener.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +9,20 @@ use anyhow::Context;
 use ruma::OwnedRoomId;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
+use crate::appservice::route::Routing;
 use crate::appservice::{AppState, BotLink, router};
-use crate::bot::BotContext;
-use crate::bot::route::Routing;
+use crate::bot::{Bot, RoomSink};
 use crate::config::{Config, LogFormat};
 use crate::homeserver::{HomeserverClient, RetryPolicy};
+use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
+use crate::moderation::purge::PurgeKind;
+use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
 use crate::store::{Store, redact_url};
+
+/// How long shutdown waits for running batches to commit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// Sets up logging from the config; `RUST_LOG` wins when set.
 pub fn init_logging(config: Option<&Config>) {
@@ -36,8 +45,17 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Every job kind this build runs. Adding a kind: one line here.
+pub fn register_kinds(builder: JobsBuilder) -> JobsBuilder {
+    let builder = builder.register(PurgeKind).register(QuarantineKind).register(UnquarantineKind);
+    #[cfg(debug_assertions)]
+    let builder =
+        builder.register(crate::jobs::testjob::TestJob::<false>).register(crate::jobs::testjob::TestJob::<true>);
+    builder
+}
+
 /// Runs until SIGINT/SIGTERM: the listener first (the homeserver's ping needs
-/// it), then the start-up handshake in the background.
+/// it), then the start-up handshake and the workers in the background.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let homeserver = HomeserverClient::new(config.homeserver.url.clone(), config.appservice.as_token.clone())?;
@@ -46,27 +64,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
 
     let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
-    let wake = Arc::new(Notify::new());
+    let inbox_wake = Arc::new(Notify::new());
+    let redaction_wake = Arc::new(Notify::new());
     state.bot = Some(BotLink {
         routing: Arc::new(Routing {
             admin_room_id: admin_room_id.to_string(),
             bot_user_id: bot_user_id.to_string(),
             prefix: config.admin.command_prefix.clone(),
         }),
-        wake: wake.clone(),
+        wake: inbox_wake.clone(),
     });
-    let bot = Arc::new(BotContext {
+    state.redaction_checks = Some(redaction_wake.clone());
+    let services = Services {
         store: store.clone(),
         homeserver: homeserver.clone(),
         metrics: state.metrics.clone(),
         bot_user_id,
+        prefix: config.admin.command_prefix.clone(),
+    };
+    let sink = Arc::new(RoomSink::new(homeserver.clone()));
+    let jobs = register_kinds(JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent)).build();
+    let bot = Arc::new(Bot {
+        jobs: jobs.clone(),
+        sink,
         admin_room_id,
         moderators: config.admin.moderators.clone(),
         moderator_power_level: config.admin.moderator_power_level,
+        allow_remote_moderators: config.admin.allow_remote_moderators,
         prefix: config.admin.command_prefix.clone(),
         confirm_expiry: config.admin.confirm_expiry()?,
-        inbox_wake: wake,
-        jobs_wake: Arc::new(Notify::new()),
+        policy: ConfirmPolicy {
+            yes_limit: config.admin.confirm_threshold.into(),
+            two_person: config.admin.two_person_threshold.map(Into::into),
+        },
+        inbox_wake,
     });
 
     let bind = (config.appservice.hostname, config.appservice.port);
@@ -75,10 +106,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{} (appservice.hostname/port)", bind.0, bind.1))?;
     tracing::info!(address = %listener.local_addr()?, "appservice listening");
 
+    let shutdown = CancellationToken::new();
+    let mut serve = tokio::spawn(
+        axum::serve(listener, router(state, config.appservice.max_body_bytes))
+            .with_graceful_shutdown(shutdown_signal(shutdown.clone()))
+            .into_future(),
+    );
     // The handshake needs the listener up: the homeserver's ping calls us back.
-    let bot_workers = {
-        let config = config.clone();
-        async move {
+    let mut start = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
             homeserver
                 .startup_handshake(
                     &config.appservice.id,
@@ -86,28 +123,70 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     config.appservice.address.as_str(),
                 )
                 .await;
-            let mut workers = crate::bot::spawn(bot);
-            // Both run forever; one ending means it panicked. Stop, so a
-            // supervisor (systemd, Kubernetes) restarts housekeep, rather than
-            // run on with commands or jobs silently stalled.
-            let ended = workers.join_next().await;
-            let which = match &ended {
-                Some(Ok(name)) => *name,
-                _ => "a bot worker",
-            };
-            anyhow::bail!("{which} stopped unexpectedly ({ended:?}); exiting so that housekeep is restarted")
-        }
+            let mut workers = crate::bot::spawn(bot, shutdown.clone());
+            let token = shutdown.clone();
+            workers.spawn(async move {
+                jobs.run(token).await;
+                "the job runner"
+            });
+            workers.spawn(async move {
+                crate::redactions::run(services, redaction_wake, shutdown).await;
+                "the redaction checker"
+            });
+            workers
+        })
     };
-
-    let serve = axum::serve(listener, router(state, config.appservice.max_body_bytes))
-        .with_graceful_shutdown(shutdown_signal());
     let outcome = tokio::select! {
-        served = serve => served.context("appservice listener failed"),
-        failed = bot_workers => failed,
+        served = &mut serve => listener_ended(served),
+        started = &mut start => match started {
+            Err(error) => Err(anyhow::anyhow!("start-up failed: {error}")),
+            Ok(mut workers) => {
+                let outcome = tokio::select! {
+                    served = &mut serve => listener_ended(served),
+                    // They run until shutdown; one ending early means it
+                    // panicked. Stop, so a supervisor (systemd, Kubernetes)
+                    // restarts housekeep, rather than run on with commands or
+                    // jobs silently stalled.
+                    ended = workers.join_next() => {
+                        if shutdown.is_cancelled() {
+                            // Stopping, as asked: the listener is finishing too.
+                            listener_ended(serve.await)
+                        } else {
+                            let which = match &ended {
+                                Some(Ok(name)) => *name,
+                                _ => "a worker",
+                            };
+                            Err(anyhow::anyhow!(
+                                "{which} stopped unexpectedly ({ended:?}); exiting so that housekeep is restarted"
+                            ))
+                        }
+                    }
+                };
+                shutdown.cancel();
+                // Running batches commit what they did; the rest resumes at the next start.
+                let drained =
+                    tokio::time::timeout(SHUTDOWN_GRACE, async { while workers.join_next().await.is_some() {} }).await;
+                if drained.is_err() {
+                    tracing::warn!(
+                        "workers did not stop within {SHUTDOWN_GRACE:?}; what they were doing resumes at the next start"
+                    );
+                }
+                outcome
+            }
+        },
     };
+    shutdown.cancel();
+    start.abort();
     store.close().await;
     tracing::info!("stopped");
     outcome
+}
+
+fn listener_ended(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match served {
+        Ok(result) => result.context("appservice listener failed"),
+        Err(error) => Err(anyhow::anyhow!("appservice listener failed: {error}")),
+    }
 }
 
 /// The admin room's ID. An alias is resolved before anything else starts, so
@@ -125,7 +204,8 @@ async fn resolve_admin_room(homeserver: &HomeserverClient, room: &str) -> anyhow
     })
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT/SIGTERM (or an internal shutdown), then tells everyone.
+async fn shutdown_signal(shutdown: CancellationToken) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -134,9 +214,14 @@ async fn shutdown_signal() {
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}
+            _ = shutdown.cancelled() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    tokio::select! {
+        _ = interrupt => {}
+        _ = shutdown.cancelled() => {}
+    }
     tracing::info!("shutting down");
+    shutdown.cancel();
 }

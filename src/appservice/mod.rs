@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod query;
+pub mod route;
 mod transactions;
 
 use std::sync::Arc;
@@ -19,9 +20,9 @@ use tokio::sync::Notify;
 
 pub use error::MatrixError;
 
-use crate::bot::route::Routing;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use route::Routing;
 
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct AppState {
     pub bot: Option<BotLink>,
     /// Transactions refused once because one before them never arrived.
     pub gaps_refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Rung when redactions were queued to be checked with the homeserver.
+    pub redaction_checks: Option<Arc<Notify>>,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -53,6 +56,7 @@ impl AppState {
             bot_user_id,
             bot: None,
             gaps_refused: Arc::default(),
+            redaction_checks: None,
         }
     }
 }

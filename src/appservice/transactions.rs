@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AppState, MatrixError};
+use crate::clock::now_ms;
 use crate::extract::{ExtractError, Extracted, extract_value};
 use crate::metrics::{KindLabel, RejectReason, TxnOutcome as TxnMetric};
-use crate::store::{InboxItem, TxnOutcome, now_ms};
+use crate::store::{InboxItem, TxnOutcome};
 
 /// The transaction body. Events stay raw here and are read one by one, so one
 /// bad event never sinks the whole transaction.
@@ -37,6 +38,9 @@ struct Transaction<'a> {
     #[serde(default, rename = "de.sorunome.msc2409.to_device")]
     to_device: Vec<IgnoredAny>,
 }
+
+/// Transactions remembered as refused once because of a hole behind them.
+const MAX_REMEMBERED_GAPS: usize = 1024;
 
 pub async fn put_transaction(
     State(state): State<AppState>,
@@ -68,6 +72,12 @@ pub async fn put_transaction(
             state.metrics.transaction(TxnMetric::Indexed);
             state.metrics.events_indexed.inc_by(counts.events);
             state.metrics.redactions_applied.inc_by(counts.redactions_applied);
+            state.metrics.redactions_to_check.inc_by(counts.redactions_to_check);
+            if counts.redactions_to_check > 0
+                && let Some(wake) = &state.redaction_checks
+            {
+                wake.notify_one();
+            }
             for media in extracted.iter().flat_map(|e| &e.media) {
                 state.metrics.media_refs_indexed.get_or_create(&KindLabel { kind: media.kind.as_str() }).inc();
             }
@@ -110,7 +120,14 @@ async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<(), 
         MatrixError::internal()
     })?;
     let Some(missing) = missing else { return Ok(()) };
-    let first_time = state.gaps_refused.lock().expect("not poisoned").insert(txn_id.to_owned());
+    let first_time = {
+        let mut refused = state.gaps_refused.lock().expect("not poisoned");
+        // Only recent refusals matter (the resend follows within seconds): bounded.
+        if refused.len() >= MAX_REMEMBERED_GAPS {
+            refused.clear();
+        }
+        refused.insert(txn_id.to_owned())
+    };
     if first_time {
         tracing::warn!(txn_id, missing, "transaction {missing} never arrived; asking the homeserver to resend from it");
         state.metrics.transaction(TxnMetric::Failed);

@@ -2,12 +2,13 @@
 
 use serde_json::Value;
 
-use super::exec;
-use super::reply::Reply;
-use super::{BotContext, reaction_target};
-use crate::commands::{Command, parse_command};
+use super::Bot;
+use super::commands::{self, Command, Executed};
+use crate::clock::now_ms;
+use crate::commands::parse_command;
 use crate::homeserver::HsError;
-use crate::store::{AuditEntry, InboxItem, InboxKind, now_ms};
+use crate::notice::Notice;
+use crate::store::{AuditEntry, InboxItem, InboxKind};
 
 /// What handling produced: an outcome word for the inbox row and the audit
 /// entries committed with it.
@@ -43,7 +44,12 @@ fn body(event: &Value) -> Option<&str> {
     event.pointer("/content/body").and_then(Value::as_str)
 }
 
-pub async fn handle(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+/// The `m.relates_to.event_id` of a reaction.
+fn reaction_target(event: &Value) -> Option<&str> {
+    event.pointer("/content/m.relates_to/event_id").and_then(Value::as_str)
+}
+
+pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     match item.kind {
         InboxKind::Command => handle_command(ctx, item).await,
         InboxKind::Reaction => handle_reaction(ctx, item).await,
@@ -51,20 +57,20 @@ pub async fn handle(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handle
     }
 }
 
-async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     let text = body(&item.event).unwrap_or_default();
-    let Some(parsed) = parse_command(text, &ctx.prefix) else {
+    let Some(parsed) = parse_command::<Command>(text, &ctx.prefix) else {
         return Ok(Handled::new("not a command", vec![]));
     };
     let reply_key = format!("reply-{}", item.event_id);
     if !ctx.is_moderator(&item.sender).await? {
         tracing::info!(sender = item.sender, command = text, "refused a command from a non-moderator");
-        let reply = Reply::new().line(&format!(
+        let reply = Notice::new().line(&format!(
             "{} is not a housekeep moderator, so this command was not run. Moderators are listed in the bot's config{}.",
             item.sender,
             ctx.moderator_power_level.map(|pl| format!(" or have power level {pl}+ here")).unwrap_or_default()
         ));
-        ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+        ctx.reply(&item.room_id, &item.event_id, &reply_key, &reply).await?;
         return Ok(Handled::new("refused", vec![audit_for(item, "refused", Some(text), "not a moderator")]));
     }
 
@@ -72,11 +78,11 @@ async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Ha
         Ok(command) => command,
         Err(error) => {
             // The message already names the nearest command for unknown ones.
-            let mut reply = Reply::new().line(&error.message);
+            let mut reply = Notice::new().line(&error.message);
             if let Some(usage) = &error.usage {
                 reply = reply.code(usage);
             }
-            ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+            ctx.reply(&item.room_id, &item.event_id, &reply_key, &reply).await?;
             let outcome = if error.is_help { "help" } else { "invalid command" };
             return Ok(Handled::new(outcome, vec![audit_for(item, "command", Some(text), outcome)]));
         }
@@ -85,34 +91,35 @@ async fn handle_command(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Ha
     // A command the homeserver delivers long after it was sent (housekeep was
     // down) is not run blindly: the moderator may have moved on.
     let age_ms = now_ms().saturating_sub(item.origin_server_ts);
-    if age_ms > ctx.confirm_expiry.as_millis() as i64 && command.is_destructive() {
-        let reply = Reply::new().line(&format!(
+    if age_ms > ctx.confirm_expiry.as_millis() as i64 && command.action_flags().is_some() {
+        let reply = Notice::new().line(&format!(
             "Not run: this command reached housekeep {} after it was sent. Send it again if it is still wanted.",
             humantime::format_duration(std::time::Duration::from_secs((age_ms / 1000) as u64))
         ));
-        ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &reply).await?;
+        ctx.reply(&item.room_id, &item.event_id, &reply_key, &reply).await?;
         return Ok(Handled::new("stale", vec![audit_for(item, "command", Some(text), "stale: not run")]));
     }
 
-    let executed = match exec::execute(ctx, item, &command).await {
+    let executed = match commands::execute(ctx, item, &command).await {
         Ok(executed) => executed,
         // A refusal by the homeserver (unknown alias, no rights, …) will not
         // change on retry: tell the moderator now.
-        Err(error) if is_permanent(&error) => exec::Executed::failed(&command, &error),
+        Err(error) if is_permanent(&error) => Executed::failed(&command, &error),
         Err(error) => return Err(error),
     };
-    let reply_event = ctx.send(&item.room_id, Some(&item.event_id), &reply_key, &executed.reply).await?;
+    let reply_event = ctx.reply(&item.room_id, &item.event_id, &reply_key, &executed.reply).await?;
     if let Some(job_id) = &executed.plan_job {
-        ctx.store.set_plan_event(job_id, &reply_event).await?;
-        ctx.jobs_wake.notify_one();
+        ctx.services().store.set_plan_event(job_id, &reply_event).await?;
+        // A --yes job waits for its plan to be posted: then its progress comes after it.
+        ctx.jobs.wake();
     }
-    ctx.metrics.commands_handled.inc();
+    ctx.services().metrics.commands_handled.inc();
     Ok(Handled::new(&executed.outcome, vec![audit_for(item, "command", Some(text), &executed.outcome)]))
 }
 
-async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+async fn handle_reaction(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     let Some(target) = reaction_target(&item.event) else { return Ok(Handled::new("no target", vec![])) };
-    let Some(job) = ctx.store.job_by_plan_event(target).await? else {
+    let Some(job) = ctx.services().store.job_by_plan_event(target).await? else {
         return Ok(Handled::new("not a plan", vec![]));
     };
     if !ctx.is_moderator(&item.sender).await? {
@@ -121,8 +128,8 @@ async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<H
         audit.job_id = Some(job.id);
         return Ok(Handled::new("refused", vec![audit]));
     }
-    let executed = exec::confirm(ctx, item, &job.id).await?;
-    ctx.send(&item.room_id, Some(target), &format!("reply-{}", item.event_id), &executed.reply).await?;
+    let executed = commands::confirm(ctx, item, &job.id).await?;
+    ctx.reply(&item.room_id, target, &format!("reply-{}", item.event_id), &executed.reply).await?;
     // A successful confirm is audited with the state change; a failed one here.
     let audit = match executed.outcome.as_str() {
         "confirmed" => vec![],
@@ -131,16 +138,17 @@ async fn handle_reaction(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<H
     Ok(Handled::new(&executed.outcome, audit))
 }
 
-async fn handle_invite(ctx: &BotContext, item: &InboxItem) -> anyhow::Result<Handled> {
+async fn handle_invite(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
+    let homeserver = &ctx.services().homeserver;
     // Only members can invite into the admin room, and the bot belongs there
     // (a power-level moderator could not be recognised before it joins).
     if item.room_id == ctx.admin_room_id.as_str() || ctx.is_moderator(&item.sender).await? {
-        ctx.homeserver.join(&item.room_id).await?;
+        homeserver.join(&item.room_id).await?;
         tracing::info!(room_id = item.room_id, inviter = item.sender, "accepted an invite from a moderator");
         let audit = AuditEntry { target: Some(item.room_id.clone()), ..audit_for(item, "invite", None, "accepted") };
         Ok(Handled::new("joined", vec![audit]))
     } else {
-        ctx.homeserver.leave(&item.room_id, "housekeep only joins rooms when a moderator invites it").await?;
+        homeserver.leave(&item.room_id, "housekeep only joins rooms when a moderator invites it").await?;
         tracing::info!(room_id = item.room_id, inviter = item.sender, "declined an invite from a non-moderator");
         let audit = AuditEntry {
             target: Some(item.room_id.clone()),
@@ -157,12 +165,4 @@ fn is_permanent(error: &anyhow::Error) -> bool {
         matches!(cause.downcast_ref::<HsError>(), Some(HsError::Matrix { status, .. })
             if status.is_client_error() && status.as_u16() != 429)
     })
-}
-
-/// Commands whose executors come with later work say so plainly.
-pub fn not_yet_available(command: &Command) -> Reply {
-    Reply::new().line(&format!(
-        "{} is part of housekeep's command set but not available in this version yet; nothing was done.",
-        command.name()
-    ))
 }

@@ -7,7 +7,7 @@ use super::time::TimeSpec;
 use super::{RoomSelector, args_via, parse_room};
 
 /// Shown at the end of `!help backfill`.
-pub(super) const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
   !backfill #lobby:example.org
   !backfill --all --since 30d
@@ -74,14 +74,17 @@ impl TryFrom<BackfillCli> for BackfillArgs {
 mod tests {
     use super::super::test_support::{assert_errors, ok};
     use super::*;
-    use crate::commands::Command;
+
+    /// A one-command tree, as the chat front-end would make.
+    #[derive(clap::Subcommand, Debug)]
+    enum Tree {
+        Backfill(BackfillArgs),
+    }
     use std::time::Duration;
 
     fn backfill(body: &str) -> BackfillArgs {
-        match ok(body) {
-            Command::Backfill(args) => args,
-            other => panic!("{body:?} parsed to {other:?}"),
-        }
+        let Tree::Backfill(args) = ok::<Tree>(body);
+        args
     }
 
     #[test]
@@ -128,6 +131,6 @@ mod tests {
             ),
             ("!backfill retry-failed now", "unexpected argument 'now'", "Usage: !backfill retry-failed"),
         ];
-        assert_errors(table);
+        assert_errors::<Tree>(table);
     }
 }

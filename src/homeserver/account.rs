@@ -53,7 +53,7 @@ impl HomeserverClient {
         struct Pong {
             duration_ms: u64,
         }
-        let body = json!({ "transaction_id": format!("housekeep-startup-{}", crate::store::now_ms()) });
+        let body = json!({ "transaction_id": format!("housekeep-startup-{}", crate::clock::now_ms()) });
         let pong: Pong = self
             .send(Method::POST, &["_matrix", "client", "v1", "appservice", appservice_id, "ping"], Some(&body))
             .await?;

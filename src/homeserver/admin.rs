@@ -32,9 +32,10 @@ impl HomeserverClient {
         }
     }
 
-    /// The IDs of every media a local user uploaded, paginated through
-    /// `GET /_synapse/admin/v1/users/{user}/media`.
-    pub async fn user_uploads(&self, user_id: &str) -> Result<Vec<String>, HsError> {
+    /// One page of the media a local user uploaded
+    /// (`GET /_synapse/admin/v1/users/{user}/media`): their IDs, and where
+    /// the next page starts, if there is one.
+    pub async fn user_uploads_page(&self, user_id: &str, from: u64) -> Result<(Vec<String>, Option<u64>), HsError> {
         #[derive(Deserialize)]
         struct Page {
             media: Vec<Upload>,
@@ -44,17 +45,36 @@ impl HomeserverClient {
         struct Upload {
             media_id: String,
         }
-        let mut ids = Vec::new();
-        let mut from = 0u64;
-        loop {
-            let mut url = self.url(&["_synapse", "admin", "v1", "users", user_id, "media"]);
-            url.query_pairs_mut().append_pair("from", &from.to_string()).append_pair("limit", "500");
-            let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
-            ids.extend(page.media.into_iter().map(|m| m.media_id));
-            match page.next_token {
-                Some(next) => from = next,
-                None => return Ok(ids),
-            }
+        let mut url = self.url(&["_synapse", "admin", "v1", "users", user_id, "media"]);
+        url.query_pairs_mut().append_pair("from", &from.to_string()).append_pair("limit", "500");
+        let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
+        // A token that does not move forward would page forever.
+        let next = page.next_token.filter(|next| *next > from);
+        Ok((page.media.into_iter().map(|m| m.media_id).collect(), next))
+    }
+
+    /// Any event the homeserver knows, as an admin sees it
+    /// (`GET /_synapse/admin/v1/fetch_event/{id}`): redacted events come
+    /// back redacted, with `unsigned.redacted_because`. `None` if unknown.
+    pub async fn fetch_event(&self, event_id: &str) -> Result<Option<Value>, HsError> {
+        #[derive(Deserialize)]
+        struct Fetched {
+            event: Value,
+        }
+        match self.send::<(), Fetched>(Method::GET, &["_synapse", "admin", "v1", "fetch_event", event_id], None).await {
+            Ok(fetched) => Ok(Some(fetched.event)),
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).
+    pub async fn logout(&self) -> Result<(), HsError> {
+        match self.send::<_, Value>(Method::POST, &["_matrix", "client", "v3", "logout"], Some(&json!({}))).await {
+            Ok(_) => Ok(()),
+            // Expired or revoked already: the goal is reached.
+            Err(error) if error.errcode() == Some("M_UNKNOWN_TOKEN") => Ok(()),
+            Err(error) => Err(error),
         }
     }
 }
@@ -65,11 +85,6 @@ pub fn truthy(value: &Value) -> bool {
 }
 
 impl HomeserverClient {
-    /// The same client acting with another access token.
-    pub fn with_token(&self, token: String) -> Self {
-        Self { as_token: token, ..self.clone() }
-    }
-
     /// Redacts one event. `txn_id` makes a resend a no-op at the homeserver.
     pub async fn redact(
         &self,
@@ -105,7 +120,7 @@ impl HomeserverClient {
         struct Token {
             access_token: String,
         }
-        let until = crate::store::now_ms() + valid_for.as_millis() as i64;
+        let until = crate::clock::now_ms() + valid_for.as_millis() as i64;
         let segments = ["_synapse", "admin", "v1", "users", user_id, "login"];
         let token: Token = self.send(Method::POST, &segments, Some(&json!({ "valid_until_ms": until }))).await?;
         Ok(token.access_token)

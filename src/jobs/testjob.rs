@@ -1,53 +1,119 @@
-//! A synthetic job kind for exercising the framework end to end (kill -9
-//! and resume, cancel, failures). Compiled into debug builds only.
+//! `!testjob`: a synthetic job kind that exercises the runner end to end
+//! (kill -9 and resume, cancel, failures, panics, lanes). Compiled into
+//! debug builds only.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use async_trait::async_trait;
+use clap::{Args, value_parser};
+use serde::{Deserialize, Serialize};
 
-use super::Batch;
-use crate::bot::reply::Reply;
-use crate::commands::TestJobArgs;
-use crate::store::{AuditEntry, Job};
+use super::{Batch, Kind, Lane, NoTally, PlanContext, Planned, RunContext, Size, TypedJob};
+use crate::commands::ActionFlags;
+use crate::notice::Notice;
+use crate::store::JobState;
 
-pub fn plan(args: &TestJobArgs) -> Value {
-    json!({ "items": args.items, "batch": args.batch, "delay_ms": args.delay_ms, "fail_at": args.fail_at })
+/// A parsed `!testjob`: counts through `items` in batches.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct TestJobArgs {
+    /// How many items the job processes (1-100000)
+    #[arg(value_name = "ITEMS", value_parser = value_parser!(u32).range(1..=100_000))]
+    pub items: u32,
+    /// Items per batch, one checkpoint per batch (1-1000)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+    /// Pause in each batch, in milliseconds (0-60000), to watch progress or try !cancel
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = value_parser!(u64).range(..=60_000))]
+    pub delay_ms: u64,
+    /// Fail on item K (1-100000, 1-based), to exercise failure and resume; never fails if K > ITEMS
+    #[arg(long, value_name = "K", value_parser = value_parser!(u32).range(1..=100_000))]
+    pub fail_at: Option<u32>,
+    /// Panic on item K (1-based), to exercise a job that hits a bug
+    #[arg(long, value_name = "K", value_parser = value_parser!(u32).range(1..=100_000))]
+    pub panic_at: Option<u32>,
+    /// Run in the background lane (as backfill does) instead of the moderation lane
+    #[arg(long)]
+    pub background: bool,
+    #[command(flatten)]
+    pub flags: ActionFlags,
 }
 
-pub fn describe(plan: &Value) -> Reply {
-    Reply::new().line(&format!(
-        "Would process {} synthetic items in batches of {}, waiting {} ms per batch.",
-        plan["items"], plan["batch"], plan["delay_ms"]
-    ))
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestPlan {
+    items: u32,
+    batch: u32,
+    delay_ms: u64,
+    fail_at: Option<u32>,
+    panic_at: Option<u32>,
 }
 
-/// Processes the next batch of items after the cursor. Each item is one
-/// audited action, committed with the cursor: after a crash the batch in
-/// flight is redone and nothing is recorded twice.
-pub async fn run_batch(job: &Job) -> anyhow::Result<Batch> {
-    let number = |key: &str| job.plan[key].as_u64().ok_or_else(|| anyhow::anyhow!("testjob plan lacks {key}"));
-    let (items, batch, delay_ms) = (number("items")?, number("batch")?, number("delay_ms")?);
-    let fail_at = job.plan["fail_at"].as_u64();
-    let start = job.cursor.as_ref().and_then(Value::as_u64).unwrap_or(0);
-    let end = (start + batch).min(items);
-    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    let mut result = Batch { cursor: json!(end), finished: end >= items, ..Batch::default() };
-    for item in start..end {
-        let failed = fail_at == Some(item);
-        if failed {
-            result.failed += 1;
-        } else {
-            result.done += 1;
-        }
-        result.audit.push(AuditEntry {
-            actor: job.requested_by.clone(),
-            room_id: Some(job.room_id.clone()),
-            job_id: Some(job.id.clone()),
-            action: "testjob.item".to_owned(),
-            target: Some(format!("item-{item}")),
-            outcome: if failed { "failed: asked to fail (--fail-at)" } else { "done" }.to_owned(),
-            ..AuditEntry::default()
-        });
+/// The synthetic kind; `BACKGROUND` picks its lane.
+#[derive(Debug, Default)]
+pub struct TestJob<const BACKGROUND: bool>;
+
+#[async_trait]
+impl<const BACKGROUND: bool> Kind for TestJob<BACKGROUND> {
+    const NAME: &'static str = if BACKGROUND { "testjob-background" } else { "testjob" };
+    const LANE: Lane = if BACKGROUND { Lane::Background } else { Lane::Moderation };
+    type Args = TestJobArgs;
+    type Plan = TestPlan;
+    /// Items done so far.
+    type Cursor = u32;
+    type Tally = NoTally;
+
+    async fn plan(&self, _ctx: &mut PlanContext<'_>, args: &TestJobArgs) -> anyhow::Result<Planned<TestPlan>> {
+        let plan = TestPlan {
+            items: args.items,
+            batch: args.batch,
+            delay_ms: args.delay_ms,
+            fail_at: args.fail_at,
+            panic_at: args.panic_at,
+        };
+        let summary = Notice::new().line(&format!(
+            "Would process {} synthetic items in batches of {}, waiting {} ms per batch ({} lane).",
+            plan.items,
+            plan.batch,
+            plan.delay_ms,
+            Self::LANE.as_str()
+        ));
+        Ok(Planned { plan, summary, size: Size { events: i64::from(args.items), media: 0 }, blocked: None })
     }
-    Ok(result)
+
+    /// Each item is one audited action, committed with the cursor: after a
+    /// crash the batch in flight is redone and nothing is recorded twice.
+    async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
+        let plan = &job.plan;
+        let start = job.cursor;
+        let end = (start + plan.batch).min(plan.items);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(plan.delay_ms)) => {}
+            _ = ctx.cancel.cancelled() => anyhow::bail!("stopped while waiting"),
+        }
+        let mut batch = Batch::new(end);
+        batch.finished = end >= plan.items;
+        for item in start..end {
+            let number = item + 1;
+            if plan.panic_at == Some(number) {
+                panic!("asked to panic at item {number} (--panic-at)");
+            }
+            let failed = plan.fail_at == Some(number);
+            if failed {
+                batch.extra_failed += 1;
+            } else {
+                batch.extra_done += 1;
+            }
+            let outcome = if failed { "failed: asked to fail (--fail-at)" } else { "done" };
+            batch.audit.push(ctx.audit("testjob.item", Some(format!("item-{item}")), outcome.to_owned()));
+        }
+        Ok(batch)
+    }
+
+    async fn result(&self, _ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
+        let record = &job.record;
+        Ok(Notice::new()
+            .title(&format!("Job {} ({}) {}", record.id, record.kind, state.as_str()))
+            .field("status", state.as_str())
+            .field("done", &record.done_count.to_string())
+            .field("failed", &record.failed_count.to_string()))
+    }
 }

@@ -2,7 +2,8 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Store, now_ms};
+use super::Store;
+use crate::clock::now_ms;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
      (ts, actor, room_id, event_id, job_id, action, command, target, outcome) \
@@ -12,7 +13,8 @@ const SELECT_AUDIT: &str = "SELECT id, ts, actor, room_id, event_id, job_id, act
 const SELECT_AUDIT_BY_ACTOR: &str = "SELECT id, ts, actor, room_id, event_id, job_id, action, command, target, outcome \
      FROM audit_log WHERE actor = $2 ORDER BY id DESC LIMIT $1";
 const SELECT_AUDIT_BY_JOB: &str = "SELECT id, ts, actor, room_id, event_id, job_id, action, command, target, outcome \
-     FROM audit_log WHERE job_id = $1 ORDER BY id";
+     FROM audit_log WHERE job_id = $1 ORDER BY id DESC LIMIT $2";
+const COUNT_AUDIT_BY_JOB: &str = "SELECT COUNT(*) FROM audit_log WHERE job_id = $1";
 
 /// One thing that happened, by whom, to what, and how it went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,9 +88,10 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
-    /// Everything a job did, oldest first.
-    pub async fn job_audit(&self, job_id: &str) -> anyhow::Result<Vec<AuditRecord>> {
-        let rows = sqlx::query(SELECT_AUDIT_BY_JOB).bind(job_id).fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+    /// The newest `limit` entries about a job, newest first, and how many there are in all.
+    pub async fn job_audit(&self, job_id: &str, limit: i64) -> anyhow::Result<(Vec<AuditRecord>, i64)> {
+        let rows = sqlx::query(SELECT_AUDIT_BY_JOB).bind(job_id).bind(limit).fetch_all(&self.pool).await?;
+        let total = sqlx::query(COUNT_AUDIT_BY_JOB).bind(job_id).fetch_one(&self.pool).await?.try_get(0)?;
+        Ok((rows.iter().map(record).collect::<anyhow::Result<_>>()?, total))
     }
 }

@@ -15,10 +15,19 @@ const MEDIA_REF_COLUMNS: usize = 7;
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// A redaction applies only within its own room (as the homeserver enforces);
-/// whether its sender had the power to redact is not checked here.
-const MARK_REDACTED: &str =
-    "UPDATE events SET redacted_at = $1 WHERE event_id = $2 AND room_id = $3 AND redacted_at IS NULL";
+/// A redaction the index can judge itself: by the target's own sender, in
+/// the target's room (a redaction never crosses rooms). The homeserver always
+/// applies those.
+const MARK_SELF_REDACTED: &str = "UPDATE events SET redacted_at = $1 \
+     WHERE event_id = $2 AND room_id = $3 AND sender = $4 AND redacted_at IS NULL";
+/// Any other redaction may or may not have been applied: the homeserver
+/// applies it only if the redacter had the power (or, for remote events,
+/// shares the target's server), yet stores and forwards it either way.
+/// Trusting it would let anyone hide anyone's events from `!purge`, so it is
+/// checked with the homeserver first (`redaction_checks`).
+const QUEUE_CHECK: &str = "INSERT INTO redaction_checks (redaction_id, room_id, target_id, redacted_at, next_attempt_at) \
+     SELECT $1, $2, $3, $4, $5 FROM events WHERE event_id = $3 AND room_id = $2 AND sender <> $6 \
+     AND redacted_at IS NULL ON CONFLICT (redaction_id) DO NOTHING";
 
 const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type, state_key, redacted_at, source \
      FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
@@ -36,7 +45,10 @@ const SELECT_SUMMARY: &str = "SELECT \
 pub struct IndexCounts {
     pub events: u64,
     pub media_refs: u64,
+    /// Events marked redacted (redacted by their own sender).
     pub redactions_applied: u64,
+    /// Redactions by someone else, queued to be checked with the homeserver.
+    pub redactions_to_check: u64,
 }
 
 /// An `events` row as stored.
@@ -128,49 +140,90 @@ pub(super) async fn insert_batch(
 
     for Extracted { event, .. } in batch {
         if let Some(target) = &event.redacts {
-            counts.redactions_applied += sqlx::query(MARK_REDACTED)
+            let marked = sqlx::query(MARK_SELF_REDACTED)
                 .bind(event.origin_server_ts)
                 .bind(target)
                 .bind(&event.room_id)
+                .bind(&event.sender)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
+            counts.redactions_applied += marked;
+            if marked == 0 {
+                counts.redactions_to_check +=
+                    queue_check(conn, &event.event_id, &event.room_id, target, event.origin_server_ts, &event.sender)
+                        .await?;
+            }
         }
     }
-    counts.redactions_applied += mark_late_targets(conn, backend, batch).await?;
+    let (marked, queued) = judge_late_targets(conn, backend, batch).await?;
+    counts.redactions_applied += marked;
+    counts.redactions_to_check += queued;
     Ok(counts)
 }
 
-/// Marks events of this batch that a redaction indexed *earlier* points at:
-/// backfill walks history newest first, so it meets a redaction before its
-/// target. The lookup goes through the small partial index on `redacts` and
-/// finds nothing in the common case, so it costs one index probe per event.
-async fn mark_late_targets(conn: &mut AnyConnection, backend: Backend, batch: &[Extracted]) -> anyhow::Result<u64> {
-    let mut marked = 0;
+async fn queue_check(
+    conn: &mut AnyConnection,
+    redaction_id: &str,
+    room_id: &str,
+    target: &str,
+    redacted_at: i64,
+    redacter: &str,
+) -> anyhow::Result<u64> {
+    Ok(sqlx::query(QUEUE_CHECK)
+        .bind(redaction_id)
+        .bind(room_id)
+        .bind(target)
+        .bind(redacted_at)
+        .bind(crate::clock::now_ms())
+        .bind(redacter)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+/// Judges redactions indexed *earlier* than the events of this batch they
+/// point at: backfill walks history newest first, so it meets a redaction
+/// before its target. The lookup goes through the small partial index on
+/// `redacts` and finds nothing in the common case, so it costs one index
+/// probe per event.
+async fn judge_late_targets(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    batch: &[Extracted],
+) -> anyhow::Result<(u64, u64)> {
+    let (mut marked, mut queued) = (0, 0);
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let ids = list_placeholders(backend, chunk.len());
         let sql = format!(
-            "SELECT redacts, room_id, MIN(origin_server_ts) FROM events \
-             WHERE redacts IN ({ids}) GROUP BY redacts, room_id"
+            "SELECT r.event_id, r.redacts, r.room_id, r.origin_server_ts, r.sender, t.sender FROM events r \
+             JOIN events t ON t.event_id = r.redacts AND t.room_id = r.room_id \
+             WHERE r.redacts IN ({ids}) AND t.redacted_at IS NULL ORDER BY r.origin_server_ts"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for extracted in chunk {
             query = query.bind(&extracted.event.event_id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let target: String = row.try_get(0)?;
-            let room_id: String = row.try_get(1)?;
-            let redacted_at: i64 = row.try_get(2)?;
-            marked += sqlx::query(MARK_REDACTED)
-                .bind(redacted_at)
-                .bind(target)
-                .bind(room_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let (redaction, target, room): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (at, redacter, target_sender): (i64, String, String) =
+                (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
+            if redacter == target_sender {
+                marked += sqlx::query(MARK_SELF_REDACTED)
+                    .bind(at)
+                    .bind(&target)
+                    .bind(&room)
+                    .bind(&redacter)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            } else {
+                queued += queue_check(conn, &redaction, &room, &target, at, &redacter).await?;
+            }
         }
     }
-    Ok(marked)
+    Ok((marked, queued))
 }
 
 impl Store {

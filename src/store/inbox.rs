@@ -2,16 +2,18 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::Store;
 use super::audit::{AuditEntry, insert_audit};
-use super::{Store, now_ms};
+use crate::clock::now_ms;
 
 const INSERT_INBOX: &str = "INSERT INTO bot_inbox \
      (event_id, room_id, sender, kind, event_json, origin_server_ts, received_at, position) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING";
 const SELECT_PENDING: &str = "SELECT event_id, room_id, sender, kind, event_json, origin_server_ts, attempts \
-     FROM bot_inbox WHERE handled_at IS NULL ORDER BY received_at, position LIMIT $1";
+     FROM bot_inbox WHERE handled_at IS NULL AND next_attempt_at <= $2 ORDER BY received_at, position LIMIT $1";
 const MARK_HANDLED: &str = "UPDATE bot_inbox SET handled_at = $2, outcome = $3 WHERE event_id = $1";
-const RECORD_ATTEMPT: &str = "UPDATE bot_inbox SET attempts = attempts + 1, outcome = $2 WHERE event_id = $1";
+const RECORD_ATTEMPT: &str =
+    "UPDATE bot_inbox SET attempts = attempts + 1, outcome = $2, next_attempt_at = $3 WHERE event_id = $1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxKind {
@@ -81,9 +83,9 @@ pub(super) async fn insert_inbox(
 }
 
 impl Store {
-    /// Unhandled items, oldest first.
+    /// Unhandled items due now, oldest first.
     pub async fn pending_inbox(&self, limit: i64) -> anyhow::Result<Vec<PendingItem>> {
-        let rows = sqlx::query(SELECT_PENDING).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(SELECT_PENDING).bind(limit).bind(now_ms()).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let event_json: String = row.try_get(4)?;
@@ -113,8 +115,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_attempt(&self, event_id: &str, error: &str) -> anyhow::Result<()> {
-        sqlx::query(RECORD_ATTEMPT).bind(event_id).bind(error).execute(&self.pool).await?;
+    /// An attempt failed: the item is due again at `next_attempt_at`.
+    pub async fn record_attempt(&self, event_id: &str, error: &str, next_attempt_at: i64) -> anyhow::Result<()> {
+        sqlx::query(RECORD_ATTEMPT).bind(event_id).bind(error).bind(next_attempt_at).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -1,25 +1,36 @@
-//! `jobs`: durable, confirmable, checkpointed work.
+//! `jobs`, `job_items` and `job_tokens`: durable, confirmable, checkpointed work.
 //!
-//! State machine: `planned` → (`!confirm` / ✅ before `expires_at`) →
-//! `confirmed` → `running` → `done` | `failed` | `cancelled`. A plan nobody
-//! confirms becomes `expired`; `--dry-run` stores `dry_run` and never runs.
-//! Every transition is one conditional UPDATE, so two moderators confirming
-//! at once, or a confirm racing a cancel, cannot both win.
+//! State machine: `planning` (items being written) → `planned` → (`!confirm`
+//! / ✅ before `expires_at`) → `confirmed` → `running` → `done` | `failed` |
+//! `cancelled`. A plan nobody confirms becomes `expired`; `--dry-run` stores
+//! `dry_run` and never runs. Every transition is one conditional UPDATE, so
+//! two moderators confirming at once, or a confirm racing a cancel, cannot
+//! both win.
+//!
+//! Plans, cursors, tallies and items are the job kind's typed values as JSON;
+//! this module stores them without looking inside.
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::audit::{AuditEntry, insert_audit};
-use super::{Store, now_ms};
+use super::{Store, values_placeholders};
+use crate::clock::now_ms;
 
 const JOB_COLUMNS: &str = "id, kind, command_event_id, room_id, requested_by, command_text, plan, plan_hash, state, \
      plan_event_id, progress_event_id, cursor, total_count, done_count, failed_count, batches, result, error, \
-     confirmed_by, cancel_requested, created_at, updated_at, expires_at";
-const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, command_event_id, room_id, requested_by, command_text, plan, \
-     plan_hash, state, total_count, confirmed_by, created_at, updated_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) ON CONFLICT (command_event_id) DO NOTHING";
+     confirmed_by, cancel_requested, created_at, updated_at, expires_at, tally, needs_second_moderator";
+const INSERT_PLANNING: &str = "INSERT INTO jobs (id, kind, command_event_id, room_id, requested_by, command_text, \
+     plan, plan_hash, state, created_at, updated_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'null', '', 'planning', $7, $7, $7) ON CONFLICT (command_event_id) DO NOTHING";
+const FINISH_PLANNING: &str = "UPDATE jobs SET plan = $2, plan_hash = $3, state = $4, total_count = $5, \
+     confirmed_by = $6, expires_at = $7, needs_second_moderator = $8, updated_at = $9 \
+     WHERE id = $1 AND state = 'planning'";
+const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'planning'";
+const DELETE_ITEMS: &str = "DELETE FROM job_items WHERE job_id = $1";
 const CONFIRM: &str = "UPDATE jobs SET state = 'confirmed', confirmed_by = $2, updated_at = $3 \
-     WHERE id = $1 AND state = 'planned' AND expires_at > $3";
+     WHERE id = $1 AND state = 'planned' AND expires_at > $3 \
+     AND (needs_second_moderator = 0 OR requested_by <> $2)";
 const EXPIRE: &str = "UPDATE jobs SET state = 'expired', updated_at = $1 WHERE state = 'planned' AND expires_at <= $1";
 const CANCEL_IDLE: &str = "UPDATE jobs SET state = 'cancelled', updated_at = $2 \
      WHERE id = $1 AND state IN ('planned', 'confirmed')";
@@ -27,22 +38,29 @@ const CANCEL_RUNNING: &str =
     "UPDATE jobs SET cancel_requested = 1, updated_at = $2 WHERE id = $1 AND state = 'running'";
 const START: &str =
     "UPDATE jobs SET state = 'running', updated_at = $2 WHERE id = $1 AND state IN ('confirmed', 'running')";
-const CHECKPOINT: &str = "UPDATE jobs SET cursor = $2, done_count = done_count + $3, failed_count = failed_count + $4, \
-     batches = batches + 1, updated_at = $5 WHERE id = $1 AND state = 'running'";
+const CHECKPOINT: &str = "UPDATE jobs SET cursor = $2, tally = $3, done_count = done_count + $4, \
+     failed_count = failed_count + $5, batches = batches + 1, updated_at = $6 WHERE id = $1 AND state = 'running'";
 const FINISH: &str =
     "UPDATE jobs SET state = $2, result = $3, error = $4, updated_at = $5 WHERE id = $1 AND state = 'running'";
-const INSERT_ITEM: &str = "INSERT INTO job_items (job_id, seq, item, state) VALUES ($1, $2, $3, 'pending')";
-const SET_ITEM_STATE: &str = "UPDATE job_items SET state = $3, detail = $4 WHERE job_id = $1 AND seq = $2";
-const NEXT_ITEMS: &str =
-    "SELECT seq, item, state, detail FROM job_items WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-const ITEMS_IN_STATE: &str =
-    "SELECT seq, item, state, detail FROM job_items WHERE job_id = $1 AND state = $2 ORDER BY seq LIMIT $3";
+const INSERT_ITEMS_HEAD: &str = "INSERT INTO job_items (job_id, seq, item_key, item, state) VALUES ";
+/// An item's outcome. A kind that finds its items as it goes (no list made
+/// at plan time) inserts them here with their outcome.
+const UPSERT_ITEM: &str = "INSERT INTO job_items (job_id, seq, item_key, item, state, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, seq) DO UPDATE SET state = $5, detail = $6";
+const ITEM_COLUMNS: &str = "seq, item_key, item, state, detail";
 const COUNT_ITEMS: &str = "SELECT state, COUNT(*) FROM job_items WHERE job_id = $1 GROUP BY state ORDER BY state";
 const SET_PLAN_EVENT: &str = "UPDATE jobs SET plan_event_id = $2 WHERE id = $1";
 const SET_PROGRESS_EVENT: &str = "UPDATE jobs SET progress_event_id = $2 WHERE id = $1";
+const UPSERT_TOKEN: &str = "INSERT INTO job_tokens (job_id, user_id, token, expires_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (job_id, user_id) DO UPDATE SET token = $3, expires_at = $4";
+const SELECT_TOKENS: &str = "SELECT user_id, token, expires_at FROM job_tokens WHERE job_id = $1 ORDER BY user_id";
+const DELETE_TOKEN: &str = "DELETE FROM job_tokens WHERE job_id = $1 AND user_id = $2";
+/// Rows per multi-row item INSERT: 5 columns each, well under the bind limits.
+const ITEM_ROWS_PER_STATEMENT: usize = 400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobState {
+    Planning,
     Planned,
     Confirmed,
     Running,
@@ -54,7 +72,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
+        Self::Planning,
         Self::Planned,
         Self::Confirmed,
         Self::Running,
@@ -67,6 +86,7 @@ impl JobState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Planning => "planning",
             Self::Planned => "planned",
             Self::Confirmed => "confirmed",
             Self::Running => "running",
@@ -91,6 +111,8 @@ impl JobState {
 pub struct Job {
     pub id: String,
     pub kind: String,
+    /// The event that asked for the job (a command), or a key naming what
+    /// made it (`housekeep:first-start-backfill`).
     pub command_event_id: String,
     pub room_id: String,
     pub requested_by: String,
@@ -101,6 +123,7 @@ pub struct Job {
     pub plan_event_id: Option<String>,
     pub progress_event_id: Option<String>,
     pub cursor: Option<Value>,
+    pub tally: Option<Value>,
     pub total_count: i64,
     pub done_count: i64,
     pub failed_count: i64,
@@ -108,13 +131,21 @@ pub struct Job {
     pub result: Option<Value>,
     pub error: Option<String>,
     pub confirmed_by: Option<String>,
+    pub needs_second_moderator: bool,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
 }
 
-/// What a command hands the store to create a job.
+impl Job {
+    /// Who the job acts for: the moderator who confirmed it, else who asked.
+    pub fn actor(&self) -> &str {
+        self.confirmed_by.as_deref().unwrap_or(&self.requested_by)
+    }
+}
+
+/// What starts a job's planning.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: String,
@@ -123,18 +154,22 @@ pub struct NewJob {
     pub room_id: String,
     pub requested_by: String,
     pub command_text: String,
+}
+
+/// How a plan ends its `planning` state.
+#[derive(Debug, Clone)]
+pub struct FinishedPlan {
     pub plan: Value,
     pub plan_hash: String,
     /// `planned`, `confirmed` (`--yes`) or `dry_run`.
     pub state: JobState,
     pub total_count: i64,
     pub expires_at: i64,
-    /// What the job works through, in order (stored in `job_items`).
-    pub items: Vec<String>,
+    pub needs_second_moderator: bool,
 }
 
 /// How one job item went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ItemState {
     Pending,
     Done,
@@ -143,6 +178,8 @@ pub enum ItemState {
 }
 
 impl ItemState {
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Done, Self::Skipped, Self::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -151,23 +188,49 @@ impl ItemState {
             Self::Failed => "failed",
         }
     }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| anyhow::anyhow!("unknown item state {text:?}"))
+    }
 }
 
 /// A job item's outcome, committed with the batch's checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItemResult {
     pub seq: i64,
+    pub key: String,
+    /// The item itself (JSON); written when the item was not listed at plan time.
+    pub item: Value,
     pub state: ItemState,
     pub detail: String,
 }
 
 /// A job item as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobItem {
     pub seq: i64,
-    pub item: String,
-    pub state: String,
+    pub key: String,
+    pub item: Value,
+    pub state: ItemState,
     pub detail: Option<String>,
+}
+
+/// A token a job minted for a local user. Never logged or shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JobToken {
+    pub user_id: String,
+    pub token: String,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for JobToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobToken")
+            .field("user_id", &self.user_id)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Why a confirm did not take.
@@ -179,6 +242,8 @@ pub enum ConfirmError {
     Expired { id: String },
     #[error("job {id} is {state}, not waiting for confirmation")]
     NotPlanned { id: String, state: &'static str },
+    #[error("job {id} is large enough to need a second moderator: someone other than {requested_by} has to confirm it")]
+    NeedsSecondModerator { id: String, requested_by: String },
 }
 
 /// The outcome of `!cancel`.
@@ -193,10 +258,11 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+fn json_column(row: &sqlx::any::AnyRow, index: usize) -> anyhow::Result<Option<Value>> {
+    Ok(row.try_get::<Option<String>, _>(index)?.map(|text| serde_json::from_str(&text)).transpose()?)
+}
+
 fn job(row: &sqlx::any::AnyRow) -> anyhow::Result<Job> {
-    let json = |i: usize| -> anyhow::Result<Option<Value>> {
-        Ok(row.try_get::<Option<String>, _>(i)?.map(|text| serde_json::from_str(&text)).transpose()?)
-    };
     Ok(Job {
         id: row.try_get(0)?,
         kind: row.try_get(1)?,
@@ -204,34 +270,42 @@ fn job(row: &sqlx::any::AnyRow) -> anyhow::Result<Job> {
         room_id: row.try_get(3)?,
         requested_by: row.try_get(4)?,
         command_text: row.try_get(5)?,
-        plan: json(6)?.unwrap_or(Value::Null),
+        plan: json_column(row, 6)?.unwrap_or(Value::Null),
         plan_hash: row.try_get(7)?,
         state: JobState::parse(&row.try_get::<String, _>(8)?)?,
         plan_event_id: row.try_get(9)?,
         progress_event_id: row.try_get(10)?,
-        cursor: json(11)?,
+        cursor: json_column(row, 11)?,
         total_count: row.try_get(12)?,
         done_count: row.try_get(13)?,
         failed_count: row.try_get(14)?,
         batches: row.try_get(15)?,
-        result: json(16)?,
+        result: json_column(row, 16)?,
         error: row.try_get(17)?,
         confirmed_by: row.try_get(18)?,
         cancel_requested: row.try_get::<i64, _>(19)? != 0,
         created_at: row.try_get(20)?,
         updated_at: row.try_get(21)?,
         expires_at: row.try_get(22)?,
+        tally: json_column(row, 23)?,
+        needs_second_moderator: row.try_get::<i64, _>(24)? != 0,
     })
 }
 
 fn job_item(row: &sqlx::any::AnyRow) -> anyhow::Result<JobItem> {
-    Ok(JobItem { seq: row.try_get(0)?, item: row.try_get(1)?, state: row.try_get(2)?, detail: row.try_get(3)? })
+    Ok(JobItem {
+        seq: row.try_get(0)?,
+        key: row.try_get(1)?,
+        item: json_column(row, 2)?.unwrap_or(Value::Null),
+        state: ItemState::parse(&row.try_get::<String, _>(3)?)?,
+        detail: row.try_get(4)?,
+    })
 }
 
 impl Store {
     async fn job_where(&self, condition: &'static str, value: &str) -> anyhow::Result<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_optional(&self.pool).await?;
         row.as_ref().map(job).transpose()
     }
 
@@ -243,38 +317,90 @@ impl Store {
         self.job_where("plan_event_id", plan_event_id).await
     }
 
-    /// Creates the job for a command, or returns the one that command already
-    /// made (a command handled again after a crash). The bool is true when new.
-    pub async fn create_job(&self, new: &NewJob, audit: &AuditEntry) -> anyhow::Result<(Job, bool)> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        let created = sqlx::query(INSERT_JOB)
+    pub async fn job_by_command(&self, command_event_id: &str) -> anyhow::Result<Option<Job>> {
+        self.job_where("command_event_id", command_event_id).await
+    }
+
+    /// Starts planning a job: the row exists (`planning`) while the kind
+    /// writes its items. Returns the job that command already made instead,
+    /// if there is one (a command handled again after a crash); a plan cut
+    /// short by a crash is started over, its items dropped.
+    pub async fn begin_planning(&self, new: &NewJob) -> anyhow::Result<Job> {
+        if let Some(existing) = self.job_by_command(&new.command_event_id).await? {
+            if existing.state == JobState::Planning {
+                sqlx::query(DELETE_ITEMS).bind(&existing.id).execute(&self.pool).await?;
+            }
+            return Ok(existing);
+        }
+        sqlx::query(INSERT_PLANNING)
             .bind(&new.id)
             .bind(&new.kind)
             .bind(&new.command_event_id)
             .bind(&new.room_id)
             .bind(&new.requested_by)
             .bind(&new.command_text)
-            .bind(new.plan.to_string())
-            .bind(&new.plan_hash)
-            .bind(new.state.as_str())
-            .bind(new.total_count)
-            .bind((new.state == JobState::Confirmed).then_some(new.requested_by.as_str()))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        self.job_by_command(&new.command_event_id).await?.ok_or_else(|| anyhow::anyhow!("job {} vanished", new.id))
+    }
+
+    /// Appends planned items (`key`, JSON) after `first_seq`. A key the job
+    /// lists already is left out. Returns how many were new.
+    pub async fn insert_job_items(&self, id: &str, first_seq: i64, items: &[(String, Value)]) -> anyhow::Result<u64> {
+        let mut inserted = 0;
+        let mut seq = first_seq;
+        for chunk in items.chunks(ITEM_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{INSERT_ITEMS_HEAD}{} ON CONFLICT (job_id, item_key) DO NOTHING",
+                values_placeholders(self.backend, chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (key, item) in chunk {
+                query = query.bind(id).bind(seq).bind(key).bind(item.to_string()).bind(ItemState::Pending.as_str());
+                seq += 1;
+            }
+            inserted += query.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    /// Ends `planning`: the plan, its state and size, with the plan's audit entry.
+    pub async fn finish_planning(
+        &self,
+        id: &str,
+        plan: &FinishedPlan,
+        by: &str,
+        audit: &AuditEntry,
+    ) -> anyhow::Result<Job> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(FINISH_PLANNING)
+            .bind(id)
+            .bind(plan.plan.to_string())
+            .bind(&plan.plan_hash)
+            .bind(plan.state.as_str())
+            .bind(plan.total_count)
+            .bind((plan.state == JobState::Confirmed).then_some(by))
+            .bind(plan.expires_at)
+            .bind(i64::from(plan.needs_second_moderator))
             .bind(now)
-            .bind(new.expires_at)
             .execute(&mut *tx)
             .await?
-            .rows_affected()
-            == 1;
-        if created {
-            insert_audit(&mut tx, std::slice::from_ref(audit), now).await?;
-            for (seq, item) in new.items.iter().enumerate() {
-                sqlx::query(INSERT_ITEM).bind(&new.id).bind(seq as i64).bind(item).execute(&mut *tx).await?;
-            }
-        }
+            .rows_affected();
+        anyhow::ensure!(updated == 1, "job {id} is no longer being planned");
+        insert_audit(&mut tx, std::slice::from_ref(audit), now).await?;
         tx.commit().await?;
-        let job = self.job_where("command_event_id", &new.command_event_id).await?.expect("just inserted");
-        Ok((job, created))
+        self.job(id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
+    }
+
+    /// Drops a plan that made no job (nothing selected, or refused), with its items.
+    pub async fn abandon_planning(&self, id: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(DELETE_ITEMS).bind(id).execute(&mut *tx).await?;
+        sqlx::query(DELETE_JOB).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn set_plan_event(&self, id: &str, event_id: &str) -> anyhow::Result<()> {
@@ -304,6 +430,9 @@ impl Store {
         let Some(job) = self.job(id).await? else { return Ok(Err(ConfirmError::NotFound(id.to_owned()))) };
         Ok(match job.state {
             _ if confirmed => Ok(job),
+            JobState::Planned if job.expires_at > now && job.needs_second_moderator => {
+                Err(ConfirmError::NeedsSecondModerator { id: job.id, requested_by: job.requested_by })
+            }
             JobState::Planned | JobState::Expired => Err(ConfirmError::Expired { id: job.id }),
             state => Err(ConfirmError::NotPlanned { id: job.id, state: state.as_str() }),
         })
@@ -328,16 +457,21 @@ impl Store {
         Ok(sqlx::query(EXPIRE).bind(now_ms()).execute(&self.pool).await?.rows_affected())
     }
 
-    /// Confirmed jobs and jobs that were running when housekeep stopped, oldest first.
+    /// Confirmed jobs and jobs that were running when housekeep stopped,
+    /// oldest first. A job asked for by a chat command waits until its plan
+    /// is posted, so that its progress comes after the plan.
     pub async fn runnable_jobs(&self) -> anyhow::Result<Vec<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('confirmed', 'running') ORDER BY created_at");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('confirmed', 'running') \
+             AND (plan_event_id IS NOT NULL OR command_event_id NOT LIKE '$%') ORDER BY created_at LIMIT 1000"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
         rows.iter().map(job).collect()
     }
 
     pub async fn recent_jobs(&self, limit: i64) -> anyhow::Result<Vec<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(job).collect()
     }
 
@@ -352,12 +486,15 @@ impl Store {
         Ok(sqlx::query(START).bind(id).bind(now_ms()).execute(&self.pool).await?.rows_affected() == 1)
     }
 
-    /// Commits one batch: the new cursor, the counts and the audit entries of
-    /// what the batch did, together, so a restart resumes exactly after it.
+    /// Commits one batch: the new cursor and tally, the counts, the items'
+    /// outcomes and the audit entries of what the batch did, together, so a
+    /// restart resumes exactly after it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn checkpoint_job(
         &self,
         id: &str,
         cursor: &Value,
+        tally: &Value,
         done: i64,
         failed: i64,
         items: &[ItemResult],
@@ -368,6 +505,7 @@ impl Store {
         let updated = sqlx::query(CHECKPOINT)
             .bind(id)
             .bind(cursor.to_string())
+            .bind(tally.to_string())
             .bind(done)
             .bind(failed)
             .bind(now)
@@ -376,9 +514,11 @@ impl Store {
             .rows_affected();
         anyhow::ensure!(updated == 1, "job {id} is no longer running");
         for result in items {
-            sqlx::query(SET_ITEM_STATE)
+            sqlx::query(UPSERT_ITEM)
                 .bind(id)
                 .bind(result.seq)
+                .bind(&result.key)
+                .bind(result.item.to_string())
                 .bind(result.state.as_str())
                 .bind(&result.detail)
                 .execute(&mut *tx)
@@ -391,20 +531,24 @@ impl Store {
 
     /// Up to `limit` items after `after_seq`, in order.
     pub async fn next_job_items(&self, id: &str, after_seq: i64, limit: i64) -> anyhow::Result<Vec<JobItem>> {
-        let rows = sqlx::query(NEXT_ITEMS).bind(id).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(job_item).collect()
     }
 
     /// Items in one state, in order, at most `limit`.
     pub async fn job_items_in_state(&self, id: &str, state: ItemState, limit: i64) -> anyhow::Result<Vec<JobItem>> {
-        let rows = sqlx::query(ITEMS_IN_STATE).bind(id).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = $1 AND state = $2 ORDER BY seq LIMIT $3");
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(id).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(job_item).collect()
     }
 
     /// How many items are in each state.
-    pub async fn job_item_counts(&self, id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    pub async fn job_item_counts(&self, id: &str) -> anyhow::Result<Vec<(ItemState, i64)>> {
         let rows = sqlx::query(COUNT_ITEMS).bind(id).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        rows.iter().map(|row| Ok((ItemState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
     }
 
     /// Ends a running job in `state` with its result, and audits it.
@@ -433,5 +577,29 @@ impl Store {
         }
         tx.commit().await?;
         Ok(finished)
+    }
+
+    /// Keeps a token a job minted, for reuse after a restart.
+    pub async fn save_job_token(&self, id: &str, token: &JobToken) -> anyhow::Result<()> {
+        sqlx::query(UPSERT_TOKEN)
+            .bind(id)
+            .bind(&token.user_id)
+            .bind(&token.token)
+            .bind(token.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn job_tokens(&self, id: &str) -> anyhow::Result<Vec<JobToken>> {
+        let rows = sqlx::query(SELECT_TOKENS).bind(id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok(JobToken { user_id: row.try_get(0)?, token: row.try_get(1)?, expires_at: row.try_get(2)? }))
+            .collect()
+    }
+
+    pub async fn delete_job_token(&self, id: &str, user_id: &str) -> anyhow::Result<()> {
+        sqlx::query(DELETE_TOKEN).bind(id).bind(user_id).execute(&self.pool).await?;
+        Ok(())
     }
 }

@@ -1,21 +1,28 @@
 //! The `media` table and media selections from `media_refs`, for quarantine.
+//!
+//! Selections are counted and listed in SQL (`GROUP BY`, `DISTINCT`,
+//! streamed rows), never loaded whole: a room can reference millions of media.
+//!
+//! **Shared or mentioned.** A media counts as *shared* where it was sent as
+//! something people see: an attachment, its thumbnail, an encrypted file, a
+//! sticker, an inline `<img>`, a room avatar, or a member avatar its owner
+//! set on themselves. Anything else (an mxc URI pasted into a text or a
+//! custom field, another user's avatar copied into an invite, every member's
+//! profile picture when a whole room is selected) is a *mention*: Synapse
+//! quarantines by content hash, so quarantining a mention could take down
+//! media that belongs to someone else. Mentions are counted, and selected
+//! only when asked for (`--include-mentions`).
 
-use sqlx::Row;
+use futures::{Stream, StreamExt};
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, now_ms};
+use super::Store;
+use crate::clock::now_ms;
 
-/// Every reference to media in a room / by a sender / in an event, with the
-/// media's quarantine state. Each goes through one index of `media_refs`.
-const REFS_BY_ROOM: &str = "SELECT r.server_name, r.media_id, r.kind, r.sender, m.quarantined_at \
-     FROM media_refs r LEFT JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
-     WHERE r.room_id = $1";
-const REFS_BY_SENDER: &str = "SELECT r.server_name, r.media_id, r.kind, r.sender, m.quarantined_at \
-     FROM media_refs r LEFT JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
-     WHERE r.sender = $1";
-const REFS_BY_EVENT: &str = "SELECT r.server_name, r.media_id, r.kind, r.sender, m.quarantined_at \
-     FROM media_refs r LEFT JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
-     WHERE r.event_id = $1";
-const MEDIA_BY_HASH: &str = "SELECT server_name, media_id, quarantined_at FROM media WHERE sha256 = $1";
+/// Kinds that are shared wherever they appear.
+pub(super) const SHARED_KINDS: &str =
+    "'url', 'thumbnail', 'file', 'thumbnail_file', 'sticker', 'html_img', 'room_avatar'";
+
 const MEDIA_STATE: &str = "SELECT quarantined_at FROM media WHERE server_name = $1 AND media_id = $2";
 const SET_QUARANTINED: &str = "INSERT INTO media (server_name, media_id, quarantined_at, quarantined_by, quarantine_reason) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (server_name, media_id) DO UPDATE SET \
@@ -25,60 +32,164 @@ const CLEAR_QUARANTINED: &str = "UPDATE media SET quarantined_at = NULL, quarant
      WHERE server_name = $1 AND media_id = $2";
 const COUNT_QUARANTINED: &str = "SELECT COUNT(*) FROM media WHERE quarantined_at IS NOT NULL";
 
-/// One reference to one media, as a quarantine plan sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaRefSelection {
-    pub server_name: String,
-    pub media_id: String,
-    /// Empty for media known only from the `media` table or named directly.
-    pub kind: String,
-    pub sender: String,
-    pub quarantined_at: Option<i64>,
-}
-
-/// Which references to select.
+/// Which references a selection starts from. Each goes through one index.
 #[derive(Debug, Clone, Copy)]
 pub enum RefsOf<'a> {
     Room(&'a str),
     Sender(&'a str),
     Event(&'a str),
+    /// Media whose content hash housekeep learned (pre-download).
+    Hash(&'a str),
+}
+
+/// Shared media only, or mentions too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Shared,
+    All,
+}
+
+/// What a selection holds, counted in SQL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaSelectionStats {
+    /// References per kind, mentions included (one media can be referenced many times).
+    pub refs_by_kind: Vec<(String, i64)>,
+    /// Distinct media selected in the scope.
+    pub media: i64,
+    /// Of those, on this homeserver.
+    pub local: i64,
+    /// Of those, quarantined per housekeep's records.
+    pub already_quarantined: i64,
+    /// Distinct media only mentioned (not selected unless the scope is `All`).
+    pub mentions_only: i64,
+    /// A few of them.
+    pub mention_samples: Vec<String>,
+    /// Who referenced the selected media: the top senders and how many there are.
+    pub top_senders: Vec<(String, i64)>,
+    pub senders: i64,
+}
+
+/// `WHERE` pieces over `media_refs r` for a selection: the start, and the shared-only filter.
+fn start_condition(of: RefsOf<'_>) -> (&'static str, &str) {
+    match of {
+        RefsOf::Room(room) => ("r.room_id = $1", room),
+        RefsOf::Sender(sender) => ("r.sender = $1", sender),
+        RefsOf::Event(event) => ("r.event_id = $1", event),
+        RefsOf::Hash(sha256) => (
+            "EXISTS (SELECT 1 FROM media h WHERE h.server_name = r.server_name AND h.media_id = r.media_id \
+              AND h.sha256 = $1)",
+            sha256,
+        ),
+    }
+}
+
+fn scope_condition(of: RefsOf<'_>, scope: Scope) -> String {
+    match (scope, of) {
+        (Scope::All, _) | (Scope::Shared, RefsOf::Hash(_)) => "1 = 1".to_owned(),
+        // A whole room's member avatars are its members' profile pictures, not its content.
+        (Scope::Shared, RefsOf::Room(_)) => format!("r.kind IN ({SHARED_KINDS})"),
+        (Scope::Shared, RefsOf::Sender(_) | RefsOf::Event(_)) => format!(
+            "(r.kind IN ({SHARED_KINDS}) OR (r.kind = 'member_avatar' AND EXISTS \
+             (SELECT 1 FROM events e WHERE e.event_id = r.event_id AND e.state_key = r.sender)))"
+        ),
+    }
+}
+
+/// One media, named by server and ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MediaId {
+    pub server_name: String,
+    pub media_id: String,
+}
+
+impl MediaId {
+    pub fn mxc(&self) -> String {
+        format!("mxc://{}/{}", self.server_name, self.media_id)
+    }
 }
 
 impl Store {
-    pub async fn media_refs_of(&self, of: RefsOf<'_>) -> anyhow::Result<Vec<MediaRefSelection>> {
-        let (sql, value) = match of {
-            RefsOf::Room(room) => (REFS_BY_ROOM, room),
-            RefsOf::Sender(sender) => (REFS_BY_SENDER, sender),
-            RefsOf::Event(event) => (REFS_BY_EVENT, event),
+    /// Counts a selection (see the module docs for shared and mentioned).
+    pub async fn media_selection_stats(
+        &self,
+        of: RefsOf<'_>,
+        scope: Scope,
+        local_server: &str,
+    ) -> anyhow::Result<MediaSelectionStats> {
+        let (start, value) = start_condition(of);
+        let selected = scope_condition(of, scope);
+        let shared = scope_condition(of, Scope::Shared);
+        let pool = &self.pool;
+        let mut stats = MediaSelectionStats::default();
+
+        let sql = format!("SELECT r.kind, COUNT(*) FROM media_refs r WHERE {start} GROUP BY r.kind ORDER BY r.kind");
+        for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
+            stats.refs_by_kind.push((row.try_get(0)?, row.try_get(1)?));
+        }
+
+        let distinct = |condition: &str| {
+            format!("SELECT DISTINCT r.server_name, r.media_id FROM media_refs r WHERE {start} AND {condition}")
         };
-        let rows = sqlx::query(sql).bind(value).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(MediaRefSelection {
-                    server_name: row.try_get(0)?,
-                    media_id: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    sender: row.try_get(3)?,
-                    quarantined_at: row.try_get(4)?,
-                })
-            })
-            .collect()
+        let sql = format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN d.server_name = $2 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN q.quarantined_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
+             FROM ({}) d LEFT JOIN media q ON q.server_name = d.server_name AND q.media_id = d.media_id",
+            distinct(&selected)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(value).bind(local_server).fetch_one(pool).await?;
+        (stats.media, stats.local, stats.already_quarantined) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+
+        let mentions = format!("{} EXCEPT {}", distinct("1 = 1"), distinct(&shared));
+        let sql = format!("SELECT COUNT(*) FROM ({mentions}) m");
+        stats.mentions_only = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?.try_get(0)?;
+        if stats.mentions_only > 0 {
+            let sql = format!("SELECT server_name, media_id FROM ({mentions}) m ORDER BY 1, 2 LIMIT 5");
+            for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
+                let id = MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? };
+                stats.mention_samples.push(id.mxc());
+            }
+        }
+
+        let per_sender = format!(
+            "SELECT d.sender, COUNT(*) FROM (SELECT DISTINCT r.sender, r.server_name, r.media_id FROM media_refs r \
+             WHERE {start} AND {selected}) d GROUP BY d.sender"
+        );
+        let sql = format!("SELECT COUNT(*) FROM ({per_sender}) s");
+        stats.senders = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?.try_get(0)?;
+        let sql = format!("{per_sender} ORDER BY 2 DESC, 1 LIMIT 5");
+        for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
+            stats.top_senders.push((row.try_get(0)?, row.try_get(1)?));
+        }
+        Ok(stats)
     }
 
-    /// Media whose content hash is known (from pre-download) to be `sha256`.
-    pub async fn media_with_hash(&self, sha256: &str) -> anyhow::Result<Vec<MediaRefSelection>> {
-        let rows = sqlx::query(MEDIA_BY_HASH).bind(sha256).fetch_all(&self.pool).await?;
-        rows.iter()
+    /// The distinct media of a selection, in a stable order, streamed.
+    pub fn selected_media<'a>(
+        &'a self,
+        of: RefsOf<'a>,
+        scope: Scope,
+    ) -> impl Stream<Item = anyhow::Result<MediaId>> + Send + 'a {
+        let (start, value) = start_condition(of);
+        let sql = format!(
+            "SELECT DISTINCT r.server_name, r.media_id FROM media_refs r WHERE {start} AND {} ORDER BY 1, 2",
+            scope_condition(of, scope)
+        );
+        sqlx::query(AssertSqlSafe(sql)).bind(value.to_owned()).fetch(&self.pool).map(|row| {
+            let row = row?;
+            Ok(MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? })
+        })
+    }
+
+    /// Distinct media with this content hash (known from pre-download),
+    /// referenced or not.
+    pub fn media_with_hash<'a>(&'a self, sha256: &'a str) -> impl Stream<Item = anyhow::Result<MediaId>> + Send + 'a {
+        sqlx::query("SELECT server_name, media_id FROM media WHERE sha256 = $1 ORDER BY 1, 2")
+            .bind(sha256)
+            .fetch(&self.pool)
             .map(|row| {
-                Ok(MediaRefSelection {
-                    server_name: row.try_get(0)?,
-                    media_id: row.try_get(1)?,
-                    kind: String::new(),
-                    sender: String::new(),
-                    quarantined_at: row.try_get(2)?,
-                })
+                let row = row?;
+                Ok(MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? })
             })
-            .collect()
     }
 
     /// When housekeep last quarantined this media, if it is quarantined.

@@ -10,6 +10,7 @@ mod inbox;
 mod jobs;
 mod media;
 mod purge;
+mod redactions;
 mod txns;
 
 use std::str::FromStr;
@@ -23,9 +24,12 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
-pub use jobs::{CancelOutcome, ConfirmError, ItemResult, ItemState, Job, JobItem, JobState, NewJob};
-pub use media::{MediaRefSelection, RefsOf};
-pub use purge::{EventFilter, SelectedEvent};
+pub use jobs::{
+    CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
+};
+pub use media::{MediaId, MediaSelectionStats, RefsOf, Scope};
+pub use purge::{EventFilter, EventSelectionStats, SelectedEvent};
+pub use redactions::RedactionCheck;
 pub use txns::TxnOutcome;
 
 use crate::config::Backend;
@@ -147,15 +151,31 @@ async fn checkpoint_wal(pool: AnyPool) {
     }
 }
 
-/// Hides the password in a database URL before it is logged.
+/// Hides the password in a database URL before it is logged or shown: in
+/// the user-info part, and in a `password=` query parameter (libpq's form).
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<a database URL that does not parse>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    let has_secret_query = parsed.query_pairs().any(|(key, _)| is_secret_key(&key));
+    if has_secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret_key(&key) { "***".to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    matches!(key.to_ascii_lowercase().as_str(), "password" | "pass" | "sslpassword")
 }
 
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` columns, for
@@ -188,11 +208,6 @@ fn list_placeholders(backend: Backend, count: usize) -> String {
     placeholders[1..placeholders.len() - 1].to_owned()
 }
 
-/// Milliseconds since the Unix epoch, the unit of every timestamp column.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +225,8 @@ mod tests {
     fn passwords_are_hidden() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+        let query = redact_url("postgres://u@h/db?sslmode=require&password=hunter2");
+        assert!(!query.contains("hunter2") && query.contains("password=***") && query.contains("sslmode"), "{query}");
+        assert!(!redact_url("postgres://u:p@[bad").contains(":p@"));
     }
 }

@@ -1,9 +1,28 @@
 //! Event selections for `!purge`, and what a purge leaves in the index.
+//!
+//! Selections are counted in SQL and streamed, never loaded whole: a purge
+//! of a spammer across a large server can select millions of events.
 
+use futures::{Stream, StreamExt};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, list_placeholders};
 use crate::config::Backend;
+
+/// What a purge selection holds, counted in SQL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSelectionStats {
+    pub events: i64,
+    pub rooms: i64,
+    pub senders: i64,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+    /// The rooms and senders with the most selected events, most first.
+    pub top_rooms: Vec<(String, i64)>,
+    pub top_senders: Vec<(String, i64)>,
+    /// State events the filter matches (a purge leaves them).
+    pub state_excluded: i64,
+}
 
 /// Which events a purge selects. Empty lists and `None` mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,50 +97,91 @@ fn bind_all<'q>(
 }
 
 impl Store {
-    /// Unredacted, non-state, non-redaction events matching `filter`, oldest first.
-    pub async fn select_events(&self, filter: &EventFilter) -> anyhow::Result<Vec<SelectedEvent>> {
+    /// Counts a selection: events, rooms, senders, time span, the top rooms
+    /// and senders, and the state events left alone.
+    pub async fn event_selection_stats(&self, filter: &EventFilter) -> anyhow::Result<EventSelectionStats> {
+        let (condition, binds) = where_clause(self.backend, filter, false);
+        let sql = format!(
+            "SELECT COUNT(*), COUNT(DISTINCT room_id), COUNT(DISTINCT sender), MIN(origin_server_ts), \
+             MAX(origin_server_ts) FROM events WHERE {condition}"
+        );
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_one(&self.pool).await?;
+        let mut stats = EventSelectionStats {
+            events: row.try_get(0)?,
+            rooms: row.try_get(1)?,
+            senders: row.try_get(2)?,
+            first_ts: row.try_get(3)?,
+            last_ts: row.try_get(4)?,
+            ..EventSelectionStats::default()
+        };
+        for column in ["room_id", "sender"] {
+            let (condition, binds) = where_clause(self.backend, filter, false);
+            let sql = format!(
+                "SELECT {column}, COUNT(*) FROM events WHERE {condition} GROUP BY {column} ORDER BY 2 DESC, 1 LIMIT 5"
+            );
+            let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_all(&self.pool).await?;
+            let top = rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<anyhow::Result<_>>()?;
+            match column {
+                "room_id" => stats.top_rooms = top,
+                _ => stats.top_senders = top,
+            }
+        }
+        let (condition, binds) = where_clause(self.backend, filter, true);
+        let sql = format!("SELECT COUNT(*) FROM events WHERE {condition}");
+        stats.state_excluded =
+            bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(stats)
+    }
+
+    /// Unredacted, non-state, non-redaction events matching `filter`, oldest
+    /// first, streamed.
+    pub fn selected_events<'a>(
+        &'a self,
+        filter: &EventFilter,
+    ) -> impl Stream<Item = anyhow::Result<SelectedEvent>> + Send + 'a {
         let (condition, binds) = where_clause(self.backend, filter, false);
         let sql = format!(
             "SELECT event_id, room_id, sender, origin_server_ts FROM events WHERE {condition} \
              ORDER BY origin_server_ts, event_id"
         );
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SelectedEvent {
-                    event_id: row.try_get(0)?,
-                    room_id: row.try_get(1)?,
-                    sender: row.try_get(2)?,
-                    origin_server_ts: row.try_get(3)?,
-                })
+        bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch(&self.pool).map(|row| {
+            let row = row?;
+            Ok(SelectedEvent {
+                event_id: row.try_get(0)?,
+                room_id: row.try_get(1)?,
+                sender: row.try_get(2)?,
+                origin_server_ts: row.try_get(3)?,
             })
-            .collect()
+        })
     }
 
-    /// How many state events the filter would match (a purge leaves them).
-    pub async fn count_state_events(&self, filter: &EventFilter) -> anyhow::Result<i64> {
-        let (condition, binds) = where_clause(self.backend, filter, true);
-        let sql = format!("SELECT COUNT(*) FROM events WHERE {condition}");
-        Ok(bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_one(&self.pool).await?.try_get(0)?)
-    }
-
-    /// Distinct media (`mxc://…`) the given events reference.
-    pub async fn media_of_events(&self, event_ids: &[String]) -> anyhow::Result<Vec<String>> {
-        let mut media = std::collections::BTreeSet::new();
+    /// Distinct media the given events *shared* (as attachments, images,
+    /// stickers or their own avatars; see `media.rs`), and those they only mentioned.
+    pub async fn media_of_events(
+        &self,
+        event_ids: &[String],
+    ) -> anyhow::Result<(Vec<super::MediaId>, Vec<super::MediaId>)> {
+        let mut shared = Vec::new();
+        let mut mentioned = Vec::new();
         for chunk in event_ids.chunks(500) {
+            let ids = list_placeholders(self.backend, chunk.len());
             let sql = format!(
-                "SELECT DISTINCT server_name, media_id FROM media_refs WHERE event_id IN ({})",
-                list_placeholders(self.backend, chunk.len())
+                "SELECT r.server_name, r.media_id, MAX(CASE WHEN r.kind IN ({SHARED}) OR (r.kind = 'member_avatar' \
+                 AND e.state_key = r.sender) THEN 1 ELSE 0 END) FROM media_refs r \
+                 LEFT JOIN events e ON e.event_id = r.event_id WHERE r.event_id IN ({ids}) \
+                 GROUP BY r.server_name, r.media_id",
+                SHARED = super::media::SHARED_KINDS
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                media.insert(format!("mxc://{}/{}", row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+                let id = super::MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? };
+                if row.try_get::<i64, _>(2)? == 1 { shared.push(id) } else { mentioned.push(id) }
             }
         }
-        Ok(media.into_iter().collect())
+        Ok((shared, mentioned))
     }
 
     /// Marks events housekeep redacted, so a resumed job skips them.
@@ -132,14 +192,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    pub async fn is_event_redacted(&self, event_id: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query("SELECT redacted_at FROM events WHERE event_id = $1")
-            .bind(event_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get::<Option<i64>, _>(0)).transpose()?.flatten().is_some())
     }
 
     /// The timestamp of the room's first event at or after `ts`, if any.

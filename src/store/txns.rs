@@ -5,7 +5,8 @@ use sqlx::Row;
 
 use super::events::{IndexCounts, insert_batch};
 use super::inbox::{InboxItem, insert_inbox};
-use super::{Source, Store, now_ms};
+use super::{Source, Store};
+use crate::clock::now_ms;
 use crate::extract::Extracted;
 
 /// Claims the txn id first, so the SQLite transaction takes the write lock at

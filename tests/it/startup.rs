@@ -1,11 +1,9 @@
 //! Start-up against a real Synapse: a misconfigured deployment is explained
 //! in the log, in words an operator can act on.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, with_testbed};
+use crate::common::{Backend, with_testbed};
 use housekeep::testbed::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

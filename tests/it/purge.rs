@@ -1,11 +1,9 @@
 //! `!purge` against a real Synapse: what a member of the room sees afterwards.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, command_reply, field, job_id, with_testbed};
+use crate::common::{Backend, command_reply, field, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::{MatrixUser, eventually};
 use serde_json::{Value, json};

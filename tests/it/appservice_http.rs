@@ -1,11 +1,9 @@
 //! The appservice HTTP surface, over real HTTP against a real database:
 //! authentication, malformed input, partial failures, idempotent retries.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::Backend;
+use crate::common::Backend;
 use housekeep::appservice::{AppState, router};
 use housekeep::metrics::Metrics;
 use housekeep::store::Store;

@@ -3,20 +3,21 @@
 use clap::{Args, Subcommand};
 use ruma::{OwnedEventId, OwnedMxcUri, OwnedRoomOrAliasId, OwnedUserId};
 
-use super::{ActionFlags, args_via, parse_event, parse_room, parse_user};
+use crate::commands::{ActionFlags, args_via, parse_event, parse_room, parse_user};
 use crate::extract::mxc::parse_mxc;
 
 /// Shown at the end of `!help quarantine`.
-pub(super) const QUARANTINE_EXAMPLES: &str = "\
+pub const QUARANTINE_EXAMPLES: &str = "\
 Examples:
   !quarantine media mxc://example.org/AbCdEf mxc://example.org/GhIjKl --reason csam
   !quarantine room #lobby:example.org --dry-run
+  !quarantine room #lobby:example.org --include-mentions
   !quarantine user @spammer:example.org --yes
   !quarantine event https://matrix.to/#/!abc:example.org/$ev1
   !quarantine hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 /// Shown at the end of `!help unquarantine`.
-pub(super) const UNQUARANTINE_EXAMPLES: &str = "\
+pub const UNQUARANTINE_EXAMPLES: &str = "\
 Examples:
   !unquarantine media mxc://example.org/AbCdEf --reason \"false positive\"
   !unquarantine user @alice:example.org --dry-run";
@@ -25,6 +26,9 @@ Examples:
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantineArgs {
     pub target: QuarantineTarget,
+    /// Also media that was only mentioned (an mxc URI pasted into some
+    /// field), not shared as an attachment, image or avatar.
+    pub include_mentions: bool,
     pub flags: ActionFlags,
 }
 
@@ -64,6 +68,9 @@ pub enum UnquarantineTarget {
 struct QuarantineCli {
     #[command(subcommand)]
     target: QuarantineTargetCli,
+    /// Also quarantine media that was only mentioned (an mxc URI pasted into text or another field), not shared as an attachment, image or avatar
+    #[arg(long, global = true)]
+    include_mentions: bool,
     #[command(flatten)]
     flags: ActionFlags,
 }
@@ -153,7 +160,7 @@ impl TryFrom<QuarantineCli> for QuarantineArgs {
             QuarantineTargetCli::Event { event } => QuarantineTarget::Event(event),
             QuarantineTargetCli::Hash { sha256 } => QuarantineTarget::Hash(sha256),
         };
-        Ok(QuarantineArgs { target, flags: cli.flags })
+        Ok(QuarantineArgs { target, include_mentions: cli.include_mentions, flags: cli.flags })
     }
 }
 
@@ -194,22 +201,28 @@ fn parse_sha256(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_errors, ok};
     use super::*;
-    use crate::commands::Command;
+    use crate::commands::test_support::{assert_errors, ok};
+
+    /// The two commands, as the chat front-end would have them.
+    #[derive(clap::Subcommand, Debug)]
+    enum Tree {
+        Quarantine(QuarantineArgs),
+        Unquarantine(UnquarantineArgs),
+    }
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     fn quarantine(body: &str) -> QuarantineArgs {
-        match ok(body) {
-            Command::Quarantine(args) => args,
+        match ok::<Tree>(body) {
+            Tree::Quarantine(args) => args,
             other => panic!("{body:?} parsed to {other:?}"),
         }
     }
 
     fn unquarantine(body: &str) -> UnquarantineArgs {
-        match ok(body) {
-            Command::Unquarantine(args) => args,
+        match ok::<Tree>(body) {
+            Tree::Unquarantine(args) => args,
             other => panic!("{body:?} parsed to {other:?}"),
         }
     }
@@ -244,6 +257,9 @@ mod tests {
         assert!(a.flags.yes && !a.flags.dry_run);
         let a = quarantine(&format!("!quarantine --reason=x hash {HASH}"));
         assert_eq!(a.flags.reason.as_deref(), Some("x"));
+        assert!(!a.include_mentions);
+        assert!(quarantine("!quarantine room #a:x.org --include-mentions").include_mentions);
+        assert!(quarantine("!quarantine --include-mentions user @a:x.org").include_mentions);
     }
 
     #[test]
@@ -313,7 +329,7 @@ mod tests {
             ),
             ("!quarantine user @a:x.org --method delete", "unexpected argument '--method'", "Usage: !quarantine user "),
         ];
-        assert_errors(table);
+        assert_errors::<Tree>(table);
     }
 
     #[test]
@@ -324,8 +340,9 @@ mod tests {
             ("!unquarantine media mxc://a.org", "no media id", "Usage: !unquarantine media "),
             ("!unquarantine hash 12", "64 hexadecimal characters", "Usage: !unquarantine hash "),
             ("!unquarantine user @a:x.org --yes --dry-run", "cannot be used with", "Usage: !unquarantine user "),
+            ("!unquarantine user @a:x.org --include-mentions", "unexpected argument", "Usage: !unquarantine user "),
         ];
-        assert_errors(table);
+        assert_errors::<Tree>(table);
     }
 
     #[test]

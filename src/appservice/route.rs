@@ -1,5 +1,6 @@
 //! Which incoming events are addressed to the bot. Pure: decided in the
-//! transaction handler so the inbox row commits with the index rows.
+//! transaction handler so the inbox row commits with the index rows; what
+//! the bot then does with them is the chat front-end's business.
 
 use serde_json::Value;
 

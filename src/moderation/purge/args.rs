@@ -4,15 +4,15 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, ValueEnum};
 use ruma::{OwnedEventId, OwnedRoomOrAliasId, OwnedUserId};
 
-use super::time::TimeSpec;
-use super::{ActionFlags, RoomSelector, args_via, parse_event, parse_room, parse_user, rule_error};
+use crate::commands::{ActionFlags, RoomSelector, TimeSpec, args_via, parse_event, parse_room, parse_user, rule_error};
 
 /// Shown at the end of `!help purge`.
-pub(super) const EXAMPLES: &str = "\
+pub const EXAMPLES: &str = "\
 Examples:
   !purge #lobby:example.org --user @spammer:example.org --dry-run
   !purge !abc:example.org --after 2h --reason \"spam wave\"
   !purge --all-rooms --user @spammer:example.org --with-media quarantine
+  !purge --all-rooms --after 1h --everything
   !purge !abc:example.org --event $ev1 --event $ev2 --method delete
   !purge #old:example.org --before 2025-01-01 --method delete
   !purge !abc:example.org --everything";
@@ -22,7 +22,9 @@ Examples:
 /// Filters combine: an event is purged when it is in the selected room(s),
 /// sent inside the `--after`/`--before` window, by one of `users` (if any),
 /// and one of `events` (if any). Invariants, checked by the parser:
-/// `AllRooms` has at least one filter; a `Room` has filters xor `everything`;
+/// `AllRooms` has at least one filter, and `everything` exactly when its only
+/// filters are times (every user's events server-wide); a `Room` has filters
+/// xor `everything`;
 /// when both times are absolute (or both relative), `after < before`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PurgeArgs {
@@ -35,7 +37,9 @@ pub struct PurgeArgs {
     pub events: Vec<OwnedEventId>,
     pub method: PurgeMethod,
     pub with_media: Option<PurgeMediaAction>,
-    /// The moderator asked for every event of the room (only for a `Room`, without filters).
+    /// The moderator asked for every event of the room (a `Room` without
+    /// filters), or of every user in the time window (`AllRooms` with only
+    /// `--before`/`--after`).
     pub everything: bool,
     pub flags: ActionFlags,
 }
@@ -48,13 +52,23 @@ impl PurgeArgs {
 }
 
 /// How `!purge` removes events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PurgeMethod {
     /// Redact each event: its content is removed here and on every server that honours redactions; a stub stays
     #[default]
     Redact,
     /// Delete the events from this homeserver's database (admin API); local only, other servers keep them
     Delete,
+}
+
+impl PurgeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redact => "redact",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 /// What `!purge --with-media` does with the media the purged events reference.
@@ -70,7 +84,7 @@ struct PurgeCli {
     /// The room: a room ID (!abc:example.org), an alias (#lobby:example.org) or a matrix.to link
     #[arg(value_name = "ROOM", value_parser = parse_room)]
     room: Option<OwnedRoomOrAliasId>,
-    /// Every room in the index, instead of one; needs --user, --event, --before or --after
+    /// Every room in the index, instead of one; needs --user or --event, or a time window with --everything
     #[arg(long)]
     all_rooms: bool,
     /// Only events sent before TIME: 2026-11-20T10:00:00Z, 2026-11-20 (UTC), unix ms, or a duration ago (30m, 7d)
@@ -91,7 +105,7 @@ struct PurgeCli {
     /// Also act on the media the purged events reference
     #[arg(long, value_enum, value_name = "ACTION")]
     with_media: Option<PurgeMediaAction>,
-    /// Purge every event in the room; required when no filter is given, and only then
+    /// Purge every user's events: the whole room when no filter is given, or with --all-rooms every event in the time window
     #[arg(long)]
     everything: bool,
     #[command(flatten)]
@@ -124,15 +138,25 @@ impl TryFrom<PurgeCli> for PurgeArgs {
             flags: cli.flags,
         };
         args.flags.check()?;
+        let by_sender_or_event = !args.users.is_empty() || !args.events.is_empty();
         match (&args.rooms, args.everything, args.has_filters()) {
-            (RoomSelector::AllRooms, true, _) => Err(rule_error(
+            (RoomSelector::AllRooms, true, false) => Err(rule_error(
                 ErrorKind::ArgumentConflict,
-                "--everything cannot be used with --all-rooms: purging every event in every room \
-                 is not supported; narrow it with --user, --event, --before or --after instead",
+                "--everything with --all-rooms and no time window would purge every event in every room, \
+                 which is not supported; add --before/--after, or narrow it with --user or --event",
+            )),
+            (RoomSelector::AllRooms, true, true) if by_sender_or_event => Err(rule_error(
+                ErrorKind::ArgumentConflict,
+                "--everything is for purging every user's events; with --user or --event, leave it out",
             )),
             (RoomSelector::AllRooms, false, false) => Err(rule_error(
                 ErrorKind::MissingRequiredArgument,
-                "--all-rooms needs at least one filter: --user, --event, --before or --after",
+                "--all-rooms needs at least one filter: --user, --event, or --before/--after with --everything",
+            )),
+            (RoomSelector::AllRooms, false, true) if !by_sender_or_event => Err(rule_error(
+                ErrorKind::MissingRequiredArgument,
+                "--all-rooms with only --before/--after purges every user's events in every room: \
+                 add --everything if that is what you mean, or narrow it with --user or --event",
             )),
             (RoomSelector::Room(_), true, true) => Err(rule_error(
                 ErrorKind::ArgumentConflict,
@@ -179,17 +203,23 @@ fn check_window(after: Option<TimeSpec>, before: Option<TimeSpec>) -> Result<(),
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse_command;
-    use super::super::test_support::{err, ok};
     use super::*;
-    use crate::commands::Command;
+    use crate::commands::parse_command;
     use std::time::Duration;
 
+    /// A one-command tree, as the chat front-end would make.
+    #[derive(clap::Subcommand, Debug)]
+    enum Tree {
+        Purge(PurgeArgs),
+    }
+
     fn purge(body: &str) -> PurgeArgs {
-        match ok(body) {
-            Command::Purge(args) => args,
-            other => panic!("{body:?} parsed to {other:?}"),
-        }
+        let Tree::Purge(args) = crate::commands::test_support::ok::<Tree>(body);
+        args
+    }
+
+    fn err(body: &str) -> crate::commands::CommandError {
+        crate::commands::test_support::err::<Tree>(body)
     }
 
     fn room(s: &str) -> RoomSelector {
@@ -261,9 +291,12 @@ mod tests {
     fn all_rooms_with_filters() {
         let a = purge("!purge --all-rooms --user @spam:example.org --with-media quarantine");
         assert_eq!(a.rooms, RoomSelector::AllRooms);
-        for body in
-            ["!purge --all-rooms --event $e", "!purge --all-rooms --before 1d", "!purge --all-rooms --after 2026-01-01"]
-        {
+        for body in [
+            "!purge --all-rooms --event $e",
+            "!purge --all-rooms --before 1d --everything",
+            "!purge --all-rooms --after 2026-01-01 --everything",
+            "!purge --all-rooms --user @a:x.org --before 1d",
+        ] {
             assert_eq!(purge(body).rooms, RoomSelector::AllRooms, "{body}");
         }
     }
@@ -290,7 +323,10 @@ mod tests {
             ("!purge !a:x.org --all-rooms --user @u:x.org", "cannot be used with"),
             ("!purge --all-rooms", "--all-rooms needs at least one filter"),
             ("!purge --all-rooms --dry-run", "--all-rooms needs at least one filter"),
-            ("!purge --all-rooms --everything", "--everything cannot be used with --all-rooms"),
+            ("!purge --all-rooms --everything", "would purge every event in every room"),
+            ("!purge --all-rooms --before 1d", "add --everything if that is what you mean"),
+            ("!purge --all-rooms --after 1h --before 1m", "purges every user's events in every room"),
+            ("!purge --all-rooms --user @u:x.org --everything", "with --user or --event, leave it out"),
             ("!purge !a:x.org", "add --everything to purge the whole room"),
             ("!purge !a:x.org --method delete --yes", "would purge every event in !a:x.org"),
             ("!purge !a:x.org --everything --user @u:x.org", "--everything is only allowed without filters"),
@@ -330,7 +366,7 @@ mod tests {
 
     #[test]
     fn custom_prefix_in_usage() {
-        let Some(Err(e)) = parse_command("hk:purge --all-rooms", "hk:") else { panic!() };
+        let Some(Err(e)) = parse_command::<Tree>("hk:purge --all-rooms", "hk:") else { panic!() };
         assert!(e.usage.unwrap().starts_with("Usage: hk:purge "));
     }
 }

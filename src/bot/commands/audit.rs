@@ -3,6 +3,12 @@
 use clap::{Args, value_parser};
 use ruma::OwnedUserId;
 
+use super::Executed;
+use super::status::age;
+use crate::bot::Bot;
+use crate::clock::now_ms;
+use crate::notice::Notice;
+
 /// Default of `!audit --limit`.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 20;
 /// Largest `!audit --limit`.
@@ -21,18 +27,40 @@ pub struct AuditArgs {
     )]
     pub limit: u32,
     /// Only entries by this moderator (a user ID or matrix.to link)
-    #[arg(long, value_name = "USER", value_parser = super::parse_user)]
+    #[arg(long, value_name = "USER", value_parser = crate::commands::parse_user)]
     pub actor: Option<OwnedUserId>,
+}
+
+pub async fn audit(bot: &Bot, args: &AuditArgs) -> anyhow::Result<Executed> {
+    let actor = args.actor.as_ref().map(|a| a.as_str());
+    let entries = bot.services().store.audit_entries(i64::from(args.limit), actor).await?;
+    if entries.is_empty() {
+        return Ok(Executed::ok(Notice::new().line("The audit log has no matching entries.")));
+    }
+    let lines = entries.iter().map(|r| {
+        let e = &r.entry;
+        let what = e.command.as_deref().or(e.target.as_deref()).unwrap_or("");
+        let job = e.job_id.as_deref().map(|j| format!(" job {j}")).unwrap_or_default();
+        format!(
+            "#{} {} ago {} {}{job} {what} → {}",
+            r.id,
+            age(now_ms().saturating_sub(r.ts)),
+            e.actor,
+            e.action,
+            e.outcome
+        )
+    });
+    Ok(Executed::ok(Notice::new().title(&format!("Audit log, newest first ({})", entries.len())).list(lines)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{err, ok};
     use super::*;
-    use crate::commands::Command;
+    use crate::bot::commands::Command;
+    use crate::commands::test_support::{err, ok};
 
     fn audit(body: &str) -> AuditArgs {
-        match ok(body) {
+        match ok::<Command>(body) {
             Command::Audit(args) => args,
             other => panic!("{body:?} parsed to {other:?}"),
         }
@@ -64,7 +92,7 @@ mod tests {
             ("!audit @alice:example.org", "unexpected argument '@alice:example.org'"),
         ];
         for (body, expected) in table {
-            let e = err(body);
+            let e = err::<Command>(body);
             assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
             let got = e.usage.as_deref().unwrap_or_default();
             assert!(got.starts_with("Usage: !audit "), "{body:?}: usage {got:?}");

@@ -1,13 +1,32 @@
-//! What the bot says: `m.notice` messages with a plain `body` and an HTML
-//! `formatted_body`, built together so the two never disagree.
+//! What people read: a message with a plain text and an HTML form, built
+//! together so the two never disagree, and the [`Sink`] that delivers it.
+//!
+//! Below every front-end and job kind: executors and kinds return a
+//! [`Notice`]; where it goes (the admin room today, a scheduled room or the
+//! web dashboard later) is the sink's business.
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 
-/// A message under construction. Executors return one; sending is separate.
+/// A message under construction. Executors and job kinds return one; sending is separate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reply {
+pub struct Notice {
     pub plain: String,
     pub html: String,
+}
+
+/// Bytes `c` takes inside a JSON string.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Bytes `text` takes inside a JSON string.
+fn json_len(text: &str) -> usize {
+    text.chars().map(json_char_len).sum()
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -26,7 +45,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-impl Reply {
+impl Notice {
     pub fn new() -> Self {
         Self::default()
     }
@@ -50,7 +69,7 @@ impl Reply {
     }
 
     /// Another reply's content, as the next line.
-    pub fn append(mut self, other: Reply) -> Self {
+    pub fn append(mut self, other: Notice) -> Self {
         self.push_line(&other.plain, &other.html);
         self
     }
@@ -90,20 +109,31 @@ impl Reply {
         self.html.push_str(html);
     }
 
-    /// This reply cut to fit in a Matrix event (64 KiB in all): past
-    /// `max_bytes` of text, the plain text is cut and the HTML becomes its
-    /// escaped copy, so no tag is left open.
-    pub fn limited(&self, max_bytes: usize) -> std::borrow::Cow<'_, Reply> {
-        if self.plain.len() + self.html.len() <= max_bytes {
+    /// This notice cut to fit in a Matrix event (64 KiB in all): past
+    /// `max_bytes` of text as it is sent (JSON-encoded), the plain text is
+    /// cut and the HTML becomes its escaped copy, so no tag is left open.
+    /// The cut is measured after HTML and JSON escaping, which can make a
+    /// character up to six times longer (`'` → `&#39;`, a control character
+    /// → `\u0001`).
+    pub fn limited(&self, max_bytes: usize) -> std::borrow::Cow<'_, Notice> {
+        if json_len(&self.plain) + json_len(&self.html) <= max_bytes {
             return std::borrow::Cow::Borrowed(self);
         }
-        let mut end = (max_bytes / 3).min(self.plain.len());
-        while !self.plain.is_char_boundary(end) {
-            end -= 1;
+        const CUT: &str = "\n… (cut: too long for one message)";
+        let budget = max_bytes.saturating_sub(2 * json_len(CUT) + "<pre></pre>".len());
+        let mut used = 0;
+        let mut end = 0;
+        for (index, c) in self.plain.char_indices() {
+            let cost = json_char_len(c) + escape(c.encode_utf8(&mut [0; 4])).chars().map(json_char_len).sum::<usize>();
+            if used + cost > budget {
+                break;
+            }
+            used += cost;
+            end = index + c.len_utf8();
         }
-        let plain = format!("{}\n… (cut: too long for one message)", &self.plain[..end]);
+        let plain = format!("{}{CUT}", &self.plain[..end]);
         let html = format!("<pre>{}</pre>", escape(&plain));
-        std::borrow::Cow::Owned(Reply { plain, html })
+        std::borrow::Cow::Owned(Notice { plain, html })
     }
 
     /// The `m.notice` content, replying to `in_reply_to` when given.
@@ -138,13 +168,32 @@ impl Reply {
     }
 }
 
+/// Where a notice goes: a room, and the message it answers, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub room_id: String,
+    pub in_reply_to: Option<String>,
+}
+
+/// Delivers notices to people. The job runner and the chat front-end are
+/// given one; they never talk to a room directly.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Posts `notice` and returns its message ID. The same `key` posts once,
+    /// however often it is retried (across restarts too).
+    async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String>;
+
+    /// Makes the earlier message `message_id` in `room_id` read as `notice`.
+    async fn edit(&self, room_id: &str, message_id: &str, key: &str, notice: &Notice) -> anyhow::Result<String>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn plain_and_html_carry_the_same_text() {
-        let reply = Reply::new()
+        let reply = Notice::new()
             .title("Job <k1>")
             .field("state", "running")
             .list(["a & b".to_owned()])
@@ -159,18 +208,28 @@ mod tests {
 
     #[test]
     fn long_replies_are_cut_to_fit_an_event() {
-        let long = Reply::new().list((0..5000).map(|i| format!("mxc://hs/é{i}")));
+        let long = Notice::new().list((0..5000).map(|i| format!("mxc://hs/é{i}")));
         let cut = long.limited(48 * 1024);
         assert!(cut.plain.len() + cut.html.len() <= 48 * 1024, "{}", cut.plain.len() + cut.html.len());
         assert!(cut.plain.ends_with("(cut: too long for one message)"));
         assert!(cut.html.starts_with("<pre>") && cut.html.ends_with("</pre>"));
-        let short = Reply::new().line("ok");
+        // Escaping can grow text sixfold: the cut is measured after it.
+        let quotes = Notice::new().line(&"'\"".repeat(20_000));
+        let cut = quotes.limited(48 * 1024);
+        let sent = serde_json::to_string(&cut.content(None)).unwrap();
+        assert!(sent.len() < 48 * 1024 + 200, "{}", sent.len());
+        assert!(cut.plain.len() > 4 * 1024, "still says something: {}", cut.plain.len());
+        let controls = Notice::new().line(&"\u{1}<".repeat(20_000));
+        let cut = controls.limited(48 * 1024);
+        let sent = serde_json::to_string(&cut.content(None)).unwrap();
+        assert!(sent.len() < 48 * 1024 + 200, "{}", sent.len());
+        let short = Notice::new().line("ok");
         assert_eq!(*short.limited(100), short);
     }
 
     #[test]
     fn replies_and_edits_have_matrix_shapes() {
-        let reply = Reply::new().line("hi");
+        let reply = Notice::new().line("hi");
         let content = reply.content(Some("$cmd"));
         assert_eq!(content["msgtype"], "m.notice");
         assert_eq!(content["m.relates_to"]["m.in_reply_to"]["event_id"], "$cmd");

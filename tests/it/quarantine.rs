@@ -1,12 +1,10 @@
 //! `!quarantine` / `!unquarantine` against a real Synapse: what a moderator
 //! checks is whether the media still downloads.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, command_reply, field, job_id, with_testbed};
+use crate::common::{Backend, command_reply, field, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::seed::seed_every_media_kind;
 use housekeep::testbed::{MatrixUser, encode, eventually};
@@ -48,12 +46,18 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         indexed(&store, &room, seeded.refs.len()).await?;
         indexed(&store, &innocent_room, 1).await?;
 
-        let referenced: Vec<String> = {
-            let mut m: Vec<String> = seeded.refs.iter().map(|r| r.mxc.clone()).collect();
+        let distinct = |kinds: &dyn Fn(&str) -> bool| -> Vec<String> {
+            let mut m: Vec<String> = seeded.refs.iter().filter(|r| kinds(r.kind)).map(|r| r.mxc.clone()).collect();
             m.sort();
             m.dedup();
             m
         };
+        let referenced = distinct(&|_| true);
+        // A room's member avatars are its members' profile pictures and a
+        // nested custom field is a mention: not what the room shared.
+        let shared = distinct(&|kind| !matches!(kind, "member_avatar" | "other"));
+        let mentioned = distinct(&|kind| matches!(kind, "member_avatar" | "other"));
+        assert_eq!((shared.len(), mentioned.len()), (referenced.len() - 2, 2));
         assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
 
         // Without server-admin rights the plan says so, and how to fix it.
@@ -66,21 +70,32 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
 
         // A dry run plans and changes nothing.
         let dry = command_reply(testbed, &admin_room, &format!("!quarantine room {room} --dry-run"), 1).await?;
-        assert!(dry.contains(&format!("Would quarantine {} media", referenced.len())), "{dry}");
+        assert!(dry.contains(&format!("Would quarantine {} media", shared.len())), "{dry}");
         assert!(dry.contains("html_img 1") && dry.contains("thumbnail_file 1"), "{dry}");
+        assert!(dry.contains("2 media, left out; add --include-mentions"), "{dry}");
         assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
 
         let result =
             command_reply(testbed, &admin_room, &format!("!quarantine room {room} --reason \"csam report\" --yes"), 3)
                 .await?;
-        assert_eq!(field(&result, "quarantined_count"), referenced.len().to_string(), "{result}");
+        assert_eq!(field(&result, "quarantined_count"), shared.len().to_string(), "{result}");
         assert_eq!(field(&result, "status"), "done");
         assert_eq!(field(&result, "failed"), "0");
-        let after = statuses(&alice, &referenced).await?;
-        assert!(after.values().all(|s| *s == 404), "every referenced media is gone: {after:?}");
+        let after = statuses(&alice, &shared).await?;
+        assert!(after.values().all(|s| *s == 404), "every shared media is gone: {after:?}");
+        let kept = statuses(&alice, &mentioned).await?;
+        assert!(kept.values().all(|s| *s == 200), "mentions and profile pictures stay: {kept:?}");
         let unreferenced: Vec<String> = seeded.uploads.iter().filter(|u| !referenced.contains(u)).cloned().collect();
         assert!(statuses(&alice, &unreferenced).await?.values().all(|s| *s == 200), "never-sent upload stays");
         assert_eq!(bob.download_status(&innocent).await?, 200, "the other room's media stays");
+
+        // Asked for, mentions go too.
+        let result =
+            command_reply(testbed, &admin_room, &format!("!quarantine room {room} --include-mentions --yes"), 3)
+                .await?;
+        assert_eq!(field(&result, "quarantined_count"), referenced.len().to_string(), "{result}");
+        assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 404));
+
         // Quarantine is by media ID: posting the same media elsewhere brings nothing back.
         let elsewhere = alice.create_room(json!({"name": "elsewhere"})).await?;
         alice
@@ -92,7 +107,7 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         assert_eq!(field(&status, "quarantined media"), referenced.len().to_string(), "{status}");
         let audit = store.audit_entries(100, None).await?;
         let actions = audit.iter().filter(|r| r.entry.action == "quarantine.media").count();
-        assert_eq!(actions, referenced.len());
+        assert_eq!(actions, shared.len() + referenced.len(), "each media of each job audited");
         store.close().await;
         Ok(())
     })
@@ -171,7 +186,8 @@ async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: B
         let store = testbed.store().await?;
         let alice = testbed.synapse.register_user("alice", false).await?;
         let room = alice.create_room(json!({"name": "many"})).await?;
-        // 1,000 references (media IDs Synapse has never seen: quarantining them is a no-op there).
+        // 1,000 references (media IDs Synapse has never seen: quarantining them
+        // is a no-op there), mentioned in a custom field: --include-mentions.
         for event in 0..20 {
             let refs: Vec<Value> = (0..50).map(|n| json!(format!("mxc://localhost/bulk{event}x{n}"))).collect();
             alice.send(&room, "org.example.gallery", json!({"pictures": refs})).await?;
@@ -179,9 +195,14 @@ async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: B
         indexed(&store, &room, 1000).await?;
 
         let bot = testbed.config.bot_user_id()?.to_string();
-        let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
+        let command =
+            testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --include-mentions --yes")).await?;
         let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
         let id = job_id(&plan);
+        // 1,000 media is above admin.confirm_threshold (100): --yes is not enough.
+        assert!(plan.contains("--yes is not enough") && plan.contains(": planned"), "{plan}");
+        let confirm = testbed.admin.send_text(&admin_room, &format!("!confirm {id}")).await?;
+        testbed.admin.wait_for_reply(&admin_room, &confirm, &bot).await?;
         eventually(Duration::from_secs(30), "a few batches", || async {
             Ok(store.job(&id).await?.filter(|job| job.batches >= 3).map(|_| ()))
         })
@@ -198,7 +219,7 @@ async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: B
         .await?;
         let job = store.job(&id).await?.unwrap();
         assert_eq!((job.done_count, job.failed_count), (1000, 0));
-        let audit = store.job_audit(&id).await?;
+        let (audit, _) = store.job_audit(&id, 100_000).await?;
         let mut per_media = BTreeMap::<String, usize>::new();
         for record in audit.iter().filter(|r| r.entry.action == "quarantine.media") {
             *per_media.entry(record.entry.target.clone().unwrap()).or_default() += 1;

@@ -1,8 +1,6 @@
 //! The store on both backends: migrations, batch indexing, redaction marks.
 
-mod common;
-
-use common::Backend;
+use crate::common::Backend;
 use housekeep::extract::extract_value;
 use housekeep::store::{AuditEntry, InboxItem, InboxKind, Source, Store};
 use housekeep::testbed::TestDatabase;

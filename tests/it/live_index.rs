@@ -1,12 +1,10 @@
 //! A real Synapse pushes transactions to a real housekeep process; the index
 //! must hold exactly what users sent, on SQLite and PostgreSQL.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Backend, with_testbed};
+use crate::common::{Backend, with_testbed};
 use housekeep::store::Store;
 use housekeep::testbed::seed::seed_every_media_kind;
 use housekeep::testbed::{MatrixUser, eventually};

@@ -1,10 +1,8 @@
 //! The command line as an operator uses it.
 
-mod common;
-
 use std::process::Command;
 
-use common::housekeep_binary;
+use crate::common::housekeep_binary;
 
 fn housekeep(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(housekeep_binary()).args(args).output().expect("housekeep runs");

@@ -1,0 +1,185 @@
+//! `!jobs`, `!job <id>`, `!confirm <id>`, `!cancel <id>`.
+
+use clap::Args;
+
+use super::Executed;
+use super::status::age;
+use crate::bot::Bot;
+use crate::bot::handle::audit_for;
+use crate::clock::now_ms;
+use crate::notice::Notice;
+use crate::store::{CancelOutcome, ConfirmError, InboxItem, Job, JobState};
+
+/// Items of each state shown by `!job`, and audited actions.
+const ITEMS_SHOWN: i64 = 100;
+const ACTIONS_SHOWN: i64 = 20;
+
+/// Longest job ID.
+pub const MAX_JOB_ID_LEN: usize = 32;
+
+/// The job a command refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JobIdArg {
+    /// The job's ID, as shown in its plan and in !jobs (e.g. k3f9x2)
+    #[arg(value_name = "JOB", value_parser = parse_job_id)]
+    pub id: String,
+}
+
+/// Whether `id` has the shape of a job ID: 1 to 32 of `[A-Za-z0-9_-]`.
+pub fn is_valid_job_id(id: &str) -> bool {
+    (1..=MAX_JOB_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Job IDs are made lowercase; phones capitalise what people type.
+fn parse_job_id(s: &str) -> Result<String, String> {
+    if is_valid_job_id(s) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "a job ID is 1 to {MAX_JOB_ID_LEN} letters, digits, '_' or '-' (like k3f9x2); \
+             see !jobs for the IDs"
+        ))
+    }
+}
+
+fn job_line(job: &Job) -> String {
+    format!(
+        "{} {} [{}] {}/{} done{} by {} {} ago: {}",
+        job.id,
+        job.kind,
+        job.state.as_str(),
+        job.done_count,
+        job.total_count,
+        if job.failed_count > 0 { format!(", {} failed", job.failed_count) } else { String::new() },
+        job.requested_by,
+        age(now_ms().saturating_sub(job.created_at)),
+        job.command_text
+    )
+}
+
+pub async fn jobs(bot: &Bot) -> anyhow::Result<Executed> {
+    let jobs = bot.services().store.recent_jobs(20).await?;
+    if jobs.is_empty() {
+        return Ok(Executed::ok(Notice::new().line("No jobs yet.")));
+    }
+    Ok(Executed::ok(Notice::new().title(&format!("{} most recent jobs", jobs.len())).list(jobs.iter().map(job_line))))
+}
+
+pub async fn job(bot: &Bot, id: &str) -> anyhow::Result<Executed> {
+    let store = &bot.services().store;
+    let Some(job) = store.job(id).await? else {
+        return Ok(Executed::with_outcome(Notice::new().line(&format!("No job {id}.")), "not found"));
+    };
+    let mut reply = Notice::new()
+        .title(&format!("Job {}", job_line(&job)))
+        .field("plan hash", job.plan_hash.get(..12).unwrap_or(&job.plan_hash))
+        .field("plan", &job.plan.to_string());
+    if let Some(by) = &job.confirmed_by {
+        reply = reply.field("confirmed by", by);
+    }
+    if job.state == JobState::Planned {
+        reply = reply.field("expires in", &age(job.expires_at.saturating_sub(now_ms())));
+    }
+    if let Some(tally) = &job.tally {
+        reply = reply.field("totals", &tally.to_string());
+    }
+    if let Some(error) = &job.error {
+        reply = reply.field("error", error);
+    }
+    for (state, count) in store.job_item_counts(id).await? {
+        let items = store.job_items_in_state(id, state, ITEMS_SHOWN).await?;
+        let more = if count > items.len() as i64 { format!(" (first {} shown)", items.len()) } else { String::new() };
+        reply = reply
+            .line(&format!("{count} {}{more}:", state.as_str()))
+            .list(items.iter().map(|i| format!("{} {}", i.key, i.detail.as_deref().unwrap_or(""))));
+    }
+    let (actions, total) = store.job_audit(id, ACTIONS_SHOWN).await?;
+    let shown: Vec<String> = actions
+        .iter()
+        .map(|a| {
+            let e = &a.entry;
+            format!("{} {} {} → {}", e.action, e.target.as_deref().unwrap_or(""), e.actor, e.outcome)
+        })
+        .collect();
+    reply = reply.line(&format!("{total} audited actions (newest {} shown):", shown.len())).list(shown);
+    Ok(Executed::ok(reply))
+}
+
+pub async fn confirm(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result<Executed> {
+    let mut audit = audit_for(item, "confirm", None, "confirmed");
+    audit.job_id = Some(job_id.to_owned());
+    Ok(match bot.services().store.confirm_job(job_id, &item.sender, &audit).await? {
+        Ok(job) => {
+            bot.jobs.wake();
+            Executed::with_outcome(
+                Notice::new().line(&format!("Job {} confirmed by {}; running.", job.id, item.sender)),
+                "confirmed",
+            )
+        }
+        Err(error @ ConfirmError::NeedsSecondModerator { .. }) => Executed::with_outcome(
+            Notice::new().line(&format!("Not confirmed: {error}.")),
+            "not confirmed: needs a second moderator",
+        ),
+        Err(error @ (ConfirmError::NotFound(_) | ConfirmError::Expired { .. } | ConfirmError::NotPlanned { .. })) => {
+            Executed::with_outcome(Notice::new().line(&format!("Not confirmed: {error}.")), "not confirmed")
+        }
+    })
+}
+
+pub async fn cancel(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result<Executed> {
+    let (text, outcome) = match bot.jobs.cancel(job_id).await? {
+        CancelOutcome::Cancelled => (format!("Job {job_id} cancelled; it never ran."), "cancelled"),
+        CancelOutcome::Stopping => (format!("Job {job_id} stops after its current batch."), "stopping"),
+        CancelOutcome::AlreadyFinal(state) => (format!("Job {job_id} is already {}.", state.as_str()), "already final"),
+        CancelOutcome::NotFound => (format!("No job {job_id}."), "not found"),
+    };
+    let mut audit = audit_for(item, "cancel", None, outcome);
+    audit.job_id = Some(job_id.to_owned());
+    bot.services().store.audit(audit).await?;
+    Ok(Executed::with_outcome(Notice::new().line(&text), outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::commands::Command;
+    use crate::commands::test_support::{assert_errors, ok};
+
+    #[test]
+    fn jobs_job_confirm_cancel() {
+        let id = |s: &str| JobIdArg { id: s.to_owned() };
+        assert_eq!(ok::<Command>("!jobs"), Command::Jobs);
+        assert_eq!(ok::<Command>("!job k3f9x2"), Command::Job(id("k3f9x2")));
+        assert_eq!(ok::<Command>("!confirm k3f9x2"), Command::Confirm(id("k3f9x2")));
+        assert_eq!(ok::<Command>("!cancel K3F9X2"), Command::Cancel(id("k3f9x2")), "job IDs are lowercased");
+        let longest = "a".repeat(MAX_JOB_ID_LEN);
+        assert_eq!(ok::<Command>(&format!("!job {longest}")), Command::Job(id(&longest)));
+        assert_eq!(ok::<Command>("!job a_b-9"), Command::Job(id("a_b-9")));
+    }
+
+    #[test]
+    fn job_id_errors() {
+        let too_long = format!("!confirm {}", "a".repeat(MAX_JOB_ID_LEN + 1));
+        let table: &[(&str, &str, &str)] = &[
+            ("!job", "<JOB>", "Usage: !job "),
+            ("!confirm", "<JOB>", "Usage: !confirm "),
+            ("!cancel", "<JOB>", "Usage: !cancel "),
+            ("!job k3/f9", "invalid value 'k3/f9' for '<JOB>': a job ID is 1 to 32", "Usage: !job "),
+            ("!confirm ''", "invalid value '' for '<JOB>'", "Usage: !confirm "),
+            (&too_long, "a job ID is 1 to 32", "Usage: !confirm "),
+            ("!cancel k3f9x2 k4", "unexpected argument 'k4'", "Usage: !cancel "),
+            ("!cancel 'k3f9 x2'", "invalid value 'k3f9 x2'", "Usage: !cancel "),
+            ("!jobs --all", "unexpected argument '--all'", "Usage: !jobs"),
+            ("!jobs k3f9x2", "unexpected argument 'k3f9x2'", "Usage: !jobs"),
+        ];
+        assert_errors::<Command>(table);
+    }
+
+    #[test]
+    fn job_id_shape() {
+        assert!(is_valid_job_id("k3f9x2"));
+        assert!(!is_valid_job_id(""));
+        assert!(!is_valid_job_id("k3f9x2é"));
+        assert!(!is_valid_job_id("a.b"));
+    }
+}

@@ -1,0 +1,62 @@
+//! `!status`: the index, jobs and the homeserver at a glance.
+
+use std::time::Duration;
+
+use super::Executed;
+use crate::bot::Bot;
+use crate::clock::now_ms;
+use crate::notice::Notice;
+
+/// A duration for people, to the second.
+pub fn age(ms: i64) -> String {
+    humantime::format_duration(Duration::from_secs((ms.max(0) / 1000) as u64)).to_string()
+}
+
+pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
+    let services = bot.services();
+    let store = &services.store;
+    let summary = store.summary().await?;
+    let newest = summary
+        .newest_event_ts
+        .map(|ts| format!("{} ago", age(now_ms().saturating_sub(ts))))
+        .unwrap_or_else(|| "none yet".to_owned());
+    let counts = store.job_counts().await?;
+    let jobs = if counts.is_empty() {
+        "none".to_owned()
+    } else {
+        counts.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect::<Vec<_>>().join(", ")
+    };
+    let running: Vec<String> =
+        bot.jobs.running().into_iter().map(|(id, lane)| format!("{id} ({})", lane.as_str())).collect();
+    let (homeserver, admin) = match services.homeserver.whoami().await {
+        Ok(user) => {
+            let admin = match services.homeserver.is_server_admin(&user).await {
+                Ok(true) => "yes".to_owned(),
+                Ok(false) => "no: purge and quarantine need it (README: \"Bot as server admin\")".to_owned(),
+                Err(error) => format!("unknown ({error})"),
+            };
+            (format!("reachable, bot is {user}"), admin)
+        }
+        Err(error) => (format!("unreachable: {error}"), "unknown".to_owned()),
+    };
+    let reply = Notice::new()
+        .title("housekeep status")
+        .field(
+            "index",
+            &format!(
+                "{} events in {} rooms, {} media references to {} media; newest event {newest}",
+                summary.events, summary.rooms, summary.media_refs, summary.distinct_media
+            ),
+        )
+        .field("index lag", &format!("{:.1} s at the last transaction", services.metrics.index_lag_seconds.get()))
+        .field("redactions waiting for the homeserver's word", &store.pending_redaction_checks().await?.to_string())
+        .field("quarantined media", &store.quarantined_media_count().await?.to_string())
+        .field("backfill", "not available in this version")
+        .field("jobs", &jobs)
+        .field("running now", &if running.is_empty() { "none".to_owned() } else { running.join(", ") })
+        .field("homeserver", &homeserver)
+        .field("bot is server admin", &admin)
+        .field("database", store.backend().as_str())
+        .field("version", env!("CARGO_PKG_VERSION"));
+    Ok(Executed::ok(reply))
+}

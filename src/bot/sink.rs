@@ -1,0 +1,37 @@
+//! Notices into rooms: `m.notice` messages sent by the bot, as replies where
+//! there is something to reply to, with transaction IDs from the caller's
+//! key (the homeserver posts a retried key once).
+
+use async_trait::async_trait;
+
+use crate::homeserver::HomeserverClient;
+use crate::notice::{Destination, Notice, Sink};
+
+/// Text in one message (plain + HTML, JSON-encoded): events are at most 64 KiB with headers.
+pub const MAX_NOTICE_BYTES: usize = 48 * 1024;
+
+pub struct RoomSink {
+    homeserver: HomeserverClient,
+}
+
+impl RoomSink {
+    pub fn new(homeserver: HomeserverClient) -> Self {
+        Self { homeserver }
+    }
+}
+
+#[async_trait]
+impl Sink for RoomSink {
+    async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String> {
+        let txn_id = format!("housekeep-{key}");
+        let content = notice.limited(MAX_NOTICE_BYTES).content(to.in_reply_to.as_deref());
+        Ok(self.homeserver.send_event(&to.room_id, "m.room.message", &txn_id, &content).await?)
+    }
+
+    async fn edit(&self, room_id: &str, message_id: &str, key: &str, notice: &Notice) -> anyhow::Result<String> {
+        let txn_id = format!("housekeep-{key}");
+        // An edit carries the text twice (fallback and m.new_content).
+        let content = notice.limited(MAX_NOTICE_BYTES / 2).edit_content(message_id);
+        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &content).await?)
+    }
+}

@@ -1,0 +1,19 @@
+//! `!purge`: select events from the index, plan, and redact or delete them
+//! as a job.
+//!
+//! - `args.rs`: the grammar.
+//! - `plan.rs`: the selection, counted in SQL and streamed into job items,
+//!   and the plan a moderator reads.
+//! - `kind.rs`: the job kind: redact as the bot or as the sender, delete
+//!   history, quarantine the media; the result.
+//! - `tokens.rs`: senders' access tokens, minted once per job, kept for
+//!   resume, revoked at the end.
+
+mod args;
+mod kind;
+mod plan;
+mod tokens;
+
+pub use args::{EXAMPLES, PurgeArgs, PurgeMediaAction, PurgeMethod};
+pub use kind::PurgeKind;
+pub use plan::PurgePlan;

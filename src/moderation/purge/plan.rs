@@ -1,0 +1,250 @@
+//! What `!purge` selects, and the plan a moderator confirms.
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::args::{PurgeArgs, PurgeMethod};
+use crate::clock::format_ms;
+use crate::commands::RoomSelector;
+use crate::jobs::{PlanContext, Planned, Size};
+use crate::notice::Notice;
+use crate::store::{EventFilter, EventSelectionStats};
+
+pub(super) const LOCAL_ONLY: &str = "A purge is local only: other servers in these rooms may still have these events.";
+/// Events whose media is looked up together while the selection streams by.
+const MEDIA_LOOKUP_CHUNK: usize = 500;
+
+/// The stored plan: what is selected and what will be done to it (the
+/// events and media themselves are the job's items).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgePlan {
+    /// The method that will be used (a `delete` Synapse cannot do is a `redact`).
+    pub method: PurgeMethod,
+    pub reason: Option<String>,
+    pub events: i64,
+    pub rooms: i64,
+    pub senders: i64,
+    /// Media the events shared, quarantined after them (`--with-media`).
+    pub media: i64,
+    /// Media the events only mentioned, left alone.
+    pub mentions_left_out: i64,
+    pub state_excluded: i64,
+    /// `purge_history` of one room before this time, instead of redactions.
+    pub history_cut: Option<HistoryCut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryCut {
+    pub room_id: String,
+    pub before: i64,
+}
+
+/// What a purge job works through, in order: events (or one history cut), then media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub(super) enum PurgeItem {
+    Event { room_id: String, event_id: String, sender: String },
+    History { room_id: String, before: i64 },
+    Media { mxc: String },
+}
+
+pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow::Result<Planned<PurgePlan>> {
+    let services = ctx.services;
+    let room_id = match &args.rooms {
+        RoomSelector::Room(room) => Some(services.homeserver.resolve_room(room.as_str()).await?.to_string()),
+        RoomSelector::AllRooms => None,
+    };
+    let filter = EventFilter {
+        room_id: room_id.clone(),
+        before: args.before.as_ref().map(|t| t.resolve(ctx.now_ms)),
+        after: args.after.as_ref().map(|t| t.resolve(ctx.now_ms)),
+        senders: args.users.iter().map(|u| u.to_string()).collect(),
+        event_ids: args.events.iter().map(|e| e.to_string()).collect(),
+    };
+    let stats = services.store.event_selection_stats(&filter).await?;
+    let mut plan = PurgePlan {
+        method: PurgeMethod::Redact,
+        reason: args.flags.reason.clone(),
+        events: stats.events,
+        rooms: stats.rooms,
+        senders: stats.senders,
+        media: 0,
+        mentions_left_out: 0,
+        state_excluded: stats.state_excluded,
+        history_cut: None,
+    };
+    let mut notes = Vec::new();
+    if args.method == PurgeMethod::Delete {
+        let whole_room_cut = filter.after.is_none() && filter.senders.is_empty() && filter.event_ids.is_empty();
+        match (&room_id, filter.before) {
+            (Some(room), Some(before)) if whole_room_cut => {
+                plan.method = PurgeMethod::Delete;
+                // purge_history keeps the event it cuts at (the newest one up to
+                // its timestamp): cut at the first event after the selection, so
+                // every selected event goes. With none after it, the room's
+                // newest event stays, as Synapse never deletes that one.
+                let cut = services.store.first_event_at_or_after(room, before).await?;
+                plan.history_cut = Some(HistoryCut { room_id: room.clone(), before: cut.unwrap_or(before) });
+                notes.push(format!(
+                    "delete: Synapse's purge_history removes these events from its database; state events stay{}.",
+                    if cut.is_none() { ", and so does the room's newest event (Synapse always keeps it)" } else { "" }
+                ));
+            }
+            _ => notes.push(
+                "delete: Synapse can only delete a whole room's history before a time (--before without --user, \
+                 --event or --after), so these events are redacted instead. Synapse erases redacted content from \
+                 its database after its redaction_retention_period (7 days by default)."
+                    .to_owned(),
+            ),
+        }
+    }
+    if let Some(cut) = &plan.history_cut {
+        let item = PurgeItem::History { room_id: cut.room_id.clone(), before: cut.before };
+        ctx.push_item(format!("history:{}", cut.room_id), &item).await?;
+    }
+    // Events, streamed into items; their media looked up a chunk at a time.
+    let with_media = args.with_media.is_some();
+    if plan.history_cut.is_none() || with_media {
+        let mut mentioned = BTreeSet::new();
+        let mut chunk = Vec::new();
+        let mut media_items = Vec::new();
+        {
+            let mut events = std::pin::pin!(services.store.selected_events(&filter));
+            while let Some(event) = events.try_next().await? {
+                if plan.history_cut.is_none() {
+                    let key = event.event_id.clone();
+                    let item = PurgeItem::Event {
+                        room_id: event.room_id,
+                        event_id: event.event_id.clone(),
+                        sender: event.sender,
+                    };
+                    ctx.push_item(key, &item).await?;
+                }
+                if with_media {
+                    chunk.push(event.event_id);
+                    if chunk.len() == MEDIA_LOOKUP_CHUNK {
+                        collect_media(ctx, &mut chunk, &mut media_items, &mut mentioned).await?;
+                    }
+                }
+            }
+        }
+        collect_media(ctx, &mut chunk, &mut media_items, &mut mentioned).await?;
+        // Media after every event: redactions first, then the quarantine.
+        let before = ctx.items_written();
+        for mxc in media_items {
+            ctx.push_item(mxc.clone(), &PurgeItem::Media { mxc }).await?;
+        }
+        ctx.flush().await?;
+        plan.media = ctx.items_written() - before;
+        plan.mentions_left_out = mentioned.len() as i64;
+    }
+    let summary = describe(&plan, &stats, with_media, &notes);
+    let admin = services.homeserver.is_server_admin(&services.bot_user_id).await?;
+    let blocked = (!admin).then(|| "purge needs Synapse's admin API".to_owned());
+    Ok(Planned { size: Size { events: plan.events, media: plan.media }, plan, summary, blocked })
+}
+
+/// Looks up the media of a chunk of selected events. Media are few next to
+/// events; they are held until every event is listed, then listed after them.
+async fn collect_media(
+    ctx: &PlanContext<'_>,
+    chunk: &mut Vec<String>,
+    media: &mut Vec<String>,
+    mentioned: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let (shared, mentions) = ctx.services.store.media_of_events(chunk).await?;
+    media.extend(shared.iter().map(|m| m.mxc()));
+    mentioned.extend(mentions.iter().map(|m| m.mxc()));
+    chunk.clear();
+    Ok(())
+}
+
+fn top(list: &[(String, i64)], all: i64) -> String {
+    let shown: Vec<String> = list.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let more = all - list.len() as i64;
+    if more > 0 { format!("{} and {more} more", shown.join(", ")) } else { shown.join(", ") }
+}
+
+fn describe(plan: &PurgePlan, stats: &EventSelectionStats, with_media: bool, notes: &[String]) -> Notice {
+    let verb = if plan.history_cut.is_some() { "delete" } else { "redact" };
+    let mut notice = Notice::new().line(&format!(
+        "Would {verb} {} events in {} rooms (method: {}).",
+        plan.events,
+        plan.rooms,
+        plan.method.as_str()
+    ));
+    notice = notice
+        .field("by room", &top(&stats.top_rooms, stats.rooms))
+        .field("by sender", &top(&stats.top_senders, stats.senders));
+    if let (Some(first), Some(last)) = (stats.first_ts, stats.last_ts) {
+        notice = notice.field("from", &format_ms(first)).field("to", &format_ms(last));
+    }
+    notice = notice.field(
+        "state events matching, left alone",
+        &format!("{} (state is never purged; already-redacted events and redactions are skipped)", plan.state_excluded),
+    );
+    let media = if with_media {
+        let mut text = format!("{} shared, quarantined after the events", plan.media);
+        if plan.mentions_left_out > 0 {
+            text.push_str(&format!(
+                "; {} only mentioned (an mxc URI in a text or field) left alone",
+                plan.mentions_left_out
+            ));
+        }
+        text
+    } else {
+        "not touched (add --with-media quarantine)".to_owned()
+    };
+    notice = notice.field("media", &media);
+    if plan.history_cut.is_none() {
+        notice = notice.line(
+            "Each event is redacted by housekeep's bot where it may redact (it joins through the admin API if needed), \
+             otherwise, for senders on this server, as the sender; the result reports the way per room.",
+        );
+    }
+    for note in notes {
+        notice = notice.line(note);
+    }
+    notice.line(LOCAL_ONLY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_reads_with_any_timestamp() {
+        let plan = PurgePlan {
+            method: PurgeMethod::Redact,
+            reason: None,
+            events: 2,
+            rooms: 1,
+            senders: 1,
+            media: 0,
+            mentions_left_out: 0,
+            state_excluded: 3,
+            history_cut: None,
+        };
+        // origin_server_ts is whatever the sending server says.
+        let stats = EventSelectionStats {
+            events: 2,
+            rooms: 1,
+            senders: 1,
+            first_ts: Some(-5),
+            last_ts: Some((1 << 53) - 1),
+            top_rooms: vec![("!r".into(), 2)],
+            top_senders: vec![("@s:hs".into(), 2)],
+            state_excluded: 3,
+        };
+        let text = describe(&plan, &stats, false, &[]).plain;
+        assert!(text.contains("Would redact 2 events in 1 rooms (method: redact)."), "{text}");
+        assert!(text.contains("from: 1969-12-31T23:59:59Z"), "{text}");
+        assert!(text.contains("to: 9007199254740991 ms since 1970"), "{text}");
+        assert!(text.contains("local only"), "{text}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The integration tests: one binary (one link on a 2-core machine), one
+//! module per topic. Most run against a real Synapse (from PyPI) and a real
+//! database, each test once on SQLite and once on PostgreSQL.
+
+#[macro_use]
+mod common;
+
+mod admin_room;
+mod appservice_http;
+mod cli;
+mod homeserver_client;
+mod live_index;
+mod purge;
+mod quarantine;
+mod startup;
+mod store;
