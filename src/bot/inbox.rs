@@ -49,10 +49,15 @@ pub(super) async fn run(bot: Arc<Bot>, shutdown: CancellationToken) {
             let handle = tasks.spawn(handle_one(bot.clone(), pending));
             in_flight.insert(handle.id(), item);
         }
+        // An item waiting after a failure is due at its own time.
+        let idle = match bot.services().store.inbox_next_due().await {
+            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms()).clamp(50, 30_000) as u64),
+            _ => IDLE_POLL,
+        };
         tokio::select! {
             _ = bot.inbox_wake.notified() => {}
             Some(ended) = tasks.join_next_with_id() => reap(&bot, &mut in_flight, ended).await,
-            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = tokio::time::sleep(idle.min(IDLE_POLL)) => {}
             _ = shutdown.cancelled() => break,
         }
     }
@@ -95,7 +100,7 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
         }
         Err(error) => {
             let error = format!("{error:#}");
-            let delay = Duration::from_secs(5 * 4u64.pow(attempts.clamp(0, 4) as u32));
+            let delay = retry_delay(attempts);
             tracing::warn!(
                 event_id = item.event_id,
                 attempt = attempts + 1,
@@ -109,6 +114,19 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
     if let Err(error) = recorded {
         tracing::warn!(error = format!("{error:#}"), "cannot record an inbox item's outcome; it will be handled again");
     }
+}
+
+/// How long an item waits after its `attempts`-th failure: 5 s, 20 s, 80 s …
+fn retry_delay(attempts: i64) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(5))
+        .with_factor(4.0)
+        .with_max_delay(Duration::from_secs(600))
+        .without_max_times()
+        .build()
+        .nth(attempts.clamp(0, 16) as usize)
+        .unwrap_or(Duration::from_secs(600))
 }
 
 /// Gives an item up: logged, counted, audited, and the moderator told.

@@ -75,24 +75,24 @@ pub fn spawn(bot: Arc<Bot>, shutdown: CancellationToken) -> tokio::task::JoinSet
 /// Joins the admin room, retrying until it can (it may be invite-only and
 /// not yet invite the bot; an invite from a moderator is accepted too).
 async fn join_admin_room(bot: Arc<Bot>, shutdown: CancellationToken) {
-    let mut delay = Duration::from_secs(2);
-    loop {
-        match bot.services().homeserver.join(bot.admin_room_id.as_str()).await {
-            Ok(room_id) => {
-                tracing::info!(%room_id, "joined the admin room");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(
-                    room = %bot.admin_room_id, %error, ?delay,
-                    "cannot join the admin room yet (invite the bot, or make the room joinable); retrying"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(300));
-            }
-        }
+    use backon::{ExponentialBuilder, Retryable};
+    let room = bot.admin_room_id.as_str();
+    let join = || async { bot.services().homeserver.join(room).await };
+    let patiently = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(2))
+        .with_max_delay(Duration::from_secs(300))
+        .without_max_times();
+    let joined = join.retry(patiently).notify(|error, delay| {
+        tracing::warn!(
+            room, %error, ?delay,
+            "cannot join the admin room yet (invite the bot, or make the room joinable); retrying"
+        );
+    });
+    tokio::select! {
+        joined = joined => match joined {
+            Ok(room_id) => tracing::info!(%room_id, "joined the admin room"),
+            Err(error) => tracing::error!(room, %error, "gave up joining the admin room"),
+        },
+        _ = shutdown.cancelled() => {}
     }
 }

@@ -95,30 +95,10 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
-/// `None` when the decoded bytes are not UTF-8.
+/// Decodes `%XX` escapes (percent-encoding's rules: a `%` not followed by
+/// two hex digits stays as it is). `None` when the decoded bytes are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_owned());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
-            (b'%', Some(hi), Some(lo)) => {
-                // Two hex digits: at most 0xff.
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(u8::MAX));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -214,10 +194,18 @@ mod tests {
 
     proptest! {
         #[test]
-        fn never_panics(s in "\\PC{0,60}") {
-            let _ = normalize_matrix_link(&s);
-            let _ = normalize_matrix_link(&format!("https://matrix.to/#/{s}"));
-            let _ = normalize_matrix_link(&format!("matrix:{s}"));
+        fn links_become_ids_and_everything_else_stays(s in "\\PC{0,60}") {
+            // What comes out is always an ID with its sigil, never a link.
+            for input in [s.clone(), format!("https://matrix.to/#/{s}"), format!("matrix:{s}")] {
+                if let Some(id) = normalize_matrix_link(&input) {
+                    prop_assert!(id.starts_with(['!', '#', '@', '$']), "{:?} -> {:?}", input, id);
+                    prop_assert!(!id.contains("matrix.to/#/"), "{:?} -> {:?}", input, id);
+                }
+            }
+            // Text that is not a link is passed on unchanged.
+            if !s.to_ascii_lowercase().contains("matrix") {
+                prop_assert_eq!(normalize_matrix_link(&s), None);
+            }
         }
 
         #[test]

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use ruma::OwnedUserId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ruma::api::client::account::{register, whoami};
+use ruma::api::client::appservice::request_ping;
+use ruma::api::client::session::logout;
+use serde_json::Value;
 
 use super::{HomeserverClient, HsError, RetryPolicy};
 
@@ -28,8 +30,11 @@ impl HomeserverClient {
     /// Registers the bot user through the appservice (`m.login.application_service`).
     /// Returns false when it already existed.
     pub async fn register_appservice_user(&self, localpart: &str) -> Result<bool, HsError> {
-        let body = json!({ "type": "m.login.application_service", "username": localpart, "inhibit_login": true });
-        match self.send::<_, Value>(Method::POST, &["_matrix", "client", "v3", "register"], Some(&body)).await {
+        let mut request = register::v3::Request::new();
+        request.username = Some(localpart.to_owned());
+        request.login_type = Some(register::LoginType::ApplicationService);
+        request.inhibit_login = true;
+        match self.call(request).await {
             Ok(_) => Ok(true),
             Err(error) if error.errcode() == Some("M_USER_IN_USE") => Ok(false),
             Err(error) => Err(error),
@@ -37,27 +42,25 @@ impl HomeserverClient {
     }
 
     pub async fn whoami(&self) -> Result<OwnedUserId, HsError> {
-        #[derive(Deserialize)]
-        struct WhoAmI {
-            user_id: OwnedUserId,
-        }
-        let who: WhoAmI =
-            self.send::<(), _>(Method::GET, &["_matrix", "client", "v3", "account", "whoami"], None).await?;
-        Ok(who.user_id)
+        Ok(self.call(whoami::v3::Request::new()).await?.user_id)
     }
 
     /// Asks the homeserver to call our `/ping` (spec v1.7): proves both tokens
     /// and that the homeserver can reach `appservice.address`.
     pub async fn ping_appservice(&self, appservice_id: &str) -> Result<u64, HsError> {
-        #[derive(Deserialize)]
-        struct Pong {
-            duration_ms: u64,
+        let mut request = request_ping::v1::Request::new(appservice_id.to_owned());
+        request.transaction_id = Some(format!("housekeep-startup-{}", crate::clock::now_ms()).into());
+        Ok(self.call(request).await?.duration.as_millis() as u64)
+    }
+
+    /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).
+    pub async fn logout(&self) -> Result<(), HsError> {
+        match self.call(logout::v3::Request::new()).await {
+            Ok(_) => Ok(()),
+            // Expired or revoked already: the goal is reached.
+            Err(error) if error.errcode() == Some("M_UNKNOWN_TOKEN") => Ok(()),
+            Err(error) => Err(error),
         }
-        let body = json!({ "transaction_id": format!("housekeep-startup-{}", crate::clock::now_ms()) });
-        let pong: Pong = self
-            .send(Method::POST, &["_matrix", "client", "v1", "appservice", appservice_id, "ping"], Some(&body))
-            .await?;
-        Ok(pong.duration_ms)
     }
 
     /// Registers the bot (retrying while the homeserver is unreachable) and

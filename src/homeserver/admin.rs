@@ -67,16 +67,6 @@ impl HomeserverClient {
             Err(error) => Err(error),
         }
     }
-
-    /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).
-    pub async fn logout(&self) -> Result<(), HsError> {
-        match self.send::<_, Value>(Method::POST, &["_matrix", "client", "v3", "logout"], Some(&json!({}))).await {
-            Ok(_) => Ok(()),
-            // Expired or revoked already: the goal is reached.
-            Err(error) if error.errcode() == Some("M_UNKNOWN_TOKEN") => Ok(()),
-            Err(error) => Err(error),
-        }
-    }
 }
 
 /// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.
@@ -85,34 +75,6 @@ pub fn truthy(value: &Value) -> bool {
 }
 
 impl HomeserverClient {
-    /// Redacts one event. `txn_id` makes a resend a no-op at the homeserver.
-    pub async fn redact(
-        &self,
-        room_id: &str,
-        event_id: &str,
-        txn_id: &str,
-        reason: Option<&str>,
-    ) -> Result<String, HsError> {
-        #[derive(Deserialize)]
-        struct Redacted {
-            event_id: String,
-        }
-        let body = match reason {
-            Some(reason) => json!({ "reason": reason }),
-            None => json!({}),
-        };
-        let segments = ["_matrix", "client", "v3", "rooms", room_id, "redact", event_id, txn_id];
-        let redacted: Redacted = self.send(Method::PUT, &segments, Some(&body)).await?;
-        Ok(redacted.event_id)
-    }
-
-    /// Whether an event is redacted, as this client's user sees it.
-    pub async fn is_redacted(&self, room_id: &str, event_id: &str) -> Result<bool, HsError> {
-        let segments = ["_matrix", "client", "v3", "rooms", room_id, "event", event_id];
-        let event: Value = self.send::<(), _>(Method::GET, &segments, None).await?;
-        Ok(event.pointer("/unsigned/redacted_because").is_some())
-    }
-
     /// An access token for a local user (`POST /_synapse/admin/v1/users/{id}/login`),
     /// valid for `valid_for`; it creates no device.
     pub async fn login_as(&self, user_id: &str, valid_for: std::time::Duration) -> Result<String, HsError> {

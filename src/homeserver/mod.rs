@@ -16,12 +16,43 @@ mod rooms;
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode};
+use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
+use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt, SupportedVersions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
+
+/// The Matrix versions requests are made for: every homeserver housekeep
+/// supports (Synapse 1.1xx) speaks them.
+static SUPPORTED_VERSIONS: LazyLock<SupportedVersions> =
+    LazyLock::new(|| SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default()));
+
+/// What a ruma endpoint's path builder needs to pick its path.
+pub trait PathInput: PathBuilder {
+    fn input(versions: &SupportedVersions) -> Self::Input<'_>;
+}
+
+impl PathInput for VersionHistory {
+    fn input(versions: &SupportedVersions) -> Cow<'_, SupportedVersions> {
+        Cow::Borrowed(versions)
+    }
+}
+
+impl PathInput for SinglePath {
+    fn input(_: &SupportedVersions) {}
+}
+
+/// A body as JSON, or (not JSON) as a string of it.
+fn parse_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
 
 pub use account::{PingOutcome, StartupReport};
 pub use admin::truthy;
@@ -30,6 +61,9 @@ pub use admin::truthy;
 pub enum HsError {
     #[error("homeserver unreachable: {0}")]
     Transport(#[source] reqwest::Error),
+    /// What was to be sent is not valid (an ID that is no ID): not sent.
+    #[error("{0}")]
+    Invalid(String),
     #[error("homeserver answered {status} {errcode}: {error}")]
     Matrix { status: StatusCode, errcode: String, error: String, body: Value },
     #[error("unexpected response from the homeserver: {0}")]
@@ -48,7 +82,7 @@ impl HsError {
         match self {
             Self::Transport(_) => true,
             Self::Matrix { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::Invalid(_) => false,
         }
     }
 
@@ -145,7 +179,8 @@ impl HomeserverClient {
         url
     }
 
-    /// One JSON request as the appservice, retried per the client's policy.
+    /// One JSON request (Synapse's admin API, written by hand), retried per
+    /// the client's policy.
     pub async fn send<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -162,18 +197,74 @@ impl HomeserverClient {
         url: Url,
         body: Option<&B>,
     ) -> Result<R, HsError> {
+        let path = url.path().to_owned();
+        let bytes = self
+            .retrying(&method, &path, || {
+                let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(&self.token);
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                async move { self.execute(request.build().map_err(HsError::Transport)?).await }
+            })
+            .await?;
+        let value: Value = if bytes.is_empty() { Value::Null } else { parse_json(&bytes) };
+        serde_json::from_value(value).map_err(|e| HsError::Decode(e.to_string()))
+    }
+
+    /// A Client-Server request with ruma's typed request and response,
+    /// retried per the client's policy.
+    pub async fn call<R>(&self, request: R) -> Result<R::IncomingResponse, HsError>
+    where
+        R: OutgoingRequest + Clone,
+        R::PathBuilder: PathInput,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+    {
+        let method = R::METHOD;
+        let build = || -> Result<reqwest::Request, HsError> {
+            let http_request = request
+                .clone()
+                .try_into_http_request::<Vec<u8>>(
+                    self.base.as_str(),
+                    SendAccessToken::Always(&self.token),
+                    R::PathBuilder::input(&SUPPORTED_VERSIONS),
+                )
+                .map_err(|e| HsError::Invalid(format!("cannot build the request: {e}")))?;
+            reqwest::Request::try_from(http_request).map_err(HsError::Transport)
+        };
+        let first = build()?;
+        let path = first.url().path().to_owned();
+        let mut first = Some(first);
+        let bytes = self
+            .retrying(&method, &path, || {
+                let request = first.take().map_or_else(build, Ok);
+                async move { self.execute(request?).await }
+            })
+            .await?;
+        let response = http::Response::builder()
+            .status(http::StatusCode::OK)
+            .body(bytes.as_ref())
+            .map_err(|e| HsError::Decode(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response).map_err(|e| HsError::Decode(e.to_string()))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy's
+    /// retries are spent: connection failures, 429 (after the server's own
+    /// `retry_after_ms`) and 5xx are retried.
+    async fn retrying<F, Fut>(&self, method: &Method, path: &str, mut attempt: F) -> Result<bytes::Bytes, HsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bytes::Bytes, HsError>>,
+    {
         let mut backoff = self.retry.backoff();
         loop {
-            match self.send_once(method.clone(), url.clone(), body).await {
-                Ok(value) => {
-                    return serde_json::from_value(value).map_err(|e| HsError::Decode(e.to_string()));
-                }
+            match attempt().await {
+                Ok(bytes) => return Ok(bytes),
                 Err(error) if error.is_retryable() => {
                     let Some(delay) = backoff.next() else {
                         return Err(error);
                     };
                     let delay = error.retry_after().unwrap_or(delay);
-                    tracing::info!(%method, path = url.path(), %error, ?delay, "homeserver request failed; retrying");
+                    tracing::info!(%method, path, %error, ?delay, "homeserver request failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err(error) => return Err(error),
@@ -181,28 +272,15 @@ impl HomeserverClient {
         }
     }
 
-    async fn send_once<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&B>,
-    ) -> Result<Value, HsError> {
-        let mut request = self.http.request(method, url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(HsError::Transport)?;
+    /// One request: the body of a 2xx answer, or the error the homeserver gave.
+    async fn execute(&self, request: reqwest::Request) -> Result<bytes::Bytes, HsError> {
+        let response = self.http.execute(request).await.map_err(HsError::Transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(HsError::Transport)?;
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
         if status.is_success() {
-            return Ok(body);
+            return Ok(bytes);
         }
+        let body = parse_json(&bytes);
         let field = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
         Err(HsError::Matrix {
             status,

@@ -1,67 +1,93 @@
-//! Rooms as the bot: join, leave, resolve aliases, read state, send events.
+//! Rooms through the Client-Server API, with ruma's request types: join,
+//! leave, resolve aliases, read state and events, send and redact.
 
 use reqwest::Method;
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::api::client::{alias, membership, message, redact, room, state};
+use ruma::events::MessageLikeEventType;
+use ruma::serde::Raw;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{HomeserverClient, HsError};
+
+/// An ID from the caller that is no ID is refused before anything is sent.
+fn invalid(what: &str, id: &str, error: ruma::IdParseError) -> HsError {
+    HsError::Invalid(format!("{id:?} is not a valid {what}: {error}"))
+}
+
+fn room_id(id: &str) -> Result<OwnedRoomId, HsError> {
+    RoomId::parse(id).map_err(|e| invalid("room ID", id, e))
+}
+
+fn event_id(id: &str) -> Result<OwnedEventId, HsError> {
+    EventId::parse(id).map_err(|e| invalid("event ID", id, e))
+}
 
 impl HomeserverClient {
     /// Joins a room by ID or alias; returns its room ID.
     pub async fn join(&self, room: &str) -> Result<OwnedRoomId, HsError> {
-        #[derive(Deserialize)]
-        struct Joined {
-            room_id: OwnedRoomId,
-        }
-        let joined: Joined =
-            self.send(Method::POST, &["_matrix", "client", "v3", "join", room], Some(&json!({}))).await?;
-        Ok(joined.room_id)
+        let room = RoomOrAliasId::parse(room).map_err(|e| invalid("room ID or alias", room, e))?;
+        let request = membership::join_room_by_id_or_alias::v3::Request::new(room);
+        Ok(self.call(request).await?.room_id)
     }
 
     /// Leaves a room, or declines an invite to it.
-    pub async fn leave(&self, room_id: &str, reason: &str) -> Result<(), HsError> {
-        let body = json!({ "reason": reason });
-        self.send::<_, Value>(Method::POST, &["_matrix", "client", "v3", "rooms", room_id, "leave"], Some(&body))
-            .await?;
+    pub async fn leave(&self, room: &str, reason: &str) -> Result<(), HsError> {
+        let mut request = membership::leave_room::v3::Request::new(room_id(room)?);
+        request.reason = Some(reason.to_owned());
+        self.call(request).await?;
         Ok(())
     }
 
     /// `#alias:server` → room ID; a room ID is returned as it is.
     pub async fn resolve_room(&self, room: &str) -> Result<OwnedRoomId, HsError> {
         if room.starts_with('!') {
-            return OwnedRoomId::try_from(room).map_err(|e| HsError::Decode(format!("{room}: {e}")));
+            return room_id(room);
         }
-        #[derive(Deserialize)]
-        struct Resolved {
-            room_id: OwnedRoomId,
-        }
-        let resolved: Resolved =
-            self.send::<(), _>(Method::GET, &["_matrix", "client", "v3", "directory", "room", room], None).await?;
-        Ok(resolved.room_id)
+        let alias = RoomAliasId::parse(room).map_err(|e| invalid("room alias", room, e))?;
+        Ok(self.call(alias::get_alias::v3::Request::new(alias)).await?.room_id)
     }
 
     /// Every current state event of a room, as full events (with `sender`).
-    pub async fn room_state(&self, room_id: &str) -> Result<Vec<Value>, HsError> {
-        self.send::<(), _>(Method::GET, &["_matrix", "client", "v3", "rooms", room_id, "state"], None).await
+    pub async fn room_state(&self, room: &str) -> Result<Vec<Value>, HsError> {
+        let response = self.call(state::get_state_events::v3::Request::new(room_id(room)?)).await?;
+        response.room_state.iter().map(|raw| raw.deserialize_as::<Value>().map_err(decode)).collect()
     }
 
     /// Sends a room event. The same `txn_id` sent again is deduplicated by
     /// the homeserver, which makes a retry after a crash harmless.
     pub async fn send_event(
         &self,
-        room_id: &str,
+        room: &str,
         event_type: &str,
         txn_id: &str,
         content: &Value,
     ) -> Result<String, HsError> {
-        #[derive(Deserialize)]
-        struct Sent {
-            event_id: String,
-        }
-        let segments = ["_matrix", "client", "v3", "rooms", room_id, "send", event_type, txn_id];
-        let sent: Sent = self.send(Method::PUT, &segments, Some(content)).await?;
-        Ok(sent.event_id)
+        let content = Raw::from_json(serde_json::value::to_raw_value(content).map_err(decode)?);
+        let request = message::send_message_event::v3::Request::new_raw(
+            room_id(room)?,
+            OwnedTransactionId::from(txn_id),
+            MessageLikeEventType::from(event_type),
+            content,
+        );
+        Ok(self.call(request).await?.event_id.to_string())
+    }
+
+    /// Redacts one event. `txn_id` makes a resend a no-op at the homeserver
+    /// (for the same access token).
+    pub async fn redact(&self, room: &str, event: &str, txn_id: &str, reason: Option<&str>) -> Result<String, HsError> {
+        let mut request =
+            redact::redact_event::v3::Request::new(room_id(room)?, event_id(event)?, OwnedTransactionId::from(txn_id));
+        request.reason = reason.map(str::to_owned);
+        Ok(self.call(request).await?.event_id.to_string())
+    }
+
+    /// Whether an event is redacted, as this client's user sees it.
+    pub async fn is_redacted(&self, room: &str, event: &str) -> Result<bool, HsError> {
+        let response = self.call(room::get_room_event::v3::Request::new(room_id(room)?, event_id(event)?)).await?;
+        let unsigned: Option<Value> = response.event.get_field("unsigned").map_err(decode)?;
+        Ok(unsigned.is_some_and(|unsigned| unsigned.get("redacted_because").is_some()))
     }
 
     /// Whether a user is a server admin (Synapse admin API). `Ok(false)` when
@@ -78,4 +104,8 @@ impl HomeserverClient {
             Err(error) => Err(error),
         }
     }
+}
+
+fn decode(error: serde_json::Error) -> HsError {
+    HsError::Decode(error.to_string())
 }

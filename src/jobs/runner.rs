@@ -18,10 +18,10 @@ use crate::metrics::PanicLabel;
 use crate::notice::Notice;
 use crate::store::{AuditEntry, Job, JobState};
 
-/// Failed batch attempts in a row before a job is marked failed. The
+/// Retries of a failed batch before the job is marked failed. The
 /// homeserver client has already retried each call it made (with backoff,
 /// bounded), so this bounds the whole at a few minutes.
-const MAX_BATCH_ATTEMPTS: u32 = 4;
+const BATCH_RETRIES: usize = 3;
 /// How often the runner looks for work when nobody wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(10);
 
@@ -244,7 +244,7 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
         }
     };
     let mut last_edit = Instant::now();
-    let mut attempts = 0;
+    let mut backoff = batch_backoff();
     let state = loop {
         if job.cancel_requested {
             break JobState::Cancelled;
@@ -257,7 +257,7 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
         // A panic here unwinds this task only: the runner reaps it and fails the job.
         match kind.run_batch(&ctx, &job).await {
             Ok(batch) => {
-                attempts = 0;
+                backoff = batch_backoff();
                 store
                     .checkpoint_job(
                         &job.id,
@@ -282,11 +282,12 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
                     job = current(jobs, &job.id).await?;
                 }
             }
-            Err(error) if attempts + 1 < MAX_BATCH_ATTEMPTS && !cancel.is_cancelled() => {
+            Err(error)
+                if !cancel.is_cancelled()
+                    && let Some(delay) = backoff.next() =>
+            {
                 drop(ctx);
-                attempts += 1;
-                let delay = Duration::from_secs(2u64.pow(attempts));
-                tracing::warn!(job = job.id, attempts, ?delay, error = format!("{error:#}"), "batch failed; retrying");
+                tracing::warn!(job = job.id, ?delay, error = format!("{error:#}"), "batch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => {}
@@ -322,6 +323,12 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
     };
     finish(jobs, kind.as_ref(), &job, &progress_event, state, cancel).await?;
     Ok(None)
+}
+
+/// Waits between attempts at a failing batch: 2 s, 4 s, 8 s, then give up.
+fn batch_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default().with_min_delay(Duration::from_secs(2)).with_max_times(BATCH_RETRIES).build()
 }
 
 /// The job as stored now; one that vanished (deleted by hand) is an error, not a panic.

@@ -11,6 +11,7 @@ const INSERT_INBOX: &str = "INSERT INTO bot_inbox \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING";
 const SELECT_PENDING: &str = "SELECT event_id, room_id, sender, kind, event_json, origin_server_ts, attempts \
      FROM bot_inbox WHERE handled_at IS NULL AND next_attempt_at <= $2 ORDER BY received_at, position LIMIT $1";
+const NEXT_DUE: &str = "SELECT MIN(next_attempt_at) FROM bot_inbox WHERE handled_at IS NULL AND next_attempt_at > $1";
 const MARK_HANDLED: &str = "UPDATE bot_inbox SET handled_at = $2, outcome = $3 WHERE event_id = $1";
 const RECORD_ATTEMPT: &str =
     "UPDATE bot_inbox SET attempts = attempts + 1, outcome = $2, next_attempt_at = $3 WHERE event_id = $1";
@@ -102,6 +103,11 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// When the next item waiting after a failure is due.
+    pub async fn inbox_next_due(&self) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query(NEXT_DUE).bind(now_ms()).fetch_one(&self.pool).await?.try_get(0)?)
     }
 
     /// Marks an item handled and writes its audit entries, together: a

@@ -10,8 +10,12 @@ use housekeep::testbed::eventually;
 async fn a_wrong_hs_token_is_explained_in_the_log() {
     with_testbed(Backend::Sqlite, async |testbed| {
         let log = testbed.dir.path().join("housekeep.log");
-        let good = std::fs::read_to_string(&log)?;
-        assert!(good.contains("homeserver reached housekeep (appservice ping)"), "{good}");
+        // The handshake runs after the listener answers /health.
+        eventually(Duration::from_secs(20), "the ping in the log", || async {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text.contains("homeserver reached housekeep (appservice ping)").then_some(()))
+        })
+        .await?;
 
         // The operator regenerated the token in the config but not in Synapse's registration.
         let config = std::fs::read_to_string(&testbed.config_path)?;
