@@ -61,7 +61,7 @@ pub async fn run(services: Services, wake: Arc<Notify>, shutdown: CancellationTo
 /// not know the event.
 async fn applied(services: &Services, check: &RedactionCheck) -> Result<Option<bool>, HsError> {
     let redacted = |event: &serde_json::Value| event.pointer("/unsigned/redacted_because").is_some();
-    match services.homeserver.fetch_event(&check.target_id).await {
+    match services.homeserver.admin_event(&check.room_id, &check.target_id).await {
         Ok(event) => Ok(event.as_ref().map(redacted)),
         // Not a server admin: the bot can still look where it is a member.
         Err(HsError::Matrix { status, .. }) if status == reqwest::StatusCode::FORBIDDEN => {

@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! Shared by the moderation benchmarks: the 1,000,000-event index, the
 //! timing of a selection, and the `main` that runs one part or all.
 
@@ -29,6 +31,20 @@ impl MillionEvents {
         let database = TestDatabase::create(backend, dir.path()).await?;
         let store = Store::connect(&database.url, None).await?;
         store.migrate().await?;
+        let load = load_million(&store, |n| format!("@u{}:hs.example", n % 5000)).await?;
+        Ok(Self { store, database, load, _dir: dir })
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        self.store.close().await;
+        self.database.drop_database().await
+    }
+}
+
+/// Writes the million events into `store`, the `n`th sent by `sender(n)`;
+/// returns how long it took.
+pub async fn load_million(store: &Store, sender: impl Fn(usize) -> String) -> anyhow::Result<Duration> {
+    {
         let started = Instant::now();
         for chunk in 0..1000 {
             let batch: Vec<_> = (0..1000)
@@ -39,19 +55,14 @@ impl MillionEvents {
                         content = json!({"msgtype": "m.image", "body": "p", "url": format!("mxc://hs.example/m{n}")});
                     }
                     let event = json!({"event_id": format!("$e{n}"), "room_id": format!("!room{}", n % 100),
-                        "sender": format!("@u{}:hs.example", n % 5000), "origin_server_ts": FIRST_TS + n as i64,
+                        "sender": sender(n), "origin_server_ts": FIRST_TS + n as i64,
                         "type": "m.room.message", "content": content});
                     extract_value(&event).expect("valid event")
                 })
                 .collect();
             store.index_events(&batch, Source::Backfill).await?;
         }
-        Ok(Self { store, database, load: started.elapsed(), _dir: dir })
-    }
-
-    pub async fn drop_database(self) -> anyhow::Result<()> {
-        self.store.close().await;
-        self.database.drop_database().await
+        Ok(started.elapsed())
     }
 }
 
@@ -86,6 +97,21 @@ where
     B: FnOnce() -> BF,
     BF: Future<Output = anyhow::Result<()>>,
 {
+    main_with_parts(selection, side_by_side, async |_| Ok(()))
+}
+
+/// [`main_with`], with a third part per backend (`BENCH_PART=<third_name>`).
+pub fn main_with_parts<S, SF, B, BF>(
+    selection: S,
+    side_by_side: B,
+    third: impl AsyncFn(Backend) -> anyhow::Result<()>,
+) -> anyhow::Result<()>
+where
+    S: Fn(Backend) -> SF,
+    SF: Future<Output = anyhow::Result<()>>,
+    B: FnOnce() -> BF,
+    BF: Future<Output = anyhow::Result<()>>,
+{
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
@@ -97,6 +123,10 @@ where
         }
         if part.is_empty() || part == "side-by-side" {
             side_by_side().await?;
+        }
+        if part.is_empty() || part == "planning-ack" {
+            third(Backend::Sqlite).await?;
+            third(Backend::Postgres).await?;
         }
         Ok(())
     })

@@ -53,16 +53,20 @@ impl HomeserverClient {
         Ok((page.media.into_iter().map(|m| m.media_id).collect(), next))
     }
 
-    /// Any event the homeserver knows, as an admin sees it
-    /// (`GET /_synapse/admin/v1/fetch_event/{id}`): redacted events come
-    /// back redacted, with `unsigned.redacted_because`. `None` if unknown.
-    pub async fn fetch_event(&self, event_id: &str) -> Result<Option<Value>, HsError> {
+    /// An event as the homeserver serves it, whether or not the bot is in
+    /// the room (`GET /_synapse/admin/v1/rooms/{room}/context/{event}`):
+    /// redacted events come back redacted, with `unsigned.redacted_because`.
+    /// `None` if the homeserver does not know it. (The fetch_event admin API
+    /// returns events unredacted, so it cannot tell.)
+    pub async fn admin_event(&self, room_id: &str, event_id: &str) -> Result<Option<Value>, HsError> {
         #[derive(Deserialize)]
-        struct Fetched {
+        struct Context {
             event: Value,
         }
-        match self.send::<(), Fetched>(Method::GET, &["_synapse", "admin", "v1", "fetch_event", event_id], None).await {
-            Ok(fetched) => Ok(Some(fetched.event)),
+        let mut url = self.url(&["_synapse", "admin", "v1", "rooms", room_id, "context", event_id]);
+        url.query_pairs_mut().append_pair("limit", "0");
+        match self.send_url::<(), Context>(Method::GET, url, None).await {
+            Ok(context) => Ok(Some(context.event)),
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
             Err(error) => Err(error),
         }

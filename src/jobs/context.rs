@@ -43,8 +43,11 @@ pub struct PlanContext<'a> {
     pub requested_by: &'a str,
     /// "Now" for the whole plan (relative times resolve against it).
     pub now_ms: i64,
-    /// A dry run only counts items; nothing will run them.
+    /// A dry run: its items are counted (written, to count each key once),
+    /// then dropped; nothing will run them.
     pub dry_run: bool,
+    /// Only describe: write nothing (the summary of a job planned before).
+    describe_only: bool,
     pending: Vec<(String, Value)>,
     next_seq: i64,
     written: i64,
@@ -58,13 +61,28 @@ impl<'a> PlanContext<'a> {
         now_ms: i64,
         dry_run: bool,
     ) -> Self {
-        Self { services, job_id, requested_by, now_ms, dry_run, pending: Vec::new(), next_seq: 0, written: 0 }
+        Self {
+            services,
+            job_id,
+            requested_by,
+            now_ms,
+            dry_run,
+            describe_only: false,
+            pending: Vec::new(),
+            next_seq: 0,
+            written: 0,
+        }
+    }
+
+    /// A context that writes nothing: for the summary of an existing plan.
+    pub(super) fn describe_only(services: &'a Services, job_id: &'a str, requested_by: &'a str, now_ms: i64) -> Self {
+        Self { describe_only: true, ..Self::new(services, job_id, requested_by, now_ms, true) }
     }
 
     /// Adds an item the job will work through, in order. `key` is its
     /// identity: an item whose key the job lists already is not added again.
     pub async fn push_item<I: Serialize>(&mut self, key: String, item: &I) -> anyhow::Result<()> {
-        if self.dry_run {
+        if self.describe_only {
             self.written += 1;
             return Ok(());
         }
@@ -87,9 +105,10 @@ impl<'a> PlanContext<'a> {
         Ok(())
     }
 
-    /// How many distinct items the plan holds (a dry run: would hold).
+    /// How many distinct items the plan holds (a dry run: would hold), as of
+    /// the last [`flush`](Self::flush): keys repeated across chunks count once.
     pub fn items_written(&self) -> i64 {
-        self.written + self.pending.len() as i64
+        self.written
     }
 }
 

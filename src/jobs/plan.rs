@@ -92,7 +92,7 @@ impl Jobs {
         let job = store.begin_planning(&new).await?;
         let now = now_ms();
         if job.state != JobState::Planning {
-            let mut ctx = PlanContext::new(&self.services, &job.id, &request.requested_by, job.created_at, true);
+            let mut ctx = PlanContext::describe_only(&self.services, &job.id, &request.requested_by, job.created_at);
             let planned = kind.plan(&mut ctx, args).await?;
             return Ok(PlanOutcome::Job {
                 job: Box::new(job),
@@ -159,6 +159,9 @@ impl Jobs {
         // A confirmed (`--yes`) job starts once its plan is posted: the
         // front-end records the plan's message, then wakes the runner.
         let job = store.finish_planning(&job.id, &finished, &request.requested_by, &audit).await?;
+        if dry_run {
+            store.delete_job_items(&job.id).await?;
+        }
         Ok(PlanOutcome::Job { job: Box::new(job), summary: planned.summary, yes_refused, blocked: planned.blocked })
     }
 }

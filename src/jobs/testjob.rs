@@ -34,6 +34,12 @@ pub struct TestJobArgs {
     /// Run in the background lane (as backfill does) instead of the moderation lane
     #[arg(long)]
     pub background: bool,
+    /// Panic while planning (in the admin-room worker), to exercise a command that hits a bug
+    #[arg(long)]
+    pub panic_in_plan: bool,
+    /// Fail while planning, as a homeserver that is down would (the command is retried, then given up)
+    #[arg(long)]
+    pub plan_error: bool,
     #[command(flatten)]
     pub flags: ActionFlags,
 }
@@ -62,6 +68,12 @@ impl<const BACKGROUND: bool> Kind for TestJob<BACKGROUND> {
     type Tally = NoTally;
 
     async fn plan(&self, _ctx: &mut PlanContext<'_>, args: &TestJobArgs) -> anyhow::Result<Planned<TestPlan>> {
+        if args.panic_in_plan {
+            panic!("asked to panic while planning (--panic-in-plan)");
+        }
+        if args.plan_error {
+            anyhow::bail!("asked to fail while planning (--plan-error)");
+        }
         let plan = TestPlan {
             items: args.items,
             batch: args.batch,

@@ -394,6 +394,12 @@ impl Store {
         self.job(id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
     }
 
+    /// Drops the items of a plan that will never run (a dry run's).
+    pub async fn delete_job_items(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query(DELETE_ITEMS).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Drops a plan that made no job (nothing selected, or refused), with its items.
     pub async fn abandon_planning(&self, id: &str) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;

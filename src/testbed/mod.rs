@@ -263,6 +263,39 @@ impl Testbed {
         Ok(())
     }
 
+    /// The bot itself, acting with the appservice token (as Synapse lets
+    /// an appservice act for its users).
+    pub fn bot(&self) -> anyhow::Result<MatrixUser> {
+        Ok(MatrixUser::new(&self.synapse.url, self.config.bot_user_id()?.as_str(), &self.config.appservice.as_token))
+    }
+
+    /// Changes housekeep's config as an operator would (`edit` gets the
+    /// file's text) and restarts it.
+    pub async fn reconfigure(&mut self, edit: impl FnOnce(String) -> String) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.config_path)?;
+        std::fs::write(&self.config_path, edit(text))?;
+        self.config = Config::load(&self.config_path)?;
+        self.housekeep.restart().await
+    }
+
+    /// Sends housekeep an appservice transaction directly, as the homeserver
+    /// would (with its hs_token): for events a remote server could have
+    /// sent that this local homeserver cannot be made to produce.
+    pub async fn push_transaction(&self, txn_id: &str, events: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        let url = format!("{}/_matrix/app/v1/transactions/{}", self.housekeep.base_url, encode(txn_id));
+        let response = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(&self.config.appservice.hs_token)
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("transaction {txn_id} refused: {status} {}", response.text().await?);
+        }
+        Ok(())
+    }
+
     /// A second connection to housekeep's database, to check what it holds.
     pub async fn store(&self) -> anyhow::Result<Store> {
         Store::connect(&self.database.url, Some(2)).await

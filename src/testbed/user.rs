@@ -62,6 +62,16 @@ impl MatrixUser {
         Ok(answer["event_id"].as_str().context("no event_id")?.to_owned())
     }
 
+    /// Sends as an appservice user with the timestamp the appservice asks
+    /// for (`?ts=`, which Synapse allows appservices): how a test makes an
+    /// event carry whatever `origin_server_ts` a remote server could claim.
+    pub async fn send_at(&self, room: &str, ts: i64, content: Value) -> anyhow::Result<String> {
+        let txn = format!("t{}", rand::random::<u64>());
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}?ts={ts}", encode(room));
+        let answer = self.request(Method::PUT, &path, Some(content)).await?;
+        Ok(answer["event_id"].as_str().context("no event_id")?.to_owned())
+    }
+
     pub async fn send_text(&self, room: &str, body: &str) -> anyhow::Result<String> {
         self.send(room, "m.room.message", json!({ "msgtype": "m.text", "body": body })).await
     }

@@ -67,6 +67,14 @@ pub async fn command_reply(
     Ok(all.last().unwrap()["content"]["body"].as_str().unwrap().to_owned())
 }
 
+/// Sends a command and returns the bot's first reply to it: the plan of a
+/// command that makes a job (its progress and result follow).
+pub async fn first_reply(testbed: &housekeep::testbed::Testbed, room: &str, command: &str) -> anyhow::Result<String> {
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let event = testbed.admin.send_text(room, command).await?;
+    testbed.admin.wait_for_reply(room, &event, &bot).await
+}
+
 /// The value of a `key: value` line of a reply.
 pub fn field<'a>(reply: &'a str, key: &str) -> &'a str {
     reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))

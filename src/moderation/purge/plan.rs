@@ -132,6 +132,7 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
         }
         collect_media(ctx, &mut chunk, &mut media_items, &mut mentioned).await?;
         // Media after every event: redactions first, then the quarantine.
+        ctx.flush().await?;
         let before = ctx.items_written();
         for mxc in media_items {
             ctx.push_item(mxc.clone(), &PurgeItem::Media { mxc }).await?;

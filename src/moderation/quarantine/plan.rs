@@ -144,6 +144,7 @@ pub(super) async fn plan(
             }
             // Synapse lists uploads of local users only, and to admins only.
             if admin && user.server_name().as_str() == local {
+                ctx.flush().await?;
                 let before = ctx.items_written();
                 let mut from = 0;
                 loop {
@@ -157,6 +158,7 @@ pub(super) async fn plan(
                         None => break,
                     }
                 }
+                ctx.flush().await?;
                 plan.uploads_only = ctx.items_written() - before;
                 plan.uploaded_by_others_count = referenced_local.len() as i64;
                 let mut others: Vec<&String> = referenced_local.iter().collect();
@@ -211,7 +213,7 @@ pub(super) async fn plan(
 /// Adds one media to the job's items, keeping the first few as samples.
 async fn push(ctx: &mut PlanContext<'_>, media: &MediaId, samples: &mut Vec<String>) -> anyhow::Result<()> {
     let mxc = media.mxc();
-    if samples.len() < SAMPLES {
+    if samples.len() < SAMPLES && !samples.contains(&mxc) {
         samples.push(mxc.clone());
     }
     ctx.push_item(mxc, &()).await
