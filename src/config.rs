@@ -28,6 +28,10 @@ pub struct Config {
     #[serde(default)]
     pub jobs: JobsConfig,
     #[serde(default)]
+    pub backfill: BackfillConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
 }
 
@@ -40,6 +44,8 @@ impl std::fmt::Debug for Config {
             .field("database", &self.database)
             .field("admin", &self.admin)
             .field("jobs", &self.jobs)
+            .field("backfill", &self.backfill)
+            .field("media", &self.media)
             .field("logging", &self.logging)
             .finish()
     }
@@ -168,6 +174,93 @@ impl Default for JobsConfig {
     }
 }
 
+/// Reading room history into the index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// On the first start with an empty index, backfill every room.
+    #[serde(default = "default_true")]
+    pub on_first_start: bool,
+    /// Events read (and their media downloaded) per checkpointed batch.
+    #[serde(default = "default_chunk_events")]
+    pub chunk_events: u32,
+    /// Pages (of up to 1,000 events) read from one room in one backfill.
+    #[serde(default = "default_max_pages_per_room")]
+    pub max_pages_per_room: u32,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        Self {
+            on_first_start: true,
+            chunk_events: default_chunk_events(),
+            max_pages_per_room: default_max_pages_per_room(),
+        }
+    }
+}
+
+/// Downloading and hashing every referenced media.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Downloads at once.
+    #[serde(default = "default_download_concurrency")]
+    pub download_concurrency: usize,
+    /// The longest one download may take (`10m`).
+    #[serde(default = "default_download_timeout")]
+    pub download_timeout: String,
+    /// A download that receives nothing for this long is stopped and tried again later (`60s`).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: String,
+    /// Failed attempts before a download is abandoned (`!backfill retry-failed` tries again).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The wait after a first failed download; each further one waits four times longer (`30s`).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay: String,
+    /// Files quarantined as soon as housekeep downloads one (any mxc URI, any room).
+    #[serde(default)]
+    pub blocklist: Vec<BlocklistEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistEntry {
+    pub sha256: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            download_concurrency: default_download_concurrency(),
+            download_timeout: default_download_timeout(),
+            stall_timeout: default_stall_timeout(),
+            max_attempts: default_max_attempts(),
+            retry_delay: default_retry_delay(),
+            blocklist: Vec::new(),
+        }
+    }
+}
+
+impl MediaConfig {
+    pub fn download_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.download_timeout)
+            .map_err(|e| anyhow::anyhow!("media.download_timeout: {e} (examples: 10m, 1h)"))
+    }
+
+    pub fn retry_delay(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.retry_delay)
+            .map_err(|e| anyhow::anyhow!("media.retry_delay: {e} (examples: 30s, 5m)"))
+    }
+
+    pub fn stall_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.stall_timeout)
+            .map_err(|e| anyhow::anyhow!("media.stall_timeout: {e} (examples: 60s, 5m)"))
+    }
+}
+
 impl AdminConfig {
     pub fn confirm_expiry(&self) -> anyhow::Result<std::time::Duration> {
         humantime::parse_duration(&self.confirm_expiry)
@@ -213,6 +306,30 @@ fn default_confirm_threshold() -> Threshold {
 }
 fn default_max_concurrent() -> usize {
     4
+}
+fn default_true() -> bool {
+    true
+}
+fn default_chunk_events() -> u32 {
+    5000
+}
+fn default_max_pages_per_room() -> u32 {
+    10_000
+}
+fn default_download_concurrency() -> usize {
+    32
+}
+fn default_download_timeout() -> String {
+    "10m".to_owned()
+}
+fn default_stall_timeout() -> String {
+    "60s".to_owned()
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_retry_delay() -> String {
+    "30s".to_owned()
 }
 /// Synapse retries a 413 forever, so the limit must fit any transaction it
 /// can send (100 events of up to 64 KiB, plus ephemeral data).
@@ -375,6 +492,28 @@ impl Config {
         }
         if self.jobs.max_concurrent == 0 || self.jobs.max_concurrent > 64 {
             bail!("jobs.max_concurrent: must be between 1 and 64, got {}", self.jobs.max_concurrent);
+        }
+        if !(100..=100_000).contains(&self.backfill.chunk_events) {
+            bail!("backfill.chunk_events: must be between 100 and 100000, got {}", self.backfill.chunk_events);
+        }
+        if self.backfill.max_pages_per_room == 0 {
+            bail!("backfill.max_pages_per_room: must be at least 1");
+        }
+        if !(1..=256).contains(&self.media.download_concurrency) {
+            bail!("media.download_concurrency: must be between 1 and 256, got {}", self.media.download_concurrency);
+        }
+        let (download, stall) = (self.media.download_timeout()?, self.media.stall_timeout()?);
+        if stall.is_zero() || download < stall {
+            bail!("media.stall_timeout: must be more than 0 and at most media.download_timeout");
+        }
+        self.media.retry_delay()?;
+        if !(1..=20).contains(&self.media.max_attempts) {
+            bail!("media.max_attempts: must be between 1 and 20, got {}", self.media.max_attempts);
+        }
+        for entry in &self.media.blocklist {
+            if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("media.blocklist: {:?} is not a SHA-256 (64 hexadecimal characters)", entry.sha256);
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;

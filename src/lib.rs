@@ -9,6 +9,8 @@
 //! - [`bot`]: the chat front-end (admin room): inbox, commands, replies.
 //! - [`moderation`]: one folder per command that acts (purge, quarantine):
 //!   grammar, selection, plan, job kind and result text together.
+//! - [`backfill`]: room history into the index, as a background job kind.
+//! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
 //! - [`jobs`]: the generic runner; knows no kind by name and no front-end.
 //! - [`notice`]: what people read, and the sink that delivers it.
@@ -19,6 +21,7 @@
 //! - [`clock`], [`config`], [`metrics`]: leaves.
 
 pub mod appservice;
+pub mod backfill;
 pub mod bot;
 pub mod clock;
 pub mod commands;
@@ -26,6 +29,7 @@ pub mod config;
 pub mod extract;
 pub mod homeserver;
 pub mod jobs;
+pub mod media;
 pub mod metrics;
 pub mod moderation;
 pub mod notice;

@@ -46,6 +46,13 @@ pub struct PanicLabel {
     pub worker: &'static str,
 }
 
+/// How a media download went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabel {
+    /// `fetched`, `failed` (retried later), `abandoned`, `unavailable` (404).
+    pub outcome: &'static str,
+}
+
 /// How a redaction by someone other than its target's sender was judged.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabel {
@@ -112,6 +119,12 @@ pub struct Metrics {
     pub panics: Family<PanicLabel, Counter>,
     pub redactions_to_check: Counter,
     pub redaction_verdicts: Family<VerdictLabel, Counter>,
+    pub media_downloads: Family<FetchLabel, Counter>,
+    pub media_bytes: Counter,
+    pub media_stalls: Counter,
+    pub blocklist_quarantined: Counter,
+    pub backfill_events: Counter,
+    pub backfill_pages: Counter,
 }
 
 impl Metrics {
@@ -187,7 +200,37 @@ impl Metrics {
             "Queued redactions judged with the homeserver, by verdict",
             redaction_verdicts.clone(),
         );
+        let media_downloads = Family::<FetchLabel, Counter>::default();
+        registry.register(
+            "media_downloads",
+            "Media downloads by outcome (every failure is also logged with its reason)",
+            media_downloads.clone(),
+        );
+        let media_bytes = Counter::default();
+        registry.register("media_downloaded_bytes", "Bytes of media downloaded and hashed", media_bytes.clone());
+        let media_stalls = Counter::default();
+        registry.register(
+            "media_download_stalls",
+            "Downloads stopped because nothing arrived for media.stall_timeout (retried later)",
+            media_stalls.clone(),
+        );
+        let blocklist_quarantined = Counter::default();
+        registry.register(
+            "blocklist_quarantined",
+            "Downloaded media quarantined by itself because its hash is on the blocklist",
+            blocklist_quarantined.clone(),
+        );
+        let backfill_events = Counter::default();
+        registry.register("backfill_events", "Events read from room history by backfill", backfill_events.clone());
+        let backfill_pages = Counter::default();
+        registry.register("backfill_pages", "Pages of room history read by backfill", backfill_pages.clone());
         Self {
+            media_downloads,
+            media_bytes,
+            media_stalls,
+            blocklist_quarantined,
+            backfill_events,
+            backfill_pages,
             panics,
             redactions_to_check,
             redaction_verdicts,

@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::appservice::route::Routing;
 use crate::appservice::{AppState, BotLink, router};
+use crate::backfill::{BackfillKind, BackfillSettings};
 use crate::bot::{Bot, RoomSink};
 use crate::config::{Config, LogFormat};
 use crate::homeserver::{HomeserverClient, RetryPolicy};
 use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
+use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
+use crate::notice::Destination;
 use crate::store::{Store, redact_url};
 
 /// How long shutdown waits for running batches to commit.
@@ -46,8 +49,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// Every job kind this build runs. Adding a kind: one line here.
-pub fn register_kinds(builder: JobsBuilder) -> JobsBuilder {
-    let builder = builder.register(PurgeKind).register(QuarantineKind).register(UnquarantineKind);
+pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: &Config) -> JobsBuilder {
+    let settings = BackfillSettings {
+        chunk_events: config.backfill.chunk_events,
+        max_pages_per_room: config.backfill.max_pages_per_room,
+    };
+    let builder = builder
+        .register(PurgeKind)
+        .register(QuarantineKind)
+        .register(UnquarantineKind)
+        .register(BackfillKind { fetcher, settings });
     #[cfg(debug_assertions)]
     let builder =
         builder.register(crate::jobs::testjob::TestJob::<false>).register(crate::jobs::testjob::TestJob::<true>);
@@ -66,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
     let inbox_wake = Arc::new(Notify::new());
     let redaction_wake = Arc::new(Notify::new());
+    let media_wake = Arc::new(Notify::new());
     state.bot = Some(BotLink {
         routing: Arc::new(Routing {
             admin_room_id: admin_room_id.to_string(),
@@ -75,15 +87,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wake: inbox_wake.clone(),
     });
     state.redaction_checks = Some(redaction_wake.clone());
+    state.media_queue = Some(media_wake.clone());
+    let sink = Arc::new(RoomSink::new(homeserver.clone()));
+    let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
     let services = Services {
         store: store.clone(),
         homeserver: homeserver.clone(),
         metrics: state.metrics.clone(),
         bot_user_id,
         prefix: config.admin.command_prefix.clone(),
+        operators: Some((sink.clone(), operators)),
+        media_wake: media_wake.clone(),
     };
-    let sink = Arc::new(RoomSink::new(homeserver.clone()));
-    let jobs = register_kinds(JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent)).build();
+    let fetcher = MediaFetcher::new(
+        services.clone(),
+        FetchConfig {
+            concurrency: config.media.download_concurrency,
+            timeout: config.media.download_timeout()?,
+            stall: config.media.stall_timeout()?,
+            max_attempts: config.media.max_attempts,
+            retry_delay: config.media.retry_delay()?,
+        },
+    );
+    crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
+    let builder = JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent);
+    let jobs = register_kinds(builder, fetcher.clone(), &config).build();
     let bot = Arc::new(Bot {
         jobs: jobs.clone(),
         sink,
@@ -123,15 +151,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     config.appservice.address.as_str(),
                 )
                 .await;
+            let admin_room = bot.admin_room_id.to_string();
             let mut workers = crate::bot::spawn(bot, shutdown.clone());
+            if config.backfill.on_first_start
+                && let Err(error) = crate::backfill::first_start(&jobs).await
+            {
+                tracing::warn!(error = format!("{error:#}"), "cannot start the first backfill");
+            }
             let token = shutdown.clone();
+            let runner = jobs.clone();
             workers.spawn(async move {
-                jobs.run(token).await;
+                runner.run(token).await;
                 "the job runner"
             });
+            let token = shutdown.clone();
             workers.spawn(async move {
-                crate::redactions::run(services, redaction_wake, shutdown).await;
+                crate::redactions::run(services, redaction_wake, token).await;
                 "the redaction checker"
+            });
+            let token = shutdown.clone();
+            workers.spawn(async move {
+                crate::media::worker::run(fetcher, media_wake, token).await;
+                "the media worker"
+            });
+            workers.spawn(async move {
+                crate::backfill::run_requests(jobs, admin_room, shutdown).await;
+                "the backfill scheduler"
             });
             workers
         })

@@ -37,6 +37,8 @@ pub struct AppState {
     pub gaps_refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Rung when redactions were queued to be checked with the homeserver.
     pub redaction_checks: Option<Arc<Notify>>,
+    /// Rung when media was queued for download.
+    pub media_queue: Option<Arc<Notify>>,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -57,6 +59,7 @@ impl AppState {
             bot: None,
             gaps_refused: Arc::default(),
             redaction_checks: None,
+            media_queue: None,
         }
     }
 }

@@ -60,7 +60,7 @@ pub async fn put_transaction(
         tracing::info!(txn_id, error = %error.error, "malformed transaction refused");
     })?;
 
-    refuse_once_behind_a_gap(&state, &txn_id).await?;
+    let gap = refuse_once_behind_a_gap(&state, &txn_id).await?;
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
     let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
     state.metrics.ephemeral_received.inc_by(ephemeral as u64);
@@ -77,6 +77,25 @@ pub async fn put_transaction(
                 && let Some(wake) = &state.redaction_checks
             {
                 wake.notify_one();
+            }
+            if counts.media_queued > 0
+                && let Some(wake) = &state.media_queue
+            {
+                wake.notify_one();
+            }
+            if let Some(missing) = gap {
+                // Its events are lost to the live index: read the rooms around it back.
+                let mut rooms: Vec<String> = extracted.iter().map(|e| e.event.room_id.clone()).collect();
+                rooms.sort_unstable();
+                rooms.dedup();
+                let reason = format!("transaction {missing} never arrived");
+                if let Err(error) = state.store.request_backfill(&rooms, &reason).await {
+                    tracing::warn!(
+                        txn_id,
+                        error = format!("{error:#}"),
+                        "cannot ask for the gap's rooms to be read back"
+                    );
+                }
             }
             for media in extracted.iter().flat_map(|e| &e.media) {
                 state.metrics.media_refs_indexed.get_or_create(&KindLabel { kind: media.kind.as_str() }).inc();
@@ -113,13 +132,14 @@ pub async fn put_transaction(
 /// during a burst). When a transaction arrives with a hole right behind it,
 /// answer 503 once: Synapse then retries from its oldest unsent transaction,
 /// the missing one first. A hole that is still there on the retry is
-/// accepted, logged and counted; backfill can recover its events.
-async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<(), MatrixError> {
+/// accepted (its number is returned), logged and counted; backfill reads
+/// the rooms of the transaction that arrived back to the index's boundary.
+async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<Option<u64>, MatrixError> {
     let missing = state.store.missing_predecessor(txn_id).await.map_err(|error| {
         tracing::error!(txn_id, error = format!("{error:#}"), "cannot check transaction order");
         MatrixError::internal()
     })?;
-    let Some(missing) = missing else { return Ok(()) };
+    let Some(missing) = missing else { return Ok(None) };
     let first_time = {
         let mut refused = state.gaps_refused.lock().expect("not poisoned");
         // Only recent refusals matter (the resend follows within seconds): bounded.
@@ -137,13 +157,9 @@ async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<(), 
             format!("transaction {missing} has not arrived; resend it first"),
         ));
     }
-    tracing::warn!(
-        txn_id,
-        missing,
-        "transaction {missing} still missing after a resend; its events are not indexed live"
-    );
+    tracing::warn!(txn_id, missing, "transaction {missing} still missing after a resend; its rooms will be backfilled");
     state.metrics.txn_gaps.inc();
-    Ok(())
+    Ok(Some(missing))
 }
 
 /// What identifies a transaction's content across retries: its event IDs.

@@ -114,7 +114,9 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
         ctx.jobs.wake();
     }
     ctx.services().metrics.commands_handled.inc();
-    Ok(Handled::new(&executed.outcome, vec![audit_for(item, "command", Some(text), &executed.outcome)]))
+    let mut audit = vec![audit_for(item, "command", Some(text), &executed.outcome)];
+    audit.extend(executed.audit);
+    Ok(Handled::new(&executed.outcome, audit))
 }
 
 async fn handle_reaction(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {

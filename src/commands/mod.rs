@@ -13,13 +13,11 @@
 //! cross-argument rules are checked in that conversion, with errors that say
 //! what was wrong.
 
-mod backfill;
 mod links;
 mod parse;
 mod stats;
 pub mod time;
 
-pub use backfill::{BackfillArgs, EXAMPLES as BACKFILL_EXAMPLES};
 pub use links::normalize_matrix_link;
 pub use parse::{CommandError, CommandTree, help_text, parse_command, prepare_for_split, root_command, with_prefix};
 pub use stats::{DEFAULT_STATS_DAYS, EXAMPLES as STATS_EXAMPLES, MAX_STATS_DAYS, StatsArgs};
@@ -64,7 +62,7 @@ impl ActionFlags {
 /// Longest `--reason`, in characters: it ends up in redaction events and the audit log.
 pub const MAX_REASON_CHARS: usize = 500;
 
-fn parse_reason(s: &str) -> Result<String, String> {
+pub fn parse_reason(s: &str) -> Result<String, String> {
     let reason = s.trim();
     if reason.is_empty() {
         return Err("the reason is empty; leave --reason out instead".to_owned());

@@ -73,6 +73,86 @@ impl HomeserverClient {
     }
 }
 
+/// One room of Synapse's admin room list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedRoom {
+    pub room_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub joined_members: i64,
+}
+
+/// A page of a room's history, newest first.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessagesPage {
+    pub chunk: Vec<Value>,
+    /// Where the next (older) page starts; absent at the room's beginning.
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
+impl HomeserverClient {
+    /// One page of every room the homeserver knows
+    /// (`GET /_synapse/admin/v1/rooms`), and where the next page starts.
+    pub async fn admin_rooms_page(&self, from: u64, limit: u32) -> Result<(Vec<ListedRoom>, Option<u64>), HsError> {
+        #[derive(Deserialize)]
+        struct Page {
+            rooms: Vec<ListedRoom>,
+            next_batch: Option<u64>,
+        }
+        let mut url = self.url(&["_synapse", "admin", "v1", "rooms"]);
+        url.query_pairs_mut()
+            .append_pair("from", &from.to_string())
+            .append_pair("limit", &limit.to_string())
+            .append_pair("order_by", "name");
+        let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
+        // A token that does not move forward would page forever.
+        Ok((page.rooms, page.next_batch.filter(|next| *next > from)))
+    }
+
+    /// One page of a room's history, going back from `from` (the newest
+    /// event when `None`), whatever the bot's membership
+    /// (`GET /_synapse/admin/v1/rooms/{room}/messages?dir=b`).
+    pub async fn admin_room_messages(
+        &self,
+        room_id: &str,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<MessagesPage, HsError> {
+        let mut url = self.url(&["_synapse", "admin", "v1", "rooms", room_id, "messages"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("dir", "b").append_pair("limit", &limit.to_string());
+            if let Some(from) = from {
+                query.append_pair("from", from);
+            }
+        }
+        self.send_url::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Starts downloading a media as the bot (authenticated media,
+    /// `GET /_matrix/client/v1/media/download/{server}/{id}`), within
+    /// `timeout` for the whole download. One attempt: the media queue
+    /// decides when to try again.
+    pub async fn download_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, HsError> {
+        let url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
+        let response =
+            self.http.get(url).bearer_auth(&self.token).timeout(timeout).send().await.map_err(HsError::Transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(HsError::Transport)?;
+        Err(HsError::from_answer(status, &bytes))
+    }
+}
+
 /// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.
 pub fn truthy(value: &Value) -> bool {
     value.as_bool().unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))

@@ -55,7 +55,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 }
 
 pub use account::{PingOutcome, StartupReport};
-pub use admin::truthy;
+pub use admin::{ListedRoom, MessagesPage, truthy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {
@@ -71,6 +71,18 @@ pub enum HsError {
 }
 
 impl HsError {
+    /// The error a homeserver's non-2xx answer carries.
+    fn from_answer(status: StatusCode, bytes: &[u8]) -> Self {
+        let body = parse_json(bytes);
+        let field = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
+        Self::Matrix {
+            status,
+            errcode: field("errcode").unwrap_or_else(|| "M_UNKNOWN".to_owned()),
+            error: field("error").unwrap_or_else(|| body.to_string().chars().take(200).collect()),
+            body,
+        }
+    }
+
     pub fn errcode(&self) -> Option<&str> {
         match self {
             Self::Matrix { errcode, .. } => Some(errcode),
@@ -280,13 +292,6 @@ impl HomeserverClient {
         if status.is_success() {
             return Ok(bytes);
         }
-        let body = parse_json(&bytes);
-        let field = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
-        Err(HsError::Matrix {
-            status,
-            errcode: field("errcode").unwrap_or_else(|| "M_UNKNOWN".to_owned()),
-            error: field("error").unwrap_or_else(|| body.to_string().chars().take(200).collect()),
-            body,
-        })
+        Err(HsError::from_answer(status, &bytes))
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::locks::{ItemLocks, LockGuard};
 use crate::homeserver::HomeserverClient;
 use crate::metrics::Metrics;
+use crate::notice::{Destination, Notice, Sink};
 use crate::store::{AuditEntry, Job, JobItem, Store};
 
 /// What every kind may use: the index, the homeserver, the metrics.
@@ -22,12 +23,26 @@ pub struct Services {
     pub bot_user_id: OwnedUserId,
     /// The chat command prefix, for hints in texts (`!job abc lists …`).
     pub prefix: String,
+    /// Where notices for the operators go (the admin room), if anywhere.
+    pub operators: Option<(Arc<dyn Sink>, Destination)>,
+    /// Rung when media was queued for download outside a transaction.
+    pub media_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
     /// The homeserver's own server name (the bot's).
     pub fn server_name(&self) -> &str {
         self.bot_user_id.server_name().as_str()
+    }
+
+    /// Tells the operators something that happened by itself (not in reply
+    /// to a command). `key` makes it idempotent. A failure is logged: what
+    /// happened is in the audit log either way.
+    pub async fn tell_operators(&self, key: &str, notice: &Notice) {
+        let Some((sink, to)) = &self.operators else { return };
+        if let Err(error) = sink.post(to, key, notice).await {
+            tracing::warn!(error = format!("{error:#}"), "could not tell the operators");
+        }
     }
 }
 

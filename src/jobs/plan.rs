@@ -116,15 +116,15 @@ impl Jobs {
             0 => planned.size.events + planned.size.media,
             items => items,
         };
-        if total == 0 {
-            store.abandon_planning(&job.id).await?;
-            return Ok(PlanOutcome::Nothing { summary: planned.summary });
-        }
         if let Some(why) = &planned.blocked
             && !dry_run
         {
             store.abandon_planning(&job.id).await?;
             return Ok(PlanOutcome::Blocked { summary: planned.summary, why: why.clone() });
+        }
+        if total == 0 {
+            store.abandon_planning(&job.id).await?;
+            return Ok(PlanOutcome::Nothing { summary: planned.summary });
         }
         let yes_refused = request.mode == PlanMode::Yes && exceeds(planned.size, request.policy.yes_limit);
         let state = match request.mode {

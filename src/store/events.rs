@@ -12,6 +12,7 @@ const EVENT_COLUMNS: usize = 9;
 const INSERT_MEDIA_REFS_HEAD: &str = "INSERT INTO media_refs \
      (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) VALUES ";
 const MEDIA_REF_COLUMNS: usize = 7;
+const QUEUE_MEDIA_HEAD: &str = "INSERT INTO media (server_name, media_id) VALUES ";
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -49,6 +50,8 @@ pub struct IndexCounts {
     pub redactions_applied: u64,
     /// Redactions by someone else, queued to be checked with the homeserver.
     pub redactions_to_check: u64,
+    /// Media seen for the first time, queued for download.
+    pub media_queued: u64,
 }
 
 /// An `events` row as stored.
@@ -136,6 +139,23 @@ pub(super) async fn insert_batch(
                 .bind(media.kind.as_str());
         }
         counts.media_refs += query.execute(&mut *conn).await?.rows_affected();
+    }
+    // Each media seen for the first time is queued for the media worker, in
+    // the same transaction: acknowledged means queued.
+    let mut distinct: Vec<(&str, &str)> =
+        refs.iter().map(|(_, media)| (media.server_name.as_str(), media.media_id.as_str())).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "{QUEUE_MEDIA_HEAD}{} ON CONFLICT (server_name, media_id) DO NOTHING",
+            values_placeholders(backend, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (server_name, media_id) in chunk {
+            query = query.bind(*server_name).bind(*media_id);
+        }
+        counts.media_queued += query.execute(&mut *conn).await?.rows_affected();
     }
 
     for Extracted { event, .. } in batch {

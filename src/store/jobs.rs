@@ -475,6 +475,12 @@ impl Store {
         rows.iter().map(job).collect()
     }
 
+    pub async fn recent_jobs_of_kind(&self, kind: &str, limit: i64) -> anyhow::Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(kind).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(job).collect()
+    }
+
     pub async fn recent_jobs(&self, limit: i64) -> anyhow::Result<Vec<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;

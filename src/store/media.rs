@@ -96,7 +96,7 @@ fn scope_condition(of: RefsOf<'_>, scope: Scope) -> String {
 }
 
 /// One media, named by server and ID.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MediaId {
     pub server_name: String,
     pub media_id: String,

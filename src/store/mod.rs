@@ -5,7 +5,9 @@
 //! columns. Migrations are per dialect, side by side in `migrations/`.
 
 mod audit;
+mod backfill;
 mod events;
+mod fetch;
 mod inbox;
 mod jobs;
 mod media;
@@ -23,6 +25,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
+pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
 pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed};
+pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
 
 use crate::config::{Backend, Config};
@@ -104,7 +104,9 @@ pub fn write_config(
         .replace("port: 29330", &format!("port: {port}"))
         .replace("url: sqlite://housekeep.db?mode=rwc", &format!("url: \"{database_url}\""))
         .replace("#housekeep-admin:example.org", "#housekeep-admin:localhost")
-        .replace("[\"@alice:example.org\"]", "[\"@admin:localhost\", \"@alice:localhost\"]");
+        .replace("[\"@alice:example.org\"]", "[\"@admin:localhost\", \"@alice:localhost\"]")
+        // Tests that want the first-start backfill turn it on.
+        .replace("on_first_start: true", "on_first_start: false");
     std::fs::write(&config_path, text)?;
     let (config, yaml) = registration::generate(&config_path)?;
     let registration_path = dir.join("registration.yaml");
@@ -232,6 +234,36 @@ impl Testbed {
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
         Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
+    }
+
+    /// Like [`start`](Self::start), but with history written before
+    /// housekeep's registration existed, on a homeserver that already had
+    /// another appservice: Synapse sends housekeep none of it (synapse-notes
+    /// §10), so only backfill can bring it in. `history` runs against the
+    /// homeserver before housekeep is registered, as the server admin;
+    /// `edit_config` may change housekeep's config before it starts.
+    pub async fn start_after_history<T>(
+        backend: Backend,
+        housekeep_binary: &Path,
+        history: impl AsyncFnOnce(&Synapse, &MatrixUser) -> anyhow::Result<T>,
+        edit_config: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<(Self, T)> {
+        let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        let placeholder = "http://127.0.0.1:1";
+        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
+        let other = write_silent_registration(dir.path())?;
+        let synapse = Synapse::start_registrations(&dir.path().join("synapse"), &[&other]).await?;
+        let admin = synapse.register_user("admin", true).await?;
+        let seeded = history(&synapse, &admin).await?;
+        let synapse = synapse.restart_with(&[&other, &registration_path]).await?;
+        let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
+        std::fs::write(&config_path, edit_config(text))?;
+        let config = Config::load(&config_path)?;
+        create_admin_room(&admin, &config).await?;
+        let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
+        let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
+        Ok((Self { dir, synapse, housekeep, config, config_path, database, admin }, seeded))
     }
 
     /// The admin room's ID.

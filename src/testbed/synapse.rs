@@ -63,18 +63,49 @@ pub struct Synapse {
     pub url: String,
     pub server_name: String,
     pub dir: PathBuf,
+    port: u16,
     http: reqwest::Client,
+}
+
+/// A registration for another appservice that receives nothing (`url:
+/// null`): what a bridge does to the appservice stream position, so that a
+/// registration added later is not sent the server's history (synapse-notes §10).
+pub fn write_silent_registration(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("other-appservice.yaml");
+    std::fs::write(
+        &path,
+        "id: other\nurl: null\nas_token: \"other_as_token\"\nhs_token: \"other_hs_token\"\n\
+         sender_localpart: other\nrate_limited: false\nnamespaces:\n  users: [{exclusive: true, regex: \"@other_.*:localhost\"}]\n  \
+         aliases: []\n  rooms: []\n",
+    )?;
+    Ok(path)
 }
 
 impl Synapse {
     /// Writes `homeserver.yaml` into `dir` (SQLite, no rate limits, the given
     /// appservice registration) and starts Synapse on a free port.
     pub async fn start(dir: &Path, registration: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, &[registration], free_port()?).await
+    }
+
+    /// [`start`](Self::start) with several registrations.
+    pub async fn start_registrations(dir: &Path, registrations: &[&Path]) -> anyhow::Result<Self> {
+        Self::start_with(dir, registrations, free_port()?).await
+    }
+
+    /// Stops Synapse and starts it again on the same port and database,
+    /// with these registrations (an operator adding an appservice).
+    pub async fn restart_with(self, registrations: &[&Path]) -> anyhow::Result<Self> {
+        let (dir, port) = (self.dir.clone(), self.port);
+        self.stop().await?;
+        Self::start_with(&dir, registrations, port).await
+    }
+
+    async fn start_with(dir: &Path, registrations: &[&Path], port: u16) -> anyhow::Result<Self> {
         let python = ensure_installed().await?;
         std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
         let config = dir.join("homeserver.yaml");
-        std::fs::write(&config, homeserver_yaml(dir, port, registration))?;
+        std::fs::write(&config, homeserver_yaml(dir, port, registrations))?;
         std::fs::write(dir.join("log.config"), log_config(dir))?;
         let status = Command::new(&python)
             .args(["-m", "synapse.app.homeserver", "-c"])
@@ -102,6 +133,7 @@ impl Synapse {
             url: format!("http://127.0.0.1:{port}"),
             server_name: "localhost".to_owned(),
             dir: dir.to_owned(),
+            port,
             http: reqwest::Client::new(),
         };
         let (url, log) = (format!("{}/health", synapse.url), dir.join("homeserver.log"));
@@ -147,9 +179,9 @@ impl Synapse {
     }
 }
 
-fn homeserver_yaml(dir: &Path, port: u16, registration: &Path) -> String {
+fn homeserver_yaml(dir: &Path, port: u16, registrations: &[&Path]) -> String {
     let dir = dir.display();
-    let registration = registration.display();
+    let registration = registrations.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
     format!(
         r#"server_name: "localhost"
 pid_file: {dir}/homeserver.pid

@@ -43,6 +43,11 @@ pub async fn with_testbed(
 ) -> anyhow::Result<()> {
     let mut testbed = housekeep::testbed::Testbed::start(backend, housekeep_binary()).await?;
     let result = body(&mut testbed).await;
+    finish(testbed, result).await
+}
+
+/// Shuts a testbed down, keeping its folder (both logs) when the test failed.
+pub async fn finish(mut testbed: housekeep::testbed::Testbed, result: anyhow::Result<()>) -> anyhow::Result<()> {
     if result.is_err() {
         eprintln!("testbed kept for its logs: {}", testbed.keep_dir().display());
     }

@@ -7,6 +7,7 @@ mod common;
 
 mod admin_room;
 mod appservice_http;
+mod backfill;
 mod cli;
 mod homeserver_client;
 mod live_index;

@@ -21,11 +21,14 @@ pub use help::HelpArgs;
 pub use jobs::{JobIdArg, MAX_JOB_ID_LEN, is_valid_job_id};
 
 use super::Bot;
-use crate::commands::{ActionFlags, BackfillArgs, StatsArgs};
+use crate::backfill::{BackfillArgs, BackfillKind, BackfillRequest};
+use crate::commands::{ActionFlags, StatsArgs};
+use crate::jobs::{ConfirmPolicy, PlanMode};
+use crate::media::blocklist::BlocklistArgs;
 use crate::moderation::purge::{PurgeArgs, PurgeKind};
 use crate::moderation::quarantine::{QuarantineArgs, QuarantineKind, UnquarantineArgs, UnquarantineKind};
 use crate::notice::Notice;
-use crate::store::InboxItem;
+use crate::store::{AuditEntry, InboxItem};
 
 /// One admin-room command, parsed. Variant doc comments are the one-line
 /// descriptions `!help` lists (first line) and the intro of each command's
@@ -63,9 +66,17 @@ pub enum Command {
     /// reaction on the plan), unless --yes is given.
     #[command(after_long_help = crate::moderation::quarantine::UNQUARANTINE_EXAMPLES)]
     Unquarantine(UnquarantineArgs),
-    /// Fetch room history into the index, or show/retry backfill progress
-    #[command(after_long_help = crate::commands::BACKFILL_EXAMPLES)]
+    /// Read room history into the index, or show/retry backfill progress
+    ///
+    /// Reads the history of one room, or of every room the homeserver knows
+    /// (not only rooms the bot is in), newest first, and downloads and hashes
+    /// every media it references. Read only: it starts at once, as a
+    /// background job that moderation jobs never wait behind.
+    #[command(after_long_help = crate::backfill::EXAMPLES)]
     Backfill(BackfillArgs),
+    /// Block files by content hash: any download of one is quarantined at once
+    #[command(after_long_help = crate::media::blocklist::EXAMPLES)]
+    Blocklist(BlocklistArgs),
     /// Summarize activity (events, senders, media) with a chart
     #[command(after_long_help = crate::commands::STATS_EXAMPLES)]
     Stats(StatsArgs),
@@ -95,6 +106,7 @@ impl Command {
             Command::Quarantine(_) => "quarantine",
             Command::Unquarantine(_) => "unquarantine",
             Command::Backfill(_) => "backfill",
+            Command::Blocklist(_) => "blocklist",
             Command::Stats(_) => "stats",
             Command::Jobs => "jobs",
             Command::Job(_) => "job",
@@ -119,6 +131,7 @@ impl Command {
             Command::Help(_)
             | Command::Status
             | Command::Backfill(_)
+            | Command::Blocklist(_)
             | Command::Stats(_)
             | Command::Jobs
             | Command::Job(_)
@@ -136,15 +149,18 @@ pub struct Executed {
     pub outcome: String,
     /// A job whose plan this reply shows (its event ID is recorded for ✅).
     pub plan_job: Option<String>,
+    /// What the command changed, audited with the command itself (once, even
+    /// if it is handled again after a crash).
+    pub audit: Vec<AuditEntry>,
 }
 
 impl Executed {
     pub fn ok(reply: Notice) -> Self {
-        Self { reply, outcome: "ok".to_owned(), plan_job: None }
+        Self::with_outcome(reply, "ok")
     }
 
     pub fn with_outcome(reply: Notice, outcome: impl Into<String>) -> Self {
-        Self { reply, outcome: outcome.into(), plan_job: None }
+        Self { reply, outcome: outcome.into(), plan_job: None, audit: Vec::new() }
     }
 
     /// The command could not be carried out; nothing was changed.
@@ -163,16 +179,38 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
         Command::Confirm(arg) => confirm(bot, item, &arg.id).await?,
         Command::Cancel(arg) => jobs::cancel(bot, item, &arg.id).await?,
         Command::Audit(args) => audit::audit(bot, args).await?,
-        Command::Purge(args) => plan::plan::<PurgeKind>(bot, item, command, args).await?,
-        Command::Quarantine(args) => plan::plan::<QuarantineKind>(bot, item, command, args).await?,
-        Command::Unquarantine(args) => plan::plan::<UnquarantineKind>(bot, item, command, args).await?,
+        Command::Purge(args) => plan::plan_action::<PurgeKind>(bot, item, command, args).await?,
+        Command::Quarantine(args) => plan::plan_action::<QuarantineKind>(bot, item, command, args).await?,
+        Command::Unquarantine(args) => plan::plan_action::<UnquarantineKind>(bot, item, command, args).await?,
         #[cfg(debug_assertions)]
         Command::TestJob(args) if args.background => {
-            plan::plan::<crate::jobs::testjob::TestJob<true>>(bot, item, command, args).await?
+            plan::plan_action::<crate::jobs::testjob::TestJob<true>>(bot, item, command, args).await?
         }
         #[cfg(debug_assertions)]
-        Command::TestJob(args) => plan::plan::<crate::jobs::testjob::TestJob<false>>(bot, item, command, args).await?,
-        Command::Backfill(_) | Command::Stats(_) => Executed::with_outcome(
+        Command::TestJob(args) => {
+            plan::plan_action::<crate::jobs::testjob::TestJob<false>>(bot, item, command, args).await?
+        }
+        // Read only: starts at once, no confirmation.
+        Command::Backfill(BackfillArgs::Start(start)) => {
+            let text = item.event.pointer("/content/body").and_then(serde_json::Value::as_str).unwrap_or_default();
+            let request = BackfillRequest::from_command(start, text);
+            plan::plan::<BackfillKind>(bot, item, "backfill", &request, PlanMode::Yes, ConfirmPolicy::NONE).await?
+        }
+        Command::Backfill(BackfillArgs::Status) => Executed::ok(crate::backfill::status(bot.services()).await?),
+        Command::Backfill(BackfillArgs::RetryFailed) => {
+            Executed::ok(crate::backfill::retry_failed(bot.services()).await?)
+        }
+        Command::Blocklist(args) => {
+            let (reply, outcome, audit) = crate::media::blocklist::execute(bot.services(), &item.sender, args).await?;
+            let mut executed = Executed::with_outcome(reply, outcome);
+            executed.audit.extend(audit.map(|entry| AuditEntry {
+                event_id: Some(item.event_id.clone()),
+                room_id: Some(item.room_id.clone()),
+                ..entry
+            }));
+            executed
+        }
+        Command::Stats(_) => Executed::with_outcome(
             Notice::new().line(&format!(
                 "{} is part of housekeep's command set but not available in this version yet; nothing was done.",
                 command.name()

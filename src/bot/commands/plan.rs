@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{Command, Executed};
 use crate::bot::Bot;
-use crate::jobs::{Kind, PlanMode, PlanOutcome, PlanRequest};
+use crate::commands::ActionFlags;
+use crate::jobs::{ConfirmPolicy, Kind, PlanMode, PlanOutcome, PlanRequest};
 use crate::notice::Notice;
 use crate::store::{InboxItem, JobState};
 
@@ -20,15 +21,36 @@ pub fn not_admin(bot: &Bot, why: &str) -> String {
     )
 }
 
-pub async fn plan<K: Kind>(bot: &Bot, item: &InboxItem, command: &Command, args: &K::Args) -> anyhow::Result<Executed> {
-    let flags = command.action_flags().expect("a command with a job kind takes action flags");
-    let mode = if flags.dry_run {
+/// What `--dry-run` / `--yes` ask for.
+pub fn mode_of(flags: &ActionFlags) -> PlanMode {
+    if flags.dry_run {
         PlanMode::DryRun
     } else if flags.yes {
         PlanMode::Yes
     } else {
         PlanMode::Confirm
-    };
+    }
+}
+
+/// A command that acts: confirmed as its flags and the confirmation rules say.
+pub async fn plan_action<K: Kind>(
+    bot: &Bot,
+    item: &InboxItem,
+    command: &Command,
+    args: &K::Args,
+) -> anyhow::Result<Executed> {
+    let flags = command.action_flags().expect("a command with a job kind takes action flags");
+    plan::<K>(bot, item, command.name(), args, mode_of(flags), bot.policy).await
+}
+
+pub async fn plan<K: Kind>(
+    bot: &Bot,
+    item: &InboxItem,
+    name: &str,
+    args: &K::Args,
+    mode: PlanMode,
+    policy: ConfirmPolicy,
+) -> anyhow::Result<Executed> {
     let text = item.event.pointer("/content/body").and_then(Value::as_str).unwrap_or_default().to_owned();
     let request = PlanRequest {
         command_event_id: item.event_id.clone(),
@@ -37,7 +59,7 @@ pub async fn plan<K: Kind>(bot: &Bot, item: &InboxItem, command: &Command, args:
         command_text: text,
         mode,
         expiry: bot.confirm_expiry,
-        policy: bot.policy,
+        policy,
     };
     let (job, summary, yes_refused, blocked) = match bot.jobs.plan::<K>(request, args).await? {
         PlanOutcome::Nothing { summary } => {
@@ -79,11 +101,13 @@ pub async fn plan<K: Kind>(bot: &Bot, item: &InboxItem, command: &Command, args:
         _ => format!("Running now (--yes). {prefix}job {id} shows progress; {prefix}cancel {id} stops it."),
     });
     let mut reply = Notice::new()
-        .title(&format!("Plan for job {id} ({}): {}", command.name(), job.state.as_str()))
+        .title(&format!("Plan for job {id} ({name}): {}", job.state.as_str()))
         .append(summary)
         .field("plan hash", &job.plan_hash[..12]);
     for line in &next {
         reply = reply.line(line);
     }
-    Ok(Executed { reply, outcome: format!("planned {}", job.state.as_str()), plan_job: Some(job.id) })
+    let mut executed = Executed::with_outcome(reply, format!("planned {}", job.state.as_str()));
+    executed.plan_job = Some(job.id);
+    Ok(executed)
 }

@@ -188,7 +188,7 @@ fn parse_mxc_uri(s: &str) -> Result<OwnedMxcUri, String> {
 }
 
 /// A SHA-256 in hex, normalized to lowercase.
-fn parse_sha256(s: &str) -> Result<String, String> {
+pub fn parse_sha256(s: &str) -> Result<String, String> {
     let len = s.chars().count();
     if len != 64 {
         return Err(format!("a SHA-256 is 64 hexadecimal characters, this is {len}"));

@@ -18,6 +18,7 @@ mod plan;
 
 pub use args::{
     QUARANTINE_EXAMPLES, QuarantineArgs, QuarantineTarget, UNQUARANTINE_EXAMPLES, UnquarantineArgs, UnquarantineTarget,
+    parse_sha256,
 };
 pub use kind::{QuarantineKind, UnquarantineKind, apply};
 pub use plan::{Action, MediaPlan};

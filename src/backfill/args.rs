@@ -1,28 +1,34 @@
-//! `!backfill`: fetch room history into the index.
+//! `!backfill`: read room history into the index.
 
 use clap::{ArgGroup, Args, Subcommand};
 use ruma::OwnedRoomOrAliasId;
 
-use super::time::TimeSpec;
-use super::{RoomSelector, args_via, parse_room};
+use crate::commands::{RoomSelector, TimeSpec, args_via, parse_room};
 
 /// Shown at the end of `!help backfill`.
 pub const EXAMPLES: &str = "\
 Examples:
   !backfill #lobby:example.org
   !backfill --all --since 30d
+  !backfill #lobby:example.org --full
   !backfill status
   !backfill retry-failed";
+
+/// What to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackfillStart {
+    pub rooms: RoomSelector,
+    /// Do not read events older than this.
+    pub since: Option<TimeSpec>,
+    /// Read down to the room's creation even past events the index holds.
+    pub full: bool,
+}
 
 /// A parsed `!backfill`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackfillArgs {
     /// Start (or resume) backfilling.
-    Start {
-        rooms: RoomSelector,
-        /// Do not fetch events older than this.
-        since: Option<TimeSpec>,
-    },
+    Start(BackfillStart),
     /// Show progress per room.
     Status,
     /// Retry the rooms and media downloads that failed.
@@ -38,12 +44,15 @@ struct BackfillCli {
     /// The room to backfill: a room ID (!abc:example.org), an alias (#lobby:example.org) or a matrix.to link
     #[arg(value_name = "ROOM", value_parser = parse_room)]
     room: Option<OwnedRoomOrAliasId>,
-    /// Backfill every room the bot is in (each resumes where it stopped)
+    /// Backfill every room the homeserver knows, whether or not the bot is in it
     #[arg(long)]
     all: bool,
-    /// Do not fetch events older than TIME: 2026-11-20T10:00:00Z, 2026-11-20 (UTC), unix ms, or a duration ago (30d)
+    /// Do not read events older than TIME: 2026-11-20T10:00:00Z, 2026-11-20 (UTC), unix ms, or a duration ago (30d)
     #[arg(long, value_name = "TIME")]
     since: Option<TimeSpec>,
+    /// Read down to each room's creation, even past events the index already holds
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Subcommand)]
@@ -63,17 +72,20 @@ impl TryFrom<BackfillCli> for BackfillArgs {
         Ok(match (cli.action, cli.room) {
             (Some(BackfillActionCli::Status), _) => BackfillArgs::Status,
             (Some(BackfillActionCli::RetryFailed), _) => BackfillArgs::RetryFailed,
-            (None, Some(room)) => BackfillArgs::Start { rooms: RoomSelector::Room(room), since: cli.since },
-            // The required "scope" group: no room means --all.
-            (None, None) => BackfillArgs::Start { rooms: RoomSelector::AllRooms, since: cli.since },
+            (None, room) => BackfillArgs::Start(BackfillStart {
+                // The required "scope" group: no room means --all.
+                rooms: room.map_or(RoomSelector::AllRooms, RoomSelector::Room),
+                since: cli.since,
+                full: cli.full,
+            }),
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_errors, ok};
     use super::*;
+    use crate::commands::test_support::{assert_errors, ok};
 
     /// A one-command tree, as the chat front-end would make.
     #[derive(clap::Subcommand, Debug)]
@@ -90,22 +102,18 @@ mod tests {
     #[test]
     fn valid_forms() {
         let room = |s: &str| RoomSelector::Room(s.parse().unwrap());
-        assert_eq!(
-            backfill("!backfill #lobby:example.org"),
-            BackfillArgs::Start { rooms: room("#lobby:example.org"), since: None }
-        );
+        let start = |rooms, since, full| BackfillArgs::Start(BackfillStart { rooms, since, full });
+        assert_eq!(backfill("!backfill #lobby:example.org"), start(room("#lobby:example.org"), None, false));
         assert_eq!(
             backfill("!backfill https://matrix.to/#/!abc:example.org?via=example.org --since 2026-11-20"),
-            BackfillArgs::Start { rooms: room("!abc:example.org"), since: Some(TimeSpec::At(1_795_132_800_000)) }
+            start(room("!abc:example.org"), Some(TimeSpec::At(1_795_132_800_000)), false)
         );
         assert_eq!(
             backfill("!backfill --all --since 30d"),
-            BackfillArgs::Start {
-                rooms: RoomSelector::AllRooms,
-                since: Some(TimeSpec::Ago(Duration::from_secs(30 * 86_400)))
-            }
+            start(RoomSelector::AllRooms, Some(TimeSpec::Ago(Duration::from_secs(30 * 86_400))), false)
         );
-        assert_eq!(backfill("!backfill --all"), BackfillArgs::Start { rooms: RoomSelector::AllRooms, since: None });
+        assert_eq!(backfill("!backfill --all"), start(RoomSelector::AllRooms, None, false));
+        assert_eq!(backfill("!backfill !abc:example.org --full"), start(room("!abc:example.org"), None, true));
         assert_eq!(backfill("!backfill status"), BackfillArgs::Status);
         assert_eq!(backfill("!backfill retry-failed"), BackfillArgs::RetryFailed);
     }

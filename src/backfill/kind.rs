@@ -1,0 +1,446 @@
+//! The `backfill` job kind: each room's history, newest first, through
+//! Synapse's admin messages API, a chunk at a time; each chunk's media
+//! downloaded and hashed before the chunk's checkpoint commits.
+//!
+//! A room's walk ends at its creation, at `--since`, at the page limit, or —
+//! unless `--full` — at a page made only of events the index already holds,
+//! when the index is known to hold the room's history below it (it has the
+//! room's creation event, or a backfill read the room before). Live events
+//! alone are no such boundary: they say nothing about what came before them.
+//! The pagination token is in the job's cursor, committed with each chunk:
+//! after a restart the walk goes on from the last chunk, and a finished room
+//! is not read again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::plan::{BackfillItem, BackfillPlan, BackfillRequest, plan};
+use crate::clock::{format_ms, now_ms};
+use crate::extract::extract_value;
+use crate::homeserver::HsError;
+use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
+use crate::media::{FetchCounts, MediaFetcher};
+use crate::metrics::RejectReason;
+use crate::notice::Notice;
+use crate::store::{ItemResult, ItemState, JobState, Source};
+
+/// Events asked for per page (Synapse's most).
+const PAGE_SIZE: u32 = 1000;
+/// Recent pagination tokens kept to notice a walk that loops.
+const RECENT_TOKENS: usize = 16;
+/// Media of a finished room retried per batch while its failures wait.
+const DRAIN_BATCH: i64 = 256;
+/// Pages a gap repair reads at most per room.
+const GAP_REPAIR_PAGES: u32 = 20;
+
+/// Running totals of a backfill.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillTally {
+    pub rooms_done: i64,
+    pub rooms_failed: i64,
+    pub events: i64,
+    pub events_new: i64,
+    pub pages: i64,
+    pub media_fetched: i64,
+    pub media_failed: i64,
+    pub media_abandoned: i64,
+    pub media_unavailable: i64,
+    pub media_stalled: i64,
+}
+
+impl Tally for BackfillTally {
+    fn add(&mut self, o: Self) {
+        self.rooms_done += o.rooms_done;
+        self.rooms_failed += o.rooms_failed;
+        self.events += o.events;
+        self.events_new += o.events_new;
+        self.pages += o.pages;
+        self.media_fetched += o.media_fetched;
+        self.media_failed += o.media_failed;
+        self.media_abandoned += o.media_abandoned;
+        self.media_unavailable += o.media_unavailable;
+        self.media_stalled += o.media_stalled;
+    }
+}
+
+impl BackfillTally {
+    fn media(&mut self, counts: FetchCounts) {
+        self.media_fetched += counts.fetched;
+        self.media_failed += counts.failed;
+        self.media_abandoned += counts.abandoned;
+        self.media_unavailable += counts.unavailable;
+        self.media_stalled += counts.stalled;
+    }
+}
+
+/// Where the walk through the current room stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomWalk {
+    pub seq: i64,
+    /// The next (older) page starts here; `None`: at the newest event.
+    pub from: Option<String>,
+    pub pages: u32,
+    pub events: i64,
+    pub recent_tokens: Vec<String>,
+    /// The history is read; its media failures are waited for.
+    pub ended: Option<WalkEnd>,
+}
+
+/// Why a room's walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalkEnd {
+    /// Down to the room's creation.
+    Creation,
+    /// Down to `--since`.
+    Since,
+    /// Down to events the index already held.
+    Indexed,
+    /// The page limit per room.
+    PageLimit,
+    /// The homeserver gave the same page twice.
+    Loop,
+}
+
+impl WalkEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Creation => "down to the room's creation",
+            Self::Since => "down to --since",
+            Self::Indexed => "down to events the index already held",
+            Self::PageLimit => "stopped at the page limit (backfill.max_pages_per_room)",
+            Self::Loop => "stopped: the homeserver gave the same page twice",
+        }
+    }
+
+    /// Whether the index now holds the room's whole history.
+    fn complete(self) -> bool {
+        matches!(self, Self::Creation | Self::Indexed)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillCursor {
+    /// The last room finished.
+    pub after: ItemCursor,
+    pub room: Option<RoomWalk>,
+}
+
+/// How a backfill reads.
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillSettings {
+    pub chunk_events: u32,
+    pub max_pages_per_room: u32,
+}
+
+pub struct BackfillKind {
+    pub fetcher: Arc<MediaFetcher>,
+    pub settings: BackfillSettings,
+}
+
+#[async_trait]
+impl Kind for BackfillKind {
+    const NAME: &'static str = "backfill";
+    const LANE: Lane = Lane::Background;
+    type Args = BackfillRequest;
+    type Plan = BackfillPlan;
+    type Cursor = BackfillCursor;
+    type Tally = BackfillTally;
+
+    async fn plan(&self, ctx: &mut PlanContext<'_>, args: &BackfillRequest) -> anyhow::Result<Planned<BackfillPlan>> {
+        plan(ctx, args, self.settings).await
+    }
+
+    async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
+        let walk = match &job.cursor.room {
+            Some(walk) => walk.clone(),
+            None => {
+                let next = ctx.next_items::<BackfillItem>(job.cursor.after.0, 1).await?;
+                let Some(item) = next.into_iter().next() else {
+                    let mut batch = Batch::new(job.cursor.clone());
+                    batch.finished = true;
+                    return Ok(batch);
+                };
+                RoomWalk { seq: item.seq, ..RoomWalk::default() }
+            }
+        };
+        let item = ctx
+            .services
+            .store
+            .next_job_items(&ctx.job.id, walk.seq - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("backfill room item {} is gone", walk.seq))?;
+        ctx.lock(vec![format!("backfill:{}", item.key)]).await;
+        let room: BackfillItem = serde_json::from_value(item.item.clone())?;
+        let item = Item { seq: item.seq, key: item.key, item: room };
+        match walk.ended {
+            None => self.read(ctx, job, &item, walk).await,
+            Some(end) => self.drain(ctx, job, &item, walk, end).await,
+        }
+    }
+
+    fn progress(&self, job: &TypedJob<Self>) -> Notice {
+        let (record, tally) = (&job.record, &job.tally);
+        Notice::new().line(&format!(
+            "Backfill {}: {}/{} rooms, {} events read ({} new) in {} pages; media fetched {}, failed {}, abandoned {}.",
+            record.id,
+            tally.rooms_done + tally.rooms_failed,
+            record.total_count,
+            tally.events,
+            tally.events_new,
+            tally.pages,
+            tally.media_fetched,
+            tally.media_failed,
+            tally.media_abandoned
+        ))
+    }
+
+    async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
+        let (record, tally) = (&job.record, &job.tally);
+        let mut notice = Notice::new()
+            .title(&format!("Backfill {} {}", record.id, state.as_str()))
+            .field("rooms", &format!("{} done, {} failed, of {}", tally.rooms_done, tally.rooms_failed, record.total_count))
+            .field("events", &format!("{} read, {} new to the index", tally.events, tally.events_new))
+            .field("pages", &tally.pages.to_string())
+            .field(
+                "media",
+                &format!(
+                    "{} fetched and hashed, {} unavailable (quarantined or gone), {} abandoned; {} stalled downloads restarted",
+                    tally.media_fetched, tally.media_unavailable, tally.media_abandoned, tally.media_stalled
+                ),
+            );
+        let failed = ctx.services.store.job_items_in_state(&record.id, ItemState::Failed, 10).await?;
+        notice = notice.list(failed.iter().map(|i| format!("{}: {}", i.key, i.detail.as_deref().unwrap_or(""))));
+        Ok(notice.line(&format!("{}backfill status shows every room and what is left.", ctx.services.prefix)))
+    }
+}
+
+impl BackfillKind {
+    /// Reads up to a chunk of the room's history and downloads its media.
+    async fn read(
+        &self,
+        ctx: &RunContext<'_>,
+        job: &TypedJob<Self>,
+        item: &Item<BackfillItem>,
+        mut walk: RoomWalk,
+    ) -> anyhow::Result<Batch<Self>> {
+        let services = ctx.services;
+        let room_id = &item.item.room_id;
+        let mut tally = BackfillTally::default();
+        let mut read_ids = Vec::new();
+        let mut end = None;
+        let max_pages = if job.plan.gap_repair { GAP_REPAIR_PAGES } else { self.settings.max_pages_per_room };
+        while read_ids.len() < self.settings.chunk_events as usize {
+            if walk.pages >= max_pages {
+                end = Some(WalkEnd::PageLimit);
+                break;
+            }
+            let page = match services.homeserver.admin_room_messages(room_id, walk.from.as_deref(), PAGE_SIZE).await {
+                Ok(page) => page,
+                Err(error) if is_refusal(&error) => {
+                    return self.room_failed(ctx, item, walk, tally, &error.to_string());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            walk.pages += 1;
+            tally.pages += 1;
+            services.metrics.backfill_pages.inc();
+            let (ids, new, oldest) = index_page(ctx, room_id, &page.chunk).await?;
+            walk.events += ids.len() as i64;
+            tally.events += ids.len() as i64;
+            tally.events_new += new;
+            let all_indexed = !ids.is_empty() && new == 0;
+            read_ids.extend(ids);
+            let since = job.plan.since;
+            end = match &page.end {
+                None => Some(WalkEnd::Creation),
+                _ if page.chunk.is_empty() => Some(WalkEnd::Creation),
+                Some(next) if walk.from.as_ref() == Some(next) || walk.recent_tokens.contains(next) => {
+                    tracing::warn!(
+                        room_id,
+                        token = next,
+                        "backfill: the homeserver gave the same page twice; stopping"
+                    );
+                    Some(WalkEnd::Loop)
+                }
+                _ if since.is_some_and(|since| oldest.is_some_and(|oldest| oldest < since)) => Some(WalkEnd::Since),
+                _ if all_indexed && job.plan.gap_repair => Some(WalkEnd::Indexed),
+                _ if all_indexed && !job.plan.full && services.store.room_history_is_indexed(room_id).await? => {
+                    Some(WalkEnd::Indexed)
+                }
+                Some(_) => None,
+            };
+            if let Some(from) = walk.from.take() {
+                walk.recent_tokens.push(from);
+                if walk.recent_tokens.len() > RECENT_TOKENS {
+                    walk.recent_tokens.remove(0);
+                }
+            }
+            walk.from = page.end;
+            if end.is_some() {
+                break;
+            }
+        }
+        // The chunk's media, before its checkpoint: a restart redoes the chunk.
+        let due = services.store.unfetched_media_of_events(&read_ids).await?;
+        tally.media(self.fetcher.fetch_all(due, &ctx.cancel).await);
+        walk.ended = end;
+        match end {
+            Some(end) => self.drain(ctx, job, item, walk, end).await.map(|mut batch| {
+                batch.tally.add(tally);
+                batch
+            }),
+            None => {
+                let detail = format!("reading: {} pages, {} events so far", walk.pages, walk.events);
+                let mut batch = self.batch(ctx, item, ItemState::Pending, detail, job.cursor.after, Some(walk))?;
+                batch.tally = tally;
+                Ok(batch)
+            }
+        }
+    }
+
+    /// The room's history is read: retries its failed media until none is
+    /// left to retry (abandoned ones stay abandoned), then marks it done.
+    async fn drain(
+        &self,
+        ctx: &RunContext<'_>,
+        job: &TypedJob<Self>,
+        item: &Item<BackfillItem>,
+        walk: RoomWalk,
+        end: WalkEnd,
+    ) -> anyhow::Result<Batch<Self>> {
+        let store = &ctx.services.store;
+        let room_id = &item.item.room_id;
+        let mut tally = BackfillTally::default();
+        let (due, waiting, _) = store.room_media_waiting(room_id, DRAIN_BATCH).await?;
+        if !due.is_empty() {
+            tally.media(self.fetcher.fetch_all(due, &ctx.cancel).await);
+        }
+        if waiting > 0 {
+            let (_, still, next) = store.room_media_waiting(room_id, 0).await?;
+            if still > 0 {
+                let detail = format!("read ({}), {still} media downloads to retry", end.as_str());
+                let mut batch = self.batch(ctx, item, ItemState::Pending, detail, job.cursor.after, Some(walk))?;
+                batch.tally = tally;
+                let wait = next.map_or(1_000, |due| due.saturating_sub(now_ms()).clamp(100, 60_000));
+                batch.wait = Some(Duration::from_millis(wait as u64));
+                return Ok(batch);
+            }
+        }
+        if end.complete() && !job.plan.gap_repair {
+            store.mark_room_backfilled(room_id).await?;
+        }
+        tally.rooms_done += 1;
+        let detail = format!("{} pages, {} events, {}", walk.pages, walk.events, end.as_str());
+        tracing::info!(room_id, pages = walk.pages, events = walk.events, end = end.as_str(), "backfill: room done");
+        let mut batch = self.batch(ctx, item, ItemState::Done, detail, ItemCursor(item.seq), None)?;
+        batch.tally = tally;
+        batch.finished = !ctx.has_items_after(item.seq).await?;
+        Ok(batch)
+    }
+
+    /// The homeserver refused the room (gone, no rights): it is failed, the job goes on.
+    fn room_failed(
+        &self,
+        ctx: &RunContext<'_>,
+        item: &Item<BackfillItem>,
+        walk: RoomWalk,
+        mut tally: BackfillTally,
+        why: &str,
+    ) -> anyhow::Result<Batch<Self>> {
+        tracing::info!(room_id = item.item.room_id, why, "backfill: the homeserver refused this room; skipping it");
+        tally.rooms_failed += 1;
+        let detail = format!("not read after {} pages: {why}", walk.pages);
+        let mut batch = self.batch(ctx, item, ItemState::Failed, detail, ItemCursor(item.seq), None)?;
+        batch.tally = tally;
+        Ok(batch)
+    }
+
+    fn batch(
+        &self,
+        ctx: &RunContext<'_>,
+        item: &Item<BackfillItem>,
+        state: ItemState,
+        detail: String,
+        after: ItemCursor,
+        room: Option<RoomWalk>,
+    ) -> anyhow::Result<Batch<Self>> {
+        let mut batch = Batch::new(BackfillCursor { after, room });
+        let result =
+            ItemResult { seq: item.seq, key: item.key.clone(), item: serde_json::to_value(&item.item)?, state, detail };
+        if state == ItemState::Pending {
+            batch.items.push(result);
+        } else {
+            batch.item(ctx.job, result, "backfill.room");
+        }
+        Ok(batch)
+    }
+}
+
+/// A room the homeserver will not give (gone, forbidden): no retry helps.
+fn is_refusal(error: &HsError) -> bool {
+    matches!(error, HsError::Matrix { status, .. } if status.is_client_error() && status.as_u16() != 429)
+}
+
+/// Indexes one page: the event IDs read, how many were new, and the oldest
+/// timestamp. Events the homeserver serves redacted are marked so (it
+/// applied their redaction); one the index cannot store is logged, counted
+/// and skipped.
+async fn index_page(
+    ctx: &RunContext<'_>,
+    room_id: &str,
+    chunk: &[Value],
+) -> anyhow::Result<(Vec<String>, i64, Option<i64>)> {
+    let services = ctx.services;
+    let mut extracted = Vec::with_capacity(chunk.len());
+    let mut redacted = Vec::new();
+    for event in chunk {
+        let mut event = event.clone();
+        if event.get("room_id").is_none()
+            && let Some(object) = event.as_object_mut()
+        {
+            object.insert("room_id".to_owned(), Value::String(room_id.to_owned()));
+        }
+        match extract_value(&event) {
+            Ok(rows) => {
+                for rejected in &rows.rejected {
+                    services.metrics.reject(RejectReason::BadMxc);
+                    tracing::info!(
+                        event_id = rows.event.event_id,
+                        location = rejected.location,
+                        reason = %rejected.reason,
+                        "backfill: skipping an invalid mxc URI"
+                    );
+                }
+                if let Some(by) = event.pointer("/unsigned/redacted_because")
+                    && rows.event.state_key.is_none()
+                {
+                    let at = by.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(rows.event.origin_server_ts);
+                    redacted.push((rows.event.event_id.clone(), at));
+                }
+                extracted.push(rows);
+            }
+            Err(error) => {
+                services.metrics.reject(RejectReason::BadEvent);
+                tracing::info!(room_id, %error, "backfill: skipping an event the index cannot store");
+            }
+        }
+    }
+    let counts = services.store.index_events(&extracted, Source::Backfill).await?;
+    services.metrics.backfill_events.inc_by(extracted.len() as u64);
+    for (event_id, at) in redacted {
+        services.store.mark_event_redacted(&event_id, at).await?;
+    }
+    let oldest = extracted.iter().map(|e| e.event.origin_server_ts).min();
+    if let Some(oldest) = oldest {
+        tracing::debug!(room_id, events = extracted.len(), oldest = format_ms(oldest), "backfill: page indexed");
+    }
+    let ids = extracted.into_iter().map(|e| e.event.event_id).collect();
+    Ok((ids, counts.events as i64, oldest))
+}

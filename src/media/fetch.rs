@@ -1,0 +1,259 @@
+//! Downloading one media: streamed through SHA-256 (never held whole in
+//! memory, never written to disk), with its size and type recorded.
+//!
+//! Shared by the live media worker and backfill's chunks: one concurrency
+//! limit for both, and a media fetched by one is not fetched by the other.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::blocklist;
+use crate::clock::now_ms;
+use crate::homeserver::{HsError, RetryPolicy};
+use crate::jobs::Services;
+use crate::metrics::FetchLabel;
+use crate::store::{DueMedia, FetchState, Fetched, MediaId};
+
+/// How downloads are made.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchConfig {
+    pub concurrency: usize,
+    /// The longest one download may take.
+    pub timeout: Duration,
+    /// A download that receives nothing for this long is stopped.
+    pub stall: Duration,
+    /// Failed attempts before a download is abandoned.
+    pub max_attempts: u32,
+    /// The wait after the first failure; each further one waits four times longer.
+    pub retry_delay: Duration,
+}
+
+/// How one download went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Fetched,
+    /// 404: quarantined or gone; not retried.
+    Unavailable,
+    /// Failed; tried again later.
+    Failed,
+    /// Failed for the last allowed time.
+    Abandoned,
+    /// Being fetched by someone else right now.
+    Busy,
+    /// Stopped by a cancel or shutdown; nothing recorded, it stays due.
+    Cancelled,
+}
+
+/// Counts of a group of downloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchCounts {
+    pub fetched: i64,
+    pub unavailable: i64,
+    pub failed: i64,
+    pub abandoned: i64,
+    pub stalled: i64,
+}
+
+/// Why a download did not give a file.
+enum Failure {
+    Unavailable(String),
+    Retry(String),
+    Stalled(Duration),
+    Cancelled,
+}
+
+pub struct MediaFetcher {
+    services: Services,
+    config: FetchConfig,
+    permits: Semaphore,
+    in_flight: Mutex<HashSet<MediaId>>,
+}
+
+/// Marks a media as being fetched until dropped.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<MediaId>>,
+    media: MediaId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().expect("not poisoned").remove(&self.media);
+    }
+}
+
+impl MediaFetcher {
+    pub fn new(services: Services, config: FetchConfig) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Semaphore::new(config.concurrency),
+            in_flight: Mutex::new(HashSet::new()),
+            services,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Downloads each media, `concurrency` at a time (shared with every other
+    /// caller), and records the outcome. Returns when all are done or `cancel` fires.
+    pub async fn fetch_all(&self, media: Vec<DueMedia>, cancel: &CancellationToken) -> FetchCounts {
+        let outcomes: Vec<(Outcome, bool)> = futures::stream::iter(media)
+            .map(|due| async move { self.fetch(&due, cancel).await })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        let mut counts = FetchCounts::default();
+        for (outcome, stalled) in outcomes {
+            counts.stalled += i64::from(stalled);
+            match outcome {
+                Outcome::Fetched => counts.fetched += 1,
+                Outcome::Unavailable => counts.unavailable += 1,
+                Outcome::Failed => counts.failed += 1,
+                Outcome::Abandoned => counts.abandoned += 1,
+                Outcome::Busy | Outcome::Cancelled => {}
+            }
+        }
+        counts
+    }
+
+    /// One download and its record; the bool says whether it stalled.
+    pub async fn fetch(&self, due: &DueMedia, cancel: &CancellationToken) -> (Outcome, bool) {
+        let media = &due.media;
+        if !self.in_flight.lock().expect("not poisoned").insert(media.clone()) {
+            return (Outcome::Busy, false);
+        }
+        let _in_flight = InFlight { set: &self.in_flight, media: media.clone() };
+        let permit = tokio::select! {
+            permit = self.permits.acquire() => permit,
+            _ = cancel.cancelled() => return (Outcome::Cancelled, false),
+        };
+        let Ok(_permit) = permit else { return (Outcome::Cancelled, false) };
+        let result = self.download(media, cancel).await;
+        let metrics = &self.services.metrics;
+        let outcome = match result {
+            Ok(fetched) => match self.services.store.record_fetched(media, &fetched).await {
+                Ok(()) => {
+                    metrics.media_bytes.inc_by(fetched.size.max(0) as u64);
+                    blocklist::check_download(&self.services, media, &fetched.sha256).await;
+                    (Outcome::Fetched, false)
+                }
+                Err(error) => self.failed(due, &format!("downloaded but not recorded: {error:#}"), false).await,
+            },
+            Err(Failure::Cancelled) => (Outcome::Cancelled, false),
+            Err(Failure::Unavailable(reason)) => {
+                tracing::info!(mxc = media.mxc(), reason, "media not downloadable (quarantined or gone); not retried");
+                if let Err(error) = self.services.store.record_unavailable(media, &reason).await {
+                    tracing::warn!(mxc = media.mxc(), error = format!("{error:#}"), "cannot record it");
+                }
+                (Outcome::Unavailable, false)
+            }
+            Err(Failure::Stalled(idle)) => {
+                metrics.media_stalls.inc();
+                let reason = format!("stalled: nothing received for {}", humantime::format_duration(idle));
+                self.failed(due, &reason, true).await
+            }
+            Err(Failure::Retry(reason)) => self.failed(due, &reason, false).await,
+        };
+        let label = match outcome.0 {
+            Outcome::Fetched => "fetched",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Busy | Outcome::Cancelled => return outcome,
+        };
+        metrics.media_downloads.get_or_create(&FetchLabel { outcome: label }).inc();
+        outcome
+    }
+
+    /// Records a failure: retried with backoff, or abandoned at the limit.
+    async fn failed(&self, due: &DueMedia, reason: &str, stalled: bool) -> (Outcome, bool) {
+        let media = &due.media;
+        let attempt = due.failures + 1;
+        let next = now_ms() + retry_delay(self.config.retry_delay, due.failures).as_millis() as i64;
+        let max = i64::from(self.config.max_attempts);
+        match self.services.store.record_fetch_failure(media, reason, next, max).await {
+            Ok(FetchState::Abandoned) => {
+                tracing::warn!(mxc = media.mxc(), attempt, reason, "media download abandoned after {max} attempts");
+                (Outcome::Abandoned, stalled)
+            }
+            Ok(_) => {
+                tracing::info!(mxc = media.mxc(), attempt, max, reason, "media download failed; will retry");
+                (Outcome::Failed, stalled)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    mxc = media.mxc(),
+                    error = format!("{error:#}"),
+                    reason,
+                    "cannot record a failed download"
+                );
+                (Outcome::Failed, stalled)
+            }
+        }
+    }
+
+    async fn download(&self, media: &MediaId, cancel: &CancellationToken) -> Result<Fetched, Failure> {
+        let client = self.services.homeserver.clone().with_retry(RetryPolicy::ONCE);
+        let request = client.download_media(&media.server_name, &media.media_id, self.config.timeout);
+        let response = tokio::select! {
+            response = request => response,
+            _ = cancel.cancelled() => return Err(Failure::Cancelled),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(HsError::Matrix { status, errcode, error, .. }) if status == reqwest::StatusCode::NOT_FOUND => {
+                return Err(Failure::Unavailable(format!("{status} {errcode}: {error}")));
+            }
+            Err(error) => return Err(Failure::Retry(error.to_string())),
+        };
+        let mimetype = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(255).collect::<String>());
+        let mut stream = response.bytes_stream();
+        let mut hasher = Sha256::new();
+        let mut size: i64 = 0;
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.config.stall, stream.next()) => next,
+                _ = cancel.cancelled() => return Err(Failure::Cancelled),
+            };
+            match next {
+                Err(_) => return Err(Failure::Stalled(self.config.stall)),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => return Err(Failure::Retry(format!("download interrupted: {error}"))),
+                Ok(Some(Ok(chunk))) => {
+                    hasher.update(&chunk);
+                    size += chunk.len() as i64;
+                }
+            }
+        }
+        Ok(Fetched { sha256: hex::encode(hasher.finalize()), size, mimetype })
+    }
+}
+
+/// How long a media waits after its `failures`-th failure: `first`, then four
+/// times longer each time (30 s, 2 min, 8 min …), at most an hour.
+fn retry_delay(first: Duration, failures: i64) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_factor(4.0)
+        .with_max_delay(Duration::from_secs(3600))
+        .without_max_times()
+        .build()
+        .nth(failures.clamp(0, 16) as usize)
+        .unwrap_or(Duration::from_secs(3600))
+}

@@ -1,0 +1,63 @@
+//! What backfill needs to know about the index: where a room's history is
+//! already held, and which rooms were asked to be read again.
+
+use sqlx::Row;
+
+use super::Store;
+use crate::clock::now_ms;
+
+const HAS_CREATE: &str = "SELECT COUNT(*) FROM events WHERE room_id = $1 AND type = 'm.room.create'";
+const BACKFILLED: &str = "SELECT to_creation FROM backfilled_rooms WHERE room_id = $1 AND to_creation = 1";
+const MARK_BACKFILLED: &str = "INSERT INTO backfilled_rooms (room_id, completed_at, to_creation) VALUES ($1, $2, 1) \
+     ON CONFLICT (room_id) DO UPDATE SET completed_at = $2, to_creation = 1";
+const REQUEST: &str = "INSERT INTO backfill_requests (room_id, reason, requested_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (room_id) DO NOTHING";
+const REQUESTS: &str = "SELECT room_id, reason FROM backfill_requests ORDER BY requested_at, room_id LIMIT $1";
+const DROP_REQUEST: &str = "DELETE FROM backfill_requests WHERE room_id = $1";
+const ANY_EVENT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) e";
+
+impl Store {
+    /// Whether the index holds events that show where this room's history
+    /// already is: its creation event (everything after it arrived too), or
+    /// a completed backfill of it. Only then may a backfill stop at events
+    /// it already holds; live events alone say nothing about older history.
+    pub async fn room_history_is_indexed(&self, room_id: &str) -> anyhow::Result<bool> {
+        let create: i64 = sqlx::query(HAS_CREATE).bind(room_id).fetch_one(&self.pool).await?.try_get(0)?;
+        if create > 0 {
+            return Ok(true);
+        }
+        Ok(sqlx::query(BACKFILLED).bind(room_id).fetch_optional(&self.pool).await?.is_some())
+    }
+
+    /// Records that a backfill read the room down to its creation (or down
+    /// to events the index held below, which go down to its creation).
+    pub async fn mark_room_backfilled(&self, room_id: &str) -> anyhow::Result<()> {
+        sqlx::query(MARK_BACKFILLED).bind(room_id).bind(now_ms()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Asks for a room's recent history to be read again (a transaction gap).
+    pub async fn request_backfill(&self, room_ids: &[String], reason: &str) -> anyhow::Result<()> {
+        for room_id in room_ids {
+            sqlx::query(REQUEST).bind(room_id).bind(reason).bind(now_ms()).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Rooms asked to be read again, oldest request first.
+    pub async fn backfill_requests(&self, limit: i64) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(REQUESTS).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    pub async fn drop_backfill_request(&self, room_id: &str) -> anyhow::Result<()> {
+        sqlx::query(DROP_REQUEST).bind(room_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the index holds no event at all (a first start).
+    pub async fn index_is_empty(&self) -> anyhow::Result<bool> {
+        let any: i64 = sqlx::query(ANY_EVENT).fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(any == 0)
+    }
+}

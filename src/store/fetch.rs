@@ -1,0 +1,315 @@
+//! The media download queue (the `media` table's fetch state) and the hash
+//! blocklist.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{MediaId, Store, list_placeholders};
+use crate::clock::now_ms;
+
+const DUE: &str = "SELECT server_name, media_id, fetch_failures FROM media \
+     WHERE fetch_state IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2";
+const NEXT_DUE: &str = "SELECT MIN(next_attempt_at) FROM media WHERE fetch_state IN ('queued', 'failed')";
+const FETCHED: &str = "UPDATE media SET fetch_state = 'fetched', sha256 = $3, size = $4, mimetype = $5, \
+     fetched_at = $6, last_error = NULL WHERE server_name = $1 AND media_id = $2";
+const FAILED: &str = "UPDATE media SET fetch_failures = fetch_failures + 1, last_error = $3, next_attempt_at = $4, \
+     fetch_state = CASE WHEN fetch_failures + 1 >= $5 THEN 'abandoned' ELSE 'failed' END \
+     WHERE server_name = $1 AND media_id = $2";
+const UNAVAILABLE: &str =
+    "UPDATE media SET fetch_state = 'unavailable', last_error = $3 WHERE server_name = $1 AND media_id = $2";
+const STATE: &str = "SELECT fetch_state, fetch_failures FROM media WHERE server_name = $1 AND media_id = $2";
+const RETRY_FAILED: &str = "UPDATE media SET fetch_state = 'queued', fetch_failures = 0, next_attempt_at = 0 \
+     WHERE fetch_state IN ('failed', 'abandoned')";
+const ABANDONED: &str =
+    "SELECT server_name, media_id, last_error FROM media WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
+const BLOCKLIST_ADD: &str = "INSERT INTO hash_blocklist (sha256, reason, added_by, added_at, source) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO UPDATE SET reason = $2, added_by = $3, added_at = $4, source = $5";
+const BLOCKLIST_REMOVE: &str = "DELETE FROM hash_blocklist WHERE sha256 = $1";
+const BLOCKLIST_GET: &str = "SELECT sha256, reason, added_by, added_at, source FROM hash_blocklist WHERE sha256 = $1";
+const BLOCKLIST_LIST: &str =
+    "SELECT sha256, reason, added_by, added_at, source FROM hash_blocklist ORDER BY added_at DESC, sha256 LIMIT $1";
+const BLOCKLIST_DROP_CONFIG: &str = "DELETE FROM hash_blocklist WHERE source = 'config'";
+const COUNT_WITH_HASH: &str = "SELECT COUNT(*) FROM media WHERE sha256 = $1";
+
+/// Where a media stands in the download queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchState {
+    Queued,
+    Fetched,
+    /// Failed; tried again at its `next_attempt_at`.
+    Failed,
+    /// Failed as often as allowed; `!backfill retry-failed` queues it again.
+    Abandoned,
+    /// The homeserver answers 404: quarantined, or gone. Not retried.
+    Unavailable,
+}
+
+impl FetchState {
+    pub const ALL: [Self; 5] = [Self::Queued, Self::Fetched, Self::Failed, Self::Abandoned, Self::Unavailable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Fetched => "fetched",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| anyhow::anyhow!("unknown fetch state {text:?}"))
+    }
+}
+
+/// A media due for download, and how often it failed before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueMedia {
+    pub media: MediaId,
+    pub failures: i64,
+}
+
+/// What a download learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub sha256: String,
+    pub size: i64,
+    pub mimetype: Option<String>,
+}
+
+/// A blocklisted hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedHash {
+    pub sha256: String,
+    pub reason: Option<String>,
+    pub added_by: String,
+    pub added_at: i64,
+    pub source: String,
+}
+
+fn blocked(row: &sqlx::any::AnyRow) -> anyhow::Result<BlockedHash> {
+    Ok(BlockedHash {
+        sha256: row.try_get(0)?,
+        reason: row.try_get(1)?,
+        added_by: row.try_get(2)?,
+        added_at: row.try_get(3)?,
+        source: row.try_get(4)?,
+    })
+}
+
+impl Store {
+    /// Media due for download now, the longest-waiting first.
+    pub async fn due_media(&self, limit: i64) -> anyhow::Result<Vec<DueMedia>> {
+        let rows = sqlx::query(DUE).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueMedia {
+                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
+                    failures: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the next queued or failed media is due, if any is.
+    pub async fn next_media_due(&self) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query(NEXT_DUE).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    /// The media that the given events reference and that still wait for a
+    /// download (queued, or failed and due again).
+    pub async fn unfetched_media_of_events(&self, event_ids: &[String]) -> anyhow::Result<Vec<DueMedia>> {
+        let mut due = Vec::new();
+        for chunk in event_ids.chunks(500) {
+            // The event IDs, then "now".
+            let placeholders = list_placeholders(self.backend, chunk.len() + 1);
+            let (ids, now) = placeholders.rsplit_once(", ").expect("at least two placeholders");
+            let sql = format!(
+                "SELECT DISTINCT m.server_name, m.media_id, m.fetch_failures FROM media_refs r \
+                 JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
+                 WHERE r.event_id IN ({ids}) AND m.fetch_state IN ('queued', 'failed') AND m.next_attempt_at <= {now}"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.bind(now_ms()).fetch_all(&self.pool).await? {
+                due.push(DueMedia {
+                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
+                    failures: row.try_get(2)?,
+                });
+            }
+        }
+        due.sort_by(|a, b| a.media.cmp(&b.media));
+        due.dedup_by(|a, b| a.media == b.media);
+        Ok(due)
+    }
+
+    /// A room's media still to download (queued, or failed and to be tried
+    /// again): up to `limit` of those due now, how many wait in all, and when
+    /// the next of them is due.
+    pub async fn room_media_waiting(
+        &self,
+        room_id: &str,
+        limit: i64,
+    ) -> anyhow::Result<(Vec<DueMedia>, i64, Option<i64>)> {
+        let waiting = "FROM media m JOIN (SELECT DISTINCT server_name, media_id FROM media_refs WHERE room_id = $1) r \
+             ON r.server_name = m.server_name AND r.media_id = m.media_id WHERE m.fetch_state IN ('queued', 'failed')";
+        let sql = format!("SELECT COUNT(*), MIN(m.next_attempt_at) {waiting}");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(room_id).fetch_one(&self.pool).await?;
+        let (count, next): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let sql = format!(
+            "SELECT m.server_name, m.media_id, m.fetch_failures {waiting} AND m.next_attempt_at <= $2 \
+             ORDER BY m.next_attempt_at LIMIT $3"
+        );
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(room_id).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?;
+        let due = rows
+            .iter()
+            .map(|row| {
+                Ok(DueMedia {
+                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
+                    failures: row.try_get(2)?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok((due, count, next))
+    }
+
+    pub async fn record_fetched(&self, media: &MediaId, fetched: &Fetched) -> anyhow::Result<()> {
+        sqlx::query(FETCHED)
+            .bind(&media.server_name)
+            .bind(&media.media_id)
+            .bind(&fetched.sha256)
+            .bind(fetched.size)
+            .bind(&fetched.mimetype)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A failed download: tried again at `next_attempt_at`, or abandoned
+    /// once it failed `max_attempts` times. Returns the new state.
+    pub async fn record_fetch_failure(
+        &self,
+        media: &MediaId,
+        error: &str,
+        next_attempt_at: i64,
+        max_attempts: i64,
+    ) -> anyhow::Result<FetchState> {
+        sqlx::query(FAILED)
+            .bind(&media.server_name)
+            .bind(&media.media_id)
+            .bind(error)
+            .bind(next_attempt_at)
+            .bind(max_attempts)
+            .execute(&self.pool)
+            .await?;
+        Ok(self.fetch_state(media).await?.map_or(FetchState::Failed, |(state, _)| state))
+    }
+
+    /// The homeserver does not serve it (404): quarantined, or gone.
+    pub async fn record_unavailable(&self, media: &MediaId, reason: &str) -> anyhow::Result<()> {
+        sqlx::query(UNAVAILABLE)
+            .bind(&media.server_name)
+            .bind(&media.media_id)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn fetch_state(&self, media: &MediaId) -> anyhow::Result<Option<(FetchState, i64)>> {
+        let row = sqlx::query(STATE).bind(&media.server_name).bind(&media.media_id).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok((FetchState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).transpose()
+    }
+
+    /// Queues every failed and abandoned download again, from scratch.
+    pub async fn retry_failed_media(&self) -> anyhow::Result<u64> {
+        Ok(sqlx::query(RETRY_FAILED).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Abandoned downloads with their last error, at most `limit`.
+    pub async fn abandoned_media(&self, limit: i64) -> anyhow::Result<Vec<(MediaId, Option<String>)>> {
+        let rows = sqlx::query(ABANDONED).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? }, row.try_get(2)?)))
+            .collect()
+    }
+
+    /// How many media are in each fetch state, over all, or referenced in one room.
+    pub async fn fetch_state_counts(&self, room_id: Option<&str>) -> anyhow::Result<Vec<(FetchState, i64)>> {
+        let rows = match room_id {
+            None => {
+                sqlx::query("SELECT fetch_state, COUNT(*) FROM media GROUP BY fetch_state ORDER BY 1")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(room) => {
+                sqlx::query(
+                    "SELECT m.fetch_state, COUNT(*) FROM media m JOIN (SELECT DISTINCT server_name, media_id \
+                     FROM media_refs WHERE room_id = $1) r ON r.server_name = m.server_name AND r.media_id = m.media_id \
+                     GROUP BY m.fetch_state ORDER BY 1",
+                )
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(|row| Ok((FetchState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+    }
+
+    /// Adds (or updates) a blocklisted hash.
+    pub async fn block_hash(&self, entry: &BlockedHash) -> anyhow::Result<()> {
+        sqlx::query(BLOCKLIST_ADD)
+            .bind(&entry.sha256)
+            .bind(&entry.reason)
+            .bind(&entry.added_by)
+            .bind(entry.added_at)
+            .bind(&entry.source)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a hash; whether it was there.
+    pub async fn unblock_hash(&self, sha256: &str) -> anyhow::Result<bool> {
+        Ok(sqlx::query(BLOCKLIST_REMOVE).bind(sha256).execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    pub async fn blocked_hash(&self, sha256: &str) -> anyhow::Result<Option<BlockedHash>> {
+        let row = sqlx::query(BLOCKLIST_GET).bind(sha256).fetch_optional(&self.pool).await?;
+        row.as_ref().map(blocked).transpose()
+    }
+
+    pub async fn blocklist(&self, limit: i64) -> anyhow::Result<Vec<BlockedHash>> {
+        let rows = sqlx::query(BLOCKLIST_LIST).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(blocked).collect()
+    }
+
+    /// Replaces the config file's entries (`source = config`) with `entries`.
+    pub async fn set_config_blocklist(&self, entries: &[BlockedHash]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(BLOCKLIST_DROP_CONFIG).execute(&mut *tx).await?;
+        for entry in entries {
+            sqlx::query(BLOCKLIST_ADD)
+                .bind(&entry.sha256)
+                .bind(&entry.reason)
+                .bind(&entry.added_by)
+                .bind(entry.added_at)
+                .bind("config")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many known media have this content hash.
+    pub async fn media_count_with_hash(&self, sha256: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query(COUNT_WITH_HASH).bind(sha256).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+}
