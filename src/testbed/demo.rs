@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::seed::seed_every_media_kind;
-use super::{Housekeep, cache_dir, create_admin_room, eventually, start_synapse};
+use super::{Housekeep, cache_dir, create_admin_room, eventually};
+
+/// Messages in the demo's history written before housekeep was registered.
+const HISTORY_MESSAGES: usize = 40;
 use crate::store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -37,15 +40,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&marker, "made by housekeep demo; wiped by the next one\n")?;
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display());
 
-    step("starting Synapse (installed from PyPI into the cache folder on first use)");
-    let (synapse, config_path, config) = start_synapse(&dir, &database_url).await?;
-    println!("  Synapse {} at {} (log: {}/synapse/homeserver.log)", super::SYNAPSE_VERSION, synapse.url, dir.display());
-    let alice = synapse.register_user("alice", true).await?;
+    step("starting Synapse (installed from PyPI into the cache folder on first use), with another appservice");
+    println!("  as most servers have a bridge: then Synapse does not replay old history to a new appservice");
+    let (synapse, config_path, config, alice, old_times) = super::start_synapse_after_history(
+        &dir,
+        &database_url,
+        true,
+        "alice",
+        async |synapse, alice| {
+            println!(
+                "  Synapse {} at {} (log: {}/synapse/homeserver.log)",
+                super::SYNAPSE_VERSION,
+                synapse.url,
+                dir.display()
+            );
+            let room = alice.create_room(json!({"name": "Old times", "preset": "public_chat"})).await?;
+            let picture =
+                alice.upload(b"\x89PNG\r\n\x1a\nan old holiday picture".to_vec(), "image/png", "beach.png").await?;
+            alice
+                .send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "beach.png", "url": picture}))
+                .await?;
+            for n in 1..=HISTORY_MESSAGES {
+                alice.send_text(&room, &format!("an old message, number {n}")).await?;
+            }
+            println!(
+                "  @alice (a moderator) wrote the history of \"Old times\" {room} before housekeep was registered: \
+                 {HISTORY_MESSAGES} messages and a picture"
+            );
+            Ok(room)
+        },
+        |text| text.replace("on_first_start: false", "on_first_start: true"),
+    )
+    .await?;
     let bob = synapse.register_user("bob", false).await?;
     let admin_room = create_admin_room(&alice, &config).await?;
-    println!("  @alice (a moderator) made the admin room {} and invited the bot", config.admin.room);
+    println!("  @alice made the admin room {} and invited the bot", config.admin.room);
 
-    step("starting housekeep with the generated registration");
+    step("registering housekeep with Synapse (restarted with its registration) and starting housekeep");
     let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
     let housekeep = Housekeep::spawn(&std::env::current_exe()?, &config_path, &base_url).await?;
     println!("  housekeep at {base_url} (config: {}, log: {}/housekeep.log)", config_path.display(), dir.display());
@@ -126,10 +157,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  @bob (not a moderator): !status");
     println!("    {}", bob.wait_for_reply(&admin_room, &event_id, &bot).await?);
 
-    step("a room quarantine: every media the gallery references, encrypted and inline ones included");
+    step("backfill: the history written before housekeep existed");
+    let store = Store::connect(&database_url, Some(1)).await?;
+    println!("  \"Old times\" in the index so far: {} events", store.room_events(&old_times).await?.len());
     let bot_path = format!("/_synapse/admin/v2/users/{}", super::encode(&bot));
     alice.request(reqwest::Method::PUT, &bot_path, Some(serde_json::json!({"admin": true}))).await?;
-    println!("  the bot is made a server admin (README: \"Bot as server admin\")");
+    println!("  the bot is made a server admin (README: \"Bot as server admin\"); the first-start backfill begins");
+    let job = eventually(Duration::from_secs(120), "the first-start backfill", || async {
+        let job = store.recent_jobs_of_kind("backfill", 1).await?.into_iter().next();
+        Ok(job.filter(|job| job.state == crate::store::JobState::Done))
+    })
+    .await?;
+    let old = store.room_events(&old_times).await?;
+    let hashed = store.fetch_state_counts(Some(&old_times)).await?;
+    println!(
+        "  \"Old times\" in the index now: {} events (source: backfill), media {:?}",
+        old.len(),
+        hashed.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect::<Vec<_>>()
+    );
+    let events = alice.recent_events(&admin_room, 50).await?;
+    if let Some(report) = events
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .find(|b| b.starts_with(&format!("Backfill {} done", job.id)))
+    {
+        for line in report.lines() {
+            println!("    {line}");
+        }
+    }
+    store.close().await;
+
+    step("a room quarantine: every media the gallery references, encrypted and inline ones included");
     let referenced: BTreeSet<String> = seeded.refs.iter().map(|r| r.mxc.clone()).collect();
     let before = count_available(&bob, &referenced).await?;
     let command = format!("!quarantine room {room} --reason \"demo\" --yes");
@@ -142,7 +200,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let after = count_available(&bob, &referenced).await?;
-    println!("  downloadable media referenced in the gallery: {before} of {} before, {after} after", referenced.len());
+    println!(
+        "  downloadable media referenced in the gallery: {before} of {} before, {after} after \
+         (the member's profile picture and the nested mention, left out as the plan said)",
+        referenced.len()
+    );
 
     step("a purge: bob's messages in his side room, which the bot never joined");
     let command = format!("!purge {side_room} --user {} --reason \"demo\" --yes", bob.user_id);

@@ -237,29 +237,24 @@ impl Testbed {
     }
 
     /// Like [`start`](Self::start), but with history written before
-    /// housekeep's registration existed, on a homeserver that already had
-    /// another appservice: Synapse sends housekeep none of it (synapse-notes
-    /// §10), so only backfill can bring it in. `history` runs against the
-    /// homeserver before housekeep is registered, as the server admin;
+    /// housekeep's registration existed. With `another_appservice` (a
+    /// bridge, as most servers have) Synapse sends housekeep none of it
+    /// (synapse-notes §10), so only backfill can bring it in; without, Synapse
+    /// replays all of it to housekeep as transactions. `history` runs against
+    /// the homeserver before housekeep is registered, as the server admin;
     /// `edit_config` may change housekeep's config before it starts.
     pub async fn start_after_history<T>(
         backend: Backend,
         housekeep_binary: &Path,
+        another_appservice: bool,
         history: impl AsyncFnOnce(&Synapse, &MatrixUser) -> anyhow::Result<T>,
         edit_config: impl FnOnce(String) -> String,
     ) -> anyhow::Result<(Self, T)> {
         let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
         let database = TestDatabase::create(backend, dir.path()).await?;
-        let placeholder = "http://127.0.0.1:1";
-        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
-        let other = write_silent_registration(dir.path())?;
-        let synapse = Synapse::start_registrations(&dir.path().join("synapse"), &[&other]).await?;
-        let admin = synapse.register_user("admin", true).await?;
-        let seeded = history(&synapse, &admin).await?;
-        let synapse = synapse.restart_with(&[&other, &registration_path]).await?;
-        let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
-        std::fs::write(&config_path, edit_config(text))?;
-        let config = Config::load(&config_path)?;
+        let (synapse, config_path, config, admin, seeded) =
+            start_synapse_after_history(dir.path(), &database.url, another_appservice, "admin", history, edit_config)
+                .await?;
         create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
@@ -347,6 +342,36 @@ impl Testbed {
         self.dir.disable_cleanup(true);
         self.dir.path().to_owned()
     }
+}
+
+/// Synapse with history written before housekeep's registration existed
+/// (see [`Testbed::start_after_history`]): writes housekeep's config and
+/// registration into `dir`, starts Synapse without them (with another,
+/// silent appservice if `another_appservice`), registers `admin_user` as a
+/// server admin and runs `history` as them, then restarts Synapse with
+/// housekeep's registration added. Returns Synapse, the config path, the
+/// config, the admin and what `history` returned.
+pub async fn start_synapse_after_history<T>(
+    dir: &Path,
+    database_url: &str,
+    another_appservice: bool,
+    admin_user: &str,
+    history: impl AsyncFnOnce(&Synapse, &MatrixUser) -> anyhow::Result<T>,
+    edit_config: impl FnOnce(String) -> String,
+) -> anyhow::Result<(Synapse, PathBuf, Config, MatrixUser, T)> {
+    let placeholder = "http://127.0.0.1:1";
+    let (config_path, _, registration_path) = write_config(dir, placeholder, database_url)?;
+    let other = write_silent_registration(dir)?;
+    let before: Vec<&Path> = if another_appservice { vec![&other] } else { vec![] };
+    let synapse = Synapse::start_registrations(&dir.join("synapse"), &before).await?;
+    let admin = synapse.register_user(admin_user, true).await?;
+    let seeded = history(&synapse, &admin).await?;
+    let after: Vec<&Path> = before.into_iter().chain([registration_path.as_path()]).collect();
+    let synapse = synapse.restart_with(&after).await?;
+    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
+    std::fs::write(&config_path, edit_config(text))?;
+    let config = Config::load(&config_path)?;
+    Ok((synapse, config_path, config, admin, seeded))
 }
 
 /// Writes housekeep's config and registration into `dir` and starts Synapse

@@ -14,6 +14,7 @@ use serde_json::json;
 
 on_both_backends!(
     history_written_before_registration_is_backfilled_with_its_media,
+    history_synapse_replays_is_indexed_live_and_not_read_again,
     a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished,
     failed_downloads_are_retried_then_abandoned_and_reported,
     a_blocklisted_file_posted_again_is_quarantined_by_itself,
@@ -95,6 +96,7 @@ async fn history_written_before_registration_is_backfilled_with_its_media(backen
     let (testbed, history) = Testbed::start_after_history(
         backend,
         housekeep_binary(),
+        true,
         async |_, admin| write_history(admin, 3_100, 1).await,
         first_start_config(1_000),
     )
@@ -156,6 +158,48 @@ async fn history_written_before_registration_is_backfilled_with_its_media(backen
     finish(testbed, result).await
 }
 
+async fn history_synapse_replays_is_indexed_live_and_not_read_again(backend: Backend) -> anyhow::Result<()> {
+    // No other appservice: Synapse sends the first one the server's whole history.
+    let (testbed, history) = Testbed::start_after_history(
+        backend,
+        housekeep_binary(),
+        false,
+        async |_, admin| write_history(admin, 1_200, 1).await,
+        |t| t,
+    )
+    .await?;
+    let result = async {
+        let store = testbed.store().await?;
+        for room in &history.rooms {
+            let expected = admin_room_event_ids(&testbed.admin, room).await?;
+            eventually(Duration::from_secs(120), "the replayed history to be indexed", || async {
+                let indexed: BTreeSet<String> =
+                    store.room_events(room).await?.into_iter().map(|e| e.event_id).collect();
+                Ok((indexed == expected).then_some(()))
+            })
+            .await?;
+            assert!(store.room_events(room).await?.iter().all(|e| e.source == "live"), "it came as transactions");
+        }
+        testbed.make_bot_admin().await?;
+        let before = pages_requested(&testbed)?;
+        let admin_room = testbed.admin_room().await?;
+        let plan = crate::common::first_reply(&testbed, &admin_room, "!backfill --all").await?;
+        assert!(plan.contains("(backfill): confirmed") && plan.contains("Running now"), "it starts at once: {plan}");
+        let job = wait_backfill_done(&store).await?;
+        let tally = job.tally.clone().unwrap();
+        assert_eq!(tally["events_new"], 0, "nothing new: {tally}");
+        let after = pages_requested(&testbed)?;
+        for room in &history.rooms {
+            let read = after.get(room).copied().unwrap_or(0) - before.get(room).copied().unwrap_or(0);
+            assert_eq!(read, 1, "{room}: one page, all indexed, ends the walk");
+        }
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    finish(testbed, result).await
+}
+
 /// Synapse's own count of admin messages requests per room, from its log.
 fn pages_requested(testbed: &Testbed) -> anyhow::Result<BTreeMap<String, usize>> {
     let log = std::fs::read_to_string(testbed.synapse.dir.join("homeserver.log"))?;
@@ -174,6 +218,7 @@ async fn a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished(backend:
     let (mut testbed, history) = Testbed::start_after_history(
         backend,
         housekeep_binary(),
+        true,
         async |_, admin| write_history(admin, 3_100, 2).await,
         first_start_config(500),
     )

@@ -26,6 +26,20 @@ pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
     } else {
         counts.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect::<Vec<_>>().join(", ")
     };
+    let backfill = match store.recent_jobs_of_kind("backfill", 1).await?.first() {
+        Some(job) => format!(
+            "job {} {} ({}/{} rooms); {}backfill status shows each room",
+            job.id,
+            job.state.as_str(),
+            job.tally.as_ref().map_or(0, |t| t["rooms_done"].as_i64().unwrap_or(0)),
+            job.total_count,
+            bot.prefix
+        ),
+        None => format!("none yet ({}backfill --all reads every room's history)", bot.prefix),
+    };
+    let media: Vec<String> =
+        store.fetch_state_counts(None).await?.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
+    let media = if media.is_empty() { "none yet".to_owned() } else { media.join(", ") };
     let running: Vec<String> =
         bot.jobs.running().into_iter().map(|(id, lane)| format!("{id} ({})", lane.as_str())).collect();
     let (homeserver, admin) = match services.homeserver.whoami().await {
@@ -51,7 +65,8 @@ pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
         .field("index lag", &format!("{:.1} s at the last transaction", services.metrics.index_lag_seconds.get()))
         .field("redactions waiting for the homeserver's word", &store.pending_redaction_checks().await?.to_string())
         .field("quarantined media", &store.quarantined_media_count().await?.to_string())
-        .field("backfill", "not available in this version")
+        .field("backfill", &backfill)
+        .field("media downloads", &media)
         .field("jobs", &jobs)
         .field("running now", &if running.is_empty() { "none".to_owned() } else { running.join(", ") })
         .field("homeserver", &homeserver)
