@@ -17,10 +17,34 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
+/// How long to wait after the `failures`-th failure of work kept in the
+/// database (so the count survives restarts): `first`, then four times
+/// longer each time, at most `max`.
+pub fn retry_delay(first: std::time::Duration, max: std::time::Duration, failures: i64) -> std::time::Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_factor(4.0)
+        .with_max_delay(max)
+        .without_max_times()
+        .build()
+        .nth(failures.clamp(0, 16) as usize)
+        .unwrap_or(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_the_cap() {
+        let (first, max) = (std::time::Duration::from_secs(5), std::time::Duration::from_secs(600));
+        let waits: Vec<u64> = (0..6).map(|n| retry_delay(first, max, n).as_secs()).collect();
+        assert_eq!(waits, [5, 20, 80, 320, 600, 600]);
+        assert_eq!(retry_delay(first, max, i64::MAX), max);
+        assert_eq!(retry_delay(first, max, -3), first);
+    }
 
     #[test]
     fn timestamps_read_as_dates_or_as_numbers() {

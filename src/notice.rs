@@ -179,8 +179,10 @@ pub struct Destination {
 /// given one; they never talk to a room directly.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    /// Posts `notice` and returns its message ID. The same `key` posts once,
-    /// however often it is retried (across restarts too).
+    /// Posts `notice` and returns its message ID. The same `key` is the same
+    /// transaction ID, so a retry soon after is deduplicated by Synapse (its
+    /// cache keeps them 30 to 60 minutes, in memory): a notice re-sent after a
+    /// long outage or a Synapse restart can appear twice.
     async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String>;
 
     /// Makes the earlier message `message_id` in `room_id` read as `notice`.

@@ -17,7 +17,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::homeserver::HsError;
 use crate::jobs::Services;
 use crate::metrics::VerdictLabel;
 use crate::store::RedactionCheck;
@@ -56,23 +55,8 @@ pub async fn run(services: Services, wake: Arc<Notify>, shutdown: CancellationTo
     }
 }
 
-/// Whether the homeserver applied a redaction to `target`: it then serves
-/// the target redacted, with `unsigned.redacted_because`. `None`: it does
-/// not know the event.
-async fn applied(services: &Services, check: &RedactionCheck) -> Result<Option<bool>, HsError> {
-    let redacted = |event: &serde_json::Value| event.pointer("/unsigned/redacted_because").is_some();
-    match services.homeserver.admin_event(&check.room_id, &check.target_id).await {
-        Ok(event) => Ok(event.as_ref().map(redacted)),
-        // Not a server admin: the bot can still look where it is a member.
-        Err(HsError::Matrix { status, .. }) if status == reqwest::StatusCode::FORBIDDEN => {
-            services.homeserver.is_redacted(&check.room_id, &check.target_id).await.map(Some)
-        }
-        Err(error) => Err(error),
-    }
-}
-
 async fn judge(services: &Services, check: &RedactionCheck) -> anyhow::Result<()> {
-    let verdict = match applied(services, check).await {
+    let verdict = match services.homeserver.served_redacted(&check.room_id, &check.target_id).await {
         Ok(Some(true)) => {
             let marked = services.store.resolve_redaction_check(check, true).await?;
             tracing::debug!(target = check.target_id, marked, "the homeserver applied a redaction by someone else");
@@ -94,8 +78,7 @@ async fn judge(services: &Services, check: &RedactionCheck) -> anyhow::Result<()
             "unknown_target"
         }
         Err(error) => {
-            let delay =
-                FIRST_RETRY.saturating_mul(2u32.saturating_pow(check.attempts.clamp(0, 16) as u32)).min(MAX_RETRY);
+            let delay = crate::clock::retry_delay(FIRST_RETRY, MAX_RETRY, check.attempts);
             tracing::info!(
                 target = check.target_id,
                 %error,

@@ -55,7 +55,7 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
         max_pages_per_room: config.backfill.max_pages_per_room,
     };
     let builder = builder
-        .register(PurgeKind)
+        .register(PurgeKind::default())
         .register(QuarantineKind)
         .register(UnquarantineKind)
         .register(BackfillKind { fetcher, settings });
@@ -69,6 +69,10 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
 /// it), then the start-up handshake and the workers in the background.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    let _instance = store.claim_instance(&config.database.url).await?;
+    if config.backfill.on_first_start {
+        crate::backfill::first_start(&store).await?;
+    }
     let homeserver = HomeserverClient::new(config.homeserver.url.clone(), config.appservice.as_token.clone())?;
     let bot_user_id = config.bot_user_id()?;
     let admin_room_id = resolve_admin_room(&homeserver, &config.admin.room).await?;
@@ -153,10 +157,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await;
             let admin_room = bot.admin_room_id.to_string();
             let mut workers = crate::bot::spawn(bot, shutdown.clone());
-            if config.backfill.on_first_start
-                && let Err(error) = crate::backfill::first_start(&jobs).await
-            {
-                tracing::warn!(error = format!("{error:#}"), "cannot start the first backfill");
+            match crate::moderation::purge::sweep_tokens(&services).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "revoked sender tokens left by jobs that ended"),
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot sweep sender tokens of ended jobs"),
             }
             let token = shutdown.clone();
             let runner = jobs.clone();

@@ -69,8 +69,9 @@ async fn start(jobs: &Jobs, room_id: &str, key: String, request: BackfillRequest
 
 /// On the first start with an empty index, asks for every room to be
 /// backfilled; it starts as soon as it can (once the bot is a server admin).
-pub async fn first_start(jobs: &Jobs) -> anyhow::Result<()> {
-    let store = &jobs.services().store;
+/// Called before the appservice listener opens: the first transaction (the
+/// bot's own join, say) must not make the index look used already.
+pub async fn first_start(store: &crate::store::Store) -> anyhow::Result<()> {
     if store.index_is_empty().await? {
         let why = "the first start with an empty index (backfill.on_first_start)";
         store.request_backfill(&[ALL_ROOMS.to_owned()], why).await?;

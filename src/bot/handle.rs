@@ -6,7 +6,7 @@ use super::Bot;
 use super::commands::{self, Command, Executed};
 use crate::clock::now_ms;
 use crate::commands::parse_command;
-use crate::homeserver::HsError;
+use crate::homeserver::{HsError, RetryPolicy};
 use crate::notice::Notice;
 use crate::store::{AuditEntry, InboxItem, InboxKind};
 
@@ -150,12 +150,16 @@ async fn handle_invite(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
         let audit = AuditEntry { target: Some(item.room_id.clone()), ..audit_for(item, "invite", None, "accepted") };
         Ok(Handled::new("joined", vec![audit]))
     } else {
-        homeserver.leave(&item.room_id, "housekeep only joins rooms when a moderator invites it").await?;
-        tracing::info!(room_id = item.room_id, inviter = item.sender, "declined an invite from a non-moderator");
-        let audit = AuditEntry {
-            target: Some(item.room_id.clone()),
-            ..audit_for(item, "invite", None, "declined: not a moderator")
+        // Anyone anywhere may invite the bot: one try, no retries, so a slow
+        // remote server cannot keep an inbox slot from moderators. An invite
+        // left undeclined does nothing.
+        let once = homeserver.clone().with_retry(RetryPolicy::ONCE);
+        let outcome = match once.leave(&item.room_id, "housekeep only joins rooms when a moderator invites it").await {
+            Ok(()) => "declined: not a moderator".to_owned(),
+            Err(error) => format!("ignored: not a moderator (declining failed: {error})"),
         };
+        tracing::info!(room_id = item.room_id, inviter = item.sender, outcome, "an invite from a non-moderator");
+        let audit = AuditEntry { target: Some(item.room_id.clone()), ..audit_for(item, "invite", None, &outcome) };
         Ok(Handled::new("declined", vec![audit]))
     }
 }

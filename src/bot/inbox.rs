@@ -3,10 +3,11 @@
 //! slow or failing homeserver.
 //!
 //! An item that fails is tried again later (it waits, the worker does not),
-//! up to [`MAX_ATTEMPTS`]; each attempt already had the homeserver client's
-//! own retries, so the total is bounded at a few minutes. Then it is given
-//! up: logged at ERROR, audited, counted, and the moderator told. A panic
-//! while handling an item is the same, at once: the worker goes on.
+//! up to [`MAX_ATTEMPTS`], each attempt after the homeserver client's own
+//! retries. Then it is given up: logged at ERROR, audited, counted, and the
+//! moderator told. A panic while handling an item is the same, at once: the
+//! worker goes on. Invites are handled with a short retry policy, so a slow
+//! remote server cannot hold a slot that a moderator's command needs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -100,7 +101,7 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
         }
         Err(error) => {
             let error = format!("{error:#}");
-            let delay = retry_delay(attempts);
+            let delay = crate::clock::retry_delay(Duration::from_secs(5), Duration::from_secs(600), attempts);
             tracing::warn!(
                 event_id = item.event_id,
                 attempt = attempts + 1,
@@ -114,19 +115,6 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
     if let Err(error) = recorded {
         tracing::warn!(error = format!("{error:#}"), "cannot record an inbox item's outcome; it will be handled again");
     }
-}
-
-/// How long an item waits after its `attempts`-th failure: 5 s, 20 s, 80 s …
-fn retry_delay(attempts: i64) -> Duration {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(5))
-        .with_factor(4.0)
-        .with_max_delay(Duration::from_secs(600))
-        .without_max_times()
-        .build()
-        .nth(attempts.clamp(0, 16) as usize)
-        .unwrap_or(Duration::from_secs(600))
 }
 
 /// Gives an item up: logged, counted, audited, and the moderator told.

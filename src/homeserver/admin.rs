@@ -71,6 +71,21 @@ impl HomeserverClient {
             Err(error) => Err(error),
         }
     }
+
+    /// Whether the homeserver serves an event redacted (with
+    /// `unsigned.redacted_because`), asked through the admin API, which
+    /// ignores history visibility. A bot that is not a server admin asks as
+    /// itself (only rooms it may read). `None`: the homeserver does not know
+    /// the event.
+    pub async fn served_redacted(&self, room_id: &str, event_id: &str) -> Result<Option<bool>, HsError> {
+        match self.admin_event(room_id, event_id).await {
+            Ok(event) => Ok(event.map(|event| event.pointer("/unsigned/redacted_because").is_some())),
+            Err(HsError::Matrix { status, .. }) if status == reqwest::StatusCode::FORBIDDEN => {
+                self.is_redacted(room_id, event_id).await.map(Some)
+            }
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// One room of Synapse's admin room list.
@@ -190,14 +205,15 @@ impl HomeserverClient {
         Ok(state.state)
     }
 
-    /// Starts deleting a room's history before `before_ts` (local events too);
-    /// returns the purge ID to poll.
-    pub async fn purge_history(&self, room_id: &str, before_ts: i64) -> Result<String, HsError> {
+    /// Starts deleting what came before `up_to_event_id` in the room's order
+    /// (local events too; the event itself and the state stay); returns the
+    /// purge ID to poll.
+    pub async fn purge_history(&self, room_id: &str, up_to_event_id: &str) -> Result<String, HsError> {
         #[derive(Deserialize)]
         struct Started {
             purge_id: String,
         }
-        let body = json!({ "purge_up_to_ts": before_ts, "delete_local_events": true });
+        let body = json!({ "purge_up_to_event_id": up_to_event_id, "delete_local_events": true });
         let started: Started =
             self.send(Method::POST, &["_synapse", "admin", "v1", "purge_history", room_id], Some(&body)).await?;
         Ok(started.purge_id)

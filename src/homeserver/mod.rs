@@ -90,7 +90,8 @@ impl HsError {
         }
     }
 
-    fn is_retryable(&self) -> bool {
+    /// Whether trying again later may succeed (the homeserver unreachable, busy or failing).
+    pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport(_) => true,
             Self::Matrix { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),

@@ -16,8 +16,12 @@
 //!   jobs go first; a background job gives up its slot after its current
 //!   batch when a moderation job is waiting for one.
 //! - **Item locks**: two jobs never act on the same item key at once.
-//! - **Panics** in a job end that job as failed (audited, counted, reported);
-//!   the runner and the other jobs go on.
+//! - **Failures**: a batch that errs is tried again (2 s, 4 s, 8 s). If the
+//!   homeserver is still unreachable the job pauses and resumes later
+//!   (30 s, 2 min, 8 min, then every 10 min); any other error fails it.
+//! - **Panics** in a job end that job as failed (recorded first, then its
+//!   clean-up runs, e.g. sender tokens revoked, and its room is told); the
+//!   runner and the other jobs go on.
 
 mod context;
 mod kind;
@@ -49,7 +53,14 @@ pub struct Jobs {
     sink: Arc<dyn Sink>,
     kinds: HashMap<&'static str, Arc<dyn ErasedKind>>,
     runner: runner::Runner,
+    /// Plans made at once. A plan streams its selection on one database
+    /// connection while writing items on another: more at once would take
+    /// the connections transactions from the homeserver need.
+    planning: tokio::sync::Semaphore,
 }
+
+/// See [`Jobs::planning`].
+const CONCURRENT_PLANS: usize = 2;
 
 /// Wires the runner: its services, its sink, and every kind it runs.
 pub struct JobsBuilder {
@@ -84,6 +95,7 @@ impl JobsBuilder {
             sink: self.sink,
             kinds: self.kinds,
             runner: runner::Runner::new(self.max_concurrent, self.progress_interval),
+            planning: tokio::sync::Semaphore::new(CONCURRENT_PLANS),
         })
     }
 }

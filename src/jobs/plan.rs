@@ -36,6 +36,17 @@ pub struct ConfirmPolicy {
 impl ConfirmPolicy {
     /// No limits (jobs housekeep starts by itself).
     pub const NONE: Self = Self { yes_limit: Size { events: i64::MAX, media: i64::MAX }, two_person: None };
+
+    /// Whether a selection of `size` needs a moderator other than the requester.
+    fn needs_second_moderator(&self, size: Size) -> bool {
+        self.two_person.is_some_and(|limit| exceeds(size, limit))
+    }
+
+    /// Whether `--yes` (the requester confirming alone) is refused for it:
+    /// above either threshold, whichever order they are in.
+    fn refuses_yes(&self, size: Size) -> bool {
+        exceeds(size, self.yes_limit) || self.needs_second_moderator(size)
+    }
 }
 
 fn exceeds(size: Size, limit: Size) -> bool {
@@ -80,6 +91,7 @@ impl Jobs {
     /// summary made again and nothing written.
     pub async fn plan<K: Kind>(&self, request: PlanRequest, args: &K::Args) -> anyhow::Result<PlanOutcome> {
         let kind = self.kind::<K>()?;
+        let _planning = self.planning.acquire().await?;
         let store = &self.services.store;
         let new = NewJob {
             id: Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase(),
@@ -126,7 +138,8 @@ impl Jobs {
             store.abandon_planning(&job.id).await?;
             return Ok(PlanOutcome::Nothing { summary: planned.summary });
         }
-        let yes_refused = request.mode == PlanMode::Yes && exceeds(planned.size, request.policy.yes_limit);
+        let needs_second_moderator = request.policy.needs_second_moderator(planned.size);
+        let yes_refused = request.mode == PlanMode::Yes && request.policy.refuses_yes(planned.size);
         let state = match request.mode {
             PlanMode::DryRun => JobState::DryRun,
             PlanMode::Yes if !yes_refused => JobState::Confirmed,
@@ -140,7 +153,7 @@ impl Jobs {
             state,
             total_count: total,
             expires_at: now + request.expiry.as_millis() as i64,
-            needs_second_moderator: request.policy.two_person.is_some_and(|limit| exceeds(planned.size, limit)),
+            needs_second_moderator,
         };
         let audit = AuditEntry {
             actor: request.requested_by.clone(),
@@ -151,7 +164,7 @@ impl Jobs {
             command: Some(request.command_text.clone()),
             target: Some(format!("plan {}", &plan_hash[..12])),
             outcome: if yes_refused {
-                "planned: --yes refused above the confirm threshold".to_owned()
+                "planned: --yes refused (above the confirm or two-person threshold)".to_owned()
             } else {
                 state.as_str().to_owned()
             },
@@ -177,5 +190,17 @@ mod tests {
         assert!(exceeds(Size { events: 1001, media: 0 }, limit));
         assert!(exceeds(Size { events: 0, media: 101 }, limit));
         assert!(!exceeds(Size { events: i64::MAX, media: i64::MAX }, ConfirmPolicy::NONE.yes_limit));
+    }
+
+    #[test]
+    fn yes_is_never_enough_where_a_second_moderator_is_needed() {
+        let size = |events| Size { events, media: 0 };
+        // Two-person below the confirm threshold: --yes must not slip between them.
+        let policy = ConfirmPolicy { yes_limit: size(1000), two_person: Some(size(10)) };
+        assert!(!policy.refuses_yes(size(10)));
+        assert!(policy.refuses_yes(size(11)) && policy.needs_second_moderator(size(11)));
+        let policy = ConfirmPolicy { yes_limit: size(10), two_person: Some(size(1000)) };
+        assert!(policy.refuses_yes(size(11)) && !policy.needs_second_moderator(size(11)));
+        assert!(!ConfirmPolicy::NONE.refuses_yes(size(i64::MAX)));
     }
 }

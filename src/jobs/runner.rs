@@ -14,13 +14,14 @@ use super::Jobs;
 use super::context::RunContext;
 use super::kind::{ErasedKind, Lane};
 use super::locks::ItemLocks;
+use crate::homeserver::HsError;
 use crate::metrics::PanicLabel;
 use crate::notice::Notice;
 use crate::store::{AuditEntry, Job, JobState};
 
-/// Retries of a failed batch before the job is marked failed. The
-/// homeserver client has already retried each call it made (with backoff,
-/// bounded), so this bounds the whole at a few minutes.
+/// Retries of a failed batch before the job is paused (an outage) or
+/// marked failed (anything else). The homeserver client has already retried
+/// each call it made (with backoff, bounded).
 const BATCH_RETRIES: usize = 3;
 /// How often the runner looks for work when nobody wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(10);
@@ -36,6 +37,9 @@ pub(super) struct Runner {
     /// Moderation jobs waiting for a slot that no free slot will take:
     /// that many background jobs give theirs up after their current batch.
     slots_wanted: AtomicUsize,
+    /// Jobs whose last run stopped on an error: not started again before
+    /// this time, and how many runs in a row failed.
+    retry_after: Mutex<HashMap<String, (Instant, i64)>>,
 }
 
 impl Runner {
@@ -47,6 +51,7 @@ impl Runner {
             locks: ItemLocks::new(),
             active: Mutex::new(HashMap::new()),
             slots_wanted: AtomicUsize::new(0),
+            retry_after: Mutex::new(HashMap::new()),
         }
     }
 
@@ -65,6 +70,20 @@ impl Runner {
         let mut jobs: Vec<_> = active.iter().map(|(id, (lane, _))| (id.clone(), *lane)).collect();
         jobs.sort();
         jobs
+    }
+
+    /// A run of the job stopped on an error: it waits before the next one,
+    /// longer each time (30 s, 2 min, 8 min, then every 10 min).
+    fn run_failed(&self, id: &str) -> Duration {
+        let mut retry = self.retry_after.lock().expect("not poisoned");
+        let failures = retry.get(id).map_or(0, |(_, n)| *n);
+        let delay = crate::clock::retry_delay(Duration::from_secs(30), Duration::from_secs(600), failures);
+        retry.insert(id.to_owned(), (Instant::now() + delay, failures + 1));
+        delay
+    }
+
+    fn waiting_to_retry(&self, id: &str) -> bool {
+        self.retry_after.lock().expect("not poisoned").get(id).is_some_and(|(at, _)| *at > Instant::now())
     }
 
     /// A background job asks whether to give its slot to a waiting moderation job.
@@ -118,7 +137,9 @@ async fn schedule(
     store.expire_jobs().await?;
     let mut waiting: Vec<(Lane, Job)> = Vec::new();
     for job in store.runnable_jobs().await? {
-        if jobs.runner.active.lock().expect("not poisoned").contains_key(&job.id) {
+        if jobs.runner.active.lock().expect("not poisoned").contains_key(&job.id)
+            || jobs.runner.waiting_to_retry(&job.id)
+        {
             continue;
         }
         let lane = jobs.kinds.get(job.kind.as_str()).map_or(Lane::Moderation, |kind| kind.lane());
@@ -161,7 +182,7 @@ async fn reap(
         tracing::error!(job = job.id, kind = job.kind, panic = message, "a job panicked; it is marked failed");
         jobs.services.metrics.panics.get_or_create(&PanicLabel { worker: "job" }).inc();
         let error = format!("housekeep hit an internal error running this job (a bug; please report it): {message}");
-        if let Err(failure) = fail(jobs, &job, &error).await {
+        if let Err(failure) = fail(jobs, &job.id, &error).await {
             tracing::error!(job = job.id, error = format!("{failure:#}"), "cannot record the job's failure");
         }
     }
@@ -177,17 +198,50 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".to_owned())
 }
 
-/// Marks a job failed after its task died, and tells its room.
-async fn fail(jobs: &Jobs, job: &Job, error: &str) -> anyhow::Result<()> {
-    let audit = job_audit(job, "job.finish", "failed");
+/// Marks a job failed whose task died (or that cannot run here), then, in
+/// the background so scheduling goes on, cleans up after it and tells its
+/// room. Recorded first: it must not be started again meanwhile.
+async fn fail(jobs: &Arc<Jobs>, id: &str, error: &str) -> anyhow::Result<()> {
+    let mut job = current(jobs, id).await?;
+    if job.state.is_final() {
+        return Ok(());
+    }
+    job.error = Some(error.to_owned());
+    let audit = job_audit(&job, "job.finish", "failed");
     let result = json!({ "done": job.done_count, "failed": job.failed_count, "batches": job.batches });
     jobs.services.store.finish_job(&job.id, JobState::Failed, &result, Some(error), &audit).await?;
-    let notice = Notice::new()
-        .title(&format!("Job {} ({}) failed", job.id, job.kind))
-        .field("status", "failed")
-        .field("error", error);
-    jobs.sink.post(&Jobs::destination(job), &format!("job-{}-result", job.id), &notice).await?;
+    let jobs = jobs.clone();
+    tokio::spawn(async move {
+        let kind = jobs.kinds.get(job.kind.as_str()).cloned();
+        let cancel = CancellationToken::new();
+        let ctx = RunContext::new(&jobs.services, &job, &jobs.runner.locks, cancel);
+        let mut notice = Notice::new().title(&format!("Job {} ({}) failed", job.id, job.kind));
+        if let Some(kind) = &kind {
+            if let Err(error) = kind.ended(&ctx, &job).await {
+                tracing::warn!(job = job.id, error = format!("{error:#}"), "job clean-up failed");
+            }
+            if let Ok(described) = kind.result(&ctx, &job, JobState::Failed).await {
+                notice = described;
+            }
+        }
+        report(&jobs, &job, job.progress_event_id.as_deref(), notice.field("status", "failed")).await;
+    });
     Ok(())
+}
+
+/// Posts a job's result, and puts it in its progress message.
+async fn report(jobs: &Jobs, job: &Job, progress_event: Option<&str>, mut notice: Notice) {
+    if let Some(error) = &job.error {
+        notice = notice.field("error", error);
+    }
+    let edited = match progress_event {
+        Some(event) => jobs.sink.edit(&job.room_id, event, &format!("job-{}-final-edit", job.id), &notice).await,
+        None => Ok(String::new()),
+    };
+    let sent = jobs.sink.post(&Jobs::destination(job), &format!("job-{}-result", job.id), &notice).await;
+    if let Err(error) = edited.and(sent) {
+        tracing::warn!(job = job.id, error = format!("{error:#}"), "could not post the job's result; !job shows it");
+    }
 }
 
 fn job_audit(job: &Job, action: &str, outcome: &str) -> AuditEntry {
@@ -206,12 +260,31 @@ fn job_audit(job: &Job, action: &str, outcome: &str) -> AuditEntry {
 async fn run_job(jobs: Arc<Jobs>, job: Job, cancel: CancellationToken) {
     let id = job.id.clone();
     match drive(&jobs, job, &cancel).await {
-        Ok(None) => {}
-        Ok(Some(Paused::Yielded)) => tracing::info!(job = id, "job gave its slot to a moderation job; resumes later"),
-        Ok(Some(Paused::Shutdown)) => tracing::info!(job = id, "job paused for shutdown; resumes at the next start"),
-        // The job stays `running` and is taken up again by the next round.
-        Err(error) => tracing::warn!(job = id, error = format!("{error:#}"), "job interrupted; will resume"),
+        Ok(paused) => {
+            jobs.runner.retry_after.lock().expect("not poisoned").remove(&id);
+            match paused {
+                None => {}
+                Some(Paused::Yielded) => {
+                    tracing::info!(job = id, "job gave its slot to a moderation job; resumes later")
+                }
+                Some(Paused::Shutdown) => {
+                    tracing::info!(job = id, "job paused for shutdown; resumes at the next start")
+                }
+            }
+        }
+        // The job stays `running` and is taken up again after a while:
+        // whatever stopped it (an outage, a database error) may pass.
+        Err(error) => {
+            let delay = jobs.runner.run_failed(&id);
+            tracing::warn!(job = id, error = format!("{error:#}"), ?delay, "job interrupted; will resume");
+        }
     }
+}
+
+/// Whether an error is the homeserver being unreachable or overloaded
+/// (after the client's retries): a reason to pause a job, not to fail it.
+fn is_outage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<HsError>().is_some_and(HsError::is_retryable))
 }
 
 /// Runs a job to its end, or until it pauses. `Ok(None)`: it ended.
@@ -221,7 +294,7 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
         // Persisted by another version of housekeep: say so, do not guess.
         if store.start_job(&job.id).await? {
             let error = format!("this version of housekeep has no job kind {:?}", job.kind);
-            fail(jobs, &job, &error).await?;
+            fail(jobs, &job.id, &error).await?;
         }
         return Ok(None);
     };
@@ -234,13 +307,26 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
         store.audit(job_audit(&job, "job.start", "running")).await?;
     }
     let mut job = current(jobs, &job.id).await?;
+    // Progress is cosmetic: a job whose progress message cannot be posted
+    // (the bot lost its voice in the room) runs without one.
     let progress_event = match &job.progress_event_id {
-        Some(event_id) => event_id.clone(),
+        Some(event_id) => Some(event_id.clone()),
         None => {
             let key = format!("job-{}-progress", job.id);
-            let event_id = jobs.sink.post(&Jobs::destination(&job), &key, &kind.progress(&job)?).await?;
-            store.set_progress_event(&job.id, &event_id).await?;
-            event_id
+            let posted = match kind.progress(&job) {
+                Ok(notice) => jobs.sink.post(&Jobs::destination(&job), &key, &notice).await,
+                Err(error) => Err(error),
+            };
+            match posted {
+                Ok(event_id) => {
+                    store.set_progress_event(&job.id, &event_id).await?;
+                    Some(event_id)
+                }
+                Err(error) => {
+                    tracing::info!(job = job.id, error = format!("{error:#}"), "cannot post the progress message");
+                    None
+                }
+            }
         }
     };
     let mut last_edit = Instant::now();
@@ -250,7 +336,12 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
             break JobState::Cancelled;
         }
         if cancel.is_cancelled() {
-            // Not a cancel of this job (that sets cancel_requested): shutdown.
+            // `!cancel` sets cancel_requested, then cancels the token: read
+            // the job again before calling it a shutdown.
+            job = current(jobs, &job.id).await?;
+            if job.cancel_requested {
+                break JobState::Cancelled;
+            }
             return Ok(Some(Paused::Shutdown));
         }
         let ctx = RunContext::new(&jobs.services, &job, &jobs.runner.locks, cancel.clone());
@@ -301,6 +392,10 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
                     job = current(jobs, &job.id).await?;
                     continue;
                 }
+                if is_outage(&error) {
+                    // Nothing is wrong with the job: it waits for the homeserver.
+                    return Err(error.context("the homeserver is unreachable; the job is paused"));
+                }
                 job.error = Some(format!("{error:#}"));
                 break JobState::Failed;
             }
@@ -308,9 +403,10 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
         if last_edit.elapsed() >= jobs.runner.progress_interval {
             let key = format!("job-{}-edit-{}", job.id, job.batches);
             // Progress is cosmetic: a failed edit must not stop the job.
-            let edited = match kind.progress(&job) {
-                Ok(notice) => jobs.sink.edit(&job.room_id, &progress_event, &key, &notice).await,
-                Err(error) => Err(error),
+            let edited = match (kind.progress(&job), &progress_event) {
+                (Ok(notice), Some(event)) => jobs.sink.edit(&job.room_id, event, &key, &notice).await,
+                (Ok(_), None) => Ok(String::new()),
+                (Err(error), _) => Err(error),
             };
             if let Err(error) = edited {
                 tracing::info!(job = job.id, error = format!("{error:#}"), "progress edit failed");
@@ -321,7 +417,7 @@ async fn drive(jobs: &Arc<Jobs>, job: Job, cancel: &CancellationToken) -> anyhow
             return Ok(Some(Paused::Yielded));
         }
     };
-    finish(jobs, kind.as_ref(), &job, &progress_event, state, cancel).await?;
+    finish(jobs, kind.as_ref(), &job, progress_event.as_deref(), state, cancel).await?;
     Ok(None)
 }
 
@@ -338,12 +434,13 @@ async fn current(jobs: &Jobs, id: &str) -> anyhow::Result<Job> {
 
 /// Reports the end, then records it. In that order: if housekeep dies in
 /// between, the job is resumed, finds nothing left to do, and reports again
-/// under the same keys, which the sink posts once.
+/// under the same keys (deduplicated by Synapse when soon after; a report
+/// twice beats none).
 async fn finish(
     jobs: &Jobs,
     kind: &dyn ErasedKind,
     job: &Job,
-    progress_event: &str,
+    progress_event: Option<&str>,
     state: JobState,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -351,7 +448,7 @@ async fn finish(
     if let Err(error) = kind.ended(&ctx, job).await {
         tracing::warn!(job = job.id, error = format!("{error:#}"), "job clean-up failed");
     }
-    let mut notice = match kind.result(&ctx, job, state).await {
+    let notice = match kind.result(&ctx, job, state).await {
         Ok(notice) => notice,
         Err(error) => {
             tracing::warn!(job = job.id, error = format!("{error:#}"), "cannot describe the job's result");
@@ -362,14 +459,7 @@ async fn finish(
                 .field("failed", &job.failed_count.to_string())
         }
     };
-    if let Some(error) = &job.error {
-        notice = notice.field("error", error);
-    }
-    let edited = jobs.sink.edit(&job.room_id, progress_event, &format!("job-{}-final-edit", job.id), &notice).await;
-    let sent = jobs.sink.post(&Jobs::destination(job), &format!("job-{}-result", job.id), &notice).await;
-    if let Err(error) = edited.and(sent) {
-        tracing::warn!(job = job.id, error = format!("{error:#}"), "could not post the job's result; !job shows it");
-    }
+    report(jobs, job, progress_event, notice).await;
     let result = json!({ "done": job.done_count, "failed": job.failed_count, "batches": job.batches });
     let audit = job_audit(job, "job.finish", state.as_str());
     jobs.services.store.finish_job(&job.id, state, &result, job.error.as_deref(), &audit).await?;

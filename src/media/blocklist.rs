@@ -7,6 +7,9 @@
 //! `!quarantine` (protected media is reported, not quarantined), audited, and
 //! announced in the admin room.
 
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 use clap::{Args, Subcommand};
 
 use crate::clock::now_ms;
@@ -152,7 +155,27 @@ pub async fn check_download(services: &Services, media: &MediaId, sha256: &str) 
     let mxc = media.mxc();
     let actor = format!("{} (hash blocklist)", services.bot_user_id);
     let reason = entry.reason.clone().unwrap_or_else(|| "content hash on the blocklist".to_owned());
-    let (state, detail) = quarantine::apply(services, &actor, Some(&reason), Action::Quarantine, &mxc).await;
+    // Anyone's upload: a blocked file is taken down wherever it came from.
+    // An outage is waited out for a while; past that the operators are told.
+    let quarantine = || quarantine::apply(services, &actor, Some(&reason), Action::Quarantine, &mxc, None);
+    let retries = ExponentialBuilder::default().with_min_delay(Duration::from_secs(2)).with_max_times(8);
+    let (state, detail) = match quarantine
+        .retry(retries)
+        .notify(|error, wait| {
+            tracing::info!(
+                mxc,
+                error = format!("{error:#}"),
+                ?wait,
+                "cannot quarantine a blocklisted file yet; retrying"
+            );
+        })
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            (ItemState::Failed, format!("{error:#}; {}quarantine hash {sha256} tries again", services.prefix))
+        }
+    };
     tracing::warn!(mxc, sha256, state = state.as_str(), detail, "a blocklisted file was downloaded; quarantining it");
     if state == ItemState::Done {
         services.metrics.blocklist_quarantined.inc();

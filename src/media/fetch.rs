@@ -20,6 +20,9 @@ use crate::jobs::Services;
 use crate::metrics::FetchLabel;
 use crate::store::{DueMedia, FetchState, Fetched, MediaId};
 
+/// The longest a failed download waits before its next attempt.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+
 /// How downloads are made.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchConfig {
@@ -180,7 +183,8 @@ impl MediaFetcher {
     async fn failed(&self, due: &DueMedia, reason: &str, stalled: bool) -> (Outcome, bool) {
         let media = &due.media;
         let attempt = due.failures + 1;
-        let next = now_ms() + retry_delay(self.config.retry_delay, due.failures).as_millis() as i64;
+        let next = now_ms()
+            + crate::clock::retry_delay(self.config.retry_delay, MAX_RETRY_DELAY, due.failures).as_millis() as i64;
         let max = i64::from(self.config.max_attempts);
         match self.services.store.record_fetch_failure(media, reason, next, max).await {
             Ok(FetchState::Abandoned) => {
@@ -242,18 +246,4 @@ impl MediaFetcher {
         }
         Ok(Fetched { sha256: hex::encode(hasher.finalize()), size, mimetype })
     }
-}
-
-/// How long a media waits after its `failures`-th failure: `first`, then four
-/// times longer each time (30 s, 2 min, 8 min …), at most an hour.
-fn retry_delay(first: Duration, failures: i64) -> Duration {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(first)
-        .with_factor(4.0)
-        .with_max_delay(Duration::from_secs(3600))
-        .without_max_times()
-        .build()
-        .nth(failures.clamp(0, 16) as usize)
-        .unwrap_or(Duration::from_secs(3600))
 }

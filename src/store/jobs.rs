@@ -27,11 +27,22 @@ const FINISH_PLANNING: &str = "UPDATE jobs SET plan = $2, plan_hash = $3, state 
      confirmed_by = $6, expires_at = $7, needs_second_moderator = $8, updated_at = $9 \
      WHERE id = $1 AND state = 'planning'";
 const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'planning'";
-const DELETE_ITEMS: &str = "DELETE FROM job_items WHERE job_id = $1";
+/// Items are deleted a chunk per statement: a million-item plan dropped in
+/// one statement would hold SQLite's write lock for seconds.
+const DELETE_ITEMS_CHUNK: &str = "DELETE FROM job_items WHERE job_id = $1 AND seq IN \
+     (SELECT seq FROM job_items WHERE job_id = $1 ORDER BY seq LIMIT 5000)";
 const CONFIRM: &str = "UPDATE jobs SET state = 'confirmed', confirmed_by = $2, updated_at = $3 \
      WHERE id = $1 AND state = 'planned' AND expires_at > $3 \
      AND (needs_second_moderator = 0 OR requested_by <> $2)";
-const EXPIRE: &str = "UPDATE jobs SET state = 'expired', updated_at = $1 WHERE state = 'planned' AND expires_at <= $1";
+/// Plans nobody confirmed in time expire; so does a `--yes` job whose plan
+/// could never be posted (it waits for that post to start).
+const EXPIRE: &str = "UPDATE jobs SET state = 'expired', updated_at = $1 WHERE expires_at <= $1 AND (state = 'planned' \
+     OR (state = 'confirmed' AND plan_event_id IS NULL AND command_event_id LIKE '$%'))";
+/// Plans whose planning was given up (the command failed for good mid-plan).
+const STALE_PLANNING: &str = "SELECT id FROM jobs WHERE state = 'planning' AND created_at < $1 LIMIT 100";
+/// How old a plan still being made is when the sweep drops it: planning a
+/// million events takes about a minute.
+const STALE_PLANNING_AFTER: i64 = 6 * 3600 * 1000;
 const CANCEL_IDLE: &str = "UPDATE jobs SET state = 'cancelled', updated_at = $2 \
      WHERE id = $1 AND state IN ('planned', 'confirmed')";
 const CANCEL_RUNNING: &str =
@@ -328,7 +339,7 @@ impl Store {
     pub async fn begin_planning(&self, new: &NewJob) -> anyhow::Result<Job> {
         if let Some(existing) = self.job_by_command(&new.command_event_id).await? {
             if existing.state == JobState::Planning {
-                sqlx::query(DELETE_ITEMS).bind(&existing.id).execute(&self.pool).await?;
+                self.delete_job_items(&existing.id).await?;
             }
             return Ok(existing);
         }
@@ -396,16 +407,16 @@ impl Store {
 
     /// Drops the items of a plan that will never run (a dry run's).
     pub async fn delete_job_items(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query(DELETE_ITEMS).bind(id).execute(&self.pool).await?;
+        while sqlx::query(DELETE_ITEMS_CHUNK).bind(id).execute(&self.pool).await?.rows_affected() > 0 {}
         Ok(())
     }
 
-    /// Drops a plan that made no job (nothing selected, or refused), with its items.
+    /// Drops a plan that made no job (nothing selected, or refused), with
+    /// its items. Interrupted, it leaves a `planning` job that the sweep of
+    /// stale plans drops later.
     pub async fn abandon_planning(&self, id: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(DELETE_ITEMS).bind(id).execute(&mut *tx).await?;
-        sqlx::query(DELETE_JOB).bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.delete_job_items(id).await?;
+        sqlx::query(DELETE_JOB).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -459,8 +470,17 @@ impl Store {
     }
 
     /// Plans nobody confirmed in time become `expired`.
+    /// Expires what waited too long, and drops plans left half-made.
     pub async fn expire_jobs(&self) -> anyhow::Result<u64> {
-        Ok(sqlx::query(EXPIRE).bind(now_ms()).execute(&self.pool).await?.rows_affected())
+        let now = now_ms();
+        let expired = sqlx::query(EXPIRE).bind(now).execute(&self.pool).await?.rows_affected();
+        let stale: Vec<String> =
+            sqlx::query_scalar(STALE_PLANNING).bind(now - STALE_PLANNING_AFTER).fetch_all(&self.pool).await?;
+        for id in &stale {
+            tracing::info!(job = id, "dropping a plan that was never finished");
+            self.abandon_planning(id).await?;
+        }
+        Ok(expired)
     }
 
     /// Confirmed jobs and jobs that were running when housekeep stopped,
@@ -607,6 +627,25 @@ impl Store {
         let rows = sqlx::query(SELECT_TOKENS).bind(id).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| Ok(JobToken { user_id: row.try_get(0)?, token: row.try_get(1)?, expires_at: row.try_get(2)? }))
+            .collect()
+    }
+
+    /// Tokens still kept for jobs that ended (a revocation that failed, or
+    /// a job that ended without its clean-up): `(job ID, token)`.
+    pub async fn tokens_of_ended_jobs(&self) -> anyhow::Result<Vec<(String, JobToken)>> {
+        let ended: Vec<String> =
+            JobState::ALL.iter().filter(|s| s.is_final()).map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "SELECT t.job_id, t.user_id, t.token, t.expires_at FROM job_tokens t JOIN jobs j ON j.id = t.job_id \
+             WHERE j.state IN ({}) ORDER BY t.job_id, t.user_id",
+            ended.join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let token = JobToken { user_id: row.try_get(1)?, token: row.try_get(2)?, expires_at: row.try_get(3)? };
+                Ok((row.try_get(0)?, token))
+            })
             .collect()
     }
 

@@ -9,6 +9,7 @@ mod backfill;
 mod events;
 mod fetch;
 mod inbox;
+mod instance;
 mod jobs;
 mod media;
 mod purge;
@@ -27,11 +28,12 @@ pub use audit::{AuditEntry, AuditRecord};
 pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
 pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
+pub use instance::InstanceLock;
 pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
 };
 pub use media::{MediaId, MediaSelectionStats, RefsOf, Scope};
-pub use purge::{EventFilter, EventSelectionStats, SelectedEvent};
+pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
 pub use txns::TxnOutcome;
 
@@ -89,7 +91,8 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let mut pool = AnyPoolOptions::new().max_connections(max_connections.unwrap_or(match backend {
-            Backend::Sqlite => 4,
+            // Readers are cheap under WAL; writers queue on the file's lock.
+            Backend::Sqlite => 8,
             Backend::Postgres => 16,
         }));
         if backend == Backend::Sqlite {

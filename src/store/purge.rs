@@ -33,6 +33,18 @@ pub struct EventFilter {
     pub after: Option<i64>,
     pub senders: Vec<String>,
     pub event_ids: Vec<String>,
+    /// Also redactions and redacted events (what a history delete removes).
+    pub include_redacted: bool,
+}
+
+/// A media a selection's events reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionMedia {
+    pub media: super::MediaId,
+    /// Shared by at least one of the events (not only mentioned).
+    pub shared: bool,
+    /// Who referenced it (the first and last sender by name).
+    pub senders: Vec<String>,
 }
 
 /// A selected event.
@@ -78,8 +90,10 @@ fn where_clause(backend: Backend, filter: &EventFilter, state: bool) -> (String,
         }
     }
     conditions.push(if state { "state_key IS NOT NULL" } else { "state_key IS NULL" }.to_owned());
-    conditions.push("type <> 'm.room.redaction'".to_owned());
-    conditions.push("redacted_at IS NULL".to_owned());
+    if !filter.include_redacted {
+        conditions.push("type <> 'm.room.redaction'".to_owned());
+        conditions.push("redacted_at IS NULL".to_owned());
+    }
     (conditions.join(" AND "), binds)
 }
 
@@ -133,6 +147,45 @@ impl Store {
         Ok(stats)
     }
 
+    /// Up to `limit` selected events after `after` (time, event ID), oldest
+    /// first: a selection read a page at a time, each page its own query.
+    pub async fn selected_events_page(
+        &self,
+        filter: &EventFilter,
+        after: Option<&(i64, String)>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<SelectedEvent>> {
+        let (mut condition, mut binds) = where_clause(self.backend, filter, false);
+        let mut next = |bind: Bind| {
+            binds.push(bind);
+            match self.backend {
+                Backend::Sqlite => "?".to_owned(),
+                Backend::Postgres => format!("${}", binds.len()),
+            }
+        };
+        if let Some((ts, event_id)) = after {
+            let (a, b, c) = (next(Bind::Int(*ts)), next(Bind::Int(*ts)), next(Bind::Text(event_id.clone())));
+            condition
+                .push_str(&format!(" AND (origin_server_ts > {a} OR (origin_server_ts = {b} AND event_id > {c}))"));
+        }
+        let limit = next(Bind::Int(limit));
+        let sql = format!(
+            "SELECT event_id, room_id, sender, origin_server_ts FROM events WHERE {condition} \
+             ORDER BY origin_server_ts, event_id LIMIT {limit}"
+        );
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SelectedEvent {
+                    event_id: row.try_get(0)?,
+                    room_id: row.try_get(1)?,
+                    sender: row.try_get(2)?,
+                    origin_server_ts: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
     /// Unredacted, non-state, non-redaction events matching `filter`, oldest
     /// first, streamed.
     pub fn selected_events<'a>(
@@ -155,33 +208,37 @@ impl Store {
         })
     }
 
-    /// Distinct media the given events *shared* (as attachments, images,
-    /// stickers or their own avatars; see `media.rs`), and those they only mentioned.
-    pub async fn media_of_events(
-        &self,
-        event_ids: &[String],
-    ) -> anyhow::Result<(Vec<super::MediaId>, Vec<super::MediaId>)> {
-        let mut shared = Vec::new();
-        let mut mentioned = Vec::new();
-        for chunk in event_ids.chunks(500) {
-            let ids = list_placeholders(self.backend, chunk.len());
-            let sql = format!(
-                "SELECT r.server_name, r.media_id, MAX(CASE WHEN r.kind IN ({SHARED}) OR (r.kind = 'member_avatar' \
-                 AND e.state_key = r.sender) THEN 1 ELSE 0 END) FROM media_refs r \
-                 LEFT JOIN events e ON e.event_id = r.event_id WHERE r.event_id IN ({ids}) \
-                 GROUP BY r.server_name, r.media_id",
-                SHARED = super::media::SHARED_KINDS
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id);
+    /// The distinct media the events of a selection reference, streamed in
+    /// a stable order: whether any of them *shared* it (an attachment,
+    /// image, sticker, or an avatar its owner set; see `media.rs`) or only
+    /// mentioned it, and who shared or mentioned it (the first and last
+    /// sender by name: usually one).
+    pub fn media_of_selection<'a>(
+        &'a self,
+        filter: &EventFilter,
+    ) -> impl Stream<Item = anyhow::Result<SelectionMedia>> + Send + 'a {
+        let (condition, binds) = where_clause(self.backend, filter, false);
+        let sql = format!(
+            "SELECT r.server_name, r.media_id, MAX(CASE WHEN r.kind IN ({SHARED}) OR (r.kind = 'member_avatar' \
+             AND e.state_key = r.sender) THEN 1 ELSE 0 END), MIN(r.sender), MAX(r.sender) FROM media_refs r \
+             LEFT JOIN events e ON e.event_id = r.event_id \
+             WHERE r.event_id IN (SELECT event_id FROM events WHERE {condition}) \
+             GROUP BY r.server_name, r.media_id ORDER BY r.server_name, r.media_id",
+            SHARED = super::media::SHARED_KINDS
+        );
+        bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch(&self.pool).map(|row| {
+            let row = row?;
+            let (first, last): (String, String) = (row.try_get(3)?, row.try_get(4)?);
+            let mut senders = vec![first];
+            if last != senders[0] {
+                senders.push(last);
             }
-            for row in query.fetch_all(&self.pool).await? {
-                let id = super::MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? };
-                if row.try_get::<i64, _>(2)? == 1 { shared.push(id) } else { mentioned.push(id) }
-            }
-        }
-        Ok((shared, mentioned))
+            Ok(SelectionMedia {
+                media: super::MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
+                shared: row.try_get::<i64, _>(2)? == 1,
+                senders,
+            })
+        })
     }
 
     /// Marks events housekeep redacted, so a resumed job skips them.
@@ -194,37 +251,53 @@ impl Store {
         Ok(())
     }
 
-    /// The timestamp of the room's first event at or after `ts`, if any.
-    pub async fn first_event_at_or_after(&self, room_id: &str, ts: i64) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(origin_server_ts) FROM events WHERE room_id = $1 AND origin_server_ts >= $2")
-            .bind(room_id)
-            .bind(ts)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// Removes from the index the non-state events the homeserver deleted
-    /// (`purge_history` up to `before`), with their media references.
-    pub async fn forget_events_before(&self, room_id: &str, before: i64) -> anyhow::Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM media_refs WHERE event_id IN (SELECT event_id FROM events \
-             WHERE room_id = $1 AND origin_server_ts < $2 AND state_key IS NULL)",
+    /// The room's first indexed event at or after `ts` (its ID and time), if any.
+    pub async fn first_event_at_or_after(&self, room_id: &str, ts: i64) -> anyhow::Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND origin_server_ts >= $2 \
+             ORDER BY origin_server_ts, event_id LIMIT 1",
         )
         .bind(room_id)
-        .bind(before)
-        .execute(&mut *tx)
+        .bind(ts)
+        .fetch_optional(&self.pool)
         .await?;
-        let deleted =
-            sqlx::query("DELETE FROM events WHERE room_id = $1 AND origin_server_ts < $2 AND state_key IS NULL")
-                .bind(room_id)
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        tx.commit().await?;
-        Ok(deleted)
+        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+    }
+
+    /// The room's newest indexed event before `ts` (its ID and time), if any.
+    pub async fn last_event_before(&self, room_id: &str, ts: i64) -> anyhow::Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND origin_server_ts < $2 \
+             ORDER BY origin_server_ts DESC, event_id DESC LIMIT 1",
+        )
+        .bind(room_id)
+        .bind(ts)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+    }
+
+    /// Removes from the index events the homeserver deleted (and their
+    /// media references), in chunks: never one long write lock.
+    pub async fn forget_events(&self, event_ids: &[String]) -> anyhow::Result<u64> {
+        let mut forgotten = 0;
+        for chunk in event_ids.chunks(500) {
+            let ids = list_placeholders(self.backend, chunk.len());
+            let mut tx = self.pool.begin().await?;
+            for table in ["media_refs", "events"] {
+                let sql = format!("DELETE FROM {table} WHERE event_id IN ({ids})");
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                let deleted = query.execute(&mut *tx).await?.rows_affected();
+                if table == "events" {
+                    forgotten += deleted;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(forgotten)
     }
 }
 
@@ -240,6 +313,7 @@ mod tests {
             after: None,
             senders: vec!["@a:hs".into(), "@b:hs".into()],
             event_ids: vec![],
+            include_redacted: false,
         };
         let (sql, binds) = where_clause(Backend::Postgres, &filter, false);
         assert_eq!(

@@ -143,6 +143,11 @@ impl Housekeep {
         wait_healthy(&mut self.child, &url, Duration::from_secs(30), "housekeep", &self.log_path).await
     }
 
+    /// The process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
     pub async fn kill_9(&mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+#[derive(Clone)]
 pub struct MatrixUser {
     http: reqwest::Client,
     base: String,

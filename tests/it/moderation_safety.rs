@@ -187,10 +187,20 @@ async fn a_user_quarantine_takes_what_they_shared_and_names_whose_it_is(backend:
         assert!(with_mentions.contains("Would quarantine 3 media"), "{with_mentions}");
 
         let result = command_reply(testbed, &admin_room, &format!("{command} --yes"), 3).await?;
-        assert_eq!(field(&result, "quarantined_count"), "2", "{result}");
+        assert_eq!(field(&result, "quarantined_count"), "1", "{result}");
+        assert!(
+            result.contains(&format!("uploaded by {}, not by who shared it: left alone", victim.user_id)),
+            "{result}"
+        );
         assert_eq!(victim.download_status(&avatar).await?, 200, "a mention takes nothing down");
         assert_eq!(victim.download_status(&spam).await?, 404);
-        assert_eq!(victim.download_status(&photo).await?, 404, "shared by the spammer, as the plan said");
+        assert_eq!(victim.download_status(&photo).await?, 200, "shared by the spammer, but the victim's upload");
+
+        // The moderator looked and wants the shared copy gone too.
+        let result =
+            command_reply(testbed, &admin_room, &format!("{command} --include-others-uploads --yes"), 3).await?;
+        assert_eq!(victim.download_status(&photo).await?, 404, "{result}");
+        assert_eq!(victim.download_status(&avatar).await?, 200, "still only mentioned");
         store.close().await;
         Ok(())
     })

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::common::{Backend, command_reply, field, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
-use housekeep::testbed::{MatrixUser, eventually};
+use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -121,18 +121,7 @@ async fn all_rooms_and_delete_by_time(backend: Backend) -> anyhow::Result<()> {
             .create_room(json!({"name": "moderated", "preset": "public_chat", "invite": [bot],
                                 "power_level_content_override": {"users": {bot.clone(): 100}}}))
             .await?;
-        eventually(Duration::from_secs(30), "the bot to join", || async {
-            let state = testbed.admin.recent_events(&moderated, 50).await?;
-            Ok(state
-                .iter()
-                .any(|e| {
-                    e["type"] == "m.room.member"
-                        && e["state_key"] == bot.as_str()
-                        && e["content"]["membership"] == "join"
-                })
-                .then_some(()))
-        })
-        .await?;
+        bot_joined(testbed, &moderated).await?;
         spammer.join(&moderated).await?;
         let own = spammer.create_room(json!({"name": "spammer's"})).await?;
         let mut spam = send_all(&spammer, &moderated, "spam", 2).await?;
@@ -155,25 +144,51 @@ async fn all_rooms_and_delete_by_time(backend: Backend) -> anyhow::Result<()> {
         assert!(spam.iter().all(|id| seen[id].is_none()), "{seen:?}");
 
         // delete: the history before a time leaves this homeserver.
-        let diary = testbed.admin.create_room(json!({"name": "diary"})).await?;
+        let diary = testbed.admin.create_room(json!({"name": "diary", "invite": [bot]})).await?;
+        bot_joined(testbed, &diary).await?;
         let old = send_all(&testbed.admin, &diary, "old", 6).await?;
         indexed(&store, &diary, &old).await?;
         let cut = store.room_events(&diary).await?.iter().map(|e| e.origin_server_ts).max().unwrap() + 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let new = send_all(&testbed.admin, &diary, "new", 4).await?;
+        // Sent last, but claiming a time before the cut (as any server may):
+        // Synapse cuts by the room's order and keeps it, so must the index.
+        let backdated =
+            testbed.bot()?.send_at(&diary, cut - 60_000, json!({"msgtype": "m.text", "body": "backdated"})).await?;
         indexed(&store, &diary, &new).await?;
+        indexed(&store, &diary, std::slice::from_ref(&backdated)).await?;
         let result =
             command_reply(testbed, &admin_room, &format!("!purge {diary} --before {cut} --method delete --yes"), 3)
                 .await?;
         assert_eq!(field(&result, "method"), "delete", "{result}");
         assert!(result.contains("purge_history"), "{result}");
+        assert_eq!(field(&result, "purged_count"), "6", "{result}");
+        assert!(result.contains("selected events Synapse kept (it cuts by the room's order"), "{result}");
+        assert!(result.contains("they stay in the index: 1"), "{result}");
         let left = bodies(&testbed.admin, &diary).await?;
         assert!(old.iter().all(|id| !left.contains_key(id)), "old messages deleted: {left:?}");
         assert!(new.iter().all(|id| left.contains_key(id)), "new messages kept: {left:?}");
+        assert!(left.contains_key(&backdated), "the backdated message is after the cut in the room: {left:?}");
         let indexed_now = store.room_events(&diary).await?;
         assert!(old.iter().all(|id| indexed_now.iter().all(|e| &e.event_id != id)), "the index forgets them too");
+        assert!(indexed_now.iter().any(|e| e.event_id == backdated), "but not what Synapse kept");
         store.close().await;
         Ok(())
+    })
+    .await
+}
+
+/// Waits until housekeep's bot is in `room` (it accepts a moderator's invite).
+async fn bot_joined(testbed: &Testbed, room: &str) -> anyhow::Result<()> {
+    let bot = testbed.config.bot_user_id()?.to_string();
+    eventually(Duration::from_secs(30), "the bot to join", || async {
+        let state = testbed.admin.recent_events(room, 50).await?;
+        Ok(state
+            .iter()
+            .any(|e| {
+                e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+            })
+            .then_some(()))
     })
     .await
 }

@@ -36,3 +36,33 @@ async fn a_wrong_hs_token_is_explained_in_the_log() {
     .await
     .unwrap();
 }
+
+on_both_backends!(a_second_housekeep_on_the_same_database_refuses_to_start);
+
+async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        // A rolling deploy or a copy started by hand: same config, same database.
+        let second = tokio::process::Command::new(crate::common::housekeep_binary())
+            .arg("run")
+            .arg("-c")
+            .arg(&testbed.config_path)
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true)
+            .output();
+        let second = tokio::time::timeout(Duration::from_secs(30), second).await??;
+        let log = String::from_utf8_lossy(&second.stderr);
+        assert!(!second.status.success(), "the second copy must not run: {log}");
+        assert!(log.contains("another housekeep is running against this database"), "{log}");
+        // The first one still answers.
+        let admin_room = testbed.admin_room().await?;
+        let asked = testbed.admin.send_text(&admin_room, "!help").await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let help = testbed.admin.wait_for_reply(&admin_room, &asked, &bot).await?;
+        assert!(help.contains("!purge"), "{help}");
+        // Once it stops, the database is free again.
+        testbed.housekeep.kill_9().await?;
+        testbed.housekeep.restart().await?;
+        Ok(())
+    })
+    .await
+}

@@ -130,13 +130,20 @@ pub async fn cancel(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result
     let (text, outcome) = match bot.jobs.cancel(job_id).await? {
         CancelOutcome::Cancelled => (format!("Job {job_id} cancelled; it never ran."), "cancelled"),
         CancelOutcome::Stopping => (format!("Job {job_id} stops after its current batch."), "stopping"),
+        CancelOutcome::AlreadyFinal(JobState::Planning) => (
+            format!("Job {job_id} is still being planned: cancel it once its plan is posted (nothing runs before)."),
+            "still planning",
+        ),
         CancelOutcome::AlreadyFinal(state) => (format!("Job {job_id} is already {}.", state.as_str()), "already final"),
         CancelOutcome::NotFound => (format!("No job {job_id}."), "not found"),
     };
+    // Audited with the command, in the same transaction: once, even if the
+    // command is handled again after a crash.
     let mut audit = audit_for(item, "cancel", None, outcome);
     audit.job_id = Some(job_id.to_owned());
-    bot.services().store.audit(audit).await?;
-    Ok(Executed::with_outcome(Notice::new().line(&text), outcome))
+    let mut executed = Executed::with_outcome(Notice::new().line(&text), outcome);
+    executed.audit.push(audit);
+    Ok(executed)
 }
 
 #[cfg(test)]

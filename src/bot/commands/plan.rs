@@ -79,10 +79,13 @@ pub async fn plan<K: Kind>(
         next.push(not_admin(bot, why));
     }
     if yes_refused {
-        next.push(
+        next.push(if job.needs_second_moderator {
+            "--yes is not enough: a selection this large (above admin.two_person_threshold) needs a second moderator."
+                .to_owned()
+        } else {
             "--yes is not enough for a selection this large (above admin.confirm_threshold): confirm it explicitly."
-                .to_owned(),
-        );
+                .to_owned()
+        });
     }
     next.push(match job.state {
         JobState::DryRun => "Dry run: nothing will be done.".to_owned(),

@@ -285,6 +285,7 @@ fn names_and_destructiveness() {
         ("!confirm a", "confirm", false),
         ("!cancel a", "cancel", false),
         ("!audit", "audit", false),
+        ("!blocklist list", "blocklist", false),
         #[cfg(debug_assertions)]
         ("!testjob 3", "testjob", true),
     ];

@@ -37,6 +37,8 @@ pub struct PurgeArgs {
     pub events: Vec<OwnedEventId>,
     pub method: PurgeMethod,
     pub with_media: Option<PurgeMediaAction>,
+    /// With `--with-media`: also media the purged events shared but someone else uploaded.
+    pub include_others_uploads: bool,
     /// The moderator asked for every event of the room (a `Room` without
     /// filters), or of every user in the time window (`AllRooms` with only
     /// `--before`/`--after`).
@@ -102,9 +104,12 @@ struct PurgeCli {
     /// How to remove the events
     #[arg(long, value_enum, value_name = "METHOD", default_value_t)]
     method: PurgeMethod,
-    /// Also act on the media the purged events reference
+    /// Also act on the media the purged events shared (not what they merely mentioned)
     #[arg(long, value_enum, value_name = "ACTION")]
     with_media: Option<PurgeMediaAction>,
+    /// With --with-media: also media a sender shared but someone else uploaded (Synapse quarantines every copy)
+    #[arg(long, requires = "with_media")]
+    include_others_uploads: bool,
     /// Purge every user's events: the whole room when no filter is given, or with --all-rooms every event in the time window
     #[arg(long)]
     everything: bool,
@@ -134,6 +139,7 @@ impl TryFrom<PurgeCli> for PurgeArgs {
             events: cli.events,
             method: cli.method,
             with_media: cli.with_media,
+            include_others_uploads: cli.include_others_uploads,
             everything: cli.everything,
             flags: cli.flags,
         };

@@ -31,11 +31,12 @@ use super::args::PurgeArgs;
 use super::plan::{LOCAL_ONLY, PurgeItem, PurgePlan, plan};
 use super::tokens::{Tokens, revoke_all};
 use crate::clock::now_ms;
+use crate::homeserver::HsError;
 use crate::homeserver::power::power_levels;
 use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
 use crate::moderation::quarantine::{self, Action};
 use crate::notice::Notice;
-use crate::store::{ItemResult, ItemState, JobState};
+use crate::store::{EventFilter, ItemResult, ItemState, JobState};
 
 const BATCH_SIZE: i64 = 20;
 const CONCURRENCY: usize = 4;
@@ -72,6 +73,9 @@ pub struct PurgeTally {
     pub already: i64,
     pub media_quarantined: i64,
     pub failed: i64,
+    /// After a history cut: selected events Synapse did not delete.
+    #[serde(default)]
+    pub kept: i64,
     /// Per room, how many events went which way.
     pub ways: BTreeMap<String, BTreeMap<Way, i64>>,
 }
@@ -82,6 +86,7 @@ impl Tally for PurgeTally {
         self.already += other.already;
         self.media_quarantined += other.media_quarantined;
         self.failed += other.failed;
+        self.kept += other.kept;
         for (room, ways) in other.ways {
             let room = if self.ways.contains_key(&room) || self.ways.len() < MAX_ROOMS_REPORTED {
                 room
@@ -101,10 +106,28 @@ pub struct PurgeCursor {
     pub after: ItemCursor,
     /// A `purge_history` started for the next item, being waited for.
     pub purge_id: Option<String>,
+    /// After a `purge_history`: how far the selection has been checked
+    /// against the homeserver, event by event.
+    #[serde(default)]
+    pub verify: Option<Verify>,
+}
+
+/// Which selected events Synapse deleted, found by asking it about each:
+/// it cuts by its own order of the room, the index selected by sent time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verify {
+    /// The last event checked (time, ID).
+    pub after: Option<(i64, String)>,
+    pub deleted: i64,
+    pub kept: i64,
 }
 
 #[derive(Debug, Default)]
-pub struct PurgeKind;
+pub struct PurgeKind {
+    /// Per job, how housekeep may redact in each room, looked up once per
+    /// run (again after a refusal), not for every batch.
+    ways: std::sync::Mutex<HashMap<String, HashMap<String, RoomWay>>>,
+}
 
 #[async_trait]
 impl Kind for PurgeKind {
@@ -127,11 +150,11 @@ impl Kind for PurgeKind {
             return Ok(batch);
         };
         if let Some(first) = items.first()
-            && let PurgeItem::History { room_id, before } = &first.item
+            && let PurgeItem::History { room_id, cut_event_id } = &first.item
         {
-            return delete_history(ctx, job, first, room_id, *before).await;
+            return delete_history(ctx, job, first, room_id, cut_event_id).await;
         }
-        let ways = room_ways(ctx, &items).await?;
+        let ways = self.room_ways(ctx, &items).await?;
         let tokens = Tokens::load(ctx.services, ctx.job).await?;
         let (ways, tokens) = (&ways, &tokens);
         let outcomes: Vec<_> = futures::stream::iter(items)
@@ -142,8 +165,14 @@ impl Kind for PurgeKind {
             .buffered(CONCURRENCY)
             .collect()
             .await;
-        let mut batch = Batch::<PurgeKind>::new(PurgeCursor { after: ItemCursor(last), purge_id: None });
-        for (item, (state, detail, way)) in outcomes {
+        let mut batch = Batch::<PurgeKind>::new(PurgeCursor { after: ItemCursor(last), ..PurgeCursor::default() });
+        for (item, outcome) in outcomes {
+            // An outage is the batch's error (tried again, the job paused
+            // if it lasts), not a failure of every item it reached.
+            let (state, detail, way) = outcome?;
+            if state == ItemState::Failed && way.is_none() && detail.starts_with(REFUSED) {
+                self.forget_way(&job.record.id, item.item.room());
+            }
             let action = match (&item.item, state) {
                 (PurgeItem::Media { .. }, ItemState::Done) => {
                     batch.tally.media_quarantined += 1;
@@ -185,6 +214,9 @@ impl Kind for PurgeKind {
         if job.plan.media > 0 {
             notice = notice.field("media quarantined", &tally.media_quarantined.to_string());
         }
+        if tally.kept > 0 {
+            notice = notice.field(KEPT, &tally.kept.to_string());
+        }
         let per_room: Vec<String> = tally
             .ways
             .iter()
@@ -202,8 +234,40 @@ impl Kind for PurgeKind {
         Ok(notice.line(LOCAL_ONLY))
     }
 
-    async fn ended(&self, ctx: &RunContext<'_>, _job: &TypedJob<Self>) -> anyhow::Result<()> {
+    async fn ended(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<()> {
+        self.ways.lock().expect("not poisoned").remove(&job.record.id);
         revoke_all(ctx.services, ctx.job).await
+    }
+}
+
+/// An item's detail when the homeserver refused a redaction: the room's way
+/// is looked up again for the next batch (the power levels may have changed).
+const REFUSED: &str = "refused: ";
+
+impl PurgeKind {
+    /// The way in each room of this batch's events: one state read per
+    /// room and run of the job.
+    async fn room_ways(
+        &self,
+        ctx: &RunContext<'_>,
+        items: &[Item<PurgeItem>],
+    ) -> anyhow::Result<HashMap<String, RoomWay>> {
+        let job_id = &ctx.job.id;
+        let mut ways = self.ways.lock().expect("not poisoned").get(job_id).cloned().unwrap_or_default();
+        for item in items {
+            let PurgeItem::Event { room_id, .. } = &item.item else { continue };
+            if !ways.contains_key(room_id) {
+                ways.insert(room_id.clone(), room_way(ctx, room_id).await?);
+            }
+        }
+        self.ways.lock().expect("not poisoned").insert(job_id.clone(), ways.clone());
+        Ok(ways)
+    }
+
+    fn forget_way(&self, job_id: &str, room_id: Option<&str>) {
+        if let (Some(rooms), Some(room_id)) = (self.ways.lock().expect("not poisoned").get_mut(job_id), room_id) {
+            rooms.remove(room_id);
+        }
     }
 }
 
@@ -216,65 +280,71 @@ enum RoomWay {
     AsSender { required: i64 },
     /// The bot could have redacted but could not get in.
     CannotJoin,
+    /// The homeserver would not show the room (it may have been deleted):
+    /// its events fail, the rest of the job goes on.
+    Unknown(String),
 }
 
-/// The way in each room of this batch's events: one state read per room.
-async fn room_ways(ctx: &RunContext<'_>, items: &[Item<PurgeItem>]) -> anyhow::Result<HashMap<String, RoomWay>> {
+/// One room's way, from its state. An outage is an error (the batch is
+/// tried again); a refusal fails only this room's events.
+async fn room_way(ctx: &RunContext<'_>, room_id: &str) -> anyhow::Result<RoomWay> {
     let homeserver = &ctx.services.homeserver;
     let bot = &ctx.services.bot_user_id;
-    let mut ways = HashMap::new();
-    for item in items {
-        let PurgeItem::Event { room_id, .. } = &item.item else { continue };
-        if ways.contains_key(room_id) {
-            continue;
-        }
-        let state = homeserver.admin_room_state(room_id).await?;
-        let levels = power_levels(&state);
-        let joined = state.iter().any(|e| {
-            e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
-        });
-        let way = if !levels.user_can_redact_event_of_other(bot) {
-            let required = i64::from(levels.redact)
-                .max(i64::from(levels.for_message(ruma::events::MessageLikeEventType::RoomRedaction)));
-            RoomWay::AsSender { required }
-        } else if joined {
-            RoomWay::Bot
-        } else {
-            match homeserver.admin_join(room_id, bot.as_str()).await {
-                Ok(()) => RoomWay::Bot,
-                Err(error) => {
-                    tracing::info!(room_id, %error, "cannot join the room through the admin API; redacting as the senders");
-                    RoomWay::CannotJoin
-                }
+    let state = match homeserver.admin_room_state(room_id).await {
+        Ok(state) => state,
+        Err(error) if error.is_retryable() => return Err(error.into()),
+        Err(error) => return Ok(RoomWay::Unknown(format!("cannot read the room's state: {error}"))),
+    };
+    let levels = power_levels(&state);
+    let joined = state.iter().any(|e| {
+        e["type"] == "m.room.member" && e["state_key"] == bot.as_str() && e["content"]["membership"] == "join"
+    });
+    Ok(if !levels.user_can_redact_event_of_other(bot) {
+        let required = i64::from(levels.redact)
+            .max(i64::from(levels.for_message(ruma::events::MessageLikeEventType::RoomRedaction)));
+        RoomWay::AsSender { required }
+    } else if joined {
+        RoomWay::Bot
+    } else {
+        match homeserver.admin_join(room_id, bot.as_str()).await {
+            Ok(()) => RoomWay::Bot,
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => {
+                tracing::info!(room_id, %error, "cannot join the room through the admin API; redacting as the senders");
+                RoomWay::CannotJoin
             }
-        };
-        ways.insert(room_id.clone(), way);
-    }
-    Ok(ways)
+        }
+    })
 }
 
-/// One item's outcome; never fails the batch.
+/// One item's outcome. A refusal by the homeserver is the item's outcome;
+/// an outage (the client's retries spent) is an error.
 async fn apply(
     ctx: &RunContext<'_>,
     job: &TypedJob<PurgeKind>,
     item: &PurgeItem,
     ways: &HashMap<String, RoomWay>,
     tokens: &Tokens<'_>,
-) -> (ItemState, String, Option<Way>) {
+) -> anyhow::Result<(ItemState, String, Option<Way>)> {
     match item {
         PurgeItem::Event { room_id, event_id, sender } => {
             match redact(ctx, job, room_id, event_id, sender, ways, tokens).await {
-                Ok(outcome) => outcome,
-                Err(error) => (ItemState::Failed, format!("{error:#}"), None),
+                Ok(outcome) => Ok(outcome),
+                Err(error) => match error.downcast_ref::<HsError>() {
+                    Some(hs) if hs.is_retryable() => Err(error),
+                    Some(_) => Ok((ItemState::Failed, format!("{REFUSED}{error:#}"), None)),
+                    None => Ok((ItemState::Failed, format!("{error:#}"), None)),
+                },
             }
         }
-        PurgeItem::Media { mxc } => {
+        PurgeItem::Media { mxc, owners } => {
             let reason = job.plan.reason.as_deref();
+            let owners = owners.as_deref();
             let (state, detail) =
-                quarantine::apply(ctx.services, ctx.job.actor(), reason, Action::Quarantine, mxc).await;
-            (state, detail, None)
+                quarantine::apply(ctx.services, ctx.job.actor(), reason, Action::Quarantine, mxc, owners).await?;
+            Ok((state, detail, None))
         }
-        PurgeItem::History { .. } => (ItemState::Failed, "a history cut comes first in its job".to_owned(), None),
+        PurgeItem::History { .. } => Ok((ItemState::Failed, "a history cut comes first in its job".to_owned(), None)),
     }
 }
 
@@ -288,8 +358,9 @@ async fn redact(
     tokens: &Tokens<'_>,
 ) -> anyhow::Result<(ItemState, String, Option<Way>)> {
     let services = ctx.services;
-    let local = UserId::parse(sender).is_ok_and(|user| user.server_name().as_str() == services.server_name());
+    let local = is_local(sender, services.server_name());
     let (client, way) = match ways.get(room_id) {
+        Some(RoomWay::Unknown(why)) => return Ok((ItemState::Failed, why.clone(), None)),
         Some(RoomWay::Bot) => (services.homeserver.clone(), Way::RedactedByHousekeep),
         Some(RoomWay::AsSender { .. } | RoomWay::CannotJoin) if local => {
             (tokens.client_for(sender).await?, Way::RedactedAsSender)
@@ -305,9 +376,15 @@ async fn redact(
         None => anyhow::bail!("no way planned for room {room_id}"),
     };
     // Redacted already, by anyone: the homeserver knows, the index may not.
-    if client.is_redacted(room_id, event_id).await? {
-        services.store.mark_event_redacted(event_id, now_ms()).await?;
-        return Ok((ItemState::Skipped, "already redacted".to_owned(), None));
+    // Asked through the admin API: the bot, just joined, may not be allowed
+    // to see the room's earlier history.
+    match services.homeserver.served_redacted(room_id, event_id).await? {
+        Some(true) => {
+            services.store.mark_event_redacted(event_id, now_ms()).await?;
+            return Ok((ItemState::Skipped, "already redacted".to_owned(), None));
+        }
+        Some(false) => {}
+        None => return Ok((ItemState::Skipped, "the homeserver no longer has this event".to_owned(), None)),
     }
     let txn_id = format!("housekeep-purge-{}-{}", job.record.id, event_id.trim_start_matches('$'));
     client.redact(room_id, event_id, &txn_id, job.plan.reason.as_deref()).await?;
@@ -315,51 +392,136 @@ async fn redact(
     Ok((ItemState::Done, way.as_str().to_owned(), Some(way)))
 }
 
-/// A whole room's history before a time, through `purge_history`: started
-/// by one batch, polled by the next ones (the slot is not held in a loop).
+/// Whether `sender` is a user of the homeserver named `server_name`, by the
+/// whole server name (which may carry a port: `example.org:8448`).
+fn is_local(sender: &str, server_name: &str) -> bool {
+    UserId::parse(sender).is_ok_and(|user| user.server_name().as_str() == server_name)
+}
+
+/// How the result names what a history cut left.
+const KEPT: &str = "selected events Synapse kept (it cuts by the room's order, and their sent time says \
+     otherwise, or one is the room's newest): they stay in the index";
+/// Events checked against the homeserver per batch after a history cut.
+const VERIFY_PAGE: i64 = 200;
+
+/// A room's history before an event, through `purge_history`: started by
+/// one batch, polled by the next ones (the slot is not held in a loop),
+/// then the selection is checked a page per batch: the index forgets only
+/// the events the homeserver no longer has.
 async fn delete_history(
     ctx: &RunContext<'_>,
     job: &TypedJob<PurgeKind>,
     item: &Item<PurgeItem>,
     room_id: &str,
-    before: i64,
+    cut_event_id: &str,
 ) -> anyhow::Result<Batch<PurgeKind>> {
     let homeserver = &ctx.services.homeserver;
-    let Some(purge_id) = &job.cursor.purge_id else {
-        let purge_id = homeserver.purge_history(room_id, before).await?;
-        let mut batch = Batch::<PurgeKind>::new(PurgeCursor { after: job.cursor.after, purge_id: Some(purge_id) });
-        batch.wait = Some(HISTORY_POLL);
-        return Ok(batch);
+    let waiting = |cursor: PurgeCursor, wait: Duration| {
+        let mut batch = Batch::<PurgeKind>::new(cursor);
+        batch.wait = Some(wait);
+        Ok(batch)
     };
-    let (state, detail, forgotten) = match homeserver.purge_history_status(purge_id).await?.as_str() {
-        "complete" => {
-            let forgotten = ctx.services.store.forget_events_before(room_id, before).await? as i64;
-            (ItemState::Done, format!("deleted {forgotten} events from this homeserver (purge_history)"), forgotten)
-        }
-        "failed" => (ItemState::Failed, "Synapse's purge_history failed".to_owned(), 0),
-        _ => {
-            let mut batch = Batch::<PurgeKind>::new(job.cursor.clone());
-            batch.wait = Some(HISTORY_POLL);
-            return Ok(batch);
-        }
-    };
-    let mut batch = Batch::<PurgeKind>::new(PurgeCursor { after: ItemCursor(item.seq), purge_id: None });
-    if state == ItemState::Done {
-        batch.tally.purged += forgotten;
-        batch.tally.ways.entry(room_id.to_owned()).or_default().insert(Way::Deleted, forgotten);
-    } else {
-        batch.tally.failed += 1;
+    if let Some(verify) = &job.cursor.verify {
+        return verify_deleted(ctx, job, item, room_id, verify).await;
     }
+    let Some(purge_id) = &job.cursor.purge_id else {
+        let purge_id = homeserver.purge_history(room_id, cut_event_id).await?;
+        return waiting(PurgeCursor { purge_id: Some(purge_id), ..job.cursor.clone() }, HISTORY_POLL);
+    };
+    match homeserver.purge_history_status(purge_id).await?.as_str() {
+        "complete" => waiting(
+            PurgeCursor { after: job.cursor.after, purge_id: None, verify: Some(Verify::default()) },
+            Duration::ZERO,
+        ),
+        "failed" => {
+            let mut batch =
+                Batch::<PurgeKind>::new(PurgeCursor { after: ItemCursor(item.seq), ..PurgeCursor::default() });
+            batch.tally.failed += 1;
+            let detail = "Synapse's purge_history failed (its log says why)".to_owned();
+            finish_history_item(ctx, &mut batch, item, ItemState::Failed, detail).await?;
+            Ok(batch)
+        }
+        _ => waiting(job.cursor.clone(), HISTORY_POLL),
+    }
+}
+
+async fn verify_deleted(
+    ctx: &RunContext<'_>,
+    job: &TypedJob<PurgeKind>,
+    item: &Item<PurgeItem>,
+    room_id: &str,
+    verify: &Verify,
+) -> anyhow::Result<Batch<PurgeKind>> {
+    let services = ctx.services;
+    let before = job.plan.history_cut.as_ref().map(|cut| cut.before);
+    let filter =
+        EventFilter { room_id: Some(room_id.to_owned()), before, include_redacted: true, ..EventFilter::default() };
+    let page = services.store.selected_events_page(&filter, verify.after.as_ref(), VERIFY_PAGE).await?;
+    let ids: Vec<String> = page.iter().map(|e| e.event_id.clone()).collect();
+    let answers: Vec<_> = futures::stream::iter(ids)
+        .map(|event_id| async move { services.homeserver.admin_event(room_id, &event_id).await })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut gone = Vec::new();
+    for (event, answer) in page.iter().zip(answers) {
+        if answer?.is_none() {
+            gone.push(event.event_id.clone());
+        }
+    }
+    let forgotten = services.store.forget_events(&gone).await? as i64;
+    let mut verify = Verify {
+        after: page.last().map(|e| (e.origin_server_ts, e.event_id.clone())).or(verify.after.clone()),
+        deleted: verify.deleted + forgotten,
+        kept: verify.kept + (page.len() - gone.len()) as i64,
+    };
+    let mut batch = Batch::<PurgeKind>::new(job.cursor.clone());
+    batch.tally.purged += forgotten;
+    batch.tally.kept += (page.len() - gone.len()) as i64;
+    if forgotten > 0 {
+        batch.tally.ways.entry(room_id.to_owned()).or_default().insert(Way::Deleted, forgotten);
+    }
+    if page.len() as i64 == VERIFY_PAGE {
+        batch.cursor.verify = Some(std::mem::take(&mut verify));
+        return Ok(batch);
+    }
+    let mut detail = format!("deleted {} events from this homeserver (purge_history)", verify.deleted);
+    if verify.kept > 0 {
+        detail.push_str(&format!("; {KEPT}: {}", verify.kept));
+    }
+    batch.cursor = PurgeCursor { after: ItemCursor(item.seq), ..PurgeCursor::default() };
+    finish_history_item(ctx, &mut batch, item, ItemState::Done, detail).await?;
+    Ok(batch)
+}
+
+async fn finish_history_item(
+    ctx: &RunContext<'_>,
+    batch: &mut Batch<PurgeKind>,
+    item: &Item<PurgeItem>,
+    state: ItemState,
+    detail: String,
+) -> anyhow::Result<()> {
     let item_json = serde_json::to_value(&item.item)?;
     let result = ItemResult { seq: item.seq, key: item.key.clone(), item: item_json, state, detail };
     batch.item(ctx.job, result, "purge.history");
     batch.finished = !ctx.has_items_after(item.seq).await?;
-    Ok(batch)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_senders_are_told_by_the_whole_server_name() {
+        assert!(is_local("@spam:example.org", "example.org"));
+        assert!(is_local("@spam:example.org:8448", "example.org:8448"));
+        // The last ':' is not the server name's start: a port is part of it.
+        assert!(!is_local("@spam:example.org:8448", "8448"));
+        assert!(!is_local("@spam:example.org:8448", "example.org"));
+        assert!(!is_local("@spam:evil.example", "example.org"));
+        assert!(!is_local("not a user id", "example.org"));
+    }
 
     #[test]
     fn tallies_add_up_and_stay_bounded() {

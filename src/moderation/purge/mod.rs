@@ -17,3 +17,4 @@ mod tokens;
 pub use args::{EXAMPLES, PurgeArgs, PurgeMediaAction, PurgeMethod};
 pub use kind::PurgeKind;
 pub use plan::PurgePlan;
+pub use tokens::sweep_ended_jobs as sweep_tokens;

@@ -1,7 +1,5 @@
 //! What `!purge` selects, and the plan a moderator confirms.
 
-use std::collections::BTreeSet;
-
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +11,6 @@ use crate::notice::Notice;
 use crate::store::{EventFilter, EventSelectionStats};
 
 pub(super) const LOCAL_ONLY: &str = "A purge is local only: other servers in these rooms may still have these events.";
-/// Events whose media is looked up together while the selection streams by.
-const MEDIA_LOOKUP_CHUNK: usize = 500;
 
 /// The stored plan: what is selected and what will be done to it (the
 /// events and media themselves are the job's items).
@@ -30,6 +26,9 @@ pub struct PurgePlan {
     pub media: i64,
     /// Media the events only mentioned, left alone.
     pub mentions_left_out: i64,
+    /// Media shared by the selected events but uploaded by someone else is quarantined too.
+    #[serde(default)]
+    pub include_others_uploads: bool,
     pub state_excluded: i64,
     /// `purge_history` of one room before this time, instead of redactions.
     pub history_cut: Option<HistoryCut>,
@@ -38,16 +37,40 @@ pub struct PurgePlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryCut {
     pub room_id: String,
+    /// The selection: non-state events sent before this.
     pub before: i64,
+    /// `purge_up_to_event_id`: Synapse deletes what came before it in the room.
+    pub cut_event_id: String,
 }
 
 /// What a purge job works through, in order: events (or one history cut), then media.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub(super) enum PurgeItem {
-    Event { room_id: String, event_id: String, sender: String },
-    History { room_id: String, before: i64 },
-    Media { mxc: String },
+    Event {
+        room_id: String,
+        event_id: String,
+        sender: String,
+    },
+    History {
+        room_id: String,
+        cut_event_id: String,
+    },
+    /// `owners`: who shared it; it is quarantined only if one of them
+    /// uploaded it (local) or is on its server (remote). `None`: anyone's.
+    Media {
+        mxc: String,
+        owners: Option<Vec<String>>,
+    },
+}
+
+impl PurgeItem {
+    pub(super) fn room(&self) -> Option<&str> {
+        match self {
+            Self::Event { room_id, .. } | Self::History { room_id, .. } => Some(room_id),
+            Self::Media { .. } => None,
+        }
+    }
 }
 
 pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow::Result<Planned<PurgePlan>> {
@@ -62,6 +85,7 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
         after: args.after.as_ref().map(|t| t.resolve(ctx.now_ms)),
         senders: args.users.iter().map(|u| u.to_string()).collect(),
         event_ids: args.events.iter().map(|e| e.to_string()).collect(),
+        include_redacted: false,
     };
     let stats = services.store.event_selection_stats(&filter).await?;
     let mut plan = PurgePlan {
@@ -72,6 +96,7 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
         senders: stats.senders,
         media: 0,
         mentions_left_out: 0,
+        include_others_uploads: args.include_others_uploads,
         state_excluded: stats.state_excluded,
         history_cut: None,
     };
@@ -79,17 +104,27 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
     if args.method == PurgeMethod::Delete {
         let whole_room_cut = filter.after.is_none() && filter.senders.is_empty() && filter.event_ids.is_empty();
         match (&room_id, filter.before) {
-            (Some(room), Some(before)) if whole_room_cut => {
+            (Some(room), Some(before)) if whole_room_cut && stats.events > 0 => {
                 plan.method = PurgeMethod::Delete;
-                // purge_history keeps the event it cuts at (the newest one up to
-                // its timestamp): cut at the first event after the selection, so
-                // every selected event goes. With none after it, the room's
-                // newest event stays, as Synapse never deletes that one.
-                let cut = services.store.first_event_at_or_after(room, before).await?;
-                plan.history_cut = Some(HistoryCut { room_id: room.clone(), before: cut.unwrap_or(before) });
+                // purge_history keeps the event it cuts at and deletes what
+                // came before it in the room's order: cut at the first event
+                // after the selection, so every selected event goes. With
+                // none after it, cut at the newest selected event, which
+                // stays (Synapse never deletes a room's newest event).
+                let after = services.store.first_event_at_or_after(room, before).await?;
+                let cut = match &after {
+                    Some(cut) => cut.clone(),
+                    None => services.store.last_event_before(room, before).await?.expect("the selection is not empty"),
+                };
+                plan.history_cut = Some(HistoryCut { room_id: room.clone(), before, cut_event_id: cut.0 });
                 notes.push(format!(
-                    "delete: Synapse's purge_history removes these events from its database; state events stay{}.",
-                    if cut.is_none() { ", and so does the room's newest event (Synapse always keeps it)" } else { "" }
+                    "delete: Synapse's purge_history removes these events from its database; state events stay{}. \
+                     Afterwards housekeep asks Synapse about each selected event and forgets only those it deleted.",
+                    if after.is_none() {
+                        ", and so does the newest event (Synapse always keeps a room's newest)"
+                    } else {
+                        ""
+                    }
                 ));
             }
             _ => notes.push(
@@ -100,69 +135,44 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
             ),
         }
     }
-    if let Some(cut) = &plan.history_cut {
-        let item = PurgeItem::History { room_id: cut.room_id.clone(), before: cut.before };
-        ctx.push_item(format!("history:{}", cut.room_id), &item).await?;
-    }
-    // Events, streamed into items; their media looked up a chunk at a time.
+    let admin = services.homeserver.is_server_admin(&services.bot_user_id).await?;
     let with_media = args.with_media.is_some();
-    if plan.history_cut.is_none() || with_media {
-        let mut mentioned = BTreeSet::new();
-        let mut chunk = Vec::new();
-        let mut media_items = Vec::new();
-        {
+    let blocked = (!admin).then(|| "purge needs Synapse's admin API".to_owned());
+    // Write nothing that cannot run, and nothing for an empty selection.
+    if stats.events > 0 && (admin || ctx.dry_run) {
+        if let Some(cut) = &plan.history_cut {
+            let item = PurgeItem::History { room_id: cut.room_id.clone(), cut_event_id: cut.cut_event_id.clone() };
+            ctx.push_item(format!("history:{}", cut.room_id), &item).await?;
+        } else {
             let mut events = std::pin::pin!(services.store.selected_events(&filter));
             while let Some(event) = events.try_next().await? {
-                if plan.history_cut.is_none() {
-                    let key = event.event_id.clone();
-                    let item = PurgeItem::Event {
-                        room_id: event.room_id,
-                        event_id: event.event_id.clone(),
-                        sender: event.sender,
-                    };
-                    ctx.push_item(key, &item).await?;
-                }
-                if with_media {
-                    chunk.push(event.event_id);
-                    if chunk.len() == MEDIA_LOOKUP_CHUNK {
-                        collect_media(ctx, &mut chunk, &mut media_items, &mut mentioned).await?;
-                    }
-                }
+                let item =
+                    PurgeItem::Event { room_id: event.room_id, event_id: event.event_id.clone(), sender: event.sender };
+                ctx.push_item(event.event_id, &item).await?;
             }
         }
-        collect_media(ctx, &mut chunk, &mut media_items, &mut mentioned).await?;
-        // Media after every event: redactions first, then the quarantine.
-        ctx.flush().await?;
-        let before = ctx.items_written();
-        for mxc in media_items {
-            ctx.push_item(mxc.clone(), &PurgeItem::Media { mxc }).await?;
+        // Media after every event (redactions first, then the quarantine),
+        // from a second pass over the selection in SQL: bounded, each media
+        // once, and shared if any selected event shared it.
+        if with_media {
+            ctx.flush().await?;
+            let before = ctx.items_written();
+            let mut media = std::pin::pin!(services.store.media_of_selection(&filter));
+            while let Some(found) = media.try_next().await? {
+                if found.shared {
+                    let mxc = found.media.mxc();
+                    let owners = (!args.include_others_uploads).then_some(found.senders);
+                    ctx.push_item(mxc.clone(), &PurgeItem::Media { mxc, owners }).await?;
+                } else {
+                    plan.mentions_left_out += 1;
+                }
+            }
+            ctx.flush().await?;
+            plan.media = ctx.items_written() - before;
         }
-        ctx.flush().await?;
-        plan.media = ctx.items_written() - before;
-        plan.mentions_left_out = mentioned.len() as i64;
     }
     let summary = describe(&plan, &stats, with_media, &notes);
-    let admin = services.homeserver.is_server_admin(&services.bot_user_id).await?;
-    let blocked = (!admin).then(|| "purge needs Synapse's admin API".to_owned());
     Ok(Planned { size: Size { events: plan.events, media: plan.media }, plan, summary, blocked })
-}
-
-/// Looks up the media of a chunk of selected events. Media are few next to
-/// events; they are held until every event is listed, then listed after them.
-async fn collect_media(
-    ctx: &PlanContext<'_>,
-    chunk: &mut Vec<String>,
-    media: &mut Vec<String>,
-    mentioned: &mut BTreeSet<String>,
-) -> anyhow::Result<()> {
-    if chunk.is_empty() {
-        return Ok(());
-    }
-    let (shared, mentions) = ctx.services.store.media_of_events(chunk).await?;
-    media.extend(shared.iter().map(|m| m.mxc()));
-    mentioned.extend(mentions.iter().map(|m| m.mxc()));
-    chunk.clear();
-    Ok(())
 }
 
 fn top(list: &[(String, i64)], all: i64) -> String {
@@ -191,6 +201,12 @@ fn describe(plan: &PurgePlan, stats: &EventSelectionStats, with_media: bool, not
     );
     let media = if with_media {
         let mut text = format!("{} shared, quarantined after the events", plan.media);
+        if !plan.include_others_uploads {
+            text.push_str(
+                " (those a sender shared but someone else uploaded are left alone: Synapse quarantines by \
+                 content hash; add --include-others-uploads to take them too)",
+            );
+        }
         if plan.mentions_left_out > 0 {
             text.push_str(&format!(
                 "; {} only mentioned (an mxc URI in a text or field) left alone",
@@ -228,6 +244,7 @@ mod tests {
             senders: 1,
             media: 0,
             mentions_left_out: 0,
+            include_others_uploads: false,
             state_excluded: 3,
             history_cut: None,
         };

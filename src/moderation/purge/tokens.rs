@@ -3,10 +3,13 @@
 //! A token comes from Synapse's admin login API (no device is made) once per
 //! sender per job, and is stored with the job: a job resumed after a crash
 //! reuses it, so Synapse's transaction-ID dedupe (per access token, for
-//! tokens without a device) turns a redaction the dead process already sent
-//! into the same redaction, not a second one. Tokens live no longer than the
-//! job is expected to need, and are revoked when it ends. They never appear
-//! in logs, replies, `!job` or the audit log.
+//! tokens without a device) can turn a redaction the dead process already
+//! sent into the same redaction. That dedupe is only a cache in Synapse's
+//! memory (kept 30 to 60 minutes, lost when Synapse restarts): what makes a
+//! resumed redaction safe is the check, before each one, of whether the
+//! event is redacted already. Tokens live no longer than the job is expected
+//! to need and are revoked when it ends (or, if that fails, at the next
+//! start). They never appear in logs, replies, `!job` or the audit log.
 
 use std::time::Duration;
 
@@ -60,18 +63,35 @@ impl<'a> Tokens<'a> {
     }
 }
 
-/// Revokes every token of a job and forgets it.
+/// Revokes every token of a job and forgets it. A token the homeserver
+/// could not be told about is kept, for the sweep at the next start.
 pub(super) async fn revoke_all(services: &Services, job: &Job) -> anyhow::Result<()> {
     for token in services.store.job_tokens(&job.id).await? {
-        revoke(services, &token).await;
-        services.store.delete_job_token(&job.id, &token.user_id).await?;
+        revoke(services, &job.id, &token).await?;
     }
     Ok(())
 }
 
-async fn revoke(services: &Services, token: &JobToken) {
-    if let Err(error) = services.homeserver.with_token(token.token.clone()).logout().await {
-        // It expires by itself at `expires_at`.
-        tracing::warn!(user = token.user_id, %error, "could not revoke a sender token; it expires by itself");
+/// Revokes the tokens left behind by jobs that ended: run at start-up.
+pub async fn sweep_ended_jobs(services: &Services) -> anyhow::Result<usize> {
+    let left = services.store.tokens_of_ended_jobs().await?;
+    for (job_id, token) in &left {
+        revoke(services, job_id, token).await?;
     }
+    Ok(left.len())
+}
+
+async fn revoke(services: &Services, job_id: &str, token: &JobToken) -> anyhow::Result<()> {
+    if token.expires_at > now_ms()
+        && let Err(error) = services.homeserver.with_token(token.token.clone()).logout().await
+    {
+        tracing::warn!(
+            user = token.user_id,
+            job = job_id,
+            %error,
+            "could not revoke a sender token; kept to retry at the next start (it expires by itself meanwhile)"
+        );
+        return Ok(());
+    }
+    services.store.delete_job_token(job_id, &token.user_id).await
 }

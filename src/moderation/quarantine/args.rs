@@ -29,6 +29,9 @@ pub struct QuarantineArgs {
     /// Also media that was only mentioned (an mxc URI pasted into some
     /// field), not shared as an attachment, image or avatar.
     pub include_mentions: bool,
+    /// For `user` and `event`: also media they shared that someone else
+    /// uploaded (or that another server hosts).
+    pub include_others_uploads: bool,
     pub flags: ActionFlags,
 }
 
@@ -71,6 +74,9 @@ struct QuarantineCli {
     /// Also quarantine media that was only mentioned (an mxc URI pasted into text or another field), not shared as an attachment, image or avatar
     #[arg(long, global = true)]
     include_mentions: bool,
+    /// For user and event: also media they shared that someone else uploaded or another server hosts (Synapse quarantines every copy)
+    #[arg(long, global = true)]
+    include_others_uploads: bool,
     #[command(flatten)]
     flags: ActionFlags,
 }
@@ -160,7 +166,12 @@ impl TryFrom<QuarantineCli> for QuarantineArgs {
             QuarantineTargetCli::Event { event } => QuarantineTarget::Event(event),
             QuarantineTargetCli::Hash { sha256 } => QuarantineTarget::Hash(sha256),
         };
-        Ok(QuarantineArgs { target, include_mentions: cli.include_mentions, flags: cli.flags })
+        Ok(QuarantineArgs {
+            target,
+            include_mentions: cli.include_mentions,
+            include_others_uploads: cli.include_others_uploads,
+            flags: cli.flags,
+        })
     }
 }
 

@@ -3,12 +3,13 @@
 //! Quarantining is idempotent, so a batch redone after a crash is harmless.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::args::{QuarantineArgs, UnquarantineArgs};
 use super::plan::{Action, MediaPlan, Selection, is_protected, plan};
 use crate::extract::mxc::parse_mxc;
+use crate::homeserver::HsError;
 use crate::jobs::{Batch, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Services, Tally, TypedJob};
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobState};
@@ -17,6 +18,12 @@ use crate::store::{ItemResult, ItemState, JobState};
 const BATCH_SIZE: i64 = 20;
 /// Admin API calls in flight at once.
 const CONCURRENCY: usize = 4;
+
+/// Who shared a media, when a job takes only media of its own sharers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owned {
+    pub owners: Vec<String>,
+}
 
 /// Running totals of a quarantine job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +61,8 @@ impl Kind for QuarantineKind {
 
     async fn plan(&self, ctx: &mut PlanContext<'_>, args: &QuarantineArgs) -> anyhow::Result<Planned<MediaPlan>> {
         let selection = Selection::from(&args.target);
-        plan(ctx, Action::Quarantine, selection, args.include_mentions, args.flags.reason.as_deref()).await
+        let (mentions, others) = (args.include_mentions, args.include_others_uploads);
+        plan(ctx, Action::Quarantine, selection, mentions, others, args.flags.reason.as_deref()).await
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
@@ -77,7 +85,7 @@ impl Kind for UnquarantineKind {
 
     async fn plan(&self, ctx: &mut PlanContext<'_>, args: &UnquarantineArgs) -> anyhow::Result<Planned<MediaPlan>> {
         let selection = Selection::from(&args.target);
-        plan(ctx, Action::Unquarantine, selection, true, args.flags.reason.as_deref()).await
+        plan(ctx, Action::Unquarantine, selection, true, true, args.flags.reason.as_deref()).await
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
@@ -94,7 +102,7 @@ async fn run_batch<K>(ctx: &RunContext<'_>, job: &TypedJob<K>, action: Action) -
 where
     K: Kind<Plan = MediaPlan, Cursor = ItemCursor, Tally = MediaTally>,
 {
-    let items = ctx.next_items::<()>(job.cursor.0, BATCH_SIZE).await?;
+    let items = ctx.next_items::<Option<Owned>>(job.cursor.0, BATCH_SIZE).await?;
     let Some(last) = items.last().map(|i| i.seq) else {
         let mut batch = Batch::<K>::new(job.cursor);
         batch.finished = true;
@@ -103,12 +111,13 @@ where
     let reason = job.plan.reason.as_deref();
     let outcomes: Vec<_> = futures::stream::iter(items)
         .map(|item| async move {
-            let (state, detail) = apply(ctx.services, ctx.job.actor(), reason, action, &item.key).await;
-            (item, state, detail)
+            let owners = item.item.as_ref().map(|owned| owned.owners.as_slice());
+            let outcome = apply(ctx.services, ctx.job.actor(), reason, action, &item.key, owners).await;
+            outcome.map(|(state, detail)| (item, state, detail))
         })
         .buffered(CONCURRENCY)
-        .collect()
-        .await;
+        .try_collect()
+        .await?;
     let mut batch = Batch::<K>::new(ItemCursor(last));
     for (item, state, detail) in outcomes {
         match state {
@@ -117,51 +126,87 @@ where
             ItemState::Failed => batch.tally.failed += 1,
             ItemState::Pending => {}
         }
-        let result = ItemResult { seq: item.seq, key: item.key, item: serde_json::Value::Null, state, detail };
+        let result =
+            ItemResult { seq: item.seq, key: item.key, item: serde_json::to_value(&item.item)?, state, detail };
         batch.item(ctx.job, result, &format!("{}.media", action.as_str()));
     }
     batch.finished = !ctx.has_items_after(last).await?;
     Ok(batch)
 }
 
-/// Quarantines or releases one media and records it; never fails the batch:
-/// a failure (after the client's retries) becomes the item's outcome.
+/// Who may own a media a job acts on: `None`, anyone's; else only media
+/// uploaded by one of these users (local media) or hosted on one of their
+/// servers (remote media). Synapse quarantines by content hash, so acting on
+/// someone else's upload would take every copy of it down.
+pub type Owners<'a> = Option<&'a [String]>;
+
+/// Quarantines or releases one media and records it. A refusal by the
+/// homeserver becomes the item's outcome; an outage (the client's retries
+/// spent) is an error, so the batch is tried again later and no item is
+/// marked failed for it.
 pub async fn apply(
     services: &Services,
     actor: &str,
     reason: Option<&str>,
     action: Action,
     mxc: &str,
-) -> (ItemState, String) {
+    owners: Owners<'_>,
+) -> anyhow::Result<(ItemState, String)> {
     let Ok(parsed) = parse_mxc(mxc) else {
-        return (ItemState::Failed, "not a valid mxc URI".to_owned());
+        return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
     };
     let (server, media_id) = (parsed.server_name, parsed.media_id);
     let homeserver = &services.homeserver;
+    let local = server == services.server_name();
+    if let Some(owners) = owners
+        && !local
+        && !owners.iter().any(|owner| server_of(owner).as_deref() == Some(server))
+    {
+        return Ok((ItemState::Skipped, format!("hosted on {server}, not a server of who shared it: left alone")));
+    }
     // Synapse answers 200 for protected media but keeps serving it: look first,
     // so protected media is neither reported nor recorded as quarantined.
-    if action == Action::Quarantine
-        && server == services.server_name()
-        && let Ok(Some(info)) = homeserver.media_info(server, media_id).await
-        && is_protected(&info)
-    {
-        return (ItemState::Skipped, "protected: Synapse keeps serving it".to_owned());
+    if local && (action == Action::Quarantine || owners.is_some()) {
+        let info = match homeserver.media_info(server, media_id).await {
+            Ok(info) => info,
+            Err(error) => return refused_or_retry(error),
+        };
+        if let (Some(owners), Some(info)) = (owners, &info)
+            && let Some(uploader) = info["user_id"].as_str()
+            && !owners.iter().any(|owner| owner == uploader)
+        {
+            return Ok((
+                ItemState::Skipped,
+                format!("uploaded by {uploader}, not by who shared it: left alone (--include-others-uploads takes it)"),
+            ));
+        }
+        if action == Action::Quarantine && info.as_ref().is_some_and(is_protected) {
+            return Ok((ItemState::Skipped, "protected: Synapse keeps serving it".to_owned()));
+        }
     }
     let called = match action {
         Action::Quarantine => homeserver.quarantine_media(server, media_id).await,
         Action::Unquarantine => homeserver.unquarantine_media(server, media_id).await,
     };
     if let Err(error) = called {
-        return (ItemState::Failed, error.to_string());
+        return refused_or_retry(error);
     }
     let record = match action {
         Action::Quarantine => Some((actor, reason)),
         Action::Unquarantine => None,
     };
-    if let Err(error) = services.store.set_media_quarantine(server, media_id, record).await {
-        tracing::warn!(mxc, error = format!("{error:#}"), "quarantine done but not recorded in the media table");
-    }
-    (ItemState::Done, format!("{}d", action.as_str()))
+    services.store.set_media_quarantine(server, media_id, record).await?;
+    Ok((ItemState::Done, format!("{}d", action.as_str())))
+}
+
+/// The server name of a user ID, whole (ports included).
+fn server_of(user_id: &str) -> Option<String> {
+    ruma::UserId::parse(user_id).ok().map(|user| user.server_name().to_string())
+}
+
+/// A homeserver error: its refusal is the item's outcome; an outage is the batch's error.
+pub fn refused_or_retry(error: HsError) -> anyhow::Result<(ItemState, String)> {
+    if error.is_retryable() { Err(error.into()) } else { Ok((ItemState::Failed, error.to_string())) }
 }
 
 /// The result, in the shape of Synapse's admin API answers.

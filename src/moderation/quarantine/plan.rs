@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::args::{QuarantineTarget, UnquarantineTarget};
+use super::kind::Owned;
 use crate::extract::mxc::parse_mxc;
 use crate::homeserver::truthy;
 use crate::jobs::{PlanContext, Planned, Size};
@@ -52,6 +53,9 @@ pub struct MediaPlan {
     /// Media only mentioned, left out (or, with `--include-mentions`, included).
     pub mentions: i64,
     pub include_mentions: bool,
+    /// Media the selection's senders shared that someone else uploaded is included.
+    #[serde(default)]
+    pub include_others_uploads: bool,
     /// Local media the selected user referenced that someone else uploaded.
     pub uploaded_by_others: Vec<(String, String)>,
     pub uploaded_by_others_count: i64,
@@ -95,13 +99,21 @@ pub(super) async fn plan(
     action: Action,
     selection: Selection<'_>,
     include_mentions: bool,
+    include_others_uploads: bool,
     reason: Option<&str>,
 ) -> anyhow::Result<Planned<MediaPlan>> {
     let services = ctx.services;
     let local = services.server_name().to_owned();
     let admin = services.homeserver.is_server_admin(&services.bot_user_id).await?;
     let scope = if include_mentions { Scope::All } else { Scope::Shared };
-    let mut plan = MediaPlan { reason: reason.map(str::to_owned), include_mentions, ..MediaPlan::default() };
+    let mut plan = MediaPlan {
+        reason: reason.map(str::to_owned),
+        include_mentions,
+        include_others_uploads,
+        ..MediaPlan::default()
+    };
+    // Who a user or event selection takes media of (see `kind::Owners`).
+    let owned = |owners: Vec<String>| (!include_others_uploads).then_some(Owned { owners });
     let mut samples = Vec::new();
     let mut stats = MediaSelectionStats::default();
     match selection {
@@ -116,7 +128,7 @@ pub(super) async fn plan(
                 if services.store.media_quarantined_at(&media.server_name, &media.media_id).await?.is_some() {
                     stats.already_quarantined += 1;
                 }
-                push(ctx, &media, &mut samples).await?;
+                push(ctx, &media, &None, &mut samples).await?;
             }
         }
         Selection::Room(room) => {
@@ -126,7 +138,7 @@ pub(super) async fn plan(
             stats = services.store.media_selection_stats(of, scope, &local).await?;
             let mut media = std::pin::pin!(services.store.selected_media(of, scope));
             while let Some(id) = media.try_next().await? {
-                push(ctx, &id, &mut samples).await?;
+                push(ctx, &id, &None, &mut samples).await?;
             }
         }
         Selection::User(user) => {
@@ -135,12 +147,13 @@ pub(super) async fn plan(
             stats = services.store.media_selection_stats(of, scope, &local).await?;
             // Local media they referenced: which of it did they not upload themselves?
             let mut referenced_local = HashSet::new();
+            let owners = owned(vec![user.to_string()]);
             let mut media = std::pin::pin!(services.store.selected_media(of, scope));
             while let Some(id) = media.try_next().await? {
                 if id.server_name == local {
                     referenced_local.insert(id.media_id.clone());
                 }
-                push(ctx, &id, &mut samples).await?;
+                push(ctx, &id, &owners, &mut samples).await?;
             }
             // Synapse lists uploads of local users only, and to admins only.
             if admin && user.server_name().as_str() == local {
@@ -151,7 +164,7 @@ pub(super) async fn plan(
                     let (page, next) = services.homeserver.user_uploads_page(user.as_str(), from).await?;
                     for media_id in page {
                         referenced_local.remove(&media_id);
-                        push(ctx, &MediaId { server_name: local.clone(), media_id }, &mut samples).await?;
+                        push(ctx, &MediaId { server_name: local.clone(), media_id }, &None, &mut samples).await?;
                     }
                     match next {
                         Some(next) => from = next,
@@ -176,9 +189,10 @@ pub(super) async fn plan(
             plan.target = format!("event {event}");
             let of = RefsOf::Event(event.as_str());
             stats = services.store.media_selection_stats(of, scope, &local).await?;
+            let owners = owned(stats.top_senders.iter().map(|(sender, _)| sender.clone()).collect());
             let mut media = std::pin::pin!(services.store.selected_media(of, scope));
             while let Some(id) = media.try_next().await? {
-                push(ctx, &id, &mut samples).await?;
+                push(ctx, &id, &owners, &mut samples).await?;
             }
         }
         Selection::Hash(sha256) => {
@@ -190,7 +204,7 @@ pub(super) async fn plan(
                 if services.store.media_quarantined_at(&id.server_name, &id.media_id).await?.is_some() {
                     stats.already_quarantined += 1;
                 }
-                push(ctx, &id, &mut samples).await?;
+                push(ctx, &id, &None, &mut samples).await?;
             }
         }
     }
@@ -211,12 +225,17 @@ pub(super) async fn plan(
 }
 
 /// Adds one media to the job's items, keeping the first few as samples.
-async fn push(ctx: &mut PlanContext<'_>, media: &MediaId, samples: &mut Vec<String>) -> anyhow::Result<()> {
+async fn push(
+    ctx: &mut PlanContext<'_>,
+    media: &MediaId,
+    owned: &Option<Owned>,
+    samples: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let mxc = media.mxc();
     if samples.len() < SAMPLES && !samples.contains(&mxc) {
         samples.push(mxc.clone());
     }
-    ctx.push_item(mxc, &()).await
+    ctx.push_item(mxc, owned).await
 }
 
 /// Renders a plan for people.
@@ -255,10 +274,12 @@ fn describe(action: Action, plan: &MediaPlan, stats: &MediaSelectionStats, sampl
             plan.uploaded_by_others.iter().map(|(mxc, uploader)| format!("{mxc} uploaded by {uploader}")).collect();
         let more = plan.uploaded_by_others_count - plan.uploaded_by_others.len() as i64;
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        notice = notice.field(
-            "referenced by this user but uploaded by someone else (included)",
-            &format!("{}{more}", named.join(", ")),
-        );
+        let what = if plan.include_others_uploads {
+            "shared by this user but uploaded by someone else (included: --include-others-uploads)"
+        } else {
+            "shared by this user but uploaded by someone else (left alone; --include-others-uploads takes them)"
+        };
+        notice = notice.field(what, &format!("{}{more}", named.join(", ")));
     }
     let quarantined = match action {
         Action::Quarantine => "already quarantined (housekeep's records; done again, harmlessly)",

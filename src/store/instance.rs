@@ -1,0 +1,73 @@
+//! One housekeep per database: two processes would run the same jobs and
+//! answer the same commands (a rolling deploy, a second copy started by
+//! hand). The running one holds a lock the other cannot take:
+//!
+//! - PostgreSQL: a session advisory lock on a connection kept for the
+//!   process's life (released by the server when the process dies);
+//! - SQLite: an exclusive lock on `<database file>.lock` (released by the
+//!   OS when the process dies, even by `kill -9`).
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::{Connection, Row};
+
+use super::{Backend, Store};
+
+/// The advisory lock's key: "housekeep" in ASCII, first 8 bytes.
+const ADVISORY_KEY: i64 = 0x686f_7573_656b_6565;
+
+/// Held while this process runs; dropping it lets another start.
+pub enum InstanceLock {
+    Postgres(sqlx::AnyConnection),
+    File(std::fs::File),
+    /// An in-memory database: nothing to share.
+    None,
+}
+
+impl Store {
+    /// Takes the instance lock, or says which database another housekeep holds.
+    pub async fn claim_instance(&self, url: &str) -> anyhow::Result<InstanceLock> {
+        let held = || {
+            anyhow::anyhow!(
+                "another housekeep is running against this database ({}): stop it first \
+                 (two would run the same jobs and answer each command twice)",
+                super::redact_url(url)
+            )
+        };
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = self.pool.acquire().await?.detach();
+                let row =
+                    sqlx::query("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_KEY).fetch_one(&mut conn).await?;
+                if !row.try_get::<bool, _>(0)? {
+                    let _ = conn.close().await;
+                    return Err(held());
+                }
+                Ok(InstanceLock::Postgres(conn))
+            }
+            Backend::Sqlite => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+                let file = options.get_filename();
+                if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+                    return Ok(InstanceLock::None);
+                }
+                let mut path = file.as_os_str().to_owned();
+                path.push(".lock");
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open the lock file {}", path.to_string_lossy()))?;
+                match lock.try_lock() {
+                    Ok(()) => Ok(InstanceLock::File(lock)),
+                    Err(std::fs::TryLockError::WouldBlock) => Err(held()),
+                    Err(std::fs::TryLockError::Error(error)) => {
+                        Err(error).with_context(|| format!("cannot lock {}", path.to_string_lossy()))
+                    }
+                }
+            }
+        }
+    }
+}
