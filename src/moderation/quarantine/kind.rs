@@ -29,15 +29,17 @@ pub struct Owned {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaTally {
     pub done: i64,
-    /// Protected media Synapse keeps serving; reported, not recorded as quarantined.
-    pub protected: i64,
+    /// Left alone: protected media (Synapse keeps serving it), someone
+    /// else's upload, or another server's; reported, not recorded as quarantined.
+    #[serde(alias = "protected")]
+    pub skipped: i64,
     pub failed: i64,
 }
 
 impl Tally for MediaTally {
     fn add(&mut self, other: Self) {
         self.done += other.done;
-        self.protected += other.protected;
+        self.skipped += other.skipped;
         self.failed += other.failed;
     }
 }
@@ -122,7 +124,7 @@ where
     for (item, state, detail) in outcomes {
         match state {
             ItemState::Done => batch.tally.done += 1,
-            ItemState::Skipped => batch.tally.protected += 1,
+            ItemState::Skipped => batch.tally.skipped += 1,
             ItemState::Failed => batch.tally.failed += 1,
             ItemState::Pending => {}
         }
@@ -244,8 +246,8 @@ where
     if !skipped.is_empty() {
         let list: Vec<String> =
             skipped.iter().map(|i| format!("{} ({})", i.key, i.detail.as_deref().unwrap_or(""))).collect();
-        let more = if job.tally.protected > skipped.len() as i64 {
-            format!(" … ({} in all)", job.tally.protected)
+        let more = if job.tally.skipped > skipped.len() as i64 {
+            format!(" … ({} in all)", job.tally.skipped)
         } else {
             String::new()
         };
