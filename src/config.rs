@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
+    pub stats: StatsConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
 }
 
@@ -46,6 +48,7 @@ impl std::fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("backfill", &self.backfill)
             .field("media", &self.media)
+            .field("stats", &self.stats)
             .field("logging", &self.logging)
             .finish()
     }
@@ -199,6 +202,82 @@ impl Default for BackfillConfig {
     }
 }
 
+/// Synapse's phone-home reports and the summaries housekeep posts.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// The secret in `report_stats_endpoint`'s URL; empty: reports are refused
+    /// (`housekeep stats-endpoint` generates it).
+    #[serde(default)]
+    pub secret: String,
+    /// A listener of its own for reports; unset: the appservice listener takes them.
+    #[serde(default)]
+    pub hostname: Option<IpAddr>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The base URL Synapse reaches the report endpoint at; unset: the
+    /// appservice address (or `http://hostname:port` with a listener of its own).
+    #[serde(default)]
+    pub public_url: Option<Url>,
+    /// Reports kept this long (`400d`); older ones are dropped.
+    #[serde(default = "default_stats_retention")]
+    pub retention: String,
+    /// Reports accepted per source address per minute; more get 429.
+    #[serde(default = "default_reports_per_minute")]
+    pub reports_per_minute: u32,
+    /// Summaries posted by themselves.
+    #[serde(default)]
+    pub summaries: Vec<SummaryConfig>,
+}
+
+impl std::fmt::Debug for StatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsConfig")
+            .field("secret", &if self.secret.is_empty() { "<empty>" } else { "<redacted>" })
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("public_url", &self.public_url.as_ref().map(Url::as_str))
+            .field("retention", &self.retention)
+            .field("reports_per_minute", &self.reports_per_minute)
+            .field("summaries", &self.summaries)
+            .finish()
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            hostname: None,
+            port: None,
+            public_url: None,
+            retention: default_stats_retention(),
+            reports_per_minute: default_reports_per_minute(),
+            summaries: Vec::new(),
+        }
+    }
+}
+
+impl StatsConfig {
+    pub fn retention(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.retention)
+            .map_err(|e| anyhow::anyhow!("stats.retention: {e} (examples: 400d, 90d)"))
+    }
+}
+
+/// A summary posted on schedule.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Room ID or alias (the bot must be able to post there).
+    pub room: String,
+    /// `daily 09:00`, `daily 09:00 Europe/Berlin`, `weekly monday 09:00 UTC`.
+    pub schedule: String,
+    /// Days summarized.
+    #[serde(default = "default_summary_days")]
+    pub days: u32,
+}
+
 /// Downloading and hashing every referenced media.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +407,18 @@ fn default_stall_timeout() -> String {
 fn default_max_attempts() -> u32 {
     3
 }
+fn default_stats_retention() -> String {
+    "400d".to_owned()
+}
+
+fn default_reports_per_minute() -> u32 {
+    30
+}
+
+fn default_summary_days() -> u32 {
+    7
+}
+
 fn default_retry_delay() -> String {
     "30s".to_owned()
 }
@@ -513,6 +604,31 @@ impl Config {
         for entry in &self.media.blocklist {
             if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("media.blocklist: {:?} is not a SHA-256 (64 hexadecimal characters)", entry.sha256);
+            }
+        }
+        if self.stats.hostname.is_some() != self.stats.port.is_some() {
+            bail!("stats.hostname and stats.port: set both (a listener of its own) or neither");
+        }
+        if self.stats.port == Some(0) || self.stats.port == Some(self.appservice.port) {
+            bail!("stats.port: must not be 0 or appservice.port (leave both unset to share that listener)");
+        }
+        if !self.stats.secret.is_empty() && self.stats.secret.len() < 16 {
+            bail!("stats.secret: at least 16 characters (housekeep stats-endpoint generates one)");
+        }
+        if self.stats.retention()? < std::time::Duration::from_secs(86400) {
+            bail!("stats.retention: at least 1d");
+        }
+        if !(1..=10_000).contains(&self.stats.reports_per_minute) {
+            bail!("stats.reports_per_minute: must be between 1 and 10000");
+        }
+        for (n, summary) in self.stats.summaries.iter().enumerate() {
+            if !(summary.room.starts_with('!') || summary.room.starts_with('#')) {
+                bail!("stats.summaries[{n}].room: must be a room ID (!…) or alias (#…), got {:?}", summary.room);
+            }
+            crate::stats::schedule::Schedule::parse(&summary.schedule)
+                .map_err(|e| anyhow::anyhow!("stats.summaries[{n}].schedule: {e}"))?;
+            if !(1..=crate::commands::MAX_STATS_DAYS).contains(&summary.days) {
+                bail!("stats.summaries[{n}].days: must be between 1 and {}", crate::commands::MAX_STATS_DAYS);
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)

@@ -12,6 +12,7 @@
 //! - [`backfill`]: room history into the index, as a background job kind.
 //! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
+//! - [`stats`]: phone-home reports and index activity, summarized with charts.
 //! - [`jobs`]: the generic runner; knows no kind by name and no front-end.
 //! - [`notice`]: what people read, and the sink that delivers it.
 //! - [`commands`]: the shared grammar (parse pipeline, times, rooms, links).
@@ -36,5 +37,6 @@ pub mod notice;
 pub mod redactions;
 pub mod registration;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod testbed;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use housekeep::clock::now_ms;
 use housekeep::config::{Config, ConfigArg};
 use housekeep::{registration, service, store::redact_url, testbed};
 
@@ -33,8 +34,28 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
+    /// Print the lines that point Synapse's usage reports (phone-home) at housekeep; generates stats.secret.
+    StatsEndpoint(ConfigArg),
+    /// Print a stats summary from the database: phone-home reports and the index.
+    Stats {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Days summarized, up to today (UTC).
+        #[arg(long, default_value_t = housekeep::commands::DEFAULT_STATS_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(housekeep::commands::MAX_STATS_DAYS)))]
+        days: u32,
+        /// `text` for people, `json` for scripts (phone-home fields by their payload names).
+        #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+        format: StatsFormat,
+    },
     /// Start a throwaway local Synapse and housekeep, seed a room, and show what the index holds.
     Demo(testbed::demo::DemoArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StatsFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +119,39 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             config.validate_shape().with_context(|| format!("invalid config {}", arg.config.display()))?;
             service::init_logging(Some(&config));
             service::open_store(&config).await?.close().await;
+            Ok(())
+        }
+        Command::StatsEndpoint(arg) => {
+            service::init_logging(None);
+            let config = registration::ensure_stats_secret(&arg.config)?;
+            let url = registration::stats_endpoint(&config)?;
+            println!("# Put these lines into Synapse's homeserver.yaml, then restart Synapse:");
+            println!("report_stats: true");
+            println!("report_stats_endpoint: \"{url}\"");
+            eprintln!(
+                "Synapse sends a report every 3 hours (the first about 5 minutes after it starts) with PUT to {}; \
+                 housekeep must be running to take it.",
+                url.path()
+            );
+            Ok(())
+        }
+        Command::Stats { config, days, format } => {
+            let config = Config::load_unvalidated(&config.config)?;
+            config.validate_shape()?;
+            service::init_logging(Some(&config));
+            let store = service::open_store(&config).await?;
+            let summary = housekeep::stats::summary::Summary::load(
+                &store,
+                housekeep::stats::summary::Scope::Server,
+                days,
+                now_ms(),
+            )
+            .await?;
+            match format {
+                StatsFormat::Text => println!("{}", summary.notice(&config.admin.command_prefix).plain),
+                StatsFormat::Json => println!("{}", serde_json::to_string_pretty(&summary.json())?),
+            }
+            store.close().await;
             Ok(())
         }
         Command::Demo(args) => {

@@ -53,6 +53,27 @@ pub struct FetchLabel {
     pub outcome: &'static str,
 }
 
+/// What enforcing the hash blocklist on one media did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlocklistLabel {
+    /// `quarantined`, `skipped` (protected media), `failed` (the homeserver refused).
+    pub outcome: &'static str,
+}
+
+/// What came of a phone-home report.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatsLabel {
+    /// `stored`, `duplicate`, `invalid`, `too_large`, `unauthenticated`, `forbidden`, `rate_limited`, `disabled`, `failed`.
+    pub outcome: &'static str,
+}
+
+/// How a backfill walk of one room ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WalkLabel {
+    /// `creation`, `local_start`, `indexed`, `since`, `page_limit`, `loop`, `refused`, `failed`.
+    pub end: &'static str,
+}
+
 /// How a redaction by someone other than its target's sender was judged.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabel {
@@ -122,7 +143,10 @@ pub struct Metrics {
     pub media_downloads: Family<FetchLabel, Counter>,
     pub media_bytes: Counter,
     pub media_stalls: Counter,
-    pub blocklist_quarantined: Counter,
+    pub blocklist: Family<BlocklistLabel, Counter>,
+    pub backfill_rooms: Family<WalkLabel, Counter>,
+    pub stats_reports: Family<StatsLabel, Counter>,
+    pub summaries_posted: Counter,
     pub backfill_events: Counter,
     pub backfill_pages: Counter,
 }
@@ -214,12 +238,19 @@ impl Metrics {
             "Downloads stopped because nothing arrived for media.stall_timeout (retried later)",
             media_stalls.clone(),
         );
-        let blocklist_quarantined = Counter::default();
+        let blocklist = Family::<BlocklistLabel, Counter>::default();
         registry.register(
-            "blocklist_quarantined",
-            "Downloaded media quarantined by itself because its hash is on the blocklist",
-            blocklist_quarantined.clone(),
+            "blocklist_enforced",
+            "Media whose hash is on the blocklist, by what enforcing it did",
+            blocklist.clone(),
         );
+        let stats_reports = Family::<StatsLabel, Counter>::default();
+        registry.register("stats_reports", "Phone-home reports received, by outcome", stats_reports.clone());
+        let summaries_posted = Counter::default();
+        registry.register("stats_summaries_posted", "Scheduled stats summaries posted", summaries_posted.clone());
+        let backfill_rooms = Family::<WalkLabel, Counter>::default();
+        registry.register("backfill_rooms", "Rooms whose backfill walk ended, by how it ended", backfill_rooms.clone());
+
         let backfill_events = Counter::default();
         registry.register("backfill_events", "Events read from room history by backfill", backfill_events.clone());
         let backfill_pages = Counter::default();
@@ -228,7 +259,10 @@ impl Metrics {
             media_downloads,
             media_bytes,
             media_stalls,
-            blocklist_quarantined,
+            blocklist,
+            backfill_rooms,
+            stats_reports,
+            summaries_posted,
             backfill_events,
             backfill_pages,
             panics,

@@ -187,6 +187,33 @@ pub trait Sink: Send + Sync {
 
     /// Makes the earlier message `message_id` in `room_id` read as `notice`.
     async fn edit(&self, room_id: &str, message_id: &str, key: &str, notice: &Notice) -> anyhow::Result<String>;
+
+    /// Posts a picture (a chart) and returns its message ID; `key` as for [`Sink::post`].
+    async fn post_image(&self, to: &Destination, key: &str, image: &Image) -> anyhow::Result<String>;
+}
+
+/// A picture to post beside a notice: PNG bytes and what they show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// The file name, also the message's text for clients that show no images.
+    pub name: String,
+}
+
+impl Image {
+    /// The `m.image` content once uploaded to `url`.
+    pub fn content(&self, url: &str) -> Value {
+        json!({
+            "msgtype": "m.image",
+            "body": self.name,
+            "filename": self.name,
+            "url": url,
+            "info": { "w": self.width, "h": self.height, "size": self.png.len(), "mimetype": "image/png" },
+            "m.mentions": {},
+        })
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,47 @@ pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
     Ok((config, yaml))
 }
 
+/// Makes sure `stats.secret` is set, generating one into the config file
+/// the first time (like the appservice tokens), and returns the config.
+pub fn ensure_stats_secret(config_path: &Path) -> anyhow::Result<Config> {
+    let config = Config::load_unvalidated(config_path)?;
+    config.validate_shape().with_context(|| format!("invalid config {}", config_path.display()))?;
+    if !config.stats.secret.is_empty() {
+        return Ok(config);
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    let text = std::fs::read_to_string(config_path)?;
+    let text = if Regex::new(r"(?m)^\s+secret:").expect("valid regex").is_match(&text) {
+        set_token(&text, "secret", &secret)?
+    } else if let Some(section) = Regex::new(r"(?m)^stats:[ \t]*(?:#.*)?$").expect("valid regex").find(&text) {
+        format!("{}\n  secret: \"{secret}\"{}", &text[..section.end()], &text[section.end()..])
+    } else {
+        format!("{}\nstats:\n  secret: \"{secret}\"\n", text.trim_end())
+    };
+    write_private(config_path, &text)
+        .with_context(|| format!("cannot write stats.secret to {}", config_path.display()))?;
+    let config = Config::load_unvalidated(config_path)?;
+    if config.stats.secret != secret {
+        bail!("stats.secret written to {} did not read back; set it by hand", config_path.display());
+    }
+    tracing::info!(config = %config_path.display(), "generated stats.secret and wrote it to the config");
+    Ok(config)
+}
+
+/// Where Synapse sends its reports: `report_stats_endpoint`.
+pub fn stats_endpoint(config: &Config) -> anyhow::Result<url::Url> {
+    let base = match (&config.stats.public_url, config.stats.hostname, config.stats.port) {
+        (Some(url), _, _) => url.clone(),
+        (None, Some(host), Some(port)) => {
+            url::Url::parse(&format!("http://{}/", std::net::SocketAddr::from((host, port))))?
+        }
+        _ => config.appservice.address.clone(),
+    };
+    let mut url = base.join(crate::appservice::stats::REPORT_PATH.trim_start_matches('/'))?;
+    url.query_pairs_mut().append_pair("secret", &config.stats.secret);
+    Ok(url)
+}
+
 /// Writes a file that holds tokens, readable by its owner only: the
 /// as_token of a bot that is a server admin is an admin credential.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -107,6 +148,30 @@ fn set_token(text: &str, key: &str, value: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stats_secret_is_written_where_it_belongs() {
+        for (before, after_has) in [
+            ("stats:\n  secret: \"\"   # generated\n", "  secret: \""),
+            ("stats:\n  retention: 90d\n", "stats:\n  secret: \""),
+            ("logging:\n  level: info\n", "\nstats:\n  secret: \""),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.yaml");
+            let example = include_str!("../config/example.yaml").replace("\nstats:", "\nunused_stats:");
+            let example = example.split("\nunused_stats:").next().unwrap().to_owned();
+            std::fs::write(&path, format!("{example}\n{before}")).unwrap();
+            let config = ensure_stats_secret(&path).unwrap();
+            assert_eq!(config.stats.secret.len(), 40);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(after_has), "{text}");
+            // The second time, nothing changes.
+            assert_eq!(ensure_stats_secret(&path).unwrap().stats.secret, config.stats.secret);
+            let url = stats_endpoint(&config).unwrap();
+            assert_eq!(url.path(), "/_housekeep/stats/report");
+            assert_eq!(url.query(), Some(format!("secret={}", config.stats.secret).as_str()));
+        }
+    }
 
     #[test]
     fn token_lines_are_rewritten_in_place() {

@@ -2,6 +2,7 @@
 //! the homeserver client, the job runner with every job kind, the chat
 //! front-end as the runner's sink, the background workers and the listener.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::appservice::route::Routing;
-use crate::appservice::{AppState, BotLink, router};
+use crate::appservice::stats::StatsIngest;
+use crate::appservice::{AppState, BotLink, router, stats_router};
 use crate::backfill::{BackfillKind, BackfillSettings};
 use crate::bot::{Bot, RoomSink};
 use crate::config::{Config, LogFormat};
@@ -22,6 +24,8 @@ use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
 use crate::notice::Destination;
+use crate::stats::post::{Scheduled, Scheduler};
+use crate::stats::schedule::Schedule;
 use crate::store::{Store, redact_url};
 
 /// How long shutdown waits for running batches to commit.
@@ -48,6 +52,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// [`open_store`] by URL alone, with the default pool size.
+pub async fn open_store_at(url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(url, None).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
 /// Every job kind this build runs. Adding a kind: one line here.
 pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: &Config) -> JobsBuilder {
     let settings = BackfillSettings {
@@ -63,6 +74,23 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
     let builder =
         builder.register(crate::jobs::testjob::TestJob::<false>).register(crate::jobs::testjob::TestJob::<true>);
     builder
+}
+
+/// The scheduled summaries' rooms, resolved; one that cannot be is logged and left out.
+async fn resolve_summaries(homeserver: &HomeserverClient, config: &Config) -> Vec<Scheduled> {
+    let mut summaries = Vec::new();
+    for summary in &config.stats.summaries {
+        let schedule = Schedule::parse(&summary.schedule).expect("validated with the config");
+        match homeserver.resolve_room(&summary.room).await {
+            Ok(room_id) => summaries.push(Scheduled { room_id: room_id.to_string(), schedule, days: summary.days }),
+            Err(error) => tracing::warn!(
+                room = summary.room,
+                %error,
+                "stats.summaries: cannot resolve the room; this summary is not posted until a restart"
+            ),
+        }
+    }
+    summaries
 }
 
 /// Runs until SIGINT/SIGTERM: the listener first (the homeserver's ping needs
@@ -92,6 +120,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     state.redaction_checks = Some(redaction_wake.clone());
     state.media_queue = Some(media_wake.clone());
+    if !config.stats.secret.is_empty() {
+        state.stats = Some(StatsIngest::new(&config.stats.secret, config.stats.reports_per_minute));
+    }
     let sink = Arc::new(RoomSink::new(homeserver.clone()));
     let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
     let services = Services {
@@ -139,10 +170,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "appservice listening");
 
     let shutdown = CancellationToken::new();
+    // A listener of its own for phone-home reports, when configured.
+    if let (Some(hostname), Some(port)) = (config.stats.hostname, config.stats.port) {
+        let listener = TcpListener::bind((hostname, port))
+            .await
+            .with_context(|| format!("cannot listen on {hostname}:{port} (stats.hostname/port)"))?;
+        tracing::info!(address = %listener.local_addr()?, "stats report endpoint listening");
+        let app = stats_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the stats report listener stopped");
+            }
+        });
+    }
+    let summaries = resolve_summaries(&homeserver, &config).await;
+    let scheduler = Scheduler {
+        store: store.clone(),
+        sink: bot.sink.clone(),
+        metrics: state.metrics.clone(),
+        summaries,
+        prefix: config.admin.command_prefix.clone(),
+        retention: config.stats.retention()?,
+        clock: Scheduler::system_clock(),
+    };
+    let app = router(state, config.appservice.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let mut serve = tokio::spawn(
-        axum::serve(listener, router(state, config.appservice.max_body_bytes))
-            .with_graceful_shutdown(shutdown_signal(shutdown.clone()))
-            .into_future(),
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(shutdown.clone())).into_future(),
     );
     // The handshake needs the listener up: the homeserver's ping calls us back.
     let mut start = {
@@ -177,6 +232,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             workers.spawn(async move {
                 crate::media::worker::run(fetcher, media_wake, token).await;
                 "the media worker"
+            });
+            let token = shutdown.clone();
+            workers.spawn(async move {
+                scheduler.run(token).await;
+                "the stats scheduler"
             });
             workers.spawn(async move {
                 crate::backfill::run_requests(jobs, admin_room, shutdown).await;

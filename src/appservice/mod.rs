@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod query;
 pub mod route;
+pub mod stats;
 mod transactions;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub redaction_checks: Option<Arc<Notify>>,
     /// Rung when media was queued for download.
     pub media_queue: Option<Arc<Notify>>,
+    /// Phone-home reports are taken when set (`stats.secret`).
+    pub stats: Option<Arc<stats::StatsIngest>>,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -60,6 +63,7 @@ impl AppState {
             gaps_refused: Arc::default(),
             redaction_checks: None,
             media_queue: None,
+            stats: None,
         }
     }
 }
@@ -78,10 +82,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_hs_token));
     Router::new()
         .merge(homeserver_facing)
+        .route(stats::REPORT_PATH, put(stats::report).post(stats::report))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(unrecognized)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The report endpoint alone, for a listener of its own (`stats.hostname`/`port`).
+pub fn stats_router(state: AppState) -> Router {
+    Router::new()
+        .route(stats::REPORT_PATH, put(stats::report).post(stats::report))
+        .route("/health", get(health))
+        .fallback(unrecognized)
         .with_state(state)
 }
 

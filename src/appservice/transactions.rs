@@ -67,7 +67,20 @@ pub async fn put_transaction(
     let (extracted, inbox) = extract_all(&state, &txn_id, &transaction.events);
     let fingerprint = fingerprint(&extracted, transaction.events.len());
 
-    match state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox).await {
+    // Behind a gap the appservice accepted, the missing transaction's events
+    // are lost to the live index: the rooms of this one are read back.
+    let gap_rooms: Vec<String> = match gap {
+        Some(_) => {
+            let mut rooms: Vec<String> = extracted.iter().map(|e| e.event.room_id.clone()).collect();
+            rooms.sort_unstable();
+            rooms.dedup();
+            rooms
+        }
+        None => Vec::new(),
+    };
+    let gap_reason = gap.map(crate::store::gap_reason);
+    let backfill = gap_reason.as_deref().map(|reason| (gap_rooms.as_slice(), reason));
+    match state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox, backfill).await {
         Ok(TxnOutcome::Indexed(counts)) => {
             state.metrics.transaction(TxnMetric::Indexed);
             state.metrics.events_indexed.inc_by(counts.events);
@@ -83,19 +96,8 @@ pub async fn put_transaction(
             {
                 wake.notify_one();
             }
-            if let Some(missing) = gap {
-                // Its events are lost to the live index: read the rooms around it back.
-                let mut rooms: Vec<String> = extracted.iter().map(|e| e.event.room_id.clone()).collect();
-                rooms.sort_unstable();
-                rooms.dedup();
-                let reason = format!("transaction {missing} never arrived");
-                if let Err(error) = state.store.request_backfill(&rooms, &reason).await {
-                    tracing::warn!(
-                        txn_id,
-                        error = format!("{error:#}"),
-                        "cannot ask for the gap's rooms to be read back"
-                    );
-                }
+            if let Some(reason) = &gap_reason {
+                tracing::info!(txn_id, rooms = gap_rooms.len(), reason, "asked for the gap's rooms to be read back");
             }
             for media in extracted.iter().flat_map(|e| &e.media) {
                 state.metrics.media_refs_indexed.get_or_create(&KindLabel { kind: media.kind.as_str() }).inc();

@@ -2,38 +2,43 @@
 //! Synapse's admin messages API, a chunk at a time; each chunk's media
 //! downloaded and hashed before the chunk's checkpoint commits.
 //!
-//! A room's walk ends at its creation, at `--since`, at the page limit, or —
-//! unless `--full` — at a page made only of events the index already holds,
-//! when the index is known to hold the room's history below it (it has the
-//! room's creation event, or a backfill read the room before). Live events
-//! alone are no such boundary: they say nothing about what came before them.
+//! A room's walk ends at its creation (the walk met its `m.room.create`),
+//! where the homeserver's history of it starts (a room joined over
+//! federation mid-history: not complete, read again next time), at
+//! `--since`, at the page limit, or — unless `--full` — at a page made only
+//! of events the index already holds, when the index is known to hold the
+//! room's history below it (a backfill read it down to its creation before).
+//! Live events alone are no such boundary: they say nothing about what came
+//! before them. A gap repair (a transaction the homeserver never delivered)
+//! reads past live events until it found what was missing.
+//!
 //! The pagination token is in the job's cursor, committed with each chunk:
 //! after a restart the walk goes on from the last chunk, and a finished room
-//! is not read again.
+//! is not read again. A room is done when its walk ends: downloads that
+//! failed stay in the media queue, retried by the media worker (with
+//! backoff, up to `media.max_attempts`), so one room of dead links never
+//! holds up the rooms after it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::{BackfillItem, BackfillPlan, BackfillRequest, plan};
-use crate::clock::{format_ms, now_ms};
+use crate::clock::format_ms;
 use crate::extract::extract_value;
-use crate::homeserver::HsError;
 use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
 use crate::media::{FetchCounts, MediaFetcher};
-use crate::metrics::RejectReason;
+use crate::metrics::{RejectReason, WalkLabel};
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobState, Source};
 
-/// Events asked for per page (Synapse's most).
+/// Events asked for per page at most (Synapse's most), fewer for smaller
+/// chunks: a page of 1,000 events of up to 64 KiB is already 64 MiB.
 const PAGE_SIZE: u32 = 1000;
 /// Recent pagination tokens kept to notice a walk that loops.
 const RECENT_TOKENS: usize = 16;
-/// Media of a finished room retried per batch while its failures wait.
-const DRAIN_BATCH: i64 = 256;
 /// Pages a gap repair reads at most per room.
 const GAP_REPAIR_PAGES: u32 = 20;
 
@@ -86,8 +91,18 @@ pub struct RoomWalk {
     pub pages: u32,
     pub events: i64,
     pub recent_tokens: Vec<String>,
-    /// The history is read; its media failures are waited for.
+    /// Set by earlier versions, which waited for a read room's media here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<WalkEnd>,
+    /// The walk met events new to the index (a gap repair ends only after).
+    #[serde(default)]
+    pub found_new: bool,
+    /// The walk met the room's `m.room.create`.
+    #[serde(default)]
+    pub saw_create: bool,
+    /// Downloads of this room's media that failed (retried by the media worker).
+    #[serde(default)]
+    pub media_failed: i64,
 }
 
 /// Why a room's walk ended.
@@ -96,6 +111,9 @@ pub struct RoomWalk {
 pub enum WalkEnd {
     /// Down to the room's creation.
     Creation,
+    /// Down to where the homeserver's history of the room starts (it joined
+    /// later, or could not fetch older events over federation yet).
+    LocalStart,
     /// Down to `--since`.
     Since,
     /// Down to events the index already held.
@@ -110,9 +128,10 @@ impl WalkEnd {
     fn as_str(self) -> &'static str {
         match self {
             Self::Creation => "down to the room's creation",
+            Self::LocalStart => "down to the oldest event this homeserver has (not the room's creation)",
             Self::Since => "down to --since",
             Self::Indexed => "down to events the index already held",
-            Self::PageLimit => "stopped at the page limit (backfill.max_pages_per_room)",
+            Self::PageLimit => "stopped at the page limit (backfill.max_pages_per_room; 20 for a gap repair)",
             Self::Loop => "stopped: the homeserver gave the same page twice",
         }
     }
@@ -120,6 +139,18 @@ impl WalkEnd {
     /// Whether the index now holds the room's whole history.
     fn complete(self) -> bool {
         matches!(self, Self::Creation | Self::Indexed)
+    }
+
+    /// The label of `housekeep_backfill_rooms_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Creation => "creation",
+            Self::LocalStart => "local_start",
+            Self::Since => "since",
+            Self::Indexed => "indexed",
+            Self::PageLimit => "page_limit",
+            Self::Loop => "loop",
+        }
     }
 }
 
@@ -175,13 +206,14 @@ impl Kind for BackfillKind {
             .await?
             .into_iter()
             .next()
+            .filter(|item| item.seq == walk.seq)
             .ok_or_else(|| anyhow::anyhow!("backfill room item {} is gone", walk.seq))?;
         ctx.lock(vec![format!("backfill:{}", item.key)]).await;
         let room: BackfillItem = serde_json::from_value(item.item.clone())?;
         let item = Item { seq: item.seq, key: item.key, item: room };
         match walk.ended {
             None => self.read(ctx, job, &item, walk).await,
-            Some(end) => self.drain(ctx, job, &item, walk, end).await,
+            Some(end) => self.room_done(ctx, job, &item, walk, end, BackfillTally::default()).await,
         }
     }
 
@@ -235,32 +267,39 @@ impl BackfillKind {
         let mut tally = BackfillTally::default();
         let mut read_ids = Vec::new();
         let mut end = None;
+        let chunk = self.settings.chunk_events as usize;
         let max_pages = if job.plan.gap_repair { GAP_REPAIR_PAGES } else { self.settings.max_pages_per_room };
-        while read_ids.len() < self.settings.chunk_events as usize {
+        while read_ids.len() < chunk {
             if walk.pages >= max_pages {
                 end = Some(WalkEnd::PageLimit);
                 break;
             }
-            let page = match services.homeserver.admin_room_messages(room_id, walk.from.as_deref(), PAGE_SIZE).await {
+            let limit = PAGE_SIZE.min((chunk - read_ids.len()) as u32).max(1);
+            let page = match services.homeserver.admin_room_messages(room_id, walk.from.as_deref(), limit).await {
                 Ok(page) => page,
-                Err(error) if is_refusal(&error) => {
-                    return self.room_failed(ctx, item, walk, tally, &error.to_string());
-                }
-                Err(error) => return Err(error.into()),
+                // An outage: the batch is tried again, the job paused if it lasts.
+                Err(error) if error.is_retryable() => return Err(error.into()),
+                // Gone, forbidden, or an answer housekeep cannot read: this room
+                // fails, the job goes on.
+                Err(error) => return self.room_failed(ctx, item, walk, tally, &error.to_string()),
             };
             walk.pages += 1;
             tally.pages += 1;
             services.metrics.backfill_pages.inc();
-            let (ids, new, oldest) = index_page(ctx, room_id, &page.chunk).await?;
-            walk.events += ids.len() as i64;
-            tally.events += ids.len() as i64;
-            tally.events_new += new;
-            let all_indexed = !ids.is_empty() && new == 0;
-            read_ids.extend(ids);
+            let chunk_events = page.chunk;
+            walk.saw_create |= chunk_events.iter().any(|e| e["type"] == "m.room.create");
+            let indexed = index_page(ctx, room_id, chunk_events).await?;
+            walk.events += indexed.ids.len() as i64;
+            tally.events += indexed.ids.len() as i64;
+            tally.events_new += indexed.new;
+            let all_indexed = !indexed.ids.is_empty() && indexed.new == 0;
+            let gap_passed = walk.found_new;
+            walk.found_new |= indexed.new > 0;
+            read_ids.extend(indexed.ids);
             let since = job.plan.since;
             end = match &page.end {
-                None => Some(WalkEnd::Creation),
-                _ if page.chunk.is_empty() => Some(WalkEnd::Creation),
+                None if walk.saw_create => Some(WalkEnd::Creation),
+                None => Some(WalkEnd::LocalStart),
                 Some(next) if walk.from.as_ref() == Some(next) || walk.recent_tokens.contains(next) => {
                     tracing::warn!(
                         room_id,
@@ -269,9 +308,19 @@ impl BackfillKind {
                     );
                     Some(WalkEnd::Loop)
                 }
-                _ if since.is_some_and(|since| oldest.is_some_and(|oldest| oldest < since)) => Some(WalkEnd::Since),
-                _ if all_indexed && job.plan.gap_repair => Some(WalkEnd::Indexed),
-                _ if all_indexed && !job.plan.full && services.store.room_history_is_indexed(room_id).await? => {
+                // By the page's newest event: one event claiming an old time
+                // (any server may) must not cut the walk short.
+                _ if since.is_some_and(|since| indexed.newest.is_some_and(|newest| newest < since)) => {
+                    Some(WalkEnd::Since)
+                }
+                // A gap repair goes past the live events newer than the gap,
+                // and stops at the indexed history below it.
+                _ if all_indexed && job.plan.gap_repair && gap_passed => Some(WalkEnd::Indexed),
+                _ if all_indexed
+                    && !job.plan.gap_repair
+                    && !job.plan.full
+                    && services.store.room_history_is_indexed(room_id).await? =>
+                {
                     Some(WalkEnd::Indexed)
                 }
                 Some(_) => None,
@@ -289,13 +338,11 @@ impl BackfillKind {
         }
         // The chunk's media, before its checkpoint: a restart redoes the chunk.
         let due = services.store.unfetched_media_of_events(&read_ids).await?;
-        tally.media(self.fetcher.fetch_all(due, &ctx.cancel).await);
-        walk.ended = end;
+        let counts = self.fetcher.fetch_all(due, &ctx.cancel).await;
+        walk.media_failed += counts.failed + counts.abandoned;
+        tally.media(counts);
         match end {
-            Some(end) => self.drain(ctx, job, item, walk, end).await.map(|mut batch| {
-                batch.tally.add(tally);
-                batch
-            }),
+            Some(end) => self.room_done(ctx, job, item, walk, end, tally).await,
             None => {
                 let detail = format!("reading: {} pages, {} events so far", walk.pages, walk.events);
                 let mut batch = self.batch(ctx, item, ItemState::Pending, detail, job.cursor.after, Some(walk))?;
@@ -305,39 +352,30 @@ impl BackfillKind {
         }
     }
 
-    /// The room's history is read: retries its failed media until none is
-    /// left to retry (abandoned ones stay abandoned), then marks it done.
-    async fn drain(
+    /// The room's walk ended: it is done (its failed downloads are the media
+    /// worker's to retry).
+    async fn room_done(
         &self,
         ctx: &RunContext<'_>,
         job: &TypedJob<Self>,
         item: &Item<BackfillItem>,
         walk: RoomWalk,
         end: WalkEnd,
+        mut tally: BackfillTally,
     ) -> anyhow::Result<Batch<Self>> {
-        let store = &ctx.services.store;
         let room_id = &item.item.room_id;
-        let mut tally = BackfillTally::default();
-        let (due, waiting, _) = store.room_media_waiting(room_id, DRAIN_BATCH).await?;
-        if !due.is_empty() {
-            tally.media(self.fetcher.fetch_all(due, &ctx.cancel).await);
-        }
-        if waiting > 0 {
-            let (_, still, next) = store.room_media_waiting(room_id, 0).await?;
-            if still > 0 {
-                let detail = format!("read ({}), {still} media downloads to retry", end.as_str());
-                let mut batch = self.batch(ctx, item, ItemState::Pending, detail, job.cursor.after, Some(walk))?;
-                batch.tally = tally;
-                let wait = next.map_or(1_000, |due| due.saturating_sub(now_ms()).clamp(100, 60_000));
-                batch.wait = Some(Duration::from_millis(wait as u64));
-                return Ok(batch);
-            }
-        }
         if end.complete() && !job.plan.gap_repair {
-            store.mark_room_backfilled(room_id).await?;
+            ctx.services.store.mark_room_backfilled(room_id).await?;
         }
+        ctx.services.metrics.backfill_rooms.get_or_create(&WalkLabel { end: end.label() }).inc();
         tally.rooms_done += 1;
-        let detail = format!("{} pages, {} events, {}", walk.pages, walk.events, end.as_str());
+        let mut detail = format!("{} pages, {} events, {}", walk.pages, walk.events, end.as_str());
+        if walk.media_failed > 0 {
+            detail.push_str(&format!(
+                "; {} media downloads failed (the media worker retries them; {}backfill status lists them)",
+                walk.media_failed, ctx.services.prefix
+            ));
+        }
         tracing::info!(room_id, pages = walk.pages, events = walk.events, end = end.as_str(), "backfill: room done");
         let mut batch = self.batch(ctx, item, ItemState::Done, detail, ItemCursor(item.seq), None)?;
         batch.tally = tally;
@@ -355,6 +393,7 @@ impl BackfillKind {
         why: &str,
     ) -> anyhow::Result<Batch<Self>> {
         tracing::info!(room_id = item.item.room_id, why, "backfill: the homeserver refused this room; skipping it");
+        ctx.services.metrics.backfill_rooms.get_or_create(&WalkLabel { end: "refused" }).inc();
         tally.rooms_failed += 1;
         let detail = format!("not read after {} pages: {why}", walk.pages);
         let mut batch = self.batch(ctx, item, ItemState::Failed, detail, ItemCursor(item.seq), None)?;
@@ -383,25 +422,24 @@ impl BackfillKind {
     }
 }
 
-/// A room the homeserver will not give (gone, forbidden): no retry helps.
-fn is_refusal(error: &HsError) -> bool {
-    matches!(error, HsError::Matrix { status, .. } if status.is_client_error() && status.as_u16() != 429)
+/// What indexing one page found.
+struct IndexedPage {
+    /// The event IDs read (and stored).
+    ids: Vec<String>,
+    /// How many were new to the index.
+    new: i64,
+    /// The newest `origin_server_ts` on the page.
+    newest: Option<i64>,
 }
 
-/// Indexes one page: the event IDs read, how many were new, and the oldest
-/// timestamp. Events the homeserver serves redacted are marked so (it
-/// applied their redaction); one the index cannot store is logged, counted
-/// and skipped.
-async fn index_page(
-    ctx: &RunContext<'_>,
-    room_id: &str,
-    chunk: &[Value],
-) -> anyhow::Result<(Vec<String>, i64, Option<i64>)> {
+/// Indexes one page. Events the homeserver serves redacted are marked so
+/// (it applied their redaction); one the index cannot take is logged,
+/// counted and skipped, and the rest of the page still goes in.
+async fn index_page(ctx: &RunContext<'_>, room_id: &str, chunk: Vec<Value>) -> anyhow::Result<IndexedPage> {
     let services = ctx.services;
     let mut extracted = Vec::with_capacity(chunk.len());
     let mut redacted = Vec::new();
-    for event in chunk {
-        let mut event = event.clone();
+    for mut event in chunk {
         if event.get("room_id").is_none()
             && let Some(object) = event.as_object_mut()
         {
@@ -418,6 +456,8 @@ async fn index_page(
                         "backfill: skipping an invalid mxc URI"
                     );
                 }
+                // A redacted state event keeps its place in the room's state:
+                // it is indexed as it is, like live ones.
                 if let Some(by) = event.pointer("/unsigned/redacted_because")
                     && rows.event.state_key.is_none()
                 {
@@ -432,15 +472,46 @@ async fn index_page(
             }
         }
     }
-    let counts = services.store.index_events(&extracted, Source::Backfill).await?;
+    let new = match services.store.index_events(&extracted, Source::Backfill).await {
+        Ok(counts) => counts.events as i64,
+        // One event the database refuses (PostgreSQL takes no NUL in text)
+        // must not keep the rest of the page out: each on its own, then.
+        Err(error) if extracted.len() > 1 => {
+            tracing::info!(room_id, error = format!("{error:#}"), "backfill: a page did not go in whole; one by one");
+            let mut new = 0;
+            let mut kept = Vec::with_capacity(extracted.len());
+            for rows in extracted {
+                match services.store.index_events(std::slice::from_ref(&rows), Source::Backfill).await {
+                    Ok(counts) => {
+                        new += counts.events as i64;
+                        kept.push(rows);
+                    }
+                    Err(error) => {
+                        services.metrics.reject(RejectReason::BadEvent);
+                        tracing::info!(
+                            event_id = rows.event.event_id,
+                            error = format!("{error:#}"),
+                            "backfill: skipping an event the database refused"
+                        );
+                    }
+                }
+            }
+            if kept.is_empty() {
+                // Not one event: the database is the problem, not the page.
+                return Err(error);
+            }
+            extracted = kept;
+            new
+        }
+        Err(error) => return Err(error),
+    };
     services.metrics.backfill_events.inc_by(extracted.len() as u64);
     for (event_id, at) in redacted {
         services.store.mark_event_redacted(&event_id, at).await?;
     }
-    let oldest = extracted.iter().map(|e| e.event.origin_server_ts).min();
-    if let Some(oldest) = oldest {
-        tracing::debug!(room_id, events = extracted.len(), oldest = format_ms(oldest), "backfill: page indexed");
+    let newest = extracted.iter().map(|e| e.event.origin_server_ts).max();
+    if let Some(newest) = newest {
+        tracing::debug!(room_id, events = extracted.len(), newest = format_ms(newest), "backfill: page indexed");
     }
-    let ids = extracted.into_iter().map(|e| e.event.event_id).collect();
-    Ok((ids, counts.events as i64, oldest))
+    Ok(IndexedPage { ids: extracted.into_iter().map(|e| e.event.event_id).collect(), new, newest })
 }

@@ -31,8 +31,10 @@ pub use kind::{BackfillKind, BackfillSettings};
 pub use plan::{BackfillRequest, Rooms};
 pub use status::{retry_failed, status};
 
-use crate::clock::now_ms;
+use sha2::{Digest, Sha256};
+
 use crate::jobs::{ConfirmPolicy, Jobs, PlanMode, PlanOutcome, PlanRequest};
+use crate::store::is_gap_reason;
 
 /// How often asked-for rooms are looked for.
 const REQUESTS_POLL: Duration = Duration::from_secs(10);
@@ -79,16 +81,25 @@ pub async fn first_start(store: &crate::store::Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// At most three reasons, and how many more: it is shown in every notice.
+fn summarize(reasons: &[&str]) -> String {
+    let shown = reasons.iter().take(3).copied().collect::<Vec<_>>().join("; ");
+    match reasons.len() {
+        0..=3 => shown,
+        n => format!("{shown}; and {} more", n - 3),
+    }
+}
+
 /// Reads back the rooms asked for (the first start, transaction gaps,
 /// retry-failed) until shutdown.
 pub async fn run_requests(jobs: Arc<Jobs>, admin_room: String, shutdown: CancellationToken) {
     let store = &jobs.services().store;
-    let mut blocked_since: Option<i64> = None;
+    let mut told_blocked = false;
     loop {
         match store.backfill_requests(1_000).await {
             Ok(requests) if !requests.is_empty() => {
-                let rooms: Vec<String> = requests.iter().map(|(room, _)| room.clone()).collect();
-                let mut reasons: Vec<&str> = requests.iter().map(|(_, why)| why.as_str()).collect();
+                let rooms: Vec<String> = requests.iter().map(|(room, _, _)| room.clone()).collect();
+                let mut reasons: Vec<&str> = requests.iter().map(|(_, why, _)| why.as_str()).collect();
                 reasons.sort_unstable();
                 reasons.dedup();
                 let all = rooms.iter().any(|room| room == ALL_ROOMS);
@@ -96,13 +107,20 @@ pub async fn run_requests(jobs: Arc<Jobs>, admin_room: String, shutdown: Cancell
                     rooms: if all { Rooms::All } else { Rooms::These(rooms.clone()) },
                     since: None,
                     full: false,
-                    gap_repair: !all && reasons.iter().all(|why| why.starts_with("transaction")),
-                    why: reasons.join("; "),
+                    gap_repair: !all && reasons.iter().all(|why| is_gap_reason(why)),
+                    why: summarize(&reasons),
                 };
-                let key = format!("housekeep:backfill-request:{}", now_ms());
+                // Named by the requests themselves: after a crash between
+                // starting the job and dropping the requests, the same job
+                // is found again instead of a second one started.
+                let mut hasher = Sha256::new();
+                for (room, _, at) in &requests {
+                    hasher.update(format!("{room}\n{at}\n").as_bytes());
+                }
+                let key = format!("housekeep:backfill-request:{}", &hex::encode(hasher.finalize())[..24]);
                 match start(&jobs, &admin_room, key, request).await {
                     Ok(true) => {
-                        blocked_since = None;
+                        told_blocked = false;
                         for room in &rooms {
                             if let Err(error) = store.drop_backfill_request(room).await {
                                 tracing::warn!(error = format!("{error:#}"), "cannot drop a backfill request");
@@ -110,13 +128,13 @@ pub async fn run_requests(jobs: Arc<Jobs>, admin_room: String, shutdown: Cancell
                         }
                     }
                     Ok(false) => {
-                        if blocked_since.is_none() {
+                        if !told_blocked {
                             tracing::warn!(
                                 rooms = rooms.len(),
                                 "a backfill waits for the bot to be a server admin (see the README); \
                                  it starts by itself once it is"
                             );
-                            blocked_since = Some(now_ms());
+                            told_blocked = true;
                         }
                     }
                     Err(error) => {

@@ -51,7 +51,7 @@ impl BackfillRequest {
 }
 
 /// The stored plan (the rooms themselves are the job's items).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackfillPlan {
     pub rooms: i64,
     /// Events older than this are not read.

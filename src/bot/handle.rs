@@ -7,7 +7,7 @@ use super::commands::{self, Command, Executed};
 use crate::clock::now_ms;
 use crate::commands::parse_command;
 use crate::homeserver::{HsError, RetryPolicy};
-use crate::notice::Notice;
+use crate::notice::{Destination, Notice};
 use crate::store::{AuditEntry, InboxItem, InboxKind};
 
 /// What handling produced: an outcome word for the inbox row and the audit
@@ -108,6 +108,13 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
         Err(error) => return Err(error),
     };
     let reply_event = ctx.reply(&item.room_id, &item.event_id, &reply_key, &executed.reply).await?;
+    if let Some(image) = &executed.image {
+        let to = Destination { room_id: item.room_id.clone(), in_reply_to: None };
+        // The text is the answer; a chart that cannot be posted is logged.
+        if let Err(error) = ctx.sink.post_image(&to, &format!("image-{}", item.event_id), image).await {
+            tracing::warn!(error = format!("{error:#}"), "cannot post the reply's image");
+        }
+    }
     if let Some(job_id) = &executed.plan_job {
         ctx.services().store.set_plan_event(job_id, &reply_event).await?;
         // A --yes job waits for its plan to be posted: then its progress comes after it.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::homeserver::HomeserverClient;
-use crate::notice::{Destination, Notice, Sink};
+use crate::notice::{Destination, Image, Notice, Sink};
 
 /// Text in one message (plain + HTML, JSON-encoded): events are at most 64 KiB with headers.
 pub const MAX_NOTICE_BYTES: usize = 48 * 1024;
@@ -33,5 +33,13 @@ impl Sink for RoomSink {
         // An edit carries the text twice (fallback and m.new_content).
         let content = notice.limited(MAX_NOTICE_BYTES / 2).edit_content(message_id);
         Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &content).await?)
+    }
+
+    async fn post_image(&self, to: &Destination, key: &str, image: &Image) -> anyhow::Result<String> {
+        // The upload is not deduplicated: a retried key may upload again,
+        // but posts the message once.
+        let url = self.homeserver.upload(image.png.clone(), "image/png", &image.name).await?;
+        let txn_id = format!("housekeep-{key}");
+        Ok(self.homeserver.send_event(&to.room_id, "m.room.message", &txn_id, &image.content(&url)).await?)
     }
 }

@@ -145,27 +145,6 @@ impl HomeserverClient {
         }
         self.send_url::<(), _>(Method::GET, url, None).await
     }
-
-    /// Starts downloading a media as the bot (authenticated media,
-    /// `GET /_matrix/client/v1/media/download/{server}/{id}`), within
-    /// `timeout` for the whole download. One attempt: the media queue
-    /// decides when to try again.
-    pub async fn download_media(
-        &self,
-        server_name: &str,
-        media_id: &str,
-        timeout: std::time::Duration,
-    ) -> Result<reqwest::Response, HsError> {
-        let url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
-        let response =
-            self.http.get(url).bearer_auth(&self.token).timeout(timeout).send().await.map_err(HsError::Transport)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let bytes = response.bytes().await.map_err(HsError::Transport)?;
-        Err(HsError::from_answer(status, &bytes))
-    }
 }
 
 /// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.

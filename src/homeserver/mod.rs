@@ -11,6 +11,7 @@
 
 mod account;
 mod admin;
+mod media;
 pub mod power;
 mod rooms;
 
@@ -182,6 +183,11 @@ impl HomeserverClient {
     /// The same client acting with another access token (a local user's).
     pub fn with_token(&self, token: String) -> Self {
         Self { token, ..self.clone() }
+    }
+
+    /// The homeserver's base URL (for messages to operators).
+    pub fn base_url(&self) -> &Url {
+        &self.base
     }
 
     /// `base` + path segments, each percent-encoded: nothing user-typed is

@@ -3,21 +3,22 @@
 //!
 //! Entries come from the config (`media.blocklist`, kept in step with the
 //! file at each start) and from `!blocklist add|remove|list` (persisted and
-//! audited). A blocked download is quarantined through the same code as
-//! `!quarantine` (protected media is reported, not quarantined), audited, and
-//! announced in the admin room.
+//! audited). Every known media with a blocked hash (downloaded since, or
+//! known when the hash was added) is quarantined by [`enforce`], through the
+//! same code as `!quarantine` (protected media is reported, not
+//! quarantined), audited, and announced in the admin room.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use backon::{ExponentialBuilder, Retryable};
 use clap::{Args, Subcommand};
 
 use crate::clock::now_ms;
 use crate::config::BlocklistEntry;
 use crate::jobs::Services;
+use crate::metrics::BlocklistLabel;
 use crate::moderation::quarantine::{self, Action, parse_sha256};
 use crate::notice::Notice;
-use crate::store::{AuditEntry, BlockedHash, ItemState, MediaId};
+use crate::store::{AuditEntry, BlockedHash, ItemState};
 
 /// Shown at the end of `!help blocklist`.
 pub const EXAMPLES: &str = "\
@@ -96,14 +97,17 @@ pub async fn execute(
                 source: "command".to_owned(),
             };
             store.block_hash(&entry).await?;
+            // Copies known already are taken down too, by the media worker's next round.
+            store.recheck_blocklist(sha256).await?;
+            services.media_wake.notify_one();
             let known = store.media_count_with_hash(sha256).await?;
             let mut notice = Notice::new().line(&format!(
                 "Blocked {sha256}: any media housekeep downloads with this content is quarantined at once."
             ));
             if known > 0 {
                 notice = notice.line(&format!(
-                    "{known} media with this hash are known already; {}quarantine hash {sha256} quarantines them.",
-                    services.prefix
+                    "{known} media with this hash are known already: they are being quarantined now \
+                     (announced here when done)."
                 ));
             }
             (notice, "blocked".to_owned(), Some(audit("blocklist.add", sha256, reason.as_deref().unwrap_or("added"))))
@@ -142,63 +146,88 @@ pub async fn execute(
     })
 }
 
-/// After a download: a blocked hash is quarantined by itself, audited and announced.
-pub async fn check_download(services: &Services, media: &MediaId, sha256: &str) {
-    let entry = match services.store.blocked_hash(sha256).await {
-        Ok(Some(entry)) => entry,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(mxc = media.mxc(), error = format!("{error:#}"), "cannot read the blocklist");
-            return;
-        }
-    };
-    let mxc = media.mxc();
+/// Media checked per round of [`enforce`].
+const ENFORCE_PAGE: i64 = 100;
+/// Media named in one announcement; the rest are counted.
+const ANNOUNCED: usize = 10;
+
+/// Quarantines every known media whose hash is blocked and that the
+/// blocklist was not enforced on yet: the files downloaded since, and every
+/// copy known when a hash is added. Works from committed state, so nothing is
+/// missed after a crash or an outage: what is not done yet is found again by
+/// the next call (the media worker calls it after each round). Each media is
+/// quarantined through the same code as `!quarantine` (protected media is
+/// reported, not quarantined), audited, and announced in the admin room, one
+/// notice per hash and round. An outage stops the round with an error.
+pub async fn enforce(services: &Services) -> anyhow::Result<usize> {
     let actor = format!("{} (hash blocklist)", services.bot_user_id);
-    let reason = entry.reason.clone().unwrap_or_else(|| "content hash on the blocklist".to_owned());
-    // Anyone's upload: a blocked file is taken down wherever it came from.
-    // An outage is waited out for a while; past that the operators are told.
-    let quarantine = || quarantine::apply(services, &actor, Some(&reason), Action::Quarantine, &mxc, None);
-    let retries = ExponentialBuilder::default().with_min_delay(Duration::from_secs(2)).with_max_times(8);
-    let (state, detail) = match quarantine
-        .retry(retries)
-        .notify(|error, wait| {
-            tracing::info!(
-                mxc,
-                error = format!("{error:#}"),
-                ?wait,
-                "cannot quarantine a blocklisted file yet; retrying"
-            );
-        })
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            (ItemState::Failed, format!("{error:#}; {}quarantine hash {sha256} tries again", services.prefix))
+    let mut enforced = 0;
+    loop {
+        let page = services.store.blocked_unchecked(ENFORCE_PAGE).await?;
+        if page.is_empty() {
+            return Ok(enforced);
         }
-    };
-    tracing::warn!(mxc, sha256, state = state.as_str(), detail, "a blocklisted file was downloaded; quarantining it");
-    if state == ItemState::Done {
-        services.metrics.blocklist_quarantined.inc();
+        let mut by_hash: BTreeMap<String, (BlockedHash, Vec<Enforced>)> = BTreeMap::new();
+        for (media, sha256) in page {
+            let mxc = media.mxc();
+            let Some(entry) = services.store.blocked_hash(&sha256).await? else {
+                // Unblocked meanwhile.
+                services.store.mark_blocklist_checked(&media).await?;
+                continue;
+            };
+            let reason = entry.reason.clone().unwrap_or_else(|| "content hash on the blocklist".to_owned());
+            // Anyone's upload: a blocked file is taken down wherever it came from.
+            let (state, detail) =
+                quarantine::apply(services, &actor, Some(&reason), Action::Quarantine, &mxc, None).await?;
+            let outcome = match state {
+                ItemState::Done => "quarantined",
+                ItemState::Skipped => "skipped",
+                _ => "failed",
+            };
+            tracing::warn!(mxc, sha256, outcome, detail, "a file whose hash is on the blocklist");
+            services.metrics.blocklist.get_or_create(&BlocklistLabel { outcome }).inc();
+            let audit = AuditEntry {
+                actor: actor.clone(),
+                action: "blocklist.quarantine".to_owned(),
+                target: Some(mxc.clone()),
+                outcome: format!("{}: {detail} (sha256 {sha256}, blocked by {})", state.as_str(), entry.added_by),
+                ..AuditEntry::default()
+            };
+            services.store.audit(audit).await?;
+            // Refusals too: they are reported, and asking again would not change them.
+            services.store.mark_blocklist_checked(&media).await?;
+            by_hash.entry(sha256).or_insert_with(|| (entry, Vec::new())).1.push((mxc, state, detail));
+            enforced += 1;
+        }
+        for (sha256, (entry, outcomes)) in by_hash {
+            announce(services, &sha256, &entry, &outcomes).await;
+        }
     }
-    let audit = AuditEntry {
-        actor: actor.clone(),
-        action: "blocklist.quarantine".to_owned(),
-        target: Some(mxc.clone()),
-        outcome: format!("{}: {detail} (sha256 {sha256}, blocked by {})", state.as_str(), entry.added_by),
-        ..AuditEntry::default()
-    };
-    if let Err(error) = services.store.audit(audit).await {
-        tracing::warn!(mxc, error = format!("{error:#}"), "cannot audit a blocklist quarantine");
-    }
-    let verb = match state {
-        ItemState::Done => "Quarantined",
-        _ => "Could not quarantine",
-    };
-    let notice = Notice::new()
-        .line(&format!("{verb} {mxc} by itself: its content hash is on the blocklist."))
+}
+
+/// What enforcing the blocklist did to one media: its mxc, outcome, and why.
+type Enforced = (String, ItemState, String);
+
+/// One notice for what a round did to the copies of one blocked file.
+async fn announce(services: &Services, sha256: &str, entry: &BlockedHash, outcomes: &[Enforced]) {
+    let quarantined = outcomes.iter().filter(|(_, state, _)| *state == ItemState::Done).count();
+    let mut notice = Notice::new()
+        .line(&format!(
+            "Quarantined {quarantined} of {} media by itself: their content hash is on the blocklist.",
+            outcomes.len()
+        ))
         .field("sha256", sha256)
-        .field("blocked by", &entry.added_by)
-        .field("reason", &reason)
-        .field("outcome", &format!("{}: {detail}", state.as_str()));
-    services.tell_operators(&format!("blocklist-{}-{}", media.server_name, media.media_id), &notice).await;
+        .field("blocked by", &entry.added_by);
+    if let Some(reason) = &entry.reason {
+        notice = notice.field("reason", reason);
+    }
+    let listed =
+        outcomes.iter().take(ANNOUNCED).map(|(mxc, state, detail)| format!("{mxc}: {}: {detail}", state.as_str()));
+    notice = notice.list(listed);
+    if outcomes.len() > ANNOUNCED {
+        notice = notice.line(&format!("… and {} more (the audit log has each).", outcomes.len() - ANNOUNCED));
+    }
+    let key =
+        format!("blocklist-{}-{}", &sha256[..16.min(sha256.len())], outcomes[0].0.rsplit('/').next().unwrap_or(""));
+    services.tell_operators(&key, &notice).await;
 }

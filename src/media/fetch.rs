@@ -4,7 +4,7 @@
 //! Shared by the live media worker and backfill's chunks: one concurrency
 //! limit for both, and a media fetched by one is not fetched by the other.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,9 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::blocklist;
 use crate::clock::now_ms;
-use crate::homeserver::{HsError, RetryPolicy};
+use crate::homeserver::HsError;
 use crate::jobs::Services;
 use crate::metrics::FetchLabel;
 use crate::store::{DueMedia, FetchState, Fetched, MediaId};
@@ -76,6 +75,43 @@ pub struct MediaFetcher {
     config: FetchConfig,
     permits: Semaphore,
     in_flight: Mutex<HashSet<MediaId>>,
+    /// Downloads at once per remote server: one slow or hostile server (a
+    /// single event can name hundreds of its media) must not take every
+    /// slot, and with it the blocklist's view of new uploads.
+    per_server: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// At most this many downloads from one remote server at once.
+const PER_REMOTE_SERVER: usize = 4;
+
+/// A remote server's download slots, held while one of its media is
+/// fetched; the server is forgotten when nobody downloads from it any more,
+/// so the map stays as small as the servers in flight.
+struct ServerSlots<'a> {
+    fetcher: &'a MediaFetcher,
+    server: &'a str,
+    slots: Arc<Semaphore>,
+}
+
+impl<'a> ServerSlots<'a> {
+    fn take(fetcher: &'a MediaFetcher, media: &'a MediaId) -> Self {
+        let mut servers = fetcher.per_server.lock().expect("not poisoned");
+        let slots = servers
+            .entry(media.server_name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_REMOTE_SERVER)))
+            .clone();
+        Self { fetcher, server: &media.server_name, slots }
+    }
+}
+
+impl Drop for ServerSlots<'_> {
+    fn drop(&mut self) {
+        let mut servers = self.fetcher.per_server.lock().expect("not poisoned");
+        // Ours and the map's: nobody else holds it.
+        if servers.get(self.server).is_some_and(|slots| Arc::strong_count(slots) == 2) {
+            servers.remove(self.server);
+        }
+    }
 }
 
 /// Marks a media as being fetched until dropped.
@@ -95,6 +131,7 @@ impl MediaFetcher {
         Arc::new(Self {
             permits: Semaphore::new(config.concurrency),
             in_flight: Mutex::new(HashSet::new()),
+            per_server: Mutex::new(HashMap::new()),
             services,
             config,
         })
@@ -137,6 +174,17 @@ impl MediaFetcher {
             return (Outcome::Busy, false);
         }
         let _in_flight = InFlight { set: &self.in_flight, media: media.clone() };
+        let server = (media.server_name != self.services.server_name()).then(|| ServerSlots::take(self, media));
+        let server_permit = match &server {
+            Some(server) => tokio::select! {
+                permit = server.slots.acquire() => Some(permit),
+                _ = cancel.cancelled() => return (Outcome::Cancelled, false),
+            },
+            None => None,
+        };
+        if matches!(server_permit, Some(Err(_))) {
+            return (Outcome::Cancelled, false);
+        }
         let permit = tokio::select! {
             permit = self.permits.acquire() => permit,
             _ = cancel.cancelled() => return (Outcome::Cancelled, false),
@@ -148,7 +196,11 @@ impl MediaFetcher {
             Ok(fetched) => match self.services.store.record_fetched(media, &fetched).await {
                 Ok(()) => {
                     metrics.media_bytes.inc_by(fetched.size.max(0) as u64);
-                    blocklist::check_download(&self.services, media, &fetched.sha256).await;
+                    // A blocked file: the media worker's next round (now)
+                    // quarantines it, from the committed record.
+                    if !matches!(self.services.store.blocked_hash(&fetched.sha256).await, Ok(None)) {
+                        self.services.media_wake.notify_one();
+                    }
                     (Outcome::Fetched, false)
                 }
                 Err(error) => self.failed(due, &format!("downloaded but not recorded: {error:#}"), false).await,
@@ -208,16 +260,32 @@ impl MediaFetcher {
     }
 
     async fn download(&self, media: &MediaId, cancel: &CancellationToken) -> Result<Fetched, Failure> {
-        let client = self.services.homeserver.clone().with_retry(RetryPolicy::ONCE);
-        let request = client.download_media(&media.server_name, &media.media_id, self.config.timeout);
+        let homeserver = &self.services.homeserver;
+        let request = homeserver.download_media(&media.server_name, &media.media_id, self.config.timeout);
         let response = tokio::select! {
             response = request => response,
             _ = cancel.cancelled() => return Err(Failure::Cancelled),
         };
+        let local = media.server_name == self.services.server_name();
         let response = match response {
             Ok(response) => response,
-            Err(HsError::Matrix { status, errcode, error, .. }) if status == reqwest::StatusCode::NOT_FOUND => {
+            // Only the homeserver's own media is final at 404 (quarantined or
+            // deleted): a remote server answering 404 once could otherwise
+            // keep a file from ever being hashed, and so from the blocklist.
+            Err(HsError::Matrix { status, errcode, error, .. })
+                if status == reqwest::StatusCode::NOT_FOUND && errcode == "M_NOT_FOUND" && local =>
+            {
                 return Err(Failure::Unavailable(format!("{status} {errcode}: {error}")));
+            }
+            Err(HsError::Matrix { errcode, .. }) if errcode == "M_UNRECOGNIZED" => {
+                tracing::warn!(
+                    homeserver = %homeserver.base_url(),
+                    "the homeserver does not know the authenticated media download endpoint; check that \
+                     homeserver.url points at the process that serves media (Synapse 1.111 or later)"
+                );
+                return Err(Failure::Retry(
+                    "the homeserver has no authenticated media download (M_UNRECOGNIZED)".to_owned(),
+                ));
             }
             Err(error) => return Err(Failure::Retry(error.to_string())),
         };

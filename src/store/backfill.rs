@@ -12,7 +12,8 @@ const MARK_BACKFILLED: &str = "INSERT INTO backfilled_rooms (room_id, completed_
      ON CONFLICT (room_id) DO UPDATE SET completed_at = $2, to_creation = 1";
 const REQUEST: &str = "INSERT INTO backfill_requests (room_id, reason, requested_at) VALUES ($1, $2, $3) \
      ON CONFLICT (room_id) DO NOTHING";
-const REQUESTS: &str = "SELECT room_id, reason FROM backfill_requests ORDER BY requested_at, room_id LIMIT $1";
+const REQUESTS: &str =
+    "SELECT room_id, reason, requested_at FROM backfill_requests ORDER BY requested_at, room_id LIMIT $1";
 const DROP_REQUEST: &str = "DELETE FROM backfill_requests WHERE room_id = $1";
 const ANY_EVENT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) e";
 
@@ -38,16 +39,14 @@ impl Store {
 
     /// Asks for a room's recent history to be read again (a transaction gap).
     pub async fn request_backfill(&self, room_ids: &[String], reason: &str) -> anyhow::Result<()> {
-        for room_id in room_ids {
-            sqlx::query(REQUEST).bind(room_id).bind(reason).bind(now_ms()).execute(&self.pool).await?;
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        request_in(&mut conn, room_ids, reason, now_ms()).await
     }
 
-    /// Rooms asked to be read again, oldest request first.
-    pub async fn backfill_requests(&self, limit: i64) -> anyhow::Result<Vec<(String, String)>> {
+    /// Rooms asked to be read again, oldest request first: `(room, reason, requested_at)`.
+    pub async fn backfill_requests(&self, limit: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
         let rows = sqlx::query(REQUESTS).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
     }
 
     pub async fn drop_backfill_request(&self, room_id: &str) -> anyhow::Result<()> {
@@ -61,3 +60,27 @@ impl Store {
         Ok(any == 0)
     }
 }
+
+/// Asks for rooms to be read back, on the caller's connection (or transaction).
+pub(super) async fn request_in(
+    conn: &mut sqlx::AnyConnection,
+    room_ids: &[String],
+    reason: &str,
+    at: i64,
+) -> anyhow::Result<()> {
+    for room_id in room_ids {
+        sqlx::query(REQUEST).bind(room_id).bind(reason).bind(at).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The reason a gap repair is asked for with; [`is_gap_reason`] tells it apart.
+pub fn gap_reason(missing_txn: u64) -> String {
+    format!("{GAP_REASON_PREFIX}{missing_txn} never arrived")
+}
+
+pub fn is_gap_reason(reason: &str) -> bool {
+    reason.starts_with(GAP_REASON_PREFIX)
+}
+
+const GAP_REASON_PREFIX: &str = "transaction ";

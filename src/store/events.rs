@@ -1,5 +1,7 @@
 //! The `events` and `media_refs` tables.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::{Source, Store, list_placeholders, values_placeholders};
@@ -12,7 +14,7 @@ const EVENT_COLUMNS: usize = 9;
 const INSERT_MEDIA_REFS_HEAD: &str = "INSERT INTO media_refs \
      (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) VALUES ";
 const MEDIA_REF_COLUMNS: usize = 7;
-const QUEUE_MEDIA_HEAD: &str = "INSERT INTO media (server_name, media_id) VALUES ";
+const QUEUE_MEDIA_HEAD: &str = "INSERT INTO media (server_name, media_id, next_attempt_at) VALUES ";
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -89,6 +91,52 @@ pub struct IndexSummary {
     pub newest_event_ts: Option<i64>,
 }
 
+/// Messages and redactions per day, room and sender, of the events a batch
+/// newly indexed (see `activity_daily` in the migrations).
+#[derive(Default)]
+struct Activity<'a> {
+    counts: HashMap<(i64, &'a str, &'a str), (i64, i64)>,
+}
+
+/// Event types counted as messages.
+pub(super) const MESSAGE_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.sticker"];
+const DAY_MS: i64 = 86_400_000;
+const UPSERT_ACTIVITY_HEAD: &str = "INSERT INTO activity_daily (day, room_id, sender, messages, redactions) VALUES ";
+const UPSERT_ACTIVITY_TAIL: &str = " ON CONFLICT (day, room_id, sender) DO UPDATE SET \
+     messages = activity_daily.messages + excluded.messages, \
+     redactions = activity_daily.redactions + excluded.redactions";
+
+impl<'a> Activity<'a> {
+    fn add(&mut self, event: &'a crate::extract::EventRow) {
+        let (messages, redactions) = match event.event_type.as_str() {
+            t if MESSAGE_TYPES.contains(&t) && event.state_key.is_none() => (1, 0),
+            "m.room.redaction" => (0, 1),
+            _ => return,
+        };
+        // The sender's clock, like every per-day figure of the index.
+        let day = event.origin_server_ts / DAY_MS;
+        let entry = self.counts.entry((day, event.room_id.as_str(), event.sender.as_str())).or_default();
+        entry.0 += messages;
+        entry.1 += redactions;
+    }
+
+    async fn write(self, conn: &mut AnyConnection, backend: Backend) -> anyhow::Result<()> {
+        let mut rows: Vec<_> = self.counts.into_iter().collect();
+        // One order for every writer: concurrent upserts never deadlock (PostgreSQL).
+        rows.sort_unstable();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql =
+                format!("{UPSERT_ACTIVITY_HEAD}{}{UPSERT_ACTIVITY_TAIL}", values_placeholders(backend, chunk.len(), 5));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for ((day, room_id, sender), (messages, redactions)) in chunk {
+                query = query.bind(*day).bind(*room_id).bind(*sender).bind(*messages).bind(*redactions);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes events, their media references and redaction marks inside the
 /// caller's database transaction.
 pub(super) async fn insert_batch(
@@ -99,9 +147,10 @@ pub(super) async fn insert_batch(
     indexed_at: i64,
 ) -> anyhow::Result<IndexCounts> {
     let mut counts = IndexCounts::default();
+    let mut activity = Activity::default();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "{INSERT_EVENTS_HEAD}{} ON CONFLICT (event_id) DO NOTHING",
+            "{INSERT_EVENTS_HEAD}{} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             values_placeholders(backend, chunk.len(), EVENT_COLUMNS)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -117,8 +166,17 @@ pub(super) async fn insert_batch(
                 .bind(indexed_at)
                 .bind(source.as_str());
         }
-        counts.events += query.execute(&mut *conn).await?.rows_affected();
+        // Only rows new to the index count towards the daily activity: a
+        // transaction sent again, or backfill meeting live events, adds nothing.
+        let inserted: Vec<String> =
+            query.fetch_all(&mut *conn).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+        counts.events += inserted.len() as u64;
+        let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
+        for Extracted { event, .. } in chunk.iter().filter(|e| inserted.contains(e.event.event_id.as_str())) {
+            activity.add(event);
+        }
     }
+    activity.write(conn, backend).await?;
 
     let refs: Vec<_> =
         batch.iter().flat_map(|extracted| extracted.media.iter().map(move |media| (&extracted.event, media))).collect();
@@ -149,11 +207,17 @@ pub(super) async fn insert_batch(
     for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "{QUEUE_MEDIA_HEAD}{} ON CONFLICT (server_name, media_id) DO NOTHING",
-            values_placeholders(backend, chunk.len(), 2)
+            values_placeholders(backend, chunk.len(), 3)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
+        // Live media first: a new upload is checked against the blocklist
+        // before the history's backlog is worked through.
+        let priority: i64 = match source {
+            Source::Live => 0,
+            Source::Backfill => 1,
+        };
         for (server_name, media_id) in chunk {
-            query = query.bind(*server_name).bind(*media_id);
+            query = query.bind(*server_name).bind(*media_id).bind(priority);
         }
         counts.media_queued += query.execute(&mut *conn).await?.rows_affected();
     }

@@ -19,10 +19,21 @@ const UNAVAILABLE: &str =
 const STATE: &str = "SELECT fetch_state, fetch_failures FROM media WHERE server_name = $1 AND media_id = $2";
 const RETRY_FAILED: &str = "UPDATE media SET fetch_state = 'queued', fetch_failures = 0, next_attempt_at = 0 \
      WHERE fetch_state IN ('failed', 'abandoned')";
+/// Media with a blocked hash that the blocklist was not enforced on yet.
+/// Driven from the (small) blocklist through `media_sha256`.
+const BLOCKED_UNCHECKED: &str = "SELECT m.server_name, m.media_id, m.sha256 FROM hash_blocklist b \
+     JOIN media m ON m.sha256 = b.sha256 WHERE m.quarantined_at IS NULL AND m.blocklist_checked_at IS NULL \
+     ORDER BY m.sha256, m.server_name, m.media_id LIMIT $1";
+const BLOCKLIST_CHECKED: &str = "UPDATE media SET blocklist_checked_at = $3 WHERE server_name = $1 AND media_id = $2";
+const BLOCKLIST_RECHECK: &str = "UPDATE media SET blocklist_checked_at = NULL WHERE sha256 = $1";
 const ABANDONED: &str =
     "SELECT server_name, media_id, last_error FROM media WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
 const BLOCKLIST_ADD: &str = "INSERT INTO hash_blocklist (sha256, reason, added_by, added_at, source) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO UPDATE SET reason = $2, added_by = $3, added_at = $4, source = $5";
+/// The config file's entries never replace a moderator's: removing the hash
+/// from the file later must not drop what `!blocklist add` put there.
+const BLOCKLIST_ADD_CONFIG: &str = "INSERT INTO hash_blocklist (sha256, reason, added_by, added_at, source) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING";
 const BLOCKLIST_REMOVE: &str = "DELETE FROM hash_blocklist WHERE sha256 = $1";
 const BLOCKLIST_GET: &str = "SELECT sha256, reason, added_by, added_at, source FROM hash_blocklist WHERE sha256 = $1";
 const BLOCKLIST_LIST: &str =
@@ -147,37 +158,6 @@ impl Store {
         Ok(due)
     }
 
-    /// A room's media still to download (queued, or failed and to be tried
-    /// again): up to `limit` of those due now, how many wait in all, and when
-    /// the next of them is due.
-    pub async fn room_media_waiting(
-        &self,
-        room_id: &str,
-        limit: i64,
-    ) -> anyhow::Result<(Vec<DueMedia>, i64, Option<i64>)> {
-        let waiting = "FROM media m JOIN (SELECT DISTINCT server_name, media_id FROM media_refs WHERE room_id = $1) r \
-             ON r.server_name = m.server_name AND r.media_id = m.media_id WHERE m.fetch_state IN ('queued', 'failed')";
-        let sql = format!("SELECT COUNT(*), MIN(m.next_attempt_at) {waiting}");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(room_id).fetch_one(&self.pool).await?;
-        let (count, next): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-        let sql = format!(
-            "SELECT m.server_name, m.media_id, m.fetch_failures {waiting} AND m.next_attempt_at <= $2 \
-             ORDER BY m.next_attempt_at LIMIT $3"
-        );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(room_id).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?;
-        let due = rows
-            .iter()
-            .map(|row| {
-                Ok(DueMedia {
-                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
-                    failures: row.try_get(2)?,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok((due, count, next))
-    }
-
     pub async fn record_fetched(&self, media: &MediaId, fetched: &Fetched) -> anyhow::Result<()> {
         sqlx::query(FETCHED)
             .bind(&media.server_name)
@@ -295,7 +275,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(BLOCKLIST_DROP_CONFIG).execute(&mut *tx).await?;
         for entry in entries {
-            sqlx::query(BLOCKLIST_ADD)
+            sqlx::query(BLOCKLIST_ADD_CONFIG)
                 .bind(&entry.sha256)
                 .bind(&entry.reason)
                 .bind(&entry.added_by)
@@ -305,6 +285,33 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` media whose hash is blocked, not quarantined, and not
+    /// checked against the blocklist yet: `(media, sha256)`.
+    pub async fn blocked_unchecked(&self, limit: i64) -> anyhow::Result<Vec<(MediaId, String)>> {
+        let rows = sqlx::query(BLOCKED_UNCHECKED).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? }, row.try_get(2)?)))
+            .collect()
+    }
+
+    /// The blocklist was enforced on this media (whatever the outcome).
+    pub async fn mark_blocklist_checked(&self, media: &MediaId) -> anyhow::Result<()> {
+        sqlx::query(BLOCKLIST_CHECKED)
+            .bind(&media.server_name)
+            .bind(&media.media_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every media with this hash is checked against the blocklist again
+    /// (the hash was just blocked).
+    pub async fn recheck_blocklist(&self, sha256: &str) -> anyhow::Result<()> {
+        sqlx::query(BLOCKLIST_RECHECK).bind(sha256).execute(&self.pool).await?;
         Ok(())
     }
 

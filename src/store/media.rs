@@ -28,7 +28,10 @@ const SET_QUARANTINED: &str = "INSERT INTO media (server_name, media_id, quarant
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (server_name, media_id) DO UPDATE SET \
      quarantined_at = excluded.quarantined_at, quarantined_by = excluded.quarantined_by, \
      quarantine_reason = excluded.quarantine_reason";
-const CLEAR_QUARANTINED: &str = "UPDATE media SET quarantined_at = NULL, quarantined_by = NULL, quarantine_reason = NULL \
+/// Released media is downloaded again if it could not be before (it was
+/// quarantined): its hash is then known, and checked against the blocklist.
+const CLEAR_QUARANTINED: &str = "UPDATE media SET quarantined_at = NULL, quarantined_by = NULL, quarantine_reason = NULL, \
+     fetch_state = CASE WHEN fetch_state = 'unavailable' THEN 'queued' ELSE fetch_state END \
      WHERE server_name = $1 AND media_id = $2";
 const COUNT_QUARANTINED: &str = "SELECT COUNT(*) FROM media WHERE quarantined_at IS NOT NULL";
 

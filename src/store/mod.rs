@@ -14,6 +14,7 @@ mod jobs;
 mod media;
 mod purge;
 mod redactions;
+mod stats;
 mod txns;
 
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audit::{AuditEntry, AuditRecord};
+pub use backfill::{gap_reason, is_gap_reason};
 pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
 pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
@@ -35,6 +37,7 @@ pub use jobs::{
 pub use media::{MediaId, MediaSelectionStats, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
+pub use stats::{DayActivity, ModerationTotals, StoredReport, TopBy};
 pub use txns::TxnOutcome;
 
 use crate::config::Backend;

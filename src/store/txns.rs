@@ -44,6 +44,7 @@ impl Store {
         fingerprint: &str,
         events: &[Extracted],
         inbox: &[InboxItem],
+        backfill: Option<(&[String], &str)>,
     ) -> anyhow::Result<TxnOutcome> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
@@ -70,6 +71,11 @@ impl Store {
         }
         let counts = insert_batch(&mut tx, self.backend, events, Source::Live, now).await?;
         insert_inbox(&mut tx, inbox, now).await?;
+        // Rooms to read back (a gap behind this transaction): asked for in the
+        // same commit, so an acknowledged transaction never loses its repair.
+        if let Some((rooms, reason)) = backfill {
+            super::backfill::request_in(&mut tx, rooms, reason, now).await?;
+        }
         tx.commit().await?;
         Ok(TxnOutcome::Indexed(counts))
     }

@@ -42,7 +42,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     step("starting Synapse (installed from PyPI into the cache folder on first use), with another appservice");
     println!("  as most servers have a bridge: then Synapse does not replay old history to a new appservice");
-    let (synapse, config_path, config, alice, old_times) = super::start_synapse_after_history(
+    let (mut synapse, config_path, config, alice, old_times) = super::start_synapse_after_history(
         &dir,
         &database_url,
         true,
@@ -78,7 +78,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     step("registering housekeep with Synapse (restarted with its registration) and starting housekeep");
     let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
-    let housekeep = Housekeep::spawn(&std::env::current_exe()?, &config_path, &base_url).await?;
+    let mut housekeep = Housekeep::spawn(&std::env::current_exe()?, &config_path, &base_url).await?;
     println!("  housekeep at {base_url} (config: {}, log: {}/housekeep.log)", config_path.display(), dir.display());
 
     step("seeding: @alice sends one event of every media shape; @bob chats in a room the bot never joined");
@@ -221,6 +221,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .filter(|e| e["type"] == "m.room.message" && e["content"]["body"].is_string())
         .count();
     println!("  messages bob still sees with content in his side room: {visible}");
+
+    step("stats: Synapse's phone-home reports, and what the index knows");
+    let config = crate::registration::ensure_stats_secret(&config_path)?;
+    let endpoint = crate::registration::stats_endpoint(&config)?;
+    println!("  `housekeep stats-endpoint` wrote stats.secret and printed, for homeserver.yaml:");
+    println!("    report_stats: true");
+    println!("    report_stats_endpoint: \"{}?secret=…\"", endpoint.as_str().split('?').next().unwrap_or_default());
+    housekeep.restart().await?;
+    synapse.reconfigure(&format!("report_stats: true\nreport_stats_endpoint: \"{endpoint}\"\n")).await?;
+    let store = Store::connect(&database_url, Some(1)).await?;
+    eventually(Duration::from_secs(60), "Synapse's first report", || async {
+        Ok((!store.stats_reports(0, i64::MAX / 1000).await?.is_empty()).then_some(()))
+    })
+    .await?;
+    store.close().await;
+    println!("  Synapse restarted with them (its report timers shortened for the demo); a report arrived");
+    let event_id = alice.send_text(&admin_room, "!stats --days 3").await?;
+    let reply = alice.wait_for_reply(&admin_room, &event_id, &bot).await?;
+    println!("  @alice: !stats --days 3");
+    for line in reply.lines() {
+        println!("    {line}");
+    }
+    let chart = eventually(Duration::from_secs(30), "the chart", || async {
+        let events = alice.recent_events(&admin_room, 10).await?;
+        Ok(events.into_iter().find(|e| e["sender"] == bot.as_str() && e["content"]["msgtype"] == "m.image"))
+    })
+    .await?;
+    let png = alice.download(chart["content"]["url"].as_str().unwrap_or_default()).await?;
+    let chart_path = dir.join("stats-chart.png");
+    std::fs::write(&chart_path, &png)?;
+    println!(
+        "    [m.image {}×{}, {} bytes: messages per day, active senders, daily active users] saved to {}",
+        chart["content"]["info"]["w"],
+        chart["content"]["info"]["h"],
+        png.len(),
+        chart_path.display()
+    );
 
     if args.keep_running {
         step("running until Ctrl-C");

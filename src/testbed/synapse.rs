@@ -65,6 +65,9 @@ pub struct Synapse {
     pub dir: PathBuf,
     port: u16,
     http: reqwest::Client,
+    /// More `homeserver.yaml`, kept across restarts.
+    extra_config: String,
+    registrations: Vec<PathBuf>,
 }
 
 /// A registration for another appservice that receives nothing (`url:
@@ -85,27 +88,55 @@ impl Synapse {
     /// Writes `homeserver.yaml` into `dir` (SQLite, no rate limits, the given
     /// appservice registration) and starts Synapse on a free port.
     pub async fn start(dir: &Path, registration: &Path) -> anyhow::Result<Self> {
-        Self::start_with(dir, &[registration], free_port()?).await
+        Self::start_with(dir, &[registration], free_port()?, String::new()).await
     }
 
     /// [`start`](Self::start) with several registrations.
     pub async fn start_registrations(dir: &Path, registrations: &[&Path]) -> anyhow::Result<Self> {
-        Self::start_with(dir, registrations, free_port()?).await
+        Self::start_with(dir, registrations, free_port()?, String::new()).await
     }
 
     /// Stops Synapse and starts it again on the same port and database,
     /// with these registrations (an operator adding an appservice).
     pub async fn restart_with(self, registrations: &[&Path]) -> anyhow::Result<Self> {
-        let (dir, port) = (self.dir.clone(), self.port);
-        self.stop().await?;
-        Self::start_with(&dir, registrations, port).await
+        let extra = self.extra_config.clone();
+        self.restart_with_config(registrations, &extra).await
     }
 
-    async fn start_with(dir: &Path, registrations: &[&Path], port: u16) -> anyhow::Result<Self> {
+    /// [`restart_with`](Self::restart_with), with more `homeserver.yaml`
+    /// (`report_stats: true` and its endpoint, say). Phone-home timers are
+    /// short here: the first report 3 s after start, then every 20 s
+    /// (synapse-notes).
+    pub async fn restart_with_config(self, registrations: &[&Path], extra: &str) -> anyhow::Result<Self> {
+        let (dir, port) = (self.dir.clone(), self.port);
+        self.stop().await?;
+        Self::start_with(&dir, registrations, port, extra.to_owned()).await
+    }
+
+    /// Restarts in place with the same registrations and more
+    /// `homeserver.yaml` (see [`restart_with_config`](Self::restart_with_config)).
+    pub async fn reconfigure(&mut self, extra: &str) -> anyhow::Result<()> {
+        if terminate(&mut self.child).await?.is_none() {
+            self.child.kill().await?;
+        }
+        let registrations = self.registrations.clone();
+        let registrations: Vec<&Path> = registrations.iter().map(PathBuf::as_path).collect();
+        *self = Self::start_with(&self.dir, &registrations, self.port, extra.to_owned()).await?;
+        Ok(())
+    }
+
+    async fn start_with(dir: &Path, registrations: &[&Path], port: u16, extra: String) -> anyhow::Result<Self> {
         let python = ensure_installed().await?;
         std::fs::create_dir_all(dir)?;
         let config = dir.join("homeserver.yaml");
-        std::fs::write(&config, homeserver_yaml(dir, port, registrations))?;
+        let mut yaml = homeserver_yaml(dir, port, registrations);
+        if extra.contains("report_stats:") {
+            yaml = yaml.replace("report_stats: false\n", "");
+        }
+        yaml.push_str(&extra);
+        std::fs::write(&config, yaml)?;
+        let launcher = dir.join("launcher.py");
+        std::fs::write(&launcher, LAUNCHER)?;
         std::fs::write(dir.join("log.config"), log_config(dir))?;
         let status = Command::new(&python)
             .args(["-m", "synapse.app.homeserver", "-c"])
@@ -120,7 +151,8 @@ impl Synapse {
             bail!("synapse --generate-keys failed: {status}");
         }
         let child = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(&launcher)
+            .arg("-c")
             .arg(&config)
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -135,6 +167,8 @@ impl Synapse {
             dir: dir.to_owned(),
             port,
             http: reqwest::Client::new(),
+            extra_config: extra,
+            registrations: registrations.iter().map(|r| r.to_path_buf()).collect(),
         };
         let (url, log) = (format!("{}/health", synapse.url), dir.join("homeserver.log"));
         wait_healthy(&mut synapse.child, &url, Duration::from_secs(90), "Synapse", &log).await?;
@@ -178,6 +212,16 @@ impl Synapse {
         Ok(())
     }
 }
+
+/// Synapse with phone-home timers short enough for a test.
+const LAUNCHER: &str = "\
+from synapse.util.duration import Duration
+import synapse.app.phone_stats_home as ph
+ph.INITIAL_DELAY_BEFORE_FIRST_PHONE_HOME = Duration(seconds=3)
+ph.PHONE_HOME_INTERVAL = Duration(seconds=20)
+from synapse.app.homeserver import main
+main()
+";
 
 fn homeserver_yaml(dir: &Path, port: u16, registrations: &[&Path]) -> String {
     let dir = dir.display();

@@ -197,6 +197,19 @@ impl MatrixUser {
     }
 
     /// HTTP status of an authenticated media download (404 once quarantined).
+    /// A media's bytes (authenticated download).
+    pub async fn download(&self, mxc: &str) -> anyhow::Result<Vec<u8>> {
+        let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
+        let response = self
+            .http
+            .get(format!("{}/_matrix/client/v1/media/download/{rest}", self.base))
+            .bearer_auth(&self.access_token)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(response.bytes().await?.to_vec())
+    }
+
     pub async fn download_status(&self, mxc: &str) -> anyhow::Result<u16> {
         let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
         let response = self

@@ -220,5 +220,9 @@ async fn a_hole_in_the_transaction_sequence_is_resent_first(backend: Backend) ->
     assert_eq!(server.put_txn("7", Some(HS_TOKEN), seven).await.0, 200);
     assert_eq!(server.events().await, 5);
     assert!(server.metrics.render().contains("housekeep_appservice_txn_gaps_total 1"), "{}", server.metrics.render());
+    // Its room is asked to be read back, in the same commit as the events.
+    let requests = server.store.backfill_requests(10).await?;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!((requests[0].0.as_str(), requests[0].1.as_str()), ("!room:localhost", "transaction 6 never arrived"));
     server.finish().await
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished,
     failed_downloads_are_retried_then_abandoned_and_reported,
     a_blocklisted_file_posted_again_is_quarantined_by_itself,
+    a_since_walk_reads_past_an_event_claiming_an_old_time,
 );
 
 /// What the history holds: rooms, and the media referenced in them.
@@ -310,12 +311,32 @@ async fn a_blocklisted_file_posted_again_is_quarantined_by_itself(backend: Backe
         let alice = testbed.synapse.register_user("alice", false).await?;
         let bytes = format!("forbidden file {}", rand::random::<u64>()).into_bytes();
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        // Posted before anyone blocked it: downloaded and hashed, nothing more.
+        let old_room = alice.create_room(json!({"name": "somewhere old"})).await?;
+        let old = alice.upload(bytes.clone(), "image/png", "first.png").await?;
+        alice.send(&old_room, "m.room.message", json!({"msgtype": "m.image", "body": "x", "url": old})).await?;
+        let (server, id) = old.trim_start_matches("mxc://").split_once('/').unwrap();
+        let old_id = MediaId { server_name: server.into(), media_id: id.into() };
+        eventually(Duration::from_secs(30), "the first copy to be hashed", || async {
+            Ok(store.fetch_state(&old_id).await?.filter(|(state, _)| *state == FetchState::Fetched))
+        })
+        .await?;
+        assert_eq!(alice.download_status(&old).await?, 200);
+
+        // Blocking it takes down the copy known already.
         let blocked =
             command_reply(&testbed, &admin_room, &format!("!blocklist add {sha256} --reason \"test\""), 1).await?;
         assert!(blocked.starts_with(&format!("Blocked {sha256}")), "{blocked}");
+        assert!(blocked.contains("1 media with this hash are known already"), "{blocked}");
+        eventually(Duration::from_secs(30), "the known copy to be quarantined", || async {
+            Ok((alice.download_status(&old).await? == 404).then_some(()))
+        })
+        .await?;
 
+        // Uploaded again (a new media ID) and posted in a new room: quarantined by itself.
         let room = alice.create_room(json!({"name": "somewhere new"})).await?;
         let mxc = alice.upload(bytes.clone(), "image/png", "again.png").await?;
+        assert_ne!(mxc, old);
         let posted = Instant::now();
         alice.send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "x", "url": mxc})).await?;
         eventually(Duration::from_secs(30), "the file to be quarantined", || async {
@@ -323,25 +344,69 @@ async fn a_blocklisted_file_posted_again_is_quarantined_by_itself(backend: Backe
         })
         .await?;
         eprintln!("figure: a blocklisted file was quarantined {:?} after it was posted", posted.elapsed());
-        let audit = store.audit_entries(20, None).await?;
-        assert!(
-            audit
-                .iter()
-                .any(|r| r.entry.action == "blocklist.quarantine" && r.entry.target.as_deref() == Some(mxc.as_str())),
-            "{audit:?}"
-        );
+        let audit = eventually(Duration::from_secs(30), "both quarantines audited", || async {
+            let audit = store.audit_entries(50, None).await?;
+            let by_blocklist = |target: &str| {
+                audit
+                    .iter()
+                    .any(|r| r.entry.action == "blocklist.quarantine" && r.entry.target.as_deref() == Some(target))
+            };
+            Ok((by_blocklist(&old) && by_blocklist(&mxc)).then_some(audit))
+        })
+        .await?;
+        assert!(!audit.is_empty());
         let notice = eventually(Duration::from_secs(30), "the notice in the admin room", || async {
             let events = testbed.admin.recent_events(&admin_room, 20).await?;
             Ok(events
                 .iter()
                 .filter_map(|e| e["content"]["body"].as_str())
-                .find(|b| b.starts_with(&format!("Quarantined {mxc} by itself")))
+                .find(|b| b.starts_with("Quarantined 1 of 1 media by itself") && b.contains(&mxc))
                 .map(str::to_owned))
         })
         .await?;
         assert!(notice.contains(&sha256), "{notice}");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_blocklist_enforced_total{outcome=\"quarantined\"} 2"), "{metrics}");
         let list = command_reply(&testbed, &admin_room, "!blocklist list", 1).await?;
         assert!(list.contains(&sha256) && list.contains("test"), "{list}");
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    finish(testbed, result).await
+}
+
+async fn a_since_walk_reads_past_an_event_claiming_an_old_time(backend: Backend) -> anyhow::Result<()> {
+    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let result = async {
+        testbed.make_bot_admin().await?;
+        testbed.reconfigure(|text| text.replace("chunk_events: 5000", "chunk_events: 100")).await?;
+        let store = testbed.store().await?;
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let room = testbed.admin.create_room(json!({"name": "busy", "invite": [bot]})).await?;
+        eventually(Duration::from_secs(30), "the bot to join", || async {
+            Ok(testbed.bot()?.send_text(&room, "here").await.ok())
+        })
+        .await?;
+        send_many(&testbed.admin, &room, 150).await?;
+        // Any server may claim any time: this one says 1970.
+        testbed.bot()?.send_at(&room, 0, json!({"msgtype": "m.text", "body": "from 1970"})).await?;
+        send_many(&testbed.admin, &room, 150).await?;
+        let before = backfill_job(&store).await?.map(|job| job.id);
+        let reply = command_reply(&testbed, &admin_room, &format!("!backfill {room} --since 1h --full"), 1).await?;
+        assert!(reply.to_lowercase().contains("backfill"), "{reply}");
+        let job = eventually(Duration::from_secs(120), "the backfill to finish", || async {
+            Ok(backfill_job(&store)
+                .await?
+                .filter(|job| Some(&job.id) != before.as_ref() && job.state == JobState::Done))
+        })
+        .await?;
+        let pages = job.tally.as_ref().and_then(|t| t["pages"].as_i64()).unwrap_or(0);
+        assert!(pages >= 4, "read past the 1970 event down to the room's creation: {pages} pages of 100");
+        let rooms = store.job_items_in_state(&job.id, housekeep::store::ItemState::Done, 10).await?;
+        let detail = rooms[0].detail.clone().unwrap_or_default();
+        assert!(detail.contains("down to the room's creation"), "{detail}");
         store.close().await;
         anyhow::Ok(())
     }

@@ -16,4 +16,5 @@ mod purge;
 mod quarantine;
 mod runner;
 mod startup;
+mod stats;
 mod store;

@@ -22,12 +22,14 @@ pub use jobs::{JobIdArg, MAX_JOB_ID_LEN, is_valid_job_id};
 
 use super::Bot;
 use crate::backfill::{BackfillArgs, BackfillKind, BackfillRequest};
+use crate::clock::now_ms;
 use crate::commands::{ActionFlags, StatsArgs};
 use crate::jobs::{ConfirmPolicy, PlanMode};
 use crate::media::blocklist::BlocklistArgs;
 use crate::moderation::purge::{PurgeArgs, PurgeKind};
 use crate::moderation::quarantine::{QuarantineArgs, QuarantineKind, UnquarantineArgs, UnquarantineKind};
-use crate::notice::Notice;
+use crate::notice::{Image, Notice};
+use crate::stats::summary::{Scope, Summary};
 use crate::store::{AuditEntry, InboxItem};
 
 /// One admin-room command, parsed. Variant doc comments are the one-line
@@ -152,6 +154,8 @@ pub struct Executed {
     /// What the command changed, audited with the command itself (once, even
     /// if it is handled again after a crash).
     pub audit: Vec<AuditEntry>,
+    /// A picture posted after the reply (`!stats`' chart).
+    pub image: Option<Image>,
 }
 
 impl Executed {
@@ -160,7 +164,7 @@ impl Executed {
     }
 
     pub fn with_outcome(reply: Notice, outcome: impl Into<String>) -> Self {
-        Self { reply, outcome: outcome.into(), plan_job: None, audit: Vec::new() }
+        Self { reply, outcome: outcome.into(), plan_job: None, audit: Vec::new(), image: None }
     }
 
     /// The command could not be carried out; nothing was changed.
@@ -210,13 +214,18 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
             }));
             executed
         }
-        Command::Stats(_) => Executed::with_outcome(
-            Notice::new().line(&format!(
-                "{} is part of housekeep's command set but not available in this version yet; nothing was done.",
-                command.name()
-            )),
-            "not available",
-        ),
+        Command::Stats(args) => {
+            let scope = match &args.room {
+                None => Scope::Server,
+                Some(room) => Scope::Room {
+                    room_id: bot.services().homeserver.resolve_room(room.as_str()).await?.to_string(),
+                    named: room.to_string(),
+                },
+            };
+            let summary = Summary::load(&bot.services().store, scope, args.days, now_ms()).await?;
+            let (reply, image) = crate::stats::post::render(&summary, &bot.prefix);
+            Executed { image, ..Executed::ok(reply) }
+        }
     })
 }
 

@@ -1,0 +1,37 @@
+//! Media through the Client-Server API: upload (charts) and the
+//! authenticated download the media worker streams through its hash.
+
+use ruma::api::client::media::create_content;
+
+use super::{HomeserverClient, HsError};
+
+impl HomeserverClient {
+    /// Uploads a file as this client's user; returns its `mxc://` URI.
+    pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, filename: &str) -> Result<String, HsError> {
+        let mut request = create_content::v3::Request::new(bytes);
+        request.content_type = Some(content_type.to_owned());
+        request.filename = Some(filename.to_owned());
+        Ok(self.call(request).await?.content_uri.to_string())
+    }
+
+    /// Starts downloading a media as the bot (authenticated media,
+    /// `GET /_matrix/client/v1/media/download/{server}/{id}`), within
+    /// `timeout` for the whole download. One attempt: the media queue
+    /// decides when to try again.
+    pub async fn download_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, HsError> {
+        let url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
+        let response =
+            self.http.get(url).bearer_auth(&self.token).timeout(timeout).send().await.map_err(HsError::Transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(HsError::Transport)?;
+        Err(HsError::from_answer(status, &bytes))
+    }
+}

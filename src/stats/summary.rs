@@ -1,0 +1,513 @@
+//! A stats summary: what the phone-home reports and the index say about a
+//! span of UTC days, for the whole server or one room; rendered as text and
+//! HTML (a [`Notice`]), as JSON (payload field names), and as a chart.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::chart::{ChartSpec, Series, Shape};
+use super::report::Report;
+use crate::clock::format_ms;
+use crate::notice::Notice;
+use crate::store::{DayActivity, ModerationTotals, Store, TopBy};
+
+pub const DAY_MS: i64 = 86_400_000;
+/// Rooms and senders listed by volume.
+const TOP: i64 = 5;
+
+/// What a summary is of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Server,
+    /// One room (its ID, and how the moderator named it).
+    Room {
+        room_id: String,
+        named: String,
+    },
+}
+
+impl Scope {
+    fn room_id(&self) -> Option<&str> {
+        match self {
+            Self::Server => None,
+            Self::Room { room_id, .. } => Some(room_id),
+        }
+    }
+}
+
+/// One homeserver's reports over the span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStats {
+    pub homeserver: String,
+    /// The last report of each UTC day that has one, by day number.
+    pub daily: BTreeMap<i64, Report>,
+    /// Reports received in the span.
+    pub reports: usize,
+}
+
+impl ServerStats {
+    pub fn latest(&self) -> Option<&Report> {
+        self.daily.values().next_back()
+    }
+
+    /// The mean of a field over the days that have it.
+    fn mean(&self, field: &str) -> Option<f64> {
+        let values: Vec<f64> = self.daily.values().filter_map(|r| r.number(field)).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+
+    fn sum(&self, field: &str) -> Option<i64> {
+        let values: Vec<i64> = self.daily.values().filter_map(|r| r.integer(field)).collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub scope: Scope,
+    /// The days covered, oldest first (days since 1970, UTC).
+    pub first_day: i64,
+    pub last_day: i64,
+    /// The index's activity on each day that had any.
+    pub activity: Vec<DayActivity>,
+    pub active_senders: i64,
+    pub top_rooms: Vec<(String, i64)>,
+    pub top_senders: Vec<(String, i64)>,
+    pub moderation: ModerationTotals,
+    /// Phone-home reports, per homeserver (none for a room).
+    pub servers: Vec<ServerStats>,
+    pub generated_at: i64,
+}
+
+/// The last `days` UTC days up to and including the one of `now_ms`.
+pub fn day_span(now_ms: i64, days: u32) -> (i64, i64) {
+    let last = now_ms.div_euclid(DAY_MS);
+    (last - i64::from(days.max(1)) + 1, last)
+}
+
+/// Picks the last report of each UTC day per homeserver: the one with the
+/// latest own timestamp, then the latest received, then the smallest raw
+/// text (the same choice on every run and both databases).
+pub fn daily_reports(stored: Vec<crate::store::StoredReport>) -> Vec<ServerStats> {
+    // Per homeserver: per day the best candidate so far, and the report count.
+    type Candidate = (i64, i64, String, Report);
+    let mut servers: BTreeMap<String, (BTreeMap<i64, Candidate>, usize)> = BTreeMap::new();
+    for row in stored {
+        let Some(report) = Report::from_stored(&row.raw) else {
+            tracing::info!(homeserver = row.homeserver, ts = row.report_ts, "a stored report no longer reads; skipped");
+            continue;
+        };
+        let day = (row.report_ts * 1000).div_euclid(DAY_MS);
+        let (days, count) = servers.entry(row.homeserver).or_default();
+        *count += 1;
+        let candidate = (row.report_ts, row.received_at, row.raw, report);
+        match days.get(&day) {
+            Some((ts, received, raw, _))
+                if (*ts, *received, std::cmp::Reverse(raw.as_str()))
+                    >= (candidate.0, candidate.1, std::cmp::Reverse(candidate.2.as_str())) => {}
+            _ => {
+                days.insert(day, candidate);
+            }
+        }
+    }
+    servers
+        .into_iter()
+        .map(|(homeserver, (days, reports))| ServerStats {
+            homeserver,
+            daily: days.into_iter().map(|(day, (_, _, _, report))| (day, report)).collect(),
+            reports,
+        })
+        .collect()
+}
+
+impl Summary {
+    /// Reads everything a summary needs: a few indexed queries.
+    pub async fn load(store: &Store, scope: Scope, days: u32, now_ms: i64) -> anyhow::Result<Self> {
+        let (first_day, last_day) = day_span(now_ms, days);
+        let room = scope.room_id();
+        let activity = store.activity_per_day(room, first_day, last_day).await?;
+        let active_senders = store.active_senders(room, first_day, last_day).await?;
+        let top_rooms = match room {
+            None => store.top_by_messages(TopBy::Room, None, first_day, last_day, TOP).await?,
+            Some(_) => Vec::new(),
+        };
+        let top_senders = store.top_by_messages(TopBy::Sender, room, first_day, last_day, TOP).await?;
+        let (from_ms, to_ms) = (first_day * DAY_MS, (last_day + 1) * DAY_MS);
+        let moderation = store.moderation_totals(room, from_ms, to_ms).await?;
+        let servers = match room {
+            None => daily_reports(store.stats_reports(from_ms / 1000, to_ms / 1000).await?),
+            Some(_) => Vec::new(),
+        };
+        Ok(Self {
+            scope,
+            first_day,
+            last_day,
+            activity,
+            active_senders,
+            top_rooms,
+            top_senders,
+            moderation,
+            servers,
+            generated_at: now_ms,
+        })
+    }
+
+    fn days(&self) -> impl Iterator<Item = i64> + '_ {
+        self.first_day..=self.last_day
+    }
+
+    fn day_of(&self, day: i64) -> DayActivity {
+        self.activity.iter().find(|a| a.day == day).copied().unwrap_or(DayActivity { day, ..DayActivity::default() })
+    }
+
+    fn messages(&self) -> i64 {
+        self.activity.iter().map(|a| a.messages).sum()
+    }
+
+    fn title(&self) -> String {
+        let span = format!("{} to {} (UTC)", date(self.first_day), date(self.last_day));
+        match &self.scope {
+            Scope::Server => format!("Stats, {span}"),
+            Scope::Room { named, .. } => format!("Stats of {named}, {span}"),
+        }
+    }
+
+    /// For people: text and HTML.
+    pub fn notice(&self, prefix: &str) -> Notice {
+        let mut notice = Notice::new().title(&self.title());
+        if matches!(self.scope, Scope::Server) {
+            if self.servers.is_empty() {
+                notice = notice.line(&format!(
+                    "No phone-home report from Synapse in these days. To have them: run `housekeep stats-endpoint \
+                     -c config.yaml` and put the lines it prints into homeserver.yaml (report_stats and \
+                     report_stats_endpoint), then restart Synapse; it reports every 3 hours. {prefix}stats shows \
+                     what the index knows meanwhile."
+                ));
+            }
+            for server in &self.servers {
+                notice = server_lines(notice, server);
+            }
+        }
+        let busiest = self.activity.iter().max_by_key(|a| (a.messages, -a.day));
+        let mut index = format!(
+            "{} messages, {} active senders, {} redactions",
+            self.messages(),
+            self.active_senders,
+            self.activity.iter().map(|a| a.redactions).sum::<i64>()
+        );
+        if let Some(busiest) = busiest.filter(|a| a.messages > 0) {
+            index.push_str(&format!("; busiest day {} ({} messages)", date(busiest.day), busiest.messages));
+        }
+        notice = notice.line("From housekeep's index (by the senders' clocks):").field("activity", &index);
+        let per_day: Vec<String> =
+            self.days().map(|day| format!("{} {}", &date(day)[5..], self.day_of(day).messages)).collect();
+        notice = notice.field("messages per day", &per_day.join(", "));
+        if !self.top_rooms.is_empty() {
+            notice = notice.field("busiest rooms", &listing(&self.top_rooms));
+        }
+        if !self.top_senders.is_empty() {
+            notice = notice.field("busiest senders", &listing(&self.top_senders));
+        }
+        let m = &self.moderation;
+        if matches!(self.scope, Scope::Server) {
+            notice = notice.field("new rooms", &m.new_rooms.to_string());
+        }
+        notice = notice
+            .field("media hashed", &format!("{} ({})", m.media_hashed, bytes(m.media_bytes)))
+            .field("quarantined", &m.quarantined.to_string());
+        if matches!(self.scope, Scope::Server) {
+            notice = notice.field("purges", &format!("{} jobs, {} events", m.purges, m.purged_events));
+        }
+        notice
+    }
+
+    /// For machines: the aggregates, phone-home fields by their payload names.
+    pub fn json(&self) -> Value {
+        let servers: Vec<Value> = self
+            .servers
+            .iter()
+            .map(|server| {
+                let daily: Vec<Value> = server
+                    .daily
+                    .iter()
+                    .map(|(day, report)| {
+                        let mut fields = report.fields.clone();
+                        fields.insert("date".to_owned(), json!(date(*day)));
+                        Value::Object(fields)
+                    })
+                    .collect();
+                json!({
+                    "homeserver": server.homeserver,
+                    "reports": server.reports,
+                    "latest": server.latest().map(|r| Value::Object(r.fields.clone())),
+                    "mean": means(server),
+                    "daily": daily,
+                })
+            })
+            .collect();
+        let daily: Vec<Value> = self
+            .days()
+            .map(|day| {
+                let a = self.day_of(day);
+                json!({"date": date(day), "messages": a.messages, "redactions": a.redactions,
+                       "active_senders": a.active_senders})
+            })
+            .collect();
+        let top = |list: &[(String, i64)], key: &str| -> Vec<Value> {
+            list.iter().map(|(name, n)| json!({key: name, "messages": n})).collect()
+        };
+        let m = &self.moderation;
+        json!({
+            "from": date(self.first_day),
+            "to": date(self.last_day),
+            "days": self.last_day - self.first_day + 1,
+            "room_id": self.scope.room_id(),
+            "homeservers": servers,
+            "index": {
+                "messages": self.messages(),
+                "redactions": self.activity.iter().map(|a| a.redactions).sum::<i64>(),
+                "active_senders": self.active_senders,
+                "new_rooms": m.new_rooms,
+                "media_hashed": m.media_hashed,
+                "media_bytes": m.media_bytes,
+                "quarantined": m.quarantined,
+                "purges": m.purges,
+                "purged_events": m.purged_events,
+                "top_rooms": top(&self.top_rooms, "room_id"),
+                "top_senders": top(&self.top_senders, "sender"),
+                "daily": daily,
+            },
+        })
+    }
+
+    /// The chart: messages per day and active senders (the index), and each
+    /// homeserver's daily active users (phone-home) where reported.
+    pub fn chart(&self) -> ChartSpec {
+        let days: Vec<i64> = self.days().collect();
+        let mut series = vec![
+            Series {
+                label: "messages (index)".to_owned(),
+                shape: Shape::Bars,
+                values: days.iter().map(|&d| Some(self.day_of(d).messages as f64)).collect(),
+            },
+            Series {
+                label: "active senders (index)".to_owned(),
+                shape: Shape::Line,
+                values: days.iter().map(|&d| Some(self.day_of(d).active_senders as f64)).collect(),
+            },
+        ];
+        for server in self.servers.iter().take(2) {
+            series.push(Series {
+                label: format!("daily active users ({}, Synapse)", server.homeserver),
+                shape: Shape::Line,
+                values: days.iter().map(|d| server.daily.get(d).and_then(|r| r.number("daily_active_users"))).collect(),
+            });
+        }
+        ChartSpec {
+            title: self.title(),
+            y_label: "per day".to_owned(),
+            day_labels: days.iter().map(|&d| date(d)[5..].to_owned()).collect(),
+            series,
+        }
+    }
+}
+
+/// The phone-home lines of one homeserver.
+fn server_lines(mut notice: Notice, server: &ServerStats) -> Notice {
+    let Some(latest) = server.latest() else { return notice };
+    let get = |field: &str| latest.integer(field).map_or("?".to_owned(), |n| n.to_string());
+    notice = notice.line(&format!(
+        "{} (Synapse's phone-home, {} reports; latest {}):",
+        server.homeserver,
+        server.reports,
+        format_ms(latest.timestamp.saturating_mul(1000))
+    ));
+    notice = notice
+        .field("users", &format!("{} ({} not bridged)", get("total_users"), get("total_nonbridged_users")))
+        .field("rooms", &get("total_room_count"))
+        .field(
+            "daily / monthly active users",
+            &format!(
+                "{} / {} (mean DAU {})",
+                get("daily_active_users"),
+                get("monthly_active_users"),
+                server.mean("daily_active_users").map_or("?".to_owned(), |m| format!("{m:.1}"))
+            ),
+        );
+    let messages = server.sum("daily_messages");
+    let e2ee = server.sum("daily_e2ee_messages");
+    let share = match (messages, e2ee) {
+        (Some(all), Some(e2ee)) if all > 0 => format!("{:.0} % end-to-end encrypted", e2ee as f64 * 100.0 / all as f64),
+        _ => "encryption share unknown".to_owned(),
+    };
+    notice = notice.field(
+        "messages",
+        &format!(
+            "{} in these days ({} sent by local users), {share}",
+            messages.map_or("?".to_owned(), |n| n.to_string()),
+            server.sum("daily_sent_messages").map_or("?".to_owned(), |n| n.to_string())
+        ),
+    );
+    notice = notice.field(
+        "today's active users by type",
+        &format!(
+            "native {}, bridged {}, guest {}",
+            get("daily_user_type_native"),
+            get("daily_user_type_bridged"),
+            get("daily_user_type_guest")
+        ),
+    );
+    if latest.integer("r30v2_users_all").is_some() {
+        notice = notice.field(
+            "30-day retained users (r30v2)",
+            &format!(
+                "{} (web {}, android {}, ios {}, electron {})",
+                get("r30v2_users_all"),
+                get("r30v2_users_web"),
+                get("r30v2_users_android"),
+                get("r30v2_users_ios"),
+                get("r30v2_users_electron")
+            ),
+        );
+    }
+    let memory = latest.integer("memory_rss").map_or("?".to_owned(), |kib| bytes(kib.saturating_mul(1024)));
+    let cpu = latest.number("cpu_average").map_or("?".to_owned(), |c| format!("{c:.0} %"));
+    notice.field("Synapse process", &format!("memory {memory}, CPU {cpu}"))
+}
+
+/// Mean of each numeric field over the days.
+fn means(server: &ServerStats) -> Value {
+    let mut sums: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for report in server.daily.values() {
+        for (name, value) in &report.fields {
+            if let Some(n) = value.as_f64()
+                && name != "timestamp"
+            {
+                let entry = sums.entry(name.as_str()).or_default();
+                entry.0 += n;
+                entry.1 += 1;
+            }
+        }
+    }
+    let mut means = Map::new();
+    for (name, (sum, count)) in sums {
+        means.insert(name.to_owned(), json!(sum / count as f64));
+    }
+    Value::Object(means)
+}
+
+fn listing(list: &[(String, i64)]) -> String {
+    list.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `2026-12-02` for a day number.
+pub fn date(day: i64) -> String {
+    format_ms(day.saturating_mul(DAY_MS)).get(..10).map(str::to_owned).unwrap_or_else(|| day.to_string())
+}
+
+/// Bytes for people: `1.5 MiB`.
+fn bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n.max(0) as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoredReport;
+
+    fn stored(homeserver: &str, ts: i64, received: i64, users: i64) -> StoredReport {
+        let raw = json!({"homeserver": homeserver, "timestamp": ts, "total_users": users,
+                         "daily_active_users": users / 2, "daily_messages": 10, "daily_e2ee_messages": 5})
+        .to_string();
+        StoredReport { homeserver: homeserver.to_owned(), report_ts: ts, received_at: received, raw }
+    }
+
+    #[test]
+    fn the_last_report_of_each_day_is_chosen_the_same_way_every_time() {
+        let day = 20_424; // 2025-12-02
+        let s = day * 86_400;
+        let reports = vec![
+            stored("a.org", s + 3 * 3600, 1, 10),
+            stored("a.org", s + 21 * 3600, 2, 12),
+            stored("a.org", s + 9 * 3600, 3, 11),
+            stored("a.org", s + 86_400 + 3600, 4, 13),
+            stored("b.org", s + 3600, 5, 99),
+        ];
+        for order in [reports.clone(), reports.iter().rev().cloned().collect()] {
+            let servers = daily_reports(order);
+            assert_eq!(servers.len(), 2);
+            let a = &servers[0];
+            assert_eq!((a.homeserver.as_str(), a.reports), ("a.org", 4));
+            assert_eq!(a.daily[&day].integer("total_users"), Some(12), "the day's last report");
+            assert_eq!(a.daily[&(day + 1)].integer("total_users"), Some(13));
+            assert_eq!(a.latest().unwrap().integer("total_users"), Some(13));
+            assert_eq!(a.mean("daily_active_users"), Some(6.0));
+            assert_eq!(servers[1].daily[&day].integer("total_users"), Some(99));
+        }
+    }
+
+    #[test]
+    fn day_spans_end_today_and_dates_read_as_dates() {
+        let now = 1_795_168_800_250; // 2026-11-20T10:00:00Z
+        let (first, last) = day_span(now, 7);
+        assert_eq!((date(first), date(last)), ("2026-11-14".to_owned(), "2026-11-20".to_owned()));
+        assert_eq!(day_span(now, 1).0, day_span(now, 1).1);
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(12), "12 B");
+    }
+
+    fn summary(servers: Vec<ServerStats>) -> Summary {
+        let (first_day, last_day) = day_span(1_795_168_800_250, 3);
+        Summary {
+            scope: Scope::Server,
+            first_day,
+            last_day,
+            activity: vec![DayActivity { day: last_day - 1, messages: 40, redactions: 2, active_senders: 3 }],
+            active_senders: 4,
+            top_rooms: vec![("!busy:hs".to_owned(), 40)],
+            top_senders: vec![("@a:hs".to_owned(), 30)],
+            moderation: ModerationTotals { new_rooms: 1, media_hashed: 3, media_bytes: 2048, ..Default::default() },
+            servers,
+            generated_at: 1_795_168_800_250,
+        }
+    }
+
+    #[test]
+    fn without_reports_the_summary_says_how_to_get_them_and_shows_the_index() {
+        let text = summary(Vec::new()).notice("!").plain;
+        assert!(text.contains("No phone-home report"), "{text}");
+        assert!(text.contains("housekeep stats-endpoint"), "{text}");
+        assert!(text.contains("40 messages, 4 active senders, 2 redactions; busiest day 2026-11-19"), "{text}");
+        assert!(text.contains("messages per day: 11-18 0, 11-19 40, 11-20 0"), "{text}");
+        assert!(text.contains("busiest rooms: !busy:hs 40"), "{text}");
+        assert!(text.contains("media hashed: 3 (2.0 KiB)"), "{text}");
+    }
+
+    #[test]
+    fn reports_become_lines_json_fields_and_a_series() {
+        let day = day_span(1_795_168_800_250, 1).0;
+        let servers = daily_reports(vec![stored("a.org", day * 86_400 + 60, 1, 8)]);
+        let summary = summary(servers);
+        let text = summary.notice("!").plain;
+        assert!(text.contains("a.org (Synapse's phone-home, 1 reports"), "{text}");
+        assert!(text.contains("users: 8 (? not bridged)"), "{text}");
+        assert!(text.contains("50 % end-to-end encrypted"), "{text}");
+        let json = summary.json();
+        assert_eq!(json["homeservers"][0]["latest"]["total_users"], 8, "payload names");
+        assert_eq!(json["homeservers"][0]["daily"][0]["date"], "2026-11-20");
+        assert_eq!(json["index"]["daily"][1]["messages"], 40);
+        assert_eq!(json["days"], 3);
+        let chart = summary.chart();
+        assert_eq!(chart.series.len(), 3);
+        assert_eq!(chart.series[2].values, vec![None, None, Some(4.0)], "DAU where reported");
+        assert_eq!(chart.day_labels, vec!["11-18", "11-19", "11-20"]);
+    }
+}

@@ -1,0 +1,254 @@
+//! Stats: Synapse's phone-home reports into housekeep (a real Synapse with
+//! `report_stats: true`), what bad reports get, `!stats` with its chart,
+//! and scheduled summaries across a restart.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use housekeep::metrics::Metrics;
+use housekeep::notice::{Destination, Image, Notice, Sink};
+use housekeep::stats::post::{Scheduled, Scheduler};
+use housekeep::stats::schedule::Schedule;
+use housekeep::store::Store;
+use housekeep::testbed::{TestDatabase, Testbed, eventually};
+use serde_json::{Value, json};
+
+use crate::common::{Backend, command_reply, finish, housekeep_binary, with_testbed};
+
+on_both_backends!(
+    synapse_reports_are_stored_once_and_summarized_with_a_chart,
+    bad_reports_get_the_right_status_and_store_nothing,
+    scheduled_summaries_post_once_per_period_across_a_restart,
+);
+
+/// Runs `housekeep stats-endpoint` as an operator would; returns the endpoint URL.
+fn stats_endpoint(testbed: &Testbed) -> anyhow::Result<String> {
+    let output = std::process::Command::new(housekeep_binary())
+        .args(["stats-endpoint", "-c"])
+        .arg(&testbed.config_path)
+        .env_remove("RUST_LOG")
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout)?;
+    assert!(stdout.contains("report_stats: true"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("report_stats_endpoint:")).expect("the endpoint line");
+    Ok(line.trim_start_matches("report_stats_endpoint:").trim().trim_matches('"').to_owned())
+}
+
+async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Backend) -> anyhow::Result<()> {
+    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let result = async {
+        let endpoint = stats_endpoint(&testbed)?;
+        testbed.housekeep.restart().await?; // it reads the new secret
+        for name in ["alice", "bob"] {
+            testbed.synapse.register_user(name, false).await?;
+        }
+        let extra = format!("report_stats: true\nreport_stats_endpoint: \"{endpoint}\"\n");
+        testbed.synapse.reconfigure(&extra).await?;
+        let store = testbed.store().await?;
+        let report = eventually(Duration::from_secs(60), "a phone-home report", || async {
+            Ok(store.stats_reports(0, i64::MAX / 1000).await?.into_iter().next())
+        })
+        .await?;
+        let fields: Value = serde_json::from_str(&report.raw)?;
+        let users = testbed.admin.request(reqwest::Method::GET, "/_synapse/admin/v2/users?limit=100", None).await?;
+        assert_eq!(fields["total_users"], users["total"], "every registered user: {fields}");
+        assert_eq!(fields["homeserver"], "localhost");
+        assert!(report.received_at > 0 && report.report_ts > 0);
+
+        // The same report again (a resend): stored once.
+        let http = reqwest::Client::new();
+        let again = http.put(&endpoint).body(report.raw.clone()).send().await?;
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.json::<Value>().await?, json!({"stored": false}));
+        let stored = store.stats_reports(0, i64::MAX / 1000).await?;
+        assert_eq!(stored.iter().filter(|r| r.report_ts == report.report_ts).count(), 1);
+
+        // !stats: the summary with the report's figures, then its chart.
+        let admin_room = testbed.admin_room().await?;
+        let summary = command_reply(&testbed, &admin_room, "!stats --days 2", 1).await?;
+        assert!(summary.contains("localhost (Synapse's phone-home"), "{summary}");
+        assert!(summary.contains(&format!("users: {}", users["total"])), "{summary}");
+        assert!(summary.contains("From housekeep's index"), "{summary}");
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let image = eventually(Duration::from_secs(30), "the chart", || async {
+            let events = testbed.admin.recent_events(&admin_room, 10).await?;
+            Ok(events.into_iter().find(|e| e["sender"] == bot.as_str() && e["content"]["msgtype"] == "m.image"))
+        })
+        .await?;
+        let content = &image["content"];
+        let png = testbed.admin.download(content["url"].as_str().expect("url")).await?;
+        let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+        let info = decoder.read_info()?.info().clone();
+        assert_eq!((info.width, info.height), (1000, 500));
+        assert_eq!(content["info"]["w"], 1000);
+        assert_eq!(content["info"]["h"], 500);
+        assert_eq!(content["info"]["size"], png.len());
+        assert_eq!(content["info"]["mimetype"], "image/png");
+
+        // Offline, the same figures by their payload names.
+        let output = std::process::Command::new(housekeep_binary())
+            .args(["stats", "--days", "2", "--format", "json", "-c"])
+            .arg(&testbed.config_path)
+            .env_remove("RUST_LOG")
+            .output()?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let offline: Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(offline["homeservers"][0]["latest"]["total_users"], users["total"], "{offline}");
+        assert_eq!(offline["days"], 2);
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    finish(testbed, result).await
+}
+
+async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        let endpoint = stats_endpoint(testbed)?;
+        testbed.reconfigure(|text| text.replace("reports_per_minute: 30", "reports_per_minute: 12")).await?;
+        let store = testbed.store().await?;
+        let http = reqwest::Client::new();
+        let wrong = endpoint.replace("secret=", "secret=wrong");
+        let missing = endpoint.split('?').next().unwrap().to_owned();
+        let good = json!({"homeserver": "localhost", "timestamp": 1_795_000_000, "total_users": 3}).to_string();
+        let cases: Vec<(&str, String, u16, &str)> = vec![
+            (&missing, good.clone(), 401, "M_MISSING_TOKEN"),
+            (&wrong, good.clone(), 403, "M_FORBIDDEN"),
+            (&endpoint, "not json".to_owned(), 400, "not JSON"),
+            (
+                &endpoint,
+                r#"{"homeserver": "localhost", "timestamp": 1, "total_users": "many"}"#.to_owned(),
+                400,
+                "total_users",
+            ),
+            (&endpoint, r#"{"timestamp": 1}"#.to_owned(), 400, "homeserver: required"),
+            (
+                &endpoint,
+                format!(r#"{{"homeserver": "x", "timestamp": 1, "pad": "{}"}}"#, "a".repeat(70_000)),
+                413,
+                "M_TOO_LARGE",
+            ),
+        ];
+        for (url, body, status, says) in &cases {
+            let answer = http.put(*url).body(body.clone()).send().await?;
+            assert_eq!(answer.status().as_u16(), *status, "{url}");
+            let text = answer.text().await?;
+            assert!(text.contains(says), "{status}: {text}");
+        }
+        assert!(store.stats_reports(0, i64::MAX / 1000).await?.is_empty(), "nothing stored");
+        // POST is taken too; then the address runs out of its 12 a minute.
+        let posted = http.post(&endpoint).body(good.clone()).send().await?;
+        assert_eq!(posted.status(), 200);
+        let mut limited = false;
+        for _ in 0..12 {
+            if http.put(&endpoint).body(good.clone()).send().await?.status() == 429 {
+                limited = true;
+                break;
+            }
+        }
+        assert!(limited, "429 once the address sent more than 12 in a minute");
+        assert_eq!(store.stats_reports(0, i64::MAX / 1000).await?.len(), 1, "the good one, once");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"rate_limited\"} 1"), "{metrics}");
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
+
+/// A sink that keeps what it was given.
+#[derive(Default)]
+struct Recorded {
+    posts: Mutex<Vec<(String, String)>>,
+    images: Mutex<Vec<(String, Image)>>,
+}
+
+#[async_trait]
+impl Sink for Recorded {
+    async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String> {
+        let mut posts = self.posts.lock().unwrap();
+        // Like the homeserver: the same key is the same message.
+        if !posts.iter().any(|(k, _)| k == key) {
+            posts.push((key.to_owned(), format!("{}: {}", to.room_id, notice.plain)));
+        }
+        Ok(format!("$post-{key}"))
+    }
+
+    async fn edit(&self, _: &str, _: &str, key: &str, _: &Notice) -> anyhow::Result<String> {
+        Ok(format!("$edit-{key}"))
+    }
+
+    async fn post_image(&self, _: &Destination, key: &str, image: &Image) -> anyhow::Result<String> {
+        self.images.lock().unwrap().push((key.to_owned(), image.clone()));
+        Ok(format!("$image-{key}"))
+    }
+}
+
+fn at(text: &str) -> i64 {
+    text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+async fn scheduled_summaries_post_once_per_period_across_a_restart(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let result = async {
+        let clock = Arc::new(AtomicI64::new(at("2026-12-01T07:00:00Z")));
+        let sink = Arc::new(Recorded::default());
+        let scheduler = |store: Store| {
+            let clock = clock.clone();
+            Scheduler {
+                store,
+                sink: sink.clone(),
+                metrics: Arc::new(Metrics::new()),
+                summaries: vec![Scheduled {
+                    room_id: "!ops:localhost".to_owned(),
+                    schedule: Schedule::parse("daily 09:00 Europe/Berlin").unwrap(),
+                    days: 7,
+                }],
+                prefix: "!".to_owned(),
+                retention: Duration::from_secs(400 * 86400),
+                clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+            }
+        };
+        let open = || async { anyhow::Ok(housekeep::service::open_store_at(&database.url).await?) };
+        let first = scheduler(open().await?);
+        let tick = async |scheduler: &Scheduler, now: &str| {
+            clock.store(at(now), Ordering::SeqCst);
+            scheduler.tick(at(now)).await
+        };
+        // 09:00 in Berlin is 08:00 UTC in December.
+        assert_eq!(tick(&first, "2026-12-01T07:00:00Z").await?, 0, "set up; nothing for the past");
+        assert_eq!(tick(&first, "2026-12-01T07:59:59Z").await?, 0);
+        assert_eq!(tick(&first, "2026-12-01T08:00:00Z").await?, 1, "the first period");
+        assert_eq!(tick(&first, "2026-12-01T08:00:30Z").await?, 0, "not twice");
+        first.store.close().await;
+
+        // A restart later that day: nothing again; the next day: once.
+        let second = scheduler(open().await?);
+        assert_eq!(tick(&second, "2026-12-01T20:00:00Z").await?, 0, "not again after a restart");
+        assert_eq!(tick(&second, "2026-12-02T08:00:01Z").await?, 1);
+        second.store.close().await;
+
+        // Down for three days: the missed period is posted once on start.
+        let third = scheduler(open().await?);
+        assert_eq!(tick(&third, "2026-12-05T12:00:00Z").await?, 1, "the latest missed period, once");
+        assert_eq!(tick(&third, "2026-12-05T12:00:10Z").await?, 0);
+        third.store.close().await;
+
+        let posts = sink.posts.lock().unwrap().clone();
+        assert_eq!(posts.len(), 3, "{posts:?}");
+        assert!(posts.iter().all(|(_, text)| text.starts_with("!ops:localhost: Stats, ")), "{posts:?}");
+        assert!(posts[0].1.contains("2026-11-25 to 2026-12-01"), "7 days up to the period: {}", posts[0].1);
+        assert!(posts[2].1.contains("to 2026-12-05"), "{}", posts[2].1);
+        let images = sink.images.lock().unwrap();
+        assert_eq!(images.len(), 3, "a chart with each");
+        assert!(images.iter().all(|(_, image)| image.width == 1000 && image.png.starts_with(b"\x89PNG")));
+        anyhow::Ok(())
+    }
+    .await;
+    database.drop_database().await?;
+    result
+}
