@@ -68,7 +68,7 @@ async fn run(backend: Backend, transactions: usize) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:bench.example".try_into()?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router(state, 16 << 20)).await });
+    tokio::spawn(async move { axum::serve(listener, router(state, 16 << 20, true)).await });
 
     let bodies: Vec<String> = (0..WARMUP_TXNS + transactions)
         .map(|t| {

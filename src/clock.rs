@@ -17,6 +17,15 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) of a timestamp; times before 1970
+/// count as day 0.
+pub fn utc_day(ms: i64) -> i64 {
+    ms.max(0) / DAY_MS
+}
+
 /// How long to wait after the `failures`-th failure of work kept in the
 /// database (so the count survives restarts): `first`, then four times
 /// longer each time, at most `max`.

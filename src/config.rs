@@ -273,9 +273,13 @@ pub struct SummaryConfig {
     pub room: String,
     /// `daily 09:00`, `daily 09:00 Europe/Berlin`, `weekly monday 09:00 UTC`.
     pub schedule: String,
-    /// Days summarized.
+    /// Days summarized (the whole days before each post).
     #[serde(default = "default_summary_days")]
     pub days: u32,
+    /// Name the busiest rooms and senders of the whole server (off: only
+    /// counts, for rooms whose members should not see that).
+    #[serde(default)]
+    pub include_top: bool,
 }
 
 /// Downloading and hashing every referenced media.
@@ -615,18 +619,25 @@ impl Config {
         if !self.stats.secret.is_empty() && self.stats.secret.len() < 16 {
             bail!("stats.secret: at least 16 characters (housekeep stats-endpoint generates one)");
         }
-        if self.stats.retention()? < std::time::Duration::from_secs(86400) {
-            bail!("stats.retention: at least 1d");
+        let retention = self.stats.retention()?;
+        if retention < std::time::Duration::from_secs(86400)
+            || retention > std::time::Duration::from_secs(100 * 365 * 86400)
+        {
+            bail!("stats.retention: between 1d and 100 years");
         }
         if !(1..=10_000).contains(&self.stats.reports_per_minute) {
             bail!("stats.reports_per_minute: must be between 1 and 10000");
         }
+        let mut seen = std::collections::HashSet::new();
         for (n, summary) in self.stats.summaries.iter().enumerate() {
             if !(summary.room.starts_with('!') || summary.room.starts_with('#')) {
                 bail!("stats.summaries[{n}].room: must be a room ID (!…) or alias (#…), got {:?}", summary.room);
             }
-            crate::stats::schedule::Schedule::parse(&summary.schedule)
+            let schedule = crate::stats::schedule::Schedule::parse(&summary.schedule)
                 .map_err(|e| anyhow::anyhow!("stats.summaries[{n}].schedule: {e}"))?;
+            if !seen.insert((summary.room.clone(), schedule.key())) {
+                bail!("stats.summaries[{n}]: the same room and schedule as an earlier entry");
+            }
             if !(1..=crate::commands::MAX_STATS_DAYS).contains(&summary.days) {
                 bail!("stats.summaries[{n}].days: must be between 1 and {}", crate::commands::MAX_STATS_DAYS);
             }

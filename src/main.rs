@@ -139,14 +139,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let config = Config::load_unvalidated(&config.config)?;
             config.validate_shape()?;
             service::init_logging(Some(&config));
-            let store = service::open_store(&config).await?;
+            // Read only: a newer binary must not migrate the database under a running service.
+            let store = housekeep::store::Store::connect(&config.database.url, Some(2)).await?;
             let summary = housekeep::stats::summary::Summary::load(
                 &store,
                 housekeep::stats::summary::Scope::Server,
                 days,
                 now_ms(),
             )
-            .await?;
+            .await
+            .context("cannot read the stats (has `housekeep migrate` or `run` set up this database?)")?;
             match format {
                 StatsFormat::Text => println!("{}", summary.notice(&config.admin.command_prefix).plain),
                 StatsFormat::Json => println!("{}", serde_json::to_string_pretty(&summary.json())?),

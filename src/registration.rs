@@ -76,7 +76,9 @@ pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
 }
 
 /// Makes sure `stats.secret` is set, generating one into the config file
-/// the first time (like the appservice tokens), and returns the config.
+/// the first time (like the appservice tokens), and returns the config. The
+/// edited text is checked before it replaces the file, and replaces it whole
+/// (a temporary file renamed over it).
 pub fn ensure_stats_secret(config_path: &Path) -> anyhow::Result<Config> {
     let config = Config::load_unvalidated(config_path)?;
     config.validate_shape().with_context(|| format!("invalid config {}", config_path.display()))?;
@@ -85,32 +87,70 @@ pub fn ensure_stats_secret(config_path: &Path) -> anyhow::Result<Config> {
     }
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
     let text = std::fs::read_to_string(config_path)?;
-    let text = if Regex::new(r"(?m)^\s+secret:").expect("valid regex").is_match(&text) {
-        set_token(&text, "secret", &secret)?
-    } else if let Some(section) = Regex::new(r"(?m)^stats:[ \t]*(?:#.*)?$").expect("valid regex").find(&text) {
-        format!("{}\n  secret: \"{secret}\"{}", &text[..section.end()], &text[section.end()..])
-    } else {
-        format!("{}\nstats:\n  secret: \"{secret}\"\n", text.trim_end())
-    };
-    write_private(config_path, &text)
-        .with_context(|| format!("cannot write stats.secret to {}", config_path.display()))?;
-    let config = Config::load_unvalidated(config_path)?;
-    if config.stats.secret != secret {
-        bail!("stats.secret written to {} did not read back; set it by hand", config_path.display());
+    let text = with_stats_secret(&text, &secret)?;
+    let edited = Config::parse(&text)
+        .with_context(|| format!("writing stats.secret would break {}; set it by hand", config_path.display()))?;
+    if edited.stats.secret != secret {
+        bail!("stats.secret did not read back from the edited {}; set it by hand", config_path.display());
     }
+    let temporary = config_path.with_extension("yaml.new");
+    write_private(&temporary, &text).with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, config_path)
+        .with_context(|| format!("cannot replace {} with {}", config_path.display(), temporary.display()))?;
     tracing::info!(config = %config_path.display(), "generated stats.secret and wrote it to the config");
-    Ok(config)
+    Config::load_unvalidated(config_path)
+}
+
+/// The config text with `secret:` set inside the top-level `stats:` block
+/// (that block added at the end if there is none), indented like its keys.
+fn with_stats_secret(text: &str, secret: &str) -> anyhow::Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_block_start = |line: &str| {
+        line.strip_prefix("stats:").is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'))
+    };
+    let Some(start) = lines.iter().position(|l| is_block_start(l)) else {
+        if lines.iter().any(|l| l.starts_with("stats:")) {
+            bail!("stats: is written inline (`stats: {{…}}`); add `secret: \"…\"` by hand");
+        }
+        return Ok(format!("{}\nstats:\n  secret: \"{secret}\"\n", text.trim_end()));
+    };
+    let block_end = lines[start + 1..]
+        .iter()
+        .position(|l| !l.trim().is_empty() && !l.starts_with(' ') && !l.starts_with('#'))
+        .map_or(lines.len(), |n| start + 1 + n);
+    let indent = lines[start + 1..block_end]
+        .iter()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map_or("  ".to_owned(), |l| l[..l.len() - l.trim_start().len()].to_owned());
+    let secret_line = Regex::new(r#"^(\s+secret:)[ \t]*(?:""|''|[^\s#]*)([ \t]*(?:#.*)?)$"#).expect("valid regex");
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    match (start + 1..block_end).find(|&n| lines[n].starts_with(&format!("{indent}secret:"))) {
+        Some(n) => out[n] = secret_line.replace(lines[n], format!("${{1}} \"{secret}\"${{2}}")).into_owned(),
+        None => out.insert(start + 1, format!("{indent}secret: \"{secret}\"")),
+    }
+    let mut joined = out.join("\n");
+    if text.ends_with('\n') {
+        joined.push('\n');
+    }
+    Ok(joined)
 }
 
 /// Where Synapse sends its reports: `report_stats_endpoint`.
 pub fn stats_endpoint(config: &Config) -> anyhow::Result<url::Url> {
-    let base = match (&config.stats.public_url, config.stats.hostname, config.stats.port) {
+    let mut base = match (&config.stats.public_url, config.stats.hostname, config.stats.port) {
         (Some(url), _, _) => url.clone(),
+        (None, Some(host), _) if host.is_unspecified() => {
+            bail!("stats.hostname is {host} (every address): set stats.public_url to the URL Synapse should use")
+        }
         (None, Some(host), Some(port)) => {
             url::Url::parse(&format!("http://{}/", std::net::SocketAddr::from((host, port))))?
         }
         _ => config.appservice.address.clone(),
     };
+    // A base with a path (`https://host/housekeep`) keeps it.
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
     let mut url = base.join(crate::appservice::stats::REPORT_PATH.trim_start_matches('/'))?;
     url.query_pairs_mut().append_pair("secret", &config.stats.secret);
     Ok(url)
@@ -140,7 +180,7 @@ fn set_token(text: &str, key: &str, value: &str) -> anyhow::Result<String> {
         Regex::new(&format!(r#"(?m)^(\s+{key}:)[ \t]*(?:""|''|[^\s#]*)([ \t]*(?:#.*)?)$"#)).expect("valid regex");
     let matches = pattern.find_iter(text).count();
     if matches != 1 {
-        bail!("appservice.{key}: expected exactly one `{key}:` line in the config to fill in, found {matches}");
+        bail!("{key}: expected exactly one `{key}:` line in the config to fill in, found {matches}");
     }
     Ok(pattern.replace(text, format!("${{1}} \"{value}\"${{2}}")).into_owned())
 }
@@ -154,6 +194,8 @@ mod tests {
         for (before, after_has) in [
             ("stats:\n  secret: \"\"   # generated\n", "  secret: \""),
             ("stats:\n  retention: 90d\n", "stats:\n  secret: \""),
+            ("stats:\n    retention: 90d\n", "stats:\n    secret: \""),
+            ("stats:   # usage reports\n  retention: 90d\nlogging:\n  level: info\n", "# usage reports\n  secret: \""),
             ("logging:\n  level: info\n", "\nstats:\n  secret: \""),
         ] {
             let dir = tempfile::tempdir().unwrap();

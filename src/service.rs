@@ -76,21 +76,19 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
     builder
 }
 
-/// The scheduled summaries' rooms, resolved; one that cannot be is logged and left out.
-async fn resolve_summaries(homeserver: &HomeserverClient, config: &Config) -> Vec<Scheduled> {
-    let mut summaries = Vec::new();
-    for summary in &config.stats.summaries {
-        let schedule = Schedule::parse(&summary.schedule).expect("validated with the config");
-        match homeserver.resolve_room(&summary.room).await {
-            Ok(room_id) => summaries.push(Scheduled { room_id: room_id.to_string(), schedule, days: summary.days }),
-            Err(error) => tracing::warn!(
-                room = summary.room,
-                %error,
-                "stats.summaries: cannot resolve the room; this summary is not posted until a restart"
-            ),
-        }
-    }
-    summaries
+/// The scheduled summaries (rooms are resolved when first needed).
+fn scheduled_summaries(config: &Config) -> Vec<Scheduled> {
+    config
+        .stats
+        .summaries
+        .iter()
+        .map(|summary| Scheduled {
+            room: summary.room.clone(),
+            schedule: Schedule::parse(&summary.schedule).expect("validated with the config"),
+            days: summary.days,
+            include_top: summary.include_top,
+        })
+        .collect()
 }
 
 /// Runs until SIGINT/SIGTERM: the listener first (the homeserver's ping needs
@@ -185,17 +183,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let summaries = resolve_summaries(&homeserver, &config).await;
     let scheduler = Scheduler {
         store: store.clone(),
         sink: bot.sink.clone(),
         metrics: state.metrics.clone(),
-        summaries,
+        summaries: scheduled_summaries(&config),
         prefix: config.admin.command_prefix.clone(),
+        homeserver: Some(homeserver.clone()),
         retention: config.stats.retention()?,
         clock: Scheduler::system_clock(),
+        backoff: Default::default(),
     };
-    let app = router(state, config.appservice.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    let own_stats_listener = config.stats.port.is_some();
+    let app = router(state, config.appservice.max_body_bytes, !own_stats_listener)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let mut serve = tokio::spawn(
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(shutdown.clone())).into_future(),
     );

@@ -13,10 +13,14 @@ CREATE TABLE stats_reports (
     PRIMARY KEY (homeserver, report_ts)
 );
 CREATE INDEX stats_reports_received ON stats_reports (received_at);
+CREATE INDEX stats_reports_ts ON stats_reports (report_ts);
 
--- Messages (m.room.message, m.room.encrypted, m.sticker) and redactions per
--- UTC day (origin_server_ts / 86400000), room and sender, kept as events are
--- first indexed: summaries read a few rows per day instead of every event.
+-- Messages (m.room.message, m.room.encrypted, m.sticker; not state) and
+-- redactions per UTC day, room and sender, kept as events are first indexed:
+-- summaries read a few rows per day instead of every event. The day is the
+-- sender's clock, but never later than when housekeep saw the event. Events
+-- purged later stay counted: this is what was sent. Filled here from the
+-- events indexed so far (one pass over the table, at the upgrade).
 CREATE TABLE activity_daily (
     day         BIGINT NOT NULL,
     room_id     TEXT NOT NULL,
@@ -27,12 +31,13 @@ CREATE TABLE activity_daily (
 );
 CREATE INDEX activity_daily_room ON activity_daily (room_id, day);
 INSERT INTO activity_daily (day, room_id, sender, messages, redactions)
-    SELECT origin_server_ts / 86400000, room_id, sender,
-           SUM(CASE WHEN type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') THEN 1 ELSE 0 END),
+    SELECT GREATEST(0, LEAST(origin_server_ts, indexed_at)) / 86400000, room_id, sender,
+           SUM(CASE WHEN type = 'm.room.redaction' THEN 0 ELSE 1 END),
            SUM(CASE WHEN type = 'm.room.redaction' THEN 1 ELSE 0 END)
     FROM events
-    WHERE type IN ('m.room.message', 'm.room.encrypted', 'm.sticker', 'm.room.redaction')
-    GROUP BY origin_server_ts / 86400000, room_id, sender;
+    WHERE (type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND state_key IS NULL)
+       OR type = 'm.room.redaction'
+    GROUP BY GREATEST(0, LEAST(origin_server_ts, indexed_at)) / 86400000, room_id, sender;
 
 -- Scheduled summaries: the last period posted per room and schedule, so a
 -- restart neither repeats one nor skips one.
@@ -60,3 +65,18 @@ UPDATE media SET next_attempt_at = 1 WHERE fetch_state = 'queued' AND next_attem
 ALTER TABLE media ADD COLUMN blocklist_checked_at BIGINT;
 -- `!backfill status` lists abandoned downloads without reading the whole table.
 CREATE INDEX media_abandoned ON media (server_name, media_id) WHERE fetch_state = 'abandoned';
+
+-- Redactions met before their target (backfill reads newest first): judged
+-- when the target is indexed. Small: only redactions whose target never came.
+CREATE TABLE redactions_waiting (
+    target_id     TEXT NOT NULL,
+    redaction_id  TEXT NOT NULL,
+    room_id       TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    redacted_at   BIGINT NOT NULL,
+    PRIMARY KEY (target_id, redaction_id)
+);
+INSERT INTO redactions_waiting (target_id, redaction_id, room_id, sender, redacted_at)
+    SELECT r.redacts, r.event_id, r.room_id, r.sender, r.origin_server_ts FROM events r
+    WHERE r.redacts IS NOT NULL AND NOT EXISTS (SELECT 1 FROM events t WHERE t.event_id = r.redacts)
+    ON CONFLICT (target_id, redaction_id) DO NOTHING;

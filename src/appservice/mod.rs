@@ -69,8 +69,9 @@ impl AppState {
 }
 
 /// All routes. Homeserver-facing ones require the hs_token; `/health` and
-/// `/metrics` do not (bind the listener to a private address).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// `/metrics` do not (bind the listener to a private address). The stats
+/// report endpoint is here too unless it has a listener of its own.
+pub fn router(state: AppState, max_body_bytes: usize, with_stats: bool) -> Router {
     let homeserver_facing = Router::new()
         .route("/_matrix/app/v1/transactions/{txn_id}", put(transactions::put_transaction))
         .route("/transactions/{txn_id}", put(transactions::put_transaction))
@@ -80,9 +81,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/_matrix/app/v1/rooms/{alias}", get(query::query_room_alias))
         .route("/rooms/{alias}", get(query::query_room_alias))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_hs_token));
-    Router::new()
-        .merge(homeserver_facing)
-        .route(stats::REPORT_PATH, put(stats::report).post(stats::report))
+    let mut router = Router::new().merge(homeserver_facing);
+    if with_stats {
+        router = router.route(stats::REPORT_PATH, put(stats::report).post(stats::report));
+    }
+    router
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(unrecognized)
@@ -90,11 +93,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// The report endpoint alone, for a listener of its own (`stats.hostname`/`port`).
+/// The report endpoint alone, for a listener of its own (`stats.hostname`/`port`),
+/// which may face a wider network: nothing else is served there.
 pub fn stats_router(state: AppState) -> Router {
     Router::new()
         .route(stats::REPORT_PATH, put(stats::report).post(stats::report))
-        .route("/health", get(health))
         .fallback(unrecognized)
         .with_state(state)
 }

@@ -2,10 +2,11 @@
 //! Synapse sends) or `POST` `/_housekeep/stats/report?secret=…`.
 //!
 //! Synapse sends no credentials but the URL, so the secret is in it, and is
-//! compared in constant time. Each source address gets
+//! compared in constant time. Each source address (an IPv6 /64) gets
 //! `stats.reports_per_minute` requests (checked before the secret, which
 //! also slows guessing). A report is checked field by field
-//! (`stats::report`); a bad one gets 400 with the reason and nothing is
+//! (`stats::report`); a bad one (too big, not JSON, a field of the wrong
+//! type, a time in the future) gets 400 with the reason and nothing is
 //! stored. A report sent twice (same homeserver and timestamp) is stored
 //! once. Several homeservers may report to one housekeep.
 
@@ -19,6 +20,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, MatrixError};
@@ -42,10 +44,35 @@ impl StatsIngest {
     }
 }
 
+/// How long a report's body may take to arrive (Synapse sends ~1.5 KiB at once).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A report may claim to be from at most this far in the future (clock skew).
+const FUTURE_SLACK_S: i64 = 86_400;
+
+/// Who a request counts against: IPv6 by its /64 (one host usually holds
+/// the whole block), IPv4 by address; without a known address, one shared key.
+fn rate_key(source: Option<IpAddr>) -> IpAddr {
+    match source {
+        Some(IpAddr::V6(v6)) => {
+            let segments = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0))
+        }
+        Some(v4) => v4,
+        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    }
+}
+
 pub async fn report(State(state): State<AppState>, request: Request) -> Result<Json<Value>, MatrixError> {
     let refuse = |outcome: &'static str, error: MatrixError| {
         state.metrics.stats_reports.get_or_create(&StatsLabel { outcome }).inc();
-        tracing::info!(status = error.status.as_u16(), error = error.error, "a stats report refused");
+        // Anyone can send these: counted always, logged at INFO only where it
+        // tells an operator something (a misconfigured Synapse, a bad report).
+        match outcome {
+            "rate_limited" | "disabled" => {
+                tracing::debug!(status = error.status.as_u16(), error = error.error, "a stats report refused")
+            }
+            _ => tracing::info!(status = error.status.as_u16(), error = error.error, "a stats report refused"),
+        }
         error
     };
     let Some(ingest) = state.stats.clone() else {
@@ -59,22 +86,16 @@ pub async fn report(State(state): State<AppState>, request: Request) -> Result<J
         ));
     };
     let source = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-    if let Some(ip) = source {
-        // Forget idle sources now and then: the table stays as small as the
-        // sources of the last minute.
-        if ingest.requests.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            ingest.limiter.retain_recent();
-        }
-        if ingest.limiter.check_key(&ip).is_err() {
-            return Err(refuse(
-                "rate_limited",
-                MatrixError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "M_LIMIT_EXCEEDED",
-                    "too many reports from this address",
-                ),
-            ));
-        }
+    // Forget idle sources now and then: the table stays as small as the
+    // sources of the last minute.
+    if ingest.requests.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+        ingest.limiter.retain_recent();
+    }
+    if ingest.limiter.check_key(&rate_key(source)).is_err() {
+        return Err(refuse(
+            "rate_limited",
+            MatrixError::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "too many reports from this address"),
+        ));
     }
     let secret = request
         .uri()
@@ -88,32 +109,34 @@ pub async fn report(State(state): State<AppState>, request: Request) -> Result<J
                 MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "the URL has no ?secret="),
             ));
         }
-        Some(secret) if !bool::from(secret.as_bytes().ct_eq(ingest.secret.as_bytes())) => {
+        // Compared as hashes: equal lengths, so the time says nothing of the secret's length either.
+        Some(secret)
+            if !bool::from(Sha256::digest(secret.as_bytes()).ct_eq(&Sha256::digest(ingest.secret.as_bytes()))) =>
+        {
             return Err(refuse("forbidden", MatrixError::forbidden("wrong secret")));
         }
         Some(_) => {}
     }
     let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = match axum::body::to_bytes(request.into_body(), MAX_REPORT_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
-            return Err(refuse(
-                "too_large",
-                MatrixError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "M_TOO_LARGE",
-                    format!("a report is at most {MAX_REPORT_BYTES} bytes"),
-                ),
-            ));
-        }
+    let bad = |why: String| refuse("invalid", MatrixError::new(StatusCode::BAD_REQUEST, "M_BAD_JSON", why));
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(request.into_body(), MAX_REPORT_BYTES))
+        .await
+    {
+        Ok(Ok(body)) => body,
+        // Almost always the size limit (axum's error does not say which).
+        Ok(Err(_)) => return Err(bad(format!("a report is at most {MAX_REPORT_BYTES} bytes (or its body broke off)"))),
+        Err(_) => return Err(bad(format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()))),
     };
-    let report =
-        parse(&body).map_err(|why| refuse("invalid", MatrixError::new(StatusCode::BAD_REQUEST, "M_BAD_JSON", why)))?;
+    let report = parse(&body).map_err(bad)?;
+    let now = now_ms();
+    if report.timestamp > now / 1000 + FUTURE_SLACK_S {
+        return Err(bad(format!("timestamp: {} is in the future", report.timestamp)));
+    }
     let raw = String::from_utf8_lossy(&body);
     let source = source.map_or("unknown".to_owned(), |ip| ip.to_string());
     let stored = state
         .store
-        .insert_stats_report(&report.homeserver, report.timestamp, now_ms(), &source, user_agent.as_deref(), &raw)
+        .insert_stats_report(&report.homeserver, report.timestamp, now, &source, user_agent.as_deref(), &raw)
         .await
         .map_err(|error| {
             tracing::error!(

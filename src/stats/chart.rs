@@ -11,6 +11,8 @@ static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FONT_NAME: &str = "sans-serif";
 
 pub const WIDTH: u32 = 1000;
+/// The largest value drawn (2^53: what a count can be).
+const MAX_VALUE: f64 = 9_007_199_254_740_992.0;
 pub const HEIGHT: u32 = 500;
 
 /// Colours of the series, in order: readable on white and told apart by
@@ -67,7 +69,10 @@ pub fn render(spec: &ChartSpec) -> anyhow::Result<Chart> {
         }
     });
     let days = spec.day_labels.len().max(1);
-    let peak = spec.series.iter().flat_map(|s| s.values.iter().flatten()).fold(0f64, |a, &b| a.max(b));
+    // Values are counts: negative, NaN or astronomic ones (a report says
+    // whatever it says) are drawn within the axis, never outside it.
+    let clean = |value: f64| if value.is_finite() { value.clamp(0.0, MAX_VALUE) } else { 0.0 };
+    let peak = spec.series.iter().flat_map(|s| s.values.iter().flatten()).fold(0f64, |a, &b| a.max(clean(b)));
     let y_max = (peak * 1.15).max(1.0);
     let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     let (day_x, zero_y, top_y) = {
@@ -113,14 +118,15 @@ pub fn render(spec: &ChartSpec) -> anyhow::Result<Chart> {
                     bar += 1;
                     chart
                         .draw_series(series.values.iter().enumerate().filter_map(|(day, value)| {
-                            let value = (*value)?;
+                            let value = clean((*value)?);
                             let left = day as f64 + offset;
                             Some(Rectangle::new([(left, 0.0), (left + width, value)], colour.filled()))
                         }))
                         .map_err(draw_error)?
                 }
                 Shape::Line => {
-                    for run in runs(&series.values) {
+                    let values: Vec<Option<f64>> = series.values.iter().map(|v| v.map(clean)).collect();
+                    for run in runs(&values) {
                         chart.draw_series(LineSeries::new(run.clone(), colour.stroke_width(3))).map_err(draw_error)?;
                         chart
                             .draw_series(run.into_iter().map(|point| Circle::new(point, 4, colour.filled())))
@@ -295,6 +301,29 @@ pub(crate) mod tests {
         let chart = render(&spec).unwrap();
         let (width, height, _) = decode(&chart.png);
         assert_eq!((width, height), (WIDTH, HEIGHT));
+    }
+
+    #[test]
+    fn any_values_draw_within_the_axes() {
+        let spec = ChartSpec {
+            title: "Hostile".to_owned(),
+            y_label: "n".to_owned(),
+            day_labels: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+            series: vec![
+                Series {
+                    label: "bars".to_owned(),
+                    shape: Shape::Bars,
+                    values: vec![Some(-5.0), Some(f64::NAN), Some(1e300)],
+                },
+                Series {
+                    label: "line".to_owned(),
+                    shape: Shape::Line,
+                    values: vec![Some(f64::NEG_INFINITY), Some(-1e18), Some(f64::MAX)],
+                },
+            ],
+        };
+        let chart = render(&spec).unwrap();
+        assert_eq!(decode(&chart.png).0, WIDTH);
     }
 
     #[test]

@@ -65,6 +65,20 @@ impl Schedule {
         Ok(Self { weekday, at, tz, text: words.join(" ") })
     }
 
+    /// The schedule in one canonical form (`weekly monday 09:00 Europe/Berlin`):
+    /// its name in the database, the same however it was written.
+    pub fn key(&self) -> String {
+        let tz = self.tz.iana_name().unwrap_or("UTC");
+        let at = format!("{:02}:{:02}", self.at.hour(), self.at.minute());
+        match self.weekday {
+            None => format!("daily {at} {tz}"),
+            Some(day) => {
+                let name = WEEKDAYS.iter().find(|(_, d)| *d == day).map_or("?", |(name, _)| name);
+                format!("weekly {name} {at} {tz}")
+            }
+        }
+    }
+
     fn instant_on(&self, date: jiff::civil::Date) -> Option<i64> {
         if self.weekday.is_some_and(|day| date.weekday() != day) {
             return None;
@@ -138,6 +152,9 @@ mod tests {
         let weekly = Schedule::parse("weekly Mon 7:30 Europe/Berlin").unwrap();
         assert_eq!(weekly.weekday, Some(Weekday::Monday));
         assert_eq!(weekly.text, "weekly Mon 7:30 Europe/Berlin");
+        assert_eq!(weekly.key(), "weekly monday 07:30 Europe/Berlin");
+        assert_eq!(Schedule::parse("weekly monday   07:30 Europe/Berlin").unwrap().key(), weekly.key());
+        assert_eq!(daily.key(), "daily 09:00 UTC");
         for (bad, why) in [
             ("hourly 09:00", "expected"),
             ("daily", "expected"),

@@ -12,9 +12,12 @@ use crate::clock::format_ms;
 use crate::notice::Notice;
 use crate::store::{DayActivity, ModerationTotals, Store, TopBy};
 
-pub const DAY_MS: i64 = 86_400_000;
+use crate::clock::DAY_MS;
 /// Rooms and senders listed by volume.
 const TOP: i64 = 5;
+/// Homeservers shown (those that reported most): anyone with the secret can
+/// report under any name.
+const MAX_HOMESERVERS: i64 = 20;
 
 /// What a summary is of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +45,8 @@ pub struct ServerStats {
     pub homeserver: String,
     /// The last report of each UTC day that has one, by day number.
     pub daily: BTreeMap<i64, Report>,
-    /// Reports received in the span.
-    pub reports: usize,
+    /// Reports whose own time is in the span.
+    pub reports: i64,
 }
 
 impl ServerStats {
@@ -57,9 +60,11 @@ impl ServerStats {
         (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     }
 
+    /// The sum of a field over the days that have it (saturating: counts are
+    /// at most 2^53 each, but never trust a sum).
     fn sum(&self, field: &str) -> Option<i64> {
         let values: Vec<i64> = self.daily.values().filter_map(|r| r.integer(field)).collect();
-        (!values.is_empty()).then(|| values.iter().sum())
+        (!values.is_empty()).then(|| values.iter().fold(0i64, |a, &b| a.saturating_add(b)))
     }
 }
 
@@ -82,47 +87,46 @@ pub struct Summary {
 
 /// The last `days` UTC days up to and including the one of `now_ms`.
 pub fn day_span(now_ms: i64, days: u32) -> (i64, i64) {
-    let last = now_ms.div_euclid(DAY_MS);
+    let last = crate::clock::utc_day(now_ms);
     (last - i64::from(days.max(1)) + 1, last)
 }
 
-/// Picks the last report of each UTC day per homeserver: the one with the
-/// latest own timestamp, then the latest received, then the smallest raw
-/// text (the same choice on every run and both databases).
-pub fn daily_reports(stored: Vec<crate::store::StoredReport>) -> Vec<ServerStats> {
-    // Per homeserver: per day the best candidate so far, and the report count.
-    type Candidate = (i64, i64, String, Report);
-    let mut servers: BTreeMap<String, (BTreeMap<i64, Candidate>, usize)> = BTreeMap::new();
+/// Each homeserver's reports per day, from the last report of each day (the
+/// one with the latest own timestamp; the store hands over only those) and
+/// the number of reports per homeserver.
+pub fn daily_reports(stored: Vec<crate::store::StoredReport>, counts: &[(String, i64)]) -> Vec<ServerStats> {
+    let mut servers: BTreeMap<String, BTreeMap<i64, (i64, Report)>> = BTreeMap::new();
+    for (homeserver, _) in counts {
+        servers.insert(homeserver.clone(), BTreeMap::new());
+    }
     for row in stored {
+        // Only the homeservers counted (the most reporting ones).
+        let Some(days) = servers.get_mut(&row.homeserver) else { continue };
         let Some(report) = Report::from_stored(&row.raw) else {
             tracing::info!(homeserver = row.homeserver, ts = row.report_ts, "a stored report no longer reads; skipped");
             continue;
         };
-        let day = (row.report_ts * 1000).div_euclid(DAY_MS);
-        let (days, count) = servers.entry(row.homeserver).or_default();
-        *count += 1;
-        let candidate = (row.report_ts, row.received_at, row.raw, report);
-        match days.get(&day) {
-            Some((ts, received, raw, _))
-                if (*ts, *received, std::cmp::Reverse(raw.as_str()))
-                    >= (candidate.0, candidate.1, std::cmp::Reverse(candidate.2.as_str())) => {}
-            _ => {
-                days.insert(day, candidate);
-            }
+        let day = crate::clock::utc_day(row.report_ts.saturating_mul(1000));
+        if days.get(&day).is_none_or(|(ts, _)| *ts < row.report_ts) {
+            days.insert(day, (row.report_ts, report));
         }
     }
     servers
         .into_iter()
-        .map(|(homeserver, (days, reports))| ServerStats {
-            homeserver,
-            daily: days.into_iter().map(|(day, (_, _, _, report))| (day, report)).collect(),
-            reports,
+        .map(|(homeserver, days)| {
+            let reports = counts.iter().find(|(h, _)| *h == homeserver).map_or(0, |(_, n)| *n);
+            ServerStats {
+                homeserver,
+                daily: days.into_iter().map(|(day, (_, report))| (day, report)).collect(),
+                reports,
+            }
         })
         .collect()
 }
 
 impl Summary {
-    /// Reads everything a summary needs: a few indexed queries.
+    /// Reads everything a summary needs: per-day rows of the activity rollup,
+    /// a day's last report per homeserver, and counts over the media table.
     pub async fn load(store: &Store, scope: Scope, days: u32, now_ms: i64) -> anyhow::Result<Self> {
         let (first_day, last_day) = day_span(now_ms, days);
         let room = scope.room_id();
@@ -136,7 +140,11 @@ impl Summary {
         let (from_ms, to_ms) = (first_day * DAY_MS, (last_day + 1) * DAY_MS);
         let moderation = store.moderation_totals(room, from_ms, to_ms).await?;
         let servers = match room {
-            None => daily_reports(store.stats_reports(from_ms / 1000, to_ms / 1000).await?),
+            None => {
+                let (from_s, to_s) = (from_ms / 1000, to_ms / 1000);
+                let counts = store.stats_report_counts(from_s, to_s, MAX_HOMESERVERS).await?;
+                daily_reports(store.stats_reports(from_s, to_s).await?, &counts)
+            }
             Some(_) => Vec::new(),
         };
         Ok(Self {
@@ -201,7 +209,7 @@ impl Summary {
         }
         notice = notice.line("From housekeep's index (by the senders' clocks):").field("activity", &index);
         let per_day: Vec<String> =
-            self.days().map(|day| format!("{} {}", &date(day)[5..], self.day_of(day).messages)).collect();
+            self.days().map(|day| format!("{} {}", month_day(day), self.day_of(day).messages)).collect();
         notice = notice.field("messages per day", &per_day.join(", "));
         if !self.top_rooms.is_empty() {
             notice = notice.field("busiest rooms", &listing(&self.top_rooms));
@@ -214,7 +222,7 @@ impl Summary {
             notice = notice.field("new rooms", &m.new_rooms.to_string());
         }
         notice = notice
-            .field("media hashed", &format!("{} ({})", m.media_hashed, bytes(m.media_bytes)))
+            .field("media hashed (all time)", &format!("{} ({})", m.media_hashed, bytes(m.media_bytes)))
             .field("quarantined", &m.quarantined.to_string());
         if matches!(self.scope, Scope::Server) {
             notice = notice.field("purges", &format!("{} jobs, {} events", m.purges, m.purged_events));
@@ -242,6 +250,8 @@ impl Summary {
                     "reports": server.reports,
                     "latest": server.latest().map(|r| Value::Object(r.fields.clone())),
                     "mean": means(server),
+                    "sum": sums(server),
+                    "e2ee_message_share": e2ee_share(server),
                     "daily": daily,
                 })
             })
@@ -306,8 +316,8 @@ impl Summary {
         }
         ChartSpec {
             title: self.title(),
-            y_label: "per day".to_owned(),
-            day_labels: days.iter().map(|&d| date(d)[5..].to_owned()).collect(),
+            y_label: "messages, senders, users per day".to_owned(),
+            day_labels: days.iter().map(|&d| month_day(d)).collect(),
             series,
         }
     }
@@ -325,7 +335,15 @@ fn server_lines(mut notice: Notice, server: &ServerStats) -> Notice {
     ));
     notice = notice
         .field("users", &format!("{} ({} not bridged)", get("total_users"), get("total_nonbridged_users")))
-        .field("rooms", &get("total_room_count"))
+        .field(
+            "rooms",
+            &format!(
+                "{} ({} active, {} of them end-to-end encrypted, in the last 24 hours)",
+                get("total_room_count"),
+                get("daily_active_rooms"),
+                get("daily_active_e2ee_rooms")
+            ),
+        )
         .field(
             "daily / monthly active users",
             &format!(
@@ -336,10 +354,9 @@ fn server_lines(mut notice: Notice, server: &ServerStats) -> Notice {
             ),
         );
     let messages = server.sum("daily_messages");
-    let e2ee = server.sum("daily_e2ee_messages");
-    let share = match (messages, e2ee) {
-        (Some(all), Some(e2ee)) if all > 0 => format!("{:.0} % end-to-end encrypted", e2ee as f64 * 100.0 / all as f64),
-        _ => "encryption share unknown".to_owned(),
+    let share = match e2ee_share(server) {
+        Some(share) => format!("{:.0} % end-to-end encrypted", share * 100.0),
+        None => "encryption share unknown".to_owned(),
     };
     notice = notice.field(
         "messages",
@@ -350,7 +367,7 @@ fn server_lines(mut notice: Notice, server: &ServerStats) -> Notice {
         ),
     );
     notice = notice.field(
-        "today's active users by type",
+        "active users by type (last 24 hours)",
         &format!(
             "native {}, bridged {}, guest {}",
             get("daily_user_type_native"),
@@ -374,6 +391,32 @@ fn server_lines(mut notice: Notice, server: &ServerStats) -> Notice {
     let memory = latest.integer("memory_rss").map_or("?".to_owned(), |kib| bytes(kib.saturating_mul(1024)));
     let cpu = latest.number("cpu_average").map_or("?".to_owned(), |c| format!("{c:.0} %"));
     notice.field("Synapse process", &format!("memory {memory}, CPU {cpu}"))
+}
+
+/// The share of messages end-to-end encrypted over the days, if known.
+fn e2ee_share(server: &ServerStats) -> Option<f64> {
+    match (server.sum("daily_messages"), server.sum("daily_e2ee_messages")) {
+        (Some(all), Some(e2ee)) if all > 0 => Some((e2ee as f64 / all as f64).clamp(0.0, 1.0)),
+        _ => None,
+    }
+}
+
+/// Sums of the per-day (`daily_*`) fields over the days.
+fn sums(server: &ServerStats) -> Value {
+    let names: std::collections::BTreeSet<&str> = server
+        .daily
+        .values()
+        .flat_map(|r| r.fields.keys())
+        .filter(|name| name.starts_with("daily_"))
+        .map(String::as_str)
+        .collect();
+    let mut sums = Map::new();
+    for name in names {
+        if let Some(sum) = server.sum(name) {
+            sums.insert(name.to_owned(), json!(sum));
+        }
+    }
+    Value::Object(sums)
 }
 
 /// Mean of each numeric field over the days.
@@ -406,6 +449,12 @@ pub fn date(day: i64) -> String {
     format_ms(day.saturating_mul(DAY_MS)).get(..10).map(str::to_owned).unwrap_or_else(|| day.to_string())
 }
 
+/// `12-02` for a day number.
+fn month_day(day: i64) -> String {
+    let date = date(day);
+    date.get(5..).map(str::to_owned).unwrap_or(date)
+}
+
 /// Bytes for people: `1.5 MiB`.
 fn bytes(n: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -431,8 +480,8 @@ mod tests {
     }
 
     #[test]
-    fn the_last_report_of_each_day_is_chosen_the_same_way_every_time() {
-        let day = 20_424; // 2025-12-02
+    fn the_last_report_of_each_day_is_chosen_and_counted() {
+        let day = 20_424;
         let s = day * 86_400;
         let reports = vec![
             stored("a.org", s + 3 * 3600, 1, 10),
@@ -440,10 +489,12 @@ mod tests {
             stored("a.org", s + 9 * 3600, 3, 11),
             stored("a.org", s + 86_400 + 3600, 4, 13),
             stored("b.org", s + 3600, 5, 99),
+            stored("c.org", s + 3600, 6, 1),
         ];
+        let counts = vec![("a.org".to_owned(), 4), ("b.org".to_owned(), 1)];
         for order in [reports.clone(), reports.iter().rev().cloned().collect()] {
-            let servers = daily_reports(order);
-            assert_eq!(servers.len(), 2);
+            let servers = daily_reports(order, &counts);
+            assert_eq!(servers.len(), 2, "c.org is not among the counted ones");
             let a = &servers[0];
             assert_eq!((a.homeserver.as_str(), a.reports), ("a.org", 4));
             assert_eq!(a.daily[&day].integer("total_users"), Some(12), "the day's last report");
@@ -452,6 +503,28 @@ mod tests {
             assert_eq!(a.mean("daily_active_users"), Some(6.0));
             assert_eq!(servers[1].daily[&day].integer("total_users"), Some(99));
         }
+    }
+
+    #[test]
+    fn sums_saturate() {
+        let day = 20_424;
+        let big = (1i64 << 53).to_string();
+        let raw = |ts: i64| {
+            format!(
+                r#"{{"homeserver": "a.org", "timestamp": {ts}, "daily_messages": {big}, "daily_e2ee_messages": 1}}"#
+            )
+        };
+        let stored: Vec<StoredReport> = (0..2000)
+            .map(|n| StoredReport {
+                homeserver: "a.org".to_owned(),
+                report_ts: (day + n) * 86_400,
+                received_at: 0,
+                raw: raw((day + n) * 86_400),
+            })
+            .collect();
+        let servers = daily_reports(stored, &[("a.org".to_owned(), 2000)]);
+        assert_eq!(servers[0].sum("daily_messages"), Some(i64::MAX));
+        assert!(e2ee_share(&servers[0]).unwrap() >= 0.0);
     }
 
     #[test]
@@ -488,13 +561,13 @@ mod tests {
         assert!(text.contains("40 messages, 4 active senders, 2 redactions; busiest day 2026-11-19"), "{text}");
         assert!(text.contains("messages per day: 11-18 0, 11-19 40, 11-20 0"), "{text}");
         assert!(text.contains("busiest rooms: !busy:hs 40"), "{text}");
-        assert!(text.contains("media hashed: 3 (2.0 KiB)"), "{text}");
+        assert!(text.contains("media hashed (all time): 3 (2.0 KiB)"), "{text}");
     }
 
     #[test]
     fn reports_become_lines_json_fields_and_a_series() {
         let day = day_span(1_795_168_800_250, 1).0;
-        let servers = daily_reports(vec![stored("a.org", day * 86_400 + 60, 1, 8)]);
+        let servers = daily_reports(vec![stored("a.org", day * 86_400 + 60, 1, 8)], &[("a.org".to_owned(), 1)]);
         let summary = summary(servers);
         let text = summary.notice("!").plain;
         assert!(text.contains("a.org (Synapse's phone-home, 1 reports"), "{text}");
@@ -503,6 +576,8 @@ mod tests {
         let json = summary.json();
         assert_eq!(json["homeservers"][0]["latest"]["total_users"], 8, "payload names");
         assert_eq!(json["homeservers"][0]["daily"][0]["date"], "2026-11-20");
+        assert_eq!(json["homeservers"][0]["sum"]["daily_messages"], 10);
+        assert_eq!(json["homeservers"][0]["e2ee_message_share"], 0.5);
         assert_eq!(json["index"]["daily"][1]["messages"], 40);
         assert_eq!(json["days"], 3);
         let chart = summary.chart();

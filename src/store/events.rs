@@ -1,10 +1,11 @@
 //! The `events` and `media_refs` tables.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::{Source, Store, list_placeholders, values_placeholders};
+use crate::clock::utc_day;
 use crate::config::Backend;
 use crate::extract::Extracted;
 
@@ -31,6 +32,11 @@ const MARK_SELF_REDACTED: &str = "UPDATE events SET redacted_at = $1 \
 const QUEUE_CHECK: &str = "INSERT INTO redaction_checks (redaction_id, room_id, target_id, redacted_at, next_attempt_at) \
      SELECT $1, $2, $3, $4, $5 FROM events WHERE event_id = $3 AND room_id = $2 AND sender <> $6 \
      AND redacted_at IS NULL ON CONFLICT (redaction_id) DO NOTHING";
+
+/// A redaction whose target is not indexed: kept until the target comes.
+const WAIT_FOR_TARGET: &str = "INSERT INTO redactions_waiting (target_id, redaction_id, room_id, sender, redacted_at) \
+     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_id = $1) \
+     ON CONFLICT (target_id, redaction_id) DO NOTHING";
 
 const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type, state_key, redacted_at, source \
      FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
@@ -99,22 +105,22 @@ struct Activity<'a> {
 }
 
 /// Event types counted as messages.
-pub(super) const MESSAGE_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.sticker"];
-const DAY_MS: i64 = 86_400_000;
+const MESSAGE_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.sticker"];
 const UPSERT_ACTIVITY_HEAD: &str = "INSERT INTO activity_daily (day, room_id, sender, messages, redactions) VALUES ";
 const UPSERT_ACTIVITY_TAIL: &str = " ON CONFLICT (day, room_id, sender) DO UPDATE SET \
      messages = activity_daily.messages + excluded.messages, \
      redactions = activity_daily.redactions + excluded.redactions";
 
 impl<'a> Activity<'a> {
-    fn add(&mut self, event: &'a crate::extract::EventRow) {
+    fn add(&mut self, event: &'a crate::extract::EventRow, indexed_at: i64) {
         let (messages, redactions) = match event.event_type.as_str() {
             t if MESSAGE_TYPES.contains(&t) && event.state_key.is_none() => (1, 0),
             "m.room.redaction" => (0, 1),
             _ => return,
         };
-        // The sender's clock, like every per-day figure of the index.
-        let day = event.origin_server_ts / DAY_MS;
+        // The sender's clock, but never later than when housekeep saw the
+        // event: a server cannot file messages under days still to come.
+        let day = utc_day(event.origin_server_ts.min(indexed_at));
         let entry = self.counts.entry((day, event.room_id.as_str(), event.sender.as_str())).or_default();
         entry.0 += messages;
         entry.1 += redactions;
@@ -122,7 +128,8 @@ impl<'a> Activity<'a> {
 
     async fn write(self, conn: &mut AnyConnection, backend: Backend) -> anyhow::Result<()> {
         let mut rows: Vec<_> = self.counts.into_iter().collect();
-        // One order for every writer: concurrent upserts never deadlock (PostgreSQL).
+        // One order for every writer of these rows (PostgreSQL takes their
+        // locks in statement order).
         rows.sort_unstable();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql =
@@ -171,9 +178,13 @@ pub(super) async fn insert_batch(
         let inserted: Vec<String> =
             query.fetch_all(&mut *conn).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
         counts.events += inserted.len() as u64;
-        let inserted: HashSet<&str> = inserted.iter().map(String::as_str).collect();
-        for Extracted { event, .. } in chunk.iter().filter(|e| inserted.contains(e.event.event_id.as_str())) {
-            activity.add(event);
+        // Once per row written, even if the batch carried the event twice.
+        let by_id: HashMap<&str, &crate::extract::EventRow> =
+            chunk.iter().map(|e| (e.event.event_id.as_str(), &e.event)).collect();
+        for id in &inserted {
+            if let Some(event) = by_id.get(id.as_str()) {
+                activity.add(event, indexed_at);
+            }
         }
     }
     activity.write(conn, backend).await?;
@@ -234,9 +245,21 @@ pub(super) async fn insert_batch(
                 .rows_affected();
             counts.redactions_applied += marked;
             if marked == 0 {
-                counts.redactions_to_check +=
+                let queued =
                     queue_check(conn, &event.event_id, &event.room_id, target, event.origin_server_ts, &event.sender)
                         .await?;
+                counts.redactions_to_check += queued;
+                if queued == 0 {
+                    // Its target is not indexed (yet): judged when it comes.
+                    sqlx::query(WAIT_FOR_TARGET)
+                        .bind(target)
+                        .bind(&event.event_id)
+                        .bind(&event.room_id)
+                        .bind(&event.sender)
+                        .bind(event.origin_server_ts)
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
         }
     }
@@ -268,32 +291,36 @@ async fn queue_check(
 
 /// Judges redactions indexed *earlier* than the events of this batch they
 /// point at: backfill walks history newest first, so it meets a redaction
-/// before its target. The lookup goes through the small partial index on
-/// `redacts` and finds nothing in the common case, so it costs one index
-/// probe per event.
+/// before its target. They wait in `redactions_waiting`, a table as small as
+/// the redactions whose target never came: one probe of its key per chunk,
+/// fast whatever the planner knows of the big `events` table (a join on it
+/// took seconds per transaction on a freshly filled PostgreSQL).
 async fn judge_late_targets(
     conn: &mut AnyConnection,
     backend: Backend,
     batch: &[Extracted],
 ) -> anyhow::Result<(u64, u64)> {
     let (mut marked, mut queued) = (0, 0);
+    let events: HashMap<&str, &crate::extract::EventRow> =
+        batch.iter().map(|e| (e.event.event_id.as_str(), &e.event)).collect();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let ids = list_placeholders(backend, chunk.len());
         let sql = format!(
-            "SELECT r.event_id, r.redacts, r.room_id, r.origin_server_ts, r.sender, t.sender FROM events r \
-             JOIN events t ON t.event_id = r.redacts AND t.room_id = r.room_id \
-             WHERE r.redacts IN ({ids}) AND t.redacted_at IS NULL ORDER BY r.origin_server_ts"
+            "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
+             WHERE target_id IN ({ids}) ORDER BY redacted_at"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for extracted in chunk {
             query = query.bind(&extracted.event.event_id);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            let (redaction, target, room): (String, String, String) =
+        let waiting = query.fetch_all(&mut *conn).await?;
+        for row in &waiting {
+            let (target, redaction, room): (String, String, String) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let (at, redacter, target_sender): (i64, String, String) =
-                (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
-            if redacter == target_sender {
+            let (redacter, at): (String, i64) = (row.try_get(3)?, row.try_get(4)?);
+            // A redaction never crosses rooms.
+            let Some(event) = events.get(target.as_str()).filter(|e| e.room_id == room) else { continue };
+            if redacter == event.sender {
                 marked += sqlx::query(MARK_SELF_REDACTED)
                     .bind(at)
                     .bind(&target)
@@ -305,6 +332,14 @@ async fn judge_late_targets(
             } else {
                 queued += queue_check(conn, &redaction, &room, &target, at, &redacter).await?;
             }
+        }
+        if !waiting.is_empty() {
+            let sql = format!("DELETE FROM redactions_waiting WHERE target_id IN ({ids})");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for extracted in chunk {
+                query = query.bind(&extracted.event.event_id);
+            }
+            query.execute(&mut *conn).await?;
         }
     }
     Ok((marked, queued))

@@ -6,8 +6,14 @@ use super::Store;
 
 const INSERT_REPORT: &str = "INSERT INTO stats_reports (homeserver, report_ts, received_at, source, user_agent, raw) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (homeserver, report_ts) DO NOTHING";
-const SELECT_REPORTS: &str = "SELECT homeserver, report_ts, received_at, raw FROM stats_reports \
-     WHERE report_ts >= $1 AND report_ts < $2 ORDER BY homeserver, report_ts, received_at";
+/// Of each homeserver's reports in the range, the last of each UTC day.
+const SELECT_REPORTS: &str = "SELECT s.homeserver, s.report_ts, s.received_at, s.raw FROM stats_reports s \
+     JOIN (SELECT homeserver, MAX(report_ts) AS ts FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
+     GROUP BY homeserver, report_ts / 86400) last ON s.homeserver = last.homeserver AND s.report_ts = last.ts \
+     ORDER BY s.homeserver, s.report_ts";
+/// Reports per homeserver in the range, the most reporting first.
+const COUNT_REPORTS: &str = "SELECT homeserver, COUNT(*) FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
+     GROUP BY homeserver ORDER BY 2 DESC, 1 LIMIT $3";
 const PRUNE_REPORTS: &str = "DELETE FROM stats_reports WHERE received_at < $1";
 const LAST_SENT: &str = "SELECT period_at FROM stats_summaries_sent WHERE room_id = $1 AND schedule = $2";
 const RECORD_SENT: &str = "INSERT INTO stats_summaries_sent (room_id, schedule, period_at, posted_at, event_id) \
@@ -35,12 +41,13 @@ pub struct DayActivity {
     pub active_senders: i64,
 }
 
-/// Moderation and media figures over a time range.
+/// Index figures besides the daily activity: rooms created, quarantines and
+/// purges over a time range, and the media hashed so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModerationTotals {
     /// Rooms created (their `m.room.create` was sent) in the range.
     pub new_rooms: i64,
-    /// Media housekeep downloaded and hashed (of the room, or all), and their bytes.
+    /// Media housekeep downloaded and hashed so far (of the room, or all), and their bytes.
     pub media_hashed: i64,
     pub media_bytes: i64,
     /// Media quarantined in the range (by housekeep).
@@ -75,7 +82,15 @@ impl Store {
         Ok(inserted > 0)
     }
 
-    /// Reports whose own time is in `[from_s, to_s)` (seconds), by homeserver and time.
+    /// How many reports each homeserver sent with its own time in
+    /// `[from_s, to_s)`, at most `limit` homeservers (those that sent most).
+    pub async fn stats_report_counts(&self, from_s: i64, to_s: i64, limit: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(COUNT_REPORTS).bind(from_s).bind(to_s).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    /// Of the reports whose own time is in `[from_s, to_s)` (seconds), each
+    /// homeserver's last of each UTC day, by homeserver and time.
     pub async fn stats_reports(&self, from_s: i64, to_s: i64) -> anyhow::Result<Vec<StoredReport>> {
         let rows = sqlx::query(SELECT_REPORTS).bind(from_s).bind(to_s).fetch_all(&self.pool).await?;
         rows.iter()
@@ -155,8 +170,8 @@ impl Store {
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
-    /// New rooms, media, quarantines and purges in `[from_ms, to_ms)`, of one
-    /// room or all.
+    /// New rooms, quarantines and purges in `[from_ms, to_ms)`, and the media
+    /// hashed so far, of one room or all.
     pub async fn moderation_totals(
         &self,
         room_id: Option<&str>,
@@ -184,19 +199,14 @@ impl Store {
             room_id,
         )
         .await?;
-        // A room's media is what its events reference; the server's is all of it.
-        let of_room = if room_id.is_some() {
-            " AND EXISTS (SELECT 1 FROM media_refs r WHERE r.room_id = $3 AND r.server_name = m.server_name \
-             AND r.media_id = m.media_id)"
-        } else {
-            ""
-        };
-        // Not in the time range: all media housekeep hashed so far.
+        // Not in the time range: all media housekeep hashed so far (for a
+        // room: what its events reference, from its references).
         let media = match room_id {
-            Some(room) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*), CAST(SUM(m.size) AS BIGINT) FROM media m WHERE m.sha256 IS NOT NULL{}",
-                of_room.replace("$3", "$1")
-            )))
+            Some(room) => sqlx::query(
+                "SELECT COUNT(*), CAST(SUM(m.size) AS BIGINT) FROM (SELECT DISTINCT server_name, media_id \
+                 FROM media_refs WHERE room_id = $1) r JOIN media m ON m.server_name = r.server_name \
+                 AND m.media_id = r.media_id WHERE m.sha256 IS NOT NULL",
+            )
             .bind(room.to_owned()),
             None => sqlx::query("SELECT COUNT(*), CAST(SUM(size) AS BIGINT) FROM media WHERE sha256 IS NOT NULL"),
         };
@@ -205,11 +215,17 @@ impl Store {
             row.try_get::<Option<i64>, _>(0)?.unwrap_or_default(),
             row.try_get::<Option<i64>, _>(1)?.unwrap_or_default(),
         );
-        let (quarantined, _) = pair(
-            format!("SELECT COUNT(*), 0 FROM media m WHERE m.quarantined_at >= $1 AND m.quarantined_at < $2{of_room}"),
-            room_id,
-        )
-        .await?;
+        // A room's media is what its events reference (from its references);
+        // the server's is all of it (through `media_quarantined`).
+        let quarantined_sql = match room_id {
+            Some(_) => {
+                "SELECT COUNT(*), 0 FROM (SELECT DISTINCT server_name, media_id FROM media_refs \
+                        WHERE room_id = $3) r JOIN media m ON m.server_name = r.server_name \
+                        AND m.media_id = r.media_id WHERE m.quarantined_at >= $1 AND m.quarantined_at < $2"
+            }
+            None => "SELECT COUNT(*), 0 FROM media WHERE quarantined_at >= $1 AND quarantined_at < $2",
+        };
+        let (quarantined, _) = pair(quarantined_sql.to_owned(), room_id).await?;
         // Purges are counted server-wide: one job may span rooms.
         let (purges, purged_events) = pair(
             "SELECT COUNT(*), CAST(SUM(done_count) AS BIGINT) FROM jobs WHERE kind = 'purge' AND state = 'done' \

@@ -40,7 +40,7 @@ impl Server {
         let metrics = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, router(state, 256 * 1024)).await });
+        tokio::spawn(async move { axum::serve(listener, router(state, 256 * 1024, true)).await });
         Ok(Self { base, store, metrics, http: reqwest::Client::new(), _dir: dir, database })
     }
 

@@ -15,7 +15,7 @@ use housekeep::store::Store;
 use housekeep::testbed::{TestDatabase, Testbed, eventually};
 use serde_json::{Value, json};
 
-use crate::common::{Backend, command_reply, finish, housekeep_binary, with_testbed};
+use crate::common::{Backend, command_reply, field, finish, housekeep_binary, with_testbed};
 
 on_both_backends!(
     synapse_reports_are_stored_once_and_summarized_with_a_chart,
@@ -54,7 +54,9 @@ async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Ba
         .await?;
         let fields: Value = serde_json::from_str(&report.raw)?;
         let users = testbed.admin.request(reqwest::Method::GET, "/_synapse/admin/v2/users?limit=100", None).await?;
-        assert_eq!(fields["total_users"], users["total"], "every registered user: {fields}");
+        // @admin, @alice, @bob and the bot (appservice users are counted, as "bridged").
+        assert_eq!(fields["total_users"], 4, "every user the test registered: {fields}");
+        assert_eq!(fields["total_users"], users["total"], "as Synapse's admin API counts them");
         assert_eq!(fields["homeserver"], "localhost");
         assert!(report.received_at > 0 && report.report_ts > 0);
 
@@ -87,6 +89,14 @@ async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Ba
         assert_eq!(content["info"]["h"], 500);
         assert_eq!(content["info"]["size"], png.len());
         assert_eq!(content["info"]["mimetype"], "image/png");
+
+        // One room: the admin room's own messages (these commands among them).
+        let room = command_reply(&testbed, &admin_room, "!stats room #housekeep-admin:localhost --days 1", 1).await?;
+        assert!(room.starts_with("Stats of #housekeep-admin:localhost"), "{room}");
+        let today = field(&room, "messages per day");
+        let count: i64 = today.rsplit(' ').next().unwrap_or("0").parse()?;
+        assert!(count >= 2, "the commands sent today: {room}");
+        assert!(!room.contains("Synapse's phone-home"), "no server-wide reports for a room: {room}");
 
         // Offline, the same figures by their payload names.
         let output = std::process::Command::new(housekeep_binary())
@@ -125,11 +135,12 @@ async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) ->
                 "total_users",
             ),
             (&endpoint, r#"{"timestamp": 1}"#.to_owned(), 400, "homeserver: required"),
+            (&endpoint, r#"{"homeserver": "localhost", "timestamp": 4000000000}"#.to_owned(), 400, "in the future"),
             (
                 &endpoint,
                 format!(r#"{{"homeserver": "x", "timestamp": 1, "pad": "{}"}}"#, "a".repeat(70_000)),
-                413,
-                "M_TOO_LARGE",
+                400,
+                "at most 65536 bytes",
             ),
         ];
         for (url, body, status, says) in &cases {
@@ -142,17 +153,23 @@ async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) ->
         // POST is taken too; then the address runs out of its 12 a minute.
         let posted = http.post(&endpoint).body(good.clone()).send().await?;
         assert_eq!(posted.status(), 200);
-        let mut limited = false;
-        for _ in 0..12 {
-            if http.put(&endpoint).body(good.clone()).send().await?.status() == 429 {
-                limited = true;
-                break;
+        let (mut accepted, mut limited) = (1, false);
+        for n in 0..12 {
+            // Each a different report: a refused one must store nothing.
+            let report = json!({"homeserver": "localhost", "timestamp": 1_795_000_100 + n, "total_users": 3});
+            match http.put(&endpoint).body(report.to_string()).send().await?.status().as_u16() {
+                200 => accepted += 1,
+                429 => limited = true,
+                other => panic!("unexpected {other}"),
             }
         }
         assert!(limited, "429 once the address sent more than 12 in a minute");
-        assert_eq!(store.stats_reports(0, i64::MAX / 1000).await?.len(), 1, "the good one, once");
+        let stored = store.stats_report_counts(0, i64::MAX / 1000, 10).await?;
+        assert_eq!(stored, vec![("localhost".to_owned(), accepted)], "only what was accepted");
+
         let metrics = testbed.housekeep.metrics().await?;
-        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"rate_limited\"} 1"), "{metrics}");
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"rate_limited\"}"), "{metrics}");
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"forbidden\"} 1"), "{metrics}");
         store.close().await;
         Ok(())
     })
@@ -169,6 +186,7 @@ struct Recorded {
 #[async_trait]
 impl Sink for Recorded {
     async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String> {
+        anyhow::ensure!(to.room_id != "!broken:localhost", "M_FORBIDDEN: the bot is not in this room");
         let mut posts = self.posts.lock().unwrap();
         // Like the homeserver: the same key is the same message.
         if !posts.iter().any(|(k, _)| k == key) {
@@ -199,25 +217,30 @@ async fn scheduled_summaries_post_once_per_period_across_a_restart(backend: Back
         let sink = Arc::new(Recorded::default());
         let scheduler = |store: Store| {
             let clock = clock.clone();
+            let summary = |room: &str| Scheduled {
+                room: room.to_owned(),
+                schedule: Schedule::parse("daily 09:00 Europe/Berlin").unwrap(),
+                days: 7,
+                include_top: false,
+            };
             Scheduler {
                 store,
                 sink: sink.clone(),
                 metrics: Arc::new(Metrics::new()),
-                summaries: vec![Scheduled {
-                    room_id: "!ops:localhost".to_owned(),
-                    schedule: Schedule::parse("daily 09:00 Europe/Berlin").unwrap(),
-                    days: 7,
-                }],
+                // One the bot cannot post in, listed first: it must not hold up the other.
+                summaries: vec![summary("!broken:localhost"), summary("!ops:localhost")],
                 prefix: "!".to_owned(),
+                homeserver: None,
                 retention: Duration::from_secs(400 * 86400),
                 clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+                backoff: Default::default(),
             }
         };
         let open = || async { anyhow::Ok(housekeep::service::open_store_at(&database.url).await?) };
         let first = scheduler(open().await?);
         let tick = async |scheduler: &Scheduler, now: &str| {
             clock.store(at(now), Ordering::SeqCst);
-            scheduler.tick(at(now)).await
+            anyhow::Ok(scheduler.tick(at(now)).await)
         };
         // 09:00 in Berlin is 08:00 UTC in December.
         assert_eq!(tick(&first, "2026-12-01T07:00:00Z").await?, 0, "set up; nothing for the past");
@@ -230,6 +253,20 @@ async fn scheduled_summaries_post_once_per_period_across_a_restart(backend: Back
         let second = scheduler(open().await?);
         assert_eq!(tick(&second, "2026-12-01T20:00:00Z").await?, 0, "not again after a restart");
         assert_eq!(tick(&second, "2026-12-02T08:00:01Z").await?, 1);
+
+        // Reports older than the retention are dropped.
+        let old = json!({"homeserver": "localhost", "timestamp": 1_700_000_000}).to_string();
+        second
+            .store
+            .insert_stats_report("localhost", 1_700_000_000, at("2025-01-01T00:00:00Z"), "test", None, &old)
+            .await?;
+        let recent = json!({"homeserver": "localhost", "timestamp": 1_764_000_000}).to_string();
+        second
+            .store
+            .insert_stats_report("localhost", 1_764_000_000, at("2026-11-30T00:00:00Z"), "test", None, &recent)
+            .await?;
+        assert_eq!(second.prune(at("2026-12-02T09:00:00Z")).await, 1);
+        assert_eq!(second.store.stats_reports(0, i64::MAX / 1000).await?.len(), 1, "the recent one stays");
         second.store.close().await;
 
         // Down for three days: the missed period is posted once on start.
@@ -241,8 +278,8 @@ async fn scheduled_summaries_post_once_per_period_across_a_restart(backend: Back
         let posts = sink.posts.lock().unwrap().clone();
         assert_eq!(posts.len(), 3, "{posts:?}");
         assert!(posts.iter().all(|(_, text)| text.starts_with("!ops:localhost: Stats, ")), "{posts:?}");
-        assert!(posts[0].1.contains("2026-11-25 to 2026-12-01"), "7 days up to the period: {}", posts[0].1);
-        assert!(posts[2].1.contains("to 2026-12-05"), "{}", posts[2].1);
+        assert!(posts[0].1.contains("2026-11-24 to 2026-11-30"), "the 7 whole days before: {}", posts[0].1);
+        assert!(posts[2].1.contains("to 2026-12-04"), "{}", posts[2].1);
         let images = sink.images.lock().unwrap();
         assert_eq!(images.len(), 3, "a chart with each");
         assert!(images.iter().all(|(_, image)| image.width == 1000 && image.png.starts_with(b"\x89PNG")));

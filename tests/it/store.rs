@@ -12,6 +12,7 @@ on_both_backends!(
     backfill_rows_are_tagged,
     a_command_is_handled_once_even_if_delivered_again,
     the_audit_log_is_append_only,
+    daily_activity_counts_each_message_once,
 );
 
 async fn open(backend: Backend) -> anyhow::Result<(Store, TestDatabase, tempfile::TempDir)> {
@@ -133,6 +134,45 @@ async fn the_audit_log_is_append_only(backend: Backend) -> anyhow::Result<()> {
         assert!(error.contains("append-only"), "{sql}: {error}");
     }
     assert_eq!(store.audit_entries(10, None).await?[0].entry.outcome, "ok");
+    store.close().await;
+    database.drop_database().await
+}
+
+async fn daily_activity_counts_each_message_once(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let extract = |v: Value| extract_value(&v).unwrap();
+    let day = 20_424i64; // a day long past
+    let at = |hour: i64| day * 86_400_000 + hour * 3_600_000;
+    let message = |id: &str, hour: i64| extract(event(id, at(hour), "m.room.message", json!({})));
+    // The same event twice in one batch, and an encrypted message and a sticker.
+    let first = vec![
+        message("$m1", 1),
+        message("$m1", 1),
+        extract(event("$e1", at(2), "m.room.encrypted", json!({}))),
+        extract(event("$s1", at(3), "m.sticker", json!({}))),
+        // State and other events are not messages.
+        extract(event("$n1", at(4), "m.room.member", json!({"state_key": "@a:hs"}))),
+        extract(event("$odd", at(4), "m.room.message", json!({"state_key": ""}))),
+        extract(event("$r1", at(5), "m.room.redaction", json!({"redacts": "$m1"}))),
+    ];
+    store.index_events(&first, Source::Live).await?;
+    // Sent again (a resend, or backfill meeting live events): nothing more.
+    store.index_events(&first, Source::Backfill).await?;
+    // Another sender the next day; and one claiming a day still to come.
+    let other = extract(event("$m2", at(30), "m.room.message", json!({"sender": "@b:hs"})));
+    let future = extract(event("$m3", i64::MAX / 2, "m.room.message", json!({"sender": "@c:hs"})));
+    store.index_events(&[other, future], Source::Live).await?;
+
+    let today = housekeep::clock::utc_day(housekeep::clock::now_ms());
+    let activity = store.activity_per_day(Some("!r"), day - 1, today + 400).await?;
+    let on = |d: i64| activity.iter().find(|a| a.day == d).copied().unwrap_or_default();
+    assert_eq!((on(day).messages, on(day).redactions, on(day).active_senders), (3, 1, 1), "{activity:?}");
+    assert_eq!((on(day + 1).messages, on(day + 1).active_senders), (1, 1));
+    assert_eq!(on(today).messages, 1, "a message from the future counts on the day it was seen");
+    assert_eq!(activity.iter().map(|a| a.messages).sum::<i64>(), 5);
+    assert_eq!(store.active_senders(None, day, day + 1).await?, 2);
+    let top = store.top_by_messages(housekeep::store::TopBy::Sender, None, day, day + 1, 5).await?;
+    assert_eq!(top, vec![("@a:hs".to_owned(), 3), ("@b:hs".to_owned(), 1)]);
     store.close().await;
     database.drop_database().await
 }

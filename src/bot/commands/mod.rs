@@ -223,7 +223,7 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
                 },
             };
             let summary = Summary::load(&bot.services().store, scope, args.days, now_ms()).await?;
-            let (reply, image) = crate::stats::post::render(&summary, &bot.prefix);
+            let (reply, image) = crate::stats::post::render(&summary, &bot.prefix).await;
             Executed { image, ..Executed::ok(reply) }
         }
     })
