@@ -196,29 +196,21 @@ impl MatrixUser {
         Ok(replies[0].pointer("/content/body").and_then(Value::as_str).unwrap_or_default().to_owned())
     }
 
-    /// HTTP status of an authenticated media download (404 once quarantined).
-    /// A media's bytes (authenticated download).
-    pub async fn download(&self, mxc: &str) -> anyhow::Result<Vec<u8>> {
+    /// An authenticated media download, as this user.
+    async fn download_response(&self, mxc: &str) -> anyhow::Result<reqwest::Response> {
         let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
-        let response = self
-            .http
-            .get(format!("{}/_matrix/client/v1/media/download/{rest}", self.base))
-            .bearer_auth(&self.access_token)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(response.bytes().await?.to_vec())
+        let url = format!("{}/_matrix/client/v1/media/download/{rest}", self.base);
+        Ok(self.http.get(url).bearer_auth(&self.access_token).send().await?)
     }
 
+    /// A media's bytes.
+    pub async fn download(&self, mxc: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(self.download_response(mxc).await?.error_for_status()?.bytes().await?.to_vec())
+    }
+
+    /// HTTP status of an authenticated media download (404 once quarantined).
     pub async fn download_status(&self, mxc: &str) -> anyhow::Result<u16> {
-        let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
-        let response = self
-            .http
-            .get(format!("{}/_matrix/client/v1/media/download/{rest}", self.base))
-            .bearer_auth(&self.access_token)
-            .send()
-            .await?;
-        Ok(response.status().as_u16())
+        Ok(self.download_response(mxc).await?.status().as_u16())
     }
 }
 
