@@ -87,6 +87,17 @@ pub struct StoredMediaRef {
     pub kind: String,
 }
 
+/// The index's size as the database estimates it (see [`Store::summary_estimate`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexEstimate {
+    pub events: i64,
+    pub media_refs: i64,
+    /// Media known (each referenced media has a row).
+    pub media: i64,
+    /// The newest UTC day with a message.
+    pub newest_activity_day: Option<i64>,
+}
+
 /// Totals for `!status`, the demo and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexSummary {
@@ -382,6 +393,33 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The index's size from the database's own bookkeeping, in
+    /// milliseconds at any size: PostgreSQL's live-row statistics, SQLite's
+    /// largest rowid (rows are never renumbered; deletes make it an upper
+    /// bound). Distinct rooms need a count, so they are left to `--exact`.
+    pub async fn summary_estimate(&self) -> anyhow::Result<IndexEstimate> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT \
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'events'), \
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media_refs'), \
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media'), \
+                 (SELECT MAX(day) FROM activity_daily)"
+            }
+            Backend::Sqlite => {
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM events), (SELECT COALESCE(MAX(rowid), 0) FROM media_refs), \
+                 (SELECT COALESCE(MAX(rowid), 0) FROM media), (SELECT MAX(day) FROM activity_daily)"
+            }
+        };
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        Ok(IndexEstimate {
+            events: row.try_get(0)?,
+            media_refs: row.try_get(1)?,
+            media: row.try_get(2)?,
+            newest_activity_day: row.try_get(3)?,
+        })
     }
 
     pub async fn summary(&self) -> anyhow::Result<IndexSummary> {

@@ -212,6 +212,14 @@ impl Store {
         Ok(sqlx::query(RETRY_FAILED).execute(&self.pool).await?.rows_affected())
     }
 
+    /// How many downloads are abandoned (through `media_abandoned`).
+    pub async fn abandoned_media_count(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM media WHERE fetch_state = 'abandoned'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
     /// Abandoned downloads with their last error, at most `limit`.
     pub async fn abandoned_media(&self, limit: i64) -> anyhow::Result<Vec<(MediaId, Option<String>)>> {
         let rows = sqlx::query(ABANDONED).bind(limit).fetch_all(&self.pool).await?;

@@ -27,7 +27,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use backfill::{gap_reason, is_gap_reason};
-pub use events::{IndexCounts, IndexSummary, StoredEvent, StoredMediaRef};
+pub use events::{IndexCounts, IndexEstimate, IndexSummary, StoredEvent, StoredMediaRef};
 pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
 pub use instance::InstanceLock;

@@ -91,6 +91,17 @@ async fn backfill_rows_are_tagged(backend: Backend) -> anyhow::Result<()> {
     let summary = store.summary().await?;
     assert_eq!((summary.events, summary.rooms, summary.media_refs, summary.distinct_media), (1200, 1, 2400, 2400));
     assert_eq!(summary.newest_event_ts, Some(1199));
+    // `!status` reads the database's own bookkeeping instead of counting.
+    // PostgreSQL publishes its row statistics a moment after the commit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let estimate = loop {
+        let estimate = store.summary_estimate().await?;
+        if estimate.events == 1200 || std::time::Instant::now() > deadline {
+            break estimate;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!((estimate.events, estimate.media_refs, estimate.media), (1200, 2400, 2400), "{estimate:?}");
     assert!(store.room_events("!r").await?.iter().all(|e| e.source == "backfill"));
     store.close().await;
     database.drop_database().await

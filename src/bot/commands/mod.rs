@@ -42,7 +42,10 @@ pub enum Command {
     /// The same help comes with --help after any command.
     Help(HelpArgs),
     /// Show the health of the index, backfill, jobs and the homeserver
-    Status,
+    ///
+    /// Counts are the database's estimates (marked ≈), which take
+    /// milliseconds at any size; --exact counts every row.
+    Status(status::StatusArgs),
     /// Redact or delete events: in one room, or by sender/event across all rooms
     ///
     /// Selects events from the index by room, time, sender and event ID. Shows
@@ -103,7 +106,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Help(_) => "help",
-            Command::Status => "status",
+            Command::Status(_) => "status",
             Command::Purge(_) => "purge",
             Command::Quarantine(_) => "quarantine",
             Command::Unquarantine(_) => "unquarantine",
@@ -131,7 +134,7 @@ impl Command {
             #[cfg(debug_assertions)]
             Command::TestJob(args) => Some(&args.flags),
             Command::Help(_)
-            | Command::Status
+            | Command::Status(_)
             | Command::Backfill(_)
             | Command::Blocklist(_)
             | Command::Stats(_)
@@ -177,7 +180,7 @@ impl Executed {
 pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::Result<Executed> {
     Ok(match command {
         Command::Help(args) => help::help(bot, args),
-        Command::Status => status::status(bot).await?,
+        Command::Status(args) => status::status(bot, args.exact).await?,
         Command::Jobs => jobs::jobs(bot).await?,
         Command::Job(arg) => jobs::job(bot, &arg.id).await?,
         Command::Confirm(arg) => confirm(bot, item, &arg.id).await?,

@@ -12,14 +12,37 @@ pub fn age(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs((ms.max(0) / 1000) as u64)).to_string()
 }
 
-pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
+/// `!status [--exact]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct StatusArgs {
+    /// Count every row (the index, the media queue) instead of the database's
+    /// estimates: exact, but seconds on a big index
+    #[arg(long)]
+    pub exact: bool,
+}
+
+pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
     let services = bot.services();
     let store = &services.store;
-    let summary = store.summary().await?;
-    let newest = summary
-        .newest_event_ts
-        .map(|ts| format!("{} ago", age(now_ms().saturating_sub(ts))))
-        .unwrap_or_else(|| "none yet".to_owned());
+    let index = if exact {
+        let summary = store.summary().await?;
+        let newest = summary
+            .newest_event_ts
+            .map(|ts| format!("{} ago", age(now_ms().saturating_sub(ts))))
+            .unwrap_or_else(|| "none yet".to_owned());
+        format!(
+            "{} events in {} rooms, {} media references to {} media; newest event {newest} (exact)",
+            summary.events, summary.rooms, summary.media_refs, summary.distinct_media
+        )
+    } else {
+        let estimate = store.summary_estimate().await?;
+        let newest = estimate.newest_activity_day.map_or("none yet".to_owned(), crate::stats::summary::date);
+        format!(
+            "≈ {} events, ≈ {} media references to ≈ {} media; newest message on {newest} \
+             (the database's estimates; {}status --exact counts)",
+            estimate.events, estimate.media_refs, estimate.media, bot.prefix
+        )
+    };
     let counts = store.job_counts().await?;
     let jobs = if counts.is_empty() {
         "none".to_owned()
@@ -37,9 +60,13 @@ pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
         ),
         None => format!("none yet ({}backfill --all reads every room's history)", bot.prefix),
     };
-    let media: Vec<String> =
-        store.fetch_state_counts(None).await?.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
-    let media = if media.is_empty() { "none yet".to_owned() } else { media.join(", ") };
+    let media = if exact {
+        let media: Vec<String> =
+            store.fetch_state_counts(None).await?.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
+        if media.is_empty() { "none yet".to_owned() } else { media.join(", ") }
+    } else {
+        format!("{} abandoned ({}status --exact counts every state)", store.abandoned_media_count().await?, bot.prefix)
+    };
     let running: Vec<String> =
         bot.jobs.running().into_iter().map(|(id, lane)| format!("{id} ({})", lane.as_str())).collect();
     let (homeserver, admin) = match services.homeserver.whoami().await {
@@ -55,13 +82,7 @@ pub async fn status(bot: &Bot) -> anyhow::Result<Executed> {
     };
     let reply = Notice::new()
         .title("housekeep status")
-        .field(
-            "index",
-            &format!(
-                "{} events in {} rooms, {} media references to {} media; newest event {newest}",
-                summary.events, summary.rooms, summary.media_refs, summary.distinct_media
-            ),
-        )
+        .field("index", &index)
         .field("index lag", &format!("{:.1} s at the last transaction", services.metrics.index_lag_seconds.get()))
         .field("redactions waiting for the homeserver's word", &store.pending_redaction_checks().await?.to_string())
         .field("quarantined media", &store.quarantined_media_count().await?.to_string())

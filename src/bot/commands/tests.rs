@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 
+use super::status::StatusArgs;
 use super::{AuditArgs, Command, HelpArgs};
 use crate::commands::{RoomSelector, help_text, parse_command, prepare_for_split, root_command, with_prefix};
 use crate::moderation::purge::PurgeArgs;
@@ -49,18 +50,19 @@ fn not_a_command() {
 
 #[test]
 fn leading_whitespace_and_case() {
-    assert_eq!(ok("  \n\t!status"), Command::Status);
-    assert_eq!(ok("!Status"), Command::Status);
-    assert_eq!(ok("!STATUS"), Command::Status);
-    assert_eq!(ok("!status   "), Command::Status);
+    assert_eq!(ok("  \n\t!status"), Command::Status(StatusArgs::default()));
+    assert_eq!(ok("!Status"), Command::Status(StatusArgs::default()));
+    assert_eq!(ok("!STATUS"), Command::Status(StatusArgs::default()));
+    assert_eq!(ok("!status   "), Command::Status(StatusArgs::default()));
+    assert_eq!(ok("!status --exact"), Command::Status(StatusArgs { exact: true }));
     assert_eq!(ok("!Jobs"), Command::Jobs);
     assert!(matches!(ok("!Purge !a:x.org --everything"), Command::Purge(_)));
 }
 
 #[test]
 fn other_prefixes() {
-    assert_eq!(parse("hk:status", "hk:"), Some(Ok(Command::Status)));
-    assert_eq!(parse("🧹status", "🧹"), Some(Ok(Command::Status)));
+    assert_eq!(parse("hk:status", "hk:"), Some(Ok(Command::Status(StatusArgs::default()))));
+    assert_eq!(parse("🧹status", "🧹"), Some(Ok(Command::Status(StatusArgs::default()))));
     assert_eq!(parse(".jobs", "."), Some(Ok(Command::Jobs)));
     assert_eq!(parse("jobs", ""), Some(Ok(Command::Jobs)));
     assert_eq!(parse("hk:", "hk:"), None);
@@ -73,7 +75,7 @@ fn help_and_status() {
     assert_eq!(args.topic().as_deref(), Some("purge"));
     let Command::Help(args) = ok("!help quarantine media") else { panic!() };
     assert_eq!(args.topic().as_deref(), Some("quarantine media"));
-    assert_eq!(ok("!status"), Command::Status);
+    assert_eq!(ok("!status"), Command::Status(StatusArgs::default()));
     let e = err("!status now");
     assert!(e.message.contains("unexpected argument 'now'"), "{e:?}");
     assert!(e.usage.unwrap().starts_with("Usage: !status"));
