@@ -1,9 +1,11 @@
 //! The store on both backends: migrations, batch indexing, redaction marks.
 
+use std::time::Duration;
+
 use crate::common::Backend;
 use housekeep::extract::extract_value;
 use housekeep::store::{AuditEntry, InboxItem, InboxKind, Source, Store};
-use housekeep::testbed::TestDatabase;
+use housekeep::testbed::{TestDatabase, eventually};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -93,14 +95,10 @@ async fn backfill_rows_are_tagged(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(summary.newest_event_ts, Some(1199));
     // `!status` reads the database's own bookkeeping instead of counting.
     // PostgreSQL publishes its row statistics a moment after the commit.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let estimate = loop {
-        let estimate = store.summary_estimate().await?;
-        if estimate.events == 1200 || std::time::Instant::now() > deadline {
-            break estimate;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let estimate = eventually(Duration::from_secs(10), "the estimate to count 1,200 events", || async {
+        Ok(Some(store.summary_estimate().await?).filter(|estimate| estimate.events == 1200))
+    })
+    .await?;
     assert_eq!((estimate.events, estimate.media_refs, estimate.media), (1200, 2400, 2400), "{estimate:?}");
     assert!(store.room_events("!r").await?.iter().all(|e| e.source == "backfill"));
     store.close().await;
