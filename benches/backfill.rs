@@ -97,6 +97,7 @@ async fn download(media: usize) -> anyhow::Result<()> {
         prefix: "!".into(),
         operators: None,
         media_wake: Arc::default(),
+        homeserver_concurrency: 8,
     };
     let mut figures = Vec::new();
     for concurrency in [32, 1] {

@@ -4,15 +4,16 @@
 //! redacted, and redactions per second.
 //!
 //! `cargo bench --bench purge`. `BENCH_PART=selection|side-by-side` runs one
-//! part; `BENCH_EVENTS` / `BENCH_USER_EVENTS` size the room (default 20,000 /
-//! 5,000, which takes a while to send).
+//! part; `BENCH_EVENTS` / `BENCH_USER_EVENTS` size each room (default 1,000 /
+//! 500); `BENCH_CONCURRENCY` lists the calls in flight to compare (default
+//! 4,16), each against Synapse alone at the same concurrency.
 
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{FIRST_TS, MillionEvents, load_million, main_with_parts, timed};
-use futures::TryStreamExt;
+use common::{FIRST_TS, MillionEvents, load_million, main_with_parts, set_homeserver_concurrency, timed};
+use futures::{StreamExt, TryStreamExt};
 use housekeep::config::Backend;
 use housekeep::store::EventFilter;
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
@@ -70,18 +71,53 @@ async fn seed(
     Ok(())
 }
 
+/// How a run redacts the spammer's events.
+#[derive(Clone, Copy)]
+enum Redacter {
+    /// Synapse's user-redact admin API (one call, Synapse's own loop).
+    SynapseUserRedact,
+    /// The room's creator redacting through the client API, this many at
+    /// once: Synapse's ceiling at the concurrency housekeep uses.
+    SynapseClient(usize),
+    /// `!purge --user` with `jobs.homeserver_concurrency` at this.
+    Housekeep(usize),
+}
+
+impl Redacter {
+    fn label(self) -> String {
+        match self {
+            Self::SynapseUserRedact => "Synapse user redact API".to_owned(),
+            Self::SynapseClient(n) => format!("Synapse alone, {n} at once"),
+            Self::Housekeep(n) => format!("housekeep !purge, {n} at once"),
+        }
+    }
+}
+
 async fn side_by_side() -> anyhow::Result<()> {
-    let total = env("BENCH_EVENTS", 20_000);
-    let by_user = env("BENCH_USER_EVENTS", 5_000);
-    let testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    let total = env("BENCH_EVENTS", 1_000);
+    let by_user = env("BENCH_USER_EVENTS", 500);
+    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "4,16".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let mut testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let store = testbed.store().await?;
     let bot = testbed.config.bot_user_id()?.to_string();
+    let mut runs = vec![Redacter::SynapseUserRedact];
+    for &n in &concurrencies {
+        runs.extend([Redacter::SynapseClient(n), Redacter::Housekeep(n)]);
+    }
     let mut results = Vec::new();
-    for (label, via_synapse) in [("Synapse user redact API", true), ("housekeep !purge --user", false)] {
-        let spammer = testbed.synapse.register_user(&format!("spammer{}", results.len()), false).await?;
-        let other = testbed.synapse.register_user(&format!("other{}", results.len()), false).await?;
+    for (i, run) in runs.into_iter().enumerate() {
+        let label = run.label();
+        if let Redacter::Housekeep(n) = run {
+            set_homeserver_concurrency(&mut testbed, n).await?;
+        }
+        let spammer = testbed.synapse.register_user(&format!("spammer{i}"), false).await?;
+        let other = testbed.synapse.register_user(&format!("other{i}"), false).await?;
         let room = other.create_room(json!({"name": label, "preset": "public_chat"})).await?;
         spammer.join(&room).await?;
         let started = Instant::now();
@@ -91,26 +127,43 @@ async fn side_by_side() -> anyhow::Result<()> {
             Ok((store.room_events(&room).await?.len() >= total).then_some(()))
         })
         .await?;
+        let spam: Vec<String> = other
+            .room_timeline(&room)
+            .await?
+            .iter()
+            .filter(|e| e["sender"] == spammer.user_id.as_str() && e["type"] == "m.room.message")
+            .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+            .collect();
         let started = Instant::now();
-        if via_synapse {
-            let path = format!("/_synapse/admin/v1/user/{}/redact", encode(&spammer.user_id));
-            let answer = testbed
-                .admin
-                .request(reqwest::Method::POST, &path, Some(json!({"rooms": [room], "limit": by_user * 2})))
+        match run {
+            Redacter::SynapseUserRedact => {
+                let path = format!("/_synapse/admin/v1/user/{}/redact", encode(&spammer.user_id));
+                let answer = testbed
+                    .admin
+                    .request(reqwest::Method::POST, &path, Some(json!({"rooms": [room], "limit": by_user * 2})))
+                    .await?;
+                let id = answer["redact_id"].as_str().unwrap_or_default().to_owned();
+                let status_path = format!("/_synapse/admin/v1/user/redact_status/{id}");
+                eventually(Duration::from_secs(3600), "Synapse's redaction", || async {
+                    let status = testbed.admin.request(reqwest::Method::GET, &status_path, None).await?;
+                    Ok((status["status"] == "complete" || status["status"] == "failed").then_some(()))
+                })
                 .await?;
-            let id = answer["redact_id"].as_str().unwrap_or_default().to_owned();
-            let status_path = format!("/_synapse/admin/v1/user/redact_status/{id}");
-            eventually(Duration::from_secs(3600), "Synapse's redaction", || async {
-                let status = testbed.admin.request(reqwest::Method::GET, &status_path, None).await?;
-                Ok((status["status"] == "complete" || status["status"] == "failed").then_some(()))
-            })
-            .await?;
-        } else {
-            let command = testbed
-                .admin
-                .send_text(&admin_room, &format!("!purge {room} --user {} --yes", spammer.user_id))
-                .await?;
-            testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+            }
+            Redacter::SynapseClient(n) => {
+                futures::stream::iter(&spam)
+                    .map(|event_id| other.redact(&room, event_id, "spam"))
+                    .buffer_unordered(n)
+                    .try_collect::<Vec<_>>()
+                    .await?;
+            }
+            Redacter::Housekeep(_) => {
+                let command = testbed
+                    .admin
+                    .send_text(&admin_room, &format!("!purge {room} --user {} --yes", spammer.user_id))
+                    .await?;
+                testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+            }
         }
         let elapsed = started.elapsed();
         let mut redacted = 0;
@@ -122,11 +175,16 @@ async fn side_by_side() -> anyhow::Result<()> {
                 redacted += 1;
             }
         }
-        results.push(format!(
-            "{label:<26} {elapsed:>8.1?} to done; {redacted} of the user's events redacted by {redactions} redactions ({:.0} redactions/s)",
+        let line = format!(
+            "{label:<30} {elapsed:>8.1?} to done; {redacted} of the user's {} messages redacted by {redactions} \
+             redactions ({:.1} redactions/s)",
+            spam.len(),
             redactions as f64 / elapsed.as_secs_f64()
-        ));
+        );
+        println!("{line}");
+        results.push(line);
     }
+    println!("--");
     for line in results {
         println!("{line}");
     }

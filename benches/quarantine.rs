@@ -4,13 +4,14 @@
 //! SQLite and PostgreSQL.
 //!
 //! `cargo bench --bench quarantine` (takes a few minutes: it sends 10,000
-//! events). `BENCH_PART=side-by-side` or `BENCH_PART=selection` runs one part.
+//! events). `BENCH_CONCURRENCY` lists `jobs.homeserver_concurrency` values
+//! to run housekeep with (default 4,8,16,32). `BENCH_PART=side-by-side` or `BENCH_PART=selection` runs one part.
 
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{MillionEvents, main_with, timed};
+use common::{MillionEvents, main_with, set_homeserver_concurrency, timed};
 use futures::TryStreamExt;
 use housekeep::config::Backend;
 use housekeep::store::{RefsOf, Scope};
@@ -82,7 +83,7 @@ async fn unavailable(user: &MatrixUser, media: &[String]) -> anyhow::Result<usiz
 }
 
 async fn side_by_side() -> anyhow::Result<()> {
-    let testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    let mut testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let alice = testbed.synapse.register_user("alice", false).await?;
@@ -112,25 +113,48 @@ async fn side_by_side() -> anyhow::Result<()> {
         media.len(),
         synapse_time
     );
-    for mxc in &media {
-        let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
-        testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
-    }
-    anyhow::ensure!(unavailable(&alice, &media).await? == 0, "unquarantine between the runs failed");
-
+    let mut lines = vec![format!(
+        "Synapse room quarantine:        {synapse_covered:>4} of {} referenced media unavailable, {synapse_time:>8.1?}",
+        media.len()
+    )];
+    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "4,8,16,32".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
     let bot = testbed.config.bot_user_id()?.to_string();
-    let started = Instant::now();
-    let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
-    let replies = testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
-    let housekeep_time = started.elapsed();
-    let result =
-        replies.last().unwrap()["content"]["body"].as_str().unwrap_or_default().lines().nth(1).unwrap_or("").to_owned();
-    let housekeep_covered = unavailable(&alice, &media).await?;
-    println!(
-        "housekeep !quarantine room: {housekeep_covered:>4} of {} referenced media unavailable, {:>8.1?} from command to result ({result})",
-        media.len(),
-        housekeep_time
-    );
+    for n in concurrencies {
+        // Released between the runs, so each run has the same work.
+        for mxc in &media {
+            let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
+            testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+        }
+        anyhow::ensure!(unavailable(&alice, &media).await? == 0, "unquarantine between the runs failed");
+        set_homeserver_concurrency(&mut testbed, n).await?;
+        let started = Instant::now();
+        let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
+        let replies = testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+        let housekeep_time = started.elapsed();
+        let result = replies.last().unwrap()["content"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        let housekeep_covered = unavailable(&alice, &media).await?;
+        let line = format!(
+            "housekeep, {n:>2} calls at once:  {housekeep_covered:>4} of {} referenced media unavailable, \
+             {housekeep_time:>8.1?} from command to result ({result})",
+            media.len(),
+        );
+        println!("{line}");
+        lines.push(line);
+    }
+    println!("--");
+    for line in lines {
+        println!("{line}");
+    }
     store.close().await;
     testbed.shutdown().await
 }

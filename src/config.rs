@@ -169,11 +169,16 @@ pub struct JobsConfig {
     /// ones for longer than one of their batches.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent: usize,
+    /// Homeserver calls in flight per job (redactions, quarantines). Synapse
+    /// serialises the events of one room, so more helps only so far; a
+    /// homeserver with workers takes more.
+    #[serde(default = "default_homeserver_concurrency")]
+    pub homeserver_concurrency: usize,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { max_concurrent: default_max_concurrent() }
+        Self { max_concurrent: default_max_concurrent(), homeserver_concurrency: default_homeserver_concurrency() }
     }
 }
 
@@ -389,6 +394,9 @@ fn default_confirm_threshold() -> Threshold {
 }
 fn default_max_concurrent() -> usize {
     4
+}
+fn default_homeserver_concurrency() -> usize {
+    8
 }
 fn default_true() -> bool {
     true

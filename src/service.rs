@@ -67,7 +67,7 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
     };
     let builder = builder
         .register(PurgeKind::default())
-        .register(QuarantineKind)
+        .register(QuarantineKind::default())
         .register(UnquarantineKind)
         .register(BackfillKind { fetcher, settings });
     #[cfg(debug_assertions)]
@@ -131,6 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         prefix: config.admin.command_prefix.clone(),
         operators: Some((sink.clone(), operators)),
         media_wake: media_wake.clone(),
+        homeserver_concurrency: config.jobs.homeserver_concurrency.max(1),
     };
     let fetcher = MediaFetcher::new(
         services.clone(),

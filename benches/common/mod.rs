@@ -131,3 +131,14 @@ where
         Ok(())
     })
 }
+
+/// Restarts housekeep with `jobs.homeserver_concurrency` at `n`.
+pub async fn set_homeserver_concurrency(testbed: &mut housekeep::testbed::Testbed, n: usize) -> anyhow::Result<()> {
+    let setting = regex::Regex::new(r"(?m)^  homeserver_concurrency: \d+\n")?;
+    testbed
+        .reconfigure(|text| {
+            let without = setting.replace(&text, "");
+            without.replacen("\njobs:\n", &format!("\njobs:\n  homeserver_concurrency: {n}\n"), 1)
+        })
+        .await
+}

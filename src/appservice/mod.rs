@@ -36,6 +36,9 @@ pub struct AppState {
     pub bot: Option<BotLink>,
     /// Transactions refused once because one before them never arrived.
     pub gaps_refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// The numeric id of the transaction this process committed last: the
+    /// next one in order needs no look for a gap behind it (0: none yet).
+    pub last_committed_txn: Arc<std::sync::atomic::AtomicU64>,
     /// Rung when redactions were queued to be checked with the homeserver.
     pub redaction_checks: Option<Arc<Notify>>,
     /// Rung when media was queued for download.
@@ -61,6 +64,7 @@ impl AppState {
             bot_user_id,
             bot: None,
             gaps_refused: Arc::default(),
+            last_committed_txn: Arc::default(),
             redaction_checks: None,
             media_queue: None,
             stats: None,

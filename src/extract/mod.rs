@@ -177,9 +177,11 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
     let state_key = match obj.get("state_key") {
         // A JSON null is treated as absent: it carries no state key either way.
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        // PostgreSQL cannot store NUL in text: one such event would make
+        // every retry of its transaction fail.
+        Some(Value::String(s)) if !s.contains('\0') => Some(s.clone()),
         Some(_) => {
-            return Err(ExtractError::WrongType { field: "state_key", expected: "a string" });
+            return Err(ExtractError::WrongType { field: "state_key", expected: "a string without NUL" });
         }
     };
     let content = obj.get("content").and_then(Value::as_object);
@@ -189,8 +191,13 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
         // copy `content.redacts` there for compatibility.
         obj.get("redacts")
             .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .or_else(|| content.and_then(|c| c.get("redacts")).and_then(Value::as_str).filter(|s| !s.is_empty()))
+            .filter(|s| !s.is_empty() && !s.contains('\0'))
+            .or_else(|| {
+                content
+                    .and_then(|c| c.get("redacts"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty() && !s.contains('\0'))
+            })
             .map(str::to_owned)
     } else {
         None
@@ -223,8 +230,8 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
 fn required_str<'v>(obj: &'v Map<String, Value>, field: &'static str) -> Result<&'v str, ExtractError> {
     match obj.get(field) {
         None => Err(ExtractError::MissingField(field)),
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(_) => Err(ExtractError::WrongType { field, expected: "a non-empty string" }),
+        Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => Ok(s),
+        Some(_) => Err(ExtractError::WrongType { field, expected: "a non-empty string without NUL" }),
     }
 }
 

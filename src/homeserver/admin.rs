@@ -21,6 +21,40 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// Quarantines every media Synapse finds in a room's events
+    /// (`POST /_synapse/admin/v1/room/{room}/media/quarantine`): its own
+    /// scan reads `content.url` and `content.info.thumbnail_url` of
+    /// unencrypted events, leaves protected media alone and, like the
+    /// per-media call, takes identical files by hash. Returns how many
+    /// media rows it changed.
+    pub async fn quarantine_room_media(&self, room_id: &str) -> Result<u64, HsError> {
+        let segments = ["_synapse", "admin", "v1", "room", room_id, "media", "quarantine"];
+        let answer = self.send::<_, Value>(Method::POST, &segments, Some(&json!({}))).await?;
+        Ok(answer["num_quarantined"].as_u64().unwrap_or(0))
+    }
+
+    /// The media Synapse's room quarantine takes
+    /// (`GET /_synapse/admin/v1/room/{room}/media`): the same scan, as mxc URIs.
+    pub async fn room_media(&self, room_id: &str) -> Result<Vec<String>, HsError> {
+        #[derive(Deserialize)]
+        struct RoomMedia {
+            local: Vec<String>,
+            remote: Vec<String>,
+        }
+        let segments = ["_synapse", "admin", "v1", "room", room_id, "media"];
+        let media: RoomMedia = self.send::<(), _>(Method::GET, &segments, None).await?;
+        Ok(media.local.into_iter().chain(media.remote).collect())
+    }
+
+    /// Quarantines every local upload of a local user
+    /// (`POST /_synapse/admin/v1/user/{user}/media/quarantine`), protected
+    /// media excepted. Returns how many media rows it changed.
+    pub async fn quarantine_user_media(&self, user_id: &str) -> Result<u64, HsError> {
+        let segments = ["_synapse", "admin", "v1", "user", user_id, "media", "quarantine"];
+        let answer = self.send::<_, Value>(Method::POST, &segments, Some(&json!({}))).await?;
+        Ok(answer["num_quarantined"].as_u64().unwrap_or(0))
+    }
+
     /// Synapse's record of a media (`quarantined_by`, `safe_from_quarantine`,
     /// `sha256`, …: the answer's `media_info`); `None` when it has none.
     pub async fn media_info(&self, server_name: &str, media_id: &str) -> Result<Option<Value>, HsError> {

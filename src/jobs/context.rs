@@ -27,6 +27,8 @@ pub struct Services {
     pub operators: Option<(Arc<dyn Sink>, Destination)>,
     /// Rung when media was queued for download outside a transaction.
     pub media_wake: Arc<tokio::sync::Notify>,
+    /// Homeserver calls in flight per job (`jobs.homeserver_concurrency`).
+    pub homeserver_concurrency: usize,
 }
 
 impl Services {

@@ -164,6 +164,153 @@ pub(super) async fn insert_batch(
     source: Source,
     indexed_at: i64,
 ) -> anyhow::Result<IndexCounts> {
+    // Live media first: a new upload is checked against the blocklist
+    // before the history's backlog is worked through.
+    let priority: i64 = match source {
+        Source::Live => 0,
+        Source::Backfill => 1,
+    };
+    let (mut counts, waiting) = match backend {
+        Backend::Postgres => insert_rows_postgres(conn, batch, source, indexed_at, priority).await?,
+        Backend::Sqlite => insert_rows_sqlite(conn, batch, source, indexed_at, priority).await?,
+    };
+
+    for Extracted { event, .. } in batch {
+        if let Some(target) = &event.redacts {
+            let marked = sqlx::query(MARK_SELF_REDACTED)
+                .bind(event.origin_server_ts)
+                .bind(target)
+                .bind(&event.room_id)
+                .bind(&event.sender)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            counts.redactions_applied += marked;
+            if marked == 0 {
+                let queued =
+                    queue_check(conn, &event.event_id, &event.room_id, target, event.origin_server_ts, &event.sender)
+                        .await?;
+                counts.redactions_to_check += queued;
+                if queued == 0 {
+                    // Its target is not indexed (yet): judged when it comes.
+                    sqlx::query(WAIT_FOR_TARGET)
+                        .bind(target)
+                        .bind(&event.event_id)
+                        .bind(&event.room_id)
+                        .bind(&event.sender)
+                        .bind(event.origin_server_ts)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
+    }
+    let (marked, queued) = judge_late_targets(conn, backend, batch, waiting).await?;
+    counts.redactions_applied += marked;
+    counts.redactions_to_check += queued;
+    Ok(counts)
+}
+
+/// Events, daily activity, media references and the media queue in one
+/// statement: PostgreSQL runs every data-modifying `WITH` part once, in one
+/// round trip, and counts only rows new to the index towards the activity (a
+/// transaction sent again, or backfill meeting live events, adds nothing).
+/// Rows travel as JSON, since the `Any` driver has no array parameters. The
+/// last column is the redactions waiting for events of this batch
+/// ([`judge_late_targets`]), oldest first.
+const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
+       SELECT * FROM json_to_recordset($1::json) AS e(i text, r text, s text, t bigint, y text, k text, d text)), \
+     ins AS (\
+       INSERT INTO events (event_id, room_id, sender, origin_server_ts, type, state_key, redacts, indexed_at, source) \
+       SELECT i, r, s, t, y, k, d, $2, $3 FROM ev ON CONFLICT (event_id) DO NOTHING \
+       RETURNING room_id, sender, origin_server_ts, type, state_key), \
+     act AS (\
+       INSERT INTO activity_daily (day, room_id, sender, messages, redactions) \
+       SELECT GREATEST(LEAST(origin_server_ts, $2), 0) / 86400000, room_id, sender, \
+         COUNT(*) FILTER (WHERE type <> 'm.room.redaction'), COUNT(*) FILTER (WHERE type = 'm.room.redaction') \
+       FROM ins WHERE (type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND state_key IS NULL) \
+         OR type = 'm.room.redaction' \
+       GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
+       ON CONFLICT (day, room_id, sender) DO UPDATE SET \
+         messages = activity_daily.messages + excluded.messages, \
+         redactions = activity_daily.redactions + excluded.redactions), \
+     refs AS (\
+       INSERT INTO media_refs (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) \
+       SELECT n, m, r, e, s, t, k FROM json_to_recordset($4::json) \
+         AS x(n text, m text, r text, e text, s text, t bigint, k text) \
+       ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1), \
+     queued AS (\
+       INSERT INTO media (server_name, media_id, next_attempt_at) \
+       SELECT DISTINCT n, m, $5::bigint FROM json_to_recordset($4::json) AS x(n text, m text) ORDER BY 1, 2 \
+       ON CONFLICT (server_name, media_id) DO NOTHING RETURNING 1) \
+     SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM refs), (SELECT COUNT(*) FROM queued), \
+       (SELECT json_agg(json_build_array(target_id, redaction_id, room_id, sender, redacted_at) \
+          ORDER BY redacted_at)::text FROM redactions_waiting WHERE target_id IN (SELECT i FROM ev))";
+
+/// A redaction that arrived before the event it redacts.
+struct Waiting {
+    target: String,
+    redaction: String,
+    room: String,
+    redacter: String,
+    at: i64,
+}
+
+async fn insert_rows_postgres(
+    conn: &mut AnyConnection,
+    batch: &[Extracted],
+    source: Source,
+    indexed_at: i64,
+    priority: i64,
+) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
+    use serde_json::json;
+    let events: Vec<_> = batch
+        .iter()
+        .map(|Extracted { event: e, .. }| {
+            json!({"i": e.event_id, "r": e.room_id, "s": e.sender, "t": e.origin_server_ts,
+                   "y": e.event_type, "k": e.state_key, "d": e.redacts})
+        })
+        .collect();
+    let refs: Vec<_> = batch
+        .iter()
+        .flat_map(|Extracted { event: e, media, .. }| {
+            media.iter().map(move |m| {
+                json!({"n": m.server_name, "m": m.media_id, "r": e.room_id, "e": e.event_id, "s": e.sender,
+                       "t": e.origin_server_ts, "k": m.kind.as_str()})
+            })
+        })
+        .collect();
+    let row = sqlx::query(INSERT_BATCH_POSTGRES)
+        .bind(serde_json::to_string(&events)?)
+        .bind(indexed_at)
+        .bind(source.as_str())
+        .bind(serde_json::to_string(&refs)?)
+        .bind(priority)
+        .fetch_one(&mut *conn)
+        .await?;
+    let count = |i: usize| row.try_get::<i64, _>(i).map(|n| n as u64);
+    let counts =
+        IndexCounts { events: count(0)?, media_refs: count(1)?, media_queued: count(2)?, ..Default::default() };
+    let waiting = match row.try_get::<Option<String>, _>(3)? {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<(String, String, String, String, i64)>>(&json)?
+            .into_iter()
+            .map(|(target, redaction, room, redacter, at)| Waiting { target, redaction, room, redacter, at })
+            .collect(),
+    };
+    Ok((counts, waiting))
+}
+
+/// The same as [`INSERT_BATCH_POSTGRES`], a statement per table: SQLite runs
+/// in this process, so statements cost no round trips.
+async fn insert_rows_sqlite(
+    conn: &mut AnyConnection,
+    batch: &[Extracted],
+    source: Source,
+    indexed_at: i64,
+    priority: i64,
+) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
+    let backend = Backend::Sqlite;
     let mut counts = IndexCounts::default();
     let mut activity = Activity::default();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
@@ -232,52 +379,34 @@ pub(super) async fn insert_batch(
             values_placeholders(backend, chunk.len(), 3)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        // Live media first: a new upload is checked against the blocklist
-        // before the history's backlog is worked through.
-        let priority: i64 = match source {
-            Source::Live => 0,
-            Source::Backfill => 1,
-        };
         for (server_name, media_id) in chunk {
             query = query.bind(*server_name).bind(*media_id).bind(priority);
         }
         counts.media_queued += query.execute(&mut *conn).await?.rows_affected();
     }
 
-    for Extracted { event, .. } in batch {
-        if let Some(target) = &event.redacts {
-            let marked = sqlx::query(MARK_SELF_REDACTED)
-                .bind(event.origin_server_ts)
-                .bind(target)
-                .bind(&event.room_id)
-                .bind(&event.sender)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            counts.redactions_applied += marked;
-            if marked == 0 {
-                let queued =
-                    queue_check(conn, &event.event_id, &event.room_id, target, event.origin_server_ts, &event.sender)
-                        .await?;
-                counts.redactions_to_check += queued;
-                if queued == 0 {
-                    // Its target is not indexed (yet): judged when it comes.
-                    sqlx::query(WAIT_FOR_TARGET)
-                        .bind(target)
-                        .bind(&event.event_id)
-                        .bind(&event.room_id)
-                        .bind(&event.sender)
-                        .bind(event.origin_server_ts)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-            }
+    let mut waiting = Vec::new();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
+             WHERE target_id IN ({}) ORDER BY redacted_at",
+            list_placeholders(backend, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for extracted in chunk {
+            query = query.bind(&extracted.event.event_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            waiting.push(Waiting {
+                target: row.try_get(0)?,
+                redaction: row.try_get(1)?,
+                room: row.try_get(2)?,
+                redacter: row.try_get(3)?,
+                at: row.try_get(4)?,
+            });
         }
     }
-    let (marked, queued) = judge_late_targets(conn, backend, batch).await?;
-    counts.redactions_applied += marked;
-    counts.redactions_to_check += queued;
-    Ok(counts)
+    Ok((counts, waiting))
 }
 
 async fn queue_check(
@@ -303,55 +432,48 @@ async fn queue_check(
 /// Judges redactions indexed *earlier* than the events of this batch they
 /// point at: backfill walks history newest first, so it meets a redaction
 /// before its target. They wait in `redactions_waiting`, a table as small as
-/// the redactions whose target never came: one probe of its key per chunk,
+/// the redactions whose target never came: one probe of its key per batch,
 /// fast whatever the planner knows of the big `events` table (a join on it
 /// took seconds per transaction on a freshly filled PostgreSQL).
 async fn judge_late_targets(
     conn: &mut AnyConnection,
     backend: Backend,
     batch: &[Extracted],
+    waiting: Vec<Waiting>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut marked, mut queued) = (0, 0);
+    if waiting.is_empty() {
+        return Ok((marked, queued));
+    }
     let events: HashMap<&str, &crate::extract::EventRow> =
         batch.iter().map(|e| (e.event.event_id.as_str(), &e.event)).collect();
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let ids = list_placeholders(backend, chunk.len());
-        let sql = format!(
-            "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
-             WHERE target_id IN ({ids}) ORDER BY redacted_at"
-        );
+    for Waiting { target, redaction, room, redacter, at } in &waiting {
+        // A redaction never crosses rooms.
+        let Some(event) = events.get(target.as_str()).filter(|e| &e.room_id == room) else { continue };
+        if redacter == &event.sender {
+            marked += sqlx::query(MARK_SELF_REDACTED)
+                .bind(at)
+                .bind(target)
+                .bind(room)
+                .bind(redacter)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        } else {
+            queued += queue_check(conn, redaction, room, target, *at, redacter).await?;
+        }
+    }
+    let mut targets: Vec<&str> = waiting.iter().map(|w| w.target.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+        let sql =
+            format!("DELETE FROM redactions_waiting WHERE target_id IN ({})", list_placeholders(backend, chunk.len()));
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for extracted in chunk {
-            query = query.bind(&extracted.event.event_id);
+        for target in chunk {
+            query = query.bind(*target);
         }
-        let waiting = query.fetch_all(&mut *conn).await?;
-        for row in &waiting {
-            let (target, redaction, room): (String, String, String) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let (redacter, at): (String, i64) = (row.try_get(3)?, row.try_get(4)?);
-            // A redaction never crosses rooms.
-            let Some(event) = events.get(target.as_str()).filter(|e| e.room_id == room) else { continue };
-            if redacter == event.sender {
-                marked += sqlx::query(MARK_SELF_REDACTED)
-                    .bind(at)
-                    .bind(&target)
-                    .bind(&room)
-                    .bind(&redacter)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-            } else {
-                queued += queue_check(conn, &redaction, &room, &target, at, &redacter).await?;
-            }
-        }
-        if !waiting.is_empty() {
-            let sql = format!("DELETE FROM redactions_waiting WHERE target_id IN ({ids})");
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for extracted in chunk {
-                query = query.bind(&extracted.event.event_id);
-            }
-            query.execute(&mut *conn).await?;
-        }
+        query.execute(&mut *conn).await?;
     }
     Ok((marked, queued))
 }

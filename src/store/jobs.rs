@@ -568,6 +568,23 @@ impl Store {
         rows.iter().map(job_item).collect()
     }
 
+    /// How many of `keys` are items of the job (by the `(job_id, item_key)` index).
+    pub async fn count_job_items_with_keys(&self, id: &str, keys: &[String]) -> anyhow::Result<i64> {
+        let mut found = 0;
+        for chunk in keys.chunks(500) {
+            // `$1` is the job, the keys follow.
+            let keys: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let keys = keys.join(", ");
+            let sql = format!("SELECT COUNT(*) FROM job_items WHERE job_id = $1 AND item_key IN ({keys})");
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            found += query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?;
+        }
+        Ok(found)
+    }
+
     /// Items in one state, in order, at most `limit`.
     pub async fn job_items_in_state(&self, id: &str, state: ItemState, limit: i64) -> anyhow::Result<Vec<JobItem>> {
         let sql =

@@ -201,26 +201,28 @@ impl Store {
         Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
     }
 
-    /// Records a quarantine (who, why, when), or its lifting with `by: None`.
+    /// Records quarantines (who, why, when), or their lifting with `by:
+    /// None`, in one transaction (one commit for a job's whole batch).
     pub async fn set_media_quarantine(
         &self,
-        server_name: &str,
-        media_id: &str,
+        media: &[(&str, &str)],
         by: Option<(&str, Option<&str>)>,
     ) -> anyhow::Result<()> {
-        match by {
-            Some((actor, reason)) => {
-                sqlx::query(SET_QUARANTINED)
-                    .bind(server_name)
-                    .bind(media_id)
-                    .bind(now_ms())
-                    .bind(actor)
-                    .bind(reason)
-                    .execute(&self.pool)
-                    .await?
-            }
-            None => sqlx::query(CLEAR_QUARANTINED).bind(server_name).bind(media_id).execute(&self.pool).await?,
-        };
+        if media.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for (server_name, media_id) in media {
+            let query = match by {
+                Some((actor, reason)) => {
+                    sqlx::query(SET_QUARANTINED).bind(*server_name).bind(*media_id).bind(now).bind(actor).bind(reason)
+                }
+                None => sqlx::query(CLEAR_QUARANTINED).bind(*server_name).bind(*media_id),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //! Selections are counted in SQL and streamed, never loaded whole: a purge
 //! of a spammer across a large server can select millions of events.
 
+use std::collections::HashSet;
+
 use futures::{Stream, StreamExt};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -239,6 +241,29 @@ impl Store {
                 senders,
             })
         })
+    }
+
+    /// Of these events, those the index knows may be redacted already: marked
+    /// redacted, or the target of an indexed redaction (by anyone, allowed or
+    /// not). By the primary key and the partial `redacts` index.
+    pub async fn maybe_redacted(&self, event_ids: &[String]) -> anyhow::Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in event_ids.chunks(500) {
+            let ids = list_placeholders(self.backend, chunk.len());
+            for sql in [
+                format!("SELECT event_id FROM events WHERE event_id IN ({ids}) AND redacted_at IS NOT NULL"),
+                format!("SELECT redacts FROM events WHERE redacts IN ({ids}) AND redacts IS NOT NULL"),
+            ] {
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                for row in query.fetch_all(&self.pool).await? {
+                    found.insert(row.try_get(0)?);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Marks events housekeep redacted, so a resumed job skips them.

@@ -1,6 +1,17 @@
 //! The `quarantine` and `unquarantine` job kinds: each media through
 //! Synapse's admin API, a few at a time, in checkpointed batches.
 //! Quarantining is idempotent, so a batch redone after a crash is harmless.
+//!
+//! A room is quarantined with Synapse's own room call first when what that
+//! call takes is all in the plan (its scan is a subset of the index's shared
+//! media, unless the index lacks some of the room's history): one call for
+//! every `url`, `thumbnail`, sticker and room avatar. Each media is still
+//! looked at (protected? quarantined now?) and recorded; only the kinds
+//! Synapse's scan cannot see (encrypted files, `<img>` in HTML, mentions)
+//! are quarantined one by one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -14,10 +25,9 @@ use crate::jobs::{Batch, ItemCursor, Kind, Lane, PlanContext, Planned, RunContex
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobState};
 
-/// Media handled per batch (one checkpoint each).
-const BATCH_SIZE: i64 = 20;
-/// Admin API calls in flight at once.
-const CONCURRENCY: usize = 4;
+/// Media handled per batch (one checkpoint each): enough to keep
+/// `jobs.homeserver_concurrency` calls in flight most of the batch.
+const BATCH_SIZE: i64 = 100;
 
 /// Who shared a media, when a job takes only media of its own sharers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +56,11 @@ impl Tally for MediaTally {
 
 /// `!quarantine`.
 #[derive(Debug, Default)]
-pub struct QuarantineKind;
+pub struct QuarantineKind {
+    /// Per job of a room, the media Synapse's room call quarantined in this
+    /// run of the job (empty when it was not used).
+    covered: std::sync::Mutex<HashMap<String, Arc<HashSet<String>>>>,
+}
 
 /// `!unquarantine`.
 #[derive(Debug, Default)]
@@ -68,11 +82,62 @@ impl Kind for QuarantineKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        run_batch(ctx, job, Action::Quarantine).await
+        let covered = match &job.plan.room_id {
+            Some(room_id) => self.room_call(ctx, job, room_id).await?,
+            None => Arc::default(),
+        };
+        run_batch(ctx, job, Action::Quarantine, &covered).await
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
         describe_result(ctx, job, Action::Quarantine, state).await
+    }
+
+    async fn ended(&self, _ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<()> {
+        self.covered.lock().expect("not poisoned").remove(&job.record.id);
+        Ok(())
+    }
+}
+
+impl QuarantineKind {
+    /// Synapse's room quarantine, once per run of the job: the media it
+    /// took, or none if it would take media the plan does not list (the
+    /// index has not read all of the room's history, or the plan left
+    /// something out). It is idempotent, so a run after a restart calls it
+    /// again.
+    async fn room_call(
+        &self,
+        ctx: &RunContext<'_>,
+        job: &TypedJob<Self>,
+        room_id: &str,
+    ) -> anyhow::Result<Arc<HashSet<String>>> {
+        let id = &job.record.id;
+        if let Some(covered) = self.covered.lock().expect("not poisoned").get(id) {
+            return Ok(covered.clone());
+        }
+        let homeserver = &ctx.services.homeserver;
+        // Once per media: Synapse lists a media as often as it is posted.
+        let mut seen = homeserver.room_media(room_id).await?;
+        seen.sort_unstable();
+        seen.dedup();
+        let planned = ctx.services.store.count_job_items_with_keys(id, &seen).await?;
+        let covered = if planned < seen.len() as i64 {
+            tracing::info!(
+                job = %id,
+                room_id,
+                synapse_sees = seen.len(),
+                planned,
+                "Synapse's room quarantine would take media the plan does not list; quarantining one by one"
+            );
+            HashSet::new()
+        } else {
+            let changed = homeserver.quarantine_room_media(room_id).await?;
+            tracing::info!(job = %id, room_id, media = seen.len(), changed, "Synapse's room quarantine called");
+            seen.into_iter().collect()
+        };
+        let covered = Arc::new(covered);
+        self.covered.lock().expect("not poisoned").insert(id.clone(), covered.clone());
+        Ok(covered)
     }
 }
 
@@ -91,7 +156,7 @@ impl Kind for UnquarantineKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        run_batch(ctx, job, Action::Unquarantine).await
+        run_batch(ctx, job, Action::Unquarantine, &HashSet::new()).await
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
@@ -99,8 +164,14 @@ impl Kind for UnquarantineKind {
     }
 }
 
-/// The next media after the cursor, `CONCURRENCY` at a time.
-async fn run_batch<K>(ctx: &RunContext<'_>, job: &TypedJob<K>, action: Action) -> anyhow::Result<Batch<K>>
+/// The next media after the cursor, `jobs.homeserver_concurrency` at a
+/// time; `covered` were quarantined by Synapse's room call.
+async fn run_batch<K>(
+    ctx: &RunContext<'_>,
+    job: &TypedJob<K>,
+    action: Action,
+    covered: &HashSet<String>,
+) -> anyhow::Result<Batch<K>>
 where
     K: Kind<Plan = MediaPlan, Cursor = ItemCursor, Tally = MediaTally>,
 {
@@ -110,16 +181,23 @@ where
         batch.finished = true;
         return Ok(batch);
     };
-    let reason = job.plan.reason.as_deref();
     let outcomes: Vec<_> = futures::stream::iter(items)
         .map(|item| async move {
             let owners = item.item.as_ref().map(|owned| owned.owners.as_slice());
-            let outcome = apply(ctx.services, ctx.job.actor(), reason, action, &item.key, owners).await;
+            let outcome = act(ctx.services, action, &item.key, owners, covered.contains(&item.key)).await;
             outcome.map(|(state, detail)| (item, state, detail))
         })
-        .buffered(CONCURRENCY)
+        .buffered(ctx.services.homeserver_concurrency)
         .try_collect()
         .await?;
+    // Recorded in one commit: a crash before it redoes the batch, which
+    // finds the media quarantined and records it then.
+    let done: Vec<(&str, &str)> = outcomes
+        .iter()
+        .filter(|(_, state, _)| *state == ItemState::Done)
+        .filter_map(|(item, _, _)| parse_mxc(&item.key).ok().map(|m| (m.server_name, m.media_id)))
+        .collect();
+    ctx.services.store.set_media_quarantine(&done, record(action, ctx.job.actor(), job.plan.reason.as_deref())).await?;
     let mut batch = Batch::<K>::new(ItemCursor(last));
     for (item, state, detail) in outcomes {
         match state {
@@ -154,6 +232,36 @@ pub async fn apply(
     mxc: &str,
     owners: Owners<'_>,
 ) -> anyhow::Result<(ItemState, String)> {
+    let (state, detail) = act(services, action, mxc, owners, false).await?;
+    if state == ItemState::Done
+        && let Ok(parsed) = parse_mxc(mxc)
+    {
+        services
+            .store
+            .set_media_quarantine(&[(parsed.server_name, parsed.media_id)], record(action, actor, reason))
+            .await?;
+    }
+    Ok((state, detail))
+}
+
+/// What the index records of a media an action was done to.
+fn record<'a>(action: Action, actor: &'a str, reason: Option<&'a str>) -> Option<(&'a str, Option<&'a str>)> {
+    match action {
+        Action::Quarantine => Some((actor, reason)),
+        Action::Unquarantine => None,
+    }
+}
+
+/// Done by Synapse's room call (`covered`), already so, or now by the
+/// per-media call; not recorded here.
+async fn act(
+    services: &Services,
+    action: Action,
+    mxc: &str,
+    owners: Owners<'_>,
+    covered: bool,
+) -> anyhow::Result<(ItemState, String)> {
+    const BY_ROOM_CALL: &str = "quarantined by Synapse's room quarantine";
     let Ok(parsed) = parse_mxc(mxc) else {
         return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
     };
@@ -185,6 +293,14 @@ pub async fn apply(
         if action == Action::Quarantine && info.as_ref().is_some_and(is_protected) {
             return Ok((ItemState::Skipped, "protected: Synapse keeps serving it".to_owned()));
         }
+        if action == Action::Quarantine && info.as_ref().is_some_and(|info| !info["quarantined_by"].is_null()) {
+            let detail = if covered { BY_ROOM_CALL } else { "quarantined (it was already)" };
+            return Ok((ItemState::Done, detail.to_owned()));
+        }
+    } else if covered && action == Action::Quarantine {
+        // Remote media has no protection: the room call marked the cached
+        // copy, as the per-media call would.
+        return Ok((ItemState::Done, BY_ROOM_CALL.to_owned()));
     }
     let called = match action {
         Action::Quarantine => homeserver.quarantine_media(server, media_id).await,
@@ -193,11 +309,6 @@ pub async fn apply(
     if let Err(error) = called {
         return refused_or_retry(error);
     }
-    let record = match action {
-        Action::Quarantine => Some((actor, reason)),
-        Action::Unquarantine => None,
-    };
-    services.store.set_media_quarantine(server, media_id, record).await?;
     Ok((ItemState::Done, format!("{}d", action.as_str())))
 }
 

@@ -59,6 +59,9 @@ pub struct MediaPlan {
     /// Local media the selected user referenced that someone else uploaded.
     pub uploaded_by_others: Vec<(String, String)>,
     pub uploaded_by_others_count: i64,
+    /// A room selection's room: Synapse's room call may take its media in one go.
+    #[serde(default)]
+    pub room_id: Option<String>,
 }
 
 /// One selection, whichever command it came from.
@@ -134,6 +137,9 @@ pub(super) async fn plan(
         Selection::Room(room) => {
             let room_id = services.homeserver.resolve_room(room.as_str()).await?;
             plan.target = format!("room {room}");
+            if action == Action::Quarantine {
+                plan.room_id = Some(room_id.to_string());
+            }
             let of = RefsOf::Room(room_id.as_str());
             stats = services.store.media_selection_stats(of, scope, &local).await?;
             let mut media = std::pin::pin!(services.store.selected_media(of, scope));
