@@ -114,7 +114,7 @@ async fn side_by_side() -> anyhow::Result<()> {
     for (i, run) in runs.into_iter().enumerate() {
         let label = run.label();
         if let Redacter::Housekeep(n) = run {
-            set_homeserver_concurrency(&mut testbed, n).await?;
+            set_homeserver_concurrency(&mut testbed, n, &admin_room).await?;
         }
         let spammer = testbed.synapse.register_user(&format!("spammer{i}"), false).await?;
         let other = testbed.synapse.register_user(&format!("other{i}"), false).await?;

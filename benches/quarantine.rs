@@ -14,7 +14,7 @@ mod common;
 use common::{MillionEvents, main_with, set_homeserver_concurrency, timed};
 use futures::TryStreamExt;
 use housekeep::config::Backend;
-use housekeep::store::{RefsOf, Scope};
+use housekeep::store::{JobState, RefsOf, Scope};
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::{Value, json};
 
@@ -130,23 +130,28 @@ async fn side_by_side() -> anyhow::Result<()> {
             testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
         }
         anyhow::ensure!(unavailable(&alice, &media).await? == 0, "unquarantine between the runs failed");
-        set_homeserver_concurrency(&mut testbed, n).await?;
+        set_homeserver_concurrency(&mut testbed, n, &admin_room).await?;
+        // 1,000 media is above `admin.confirm_threshold`: planned, then confirmed.
+        let planning = Instant::now();
+        let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room}")).await?;
+        let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
+        let planned = planning.elapsed();
+        let id = plan.split_whitespace().nth(3).unwrap_or_default().to_owned();
+        testbed.admin.send_text(&admin_room, &format!("!confirm {id}")).await?;
         let started = Instant::now();
-        let command = testbed.admin.send_text(&admin_room, &format!("!quarantine room {room} --yes")).await?;
-        let replies = testbed.admin.wait_for_replies(&admin_room, &command, &bot, 3).await?;
+        let job = eventually(Duration::from_secs(600), "the quarantine job", || async {
+            Ok(store.job(&id).await?.filter(|job| matches!(job.state, JobState::Done | JobState::Failed)))
+        })
+        .await?;
         let housekeep_time = started.elapsed();
-        let result = replies.last().unwrap()["content"]["body"]
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
         let housekeep_covered = unavailable(&alice, &media).await?;
         let line = format!(
             "housekeep, {n:>2} calls at once:  {housekeep_covered:>4} of {} referenced media unavailable, \
-             {housekeep_time:>8.1?} from command to result ({result})",
+             {housekeep_time:>8.1?} from confirmation to done ({:.0} media/s; {} done, {} failed; planned in {planned:.1?})",
             media.len(),
+            media.len() as f64 / housekeep_time.as_secs_f64(),
+            job.done_count,
+            job.failed_count,
         );
         println!("{line}");
         lines.push(line);

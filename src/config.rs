@@ -596,6 +596,9 @@ impl Config {
         if self.jobs.max_concurrent == 0 || self.jobs.max_concurrent > 64 {
             bail!("jobs.max_concurrent: must be between 1 and 64, got {}", self.jobs.max_concurrent);
         }
+        if !(1..=64).contains(&self.jobs.homeserver_concurrency) {
+            bail!("jobs.homeserver_concurrency: must be between 1 and 64, got {}", self.jobs.homeserver_concurrency);
+        }
         if !(100..=100_000).contains(&self.backfill.chunk_events) {
             bail!("backfill.chunk_events: must be between 100 and 100000, got {}", self.backfill.chunk_events);
         }

@@ -131,7 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         prefix: config.admin.command_prefix.clone(),
         operators: Some((sink.clone(), operators)),
         media_wake: media_wake.clone(),
-        homeserver_concurrency: config.jobs.homeserver_concurrency.max(1),
+        homeserver_concurrency: config.jobs.homeserver_concurrency,
     };
     let fetcher = MediaFetcher::new(
         services.clone(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use housekeep::config::Backend;
 use housekeep::extract::extract_value;
 use housekeep::store::{Source, Store};
-use housekeep::testbed::TestDatabase;
+use housekeep::testbed::{TestDatabase, Testbed};
 use serde_json::json;
 
 /// A fresh database holding 1,000,000 events in 100 rooms (`!room0` …
@@ -132,13 +132,23 @@ where
     })
 }
 
-/// Restarts housekeep with `jobs.homeserver_concurrency` at `n`.
-pub async fn set_homeserver_concurrency(testbed: &mut housekeep::testbed::Testbed, n: usize) -> anyhow::Result<()> {
+/// Restarts housekeep with `jobs.homeserver_concurrency` at `n`, and waits
+/// until it answers in the admin room again: Synapse backs off from an
+/// appservice it could not reach.
+pub async fn set_homeserver_concurrency(testbed: &mut Testbed, n: usize, admin_room: &str) -> anyhow::Result<()> {
     let setting = regex::Regex::new(r"(?m)^  homeserver_concurrency: \d+\n")?;
     testbed
         .reconfigure(|text| {
             let without = setting.replace(&text, "");
             without.replacen("\njobs:\n", &format!("\njobs:\n  homeserver_concurrency: {n}\n"), 1)
         })
-        .await
+        .await?;
+    let bot = testbed.config.bot_user_id()?.to_string();
+    for _ in 0..10 {
+        let ping = testbed.admin.send_text(admin_room, "!status").await?;
+        if testbed.admin.wait_for_reply(admin_room, &ping, &bot).await.is_ok() {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("housekeep does not answer after its restart")
 }

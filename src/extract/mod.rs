@@ -177,11 +177,12 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
     let state_key = match obj.get("state_key") {
         // A JSON null is treated as absent: it carries no state key either way.
         None | Some(Value::Null) => None,
-        // PostgreSQL cannot store NUL in text: one such event would make
-        // every retry of its transaction fail.
-        Some(Value::String(s)) if !s.contains('\0') => Some(s.clone()),
+        Some(Value::String(s)) if storable(s) => Some(s.clone()),
         Some(_) => {
-            return Err(ExtractError::WrongType { field: "state_key", expected: "a string without NUL" });
+            return Err(ExtractError::WrongType {
+                field: "state_key",
+                expected: "a string of at most 255 bytes without NUL",
+            });
         }
     };
     let content = obj.get("content").and_then(Value::as_object);
@@ -191,12 +192,9 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
         // copy `content.redacts` there for compatibility.
         obj.get("redacts")
             .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && !s.contains('\0'))
+            .filter(|s| !s.is_empty() && storable(s))
             .or_else(|| {
-                content
-                    .and_then(|c| c.get("redacts"))
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty() && !s.contains('\0'))
+                content.and_then(|c| c.get("redacts")).and_then(Value::as_str).filter(|s| !s.is_empty() && storable(s))
             })
             .map(str::to_owned)
     } else {
@@ -230,9 +228,20 @@ pub fn extract_value(event: &Value) -> Result<Extracted, ExtractError> {
 fn required_str<'v>(obj: &'v Map<String, Value>, field: &'static str) -> Result<&'v str, ExtractError> {
     match obj.get(field) {
         None => Err(ExtractError::MissingField(field)),
-        Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => Ok(s),
-        Some(_) => Err(ExtractError::WrongType { field, expected: "a non-empty string without NUL" }),
+        Some(Value::String(s)) if !s.is_empty() && storable(s) => Ok(s),
+        Some(_) => Err(ExtractError::WrongType { field, expected: ID_EXPECTED }),
     }
+}
+
+/// The longest ID, type or state key the spec allows (and Synapse accepts).
+const MAX_ID_LEN: usize = 255;
+const ID_EXPECTED: &str = "a non-empty string of at most 255 bytes without NUL";
+
+/// Whether the index can store `s` as a key: PostgreSQL cannot store NUL in
+/// text, nor index an entry over ~2.7 kB, and one row it refuses would fail
+/// every retry of its transaction.
+fn storable(s: &str) -> bool {
+    s.len() <= MAX_ID_LEN && !s.contains('\0')
 }
 
 /// Truncates to at most [`MAX_REPORTED_LEN`] bytes without splitting a char.
@@ -954,7 +963,29 @@ mod tests {
         v["state_key"] = Value::Null;
         assert_eq!(ok_value(&v).event.state_key, None);
         v["state_key"] = json!(5);
-        assert_eq!(extract_value(&v), Err(ExtractError::WrongType { field: "state_key", expected: "a string" }));
+        assert_eq!(
+            extract_value(&v),
+            Err(ExtractError::WrongType { field: "state_key", expected: "a string of at most 255 bytes without NUL" })
+        );
+    }
+
+    /// PostgreSQL cannot store NUL in text: such an event is refused alone
+    /// (counted and logged by the caller) instead of failing every retry of
+    /// its transaction.
+    #[test]
+    fn nul_in_ids_is_refused_and_a_nul_redacts_ignored() {
+        let base = event("m.room.message", json!({}));
+        for field in ["event_id", "room_id", "sender", "type", "state_key"] {
+            let mut v = base.clone();
+            v[field] = json!("a\u{0}b");
+            assert!(
+                matches!(extract_value(&v), Err(ExtractError::WrongType { field: f, .. }) if f == field),
+                "{field}"
+            );
+        }
+        let mut redaction = event("m.room.redaction", json!({"redacts": "$x\u{0}"}));
+        redaction["redacts"] = json!("$y\u{0}");
+        assert_eq!(ok_value(&redaction).event.redacts, None);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub const MXC_PREFIX: &str = "mxc://";
 
 /// Longest DNS name the spec grammar allows.
 const MAX_DNS_NAME_LEN: usize = 255;
+/// No spec limit; Synapse's are 24 characters.
+const MAX_MEDIA_ID_LEN: usize = 255;
 /// Longest textual IPv6 address (with an embedded IPv4 tail), per the spec grammar.
 const MAX_IPV6_LEN: usize = 45;
 /// The spec allows 1 to 5 port digits (no range check: the grammar has none).
@@ -47,6 +49,8 @@ pub enum MxcError {
     BadServerName,
     #[error("mxc URI server name is longer than 255 characters")]
     ServerNameTooLong,
+    #[error("mxc URI media id is longer than 255 characters")]
+    MediaIdTooLong,
     #[error("mxc URI server name has an invalid [IPv6] literal")]
     BadIpv6Literal,
     #[error("mxc URI server name port must be 1 to 5 digits")]
@@ -71,6 +75,7 @@ impl MxcError {
             Self::BadIpv6Literal => "bad_ipv6_literal",
             Self::BadPort => "bad_port",
             Self::BadMediaId => "bad_media_id",
+            Self::MediaIdTooLong => "media_id_too_long",
         }
     }
 }
@@ -105,6 +110,11 @@ pub fn parse_mxc(s: &str) -> Result<Mxc<'_>, MxcError> {
     }
     if !media_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(MxcError::BadMediaId);
+    }
+    // Keys of the index: PostgreSQL refuses an index entry over ~2.7 kB,
+    // and one refused row would fail every retry of its transaction.
+    if media_id.len() > MAX_MEDIA_ID_LEN {
+        return Err(MxcError::MediaIdTooLong);
     }
     Ok(Mxc { server_name, media_id })
 }

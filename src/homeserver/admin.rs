@@ -6,6 +6,17 @@ use serde_json::{Value, json};
 
 use super::{HomeserverClient, HsError};
 
+/// One media of a user's uploads, as Synapse's admin list has it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Upload {
+    pub media_id: String,
+    #[serde(default)]
+    pub quarantined_by: Option<String>,
+    /// A boolean, or 0/1 from a Synapse on SQLite (see [`super::truthy`]).
+    #[serde(default)]
+    pub safe_from_quarantine: Value,
+}
+
 impl HomeserverClient {
     /// Quarantines one media (`POST /_synapse/admin/v1/media/quarantine/{server}/{id}`).
     /// Synapse quarantines by content hash: identical bytes elsewhere go too.
@@ -69,22 +80,18 @@ impl HomeserverClient {
     /// One page of the media a local user uploaded
     /// (`GET /_synapse/admin/v1/users/{user}/media`): their IDs, and where
     /// the next page starts, if there is one.
-    pub async fn user_uploads_page(&self, user_id: &str, from: u64) -> Result<(Vec<String>, Option<u64>), HsError> {
+    pub async fn user_uploads_page(&self, user_id: &str, from: u64) -> Result<(Vec<Upload>, Option<u64>), HsError> {
         #[derive(Deserialize)]
         struct Page {
             media: Vec<Upload>,
             next_token: Option<u64>,
-        }
-        #[derive(Deserialize)]
-        struct Upload {
-            media_id: String,
         }
         let mut url = self.url(&["_synapse", "admin", "v1", "users", user_id, "media"]);
         url.query_pairs_mut().append_pair("from", &from.to_string()).append_pair("limit", "500");
         let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
         // A token that does not move forward would page forever.
         let next = page.next_token.filter(|next| *next > from);
-        Ok((page.media.into_iter().map(|m| m.media_id).collect(), next))
+        Ok((page.media, next))
     }
 
     /// An event as the homeserver serves it, whether or not the bot is in

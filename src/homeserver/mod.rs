@@ -56,7 +56,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 }
 
 pub use account::{PingOutcome, StartupReport};
-pub use admin::{ListedRoom, MessagesPage, truthy};
+pub use admin::{ListedRoom, MessagesPage, Upload, truthy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {

@@ -139,8 +139,8 @@ impl<'a> Activity<'a> {
 
     async fn write(self, conn: &mut AnyConnection, backend: Backend) -> anyhow::Result<()> {
         let mut rows: Vec<_> = self.counts.into_iter().collect();
-        // One order for every writer of these rows (PostgreSQL takes their
-        // locks in statement order).
+        // One order for every writer of these rows (the SQLite path; the
+        // PostgreSQL statement sorts them itself).
         rows.sort_unstable();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql =

@@ -226,6 +226,25 @@ impl Store {
         Ok(())
     }
 
+    /// Who posted media of `server_name` in a room (by the `media_refs_room`
+    /// index), at most `limit` of them.
+    pub async fn media_senders_in_room(
+        &self,
+        room_id: &str,
+        server_name: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT sender FROM media_refs WHERE room_id = $1 AND server_name = $2 ORDER BY sender LIMIT $3",
+        )
+        .bind(room_id)
+        .bind(server_name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
     pub async fn quarantined_media_count(&self) -> anyhow::Result<i64> {
         Ok(sqlx::query(COUNT_QUARANTINED).fetch_one(&self.pool).await?.try_get(0)?)
     }

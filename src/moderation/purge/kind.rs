@@ -186,6 +186,11 @@ impl Kind for PurgeKind {
             .buffered(ctx.services.homeserver_concurrency)
             .collect()
             .await;
+        if outcomes.iter().any(|(_, outcome)| outcome.is_err()) {
+            // The retry is a first batch again: it asks about every event,
+            // since some may have been redacted before the error.
+            self.ways.lock().expect("not poisoned").remove(&job.record.id);
+        }
         let mut batch = Batch::<PurgeKind>::new(PurgeCursor { after: ItemCursor(last), ..PurgeCursor::default() });
         for (item, outcome) in outcomes {
             // An outage is the batch's error (tried again, the job paused

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::args::{QuarantineArgs, UnquarantineArgs};
 use super::plan::{Action, MediaPlan, Selection, is_protected, plan};
 use crate::extract::mxc::parse_mxc;
-use crate::homeserver::HsError;
+use crate::homeserver::{HsError, Upload};
 use crate::jobs::{Batch, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Services, Tally, TypedJob};
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobState};
@@ -59,7 +59,7 @@ impl Tally for MediaTally {
 pub struct QuarantineKind {
     /// Per job of a room, the media Synapse's room call quarantined in this
     /// run of the job (empty when it was not used).
-    covered: std::sync::Mutex<HashMap<String, Arc<HashSet<String>>>>,
+    covered: std::sync::Mutex<HashMap<String, Arc<Covered>>>,
 }
 
 /// `!unquarantine`.
@@ -83,7 +83,7 @@ impl Kind for QuarantineKind {
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
         let covered = match &job.plan.room_id {
-            Some(room_id) => self.room_call(ctx, job, room_id).await?,
+            Some(room_id) => self.room_call(ctx, job, room_id).await,
             None => Arc::default(),
         };
         run_batch(ctx, job, Action::Quarantine, &covered).await
@@ -100,45 +100,120 @@ impl Kind for QuarantineKind {
 }
 
 impl QuarantineKind {
-    /// Synapse's room quarantine, once per run of the job: the media it
+    /// Synapse's room quarantine, before the job's first media: the media it
     /// took, or none if it would take media the plan does not list (the
     /// index has not read all of the room's history, or the plan left
-    /// something out). It is idempotent, so a run after a restart calls it
-    /// again.
-    async fn room_call(
-        &self,
-        ctx: &RunContext<'_>,
-        job: &TypedJob<Self>,
-        room_id: &str,
-    ) -> anyhow::Result<Arc<HashSet<String>>> {
+    /// something out) or it failed (a room gone, a scan too slow for the
+    /// client's timeout): the job then goes one media at a time. A resumed
+    /// job does not call it again (media released meanwhile stays released).
+    ///
+    /// Synapse scans the room again when called: an event posted between
+    /// its list and its call could add a media the plan never showed. The
+    /// room is listed again afterwards and anything extra is told to the
+    /// operators, to release with `!unquarantine media`.
+    async fn room_call(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, room_id: &str) -> Arc<Covered> {
         let id = &job.record.id;
         if let Some(covered) = self.covered.lock().expect("not poisoned").get(id) {
-            return Ok(covered.clone());
+            return covered.clone();
         }
-        let homeserver = &ctx.services.homeserver;
-        // Once per media: Synapse lists a media as often as it is posted.
-        let mut seen = homeserver.room_media(room_id).await?;
-        seen.sort_unstable();
-        seen.dedup();
-        let planned = ctx.services.store.count_job_items_with_keys(id, &seen).await?;
-        let covered = if planned < seen.len() as i64 {
-            tracing::info!(
-                job = %id,
-                room_id,
-                synapse_sees = seen.len(),
-                planned,
-                "Synapse's room quarantine would take media the plan does not list; quarantining one by one"
-            );
-            HashSet::new()
+        let covered = if job.cursor.0 > 0 {
+            Covered::new()
         } else {
-            let changed = homeserver.quarantine_room_media(room_id).await?;
-            tracing::info!(job = %id, room_id, media = seen.len(), changed, "Synapse's room quarantine called");
-            seen.into_iter().collect()
+            match room_call(ctx, id, room_id).await {
+                Ok(covered) => covered,
+                Err(error) => {
+                    tracing::info!(
+                        job = %id,
+                        room_id,
+                        error = format!("{error:#}"),
+                        "Synapse's room quarantine not used; quarantining one by one"
+                    );
+                    Covered::new()
+                }
+            }
         };
         let covered = Arc::new(covered);
         self.covered.lock().expect("not poisoned").insert(id.clone(), covered.clone());
-        Ok(covered)
+        covered
     }
+}
+
+/// Synapse's list of a room's media, once per media (it lists a media as
+/// often as it is posted).
+async fn room_media(ctx: &RunContext<'_>, room_id: &str) -> anyhow::Result<Vec<String>> {
+    let mut seen = ctx.services.homeserver.room_media(room_id).await?;
+    seen.sort_unstable();
+    seen.dedup();
+    Ok(seen)
+}
+
+/// See [`QuarantineKind::room_call`].
+async fn room_call(ctx: &RunContext<'_>, id: &str, room_id: &str) -> anyhow::Result<Covered> {
+    let store = &ctx.services.store;
+    let seen = room_media(ctx, room_id).await?;
+    let planned = store.count_job_items_with_keys(id, &seen).await?;
+    if planned < seen.len() as i64 {
+        tracing::info!(
+            job = %id,
+            room_id,
+            synapse_sees = seen.len(),
+            planned,
+            "Synapse's room quarantine would take media the plan does not list; quarantining one by one"
+        );
+        return Ok(Covered::new());
+    }
+    let changed = ctx.services.homeserver.quarantine_room_media(room_id).await?;
+    tracing::info!(job = %id, room_id, media = seen.len(), changed, "Synapse's room quarantine called");
+    let mut covered: HashSet<String> = seen.into_iter().collect();
+    let after = room_media(ctx, room_id).await?;
+    let extra: Vec<String> = after.into_iter().filter(|mxc| !covered.contains(mxc)).collect();
+    if !extra.is_empty() && store.count_job_items_with_keys(id, &extra).await? < extra.len() as i64 {
+        tracing::warn!(job = %id, room_id, extra = ?extra, "media posted during Synapse's room quarantine was taken too");
+        let notice = Notice::new()
+            .title(&format!("Job {id}: Synapse's room quarantine took media posted while it ran"))
+            .line("Not in the plan; release what should stay with !unquarantine media:")
+            .list(extra.iter().cloned());
+        ctx.services.tell_operators(&format!("{id}-room-call-extra"), &notice).await;
+    }
+    covered.extend(extra);
+    let mut covered: Covered = covered.into_iter().map(|mxc| (mxc, None)).collect();
+    uploads_of_posters(ctx, room_id, &mut covered).await?;
+    Ok(covered)
+}
+
+/// Per media Synapse's room call took: its upload record, where the list of
+/// uploads of who posted media in the room has it.
+type Covered = HashMap<String, Option<Upload>>;
+
+/// Posters whose uploads are listed; each list is paged at most so far.
+const MAX_POSTERS_LISTED: i64 = 20;
+const MAX_UPLOAD_PAGES: usize = 20;
+
+/// Fills in the upload records of covered local media from the uploads of
+/// who posted them (one call per 500 uploads instead of one per media):
+/// whether each is protected, and quarantined now. Media not found there
+/// (uploaded by someone else, or a poster with very many uploads) is looked
+/// up one by one.
+async fn uploads_of_posters(ctx: &RunContext<'_>, room_id: &str, covered: &mut Covered) -> anyhow::Result<()> {
+    let services = ctx.services;
+    let local = services.server_name();
+    let posters = services.store.media_senders_in_room(room_id, local, MAX_POSTERS_LISTED).await?;
+    for poster in posters.iter().filter(|p| server_of(p).as_deref() == Some(local)) {
+        let mut from = 0;
+        for _ in 0..MAX_UPLOAD_PAGES {
+            let (page, next) = services.homeserver.user_uploads_page(poster, from).await?;
+            for upload in page {
+                if let Some(slot) = covered.get_mut(&format!("mxc://{local}/{}", upload.media_id)) {
+                    *slot = Some(upload);
+                }
+            }
+            match next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -156,7 +231,7 @@ impl Kind for UnquarantineKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        run_batch(ctx, job, Action::Unquarantine, &HashSet::new()).await
+        run_batch(ctx, job, Action::Unquarantine, &Covered::new()).await
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
@@ -170,7 +245,7 @@ async fn run_batch<K>(
     ctx: &RunContext<'_>,
     job: &TypedJob<K>,
     action: Action,
-    covered: &HashSet<String>,
+    covered: &Covered,
 ) -> anyhow::Result<Batch<K>>
 where
     K: Kind<Plan = MediaPlan, Cursor = ItemCursor, Tally = MediaTally>,
@@ -184,7 +259,7 @@ where
     let outcomes: Vec<_> = futures::stream::iter(items)
         .map(|item| async move {
             let owners = item.item.as_ref().map(|owned| owned.owners.as_slice());
-            let outcome = act(ctx.services, action, &item.key, owners, covered.contains(&item.key)).await;
+            let outcome = act(ctx.services, action, &item.key, owners, covered.get(&item.key)).await;
             outcome.map(|(state, detail)| (item, state, detail))
         })
         .buffered(ctx.services.homeserver_concurrency)
@@ -232,7 +307,7 @@ pub async fn apply(
     mxc: &str,
     owners: Owners<'_>,
 ) -> anyhow::Result<(ItemState, String)> {
-    let (state, detail) = act(services, action, mxc, owners, false).await?;
+    let (state, detail) = act(services, action, mxc, owners, None).await?;
     if state == ItemState::Done
         && let Ok(parsed) = parse_mxc(mxc)
     {
@@ -252,15 +327,16 @@ fn record<'a>(action: Action, actor: &'a str, reason: Option<&'a str>) -> Option
     }
 }
 
-/// Done by Synapse's room call (`covered`), already so, or now by the
-/// per-media call; not recorded here.
+/// Done by Synapse's room call (`covered`, with the media's upload record
+/// if known), already so, or now by the per-media call; not recorded here.
 async fn act(
     services: &Services,
     action: Action,
     mxc: &str,
     owners: Owners<'_>,
-    covered: bool,
+    covered: Option<&Option<Upload>>,
 ) -> anyhow::Result<(ItemState, String)> {
+    let (covered, upload) = (covered.is_some(), covered.and_then(Option::as_ref));
     const BY_ROOM_CALL: &str = "quarantined by Synapse's room quarantine";
     let Ok(parsed) = parse_mxc(mxc) else {
         return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
@@ -277,9 +353,16 @@ async fn act(
     // Synapse answers 200 for protected media but keeps serving it: look first,
     // so protected media is neither reported nor recorded as quarantined.
     if local && (action == Action::Quarantine || owners.is_some()) {
-        let info = match homeserver.media_info(server, media_id).await {
-            Ok(info) => info,
-            Err(error) => return refused_or_retry(error),
+        // Known from the uploads list (a room selection: no owners to check).
+        let known = upload.filter(|_| owners.is_none()).map(|upload| {
+            serde_json::json!({"quarantined_by": upload.quarantined_by, "safe_from_quarantine": upload.safe_from_quarantine})
+        });
+        let info = match known {
+            Some(known) => Some(known),
+            None => match homeserver.media_info(server, media_id).await {
+                Ok(info) => info,
+                Err(error) => return refused_or_retry(error),
+            },
         };
         if let (Some(owners), Some(info)) = (owners, &info)
             && let Some(uploader) = info["user_id"].as_str()
@@ -293,8 +376,12 @@ async fn act(
         if action == Action::Quarantine && info.as_ref().is_some_and(is_protected) {
             return Ok((ItemState::Skipped, "protected: Synapse keeps serving it".to_owned()));
         }
-        if action == Action::Quarantine && info.as_ref().is_some_and(|info| !info["quarantined_by"].is_null()) {
-            let detail = if covered { BY_ROOM_CALL } else { "quarantined (it was already)" };
+        if let Some(by) = info.as_ref().map(|info| &info["quarantined_by"]).filter(|by| !by.is_null())
+            && action == Action::Quarantine
+        {
+            // The room call quarantines as the bot; anyone else's mark is older.
+            let by_room_call = covered && by.as_str() == Some(services.bot_user_id.as_str());
+            let detail = if by_room_call { BY_ROOM_CALL } else { "quarantined (it was already)" };
             return Ok((ItemState::Done, detail.to_owned()));
         }
     } else if covered && action == Action::Quarantine {

@@ -168,7 +168,7 @@ pub(super) async fn plan(
                 let mut from = 0;
                 loop {
                     let (page, next) = services.homeserver.user_uploads_page(user.as_str(), from).await?;
-                    for media_id in page {
+                    for media_id in page.into_iter().map(|upload| upload.media_id) {
                         referenced_local.remove(&media_id);
                         push(ctx, &MediaId { server_name: local.clone(), media_id }, &None, &mut samples).await?;
                     }
