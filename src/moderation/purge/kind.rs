@@ -361,8 +361,7 @@ async fn apply(
 ) -> anyhow::Result<(ItemState, String, Option<Way>)> {
     match item {
         PurgeItem::Event { room_id, event_id, sender } => {
-            let ask = means.ask.contains(event_id);
-            match redact(ctx, job, room_id, event_id, sender, means, ask).await {
+            match redact(ctx, job, room_id, event_id, sender, means).await {
                 Ok(outcome) => Ok(outcome),
                 Err(error) => match error.downcast_ref::<HsError>() {
                     Some(hs) if hs.is_retryable() => Err(error),
@@ -389,9 +388,9 @@ async fn redact(
     event_id: &str,
     sender: &str,
     means: &Means<'_>,
-    ask: bool,
 ) -> anyhow::Result<(ItemState, String, Option<Way>)> {
     let services = ctx.services;
+    let ask = means.ask.contains(event_id);
     let local = is_local(sender, services.server_name());
     let (client, way) = match means.ways.get(room_id) {
         Some(RoomWay::Unknown(why)) => return Ok((ItemState::Failed, why.clone(), None)),

@@ -119,7 +119,7 @@ impl QuarantineKind {
         let covered = if job.cursor.0 > 0 {
             Covered::new()
         } else {
-            match room_call(ctx, id, room_id).await {
+            match quarantine_room_if_planned(ctx, id, room_id).await {
                 Ok(covered) => covered,
                 Err(error) => {
                     tracing::info!(
@@ -148,7 +148,7 @@ async fn room_media(ctx: &RunContext<'_>, room_id: &str) -> anyhow::Result<Vec<S
 }
 
 /// See [`QuarantineKind::room_call`].
-async fn room_call(ctx: &RunContext<'_>, id: &str, room_id: &str) -> anyhow::Result<Covered> {
+async fn quarantine_room_if_planned(ctx: &RunContext<'_>, id: &str, room_id: &str) -> anyhow::Result<Covered> {
     let store = &ctx.services.store;
     let seen = room_media(ctx, room_id).await?;
     let planned = store.count_job_items_with_keys(id, &seen).await?;
@@ -177,7 +177,10 @@ async fn room_call(ctx: &RunContext<'_>, id: &str, room_id: &str) -> anyhow::Res
     }
     covered.extend(extra);
     let mut covered: Covered = covered.into_iter().map(|mxc| (mxc, None)).collect();
-    uploads_of_posters(ctx, room_id, &mut covered).await?;
+    // Only a shortcut: the room call is made, so a failed list costs looks, not its cover.
+    if let Err(error) = uploads_of_posters(ctx, room_id, &mut covered).await {
+        tracing::info!(job = %id, room_id, error = format!("{error:#}"), "posters' uploads not listed; looking one by one");
+    }
     Ok(covered)
 }
 
@@ -336,8 +339,8 @@ async fn act(
     owners: Owners<'_>,
     covered: Option<&Option<Upload>>,
 ) -> anyhow::Result<(ItemState, String)> {
-    let (covered, upload) = (covered.is_some(), covered.and_then(Option::as_ref));
     const BY_ROOM_CALL: &str = "quarantined by Synapse's room quarantine";
+    let (covered, upload) = (covered.is_some(), covered.and_then(Option::as_ref));
     let Ok(parsed) = parse_mxc(mxc) else {
         return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
     };
