@@ -1,4 +1,5 @@
-//! `!quarantine room` against Synapse's own room quarantine, on one real
+//! `!quarantine room` against Synapse's own room quarantine, and
+//! `!quarantine user` against Synapse's user quarantine, on one real
 //! Synapse: coverage (how many referenced media become unavailable) and wall
 //! time; then the selection query alone on a 1,000,000-event index, on
 //! SQLite and PostgreSQL.
@@ -82,6 +83,17 @@ async fn unavailable(user: &MatrixUser, media: &[String]) -> anyhow::Result<usiz
     Ok(count)
 }
 
+/// Makes every media available again, so each run has the same work.
+async fn release(testbed: &Testbed, media: &[String]) -> anyhow::Result<()> {
+    for mxc in media {
+        let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
+        testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+    }
+    let user = &testbed.admin;
+    anyhow::ensure!(unavailable(user, media).await? == 0, "unquarantine between the runs failed");
+    Ok(())
+}
+
 async fn side_by_side() -> anyhow::Result<()> {
     let mut testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
@@ -132,11 +144,7 @@ async fn side_by_side() -> anyhow::Result<()> {
     let bot = testbed.config.bot_user_id()?.to_string();
     for n in concurrencies {
         // Released between the runs, so each run has the same work.
-        for mxc in &media {
-            let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
-            testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
-        }
-        anyhow::ensure!(unavailable(&alice, &media).await? == 0, "unquarantine between the runs failed");
+        release(&testbed, &media).await?;
         set_homeserver_concurrency(&mut testbed, n, &admin_room).await?;
         // 1,000 media is above `admin.confirm_threshold`: planned, then confirmed.
         let planning = Instant::now();
@@ -165,10 +173,7 @@ async fn side_by_side() -> anyhow::Result<()> {
     }
     // Synapse alone on what housekeep must do one by one: its per-media
     // quarantine of the media its room call cannot see, 8 at once.
-    for mxc in &media {
-        let path = format!("/_synapse/admin/v1/media/unquarantine/{}", mxc.trim_start_matches("mxc://"));
-        testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
-    }
+    release(&testbed, &media).await?;
     let started = Instant::now();
     futures::stream::iter(&unseen)
         .map(|mxc| {
@@ -184,6 +189,39 @@ async fn side_by_side() -> anyhow::Result<()> {
         "Synapse alone, per-media quarantine of the {} its room call misses, 8 at once: {per_media:>8.1?} ({:.0} media/s)",
         unseen.len(),
         unseen.len() as f64 / per_media.as_secs_f64()
+    ));
+
+    // The same media as one user's uploads: Synapse's user call, then `!quarantine user`.
+    release(&testbed, &media).await?;
+    let started = Instant::now();
+    let path = format!("/_synapse/admin/v1/user/{}/media/quarantine", encode(&alice.user_id));
+    testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+    let synapse_time = started.elapsed();
+    lines.push(format!(
+        "Synapse user quarantine:        {:>4} of {} uploads unavailable, {synapse_time:>8.1?}",
+        unavailable(&alice, &media).await?,
+        media.len()
+    ));
+    release(&testbed, &media).await?;
+    set_homeserver_concurrency(&mut testbed, 8, &admin_room).await?;
+    let command = testbed.admin.send_text(&admin_room, &format!("!quarantine user {}", alice.user_id)).await?;
+    let plan = testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?;
+    let id = plan.split_whitespace().nth(3).unwrap_or_default().to_owned();
+    testbed.admin.send_text(&admin_room, &format!("!confirm {id}")).await?;
+    let started = Instant::now();
+    let job = eventually(Duration::from_secs(600), "the user quarantine job", || async {
+        Ok(store.job(&id).await?.filter(|job| matches!(job.state, JobState::Done | JobState::Failed)))
+    })
+    .await?;
+    let housekeep_time = started.elapsed();
+    lines.push(format!(
+        "housekeep !quarantine user, 8: {:>4} of {} uploads unavailable, {housekeep_time:>8.1?} from confirmation to done \
+         ({:.0} media/s; {} done, {} failed)",
+        unavailable(&alice, &media).await?,
+        media.len(),
+        media.len() as f64 / housekeep_time.as_secs_f64(),
+        job.done_count,
+        job.failed_count,
     ));
     println!("--");
     for line in lines {

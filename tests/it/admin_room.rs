@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::common::{Backend, job_id, with_testbed};
+use crate::common::{Backend, job_id, wait_for_job, with_testbed};
 use housekeep::store::{AuditRecord, JobState, Store};
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
@@ -26,13 +26,6 @@ async fn join_bob(testbed: &Testbed, room: &str) -> anyhow::Result<MatrixUser> {
 
 fn bot(testbed: &Testbed) -> String {
     testbed.config.bot_user_id().unwrap().to_string()
-}
-
-async fn wait_for_job(store: &Store, id: &str, state: JobState) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(60), &format!("job {id} to be {}", state.as_str()), || async {
-        Ok(store.job(id).await?.filter(|job| job.state == state).map(|_| ()))
-    })
-    .await
 }
 
 /// Everything audited about a job, oldest first.

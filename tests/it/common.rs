@@ -85,6 +85,19 @@ pub fn field<'a>(reply: &'a str, key: &str) -> &'a str {
     reply.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {reply}"))
 }
 
+/// Waits (up to a minute) until job `id` is in `state`.
+pub async fn wait_for_job(
+    store: &housekeep::store::Store,
+    id: &str,
+    state: housekeep::store::JobState,
+) -> anyhow::Result<()> {
+    let what = format!("job {id} to be {}", state.as_str());
+    housekeep::testbed::eventually(std::time::Duration::from_secs(60), &what, || async {
+        Ok(store.job(id).await?.filter(|job| job.state == state).map(|_| ()))
+    })
+    .await
+}
+
 /// The job ID in a plan reply ("Plan for job abc123 (…)").
 pub fn job_id(plan: &str) -> String {
     assert!(plan.starts_with("Plan for job "), "not a plan: {plan}");

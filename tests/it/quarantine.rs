@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::{Backend, command_reply, field, job_id, with_testbed};
+use crate::common::{Backend, command_reply, field, first_reply, job_id, wait_for_job, with_testbed};
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::seed::seed_every_media_kind;
 use housekeep::testbed::{MatrixUser, encode, eventually};
@@ -15,6 +15,7 @@ on_both_backends!(
     user_event_media_and_unquarantine_round_trips,
     a_quarantine_killed_mid_way_resumes_and_does_each_media_once,
     synapses_room_call_is_not_used_when_it_would_take_more_than_the_plan,
+    synapses_user_call_is_not_used_for_uploads_made_after_the_plan,
 );
 
 /// Waits until the index holds `count` media references in `room`.
@@ -162,10 +163,41 @@ async fn synapses_room_call_is_not_used_when_it_would_take_more_than_the_plan(ba
         assert_eq!(field(&result, "quarantined_count"), "2", "{result}");
         let now = statuses(&alice, &media).await?;
         assert_eq!((now[&media[0]], now[&media[1]], now[&media[2]]), (200, 404, 404), "{now:?}");
-        let audit = store.audit_entries(100, None).await?;
-        let outcomes: Vec<&str> =
-            audit.iter().filter(|r| r.entry.action == "quarantine.media").map(|r| r.entry.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["done: quarantined", "done: quarantined"], "one by one");
+        assert_eq!(quarantine_outcomes(&store).await?, ["done: quarantined", "done: quarantined"], "one by one");
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
+
+/// The outcomes audited for each media quarantined.
+async fn quarantine_outcomes(store: &Store) -> anyhow::Result<Vec<String>> {
+    let audit = store.audit_entries(100, None).await?;
+    Ok(audit.into_iter().filter(|r| r.entry.action == "quarantine.media").map(|r| r.entry.outcome).collect())
+}
+
+async fn synapses_user_call_is_not_used_for_uploads_made_after_the_plan(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "alice's"})).await?;
+        let sent = alice.upload(b"alice sent".to_vec(), "image/png", "a.png").await?;
+        alice.send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "a", "url": sent})).await?;
+        let kept = alice.upload(b"alice kept".to_vec(), "image/png", "b.png").await?;
+        indexed(&store, &room, 1).await?;
+
+        let plan = first_reply(testbed, &admin_room, &format!("!quarantine user {}", alice.user_id)).await?;
+        let id = job_id(&plan);
+        // Uploaded after the moderator saw the plan: not theirs to take.
+        let late = alice.upload(b"alice later".to_vec(), "image/png", "c.png").await?;
+        testbed.admin.send_text(&admin_room, &format!("!confirm {id}")).await?;
+        wait_for_job(&store, &id, JobState::Done).await?;
+
+        let now = statuses(&alice, &[sent.clone(), kept.clone(), late.clone()]).await?;
+        assert_eq!((now[&sent], now[&kept], now[&late]), (404, 404, 200), "{now:?}");
+        assert_eq!(quarantine_outcomes(&store).await?, ["done: quarantined", "done: quarantined"], "one by one");
         store.close().await;
         Ok(())
     })
@@ -196,6 +228,8 @@ async fn user_event_media_and_unquarantine_round_trips(backend: Backend) -> anyh
         assert_eq!(field(&result, "quarantined_count"), "2", "{result}");
         let now = statuses(&bob, &all).await?;
         assert_eq!((now[&sent], now[&unsent], now[&theirs]), (404, 404, 200), "{now:?}");
+        let by_user_call = "done: quarantined by Synapse's user quarantine";
+        assert_eq!(quarantine_outcomes(&store).await?, [by_user_call, by_user_call], "in one call");
         let result =
             command_reply(testbed, &admin_room, &format!("!unquarantine user {} --yes", alice.user_id), 3).await?;
         assert_eq!(field(&result, "unquarantined_count"), "2", "{result}");

@@ -2,13 +2,15 @@
 //! Synapse's admin API, a few at a time, in checkpointed batches.
 //! Quarantining is idempotent, so a batch redone after a crash is harmless.
 //!
-//! A room is quarantined with Synapse's own room call first when what that
-//! call takes is all in the plan (its scan is a subset of the index's shared
-//! media, unless the index lacks some of the room's history): one call for
-//! every `url`, `thumbnail`, sticker and room avatar. Each media is still
-//! looked at (protected? quarantined now?) and recorded; only the kinds
-//! Synapse's scan cannot see (encrypted files, `<img>` in HTML, mentions)
-//! are quarantined one by one.
+//! A room or a local user is quarantined with Synapse's own bulk call first
+//! when what that call takes is all in the plan: the room call takes every
+//! `url`, `thumbnail`, sticker and room avatar of the room (its scan is a
+//! subset of the index's shared media, unless the index lacks some of the
+//! room's history); the user call takes every upload of the user (the plan
+//! lists them all, unless they uploaded more since). Each media is still
+//! checked (protected? quarantined now?) and recorded; only what the bulk
+//! call cannot see (encrypted files, `<img>` in HTML, mentions, remote
+//! media a user shared) is quarantined one by one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,8 +59,8 @@ impl Tally for MediaTally {
 /// `!quarantine`.
 #[derive(Debug, Default)]
 pub struct QuarantineKind {
-    /// Per job of a room, the media Synapse's room call quarantined in this
-    /// run of the job (empty when it was not used).
+    /// Per job of a room or a local user, the media Synapse's bulk call
+    /// quarantined in this run of the job (empty when it was not used).
     covered: std::sync::Mutex<HashMap<String, Arc<Covered>>>,
 }
 
@@ -82,8 +84,13 @@ impl Kind for QuarantineKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        let covered = match &job.plan.room_id {
-            Some(room_id) => self.room_call(ctx, job, room_id).await,
+        let bulk = match (&job.plan.room_id, &job.plan.user_id) {
+            (Some(room_id), _) => Some(Bulk::Room(room_id)),
+            (None, Some(user_id)) => Some(Bulk::User(user_id)),
+            (None, None) => None,
+        };
+        let covered = match bulk {
+            Some(bulk) => self.bulk_call(ctx, job, bulk).await,
             None => Arc::default(),
         };
         run_batch(ctx, job, Action::Quarantine, &covered).await
@@ -99,36 +106,61 @@ impl Kind for QuarantineKind {
     }
 }
 
+/// What one Synapse call can quarantine in bulk.
+#[derive(Debug, Clone, Copy)]
+enum Bulk<'a> {
+    /// `POST /_synapse/admin/v1/room/{room}/media/quarantine`.
+    Room(&'a str),
+    /// `POST /_synapse/admin/v1/user/{user}/media/quarantine` (a local user).
+    User(&'a str),
+}
+
+impl Bulk<'_> {
+    /// How an item it took is described.
+    fn outcome(self) -> &'static str {
+        match self {
+            Self::Room(_) => "quarantined by Synapse's room quarantine",
+            Self::User(_) => "quarantined by Synapse's user quarantine",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Room(_) => "room",
+            Self::User(_) => "user",
+        }
+    }
+}
+
 impl QuarantineKind {
-    /// Synapse's room quarantine, before the job's first media: the media it
-    /// took, or none if it would take media the plan does not list (the
-    /// index has not read all of the room's history, or the plan left
-    /// something out) or it failed (a room gone, a scan too slow for the
-    /// client's timeout): the job then goes one media at a time. A resumed
-    /// job does not call it again (media released meanwhile stays released).
+    /// Synapse's bulk call, before the job's first media: the media it
+    /// took, or none if it would take media the plan does not list or it
+    /// failed (a room gone, a scan too slow for the client's timeout): the
+    /// job then goes one media at a time. A resumed job does not call it
+    /// again (media released meanwhile stays released).
     ///
-    /// Synapse scans the room again when called: an event posted between
-    /// its list and its call could add a media the plan never showed. The
-    /// room is listed again afterwards and anything extra is told to the
+    /// Synapse lists again when called: a media posted or uploaded between
+    /// its list and its call is taken too although the plan never showed
+    /// it. What is listed afterwards and was not before is told to the
     /// operators, to release with `!unquarantine media`.
-    async fn room_call(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, room_id: &str) -> Arc<Covered> {
+    async fn bulk_call(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, bulk: Bulk<'_>) -> Arc<Covered> {
         let id = &job.record.id;
         if let Some(covered) = self.covered.lock().expect("not poisoned").get(id) {
             return covered.clone();
         }
         let covered = if job.cursor.0 > 0 {
-            Covered::new()
+            Covered::none()
         } else {
-            match quarantine_room_if_planned(ctx, id, room_id).await {
+            match quarantine_in_bulk_if_planned(ctx, id, bulk).await {
                 Ok(covered) => covered,
                 Err(error) => {
                     tracing::info!(
                         job = %id,
-                        room_id,
+                        call = bulk.name(),
                         error = format!("{error:#}"),
-                        "Synapse's room quarantine not used; quarantining one by one"
+                        "Synapse's bulk quarantine not used; quarantining one by one"
                     );
-                    Covered::new()
+                    Covered::none()
                 }
             }
         };
@@ -138,55 +170,103 @@ impl QuarantineKind {
     }
 }
 
-/// Synapse's list of a room's media, once per media (it lists a media as
-/// often as it is posted).
-async fn room_media(ctx: &RunContext<'_>, room_id: &str) -> anyhow::Result<Vec<String>> {
-    let mut seen = ctx.services.homeserver.room_media(room_id).await?;
-    seen.sort_unstable();
-    seen.dedup();
-    Ok(seen)
+/// What Synapse's bulk call takes, as mxc URIs, once each (a room lists a
+/// media as often as it is posted); a user's come with their upload records.
+async fn bulk_media(ctx: &RunContext<'_>, bulk: Bulk<'_>) -> anyhow::Result<HashMap<String, Option<Known>>> {
+    let homeserver = &ctx.services.homeserver;
+    Ok(match bulk {
+        Bulk::Room(room_id) => homeserver.room_media(room_id).await?.into_iter().map(|mxc| (mxc, None)).collect(),
+        Bulk::User(user_id) => {
+            let local = ctx.services.server_name();
+            let mut media = HashMap::new();
+            let mut from = 0;
+            loop {
+                let (page, next) = homeserver.user_uploads_page(user_id, from).await?;
+                for upload in page {
+                    let mxc = format!("mxc://{local}/{}", upload.media_id);
+                    media.insert(mxc, Some(Known { upload, uploader: user_id.to_owned() }));
+                }
+                match next {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+            media
+        }
+    })
 }
 
-/// See [`QuarantineKind::room_call`].
-async fn quarantine_room_if_planned(ctx: &RunContext<'_>, id: &str, room_id: &str) -> anyhow::Result<Covered> {
+/// See [`QuarantineKind::bulk_call`].
+async fn quarantine_in_bulk_if_planned(ctx: &RunContext<'_>, id: &str, bulk: Bulk<'_>) -> anyhow::Result<Covered> {
     let store = &ctx.services.store;
-    let seen = room_media(ctx, room_id).await?;
+    let homeserver = &ctx.services.homeserver;
+    let seen: Vec<String> = bulk_media(ctx, bulk).await?.into_keys().collect();
     let planned = store.count_job_items_with_keys(id, &seen).await?;
     if planned < seen.len() as i64 {
         tracing::info!(
             job = %id,
-            room_id,
-            synapse_sees = seen.len(),
+            call = bulk.name(),
+            synapse_takes = seen.len(),
             planned,
-            "Synapse's room quarantine would take media the plan does not list; quarantining one by one"
+            "Synapse's bulk quarantine would take media the plan does not list; quarantining one by one"
         );
-        return Ok(Covered::new());
+        return Ok(Covered::none());
     }
-    let changed = ctx.services.homeserver.quarantine_room_media(room_id).await?;
-    tracing::info!(job = %id, room_id, media = seen.len(), changed, "Synapse's room quarantine called");
-    let mut covered: HashSet<String> = seen.into_iter().collect();
-    let after = room_media(ctx, room_id).await?;
-    let extra: Vec<String> = after.into_iter().filter(|mxc| !covered.contains(mxc)).collect();
+    let changed = match bulk {
+        Bulk::Room(room_id) => homeserver.quarantine_room_media(room_id).await?,
+        Bulk::User(user_id) => homeserver.quarantine_user_media(user_id).await?,
+    };
+    tracing::info!(job = %id, call = bulk.name(), media = seen.len(), changed, "Synapse's bulk quarantine called");
+    let seen: HashSet<String> = seen.into_iter().collect();
+    let mut media = match bulk_media(ctx, bulk).await {
+        Ok(after) => after,
+        // The call is made: a failed list costs looks, not its cover.
+        Err(error) => {
+            tracing::info!(job = %id, error = format!("{error:#}"), "media not listed again after the bulk call");
+            HashMap::new()
+        }
+    };
+    let extra: Vec<String> = media.keys().filter(|mxc| !seen.contains(*mxc)).cloned().collect();
     if !extra.is_empty() && store.count_job_items_with_keys(id, &extra).await? < extra.len() as i64 {
-        tracing::warn!(job = %id, room_id, extra = ?extra, "media posted during Synapse's room quarantine was taken too");
+        tracing::warn!(job = %id, call = bulk.name(), extra = ?extra, "media added during Synapse's bulk quarantine was taken too");
         let notice = Notice::new()
-            .title(&format!("Job {id}: Synapse's room quarantine took media posted while it ran"))
+            .title(&format!("Job {id}: Synapse's {} quarantine took media added while it ran", bulk.name()))
             .line("Not in the plan; release what should stay with !unquarantine media:")
             .list(extra.iter().cloned());
-        ctx.services.tell_operators(&format!("{id}-room-call-extra"), &notice).await;
+        ctx.services.tell_operators(&format!("{id}-bulk-call-extra"), &notice).await;
     }
-    covered.extend(extra);
-    let mut covered: Covered = covered.into_iter().map(|mxc| (mxc, None)).collect();
-    // Only a shortcut: the room call is made, so a failed list costs looks, not its cover.
-    if let Err(error) = uploads_of_posters(ctx, room_id, &mut covered).await {
+    for mxc in seen {
+        media.entry(mxc).or_insert(None);
+    }
+    if let Bulk::Room(room_id) = bulk
+        && let Err(error) = uploads_of_posters(ctx, room_id, &mut media).await
+    {
         tracing::info!(job = %id, room_id, error = format!("{error:#}"), "posters' uploads not listed; looking one by one");
     }
-    Ok(covered)
+    Ok(Covered { by: bulk.outcome(), media })
 }
 
-/// Per media Synapse's room call took: its upload record, where the list of
-/// uploads of who posted media in the room has it.
-type Covered = HashMap<String, Option<Upload>>;
+/// The media Synapse's bulk call took (none when it was not used), each
+/// with its upload record after the call where a list of uploads had it.
+#[derive(Debug, Default)]
+struct Covered {
+    /// The items' outcome.
+    by: &'static str,
+    media: HashMap<String, Option<Known>>,
+}
+
+impl Covered {
+    fn none() -> Self {
+        Self::default()
+    }
+}
+
+/// A local media as its uploader's list of uploads shows it.
+#[derive(Debug)]
+struct Known {
+    upload: Upload,
+    uploader: String,
+}
 
 /// Posters whose uploads are listed; each list is paged at most so far.
 const MAX_POSTERS_LISTED: i64 = 20;
@@ -197,7 +277,11 @@ const MAX_UPLOAD_PAGES: usize = 20;
 /// whether each is protected, and quarantined now. Media not found there
 /// (uploaded by someone else, or a poster with very many uploads) is looked
 /// up one by one.
-async fn uploads_of_posters(ctx: &RunContext<'_>, room_id: &str, covered: &mut Covered) -> anyhow::Result<()> {
+async fn uploads_of_posters(
+    ctx: &RunContext<'_>,
+    room_id: &str,
+    covered: &mut HashMap<String, Option<Known>>,
+) -> anyhow::Result<()> {
     let services = ctx.services;
     let local = services.server_name();
     let posters = services.store.media_senders_in_room(room_id, local, MAX_POSTERS_LISTED).await?;
@@ -207,7 +291,7 @@ async fn uploads_of_posters(ctx: &RunContext<'_>, room_id: &str, covered: &mut C
             let (page, next) = services.homeserver.user_uploads_page(poster, from).await?;
             for upload in page {
                 if let Some(slot) = covered.get_mut(&format!("mxc://{local}/{}", upload.media_id)) {
-                    *slot = Some(upload);
+                    *slot = Some(Known { upload, uploader: poster.clone() });
                 }
             }
             match next {
@@ -234,7 +318,7 @@ impl Kind for UnquarantineKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        run_batch(ctx, job, Action::Unquarantine, &Covered::new()).await
+        run_batch(ctx, job, Action::Unquarantine, &Covered::none()).await
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
@@ -243,7 +327,7 @@ impl Kind for UnquarantineKind {
 }
 
 /// The next media after the cursor, `jobs.homeserver_concurrency` at a
-/// time; `covered` were quarantined by Synapse's room call.
+/// time; `covered` were quarantined by Synapse's bulk call.
 async fn run_batch<K>(
     ctx: &RunContext<'_>,
     job: &TypedJob<K>,
@@ -262,7 +346,7 @@ where
     let outcomes: Vec<_> = futures::stream::iter(items)
         .map(|item| async move {
             let owners = item.item.as_ref().map(|owned| owned.owners.as_slice());
-            let outcome = act(ctx.services, action, &item.key, owners, covered.get(&item.key)).await;
+            let outcome = act(ctx.services, action, &item.key, owners, covered).await;
             outcome.map(|(state, detail)| (item, state, detail))
         })
         .buffered(ctx.services.homeserver_concurrency)
@@ -310,7 +394,7 @@ pub async fn apply(
     mxc: &str,
     owners: Owners<'_>,
 ) -> anyhow::Result<(ItemState, String)> {
-    let (state, detail) = act(services, action, mxc, owners, None).await?;
+    let (state, detail) = act(services, action, mxc, owners, &Covered::none()).await?;
     if state == ItemState::Done
         && let Ok(parsed) = parse_mxc(mxc)
     {
@@ -330,17 +414,19 @@ fn record<'a>(action: Action, actor: &'a str, reason: Option<&'a str>) -> Option
     }
 }
 
-/// Done by Synapse's room call (`covered`, with the media's upload record
+/// Done by Synapse's bulk call (`covered`, with the media's upload record
 /// if known), already so, or now by the per-media call; not recorded here.
 async fn act(
     services: &Services,
     action: Action,
     mxc: &str,
     owners: Owners<'_>,
-    covered: Option<&Option<Upload>>,
+    covered: &Covered,
 ) -> anyhow::Result<(ItemState, String)> {
-    const BY_ROOM_CALL: &str = "quarantined by Synapse's room quarantine";
-    let (covered, upload) = (covered.is_some(), covered.and_then(Option::as_ref));
+    let (by_bulk, known) = match covered.media.get(mxc) {
+        Some(known) => (true, known.as_ref()),
+        None => (false, None),
+    };
     let Ok(parsed) = parse_mxc(mxc) else {
         return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
     };
@@ -356,9 +442,13 @@ async fn act(
     // Synapse answers 200 for protected media but keeps serving it: look first,
     // so protected media is neither reported nor recorded as quarantined.
     if local && (action == Action::Quarantine || owners.is_some()) {
-        // Known from the uploads list (a room selection: no owners to check).
-        let known = upload.filter(|_| owners.is_none()).map(|upload| {
-            serde_json::json!({"quarantined_by": upload.quarantined_by, "safe_from_quarantine": upload.safe_from_quarantine})
+        // Known from its uploader's list of uploads, in the shape of `media_info`.
+        let known = known.map(|Known { upload, uploader }| {
+            serde_json::json!({
+                "user_id": uploader,
+                "quarantined_by": upload.quarantined_by,
+                "safe_from_quarantine": upload.safe_from_quarantine,
+            })
         });
         let info = match known {
             Some(known) => Some(known),
@@ -382,15 +472,15 @@ async fn act(
         if let Some(by) = info.as_ref().map(|info| &info["quarantined_by"]).filter(|by| !by.is_null())
             && action == Action::Quarantine
         {
-            // The room call quarantines as the bot; anyone else's mark is older.
-            let by_room_call = covered && by.as_str() == Some(services.bot_user_id.as_str());
-            let detail = if by_room_call { BY_ROOM_CALL } else { "quarantined (it was already)" };
+            // The bulk call quarantines as the bot; anyone else's mark is older.
+            let by_bulk = by_bulk && by.as_str() == Some(services.bot_user_id.as_str());
+            let detail = if by_bulk { covered.by } else { "quarantined (it was already)" };
             return Ok((ItemState::Done, detail.to_owned()));
         }
-    } else if covered && action == Action::Quarantine {
+    } else if by_bulk && action == Action::Quarantine {
         // Remote media has no protection: the room call marked the cached
         // copy, as the per-media call would.
-        return Ok((ItemState::Done, BY_ROOM_CALL.to_owned()));
+        return Ok((ItemState::Done, covered.by.to_owned()));
     }
     let called = match action {
         Action::Quarantine => homeserver.quarantine_media(server, media_id).await,

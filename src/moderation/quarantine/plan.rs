@@ -62,6 +62,10 @@ pub struct MediaPlan {
     /// A room selection's room: Synapse's room call may take its media in one go.
     #[serde(default)]
     pub room_id: Option<String>,
+    /// A local user's selection (all their uploads listed): Synapse's user
+    /// call may take their uploads in one go.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// One selection, whichever command it came from.
@@ -178,6 +182,9 @@ pub(super) async fn plan(
                     }
                 }
                 ctx.flush().await?;
+                if action == Action::Quarantine {
+                    plan.user_id = Some(user.to_string());
+                }
                 plan.uploads_only = ctx.items_written() - before;
                 plan.uploaded_by_others_count = referenced_local.len() as i64;
                 let mut others: Vec<&String> = referenced_local.iter().collect();
