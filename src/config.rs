@@ -35,6 +35,8 @@ pub struct Config {
     pub stats: StatsConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 /// Written by hand: the tokens and the database URL's password stay out of logs.
@@ -50,6 +52,7 @@ impl std::fmt::Debug for Config {
             .field("media", &self.media)
             .field("stats", &self.stats)
             .field("logging", &self.logging)
+            .field("web", &self.web)
             .finish()
     }
 }
@@ -267,6 +270,67 @@ impl StatsConfig {
     pub fn retention(&self) -> anyhow::Result<std::time::Duration> {
         humantime::parse_duration(&self.retention)
             .map_err(|e| anyhow::anyhow!("stats.retention: {e} (examples: 400d, 90d)"))
+    }
+}
+
+/// The dashboard: off unless `hostname` and `port` are set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    #[serde(default)]
+    pub hostname: Option<IpAddr>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The URL moderators open (behind a reverse proxy: its https URL);
+    /// unset: `http://hostname:port`. Cookies are `Secure` when it is https.
+    #[serde(default)]
+    pub public_url: Option<Url>,
+    /// How long a sign-in lasts (`12h`); `!dashboard logout-all` ends every one.
+    #[serde(default)]
+    pub session_lifetime: Option<String>,
+}
+
+impl WebConfig {
+    /// Where to listen, when the dashboard is on.
+    pub fn listen(&self) -> Option<(IpAddr, u16)> {
+        self.hostname.zip(self.port)
+    }
+
+    /// The base URL of sign-in links, when the dashboard is on.
+    pub fn public_url(&self) -> Option<Url> {
+        let (hostname, port) = self.listen()?;
+        let url = match &self.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{}/", std::net::SocketAddr::from((hostname, port)))).ok()?,
+        };
+        Some(url)
+    }
+
+    pub fn session_lifetime(&self) -> anyhow::Result<std::time::Duration> {
+        match &self.session_lifetime {
+            None => Ok(std::time::Duration::from_secs(12 * 3600)),
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("web.session_lifetime: {e} (examples: 12h, 30m, 7d)")),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.hostname.is_some() != self.port.is_some() {
+            bail!("web.hostname and web.port: set both to turn the dashboard on, or neither");
+        }
+        if self.port == Some(0) {
+            bail!("web.port: must not be 0");
+        }
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            bail!("web.public_url: must be http:// or https://, got {url}");
+        }
+        let lifetime = self.session_lifetime()?;
+        if lifetime < std::time::Duration::from_secs(60) || lifetime > std::time::Duration::from_secs(90 * 86_400) {
+            bail!("web.session_lifetime: must be between 1m and 90d");
+        }
+        Ok(())
     }
 }
 
@@ -655,7 +719,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
-        Ok(())
+        self.web.validate()
     }
 
     pub fn backend(&self) -> Backend {
@@ -695,6 +759,34 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.bot_user_id().unwrap().as_str(), "@housekeep:example.org");
         assert_eq!(config.backend(), Backend::Sqlite);
+    }
+
+    #[test]
+    fn the_dashboard_is_off_unless_both_listener_keys_are_set() {
+        let config = example();
+        assert_eq!((config.web.listen(), config.web.public_url()), (None, None));
+        assert_eq!(config.web.session_lifetime().unwrap(), std::time::Duration::from_secs(12 * 3600));
+        let on = EXAMPLE
+            .replace("hostname: null        # e.g. 127.0.0.1", "hostname: 127.0.0.1")
+            .replace("port: null            # e.g. 29331", "port: 29331");
+        let config = Config::parse(&on).unwrap();
+        config.validate_shape().unwrap();
+        assert_eq!(config.web.public_url().unwrap().as_str(), "http://127.0.0.1:29331/");
+        let proxied = on.replace(
+            "  public_url: null\n  # How long a sign-in",
+            "  public_url: https://hk.example.org/\n  # How long a sign-in",
+        );
+        assert_eq!(Config::parse(&proxied).unwrap().web.public_url().unwrap().as_str(), "https://hk.example.org/");
+        for (from, to, says) in [
+            ("port: 29331", "port: null", "web.hostname and web.port"),
+            ("port: 29331", "port: 0", "web.port"),
+            ("session_lifetime: 12h", "session_lifetime: 10s", "web.session_lifetime"),
+            ("session_lifetime: 12h", "session_lifetime: soon", "web.session_lifetime"),
+        ] {
+            let text = on.replace(from, to);
+            let err = Config::parse(&text).and_then(|c| c.validate_shape()).unwrap_err().to_string();
+            assert!(err.contains(says), "{to}: {err}");
+        }
     }
 
     #[test]

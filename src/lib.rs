@@ -40,3 +40,4 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod testbed;
+pub mod web;

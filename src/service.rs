@@ -160,6 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             two_person: config.admin.two_person_threshold.map(Into::into),
         },
         inbox_wake,
+        dashboard: config.web.public_url(),
     });
 
     let bind = (config.appservice.hostname, config.appservice.port);
@@ -181,6 +182,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
             if let Err(error) = served {
                 tracing::error!(%error, "the stats report listener stopped");
+            }
+        });
+    }
+    // The dashboard, when configured.
+    if let (Some((hostname, port)), Some(public_url)) = (config.web.listen(), config.web.public_url()) {
+        let listener = TcpListener::bind((hostname, port))
+            .await
+            .with_context(|| format!("cannot listen on {hostname}:{port} (web.hostname/port)"))?;
+        tracing::info!(address = %listener.local_addr()?, %public_url, "dashboard listening");
+        let web = crate::web::WebState::new(
+            store.clone(),
+            Some(homeserver.clone()),
+            public_url,
+            config.web.session_lifetime()?,
+            config.admin.room.clone(),
+            config.admin.command_prefix.clone(),
+        );
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::web::serve(listener, web, shutdown).await {
+                tracing::error!(%error, "the dashboard listener stopped");
             }
         });
     }

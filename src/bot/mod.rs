@@ -45,6 +45,8 @@ pub struct Bot {
     pub policy: ConfirmPolicy,
     /// Rung after a transaction queued inbox items.
     pub inbox_wake: Arc<Notify>,
+    /// The dashboard's URL, when it is on (`!dashboard` gives links to it).
+    pub dashboard: Option<url::Url>,
 }
 
 impl Bot {

@@ -136,6 +136,8 @@ pub struct ListedRoom {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
+    pub canonical_alias: Option<String>,
+    #[serde(default)]
     pub joined_members: i64,
 }
 
@@ -165,6 +167,32 @@ impl HomeserverClient {
         let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
         // A token that does not move forward would page forever.
         Ok((page.rooms, page.next_batch.filter(|next| *next > from)))
+    }
+
+    /// Rooms whose name, alias or ID contains `term`, most members first
+    /// (`GET /_synapse/admin/v1/rooms?search_term=`).
+    pub async fn admin_search_rooms(&self, term: &str, limit: u32) -> Result<Vec<ListedRoom>, HsError> {
+        #[derive(Deserialize)]
+        struct Page {
+            rooms: Vec<ListedRoom>,
+        }
+        let mut url = self.url(&["_synapse", "admin", "v1", "rooms"]);
+        url.query_pairs_mut()
+            .append_pair("search_term", term)
+            .append_pair("limit", &limit.to_string())
+            .append_pair("order_by", "joined_members");
+        let page: Page = self.send_url::<(), _>(Method::GET, url, None).await?;
+        Ok(page.rooms)
+    }
+
+    /// A room's name, alias and size (`GET /_synapse/admin/v1/rooms/{room}`);
+    /// `None` if the homeserver does not know it.
+    pub async fn admin_room(&self, room_id: &str) -> Result<Option<ListedRoom>, HsError> {
+        match self.send::<(), ListedRoom>(Method::GET, &["_synapse", "admin", "v1", "rooms", room_id], None).await {
+            Ok(room) => Ok(Some(room)),
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// One page of a room's history, going back from `from` (the newest

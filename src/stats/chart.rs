@@ -1,5 +1,6 @@
-//! Charts of daily figures as PNG images (plotters, bitmap backend, the
-//! bundled DejaVu Sans font: the same pixels on every machine).
+//! Charts of daily figures: PNG images for rooms (plotters' bitmap backend
+//! and the bundled DejaVu Sans font: the same pixels on every machine) and
+//! the same drawing as SVG for the dashboard.
 
 use std::sync::Once;
 
@@ -59,8 +60,47 @@ pub struct Chart {
     pub y_max: f64,
 }
 
-/// Draws `spec`; days without a value leave a gap (bars) or a break (lines).
+/// Draws `spec` as a PNG; days without a value leave a gap (bars) or a
+/// break (lines).
 pub fn render(spec: &ChartSpec) -> anyhow::Result<Chart> {
+    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    let drawn = {
+        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(root, spec)?
+    };
+    Ok(Chart {
+        png: encode_png(&pixels, WIDTH, HEIGHT)?,
+        width: WIDTH,
+        height: HEIGHT,
+        day_x: drawn.day_x,
+        zero_y: drawn.zero_y,
+        top_y: drawn.top_y,
+        y_max: drawn.y_max,
+    })
+}
+
+/// The same chart as SVG, for the dashboard (the browser scales it).
+pub fn render_svg(spec: &ChartSpec) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(root, spec)?;
+    }
+    Ok(svg)
+}
+
+/// Where a drawn chart's days and axis are.
+struct Drawn {
+    day_x: Vec<i32>,
+    zero_y: i32,
+    top_y: i32,
+    y_max: f64,
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, spec: &ChartSpec) -> anyhow::Result<Drawn>
+where
+    DB::ErrorType: 'static,
+{
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         if plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT).is_err() {
@@ -74,89 +114,84 @@ pub fn render(spec: &ChartSpec) -> anyhow::Result<Chart> {
     let clean = |value: f64| if value.is_finite() { value.clamp(0.0, MAX_VALUE) } else { 0.0 };
     let peak = spec.series.iter().flat_map(|s| s.values.iter().flatten()).fold(0f64, |a, &b| a.max(clean(b)));
     let y_max = (peak * 1.15).max(1.0);
-    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-    let (day_x, zero_y, top_y) = {
-        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&spec.title, (FONT_NAME, 26))
-            .margin(16)
-            .x_label_area_size(46)
-            .y_label_area_size(72)
-            .build_cartesian_2d(-0.5f64..days as f64 - 0.5, 0f64..y_max)
-            .map_err(draw_error)?;
-        let labels = &spec.day_labels;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .max_light_lines(1)
-            .x_labels(days.min(16))
-            .x_label_formatter(&|x| {
-                let day = x.round();
-                if (x - day).abs() < 1e-6 && day >= 0.0 {
-                    labels.get(day as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_label_formatter(&|y| if y.fract() == 0.0 { format!("{y:.0}") } else { format!("{y:.1}") })
-            .x_desc("day (UTC)")
-            .y_desc(&spec.y_label)
-            .label_style((FONT_NAME, 15))
-            .axis_desc_style((FONT_NAME, 16))
-            .draw()
-            .map_err(draw_error)?;
-        let bar_series = spec.series.iter().filter(|s| s.shape == Shape::Bars).count().max(1);
-        let mut bar = 0;
-        for (index, series) in spec.series.iter().enumerate() {
-            let colour = PALETTE[index % PALETTE.len()];
-            let drawn = match series.shape {
-                Shape::Bars => {
-                    // Side by side when there are several bar series.
-                    let width = 0.7 / bar_series as f64;
-                    let offset = -0.35 + width * bar as f64;
-                    bar += 1;
+    root.fill(&WHITE).map_err(draw_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&spec.title, (FONT_NAME, 26))
+        .margin(16)
+        .x_label_area_size(46)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.5f64..days as f64 - 0.5, 0f64..y_max)
+        .map_err(draw_error)?;
+    let labels = &spec.day_labels;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(1)
+        .x_labels(days.min(16))
+        .x_label_formatter(&|x| {
+            let day = x.round();
+            if (x - day).abs() < 1e-6 && day >= 0.0 {
+                labels.get(day as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| if y.fract() == 0.0 { format!("{y:.0}") } else { format!("{y:.1}") })
+        .x_desc("day (UTC)")
+        .y_desc(&spec.y_label)
+        .label_style((FONT_NAME, 15))
+        .axis_desc_style((FONT_NAME, 16))
+        .draw()
+        .map_err(draw_error)?;
+    let bar_series = spec.series.iter().filter(|s| s.shape == Shape::Bars).count().max(1);
+    let mut bar = 0;
+    for (index, series) in spec.series.iter().enumerate() {
+        let colour = PALETTE[index % PALETTE.len()];
+        let drawn = match series.shape {
+            Shape::Bars => {
+                // Side by side when there are several bar series.
+                let width = 0.7 / bar_series as f64;
+                let offset = -0.35 + width * bar as f64;
+                bar += 1;
+                chart
+                    .draw_series(series.values.iter().enumerate().filter_map(|(day, value)| {
+                        let value = clean((*value)?);
+                        let left = day as f64 + offset;
+                        Some(Rectangle::new([(left, 0.0), (left + width, value)], colour.filled()))
+                    }))
+                    .map_err(draw_error)?
+            }
+            Shape::Line => {
+                let values: Vec<Option<f64>> = series.values.iter().map(|v| v.map(clean)).collect();
+                for run in runs(&values) {
+                    chart.draw_series(LineSeries::new(run.clone(), colour.stroke_width(3))).map_err(draw_error)?;
                     chart
-                        .draw_series(series.values.iter().enumerate().filter_map(|(day, value)| {
-                            let value = clean((*value)?);
-                            let left = day as f64 + offset;
-                            Some(Rectangle::new([(left, 0.0), (left + width, value)], colour.filled()))
-                        }))
-                        .map_err(draw_error)?
+                        .draw_series(run.into_iter().map(|point| Circle::new(point, 4, colour.filled())))
+                        .map_err(draw_error)?;
                 }
-                Shape::Line => {
-                    let values: Vec<Option<f64>> = series.values.iter().map(|v| v.map(clean)).collect();
-                    for run in runs(&values) {
-                        chart.draw_series(LineSeries::new(run.clone(), colour.stroke_width(3))).map_err(draw_error)?;
-                        chart
-                            .draw_series(run.into_iter().map(|point| Circle::new(point, 4, colour.filled())))
-                            .map_err(draw_error)?;
-                    }
-                    // An empty series still gets its legend entry.
-                    chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>()).map_err(draw_error)?
-                }
-            };
-            let shape = series.shape;
-            drawn.label(&series.label).legend(move |(x, y)| match shape {
-                Shape::Bars => Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()).into_dyn(),
-                Shape::Line => PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(3)).into_dyn(),
-            });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT_NAME, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_error)?;
-        let day_x = (0..days).map(|day| chart.backend_coord(&(day as f64, 0.0)).0).collect();
-        let zero_y = chart.backend_coord(&(0.0, 0.0)).1;
-        let top_y = chart.backend_coord(&(0.0, y_max)).1;
-        root.present().map_err(draw_error)?;
-        (day_x, zero_y, top_y)
-    };
-    Ok(Chart { png: encode_png(&pixels, WIDTH, HEIGHT)?, width: WIDTH, height: HEIGHT, day_x, zero_y, top_y, y_max })
+                // An empty series still gets its legend entry.
+                chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>()).map_err(draw_error)?
+            }
+        };
+        let shape = series.shape;
+        drawn.label(&series.label).legend(move |(x, y)| match shape {
+            Shape::Bars => Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()).into_dyn(),
+            Shape::Line => PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(3)).into_dyn(),
+        });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT_NAME, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)?;
+    let day_x = (0..days).map(|day| chart.backend_coord(&(day as f64, 0.0)).0).collect();
+    let zero_y = chart.backend_coord(&(0.0, 0.0)).1;
+    let top_y = chart.backend_coord(&(0.0, y_max)).1;
+    root.present().map_err(draw_error)?;
+    Ok(Drawn { day_x, zero_y, top_y, y_max })
 }
 
 /// Consecutive days with values, as points: a line breaks where a day has none.
@@ -222,6 +257,34 @@ pub(crate) mod tests {
 
     fn week(values: [f64; 7]) -> Vec<Option<f64>> {
         values.into_iter().map(Some).collect()
+    }
+
+    #[test]
+    fn the_svg_chart_is_the_same_drawing() {
+        let spec = ChartSpec {
+            title: "Users & <rooms>".to_owned(),
+            y_label: "users".to_owned(),
+            day_labels: vec!["11-30".to_owned(), "12-01".to_owned(), "12-02".to_owned()],
+            series: vec![
+                Series { label: "bars".to_owned(), shape: Shape::Bars, values: vec![Some(3.), None, Some(7.)] },
+                Series {
+                    label: "line".to_owned(),
+                    shape: Shape::Line,
+                    values: vec![Some(1.), Some(2.), Some(f64::NAN)],
+                },
+            ],
+        };
+        let svg = render_svg(&spec).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(svg.contains(&format!("width=\"{WIDTH}\"")) && svg.contains(&format!("height=\"{HEIGHT}\"")));
+        // Text is escaped: a title from a report cannot add markup.
+        assert!(svg.contains("Users &amp; &lt;rooms&gt;") && !svg.contains("<rooms>"), "{svg}");
+        for label in ["bars", "line", "11-30", "12-02", "day (UTC)"] {
+            assert!(svg.contains(label), "{label}");
+        }
+        let colour = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        assert!(svg.to_uppercase().contains(&colour(PALETTE[0])), "the bars' colour");
+        assert!(svg.to_uppercase().contains(&colour(PALETTE[1])), "the line's colour");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub(super) async fn insert_audit(conn: &mut AnyConnection, entries: &[AuditEntry
     Ok(())
 }
 
-fn record(row: &sqlx::any::AnyRow) -> anyhow::Result<AuditRecord> {
+pub(super) fn record(row: &sqlx::any::AnyRow) -> anyhow::Result<AuditRecord> {
     Ok(AuditRecord {
         id: row.try_get(0)?,
         ts: row.try_get(1)?,

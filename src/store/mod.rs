@@ -16,6 +16,7 @@ mod purge;
 mod redactions;
 mod stats;
 mod txns;
+mod web;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia}
 pub use redactions::RedactionCheck;
 pub use stats::{DayActivity, ModerationTotals, StoredReport, TopBy};
 pub use txns::TxnOutcome;
+pub use web::{AuditFilter, KindCount, LinkUse, QuarantineRecord, Watermark};
 
 use crate::config::Backend;
 

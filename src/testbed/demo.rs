@@ -259,6 +259,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         chart_path.display()
     );
 
+    step("the dashboard: trends, rooms, media, jobs and the audit log, signed in from the admin room");
+    let event_id = alice.send_text(&admin_room, "!dashboard").await?;
+    let reply = alice.wait_for_reply(&admin_room, &event_id, &bot).await?;
+    println!("  @alice: !dashboard");
+    for line in reply.lines() {
+        println!("    {line}");
+    }
+    if !args.keep_running {
+        println!("  (the demo stops now: run it with --keep-running to open the link in a browser)");
+    }
+
     if args.keep_running {
         step("running until Ctrl-C");
         println!("  log in to {} as alice / alice-password or bob / bob-password", synapse.url);

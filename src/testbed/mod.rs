@@ -95,6 +95,7 @@ pub fn write_config(
     database_url: &str,
 ) -> anyhow::Result<(PathBuf, Config, PathBuf)> {
     let port = free_port()?;
+    let web_port = free_port()?;
     let config_path = dir.join("config.yaml");
     let example = include_str!("../../config/example.yaml");
     let text = example
@@ -106,7 +107,10 @@ pub fn write_config(
         .replace("#housekeep-admin:example.org", "#housekeep-admin:localhost")
         .replace("[\"@alice:example.org\"]", "[\"@admin:localhost\", \"@alice:localhost\"]")
         // Tests that want the first-start backfill turn it on.
-        .replace("on_first_start: true", "on_first_start: false");
+        .replace("on_first_start: true", "on_first_start: false")
+        // The dashboard on, on a port of its own.
+        .replace("hostname: null        # e.g. 127.0.0.1", "hostname: 127.0.0.1")
+        .replace("port: null            # e.g. 29331", &format!("port: {web_port}"));
     std::fs::write(&config_path, text)?;
     let (config, yaml) = registration::generate(&config_path)?;
     let registration_path = dir.join("registration.yaml");

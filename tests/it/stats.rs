@@ -24,7 +24,7 @@ on_both_backends!(
 );
 
 /// Runs `housekeep stats-endpoint` as an operator would; returns the endpoint URL.
-fn stats_endpoint(testbed: &Testbed) -> anyhow::Result<String> {
+pub fn stats_endpoint(testbed: &Testbed) -> anyhow::Result<String> {
     let output = std::process::Command::new(housekeep_binary())
         .args(["stats-endpoint", "-c"])
         .arg(&testbed.config_path)

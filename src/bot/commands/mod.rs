@@ -95,6 +95,12 @@ pub enum Command {
     Cancel(JobIdArg),
     /// Show the audit log: who ran what, and how it went
     Audit(AuditArgs),
+    /// Sign in to the web dashboard: the bot answers with a one-time link
+    ///
+    /// The link signs in the moderator who asked, once, within five
+    /// minutes; opening it shows a button, so a link preview cannot use it
+    /// up. `logout-all` ends every dashboard session and voids unused links.
+    Dashboard(DashboardArgs),
     /// Run a synthetic job, to exercise the job framework (debug builds only)
     #[cfg(debug_assertions)]
     #[command(name = "testjob", hide = true)]
@@ -118,6 +124,7 @@ impl Command {
             Command::Confirm(_) => "confirm",
             Command::Cancel(_) => "cancel",
             Command::Audit(_) => "audit",
+            Command::Dashboard(_) => "dashboard",
             #[cfg(debug_assertions)]
             Command::TestJob(_) => "testjob",
         }
@@ -142,7 +149,8 @@ impl Command {
             | Command::Job(_)
             | Command::Confirm(_)
             | Command::Cancel(_)
-            | Command::Audit(_) => None,
+            | Command::Audit(_)
+            | Command::Dashboard(_) => None,
         }
     }
 }
@@ -186,6 +194,7 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
         Command::Confirm(arg) => confirm(bot, item, &arg.id).await?,
         Command::Cancel(arg) => jobs::cancel(bot, item, &arg.id).await?,
         Command::Audit(args) => audit::audit(bot, args).await?,
+        Command::Dashboard(args) => dashboard(bot, item, args).await?,
         Command::Purge(args) => plan::plan_action::<PurgeKind>(bot, item, command, args).await?,
         Command::Quarantine(args) => plan::plan_action::<QuarantineKind>(bot, item, command, args).await?,
         Command::Unquarantine(args) => plan::plan_action::<UnquarantineKind>(bot, item, command, args).await?,
@@ -230,6 +239,45 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
             Executed { image, ..Executed::ok(reply) }
         }
     })
+}
+
+/// `!dashboard [logout-all]`.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct DashboardArgs {
+    #[command(subcommand)]
+    pub action: Option<DashboardAction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum DashboardAction {
+    /// End every dashboard session (all moderators') and void unused links
+    LogoutAll,
+}
+
+async fn dashboard(bot: &Bot, item: &InboxItem, args: &DashboardArgs) -> anyhow::Result<Executed> {
+    let store = &bot.services().store;
+    let Some(public_url) = &bot.dashboard else {
+        let reply = Notice::new()
+            .line("The dashboard is off: set web.hostname and web.port in housekeep's config (and web.public_url behind a proxy), then restart.");
+        return Ok(Executed::with_outcome(reply, "dashboard off"));
+    };
+    match args.action {
+        Some(DashboardAction::LogoutAll) => {
+            let ended = store.end_all_sessions().await?;
+            let reply =
+                Notice::new().line(&format!("Ended {ended} dashboard sessions; unused sign-in links no longer work."));
+            Ok(Executed::with_outcome(reply, format!("ended {ended} sessions")))
+        }
+        None => {
+            let link = crate::web::sign_in::issue_link(store, public_url, &item.sender).await?;
+            let minutes = crate::web::sign_in::LINK_LIFETIME.as_secs() / 60;
+            let reply = Notice::new()
+                .line(&format!("Sign-in link for {} (works once, for {minutes} minutes):", item.sender))
+                .line(link.as_str());
+            // The outcome is audited; the link is not.
+            Ok(Executed::with_outcome(reply, "sign-in link given"))
+        }
+    }
 }
 
 pub use jobs::confirm;

@@ -49,6 +49,19 @@ fn not_a_command() {
 }
 
 #[test]
+fn dashboard_gives_a_link_or_ends_every_session() {
+    use super::{DashboardAction, DashboardArgs};
+    assert_eq!(ok("!dashboard"), Command::Dashboard(DashboardArgs { action: None }));
+    assert_eq!(
+        ok("!dashboard logout-all"),
+        Command::Dashboard(DashboardArgs { action: Some(DashboardAction::LogoutAll) })
+    );
+    let error = err("!dashboard logout");
+    assert!(error.message.contains("'logout-all'"), "the near miss is named: {}", error.message);
+    assert_eq!(error.usage.as_deref(), Some("Usage: !dashboard [COMMAND]"));
+}
+
+#[test]
 fn leading_whitespace_and_case() {
     assert_eq!(ok("  \n\t!status"), Command::Status(StatusArgs::default()));
     assert_eq!(ok("!Status"), Command::Status(StatusArgs::default()));
@@ -288,6 +301,7 @@ fn names_and_destructiveness() {
         ("!cancel a", "cancel", false),
         ("!audit", "audit", false),
         ("!blocklist list", "blocklist", false),
+        ("!dashboard", "dashboard", false),
         #[cfg(debug_assertions)]
         ("!testjob 3", "testjob", true),
     ];
