@@ -326,6 +326,15 @@ impl WebConfig {
         {
             bail!("web.public_url: must be http:// or https://, got {url}");
         }
+        // The pages link to absolute paths (`/jobs`, `/static/app.js`), so
+        // the dashboard must be served at the root of its host.
+        if let Some(url) = &self.public_url
+            && url.path() != "/"
+        {
+            bail!(
+                "web.public_url: the dashboard is served at the root of its host; give a URL without a path (e.g. https://housekeep.example.org/), got {url}"
+            );
+        }
         let lifetime = self.session_lifetime()?;
         if lifetime < std::time::Duration::from_secs(60) || lifetime > std::time::Duration::from_secs(90 * 86_400) {
             bail!("web.session_lifetime: must be between 1m and 90d");
@@ -781,6 +790,12 @@ mod tests {
             ("port: 29331", "port: null", "web.hostname and web.port"),
             ("port: 29331", "port: 0", "web.port"),
             ("session_lifetime: 12h", "session_lifetime: 10s", "web.session_lifetime"),
+            (
+                "public_url: null\n  # How long",
+                "public_url: https://example.org/housekeep/\n  # How long",
+                "without a path",
+            ),
+            ("public_url: null\n  # How long", "public_url: ftp://example.org/\n  # How long", "web.public_url"),
             ("session_lifetime: 12h", "session_lifetime: soon", "web.session_lifetime"),
         ] {
             let text = on.replace(from, to);

@@ -160,7 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             two_person: config.admin.two_person_threshold.map(Into::into),
         },
         inbox_wake,
-        dashboard: config.web.public_url(),
+        dashboard_url: config.web.public_url(),
     });
 
     let bind = (config.appservice.hostname, config.appservice.port);

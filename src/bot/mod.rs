@@ -46,7 +46,7 @@ pub struct Bot {
     /// Rung after a transaction queued inbox items.
     pub inbox_wake: Arc<Notify>,
     /// The dashboard's URL, when it is on (`!dashboard` gives links to it).
-    pub dashboard: Option<url::Url>,
+    pub dashboard_url: Option<url::Url>,
 }
 
 impl Bot {

@@ -95,6 +95,12 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
+/// Percent-encodes `text` for a URL path segment or query value
+/// (everything but ASCII letters and digits).
+pub fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Decodes `%XX` escapes (percent-encoding's rules: a `%` not followed by
 /// two hex digits stays as it is). `None` when the decoded bytes are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {

@@ -1173,11 +1173,12 @@ mod tests {
                     check_invariants(&x)?;
                 }
                 Err(error) => {
+                    let unstorable = |s: &str| s.len() > MAX_ID_LEN || s.contains('\0');
                     let bad_field = ["event_id", "room_id", "sender", "type"]
                         .iter()
-                        .any(|f| v[f].as_str().is_none_or(str::is_empty))
+                        .any(|f| v[f].as_str().is_none_or(|s| s.is_empty() || unstorable(s)))
                         || !v["origin_server_ts"].is_i64()
-                        || v.get("state_key").is_some_and(|k| !k.is_null() && !k.is_string())
+                        || v.get("state_key").is_some_and(|k| !k.is_null() && k.as_str().is_none_or(unstorable))
                         || !v.is_object();
                     prop_assert!(bad_field, "{} refused a well-formed event: {}", error, v);
                 }

@@ -169,7 +169,8 @@ impl Summary {
         self.activity.iter().find(|a| a.day == day).copied().unwrap_or(DayActivity { day, ..DayActivity::default() })
     }
 
-    fn messages(&self) -> i64 {
+    /// Messages in the index over the days covered.
+    pub fn messages(&self) -> i64 {
         self.activity.iter().map(|a| a.messages).sum()
     }
 
@@ -456,7 +457,7 @@ fn month_day(day: i64) -> String {
 }
 
 /// Bytes for people: `1.5 MiB`.
-fn bytes(n: i64) -> String {
+pub(crate) fn bytes(n: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n.max(0) as f64;
     let mut unit = 0;

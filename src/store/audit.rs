@@ -8,6 +8,7 @@ use crate::clock::now_ms;
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
      (ts, actor, room_id, event_id, job_id, action, command, target, outcome) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const AUDIT_COLUMNS: &str = "id, ts, actor, room_id, event_id, job_id, action, command, target, outcome";
 const SELECT_AUDIT: &str = "SELECT id, ts, actor, room_id, event_id, job_id, action, command, target, outcome \
      FROM audit_log ORDER BY id DESC LIMIT $1";
 const SELECT_AUDIT_BY_ACTOR: &str = "SELECT id, ts, actor, room_id, event_id, job_id, action, command, target, outcome \
@@ -93,5 +94,58 @@ impl Store {
         let rows = sqlx::query(SELECT_AUDIT_BY_JOB).bind(job_id).bind(limit).fetch_all(&self.pool).await?;
         let total = sqlx::query(COUNT_AUDIT_BY_JOB).bind(job_id).fetch_one(&self.pool).await?.try_get(0)?;
         Ok((rows.iter().map(record).collect::<anyhow::Result<_>>()?, total))
+    }
+}
+
+/// What the audit page filters by; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub actor: Option<&'a str>,
+    pub action: Option<&'a str>,
+    /// Entries at or after this time (unix ms).
+    pub since: Option<i64>,
+    /// Entries older than this one (the next page).
+    pub before_id: Option<i64>,
+}
+
+impl Store {
+    /// One page of the audit log, newest first (the primary key, or the
+    /// actor index when filtering by actor).
+    pub async fn audit_page(&self, filter: &AuditFilter<'_>, limit: i64) -> anyhow::Result<Vec<AuditRecord>> {
+        let mut conditions = Vec::new();
+        let mut n = 1;
+        let mut next = |condition: &str| {
+            conditions.push(condition.replace('?', &format!("${n}")));
+            n += 1;
+        };
+        if filter.actor.is_some() {
+            next("actor = ?");
+        }
+        if filter.action.is_some() {
+            next("action = ?");
+        }
+        if filter.since.is_some() {
+            next("ts >= ?");
+        }
+        if filter.before_id.is_some() {
+            next("id < ?");
+        }
+        let filters = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log {filters} ORDER BY id DESC LIMIT {}", limit.clamp(1, 500));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(actor) = filter.actor {
+            query = query.bind(actor);
+        }
+        if let Some(action) = filter.action {
+            query = query.bind(action);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since);
+        }
+        if let Some(before) = filter.before_id {
+            query = query.bind(before);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(record).collect()
     }
 }

@@ -249,3 +249,69 @@ impl Store {
         Ok(sqlx::query(COUNT_QUARANTINED).fetch_one(&self.pool).await?.try_get(0)?)
     }
 }
+
+/// Media of one room by reference kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindCount {
+    pub kind: String,
+    pub refs: i64,
+    pub media: i64,
+    /// Of the media housekeep downloaded (pre-download or backfill).
+    pub bytes: i64,
+}
+
+/// A quarantine housekeep recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub mxc: String,
+    pub at: i64,
+    pub by: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// A room's media by reference kind (the room index of `media_refs`).
+    pub async fn room_media_by_kind(&self, room_id: &str) -> anyhow::Result<Vec<KindCount>> {
+        let rows = sqlx::query(
+            "SELECT kind, CAST(SUM(refs) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM (\
+               SELECT r.kind AS kind, COUNT(*) AS refs, MAX(m.size) AS size FROM media_refs r \
+               LEFT JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
+               WHERE r.room_id = $1 GROUP BY r.kind, r.server_name, r.media_id) per_media \
+             GROUP BY kind ORDER BY kind",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KindCount {
+                    kind: row.try_get(0)?,
+                    refs: row.try_get(1)?,
+                    media: row.try_get(2)?,
+                    bytes: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest quarantines housekeep recorded (the partial index on `quarantined_at`).
+    pub async fn recent_quarantines(&self, limit: i64) -> anyhow::Result<Vec<QuarantineRecord>> {
+        let rows = sqlx::query(
+            "SELECT server_name, media_id, quarantined_at, quarantined_by, quarantine_reason FROM media \
+             WHERE quarantined_at IS NOT NULL ORDER BY quarantined_at DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QuarantineRecord {
+                    mxc: format!("mxc://{}/{}", row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?),
+                    at: row.try_get(2)?,
+                    by: row.try_get(3)?,
+                    reason: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -14,9 +14,10 @@ mod jobs;
 mod media;
 mod purge;
 mod redactions;
+mod sessions;
 mod stats;
 mod txns;
-mod web;
+mod watermark;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use audit::{AuditEntry, AuditRecord};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use backfill::{gap_reason, is_gap_reason};
 pub use events::{IndexCounts, IndexEstimate, IndexSummary, StoredEvent, StoredMediaRef};
 pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
@@ -35,12 +36,13 @@ pub use instance::InstanceLock;
 pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
 };
-pub use media::{MediaId, MediaSelectionStats, RefsOf, Scope};
+pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
+pub use sessions::LinkUse;
 pub use stats::{DayActivity, ModerationTotals, StoredReport, TopBy};
 pub use txns::TxnOutcome;
-pub use web::{AuditFilter, KindCount, LinkUse, QuarantineRecord, Watermark};
+pub use watermark::Watermark;
 
 use crate::config::Backend;
 

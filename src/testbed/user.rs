@@ -215,6 +215,4 @@ impl MatrixUser {
 }
 
 /// Percent-encodes one path segment.
-pub fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
-}
+pub use crate::commands::percent_encode as encode;

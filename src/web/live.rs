@@ -1,14 +1,17 @@
 //! Live updates: one poller reads the store's [`Watermark`] every second
 //! while anyone listens, and each open page gets a server-sent `change`
-//! event when it moves (a job progressed, a report arrived, something was
-//! audited). The page's script then fetches itself and swaps its content.
+//! event with it, first on connecting and then whenever it moves (a job
+//! progressed, a report arrived, something was audited). A page carries the
+//! watermark it was drawn at and the parts it shows (`data-seen`,
+//! `data-live`); its script fetches the page again only when one of those
+//! parts moved.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
 use tokio::sync::watch;
 
 use super::Shared;
@@ -22,7 +25,7 @@ pub(super) struct Live {
 }
 
 impl Live {
-    /// Starts the poller (it stops with the runtime).
+    /// Starts the poller; it stops when the dashboard's state is dropped.
     pub(super) fn new(store: Store) -> Self {
         let (sender, changes) = watch::channel(Watermark::default());
         tokio::spawn(async move {
@@ -30,9 +33,11 @@ impl Live {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                // The receiver kept here counts as one.
-                if sender.receiver_count() <= 1 {
-                    continue;
+                // `Live` keeps one receiver; each open page holds another.
+                match sender.receiver_count() {
+                    0 => break,
+                    1 => continue,
+                    _ => {}
                 }
                 match store.watermark().await {
                     Ok(now) => {
@@ -44,20 +49,27 @@ impl Live {
         });
         Self { changes }
     }
+
+    /// The last watermark read, as the pages' script reads it.
+    pub(super) fn json(&self) -> String {
+        json(&self.changes.borrow())
+    }
 }
 
-/// `GET /live`: a `change` event whenever the watermark moves.
-pub(super) async fn events(State(state): Shared) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn json(seen: &Watermark) -> String {
+    format!("{{\"jobs\":{},\"reports\":{},\"audit\":{}}}", seen.jobs_updated, seen.reports_received, seen.audit_id)
+}
+
+/// `GET /live`: a `change` event now and whenever the watermark moves.
+pub(super) async fn events(State(state): Shared) -> impl IntoResponse {
     let mut changes = state.live.changes.clone();
-    changes.mark_unchanged();
+    // The first event carries the watermark as it is now.
+    changes.mark_changed();
     let stream = futures::stream::unfold(changes, |mut changes| async move {
         changes.changed().await.ok()?;
-        let seen = *changes.borrow_and_update();
-        let data = format!(
-            "{{\"jobs\":{},\"reports\":{},\"audit\":{}}}",
-            seen.jobs_updated, seen.reports_received, seen.audit_id
-        );
-        Some((Ok(Event::default().event("change").data(data)), changes))
+        let data = json(&changes.borrow_and_update());
+        Some((Ok::<_, Infallible>(Event::default().event("change").data(data)), changes))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // A reverse proxy (nginx) would otherwise hold the events back.
+    ([("x-accel-buffering", "no")], Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -10,7 +10,9 @@
 mod live;
 mod names;
 mod pages;
-pub mod sign_in;
+mod sign_in;
+
+pub use sign_in::{LINK_LIFETIME, issue_link, minutes};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,11 @@ impl WebState {
         let live = live::Live::new(store.clone());
         let names = Arc::new(names::RoomNames::new(homeserver));
         Self { store, public_url, session_lifetime, admin_room, prefix, live, names }
+    }
+
+    /// The store's watermark as last read, for a page to carry.
+    fn live_json(&self) -> String {
+        self.live.json()
     }
 }
 
@@ -117,4 +124,103 @@ async fn style() -> impl IntoResponse {
 async fn not_found() -> Response {
     let body = pages::bare("Not found", maud::html! { p { "No such page. " a href="/" { "Overview" } } });
     (StatusCode::NOT_FOUND, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn dashboard(public_url: &str) -> (Store, Router) {
+        let store = Store::connect("sqlite::memory:", Some(1)).await.unwrap();
+        store.migrate().await.unwrap();
+        let state = WebState::new(
+            store.clone(),
+            None,
+            Url::parse(public_url).unwrap(),
+            Duration::from_secs(3600),
+            "#admin:hs".to_owned(),
+            "!".to_owned(),
+        );
+        (store, router(state))
+    }
+
+    async fn call(router: &Router, request: Request<Body>) -> Response {
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+        let request = Request::get(path);
+        let request = match cookie {
+            Some(cookie) => request.header(header::COOKIE, cookie),
+            None => request,
+        };
+        request.body(Body::empty()).unwrap()
+    }
+
+    /// The sign-in form's post of a fresh link, as a browser on `site` sends it.
+    async fn sign_in_form(store: &Store, public_url: &str, site: &str) -> Request<Body> {
+        let link = issue_link(store, &Url::parse(public_url).unwrap(), "@mod:hs").await.unwrap();
+        let token = link.query_pairs().find(|(k, _)| k == "token").unwrap().1.into_owned();
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site)
+            .body(Body::from(format!("token={token}")))
+            .unwrap()
+    }
+
+    /// Signs in with a fresh link; the `Set-Cookie` header.
+    async fn sign_in(store: &Store, router: &Router, public_url: &str) -> String {
+        let response = call(router, sign_in_form(store, public_url, "same-origin").await).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_posted_from_another_site_is_refused_and_spends_nothing() {
+        let (store, router) = dashboard("http://127.0.0.1:1/").await;
+        let response = call(&router, sign_in_form(&store, "http://127.0.0.1:1/", "cross-site").await).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(!response.headers().contains_key(header::SET_COOKIE));
+        assert!(store.audit_entries(10, None).await.unwrap().is_empty(), "no link was used");
+    }
+
+    #[tokio::test]
+    async fn every_page_and_the_event_stream_need_a_session_and_every_answer_has_the_safety_headers() {
+        let (_store, router) = dashboard("http://127.0.0.1:1/").await;
+        for path in ["/", "/rooms", "/rooms/!r:hs", "/media", "/jobs", "/jobs/x", "/audit", "/live"] {
+            let response = call(&router, get(path, None)).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+            let csp = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        }
+        let forged = call(&router, get("/jobs", Some("housekeep_session=00ff"))).await;
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "a made-up session");
+    }
+
+    #[tokio::test]
+    async fn the_session_cookie_is_http_only_strict_and_secure_behind_https() {
+        for (public_url, secure) in [("http://127.0.0.1:1/", false), ("https://hk.example.org/", true)] {
+            let (store, router) = dashboard(public_url).await;
+            let cookie = sign_in(&store, &router, public_url).await;
+            assert!(cookie.contains("; HttpOnly") && cookie.contains("; SameSite=Strict"), "{cookie}");
+            assert!(cookie.contains("Max-Age=3600"), "the configured lifetime: {cookie}");
+            assert_eq!(cookie.contains("; Secure"), secure, "{public_url}: {cookie}");
+            let session = cookie.split(';').next().unwrap();
+            let jobs = call(&router, get("/jobs", Some(session))).await;
+            assert_eq!(jobs.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(jobs.into_body(), 1 << 20).await.unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains("@mod:hs") && body.contains("No jobs yet"), "{body}");
+            let live = call(&router, get("/live", Some(session))).await;
+            assert_eq!(live.headers()[header::CONTENT_TYPE], "text/event-stream");
+            assert_eq!(live.headers()["x-accel-buffering"], "no", "a proxy must not hold the events back");
+        }
+    }
 }

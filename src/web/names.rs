@@ -1,7 +1,8 @@
 //! Room names for the pages, from Synapse's admin API (the index keeps IDs,
 //! not content): looked up for the rows shown, a few at a time, cached for
-//! ten minutes, and given up on after a few seconds so that a slow
-//! homeserver slows no page. Without them a room shows as its ID.
+//! ten minutes (a failed lookup for half a minute), and given up on after a
+//! few seconds so that a slow homeserver slows no page: the names found by
+//! then are shown, the other rooms as their IDs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +13,8 @@ use futures::StreamExt;
 use crate::homeserver::{HomeserverClient, ListedRoom, RetryPolicy};
 
 const FRESH: Duration = Duration::from_secs(600);
+/// A failed or slow lookup is not tried again for this long.
+const FAILED_FRESH: Duration = Duration::from_secs(30);
 /// Lookups per page, and at once.
 const MAX_LOOKUPS: usize = 40;
 const AT_ONCE: usize = 8;
@@ -21,12 +24,25 @@ const MAX_CACHED: usize = 10_000;
 
 pub(super) struct RoomNames {
     homeserver: Option<HomeserverClient>,
+    /// Room → its label (none: no name, or the lookup failed) and until when it holds.
     cache: Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
 
-/// How a room is shown: its name, else its alias.
+/// A room name longer than this is cut: names are chosen by whoever made
+/// the room, and a page lists up to a hundred of them.
+const MAX_LABEL_CHARS: usize = 200;
+
+/// How a room is shown: its name, else its alias; cut to
+/// [`MAX_LABEL_CHARS`], with direction overrides and invisible characters
+/// shown as `�` so that a name cannot reorder or hide the text beside it.
 fn label(room: &ListedRoom) -> Option<String> {
-    room.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| room.canonical_alias.clone())
+    let raw = room.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| room.canonical_alias.clone())?;
+    let hiding = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let mut shown: String = raw.chars().take(MAX_LABEL_CHARS).map(|c| if hiding(c) { '\u{FFFD}' } else { c }).collect();
+    if raw.chars().nth(MAX_LABEL_CHARS).is_some() {
+        shown.push('…');
+    }
+    Some(shown)
 }
 
 impl RoomNames {
@@ -46,7 +62,7 @@ impl RoomNames {
             let cache = self.cache.lock().expect("not poisoned");
             for room in rooms {
                 match cache.get(room) {
-                    Some((name, at)) if now.duration_since(*at) < FRESH => {
+                    Some((name, until)) if now < *until => {
                         if let Some(name) = name {
                             known.insert(room.clone(), name.clone());
                         }
@@ -57,32 +73,44 @@ impl RoomNames {
         }
         let Some(homeserver) = &self.homeserver else { return known };
         missing.truncate(MAX_LOOKUPS);
-        let lookups = futures::stream::iter(missing)
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let found = futures::stream::iter(missing)
             .map(|room| async move {
-                let found = homeserver.admin_room(&room).await;
+                let found = match tokio::time::timeout_at(deadline, homeserver.admin_room(&room)).await {
+                    Ok(Ok(listed)) => Some(listed.as_ref().and_then(label)),
+                    Ok(Err(error)) => {
+                        tracing::info!(room, %error, "room name for the dashboard not looked up");
+                        None
+                    }
+                    Err(_) => None,
+                };
                 (room, found)
             })
             .buffer_unordered(AT_ONCE)
-            .collect::<Vec<_>>();
-        let Ok(found) = tokio::time::timeout(PATIENCE, lookups).await else {
-            tracing::info!("room names for the dashboard: the homeserver took too long");
-            return known;
-        };
+            .collect::<Vec<_>>()
+            .await;
+        let late = found.iter().filter(|(_, name)| name.is_none()).count();
+        if late > 0 {
+            tracing::info!(
+                rooms = late,
+                "room names for the dashboard: not looked up (failed or too slow); shown as IDs for 30 s"
+            );
+        }
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() > MAX_CACHED {
             cache.clear();
         }
         for (room, found) in found {
             match found {
-                Ok(listed) => {
-                    let name = listed.as_ref().and_then(label);
+                Some(name) => {
                     if let Some(name) = &name {
                         known.insert(room.clone(), name.clone());
                     }
-                    cache.insert(room, (name, now));
+                    cache.insert(room, (name, now + FRESH));
                 }
-                // Not cached: tried again on the next page.
-                Err(error) => tracing::info!(room, %error, "room name for the dashboard not looked up"),
+                None => {
+                    cache.insert(room, (None, now + FAILED_FRESH));
+                }
             }
         }
         known
@@ -99,7 +127,7 @@ impl RoomNames {
                 let ids = rooms.iter().map(|room| room.room_id.clone()).collect();
                 for room in rooms {
                     let name = label(&room);
-                    cache.insert(room.room_id, (name, now));
+                    cache.insert(room.room_id, (name, now + FRESH));
                 }
                 Some(ids)
             }
@@ -109,5 +137,30 @@ impl RoomNames {
             }
             Err(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: Option<&str>, alias: Option<&str>) -> ListedRoom {
+        ListedRoom {
+            room_id: "!r:hs".to_owned(),
+            name: name.map(str::to_owned),
+            canonical_alias: alias.map(str::to_owned),
+            joined_members: 1,
+        }
+    }
+
+    #[test]
+    fn a_room_label_cannot_hide_or_reorder_what_is_beside_it() {
+        assert_eq!(label(&room(Some("  "), Some("#a:hs"))).as_deref(), Some("#a:hs"), "a blank name falls back");
+        assert_eq!(label(&room(None, None)), None);
+        let spoof = label(&room(Some("admins\u{202E}gpj.exe\u{200B}"), None)).unwrap();
+        assert_eq!(spoof, "admins\u{FFFD}gpj.exe\u{FFFD}");
+        let long = label(&room(Some(&"x".repeat(5_000)), None)).unwrap();
+        assert_eq!(long.chars().count(), MAX_LABEL_CHARS + 1, "cut, with an ellipsis");
+        assert!(long.ends_with('…'));
     }
 }

@@ -1,7 +1,7 @@
 //! The dashboard's pages. Each reads a bounded, indexed slice of the store
 //! and renders it; the charts are the stats charts, drawn as SVG.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use axum::Extension;
@@ -11,23 +11,36 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use super::Shared;
-use super::sign_in::Moderator;
+use super::sign_in::SignedIn;
+use super::{Shared, WebState};
 use crate::clock::{format_ms, now_ms};
 use crate::commands::TimeSpec;
+use crate::commands::percent_encode as urlencode;
 use crate::stats::chart::{ChartSpec, Series, Shape, render_svg};
-use crate::stats::summary::{Scope, ServerStats, Summary, date};
+use crate::stats::summary::{Scope, ServerStats, Summary, bytes, date};
 use crate::store::{AuditFilter, JobState, TopBy};
 
 const DEFAULT_DAYS: u32 = 30;
 const MAX_DAYS: u32 = 365;
 /// Rows a list page shows at most.
 const ROWS: i64 = 100;
-/// Rooms whose media is counted (one indexed query each).
+/// Rooms whose media the rooms page counts (one indexed query each).
 const ROOMS_WITH_MEDIA: usize = 20;
+/// Rooms a search adds beyond the busiest: those Synapse finds by name.
+const SEARCH_EXTRA_ROOMS: usize = 20;
+/// The busiest rooms whose media the media page adds up.
+const MEDIA_PAGE_ROOMS: i64 = 10;
+
+/// What a page refreshes on (the parts of the store's watermark, see
+/// `live.rs`); empty: it does not refresh by itself.
+const ON_REPORTS_AND_ACTIONS: &str = "reports jobs audit";
+const ON_JOBS: &str = "jobs";
+const ON_ACTIONS: &str = "jobs audit";
+const ON_AUDIT: &str = "audit";
+const NEVER: &str = "";
 
 /// A page with the navigation, for a signed-in moderator.
-fn layout(title: &str, here: &str, who: &Moderator, content: Markup) -> Response {
+fn layout(state: &WebState, title: &str, here: &str, who: &SignedIn, watch: &str, content: Markup) -> Response {
     let nav = [("/", "Overview"), ("/rooms", "Rooms"), ("/media", "Media"), ("/jobs", "Jobs"), ("/audit", "Audit log")];
     let page = html! {
         (DOCTYPE)
@@ -39,13 +52,13 @@ fn layout(title: &str, here: &str, who: &Moderator, content: Markup) -> Response
                 link rel="stylesheet" href="/static/style.css";
                 script src="/static/app.js" defer {}
             }
-            body data-live="1" {
+            body data-live=(watch) data-seen=(state.live_json()) {
                 header {
                     strong { "housekeep" }
                     @for (href, name) in nav {
                         a href=(href) class=[(href == here).then_some("here")] { (name) }
                     }
-                    span.who { (who.0) " · " span #live { "…" } }
+                    span.who { (who.0) @if !watch.is_empty() { " · " span #live { "…" } } }
                     form method="post" action="/sign-out" { button type="submit" { "Sign out" } }
                 }
                 main { h1 { (title) } (content) }
@@ -83,7 +96,7 @@ pub(super) fn error_page(error: &anyhow::Error) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
-fn page(result: anyhow::Result<Response>) -> Response {
+fn or_error_page(result: anyhow::Result<Response>) -> Response {
     result.unwrap_or_else(|error| error_page(&error))
 }
 
@@ -101,34 +114,28 @@ fn number(n: Option<i64>) -> String {
     n.map_or("–".to_owned(), |n| n.to_string())
 }
 
-fn bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n.max(0) as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 fn card(label: &str, value: &str) -> Markup {
     html! { div.card { div.value { (value) } div.label { (label) } } }
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct Range {
-    days: Option<u32>,
+/// The query string the list pages share; each uses what applies to it.
+pub(super) struct PageQuery {
+    /// The days shown, up to today (default 30, at most 365); text, so that
+    /// a cleared box or a typo shows the default rather than a bare 400.
+    days: Option<String>,
     /// The homeserver shown (of those reporting).
     hs: Option<String>,
-    /// A room ID (or part of one) to look for.
+    /// Rooms page: part of a room ID, or a name or alias Synapse searches.
     q: Option<String>,
+    /// Rooms page: `messages` (default) or `media`.
     sort: Option<String>,
 }
 
-impl Range {
+impl PageQuery {
     fn days(&self) -> u32 {
-        self.days.unwrap_or(DEFAULT_DAYS).clamp(1, MAX_DAYS)
+        let asked = self.days.as_deref().and_then(|days| days.trim().parse().ok());
+        asked.unwrap_or(DEFAULT_DAYS).clamp(1, MAX_DAYS)
     }
 
     fn filters(&self, extra: Markup) -> Markup {
@@ -142,8 +149,67 @@ impl Range {
     }
 }
 
+/// One phone-home field drawn in a trend: its payload name, its label, how
+/// it is drawn, and what its values are divided by.
+type Trend = (&'static str, &'static str, Shape, f64);
+
+/// The overview's trend charts: title, value axis, and the fields drawn.
+const TRENDS: &[(&str, &str, &[Trend])] = &[
+    (
+        "Users",
+        "users",
+        &[("total_users", "all", Shape::Line, 1.0), ("total_nonbridged_users", "not bridged", Shape::Line, 1.0)],
+    ),
+    (
+        "Rooms",
+        "rooms",
+        &[
+            ("total_room_count", "all", Shape::Line, 1.0),
+            ("daily_active_rooms", "active", Shape::Line, 1.0),
+            ("daily_active_e2ee_rooms", "active, encrypted", Shape::Line, 1.0),
+        ],
+    ),
+    (
+        "Active users",
+        "users",
+        &[("daily_active_users", "daily", Shape::Line, 1.0), ("monthly_active_users", "monthly", Shape::Line, 1.0)],
+    ),
+    (
+        "Messages per day",
+        "messages",
+        &[
+            ("daily_messages", "all", Shape::Bars, 1.0),
+            ("daily_e2ee_messages", "end-to-end encrypted", Shape::Bars, 1.0),
+            ("daily_sent_messages", "sent by local users", Shape::Line, 1.0),
+            ("daily_sent_e2ee_messages", "sent, encrypted", Shape::Line, 1.0),
+        ],
+    ),
+    (
+        "Active users by type",
+        "users",
+        &[
+            ("daily_user_type_native", "native", Shape::Bars, 1.0),
+            ("daily_user_type_bridged", "bridged", Shape::Bars, 1.0),
+            ("daily_user_type_guest", "guest", Shape::Bars, 1.0),
+        ],
+    ),
+    (
+        "30-day retained users (r30v2)",
+        "users",
+        &[
+            ("r30v2_users_all", "all", Shape::Line, 1.0),
+            ("r30v2_users_web", "web", Shape::Line, 1.0),
+            ("r30v2_users_android", "android", Shape::Line, 1.0),
+            ("r30v2_users_ios", "ios", Shape::Line, 1.0),
+        ],
+    ),
+    // Synapse reports memory in KiB.
+    ("Synapse memory", "MiB", &[("memory_rss", "peak resident memory", Shape::Line, 1024.0)]),
+    ("Synapse CPU", "% of one core", &[("cpu_average", "average", Shape::Line, 1.0)]),
+];
+
 /// A daily series of one phone-home field.
-fn field_series(server: &ServerStats, days: &[i64], field: &str, label: &str, shape: Shape, scale: f64) -> Series {
+fn field_series(server: &ServerStats, days: &[i64], &(field, label, shape, scale): &Trend) -> Series {
     Series {
         label: label.to_owned(),
         shape,
@@ -153,10 +219,10 @@ fn field_series(server: &ServerStats, days: &[i64], field: &str, label: &str, sh
 
 pub(super) async fn overview(
     State(state): Shared,
-    Extension(who): Extension<Moderator>,
-    Query(range): Query<Range>,
+    Extension(who): Extension<SignedIn>,
+    Query(range): Query<PageQuery>,
 ) -> Response {
-    page(async {
+    or_error_page(async {
         let summary = Summary::load(&state.store, Scope::Server, range.days(), now_ms()).await?;
         let selected = range.hs.as_deref().and_then(|hs| summary.servers.iter().find(|s| s.homeserver == hs));
         let server = selected.or(summary.servers.first());
@@ -177,7 +243,6 @@ pub(super) async fn overview(
             day_labels: labels.clone(),
             series,
         };
-        let index = summary.json();
         let content = html! {
             (range.filters(homeservers))
             @match server {
@@ -202,34 +267,9 @@ pub(super) async fn overview(
                     }
                     p.muted { "Latest report " (latest.map_or("–".to_owned(), |r| format_ms(r.timestamp.saturating_mul(1000)))) }
                     div.charts {
-                        (chart(&spec("Users", "users", vec![
-                            field_series(server, &days, "total_users", "all", Shape::Line, 1.0),
-                            field_series(server, &days, "total_nonbridged_users", "not bridged", Shape::Line, 1.0)])))
-                        (chart(&spec("Rooms", "rooms", vec![
-                            field_series(server, &days, "total_room_count", "all", Shape::Line, 1.0),
-                            field_series(server, &days, "daily_active_rooms", "active", Shape::Line, 1.0),
-                            field_series(server, &days, "daily_active_e2ee_rooms", "active, encrypted", Shape::Line, 1.0)])))
-                        (chart(&spec("Active users", "users", vec![
-                            field_series(server, &days, "daily_active_users", "daily", Shape::Line, 1.0),
-                            field_series(server, &days, "monthly_active_users", "monthly", Shape::Line, 1.0)])))
-                        (chart(&spec("Messages per day", "messages", vec![
-                            field_series(server, &days, "daily_messages", "all", Shape::Bars, 1.0),
-                            field_series(server, &days, "daily_e2ee_messages", "end-to-end encrypted", Shape::Bars, 1.0),
-                            field_series(server, &days, "daily_sent_messages", "sent by local users", Shape::Line, 1.0),
-                            field_series(server, &days, "daily_sent_e2ee_messages", "sent, encrypted", Shape::Line, 1.0)])))
-                        (chart(&spec("Active users by type", "users", vec![
-                            field_series(server, &days, "daily_user_type_native", "native", Shape::Bars, 1.0),
-                            field_series(server, &days, "daily_user_type_bridged", "bridged", Shape::Bars, 1.0),
-                            field_series(server, &days, "daily_user_type_guest", "guest", Shape::Bars, 1.0)])))
-                        (chart(&spec("30-day retained users (r30v2)", "users", vec![
-                            field_series(server, &days, "r30v2_users_all", "all", Shape::Line, 1.0),
-                            field_series(server, &days, "r30v2_users_web", "web", Shape::Line, 1.0),
-                            field_series(server, &days, "r30v2_users_android", "android", Shape::Line, 1.0),
-                            field_series(server, &days, "r30v2_users_ios", "ios", Shape::Line, 1.0)])))
-                        (chart(&spec("Synapse memory", "MiB", vec![
-                            field_series(server, &days, "memory_rss", "resident memory", Shape::Line, 1024.0)])))
-                        (chart(&spec("Synapse CPU", "% of one core", vec![
-                            field_series(server, &days, "cpu_average", "average", Shape::Line, 1.0)])))
+                        @for (title, unit, fields) in TRENDS {
+                            (chart(&spec(title, unit, fields.iter().map(|f| field_series(server, &days, f)).collect())))
+                        }
                     }
                     @if summary.servers.len() > 1 {
                         h2 { "Every homeserver reporting" }
@@ -252,39 +292,36 @@ pub(super) async fn overview(
             }
             h2 { "housekeep's index" }
             div.cards #index-cards {
-                (card("messages in these days", &index["index"]["messages"].to_string()))
-                (card("active senders", &index["index"]["active_senders"].to_string()))
-                (card("new rooms", &index["index"]["new_rooms"].to_string()))
-                (card("media quarantined", &index["index"]["quarantined"].to_string()))
-                (card("purges", &index["index"]["purges"].to_string()))
+                (card("messages in these days", &summary.messages().to_string()))
+                (card("active senders", &summary.active_senders.to_string()))
+                (card("new rooms", &summary.moderation.new_rooms.to_string()))
+                (card("media quarantined", &summary.moderation.quarantined.to_string()))
+                (card("purges", &summary.moderation.purges.to_string()))
             }
             div.charts { (chart(&summary.chart())) }
         };
-        Ok(layout("Overview", "/", &who, content))
+        Ok(layout(&state, "Overview", "/", &who, ON_REPORTS_AND_ACTIONS, content))
     }
     .await)
 }
 
-fn urlencode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 pub(super) async fn rooms(
     State(state): Shared,
-    Extension(who): Extension<Moderator>,
-    Query(range): Query<Range>,
+    Extension(who): Extension<SignedIn>,
+    Query(range): Query<PageQuery>,
 ) -> Response {
-    page(async {
+    or_error_page(async {
         let (first, last) = crate::stats::summary::day_span(now_ms(), range.days());
         let mut rooms = state.store.top_by_messages(TopBy::Room, None, first, last, ROWS).await?;
         let q = range.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if let Some(q) = q {
             // By ID among the busiest, and by name or alias as Synapse searches them.
             let found = state.names.search(q).await.unwrap_or_default();
+            let found_set: HashSet<&String> = found.iter().collect();
             let lower = q.to_lowercase();
-            rooms.retain(|(room, _)| room.to_lowercase().contains(&lower) || found.contains(room));
-            let listed: std::collections::HashSet<String> = rooms.iter().map(|(room, _)| room.clone()).collect();
-            for room in found.iter().filter(|f| !listed.contains(*f)).take(ROOMS_WITH_MEDIA) {
+            rooms.retain(|(room, _)| room.to_lowercase().contains(&lower) || found_set.contains(room));
+            let listed: HashSet<String> = rooms.iter().map(|(room, _)| room.clone()).collect();
+            for room in found.iter().filter(|f| !listed.contains(*f)).take(SEARCH_EXTRA_ROOMS) {
                 let days = state.store.activity_per_day(Some(room), first, last).await?;
                 rooms.push((room.clone(), days.iter().map(|d| d.messages).sum()));
             }
@@ -326,21 +363,21 @@ pub(super) async fn rooms(
                         }
                     }
                 }
-                p.muted { "The busiest " (ROWS) " rooms of these days by messages (and, for a search, up to " (ROOMS_WITH_MEDIA) " more rooms Synapse finds by name); media is counted for the first " (ROOMS_WITH_MEDIA) "." }
+                p.muted { "The busiest " (ROWS) " rooms of these days by messages (and, for a search, up to " (SEARCH_EXTRA_ROOMS) " more rooms Synapse finds by name); media is counted for the first " (ROOMS_WITH_MEDIA) "." }
             }
         };
-        Ok(layout("Rooms", "/rooms", &who, content))
+        Ok(layout(&state, "Rooms", "/rooms", &who, NEVER, content))
     }
     .await)
 }
 
 pub(super) async fn room(
     State(state): Shared,
-    Extension(who): Extension<Moderator>,
+    Extension(who): Extension<SignedIn>,
     Path(room_id): Path<String>,
-    Query(range): Query<Range>,
+    Query(range): Query<PageQuery>,
 ) -> Response {
-    page(
+    or_error_page(
         async {
             let scope = Scope::Room { room_id: room_id.clone(), named: room_id.clone() };
             let summary = Summary::load(&state.store, scope, range.days(), now_ms()).await?;
@@ -348,7 +385,7 @@ pub(super) async fn room(
             let name = state.names.names(std::slice::from_ref(&room_id)).await.remove(&room_id);
             let content = html! {
                 @if let Some(name) = &name { p { "Named " strong { (name) } " on the homeserver." } }
-                (range.filters(html! { input type="hidden" name="q" value=(room_id); }))
+                (range.filters(html! {}))
                 div.charts { (chart(&summary.chart())) }
                 h2 { "Busiest senders" }
                 table {
@@ -358,7 +395,7 @@ pub(super) async fn room(
                 h2 { "Media by kind" }
                 (kind_table(&kinds))
             };
-            Ok(layout(&format!("Room {room_id}"), "/rooms", &who, content))
+            Ok(layout(&state, &format!("Room {room_id}"), "/rooms", &who, NEVER, content))
         }
         .await,
     )
@@ -379,12 +416,12 @@ fn kind_table(kinds: &[crate::store::KindCount]) -> Markup {
 
 pub(super) async fn media(
     State(state): Shared,
-    Extension(who): Extension<Moderator>,
-    Query(range): Query<Range>,
+    Extension(who): Extension<SignedIn>,
+    Query(range): Query<PageQuery>,
 ) -> Response {
-    page(async {
+    or_error_page(async {
         let (first, last) = crate::stats::summary::day_span(now_ms(), range.days());
-        let rooms = state.store.top_by_messages(TopBy::Room, None, first, last, 10).await?;
+        let rooms = state.store.top_by_messages(TopBy::Room, None, first, last, MEDIA_PAGE_ROOMS).await?;
         let mut by_kind: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
         let mut per_room = Vec::new();
         for (room, _) in &rooms {
@@ -407,6 +444,7 @@ pub(super) async fn media(
         let content = html! {
             (range.filters(html! {}))
             h2 { "Media of the busiest rooms, by kind" }
+            p.muted { "The " (MEDIA_PAGE_ROOMS) " rooms with the most messages in these days; a media posted in several of them counts in each." }
             (kind_table(&kinds))
             @if !per_room.is_empty() {
                 h2 { "By room" }
@@ -433,7 +471,7 @@ pub(super) async fn media(
                 }
             }
         };
-        Ok(layout("Media", "/media", &who, content))
+        Ok(layout(&state, "Media", "/media", &who, ON_AUDIT, content))
     }
     .await)
 }
@@ -442,8 +480,8 @@ fn state_class(state: JobState) -> String {
     format!("state-{}", state.as_str())
 }
 
-pub(super) async fn jobs(State(state): Shared, Extension(who): Extension<Moderator>) -> Response {
-    page(async {
+pub(super) async fn jobs(State(state): Shared, Extension(who): Extension<SignedIn>) -> Response {
+    or_error_page(async {
         let jobs = state.store.recent_jobs(ROWS).await?;
         let content = html! {
             @if jobs.is_empty() {
@@ -469,20 +507,16 @@ pub(super) async fn jobs(State(state): Shared, Extension(who): Extension<Moderat
                 }
             }
         };
-        Ok(layout("Jobs", "/jobs", &who, content))
+        Ok(layout(&state, "Jobs", "/jobs", &who, ON_JOBS, content))
     }
     .await)
 }
 
-pub(super) async fn job(
-    State(state): Shared,
-    Extension(who): Extension<Moderator>,
-    Path(id): Path<String>,
-) -> Response {
-    page(async {
+pub(super) async fn job(State(state): Shared, Extension(who): Extension<SignedIn>, Path(id): Path<String>) -> Response {
+    or_error_page(async {
         let store = &state.store;
         let Some(job) = store.job(&id).await? else {
-            return Ok((StatusCode::NOT_FOUND, layout("No such job", "/jobs", &who, html! { p { "No job " code { (id) } "." } })).into_response());
+            return Ok((StatusCode::NOT_FOUND, layout(&state, "No such job", "/jobs", &who, NEVER, html! { p { "No job " code { (id) } "." } })).into_response());
         };
         let counts = store.job_item_counts(&id).await?;
         let failed = store.job_items_in_state(&id, crate::store::ItemState::Failed, ROWS).await?;
@@ -509,7 +543,7 @@ pub(super) async fn job(
             h2 { "Audited actions (" (total) ", newest " (actions.len()) " shown)" }
             (audit_table(&actions))
         };
-        Ok(layout(&format!("Job {id} ({})", job.kind), "/jobs", &who, content))
+        Ok(layout(&state, &format!("Job {id} ({})", job.kind), "/jobs", &who, ON_ACTIONS, content))
     }
     .await)
 }
@@ -543,10 +577,10 @@ pub(super) struct AuditQuery {
 
 pub(super) async fn audit(
     State(state): Shared,
-    Extension(who): Extension<Moderator>,
+    Extension(who): Extension<SignedIn>,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    page(async {
+    or_error_page(async {
         let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         let (actor, action, since_text) = (text(&query.actor), text(&query.action), text(&query.since));
         let since = match since_text.as_deref().map(TimeSpec::from_str) {
@@ -586,7 +620,7 @@ pub(super) async fn audit(
                 @if records.len() as i64 == ROWS { p { a #older href=(format!("/audit?{next}")) { "Older →" } } }
             }
         };
-        Ok(layout("Audit log", "/audit", &who, content))
+        Ok(layout(&state, "Audit log", "/audit", &who, ON_AUDIT, content))
     }
     .await)
 }

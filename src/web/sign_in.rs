@@ -27,16 +27,19 @@ use crate::store::{LinkUse, Store};
 pub const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 const COOKIE: &str = "housekeep_session";
 
-/// Who is signed in (set on the request by [`require_session`]).
+/// Who is signed in (set on the request by [`require_session`]): the
+/// moderator the link was given to. A session is not re-checked against the
+/// moderator list while it lasts; after removing a moderator, send
+/// `!dashboard logout-all`.
 #[derive(Debug, Clone)]
-pub struct Moderator(pub String);
+pub struct SignedIn(pub String);
 
 /// 256 random bits, hex.
 fn new_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn hash(token: &str) -> String {
+fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -44,7 +47,7 @@ fn hash(token: &str) -> String {
 pub async fn issue_link(store: &Store, public_url: &Url, user_id: &str) -> anyhow::Result<Url> {
     let token = new_token();
     let now = now_ms();
-    store.create_sign_in_link(&hash(&token), user_id, now, now + LINK_LIFETIME.as_millis() as i64).await?;
+    store.create_sign_in_link(&token_hash(&token), user_id, now, now + LINK_LIFETIME.as_millis() as i64).await?;
     let mut url = public_url.join("sign-in")?;
     url.query_pairs_mut().append_pair("token", &token);
     Ok(url)
@@ -69,18 +72,33 @@ pub(super) async fn confirm_page(Query(form): Query<TokenForm>) -> Response {
                 input type="hidden" name="token" value=(form.token);
                 button type="submit" id="sign-in" { "Sign in" }
             }
-            p.muted { "The link works once and for five minutes." }
+            p.muted { "The link works once and for " (minutes(LINK_LIFETIME)) "." }
         },
     )
     .into_response()
 }
 
+/// Whether a form was posted from another site (the browser says so in
+/// `Sec-Fetch-Site`): a hostile page must not sign a moderator in as someone
+/// else, nor out. Browsers without the header are let through; SameSite=Strict
+/// still keeps the session cookie from cross-site requests.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes() == b"cross-site")
+}
+
+fn refused_cross_site() -> Response {
+    not_signed_in_page(StatusCode::FORBIDDEN, "This form was sent from another site; open the bot's link instead.")
+}
+
 /// Spends the link and starts a session.
-pub(super) async fn sign_in(State(state): Shared, Form(form): Form<TokenForm>) -> Response {
+pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+    if cross_site(&headers) {
+        return refused_cross_site();
+    }
     let session = new_token();
     let now = now_ms();
     let expires = now.saturating_add(state.session_lifetime.as_millis() as i64);
-    match state.store.use_sign_in_link(&hash(&form.token), &hash(&session), now, expires).await {
+    match state.store.use_sign_in_link(&token_hash(&form.token), &token_hash(&session), now, expires).await {
         Ok(LinkUse::SignedIn { user_id }) => {
             tracing::info!(user_id, "signed in to the dashboard");
             let mut response = Redirect::to("/").into_response();
@@ -90,12 +108,13 @@ pub(super) async fn sign_in(State(state): Shared, Form(form): Form<TokenForm>) -
         }
         Ok(refused) => {
             let why = match &refused {
-                LinkUse::Spent { .. } => "This link was used before: each link signs in once.",
-                LinkUse::Expired { .. } => "This link expired: links work for five minutes.",
-                _ => "This is not a sign-in link housekeep gave.",
+                LinkUse::Spent { .. } => "This link was used before: each link signs in once.".to_owned(),
+                LinkUse::Expired { .. } => format!("This link expired: links work for {}.", minutes(LINK_LIFETIME)),
+                _ => "This is not a sign-in link housekeep gave, or it no longer works (all sessions were ended)."
+                    .to_owned(),
             };
             tracing::info!(?refused, "dashboard sign-in refused");
-            not_signed_in_page(StatusCode::FORBIDDEN, why)
+            not_signed_in_page(StatusCode::FORBIDDEN, &why)
         }
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "dashboard sign-in failed");
@@ -107,13 +126,19 @@ pub(super) async fn sign_in(State(state): Shared, Form(form): Form<TokenForm>) -
 /// Ends this browser's session.
 pub(super) async fn sign_out(State(state): Shared, headers: HeaderMap) -> Response {
     if let Some(token) = session_cookie(&headers)
-        && let Err(error) = state.store.end_session(&hash(token)).await
+        && let Err(error) = state.store.end_session(&token_hash(token)).await
     {
         return pages::error_page(&error);
     }
     let mut response = not_signed_in_page(StatusCode::OK, "Signed out.");
     response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0));
     response
+}
+
+/// "5 minutes".
+pub fn minutes(lifetime: Duration) -> String {
+    let n = lifetime.as_secs() / 60;
+    format!("{n} minute{}", if n == 1 { "" } else { "s" })
 }
 
 fn cookie(state: &WebState, value: &str, max_age: u64) -> HeaderValue {
@@ -137,9 +162,9 @@ pub(super) async fn require_session(State(state): Shared, mut request: Request, 
     let Some(token) = session_cookie(request.headers()) else {
         return not_signed_in(&state);
     };
-    match state.store.session_user(&hash(token), now_ms()).await {
+    match state.store.session_user(&token_hash(token), now_ms()).await {
         Ok(Some(user)) => {
-            request.extensions_mut().insert(Moderator(user));
+            request.extensions_mut().insert(SignedIn(user));
             next.run(request).await
         }
         Ok(None) => not_signed_in(&state),
@@ -178,7 +203,7 @@ mod tests {
         let token = new_token();
         assert_eq!(token.len(), 64);
         assert_ne!(new_token(), token);
-        assert_eq!(hash(&token).len(), 64);
-        assert_ne!(hash(&token), token);
+        assert_eq!(token_hash(&token).len(), 64);
+        assert_ne!(token_hash(&token), token);
     }
 }

@@ -158,8 +158,10 @@ impl Browser {
 
     /// The page's visible text (the body element's rendered text, like `innerText`).
     pub async fn text(&self) -> anyhow::Result<String> {
-        let body = self.client().find(Locator::Css("body")).await.context("finding the page's body")?;
-        Ok(body.text().await?)
+        // Read in one script: a live refresh may swap the page's parts
+        // between two WebDriver calls (a "stale element").
+        let text = self.execute("return document.body ? document.body.innerText : '';").await?;
+        Ok(text.as_str().unwrap_or_default().to_owned())
     }
 
     /// Waits (up to `timeout`) until the visible text contains `needle`; returns the text.
@@ -188,12 +190,14 @@ impl Browser {
 
     /// The text of every element matching a CSS selector, in document order.
     pub async fn texts(&self, css: &str) -> anyhow::Result<Vec<String>> {
-        let elements = self.client().find_all(Locator::Css(css)).await.with_context(|| format!("finding {css:?}"))?;
-        let mut texts = Vec::with_capacity(elements.len());
-        for element in elements {
-            texts.push(element.text().await?);
-        }
-        Ok(texts)
+        // One script for all of them, for the same reason as `text`.
+        let script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim());";
+        let texts = self
+            .client()
+            .execute(script, vec![serde_json::Value::from(css)])
+            .await
+            .with_context(|| format!("reading the texts of {css:?}"))?;
+        serde_json::from_value(texts).with_context(|| format!("the texts of {css:?}"))
     }
 
     /// Runs a script in the page (WebDriver's `execute`); its return value.

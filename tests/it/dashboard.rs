@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium: `!dashboard` in the admin room
 //! on a real Synapse gives a link that signs in once; the pages show what
-//! the store holds; a running job's progress moves without a reload; links
+//! the store holds (room names and search from Synapse); a running job's
+//! progress and a quarantine show on the open page without a reload; links
 //! used twice or late, and requests without a session, are refused.
 
 use std::time::Duration;
@@ -31,6 +32,8 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
         // A real phone-home report from Synapse.
         let endpoint = stats_endpoint(&testbed)?;
         testbed.housekeep.restart().await?;
+        // Room names and quarantine go through Synapse's admin API.
+        testbed.make_bot_admin().await?;
         let alice = testbed.synapse.register_user("alice", false).await?;
         let extra = format!("report_stats: true\nreport_stats_endpoint: \"{endpoint}\"\n");
         testbed.synapse.reconfigure(&extra).await?;
@@ -48,7 +51,13 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
             alice.send_text(&busy, &format!("busy {n}")).await?;
         }
         alice.send_text(&quiet, "quiet").await?;
+        let picture = alice.upload(b"a picture".to_vec(), "image/png", "p.png").await?;
+        alice.send(&busy, "m.room.message", json!({"msgtype": "m.image", "body": "p", "url": picture})).await?;
         indexed_rooms(&store, 2).await?;
+        eventually(WAIT, "the picture to be indexed", || async {
+            Ok((!store.room_media_by_kind(&busy).await?.is_empty()).then_some(()))
+        })
+        .await?;
 
         let admin_room = testbed.admin_room().await?;
         let base = testbed.config.web.public_url().expect("the testbed turns the dashboard on");
@@ -72,6 +81,8 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
         let card = |label: &str| cards.iter().find(|c| c.ends_with(label)).cloned().unwrap_or_default();
         assert_eq!(card("\nusers"), format!("{}\nusers", report["total_users"]), "{cards:?}");
         assert_eq!(card("daily active users"), format!("{}\ndaily active users", report["daily_active_users"]));
+        let charts = browser.texts(".charts img").await?.len();
+        assert_eq!(charts, 9, "eight trends of the report and the index's chart");
         browser.screenshot(&shots.join("overview.png")).await?;
 
         // Rooms in activity order.
@@ -80,13 +91,45 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
         let listed = browser.texts("#rooms td a").await?;
         let (at_busy, at_quiet) = (position(&listed, &busy), position(&listed, &quiet));
         assert!(at_busy < at_quiet, "busiest first: {listed:?}");
+        let rows = browser.texts("#rooms tr").await?;
+        assert!(rows.iter().any(|r| r.starts_with("busy") && r.contains(&busy)), "named from Synapse: {rows:?}");
         browser.screenshot(&shots.join("rooms.png")).await?;
-
-        for (page, expect) in [("media", "Quarantined by housekeep"), ("audit", "dashboard.sign_in")] {
-            browser.goto(base.join(page)?.as_str()).await?;
-            browser.wait_for_text(expect, WAIT).await?;
-            browser.screenshot(&shots.join(format!("{page}.png"))).await?;
+        // A search by name, through Synapse's room search.
+        browser.goto(base.join("rooms?q=quiet")?.as_str()).await?;
+        browser.wait_for_text("Rooms", WAIT).await?;
+        assert_eq!(browser.texts("#rooms td a").await?, std::slice::from_ref(&quiet), "only the room named quiet");
+        // Ordered by media: the room with the picture first, even when quiet is busier.
+        for n in 0..6 {
+            alice.send_text(&quiet, &format!("quiet {n}")).await?;
         }
+        eventually(WAIT, "quiet to be the busier room", || async {
+            let today = housekeep::clock::utc_day(housekeep::clock::now_ms());
+            let rooms = store.top_by_messages(housekeep::store::TopBy::Room, None, today - 1, today, 10).await?;
+            Ok((rooms.first().map(|(room, _)| room) == Some(&quiet)).then_some(()))
+        })
+        .await?;
+        browser.goto(base.join("rooms?sort=media")?.as_str()).await?;
+        browser.wait_for_text("Rooms", WAIT).await?;
+        let by_media = browser.texts("#rooms td a").await?;
+        assert!(position(&by_media, &busy) < position(&by_media, &quiet), "{by_media:?}");
+
+        // A quarantine shows on the open media page, who, why, without a reload.
+        browser.goto(base.join("media")?.as_str()).await?;
+        browser.wait_for_text("Nothing quarantined yet", WAIT).await?;
+        browser.execute("window.__still_this_page = true").await?;
+        let quarantine = format!("!quarantine media {picture} --reason \"dashboard test\" --yes");
+        command_reply(&testbed, &admin_room, &quarantine, 3).await?;
+        browser.wait_for_text("dashboard test", WAIT).await?;
+        let row = browser.texts("#quarantined tr").await?.into_iter().find(|r| r.contains(&picture));
+        let row = row.unwrap_or_else(|| panic!("{picture} not among the quarantined"));
+        assert!(row.contains(testbed.admin.user_id.as_str()), "by whom: {row}");
+        let same = browser.execute("return window.__still_this_page === true").await?;
+        assert_eq!(same, json!(true), "updated in place, not reloaded");
+        browser.screenshot(&shots.join("media.png")).await?;
+
+        browser.goto(base.join("audit")?.as_str()).await?;
+        browser.wait_for_text("dashboard.sign_in", WAIT).await?;
+        browser.screenshot(&shots.join("audit.png")).await?;
 
         // A running job's progress moves on the open page.
         browser.goto(base.join("jobs")?.as_str()).await?;
@@ -120,7 +163,7 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
 
         // logout-all ends the session the browser still has.
         let ended = command_reply(&testbed, &admin_room, "!dashboard logout-all", 1).await?;
-        assert!(ended.starts_with("Ended 1 dashboard sessions"), "{ended}");
+        assert!(ended.starts_with("Ended 1 dashboard session;"), "{ended}");
         browser.goto(base.join("audit")?.as_str()).await?;
         browser.wait_for_text("Not signed in", WAIT).await?;
         let audited = store.audit_entries(200, None).await?;

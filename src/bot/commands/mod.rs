@@ -9,6 +9,7 @@
 //! reply with and an outcome word for the audit log. Sending is the caller's.
 
 mod audit;
+mod dashboard;
 mod help;
 mod jobs;
 mod plan;
@@ -17,6 +18,7 @@ mod status;
 use clap::Subcommand;
 
 pub use audit::{AuditArgs, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
+pub use dashboard::{DashboardAction, DashboardArgs};
 pub use help::HelpArgs;
 pub use jobs::{JobIdArg, MAX_JOB_ID_LEN, is_valid_job_id};
 
@@ -194,7 +196,7 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
         Command::Confirm(arg) => confirm(bot, item, &arg.id).await?,
         Command::Cancel(arg) => jobs::cancel(bot, item, &arg.id).await?,
         Command::Audit(args) => audit::audit(bot, args).await?,
-        Command::Dashboard(args) => dashboard(bot, item, args).await?,
+        Command::Dashboard(args) => dashboard::dashboard(bot, item, args).await?,
         Command::Purge(args) => plan::plan_action::<PurgeKind>(bot, item, command, args).await?,
         Command::Quarantine(args) => plan::plan_action::<QuarantineKind>(bot, item, command, args).await?,
         Command::Unquarantine(args) => plan::plan_action::<UnquarantineKind>(bot, item, command, args).await?,
@@ -239,45 +241,6 @@ pub async fn execute(bot: &Bot, item: &InboxItem, command: &Command) -> anyhow::
             Executed { image, ..Executed::ok(reply) }
         }
     })
-}
-
-/// `!dashboard [logout-all]`.
-#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
-pub struct DashboardArgs {
-    #[command(subcommand)]
-    pub action: Option<DashboardAction>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
-pub enum DashboardAction {
-    /// End every dashboard session (all moderators') and void unused links
-    LogoutAll,
-}
-
-async fn dashboard(bot: &Bot, item: &InboxItem, args: &DashboardArgs) -> anyhow::Result<Executed> {
-    let store = &bot.services().store;
-    let Some(public_url) = &bot.dashboard else {
-        let reply = Notice::new()
-            .line("The dashboard is off: set web.hostname and web.port in housekeep's config (and web.public_url behind a proxy), then restart.");
-        return Ok(Executed::with_outcome(reply, "dashboard off"));
-    };
-    match args.action {
-        Some(DashboardAction::LogoutAll) => {
-            let ended = store.end_all_sessions().await?;
-            let reply =
-                Notice::new().line(&format!("Ended {ended} dashboard sessions; unused sign-in links no longer work."));
-            Ok(Executed::with_outcome(reply, format!("ended {ended} sessions")))
-        }
-        None => {
-            let link = crate::web::sign_in::issue_link(store, public_url, &item.sender).await?;
-            let minutes = crate::web::sign_in::LINK_LIFETIME.as_secs() / 60;
-            let reply = Notice::new()
-                .line(&format!("Sign-in link for {} (works once, for {minutes} minutes):", item.sender))
-                .line(link.as_str());
-            // The outcome is audited; the link is not.
-            Ok(Executed::with_outcome(reply, "sign-in link given"))
-        }
-    }
 }
 
 pub use jobs::confirm;

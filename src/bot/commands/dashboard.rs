@@ -1,0 +1,49 @@
+//! `!dashboard`: a one-time sign-in link to the web dashboard, or
+//! `!dashboard logout-all` to end every session.
+
+use clap::Subcommand;
+
+use super::Executed;
+use crate::bot::Bot;
+use crate::notice::Notice;
+use crate::store::InboxItem;
+
+/// `!dashboard [logout-all]`.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct DashboardArgs {
+    #[command(subcommand)]
+    pub action: Option<DashboardAction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum DashboardAction {
+    /// End every dashboard session (all moderators') and void unused links
+    LogoutAll,
+}
+
+pub async fn dashboard(bot: &Bot, item: &InboxItem, args: &DashboardArgs) -> anyhow::Result<Executed> {
+    let store = &bot.services().store;
+    let Some(public_url) = &bot.dashboard_url else {
+        let reply = Notice::new()
+            .line("The dashboard is off: set web.hostname and web.port in housekeep's config (and web.public_url behind a proxy), then restart.");
+        return Ok(Executed::with_outcome(reply, "dashboard off"));
+    };
+    match args.action {
+        Some(DashboardAction::LogoutAll) => {
+            let ended = store.end_all_sessions().await?;
+            let sessions = if ended == 1 { "session" } else { "sessions" };
+            let reply = Notice::new()
+                .line(&format!("Ended {ended} dashboard {sessions}; unused sign-in links no longer work."));
+            Ok(Executed::with_outcome(reply, format!("ended {ended} sessions")))
+        }
+        None => {
+            let link = crate::web::issue_link(store, public_url, &item.sender).await?;
+            let minutes = crate::web::minutes(crate::web::LINK_LIFETIME);
+            let reply = Notice::new()
+                .line(&format!("Sign-in link for {} (works once, for {minutes}):", item.sender))
+                .line(link.as_str());
+            // The outcome is audited; the link is not.
+            Ok(Executed::with_outcome(reply, "sign-in link given"))
+        }
+    }
+}
