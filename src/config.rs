@@ -558,6 +558,31 @@ impl Config {
         Ok(config)
     }
 
+    /// Why the config file at `path` should be locked down, if it should:
+    /// it holds the appservice tokens (an admin credential when the bot is a
+    /// server admin) and maybe the database password, so only its owner
+    /// should read it. Logged as a warning at start, not refused: some
+    /// set-ups (a container's read-only mount) cannot change the mode.
+    pub fn exposure(path: &Path) -> Option<String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).ok()?.permissions().mode();
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "{} is readable by others (mode {:o}) and holds the appservice tokens: chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
     }
@@ -756,6 +781,19 @@ mod tests {
 
     fn example() -> Config {
         Config::parse(EXAMPLE).expect("example config parses")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_others_can_read_is_pointed_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        crate::registration::write_private(&path, EXAMPLE).unwrap();
+        assert_eq!(Config::exposure(&path), None, "mode 600");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = Config::exposure(&path).unwrap();
+        assert!(warning.contains("mode 644") && warning.contains("chmod 600"), "{warning}");
     }
 
     #[test]

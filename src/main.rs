@@ -75,6 +75,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(arg) => {
             let config = Config::load(&arg.config)?;
             service::init_logging(Some(&config));
+            if let Some(warning) = Config::exposure(&arg.config) {
+                tracing::warn!("{warning}");
+            }
             service::run(config).await
         }
         Command::GenerateRegistration { config, output } => {

@@ -288,6 +288,23 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// Counts an event's invalid mxc URIs and logs them in one line (the
+    /// first of them and how many): an event with thousands of bad URIs
+    /// must not write thousands of log lines.
+    pub fn skip_bad_mxcs(&self, event_id: &str, rejected: &[crate::extract::RejectedMxc], during: &'static str) {
+        let Some(first) = rejected.first() else { return };
+        self.rejected.get_or_create(&ReasonLabel { reason: RejectReason::BadMxc }).inc_by(rejected.len() as u64);
+        tracing::info!(
+            event_id,
+            during,
+            count = rejected.len(),
+            first_location = first.location,
+            first_value = first.value,
+            first_reason = %first.reason,
+            "skipping invalid mxc URIs"
+        );
+    }
+
     pub fn transaction(&self, outcome: TxnOutcome) {
         self.transactions.get_or_create(&OutcomeLabel { outcome }).inc();
     }
@@ -303,5 +320,50 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_event_full_of_bad_mxc_uris_is_one_log_line_and_counts_each() {
+        let body: String = (0..2_000).map(|n| format!("<img src=\"mxc://bad host/{n}\">")).collect();
+        let event = serde_json::json!({
+            "event_id": "$e", "room_id": "!r:hs", "sender": "@s:hs", "origin_server_ts": 1, "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html", "formatted_body": body},
+        });
+        let extracted = crate::extract::extract_value(&event).unwrap();
+        assert!(extracted.rejected.len() >= 1_000, "{} rejected", extracted.rejected.len());
+
+        let metrics = Metrics::new();
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            metrics.skip_bad_mxcs("$e", &extracted.rejected, "transaction");
+        });
+        let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains(&format!("count={}", extracted.rejected.len())), "{log}");
+        let counted = format!("housekeep_rejected_inputs_total{{reason=\"bad_mxc\"}} {}", extracted.rejected.len());
+        assert!(metrics.render().contains(&counted), "{}", metrics.render());
     }
 }

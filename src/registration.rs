@@ -112,7 +112,7 @@ fn with_stats_secret(text: &str, secret: &str) -> anyhow::Result<String> {
         if lines.iter().any(|l| l.starts_with("stats:")) {
             bail!("stats: is written inline (`stats: {{…}}`); add `secret: \"…\"` by hand");
         }
-        return Ok(format!("{}\nstats:\n  secret: \"{secret}\"\n", text.trim_end()));
+        return Ok(format!("{}\nstats:\n  secret: {}\n", text.trim_end(), yaml_quoted(secret)));
     };
     let block_end = lines[start + 1..]
         .iter()
@@ -125,8 +125,8 @@ fn with_stats_secret(text: &str, secret: &str) -> anyhow::Result<String> {
     let secret_line = Regex::new(r#"^(\s+secret:)[ \t]*(?:""|''|[^\s#]*)([ \t]*(?:#.*)?)$"#).expect("valid regex");
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     match (start + 1..block_end).find(|&n| lines[n].starts_with(&format!("{indent}secret:"))) {
-        Some(n) => out[n] = secret_line.replace(lines[n], format!("${{1}} \"{secret}\"${{2}}")).into_owned(),
-        None => out.insert(start + 1, format!("{indent}secret: \"{secret}\"")),
+        Some(n) => out[n] = replace_value(&secret_line, lines[n], secret),
+        None => out.insert(start + 1, format!("{indent}secret: {}", yaml_quoted(secret))),
     }
     let mut joined = out.join("\n");
     if text.ends_with('\n') {
@@ -182,7 +182,21 @@ fn set_token(text: &str, key: &str, value: &str) -> anyhow::Result<String> {
     if matches != 1 {
         bail!("{key}: expected exactly one `{key}:` line in the config to fill in, found {matches}");
     }
-    Ok(pattern.replace(text, format!("${{1}} \"{value}\"${{2}}")).into_owned())
+    Ok(replace_value(&pattern, text, value))
+}
+
+/// `pattern`'s match in `text` with its value set to `value`, keeping the
+/// key (group 1) and the comment (group 2). A closure, not a replacement
+/// string: a `$` in a token is text, not a group reference.
+fn replace_value(pattern: &Regex, text: &str, value: &str) -> String {
+    pattern
+        .replace(text, |caps: &regex::Captures| format!("{} {}{}", &caps[1], yaml_quoted(value), &caps[2]))
+        .into_owned()
+}
+
+/// A YAML double-quoted scalar holding `value` as it is.
+fn yaml_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]
@@ -221,6 +235,20 @@ mod tests {
         let text = set_token(text, "as_token", "AAA").unwrap();
         let text = set_token(&text, "hs_token", "BBB").unwrap();
         assert_eq!(text, "appservice:\n  as_token: \"AAA\"   # filled in\n  hs_token: \"BBB\"\nother: 1\n");
+    }
+
+    #[test]
+    fn a_token_is_written_as_it_is_whatever_it_holds() {
+        #[derive(serde::Deserialize)]
+        struct Tokens {
+            appservice: std::collections::HashMap<String, String>,
+        }
+        let odd = r#"a$1b${2}c"d\e"#;
+        let text = set_token("appservice:\n  as_token: \"\"\n", "as_token", odd).unwrap();
+        let back: Tokens = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(back.appservice["as_token"], odd, "{text}");
+        let text = with_stats_secret("stats:\n  secret: old\n", odd).unwrap();
+        assert!(text.contains(&yaml_quoted(odd)), "{text}");
     }
 
     #[test]

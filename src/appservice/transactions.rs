@@ -205,17 +205,7 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
         let parsed = serde_json::from_str::<Value>(raw.get()).map_err(|e| ExtractError::InvalidJson(e.to_string()));
         match parsed.and_then(|value| extract_value(&value).map(|event| (event, value))) {
             Ok((event, value)) => {
-                for rejected in &event.rejected {
-                    state.metrics.reject(RejectReason::BadMxc);
-                    tracing::info!(
-                        txn_id,
-                        event_id = event.event.event_id,
-                        location = rejected.location,
-                        value = rejected.value,
-                        reason = %rejected.reason,
-                        "skipping an invalid mxc URI"
-                    );
-                }
+                state.metrics.skip_bad_mxcs(&event.event.event_id, &event.rejected, "transaction");
                 if let Some(bot) = &state.bot
                     && let Some(item) = bot.routing.route(&event.event, value)
                 {

@@ -447,15 +447,7 @@ async fn index_page(ctx: &RunContext<'_>, room_id: &str, chunk: Vec<Value>) -> a
         }
         match extract_value(&event) {
             Ok(rows) => {
-                for rejected in &rows.rejected {
-                    services.metrics.reject(RejectReason::BadMxc);
-                    tracing::info!(
-                        event_id = rows.event.event_id,
-                        location = rejected.location,
-                        reason = %rejected.reason,
-                        "backfill: skipping an invalid mxc URI"
-                    );
-                }
+                services.metrics.skip_bad_mxcs(&rows.event.event_id, &rows.rejected, "backfill");
                 // A redacted state event keeps its place in the room's state:
                 // it is indexed as it is, like live ones.
                 if let Some(by) = event.pointer("/unsigned/redacted_because")
