@@ -126,6 +126,10 @@ impl std::fmt::Debug for DatabaseConfig {
 pub struct AdminConfig {
     /// Room ID or alias of the admin room.
     pub room: String,
+    /// When `room` is an alias on this homeserver that does not exist, the
+    /// bot creates the room under it and invites the moderators.
+    #[serde(default = "default_true")]
+    pub create_if_missing: bool,
     #[serde(default)]
     pub moderators: Vec<OwnedUserId>,
     #[serde(default = "default_command_prefix")]
@@ -654,6 +658,9 @@ impl Config {
         }
         if !(self.admin.room.starts_with('!') || self.admin.room.starts_with('#')) {
             bail!("admin.room: must be a room ID (!…) or alias (#…), got {:?}", self.admin.room);
+        }
+        if let Err(error) = ruma::RoomOrAliasId::parse(&self.admin.room) {
+            bail!("admin.room: {:?} is not a valid room ID or alias: {error}", self.admin.room);
         }
         if self.admin.command_prefix.is_empty() || self.admin.command_prefix.chars().any(char::is_whitespace) {
             bail!("admin.command_prefix: must be non-empty and without spaces");

@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -117,6 +119,12 @@ macro_rules! label_value_as_str {
 }
 label_value_as_str!(TxnOutcome, RejectReason);
 
+/// What start-up is waiting for (`homeserver`, `admin_room`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitLabel {
+    pub what: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: RejectReason,
@@ -149,6 +157,9 @@ pub struct Metrics {
     pub summaries_posted: Counter,
     pub backfill_events: Counter,
     pub backfill_pages: Counter,
+    /// 1 while start-up waits for something; the reasons are in `waits`.
+    pub waiting: Family<WaitLabel, Gauge>,
+    waits: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl Metrics {
@@ -255,7 +266,15 @@ impl Metrics {
         registry.register("backfill_events", "Events read from room history by backfill", backfill_events.clone());
         let backfill_pages = Counter::default();
         registry.register("backfill_pages", "Pages of room history read by backfill", backfill_pages.clone());
+        let waiting = Family::<WaitLabel, Gauge>::default();
+        registry.register(
+            "waiting_for",
+            "1 while housekeep waits for something it needs (the homeserver, the admin room); /health says why",
+            waiting.clone(),
+        );
         Self {
+            waiting,
+            waits: Mutex::default(),
             media_downloads,
             media_bytes,
             media_stalls,
@@ -303,6 +322,26 @@ impl Metrics {
             first_reason = %first.reason,
             "skipping invalid mxc URIs"
         );
+    }
+
+    /// Start-up cannot go on without `what` yet: named with the reason in
+    /// `/health` and `!status`, and `housekeep_waiting_for{what}` is 1.
+    pub fn waiting_for(&self, what: &'static str, why: impl Into<String>) {
+        self.waits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(what, why.into());
+        self.waiting.get_or_create(&WaitLabel { what }).set(1);
+    }
+
+    /// `what` is there now.
+    pub fn done_waiting(&self, what: &'static str) {
+        if self.waits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(what).is_some() {
+            self.waiting.get_or_create(&WaitLabel { what }).set(0);
+        }
+    }
+
+    /// What start-up waits for now, with the reasons.
+    pub fn waits(&self) -> Vec<(&'static str, String)> {
+        let waits = self.waits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        waits.iter().map(|(what, why)| (*what, why.clone())).collect()
     }
 
     pub fn transaction(&self, outcome: TxnOutcome) {

@@ -16,7 +16,10 @@ use crate::config::Config;
 
 /// The registration for this config: an exclusive user namespace for the bot
 /// and a non-exclusive namespace over every room, so the homeserver sends us
-/// the events of every local room, including rooms the bot is not in.
+/// the events of every local room, including rooms the bot is not in. When
+/// the admin room is an alias, that one alias (non-exclusive): Synapse lets
+/// an appservice create only aliases it registered, and the bot creates the
+/// admin room under it when it does not exist (`admin.create_if_missing`).
 pub fn registration(config: &Config) -> Registration {
     let mut namespaces = Namespaces::new();
     let user_regex = format!(
@@ -26,6 +29,9 @@ pub fn registration(config: &Config) -> Registration {
     );
     namespaces.users = vec![Namespace::new(true, user_regex)];
     namespaces.rooms = vec![Namespace::new(false, "!.*".to_owned())];
+    if config.admin.room.starts_with('#') {
+        namespaces.aliases = vec![Namespace::new(false, format!("^{}$", regex::escape(&config.admin.room)))];
+    }
     let mut registration: Registration = RegistrationInit {
         id: config.appservice.id.clone(),
         url: Some(config.appservice.address.as_str().trim_end_matches('/').to_owned()),
@@ -262,6 +268,10 @@ mod tests {
         assert!(back.namespaces.users[0].exclusive);
         assert_eq!(back.namespaces.rooms[0].regex, "!.*");
         assert!(!back.namespaces.rooms[0].exclusive);
+        // The admin room's alias, so the bot may create it; nobody else's.
+        assert_eq!(back.namespaces.aliases.len(), 1);
+        assert_eq!(back.namespaces.aliases[0].regex, r"^\#housekeep\-admin:example\.org$");
+        assert!(!back.namespaces.aliases[0].exclusive);
         assert_eq!(back.rate_limited, Some(false));
         assert_eq!(back.url.as_deref(), Some("http://127.0.0.1:29330"));
         assert_eq!((back.as_token.as_str(), back.hs_token.as_str()), ("a", "h"));

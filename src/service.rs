@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::appservice::route::Routing;
+use crate::appservice::route::{AdminRoomId, Routing};
 use crate::appservice::stats::StatsIngest;
 use crate::appservice::{AppState, BotLink, router, stats_router};
 use crate::backfill::{BackfillKind, BackfillSettings};
@@ -91,8 +91,11 @@ fn scheduled_summaries(config: &Config) -> Vec<Scheduled> {
         .collect()
 }
 
-/// Runs until SIGINT/SIGTERM: the listener first (the homeserver's ping needs
-/// it), then the start-up handshake and the workers in the background.
+/// Runs until SIGINT/SIGTERM. The index comes first: the listener starts
+/// as soon as the database is open, and indexes whatever the homeserver
+/// sends whatever else is wrong. In the background, the start-up handshake,
+/// finding (or creating) the admin room, then the bot, the job runner and
+/// the workers, each waited for with backoff and named in `/health` meanwhile.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let _instance = store.claim_instance(&config.database.url).await?;
@@ -101,8 +104,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let homeserver = HomeserverClient::new(config.homeserver.url.clone(), config.appservice.as_token.clone())?;
     let bot_user_id = config.bot_user_id()?;
-    let admin_room_id = resolve_admin_room(&homeserver, &config.admin.room).await?;
-    tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
+    let admin_room_id = known_admin_room(&store, &config.admin.room).await?;
 
     let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
     let inbox_wake = Arc::new(Notify::new());
@@ -110,7 +112,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let media_wake = Arc::new(Notify::new());
     state.bot = Some(BotLink {
         routing: Arc::new(Routing {
-            admin_room_id: admin_room_id.to_string(),
+            admin_room_id: admin_room_id.clone(),
             bot_user_id: bot_user_id.to_string(),
             prefix: config.admin.command_prefix.clone(),
         }),
@@ -121,47 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !config.stats.secret.is_empty() {
         state.stats = Some(StatsIngest::new(&config.stats.secret, config.stats.reports_per_minute));
     }
-    let sink = Arc::new(RoomSink::new(homeserver.clone()));
-    let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
-    let services = Services {
-        store: store.clone(),
-        homeserver: homeserver.clone(),
-        metrics: state.metrics.clone(),
-        bot_user_id,
-        prefix: config.admin.command_prefix.clone(),
-        operators: Some((sink.clone(), operators)),
-        media_wake: media_wake.clone(),
-        homeserver_concurrency: config.jobs.homeserver_concurrency,
-    };
-    let fetcher = MediaFetcher::new(
-        services.clone(),
-        FetchConfig {
-            concurrency: config.media.download_concurrency,
-            timeout: config.media.download_timeout()?,
-            stall: config.media.stall_timeout()?,
-            max_attempts: config.media.max_attempts,
-            retry_delay: config.media.retry_delay()?,
-        },
-    );
-    crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
-    let builder = JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent);
-    let jobs = register_kinds(builder, fetcher.clone(), &config).build();
-    let bot = Arc::new(Bot {
-        jobs: jobs.clone(),
-        sink,
-        admin_room_id,
-        moderators: config.admin.moderators.clone(),
-        moderator_power_level: config.admin.moderator_power_level,
-        allow_remote_moderators: config.admin.allow_remote_moderators,
-        prefix: config.admin.command_prefix.clone(),
-        confirm_expiry: config.admin.confirm_expiry()?,
-        policy: ConfirmPolicy {
-            yes_limit: config.admin.confirm_threshold.into(),
-            two_person: config.admin.two_person_threshold.map(Into::into),
-        },
-        inbox_wake,
-        dashboard_url: config.web.public_url(),
-    });
+    let metrics = state.metrics.clone();
 
     let bind = (config.appservice.hostname, config.appservice.port);
     let listener = TcpListener::bind(bind)
@@ -206,17 +168,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let scheduler = Scheduler {
-        store: store.clone(),
-        sink: bot.sink.clone(),
-        metrics: state.metrics.clone(),
-        summaries: scheduled_summaries(&config),
-        prefix: config.admin.command_prefix.clone(),
-        homeserver: Some(homeserver.clone()),
-        retention: config.stats.retention()?,
-        clock: Scheduler::system_clock(),
-        backoff: Default::default(),
-    };
     let own_stats_listener = config.stats.port.is_some();
     let app = router(state, config.appservice.max_body_bytes, !own_stats_listener)
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -225,55 +176,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     // The handshake needs the listener up: the homeserver's ping calls us back.
     let mut start = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            homeserver
-                .startup_handshake(
-                    &config.appservice.id,
-                    &config.appservice.bot_localpart,
-                    config.appservice.address.as_str(),
-                )
-                .await;
-            let admin_room = bot.admin_room_id.to_string();
-            let mut workers = crate::bot::spawn(bot, shutdown.clone());
-            match crate::moderation::purge::sweep_tokens(&services).await {
-                Ok(0) => {}
-                Ok(swept) => tracing::info!(swept, "revoked sender tokens left by jobs that ended"),
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot sweep sender tokens of ended jobs"),
-            }
-            let token = shutdown.clone();
-            let runner = jobs.clone();
-            workers.spawn(async move {
-                runner.run(token).await;
-                "the job runner"
-            });
-            let token = shutdown.clone();
-            workers.spawn(async move {
-                crate::redactions::run(services, redaction_wake, token).await;
-                "the redaction checker"
-            });
-            let token = shutdown.clone();
-            workers.spawn(async move {
-                crate::media::worker::run(fetcher, media_wake, token).await;
-                "the media worker"
-            });
-            let token = shutdown.clone();
-            workers.spawn(async move {
-                scheduler.run(token).await;
-                "the stats scheduler"
-            });
-            workers.spawn(async move {
-                crate::backfill::run_requests(jobs, admin_room, shutdown).await;
-                "the backfill scheduler"
-            });
-            workers
-        })
+        let shutdown = shutdown.clone();
+        let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake };
+        tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, admin_room_id, wakes, shutdown))
     };
     let outcome = tokio::select! {
         served = &mut serve => listener_ended(served),
         started = &mut start => match started {
             Err(error) => Err(anyhow::anyhow!("start-up failed: {error}")),
-            Ok(mut workers) => {
+            Ok(Err(error)) => Err(error.context("start-up failed")),
+            Ok(Ok(mut workers)) => {
                 let outcome = tokio::select! {
                     served = &mut serve => listener_ended(served),
                     // They run until shutdown; one ending early means it
@@ -315,6 +227,122 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     outcome
 }
 
+/// What the transaction handler rings when it queued work for a worker.
+struct Wakes {
+    inbox: Arc<Notify>,
+    redactions: Arc<Notify>,
+    media: Arc<Notify>,
+}
+
+/// Everything that needs the homeserver or the admin room, in order: the
+/// handshake, the admin room, then the bot, the runner and the workers. The
+/// returned set holds what must run until shutdown.
+async fn start_workers(
+    config: Config,
+    store: Store,
+    homeserver: HomeserverClient,
+    metrics: Arc<crate::metrics::Metrics>,
+    admin_room: AdminRoomId,
+    wakes: Wakes,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinSet<&'static str>> {
+    metrics.waiting_for("homeserver", format!("registering the bot user at {}", config.homeserver.url));
+    homeserver
+        .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
+        .await;
+    metrics.done_waiting("homeserver");
+    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics).await;
+    admin_room.set(admin_room_id.as_str());
+    tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
+
+    let sink = Arc::new(RoomSink::new(homeserver.clone()));
+    let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
+    let services = Services {
+        store,
+        homeserver,
+        metrics,
+        bot_user_id: config.bot_user_id()?,
+        prefix: config.admin.command_prefix.clone(),
+        operators: Some((sink.clone(), operators)),
+        media_wake: wakes.media.clone(),
+        homeserver_concurrency: config.jobs.homeserver_concurrency,
+    };
+    let fetcher = MediaFetcher::new(
+        services.clone(),
+        FetchConfig {
+            concurrency: config.media.download_concurrency,
+            timeout: config.media.download_timeout()?,
+            stall: config.media.stall_timeout()?,
+            max_attempts: config.media.max_attempts,
+            retry_delay: config.media.retry_delay()?,
+        },
+    );
+    crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
+    let builder = JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent);
+    let jobs = register_kinds(builder, fetcher.clone(), &config).build();
+    let bot = Arc::new(Bot {
+        jobs: jobs.clone(),
+        sink,
+        admin_room_id: admin_room_id.clone(),
+        moderators: config.admin.moderators.clone(),
+        moderator_power_level: config.admin.moderator_power_level,
+        allow_remote_moderators: config.admin.allow_remote_moderators,
+        prefix: config.admin.command_prefix.clone(),
+        confirm_expiry: config.admin.confirm_expiry()?,
+        policy: ConfirmPolicy {
+            yes_limit: config.admin.confirm_threshold.into(),
+            two_person: config.admin.two_person_threshold.map(Into::into),
+        },
+        inbox_wake: wakes.inbox,
+        dashboard_url: config.web.public_url(),
+    });
+    let scheduler = Scheduler {
+        store: services.store.clone(),
+        sink: bot.sink.clone(),
+        metrics: services.metrics.clone(),
+        summaries: scheduled_summaries(&config),
+        prefix: config.admin.command_prefix.clone(),
+        homeserver: Some(services.homeserver.clone()),
+        retention: config.stats.retention()?,
+        clock: Scheduler::system_clock(),
+        backoff: Default::default(),
+    };
+
+    let mut workers = crate::bot::spawn(bot, shutdown.clone());
+    match crate::moderation::purge::sweep_tokens(&services).await {
+        Ok(0) => {}
+        Ok(swept) => tracing::info!(swept, "revoked sender tokens left by jobs that ended"),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot sweep sender tokens of ended jobs"),
+    }
+    let token = shutdown.clone();
+    let runner = jobs.clone();
+    workers.spawn(async move {
+        runner.run(token).await;
+        "the job runner"
+    });
+    let token = shutdown.clone();
+    workers.spawn(async move {
+        crate::redactions::run(services, wakes.redactions, token).await;
+        "the redaction checker"
+    });
+    let token = shutdown.clone();
+    workers.spawn(async move {
+        crate::media::worker::run(fetcher, wakes.media, token).await;
+        "the media worker"
+    });
+    let token = shutdown.clone();
+    workers.spawn(async move {
+        scheduler.run(token).await;
+        "the stats scheduler"
+    });
+    let admin_room = admin_room_id.to_string();
+    workers.spawn(async move {
+        crate::backfill::run_requests(jobs, admin_room, shutdown).await;
+        "the backfill scheduler"
+    });
+    Ok(workers)
+}
+
 fn listener_ended(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     match served {
         Ok(result) => result.context("appservice listener failed"),
@@ -322,19 +350,104 @@ fn listener_ended(served: Result<std::io::Result<()>, tokio::task::JoinError>) -
     }
 }
 
-/// The admin room's ID. An alias is resolved before anything else starts, so
-/// commands in it are recognised from the first transaction on; a homeserver
-/// that is down is waited for, an alias that does not exist stops start-up.
-async fn resolve_admin_room(homeserver: &HomeserverClient, room: &str) -> anyhow::Result<OwnedRoomId> {
-    let patient = homeserver.clone().with_retry(RetryPolicy {
-        min_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(60),
-        max_retries: None,
-    });
-    patient.resolve_room(room).await.map_err(|error| match error.errcode() {
-        Some("M_NOT_FOUND") => anyhow::anyhow!("admin.room: the alias {room} does not exist on the homeserver"),
-        _ => anyhow::anyhow!("admin.room: cannot resolve {room}: {error}"),
+/// The admin room's ID as far as it is known before asking the homeserver:
+/// the configured room ID, or the room the alias last resolved to (so the
+/// commands a restart's first transactions carry are recognised).
+async fn known_admin_room(store: &Store, room: &str) -> anyhow::Result<AdminRoomId> {
+    if room.starts_with('!') {
+        return Ok(AdminRoomId::known(room));
+    }
+    Ok(match store.remembered_alias(room).await? {
+        Some(room_id) => AdminRoomId::known(&room_id),
+        None => AdminRoomId::default(),
     })
+}
+
+/// The admin room's ID, resolved from its alias, waiting as long as it takes:
+/// a homeserver that is down, or an alias that does not exist yet (created
+/// here when `admin.create_if_missing` allows), is retried with backoff and
+/// named in `/health` meanwhile. The index runs all the while.
+async fn find_admin_room(
+    config: &Config,
+    store: &Store,
+    homeserver: &HomeserverClient,
+    metrics: &crate::metrics::Metrics,
+) -> OwnedRoomId {
+    let room = config.admin.room.as_str();
+    let once = homeserver.clone().with_retry(RetryPolicy::ONCE);
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(60))
+            .without_max_times(),
+    );
+    loop {
+        let waiting = match once.resolve_room(room).await {
+            Ok(room_id) => {
+                if !room.starts_with('!')
+                    && let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await
+                {
+                    tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
+                }
+                metrics.done_waiting("admin_room");
+                return room_id;
+            }
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => match create_admin_room(config, &once).await {
+                Some(Ok(room_id)) => {
+                    tracing::info!(%room_id, alias = room, "created the admin room; its moderators are invited");
+                    continue;
+                }
+                Some(Err(error)) if error.errcode() == Some("M_EXCLUSIVE") => format!(
+                    "the alias {room} does not exist, and the homeserver's copy of the registration does not \
+                     let the bot create it: run housekeep generate-registration again and restart the \
+                     homeserver, or create the room yourself ({error})"
+                ),
+                Some(Err(error)) => format!("the alias {room} does not exist and creating it failed: {error}"),
+                None => format!(
+                    "the alias {room} does not exist: create the room under it{}",
+                    if config.admin.create_if_missing {
+                        " (housekeep creates only aliases of its own homeserver)"
+                    } else {
+                        ", or set admin.create_if_missing: true"
+                    }
+                ),
+            },
+            Err(error) => format!("cannot resolve {room}: {error}"),
+        };
+        let delay = delays.next().unwrap_or(Duration::from_secs(60));
+        tracing::warn!(?delay, "admin.room: {waiting}; the index runs meanwhile, commands wait; retrying");
+        metrics.waiting_for("admin_room", waiting);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Creates the admin room under the configured alias and invites the
+/// moderators, if that is allowed and the alias is on this homeserver;
+/// `None` when it is not to be created. A moderator who cannot be invited
+/// (no such user yet) is logged; the others can invite them later.
+async fn create_admin_room(
+    config: &Config,
+    homeserver: &HomeserverClient,
+) -> Option<Result<OwnedRoomId, crate::homeserver::HsError>> {
+    let alias = ruma::RoomAliasId::parse(&config.admin.room).ok()?;
+    if !config.admin.create_if_missing || alias.server_name() != config.homeserver.domain {
+        return None;
+    }
+    let topic = format!("housekeep's admin room: moderators type commands here ({}help)", config.admin.command_prefix);
+    let created = homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await;
+    if let Ok(room_id) = &created {
+        // The moderators own the room with the bot: they can invite, rename, and change it.
+        let moderators = &config.admin.moderators;
+        if let Err(error) = homeserver.set_power_levels(room_id.as_str(), moderators, 100).await {
+            tracing::warn!(%room_id, %error, "cannot give the moderators power level 100 in the new admin room");
+        }
+        for moderator in moderators {
+            if let Err(error) = homeserver.invite(room_id.as_str(), moderator).await {
+                tracing::warn!(%room_id, %moderator, %error, "cannot invite a moderator into the new admin room");
+            }
+        }
+    }
+    Some(created)
 }
 
 /// Waits for SIGINT/SIGTERM (or an internal shutdown), then tells everyone.

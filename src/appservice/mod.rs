@@ -106,13 +106,20 @@ pub fn stats_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers (the index runs), 503 otherwise. The body
+/// names what start-up still waits for, one line each, after `OK`.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "OK"),
+        Ok(()) => {
+            let mut body = String::from("OK\n");
+            for (what, why) in state.metrics.waits() {
+                body.push_str(&format!("waiting for {what}: {why}\n"));
+            }
+            (StatusCode::OK, body)
+        }
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n".to_owned())
         }
     }
 }

@@ -2,6 +2,8 @@
 //! transaction handler so the inbox row commits with the index rows; what
 //! the bot then does with them is the chat front-end's business.
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::Value;
 
 use crate::extract::EventRow;
@@ -10,10 +12,34 @@ use crate::store::{InboxItem, InboxKind};
 /// The reaction keys that confirm a plan (with and without the emoji variation selector).
 pub const CONFIRM_KEYS: [&str; 2] = ["✅", "✅\u{fe0f}"];
 
+/// The admin room's ID, shared with the start-up task that finds it. It is
+/// set at start from the config (a room ID) or from the last resolution of
+/// the alias, and replaced when the alias resolves again, so the index runs
+/// while the alias cannot be resolved; until it is known, nothing is routed
+/// to the bot but invites.
+#[derive(Debug, Clone, Default)]
+pub struct AdminRoomId(Arc<RwLock<Option<Arc<str>>>>);
+
+impl AdminRoomId {
+    pub fn known(room_id: &str) -> Self {
+        let id = Self::default();
+        id.set(room_id);
+        id
+    }
+
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn set(&self, room_id: &str) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(room_id.into());
+    }
+}
+
 /// What the transaction handler needs to route events to the bot.
 #[derive(Debug, Clone)]
 pub struct Routing {
-    pub admin_room_id: String,
+    pub admin_room_id: AdminRoomId,
     pub bot_user_id: String,
     pub prefix: String,
 }
@@ -21,7 +47,7 @@ pub struct Routing {
 impl Routing {
     /// Cheap test on the already-extracted row: could this event concern the bot?
     pub fn may_concern_bot(&self, row: &EventRow) -> bool {
-        (row.room_id == self.admin_room_id
+        (self.admin_room_id.get().is_some_and(|admin| *admin == *row.room_id)
             && row.sender != self.bot_user_id
             && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
             || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
@@ -76,12 +102,27 @@ mod tests {
     use serde_json::json;
 
     fn routing() -> Routing {
-        Routing { admin_room_id: "!admin".into(), bot_user_id: "@bot:hs".into(), prefix: "!".into() }
+        Routing { admin_room_id: AdminRoomId::known("!admin"), bot_user_id: "@bot:hs".into(), prefix: "!".into() }
     }
 
     fn route(event: Value) -> Option<InboxKind> {
         let row = extract_value(&event).unwrap().event;
         routing().route(&row, event).map(|item| item.kind)
+    }
+
+    #[test]
+    fn before_the_admin_room_is_known_only_invites_are_routed() {
+        let routing = Routing { admin_room_id: AdminRoomId::default(), ..routing() };
+        let command = event("!admin", "@mod:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!status"}));
+        let row = extract_value(&command).unwrap().event;
+        assert!(routing.route(&row, command.clone()).is_none());
+        let mut invite = event("!anywhere", "@mod:hs", "m.room.member", json!({"membership": "invite"}));
+        invite["state_key"] = json!("@bot:hs");
+        let invite_row = extract_value(&invite).unwrap().event;
+        assert_eq!(routing.route(&invite_row, invite).map(|item| item.kind), Some(InboxKind::Invite));
+        // Found later (the shared handle): commands are routed from then on.
+        routing.admin_room_id.set("!admin");
+        assert_eq!(routing.route(&row, command).map(|item| item.kind), Some(InboxKind::Command));
     }
 
     fn event(room: &str, sender: &str, event_type: &str, content: Value) -> Value {

@@ -5,7 +5,9 @@ use reqwest::Method;
 use ruma::api::client::{alias, membership, message, redact, room, state};
 use ruma::events::MessageLikeEventType;
 use ruma::serde::Raw;
-use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId};
+use ruma::{
+    EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId, UserId,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -47,6 +49,46 @@ impl HomeserverClient {
         }
         let alias = RoomAliasId::parse(room).map_err(|e| invalid("room alias", room, e))?;
         Ok(self.call(alias::get_alias::v3::Request::new(alias)).await?.room_id)
+    }
+
+    /// Creates a private room under `#alias_localpart:<this server>`, named `name`.
+    pub async fn create_private_room(
+        &self,
+        alias_localpart: &str,
+        name: &str,
+        topic: &str,
+    ) -> Result<OwnedRoomId, HsError> {
+        let mut request = room::create_room::v3::Request::new();
+        request.room_alias_name = Some(alias_localpart.to_owned());
+        request.name = Some(name.to_owned());
+        request.topic = Some(topic.to_owned());
+        request.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
+        Ok(self.call(request).await?.room_id)
+    }
+
+    /// Gives `users` power level `level` in a room, keeping the rest of its
+    /// power levels. Read and written back rather than set at creation: the
+    /// creator must be listed in older room versions and must not be in 12.
+    pub async fn set_power_levels(&self, room: &str, users: &[OwnedUserId], level: i64) -> Result<(), HsError> {
+        let room = room_id(room)?;
+        let path = ["_matrix", "client", "v3", "rooms", room.as_str(), "state", "m.room.power_levels", ""];
+        let mut levels: Value = self.send::<(), _>(Method::GET, &path, None).await?;
+        let Some(listed) = levels.get_mut("users").and_then(Value::as_object_mut) else {
+            return Err(HsError::Invalid(format!("{room}'s power levels have no users map")));
+        };
+        for user in users {
+            listed.insert(user.to_string(), level.into());
+        }
+        self.send::<_, Value>(Method::PUT, &path, Some(&levels)).await?;
+        Ok(())
+    }
+
+    /// Invites a user into a room.
+    pub async fn invite(&self, room: &str, user_id: &UserId) -> Result<(), HsError> {
+        use membership::invite_user::v3::{InvitationRecipient, InviteUserId, Request};
+        let recipient = InvitationRecipient::from(InviteUserId::new(user_id.to_owned()));
+        self.call(Request::new(room_id(room)?, recipient)).await?;
+        Ok(())
     }
 
     /// Every current state event of a room, as full events (with `sender`).

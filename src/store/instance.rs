@@ -71,3 +71,28 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// The room `alias` last resolved to, if it ever did.
+    pub async fn remembered_alias(&self, alias: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT room_id FROM resolved_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("room_id")).transpose()?)
+    }
+
+    /// Remembers what `alias` resolved to.
+    pub async fn remember_alias(&self, alias: &str, room_id: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO resolved_aliases (alias, room_id, resolved_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (alias) DO UPDATE SET room_id = excluded.room_id, resolved_at = excluded.resolved_at",
+        )
+        .bind(alias)
+        .bind(room_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -116,12 +116,26 @@ impl Synapse {
     /// Restarts in place with the same registrations and more
     /// `homeserver.yaml` (see [`restart_with_config`](Self::restart_with_config)).
     pub async fn reconfigure(&mut self, extra: &str) -> anyhow::Result<()> {
+        self.halt().await?;
+        self.extra_config = extra.to_owned();
+        self.resume().await
+    }
+
+    /// Stops the process, keeping everything else: the homeserver is down
+    /// until [`resume`](Self::resume).
+    pub async fn halt(&mut self) -> anyhow::Result<()> {
         if terminate(&mut self.child).await?.is_none() {
             self.child.kill().await?;
         }
+        Ok(())
+    }
+
+    /// Starts again after [`halt`](Self::halt), on the same port and data.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let extra = self.extra_config.clone();
         let registrations = self.registrations.clone();
         let registrations: Vec<&Path> = registrations.iter().map(PathBuf::as_path).collect();
-        *self = Self::start_with(&self.dir, &registrations, self.port, extra.to_owned()).await?;
+        *self = Self::start_with(&self.dir, &registrations, self.port, extra).await?;
         Ok(())
     }
 

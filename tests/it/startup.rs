@@ -66,3 +66,164 @@ async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backe
     })
     .await
 }
+
+/// `/health`'s body: `OK`, then a line per thing start-up waits for.
+async fn health(testbed: &housekeep::testbed::Testbed) -> anyhow::Result<String> {
+    let url = format!("{}/health", testbed.housekeep.base_url);
+    let response = reqwest::get(url).await?;
+    anyhow::ensure!(response.status() == 200, "/health answered {}", response.status());
+    Ok(response.text().await?)
+}
+
+/// Whether housekeep indexed an event (read from its database).
+async fn indexed(testbed: &housekeep::testbed::Testbed, room: &str, event_id: &str) -> anyhow::Result<bool> {
+    let store = testbed.store().await?;
+    let found = store.room_events(room).await?.iter().any(|event| event.event_id == event_id);
+    store.close().await;
+    Ok(found)
+}
+
+/// A typo in `admin.room` (an alias that does not exist) does not stop the
+/// index: housekeep starts, indexes what arrives, says on `/health` and in
+/// its log what it waits for, and takes commands once the room exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_admin_room_holds_up_commands_not_the_index() {
+    with_testbed(Backend::Sqlite, async |testbed| {
+        let old_admin_room = testbed.admin_room().await?;
+        testbed
+            .reconfigure(|text| {
+                text.replace("#housekeep-admin:localhost", "#housekeep-admni:localhost")
+                    .replace("create_if_missing: true", "create_if_missing: false")
+            })
+            .await?;
+        let waiting = eventually(Duration::from_secs(20), "/health to name the missing room", || async {
+            let body = health(testbed).await?;
+            Ok(body.contains("waiting for admin_room").then_some(body))
+        })
+        .await?;
+        assert!(waiting.starts_with("OK\n"), "{waiting}");
+        assert!(waiting.contains("the alias #housekeep-admni:localhost does not exist"), "{waiting}");
+        assert!(waiting.contains("admin.create_if_missing: true"), "{waiting}");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_waiting_for{what=\"admin_room\"} 1"), "{metrics}");
+
+        // The index runs: a message in a room the bot is in is indexed.
+        let message = testbed.admin.send_text(&old_admin_room, "indexed while the admin room is missing").await?;
+        eventually(Duration::from_secs(20), "the message in the index", || async {
+            Ok(indexed(testbed, &old_admin_room, &message).await?.then_some(()))
+        })
+        .await?;
+
+        // The operator creates the room; housekeep finds it on its next try and answers there.
+        let room = housekeep::testbed::create_admin_room(&testbed.admin, &testbed.config).await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        eventually(Duration::from_secs(60), "/health without waits", || async {
+            Ok((health(testbed).await? == "OK\n").then_some(()))
+        })
+        .await?;
+        let asked = testbed.admin.send_text(&room, "!status").await?;
+        let status = testbed.admin.wait_for_reply(&room, &asked, &bot).await?;
+        assert!(status.contains("waiting for: nothing"), "{status}");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_waiting_for{what=\"admin_room\"} 0"), "{metrics}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// With `admin.create_if_missing` (the default) and no room under the
+/// alias, the bot creates it, makes the moderators its admins and invites them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_creates_a_missing_admin_room_and_invites_the_moderators() {
+    with_testbed(Backend::Postgres, async |testbed| {
+        // The operator names a new room, regenerates the registration (which
+        // reserves that alias for the bot) and restarts Synapse with it.
+        let text = std::fs::read_to_string(&testbed.config_path)?;
+        std::fs::write(&testbed.config_path, text.replace("#housekeep-admin:localhost", "#made-by-the-bot:localhost"))?;
+        let generated = tokio::process::Command::new(crate::common::housekeep_binary())
+            .arg("generate-registration")
+            .arg("-c")
+            .arg(&testbed.config_path)
+            .arg("-o")
+            .arg(testbed.dir.path().join("registration.yaml"))
+            .output()
+            .await?;
+        assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+        testbed.synapse.halt().await?;
+        testbed.synapse.resume().await?;
+        testbed.config = housekeep::config::Config::load(&testbed.config_path)?;
+        testbed.housekeep.restart().await?;
+        let room = eventually(Duration::from_secs(30), "the room under the alias", || async {
+            Ok(testbed.admin_room().await.ok())
+        })
+        .await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        // Invited: joining works (the room is private).
+        eventually(Duration::from_secs(20), "the moderator's invite", || async {
+            Ok(testbed.admin.join(&room).await.ok())
+        })
+        .await?;
+        let levels = testbed
+            .admin
+            .request(reqwest::Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels"), None)
+            .await?;
+        assert_eq!(levels["users"]["@admin:localhost"], 100, "{levels}");
+        let asked = testbed.admin.send_text(&room, "!help").await?;
+        let help = testbed.admin.wait_for_reply(&room, &asked, &bot).await?;
+        assert!(help.contains("!purge"), "{help}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// With the homeserver down, housekeep still starts and indexes what it is
+/// sent; once the homeserver is back, it finishes starting by itself. The
+/// admin room's ID from the last run is used meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homeserver_that_is_down_holds_up_commands_not_the_index() {
+    with_testbed(Backend::Postgres, async |testbed| {
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        // Resolved once: remembered for the next start.
+        let asked = testbed.admin.send_text(&admin_room, "!help").await?;
+        testbed.admin.wait_for_reply(&admin_room, &asked, &bot).await?;
+
+        testbed.synapse.halt().await?;
+        testbed.housekeep.restart().await?;
+        let waiting = eventually(Duration::from_secs(20), "/health to name the homeserver", || async {
+            let body = health(testbed).await?;
+            Ok(body.contains("waiting for homeserver").then_some(body))
+        })
+        .await?;
+        assert!(waiting.starts_with("OK\n"), "{waiting}");
+        // The index takes what it is sent (a transaction from a homeserver
+        // that came back, say); a command in the admin room is kept for later.
+        let room = "!elsewhere:localhost";
+        let message = serde_json::json!({
+            "event_id": "$while-down", "room_id": room, "sender": "@someone:localhost",
+            "origin_server_ts": 1_700_000_000_000_i64, "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "hello"},
+        });
+        let command = serde_json::json!({
+            "event_id": "$help-while-down", "room_id": admin_room, "sender": "@admin:localhost",
+            "origin_server_ts": housekeep::clock::now_ms(), "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "!status"},
+        });
+        testbed.push_transaction("while-down", vec![message, command]).await?;
+        assert!(indexed(testbed, room, "$while-down").await?, "committed before the 200");
+
+        testbed.synapse.resume().await?;
+        eventually(Duration::from_secs(90), "/health without waits", || async {
+            Ok((health(testbed).await? == "OK\n").then_some(()))
+        })
+        .await?;
+        // The command sent while the homeserver was down is answered.
+        let status = testbed.admin.wait_for_reply(&admin_room, "$help-while-down", &bot).await?;
+        assert!(status.contains("housekeep status"), "{status}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

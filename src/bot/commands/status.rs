@@ -21,6 +21,15 @@ pub struct StatusArgs {
     pub exact: bool,
 }
 
+/// What start-up still waits for, as `/health` says it.
+fn waiting(metrics: &crate::metrics::Metrics) -> String {
+    let waits = metrics.waits();
+    if waits.is_empty() {
+        return "nothing".to_owned();
+    }
+    waits.iter().map(|(what, why)| format!("{what}: {why}")).collect::<Vec<_>>().join("; ")
+}
+
 pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
     let services = bot.services();
     let store = &services.store;
@@ -92,6 +101,7 @@ pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
         .field("running now", &if running.is_empty() { "none".to_owned() } else { running.join(", ") })
         .field("homeserver", &homeserver)
         .field("bot is server admin", &admin)
+        .field("waiting for", &waiting(&services.metrics))
         .field("database", store.backend().as_str())
         .field("version", env!("CARGO_PKG_VERSION"));
     Ok(Executed::ok(reply))
