@@ -167,11 +167,26 @@ impl Housekeep {
 
     /// SIGTERM and wait for a clean exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        let (status, _) = self.sigterm().await?;
+        if !status.success() {
+            bail!("housekeep exited with {status}; see {}", self.log_path.display());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, as a supervisor stops it: the exit status and how long the
+    /// exit took. Fails if it did not exit within 15 s.
+    pub async fn sigterm(&mut self) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
         match terminate(&mut self.child).await? {
-            Some(status) if status.success() => Ok(()),
-            Some(status) => bail!("housekeep exited with {status}; see {}", self.log_path.display()),
+            Some(status) => Ok((status, started.elapsed())),
             None => bail!("housekeep did not stop on SIGTERM; see {}", self.log_path.display()),
         }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(&self.log_path)?)
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::common::{Backend, job_id, wait_for_job, with_testbed};
-use housekeep::store::{AuditRecord, JobState, Store};
+use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_testbed};
+use housekeep::store::JobState;
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
@@ -26,17 +26,6 @@ async fn join_bob(testbed: &Testbed, room: &str) -> anyhow::Result<MatrixUser> {
 
 fn bot(testbed: &Testbed) -> String {
     testbed.config.bot_user_id().unwrap().to_string()
-}
-
-/// Everything audited about a job, oldest first.
-async fn job_actions(store: &Store, id: &str) -> anyhow::Result<Vec<AuditRecord>> {
-    let (mut actions, _) = store.job_audit(id, 100_000).await?;
-    actions.reverse();
-    Ok(actions)
-}
-
-fn items_of(audit: &[AuditRecord]) -> Vec<String> {
-    audit.iter().filter(|r| r.entry.action == "testjob.item").filter_map(|r| r.entry.target.clone()).collect()
 }
 
 async fn moderators_command_and_others_are_refused(backend: Backend) -> anyhow::Result<()> {

@@ -103,3 +103,17 @@ pub fn job_id(plan: &str) -> String {
     assert!(plan.starts_with("Plan for job "), "not a plan: {plan}");
     plan.split_whitespace().nth(3).expect("job id in plan").to_owned()
 }
+
+/// Everything audited about a job, oldest first.
+pub async fn job_actions(
+    store: &housekeep::store::Store,
+    id: &str,
+) -> anyhow::Result<Vec<housekeep::store::AuditRecord>> {
+    let (mut actions, _) = store.job_audit(id, 100_000).await?;
+    actions.reverse();
+    Ok(actions)
+}
+
+pub fn items_of(audit: &[housekeep::store::AuditRecord]) -> Vec<String> {
+    audit.iter().filter(|r| r.entry.action == "testjob.item").filter_map(|r| r.entry.target.clone()).collect()
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 on_both_backends!(every_media_kind_is_indexed_from_live_events, kill_9_loses_and_duplicates_nothing);
 
 /// Waits until the index holds exactly the events the homeserver shows a member.
-async fn index_matches_timeline(store: &Store, user: &MatrixUser, room: &str) -> anyhow::Result<Vec<String>> {
+pub async fn index_matches_timeline(store: &Store, user: &MatrixUser, room: &str) -> anyhow::Result<Vec<String>> {
     let timeline: BTreeSet<String> = user.room_event_ids(room).await?.into_iter().collect();
     let waited = eventually(Duration::from_secs(60), "the index to hold the room's timeline", || async {
         let indexed: BTreeSet<String> = store.room_events(room).await?.into_iter().map(|e| e.event_id).collect();

@@ -16,6 +16,7 @@ mod live_index;
 mod moderation_safety;
 mod purge;
 mod quarantine;
+mod reliability;
 mod runner;
 mod startup;
 mod stats;

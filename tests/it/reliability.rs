@@ -1,0 +1,151 @@
+//! Reliability against a real Synapse: housekeep killed with SIGKILL again
+//! and again while events stream and a job runs (nothing lost, nothing
+//! twice), and stopped with SIGTERM mid-job (what is in flight is
+//! checkpointed, exit 0 within 10 s). RELIABILITY.md says what each shows.
+//!
+//! The soak's length: `HOUSEKEEP_SOAK_KILLS` (20 by default, as in CI; the
+//! long soak in RELIABILITY.md sets 200).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::json;
+
+use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_testbed};
+use crate::live_index::index_matches_timeline;
+use housekeep::store::{JobState, Store};
+use housekeep::testbed::{MatrixUser, eventually};
+
+on_both_backends!(
+    killed_again_and_again_while_events_stream_loses_and_repeats_nothing,
+    sigterm_checkpoints_what_is_in_flight_and_exits_within_10_s,
+);
+
+fn soak_kills() -> usize {
+    std::env::var("HOUSEKEEP_SOAK_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20)
+}
+
+/// Sends messages into `room` until told to stop; counts what the homeserver accepted.
+fn stream_messages(
+    user: MatrixUser,
+    room: String,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<anyhow::Result<(MatrixUser, String)>> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let n = sent.load(Ordering::Relaxed);
+            user.send_text(&room, &format!("message {n}")).await?;
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        anyhow::Ok((user, room))
+    })
+}
+
+/// The items the test job audited as done, in order.
+async fn job_items(store: &Store, id: &str) -> anyhow::Result<Vec<String>> {
+    Ok(items_of(&job_actions(store, id).await?))
+}
+
+async fn killed_again_and_again_while_events_stream_loses_and_repeats_nothing(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "soak"})).await?;
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let store = testbed.store().await?;
+        // A job that runs across the kills: 60 items, 3 a batch, 200 ms each.
+        let command = testbed.admin.send_text(&admin_room, "!testjob 60 --batch 3 --delay-ms 200 --yes").await?;
+        let job = job_id(&testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?);
+
+        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let sender = stream_messages(alice, room, stop.clone(), sent.clone());
+        let kills = soak_kills();
+        let started = Instant::now();
+        for _ in 0..kills {
+            // Uptime and downtime at random: some kills land mid-transaction, some mid-batch.
+            let (up, down) = {
+                let mut rng = rand::rng();
+                (rng.random_range(300..2500), rng.random_range(0..800))
+            };
+            tokio::time::sleep(Duration::from_millis(up)).await;
+            testbed.housekeep.kill_9().await?;
+            tokio::time::sleep(Duration::from_millis(down)).await;
+            testbed.housekeep.restart().await?;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (alice, room) = sender.await??;
+        let sent = sent.load(Ordering::Relaxed);
+
+        let timeline = index_matches_timeline(&store, &alice, &room).await?;
+        let indexed = store.room_events(&room).await?;
+        assert_eq!(indexed.len(), timeline.len(), "no duplicates");
+        let messages = indexed.iter().filter(|e| e.event_type == "m.room.message").count();
+        assert_eq!(messages, sent, "every message the homeserver accepted is indexed");
+
+        wait_for_job(&store, &job, JobState::Done).await?;
+        let done = store.job(&job).await?.expect("the job");
+        assert_eq!((done.done_count, done.failed_count), (60, 0));
+        let items = job_items(&store, &job).await?;
+        assert_eq!(items.len(), 60, "each item exactly once: {items:?}");
+        assert_eq!(items.iter().collect::<BTreeSet<_>>().len(), 60);
+        println!(
+            "soak ({}): {kills} kills in {:.0?}, {sent} messages indexed exactly once, job of 60 items done once",
+            backend.as_str(),
+            started.elapsed()
+        );
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
+
+async fn sigterm_checkpoints_what_is_in_flight_and_exits_within_10_s(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "busy"})).await?;
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let store = testbed.store().await?;
+        let command = testbed.admin.send_text(&admin_room, "!testjob 40 --batch 4 --delay-ms 300 --yes").await?;
+        let job = job_id(&testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?);
+        eventually(Duration::from_secs(30), "a few batches", || async {
+            Ok(store.job(&job).await?.filter(|job| job.batches >= 2).map(|_| ()))
+        })
+        .await?;
+        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let sender = stream_messages(alice, room, stop.clone(), sent.clone());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+
+        let (status, took) = testbed.housekeep.sigterm().await?;
+        assert!(status.success(), "exit status {status}");
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        let log = testbed.housekeep.log()?;
+        assert!(log.contains("shutting down") && log.contains("stopped"), "{log}");
+        // Checkpointed: whole batches only, the rest resumes.
+        let interrupted = store.job(&job).await?.expect("the job");
+        assert_eq!(interrupted.state, JobState::Running, "stopped mid-way, to resume");
+        assert_eq!(interrupted.done_count % 4, 0, "no half batch: {}", interrupted.done_count);
+        assert_eq!(job_items(&store, &job).await?.len() as i64, interrupted.done_count);
+
+        // Messages keep coming while it is stopped; Synapse retries them.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        testbed.housekeep.restart().await?;
+        stop.store(true, Ordering::Relaxed);
+        let (alice, room) = sender.await??;
+        let timeline = index_matches_timeline(&store, &alice, &room).await?;
+        let messages = store.room_events(&room).await?.iter().filter(|e| e.event_type == "m.room.message").count();
+        assert_eq!(messages, sent.load(Ordering::Relaxed));
+        assert!(!timeline.is_empty());
+        wait_for_job(&store, &job, JobState::Done).await?;
+        let items = job_items(&store, &job).await?;
+        assert_eq!((items.len(), items.iter().collect::<BTreeSet<_>>().len()), (40, 40), "{items:?}");
+        println!("SIGTERM ({}): exit 0 in {took:.1?} with a job and a message stream in flight", backend.as_str());
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
