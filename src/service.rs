@@ -98,7 +98,18 @@ fn scheduled_summaries(config: &Config) -> Vec<Scheduled> {
 /// the workers, each waited for with backoff and named in `/health` meanwhile.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let _instance = store.claim_instance(&config.database.url).await?;
+    let instance = store.claim_instance(&config.database.url).await?;
+    let shutdown = CancellationToken::new();
+    let lock_keeper = {
+        let (store, url, shutdown) = (store.clone(), config.database.url.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let kept = store.keep_instance(instance, &url, shutdown.clone()).await;
+            if kept.is_err() {
+                shutdown.cancel();
+            }
+            kept
+        })
+    };
     if config.backfill.on_first_start {
         crate::backfill::first_start(&store).await?;
     }
@@ -131,7 +142,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{} (appservice.hostname/port)", bind.0, bind.1))?;
     tracing::info!(address = %listener.local_addr()?, "appservice listening");
 
-    let shutdown = CancellationToken::new();
     // A listener of its own for phone-home reports, when configured.
     if let (Some(hostname), Some(port)) = (config.stats.hostname, config.stats.port) {
         let listener = TcpListener::bind((hostname, port))
@@ -222,9 +232,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     start.abort();
+    // Released last, once nothing of this process works on the database.
+    let lock = lock_keeper.await;
     store.close().await;
     tracing::info!("stopped");
-    outcome
+    match lock {
+        Ok(Ok(_released)) => outcome,
+        Ok(Err(error)) => Err(error),
+        Err(error) => Err(anyhow::anyhow!("the instance lock keeper failed: {error}")),
+    }
 }
 
 /// What the transaction handler rings when it queued work for a worker.

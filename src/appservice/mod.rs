@@ -10,6 +10,7 @@ pub mod stats;
 mod transactions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -109,7 +110,9 @@ pub fn stats_router(state: AppState) -> Router {
 /// 200 when the database answers (the index runs), 503 otherwise. The body
 /// names what start-up still waits for, one line each, after `OK`.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    // A probe must not hang on a database that does not answer.
+    let ping = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await;
+    match ping.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s"))) {
         Ok(()) => {
             let mut body = String::from("OK\n");
             for (what, why) in state.metrics.waits() {

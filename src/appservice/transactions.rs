@@ -81,7 +81,11 @@ pub async fn put_transaction(
     };
     let gap_reason = gap.map(crate::store::gap_reason);
     let backfill = gap_reason.as_deref().map(|reason| (gap_rooms.as_slice(), reason));
-    match state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox, backfill).await {
+    let indexed = state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox, backfill).await;
+    if indexed.is_ok() {
+        state.metrics.done_waiting("database");
+    }
+    match indexed {
         Ok(TxnOutcome::Indexed(counts)) => {
             if let Ok(n) = txn_id.parse::<u64>() {
                 state.last_committed_txn.store(n, Ordering::Relaxed);
@@ -120,11 +124,9 @@ pub async fn put_transaction(
         }
         Err(error) => {
             state.metrics.transaction(TxnMetric::Failed);
-            tracing::error!(
-                txn_id,
-                error = format!("{error:#}"),
-                "could not index transaction; the homeserver will retry"
-            );
+            let error = format!("{error:#}");
+            tracing::error!(txn_id, error, "could not index transaction; the homeserver will retry");
+            state.metrics.waiting_for("database", format!("the last transaction could not be committed: {error}"));
             return Err(MatrixError::internal());
         }
     }

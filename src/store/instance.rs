@@ -8,9 +8,11 @@
 //!   OS when the process dies, even by `kill -9`).
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{Connection, Row};
+use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Store};
 
@@ -28,24 +30,11 @@ pub enum InstanceLock {
 impl Store {
     /// Takes the instance lock, or says which database another housekeep holds.
     pub async fn claim_instance(&self, url: &str) -> anyhow::Result<InstanceLock> {
-        let held = || {
-            anyhow::anyhow!(
-                "another housekeep is running against this database ({}): stop it first \
-                 (two would run the same jobs and answer each command twice)",
-                super::redact_url(url)
-            )
-        };
         match self.backend {
-            Backend::Postgres => {
-                let mut conn = self.pool.acquire().await?.detach();
-                let row =
-                    sqlx::query("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_KEY).fetch_one(&mut conn).await?;
-                if !row.try_get::<bool, _>(0)? {
-                    let _ = conn.close().await;
-                    return Err(held());
-                }
-                Ok(InstanceLock::Postgres(conn))
-            }
+            Backend::Postgres => match self.try_advisory_lock().await? {
+                Some(conn) => Ok(InstanceLock::Postgres(conn)),
+                None => Err(held_elsewhere(url)),
+            },
             Backend::Sqlite => {
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
                 let file = options.get_filename();
@@ -62,7 +51,7 @@ impl Store {
                     .with_context(|| format!("cannot open the lock file {}", path.to_string_lossy()))?;
                 match lock.try_lock() {
                     Ok(()) => Ok(InstanceLock::File(lock)),
-                    Err(std::fs::TryLockError::WouldBlock) => Err(held()),
+                    Err(std::fs::TryLockError::WouldBlock) => Err(held_elsewhere(url)),
                     Err(std::fs::TryLockError::Error(error)) => {
                         Err(error).with_context(|| format!("cannot lock {}", path.to_string_lossy()))
                     }
@@ -70,6 +59,81 @@ impl Store {
             }
         }
     }
+
+    /// The advisory lock on a connection of its own; `None` if another holds it.
+    async fn try_advisory_lock(&self) -> anyhow::Result<Option<sqlx::AnyConnection>> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_KEY).fetch_one(&mut conn).await?;
+        if row.try_get::<bool, _>(0)? {
+            Ok(Some(conn))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Holds the lock until shutdown. PostgreSQL releases an advisory lock
+    /// with its connection, so a database restart or outage drops it: its
+    /// connection is checked every few seconds, and once the database
+    /// answers again the lock is taken again. If another housekeep took it
+    /// meanwhile, this one must stop: returns the error. At shutdown, returns
+    /// the lock, for the caller to drop once everything has stopped.
+    pub async fn keep_instance(
+        &self,
+        mut lock: InstanceLock,
+        url: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<InstanceLock> {
+        let InstanceLock::Postgres(conn) = &mut lock else {
+            // A file lock or nothing: the OS holds it for the process's life.
+            shutdown.cancelled().await;
+            return Ok(lock);
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(lock),
+                _ = tokio::time::sleep(LOCK_CHECK_INTERVAL) => {}
+            }
+            if conn.ping().await.is_ok() {
+                continue;
+            }
+            tracing::warn!("lost the database connection that holds the instance lock; taking it again");
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match self.try_advisory_lock().await {
+                    Ok(Some(again)) => {
+                        *conn = again;
+                        tracing::info!("instance lock taken again");
+                        break;
+                    }
+                    Ok(None) => {
+                        return Err(
+                            held_elsewhere(url).context("the instance lock was taken while the database was away")
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), ?delay, "cannot take the instance lock again yet");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(lock),
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often the PostgreSQL lock's connection is checked.
+const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+fn held_elsewhere(url: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "another housekeep is running against this database ({}): stop it first \
+         (two would run the same jobs and answer each command twice)",
+        super::redact_url(url)
+    )
 }
 
 impl Store {

@@ -97,11 +97,15 @@ impl Store {
             // Statement logging at INFO would print every insert.
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        let mut pool = AnyPoolOptions::new().max_connections(max_connections.unwrap_or(match backend {
-            // Readers are cheap under WAL; writers queue on the file's lock.
-            Backend::Sqlite => 8,
-            Backend::Postgres => 16,
-        }));
+        // A database that does not answer fails a request within seconds
+        // (a 5xx the homeserver retries), rather than holding it for 30.
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(
+            max_connections.unwrap_or(match backend {
+                // Readers are cheap under WAL; writers queue on the file's lock.
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            }),
+        );
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {

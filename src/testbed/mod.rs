@@ -7,6 +7,7 @@
 //! SQLite file or a fresh PostgreSQL database.
 
 pub mod demo;
+mod link;
 pub mod seed;
 mod synapse;
 mod user;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+pub use link::CuttableLink;
 pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_testbed};
 use crate::live_index::index_matches_timeline;
 use housekeep::store::{JobState, Store};
-use housekeep::testbed::{MatrixUser, eventually};
+use housekeep::testbed::{CuttableLink, MatrixUser, Testbed, eventually};
 
 on_both_backends!(
     killed_again_and_again_while_events_stream_loses_and_repeats_nothing,
@@ -148,4 +148,142 @@ async fn sigterm_checkpoints_what_is_in_flight_and_exits_within_10_s(backend: Ba
         Ok(())
     })
     .await
+}
+
+/// PUTs a transaction as the homeserver would; the status code.
+async fn put_transaction(testbed: &Testbed, txn_id: &str, events: &[serde_json::Value]) -> anyhow::Result<u16> {
+    let url = format!("{}/_matrix/app/v1/transactions/{txn_id}", testbed.housekeep.base_url);
+    let response = reqwest::Client::new()
+        .put(url)
+        .bearer_auth(&testbed.config.appservice.hs_token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+async fn health(testbed: &Testbed) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(format!("{}/health", testbed.housekeep.base_url)).await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+fn message(room: &str, event_id: &str) -> serde_json::Value {
+    json!({
+        "event_id": event_id, "room_id": room, "sender": "@someone:localhost",
+        "origin_server_ts": housekeep::clock::now_ms(), "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": "sent during a database fault"},
+    })
+}
+
+/// After a fault: the refused transaction, sent again, is indexed once, and
+/// every message the homeserver accepted meanwhile arrives by itself.
+async fn recovered(
+    testbed: &Testbed,
+    store: &Store,
+    alice: &MatrixUser,
+    room: &str,
+    sent: usize,
+) -> anyhow::Result<()> {
+    let pushed = "!pushed:localhost";
+    eventually(Duration::from_secs(60), "the retried transaction accepted", || async {
+        Ok((put_transaction(testbed, "fault-1", &[message(pushed, "$during-fault")]).await? == 200).then_some(()))
+    })
+    .await?;
+    let events = store.room_events(pushed).await?;
+    assert_eq!(events.len(), 1, "indexed once, nothing left half-written: {events:?}");
+    index_matches_timeline(store, alice, room).await?;
+    let messages = store.room_events(room).await?.iter().filter(|e| e.event_type == "m.room.message").count();
+    assert_eq!(messages, sent);
+    let metrics = testbed.housekeep.metrics().await?;
+    let failed = metrics
+        .lines()
+        .find(|line| line.starts_with("housekeep_appservice_transactions_total{outcome=\"failed\"}"))
+        .unwrap_or_default();
+    assert!(!failed.ends_with(" 0") && !failed.is_empty(), "refusals are counted: {failed:?}");
+    let (status, body) = health(testbed).await?;
+    assert_eq!((status, body.as_str()), (200, "OK\n"));
+    Ok(())
+}
+
+/// PostgreSQL unreachable mid-stream (every connection dropped, new ones
+/// refused): transactions get a 5xx, `/health` says so, and when the
+/// database is back housekeep recovers by itself, instance lock included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_mid_stream_is_refused_then_recovered_from() {
+    with_testbed(Backend::Postgres, async |testbed| {
+        let mut url = url::Url::parse(&testbed.database.url)?;
+        let target = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
+        let link = CuttableLink::to(target).await?;
+        url.set_port(Some(link.port)).map_err(|()| anyhow::anyhow!("no port in the URL"))?;
+        let (direct, through_link) = (testbed.database.url.clone(), url.to_string());
+        testbed.reconfigure(|text| text.replace(&direct, &through_link)).await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "during an outage"})).await?;
+        let store = testbed.store().await?;
+        for n in 0..10 {
+            alice.send_text(&room, &format!("before {n}")).await?;
+        }
+
+        link.cut();
+        let cut_at = Instant::now();
+        let refused = put_transaction(testbed, "fault-1", &[message("!pushed:localhost", "$during-fault")]).await?;
+        assert!((500..600).contains(&refused), "a 5xx, for the homeserver to retry: {refused}");
+        println!("PostgreSQL cut: transaction refused with {refused} after {:.1?}", cut_at.elapsed());
+        let (status, body) = health(testbed).await?;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("database unreachable"), "{body}");
+        for n in 0..10 {
+            alice.send_text(&room, &format!("during {n}")).await?;
+        }
+        // Long enough for the lock's connection check to notice.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        link.restore();
+
+        recovered(testbed, &store, &alice, &room, 20).await?;
+        eventually(Duration::from_secs(30), "the instance lock taken again", || async {
+            Ok(testbed.housekeep.log()?.contains("instance lock taken again").then_some(()))
+        })
+        .await?;
+        let admin_room = testbed.admin_room().await?;
+        let asked = testbed.admin.send_text(&admin_room, "!help").await?;
+        testbed.admin.wait_for_reply(&admin_room, &asked, &testbed.config.bot_user_id()?.to_string()).await?;
+        store.close().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// The SQLite file locked by another process for longer than the busy
+/// timeout: transactions get a 5xx and `/health` names the failure; once
+/// the lock is gone, everything arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_file_is_refused_then_recovered_from() {
+    with_testbed(Backend::Sqlite, async |testbed| {
+        use sqlx::Connection;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "during a lock"})).await?;
+        let store = testbed.store().await?;
+        alice.send_text(&room, "before").await?;
+        index_matches_timeline(&store, &alice, &room).await?;
+
+        let mut locker = sqlx::SqliteConnection::connect(&testbed.database.url).await?;
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await?;
+        let locked_at = Instant::now();
+        let refused = put_transaction(testbed, "fault-1", &[message("!pushed:localhost", "$during-fault")]).await?;
+        assert!((500..600).contains(&refused), "a 5xx after the busy timeout: {refused}");
+        println!("SQLite locked: transaction refused with {refused} after {:.1?}", locked_at.elapsed());
+        let (status, body) = health(testbed).await?;
+        assert_eq!(status, 200, "reads still work: {body}");
+        assert!(body.contains("waiting for database: the last transaction could not be committed"), "{body}");
+        alice.send_text(&room, "during").await?;
+        sqlx::query("ROLLBACK").execute(&mut locker).await?;
+        locker.close().await?;
+
+        recovered(testbed, &store, &alice, &room, 2).await?;
+        store.close().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
 }
