@@ -246,7 +246,7 @@ async fn postgres_unreachable_mid_stream_is_refused_then_recovered_from() {
         .await?;
         let admin_room = testbed.admin_room().await?;
         let asked = testbed.admin.send_text(&admin_room, "!help").await?;
-        testbed.admin.wait_for_reply(&admin_room, &asked, &testbed.config.bot_user_id()?.to_string()).await?;
+        testbed.admin.wait_for_reply(&admin_room, &asked, testbed.config.bot_user_id()?.as_str()).await?;
         store.close().await;
         Ok(())
     })
