@@ -40,4 +40,5 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod testbed;
+pub mod text;
 pub mod web;

@@ -49,6 +49,19 @@ pub async fn put_transaction(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, MatrixError> {
     let started = Instant::now();
+    // Opaque to us, but stored as text: a NUL or an ID longer than any
+    // homeserver makes would fail the commit (a 500, retried forever).
+    if txn_id.is_empty() || !crate::extract::storable(&txn_id) {
+        state.metrics.reject(RejectReason::BadTransaction);
+        state.metrics.transaction(TxnMetric::Rejected);
+        let shown = &txn_id[..txn_id.floor_char_boundary(64)];
+        tracing::info!(txn_id = shown, len = txn_id.len(), "transaction ID refused");
+        return Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("invalid transaction ID: empty, over {} bytes, or with a NUL", crate::extract::MAX_ID_LEN),
+        ));
+    }
     let body = body.map_err(|rejection| {
         state.metrics.reject(RejectReason::BadTransaction);
         state.metrics.transaction(TxnMetric::Rejected);
@@ -227,6 +240,16 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_nested_past_the_parsers_limit_is_skipped_not_a_stack_overflow() {
+        let deep = format!("{{\"events\": [{{\"content\": {}{}}}]}}", "[".repeat(100_000), "]".repeat(100_000));
+        // The transaction's shape is fine (events are kept raw) ...
+        let transaction = parse_transaction(deep.as_bytes()).expect("a transaction");
+        // ... and the event fails to parse at the depth limit, so it is skipped.
+        let error = serde_json::from_str::<Value>(transaction.events[0].get()).err().expect("refused");
+        assert!(error.to_string().contains("recursion limit"), "{error}");
+    }
 
     #[test]
     fn syntax_errors_are_not_json_and_shape_errors_are_bad_json() {

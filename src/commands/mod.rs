@@ -74,21 +74,31 @@ pub fn parse_reason(s: &str) -> Result<String, String> {
     Ok(reason.to_owned())
 }
 
+/// An ID typed into a command with a character that hides or reorders text
+/// (copied from a crafted name, say) would target something other than
+/// what the moderator reads: refused, naming the character.
+fn visible(s: &str) -> Result<&str, String> {
+    match crate::text::first_hiding(s) {
+        Some(c) => Err(format!("{s:?} holds an invisible or direction-changing character ({c}); type the ID again")),
+        None => Ok(s),
+    }
+}
+
 /// A room argument; ruma's reason, then what was expected.
 pub fn parse_room(s: &str) -> Result<OwnedRoomOrAliasId, String> {
-    s.parse().map_err(|e| {
+    visible(s)?.parse().map_err(|e| {
         format!("{e}; expected a room ID (!abc:example.org), an alias (#lobby:example.org) or a matrix.to link")
     })
 }
 
 /// A user argument; ruma's reason, then what was expected.
 pub fn parse_user(s: &str) -> Result<OwnedUserId, String> {
-    s.parse().map_err(|e| format!("{e}; expected a user ID (@alice:example.org) or a matrix.to link"))
+    visible(s)?.parse().map_err(|e| format!("{e}; expected a user ID (@alice:example.org) or a matrix.to link"))
 }
 
 /// An event argument; ruma's reason, then what was expected.
 pub fn parse_event(s: &str) -> Result<OwnedEventId, String> {
-    s.parse().map_err(|e| format!("{e}; expected an event ID ($abc...) or a message link"))
+    visible(s)?.parse().map_err(|e| format!("{e}; expected an event ID ($abc...) or a message link"))
 }
 
 /// Which rooms a command acts on.

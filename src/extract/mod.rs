@@ -234,13 +234,13 @@ fn required_str<'v>(obj: &'v Map<String, Value>, field: &'static str) -> Result<
 }
 
 /// The longest ID, type or state key the spec allows (and Synapse accepts).
-const MAX_ID_LEN: usize = 255;
+pub const MAX_ID_LEN: usize = 255;
 const ID_EXPECTED: &str = "a non-empty string of at most 255 bytes without NUL";
 
 /// Whether the index can store `s` as a key: PostgreSQL cannot store NUL in
 /// text, nor index an entry over ~2.7 kB, and one row it refuses would fail
 /// every retry of its transaction.
-fn storable(s: &str) -> bool {
+pub fn storable(s: &str) -> bool {
     s.len() <= MAX_ID_LEN && !s.contains('\0')
 }
 

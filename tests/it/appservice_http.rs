@@ -17,6 +17,7 @@ on_both_backends!(
     retried_transactions_are_indexed_once,
     a_hole_in_the_transaction_sequence_is_resent_first,
     queries_health_and_metrics_answer,
+    hostile_ids_and_shapes_are_refused_and_leave_no_trace,
 );
 
 const HS_TOKEN: &str = "hs-secret";
@@ -224,5 +225,85 @@ async fn a_hole_in_the_transaction_sequence_is_resent_first(backend: Backend) ->
     let requests = server.store.backfill_requests(10).await?;
     assert_eq!(requests.len(), 1, "{requests:?}");
     assert_eq!((requests[0].0.as_str(), requests[0].1.as_str()), ("!room:localhost", "transaction 6 never arrived"));
+    server.finish().await
+}
+
+/// What a hostile or broken server could send: odd transaction IDs, IDs
+/// that are no IDs, deep and huge JSON, Unicode tricks in mxc URIs. Each is
+/// refused (the whole transaction) or skipped (the one event), with a clear
+/// reason, and leaves nothing in the index; the service goes on.
+async fn hostile_ids_and_shapes_are_refused_and_leave_no_trace(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let good = || txn(vec![event(1, json!({"body": "hi"}))]);
+    // Transaction IDs are opaque, but a NUL (no database stores it as text)
+    // or 10 kB of ID is no homeserver's: refused whole, not a 500 retried forever.
+    for (txn_id, what) in [("a%00b", "NUL"), (&"9".repeat(10_000) as &str, "10 kB")] {
+        let (status, error) = server.put_txn(txn_id, Some(HS_TOKEN), good()).await;
+        assert_eq!((status, error["errcode"].as_str()), (400, Some("M_INVALID_PARAM")), "{what}: {error}");
+        assert!(error["error"].as_str().unwrap_or_default().contains("transaction ID"), "{error}");
+    }
+    assert_eq!(server.events().await, 0);
+    // `/`, `..`, `?` and `%` (escaped in the path) are just characters of an
+    // ID. (A bare `..` segment never reaches a server: URLs drop it.)
+    for (n, txn_id) in ["a%2Fb", "a..b", "%2E%2E%2F%2E%2E", "q%3Fx%3D1", "100%25"].into_iter().enumerate() {
+        let body = txn(vec![event(10 + n as u32, json!({"body": "odd txn id"}))]);
+        let (status, answer) = server.put_txn(txn_id, Some(HS_TOKEN), body.clone()).await;
+        assert_eq!(status, 200, "{txn_id}: {answer}");
+        let (again, _) = server.put_txn(txn_id, Some(HS_TOKEN), body).await;
+        assert_eq!(again, 200, "{txn_id}: a retry is acknowledged");
+    }
+    assert_eq!(server.events().await, 5, "each once");
+
+    // Event and room IDs with NUL, 10 kB, or no sigil: that event is skipped, counted.
+    let mut bad_ids = Vec::new();
+    for (field, value) in [
+        ("event_id", "$a\u{0}b".to_owned()),
+        ("event_id", format!("${}", "e".repeat(10_000))),
+        ("room_id", "!a\u{0}b:localhost".to_owned()),
+        ("room_id", format!("!{}:localhost", "r".repeat(10_000))),
+        ("sender", format!("@{}:localhost", "s".repeat(10_000))),
+    ] {
+        let mut bad = event(100 + bad_ids.len() as u32, json!({"body": "bad id"}));
+        bad[field] = json!(value);
+        bad_ids.push(bad);
+    }
+    bad_ids.push(event(200, json!({"body": "the good one"})));
+    let (status, answer) = server.put_txn("ids", Some(HS_TOKEN), txn(bad_ids)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.events().await, 6, "only the good one is added");
+    assert!(server.metrics.render().contains("housekeep_rejected_inputs_total{reason=\"bad_event\"} 5"));
+
+    // Deep JSON: that event is skipped at the parser's depth limit, never a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body =
+        format!("{{\"events\": [{}]}}", event(300, json!({"body": "deep"})).to_string().replace("\"deep\"", &deep));
+    let (status, _) = server.put_txn("deep", Some(HS_TOKEN), body).await;
+    assert_eq!(status, 200);
+    assert!(server.store.room_events("!room:localhost").await?.iter().all(|e| e.event_id != "$event300"));
+    assert!(server.metrics.render().contains("housekeep_rejected_inputs_total{reason=\"bad_event\"} 6"));
+    // A 100,000-element array in content: indexed, as any content is.
+    let wide = event(301, json!({"body": "wide", "filler": vec![0; 100_000]}));
+    let (status, _) = server.put_txn("wide", Some(HS_TOKEN), txn(vec![wide])).await;
+    assert_eq!(status, 200);
+
+    // Unicode tricks in mxc URIs (an RTL override, a zero-width space, a
+    // homoglyph server name): not valid media IDs or server names, skipped.
+    let tricks = ["mxc://localhost/abc\u{202e}gpj.exe", "mxc://localhost/ab\u{200b}cd", "mxc://loca\u{217c}host/media"];
+    let events: Vec<Value> = tricks
+        .iter()
+        .enumerate()
+        .map(|(n, mxc)| event(400 + n as u32, json!({"msgtype": "m.image", "body": "x", "url": mxc})))
+        .collect();
+    let (status, _) = server.put_txn("unicode", Some(HS_TOKEN), txn(events)).await;
+    assert_eq!(status, 200);
+    let refs = server.store.room_media_refs("!room:localhost").await?;
+    assert!(refs.is_empty(), "no media reference from a trick: {refs:?}");
+    let metrics = server.metrics.render();
+    assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"bad_mxc\"} 3"), "{metrics}");
+
+    // And the service goes on.
+    let (status, _) =
+        server.put_txn("after", Some(HS_TOKEN), txn(vec![event(500, json!({"body": "still here"}))])).await;
+    assert_eq!(status, 200);
     server.finish().await
 }

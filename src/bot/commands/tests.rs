@@ -429,3 +429,26 @@ proptest! {
         prop_assert!(help(&prefix, None).unwrap().starts_with("Commands:"));
     }
 }
+
+/// Unicode tricks a chat client may hide: an RTL override or zero-width
+/// space in a user ID, a homoglyph in a command name. Each is refused with
+/// a reason, never read as a different, valid target.
+#[test]
+fn unicode_tricks_in_commands_are_refused_not_reinterpreted() {
+    for body in [
+        "!purge --user @spammer:example.org\u{202e} --all-rooms",
+        "!purge --user @spam\u{200b}mer:example.org --all-rooms",
+        "!quarantine user @spammer:exa\u{200d}mple.org",
+    ] {
+        let error = err(body);
+        assert!(
+            error.message.contains("invisible or direction-changing character (U+20"),
+            "{body:?}: {}",
+            error.message
+        );
+        assert!(error.usage.is_some(), "{body:?}: usage shown");
+    }
+    // A Cyrillic "р" in "рurge" is not purge: not even a command (a command
+    // name starts with an ASCII letter), so nothing runs.
+    assert_eq!(parse("!\u{440}urge --all-rooms", "!"), None);
+}

@@ -1,0 +1,38 @@
+//! Text chosen by strangers (room names, IDs in commands) that a moderator
+//! reads: characters that reorder or hide what is around them.
+
+/// Direction overrides and isolates, zero-width characters, the word joiner
+/// and invisible operators, the BOM, the soft hyphen, and control characters.
+/// None belongs in a Matrix ID, and in a name each can make the text beside
+/// it read as something else.
+pub fn hides_or_reorders(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// The first such character of `s`, named for a refusal (`U+200B`).
+pub fn first_hiding(s: &str) -> Option<String> {
+    s.chars().find(|c| hides_or_reorders(*c)).map(|c| format!("U+{:04X}", u32::from(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisible_and_reordering_characters_are_named() {
+        assert_eq!(first_hiding("@spam\u{200b}mer:example.org").as_deref(), Some("U+200B"));
+        assert_eq!(first_hiding("admins\u{202e}gpj.exe").as_deref(), Some("U+202E"));
+        assert_eq!(first_hiding("a\u{0}b").as_deref(), Some("U+0000"));
+        assert_eq!(first_hiding("@élodie:example.org"), None, "letters of any script are fine");
+    }
+}
