@@ -28,6 +28,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 pub mod homeserver;
 pub mod jobs;
 pub mod media;

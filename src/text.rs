@@ -24,6 +24,17 @@ pub fn first_hiding(s: &str) -> Option<String> {
     s.chars().find(|c| hides_or_reorders(*c)).map(|c| format!("U+{:04X}", u32::from(c)))
 }
 
+/// `s` for showing: at most `max_chars` (then `…`), each hiding or
+/// reordering character shown as `�`.
+pub fn shown(s: &str, max_chars: usize) -> String {
+    let mut shown: String =
+        s.chars().take(max_chars).map(|c| if hides_or_reorders(c) { '\u{FFFD}' } else { c }).collect();
+    if s.chars().nth(max_chars).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +45,12 @@ mod tests {
         assert_eq!(first_hiding("admins\u{202e}gpj.exe").as_deref(), Some("U+202E"));
         assert_eq!(first_hiding("a\u{0}b").as_deref(), Some("U+0000"));
         assert_eq!(first_hiding("@élodie:example.org"), None, "letters of any script are fine");
+    }
+
+    #[test]
+    fn shown_text_is_cut_and_its_hiding_characters_replaced() {
+        assert_eq!(shown("ab\u{1b}[31mc", 10), "ab\u{FFFD}[31mc");
+        assert_eq!(shown("abcdef", 3), "abc…");
+        assert_eq!(shown("abc", 3), "abc");
     }
 }

@@ -7,7 +7,7 @@ mod error;
 mod query;
 pub mod route;
 pub mod stats;
-mod transactions;
+pub(crate) mod transactions;
 
 use std::sync::Arc;
 use std::time::Duration;

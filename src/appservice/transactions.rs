@@ -26,9 +26,9 @@ use crate::store::{InboxItem, TxnOutcome};
 /// The transaction body. Events stay raw here and are read one by one, so one
 /// bad event never sinks the whole transaction.
 #[derive(Deserialize)]
-struct Transaction<'a> {
+pub(crate) struct Transaction<'a> {
     #[serde(borrow)]
-    events: Vec<&'a RawValue>,
+    pub(crate) events: Vec<&'a RawValue>,
     /// Ephemeral events (typing, receipts, presence): accepted, not indexed.
     #[serde(default)]
     ephemeral: Vec<IgnoredAny>,
@@ -202,7 +202,7 @@ fn fingerprint(extracted: &[Extracted], received: usize) -> String {
 }
 
 /// Not JSON at all is `M_NOT_JSON`; JSON of the wrong shape is `M_BAD_JSON`.
-fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixError> {
+pub(crate) fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixError> {
     serde_json::from_slice(body).map_err(|error| {
         let errcode = if error.is_syntax() || error.is_eof() { "M_NOT_JSON" } else { "M_BAD_JSON" };
         MatrixError::new(StatusCode::BAD_REQUEST, errcode, format!("invalid transaction: {error}"))
@@ -247,7 +247,7 @@ mod tests {
         // The transaction's shape is fine (events are kept raw) ...
         let transaction = parse_transaction(deep.as_bytes()).expect("a transaction");
         // ... and the event fails to parse at the depth limit, so it is skipped.
-        let error = serde_json::from_str::<Value>(transaction.events[0].get()).err().expect("refused");
+        let error = serde_json::from_str::<Value>(transaction.events[0].get()).expect_err("refused");
         assert!(error.to_string().contains("recursion limit"), "{error}");
     }
 

@@ -285,15 +285,11 @@ fn nearest_command<C: CommandTree>(typed: &str) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-/// User input for an error message: at most [`MAX_ECHO_CHARS`] characters.
+/// User input for an error message: at most [`MAX_ECHO_CHARS`] characters,
+/// control and invisible characters shown as `�` (found by the fuzzer: an
+/// ESC echoed back).
 fn echo(s: &str) -> String {
-    if s.chars().count() <= MAX_ECHO_CHARS {
-        s.to_owned()
-    } else {
-        let mut short: String = s.chars().take(MAX_ECHO_CHARS).collect();
-        short.push('…');
-        short
-    }
+    crate::text::shown(s, MAX_ECHO_CHARS)
 }
 
 /// Where [`prepare_for_split`] is, in shell-words' own grammar.

@@ -37,12 +37,7 @@ const MAX_LABEL_CHARS: usize = 200;
 /// shown as `�` so that a name cannot reorder or hide the text beside it.
 fn label(room: &ListedRoom) -> Option<String> {
     let raw = room.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| room.canonical_alias.clone())?;
-    let hiding = crate::text::hides_or_reorders;
-    let mut shown: String = raw.chars().take(MAX_LABEL_CHARS).map(|c| if hiding(c) { '\u{FFFD}' } else { c }).collect();
-    if raw.chars().nth(MAX_LABEL_CHARS).is_some() {
-        shown.push('…');
-    }
-    Some(shown)
+    Some(crate::text::shown(&raw, MAX_LABEL_CHARS))
 }
 
 impl RoomNames {
