@@ -90,7 +90,7 @@ fn event(n: usize) -> Value {
 /// Transaction `t`; one in 20 also carries a moderator's command in the admin room.
 fn transaction(t: usize) -> String {
     let mut events: Vec<Value> = (0..EVENTS_PER_TXN).map(|i| event(t * EVENTS_PER_TXN + i)).collect();
-    if t % 20 == 0 {
+    if t.is_multiple_of(20) {
         events[0] = json!({
             "event_id": format!("$command{t}"), "room_id": ADMIN_ROOM, "sender": MODERATOR,
             "origin_server_ts": 1_700_000_000_000u64, "type": "m.room.message",
@@ -188,7 +188,7 @@ async fn run(backend: Backend, step: Duration, first_rate: f64, quick: bool) -> 
         }
         rate *= 1.5;
     }
-    let sustained = steps.iter().filter(|s| s.p99 <= P99_LIMIT && s.achieved >= 0.9 * s.offered).last();
+    let sustained = steps.iter().rfind(|s| s.p99 <= P99_LIMIT && s.achieved >= 0.9 * s.offered);
     let tenfold = steps.iter().find(|s| s.offered >= first_rate * 9.9).map_or_else(
         || format!("10× ({:.0}/s) not reached", first_rate * 10.0),
         |s| format!("{:.1} MiB at {:.0}/s (10×)", s.rss, s.offered),
