@@ -228,3 +228,38 @@ async fn invites_are_accepted_only_from_moderators(backend: Backend) -> anyhow::
     })
     .await
 }
+
+/// A remote server decides who its users are: `@admin:evil.example` is not
+/// the moderator `@admin:localhost`, nor is a remote user at a high power
+/// level a moderator, unless `admin.allow_remote_moderators` says so. (The
+/// command arrives as a federated event would: pushed as a transaction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_user_is_no_moderator() {
+    with_testbed(Backend::Sqlite, async |testbed| {
+        testbed.reconfigure(|text| text.replace("moderator_power_level: null", "moderator_power_level: 50")).await?;
+        let room = testbed.admin_room().await?;
+        let bot = bot(testbed);
+        let remote = "@admin:evil.example";
+        // The remote user even holds power level 100 in the admin room.
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+        let mut levels = testbed.admin.request(reqwest::Method::GET, &path, None).await?;
+        levels["users"][remote] = json!(100);
+        testbed.admin.request(reqwest::Method::PUT, &path, Some(levels)).await?;
+        let command = json!({
+            "event_id": "$remote-command", "room_id": room, "sender": remote,
+            "origin_server_ts": housekeep::clock::now_ms(), "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "!status"},
+        });
+        testbed.push_transaction("remote-1", vec![command]).await?;
+        let reply = testbed.admin.wait_for_reply(&room, "$remote-command", &bot).await?;
+        assert!(reply.contains("not a housekeep moderator"), "{reply}");
+        let store = testbed.store().await?;
+        let audit = store.audit_entries(10, Some(remote)).await?;
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert_eq!((audit[0].entry.action.as_str(), audit[0].entry.outcome.as_str()), ("refused", "not a moderator"));
+        store.close().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
