@@ -94,6 +94,9 @@ pub enum RejectReason {
     BadToken,
     /// A transaction body that was not JSON or not a transaction.
     BadTransaction,
+    /// A command or ✅ routed to the bot from a room that turned out not to
+    /// be the admin room (routed before the alias was resolved).
+    NotAdminRoom,
 }
 
 impl RejectReason {
@@ -103,6 +106,7 @@ impl RejectReason {
             Self::BadMxc => "bad_mxc",
             Self::BadToken => "bad_token",
             Self::BadTransaction => "bad_transaction",
+            Self::NotAdminRoom => "not_admin_room",
         }
     }
 }
@@ -119,7 +123,7 @@ macro_rules! label_value_as_str {
 }
 label_value_as_str!(TxnOutcome, RejectReason);
 
-/// What start-up is waiting for (`homeserver`, `admin_room`).
+/// What housekeep waits for (`homeserver`, `admin_room` at start-up; `database` after a failed commit).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabel {
     pub what: &'static str,
@@ -269,7 +273,7 @@ impl Metrics {
         let waiting = Family::<WaitLabel, Gauge>::default();
         registry.register(
             "waiting_for",
-            "1 while housekeep waits for something it needs (the homeserver, the admin room); /health says why",
+            "1 while housekeep waits for something it needs (homeserver, admin_room, database); /health says why",
             waiting.clone(),
         );
         Self {

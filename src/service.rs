@@ -262,12 +262,12 @@ async fn start_workers(
     wakes: Wakes,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinSet<&'static str>> {
-    metrics.waiting_for("homeserver", format!("registering the bot user at {}", config.homeserver.url));
+    metrics.waiting_for("homeserver", "registering the bot user (retried while the homeserver does not answer)");
     homeserver
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics).await;
+    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, admin_room.get()).await;
     admin_room.set(admin_room_id.as_str());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
 
@@ -380,16 +380,23 @@ async fn known_admin_room(store: &Store, room: &str) -> anyhow::Result<AdminRoom
 }
 
 /// The admin room's ID, resolved from its alias, waiting as long as it takes:
-/// a homeserver that is down, or an alias that does not exist yet (created
-/// here when `admin.create_if_missing` allows), is retried with backoff and
-/// named in `/health` meanwhile. The index runs all the while.
+/// a homeserver that is down, an alias that does not exist yet (created here
+/// when `admin.create_if_missing` allows), or a room the bot cannot trust
+/// yet, is retried with backoff and named in `/health` meanwhile. The index
+/// runs all the while. `remembered` is what the alias resolved to last time:
+/// used when the alias has since been deleted (rather than a new room).
 async fn find_admin_room(
     config: &Config,
     store: &Store,
     homeserver: &HomeserverClient,
     metrics: &crate::metrics::Metrics,
+    remembered: Option<Arc<str>>,
 ) -> OwnedRoomId {
     let room = config.admin.room.as_str();
+    // Configured by ID: the operator chose that room.
+    if let Ok(room_id) = ruma::RoomId::parse(room) {
+        return room_id;
+    }
     let once = homeserver.clone().with_retry(RetryPolicy::ONCE);
     let mut delays = backon::BackoffBuilder::build(
         backon::ExponentialBuilder::default()
@@ -397,37 +404,54 @@ async fn find_admin_room(
             .with_max_delay(Duration::from_secs(60))
             .without_max_times(),
     );
+    let mut may_create = config.admin.create_if_missing;
     loop {
         let waiting = match once.resolve_room(room).await {
-            Ok(room_id) => {
-                if !room.starts_with('!')
-                    && let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await
-                {
-                    tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
-                }
-                metrics.done_waiting("admin_room");
-                return room_id;
-            }
-            Err(error) if error.errcode() == Some("M_NOT_FOUND") => match create_admin_room(config, &once).await {
-                Some(Ok(room_id)) => {
-                    tracing::info!(%room_id, alias = room, "created the admin room; its moderators are invited");
-                    continue;
-                }
-                Some(Err(error)) if error.errcode() == Some("M_EXCLUSIVE") => format!(
-                    "the alias {room} does not exist, and the homeserver's copy of the registration does not \
-                     let the bot create it: run housekeep generate-registration again and restart the \
-                     homeserver, or create the room yourself ({error})"
-                ),
-                Some(Err(error)) => format!("the alias {room} does not exist and creating it failed: {error}"),
-                None => format!(
-                    "the alias {room} does not exist: create the room under it{}",
-                    if config.admin.create_if_missing {
-                        " (housekeep creates only aliases of its own homeserver)"
-                    } else {
-                        ", or set admin.create_if_missing: true"
+            Ok(room_id) => match trusted_admin_room(config, &once, &room_id).await {
+                Ok(()) => {
+                    if let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await {
+                        tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
                     }
-                ),
+                    metrics.done_waiting("admin_room");
+                    return room_id;
+                }
+                Err(why) => why,
             },
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => {
+                if let Some(last) = remembered.as_deref().and_then(|id| ruma::RoomId::parse(id).ok()) {
+                    tracing::warn!(
+                        alias = room, room_id = %last,
+                        "admin.room: the alias no longer exists; using the room it pointed at last \
+                         (restore the alias, or set admin.room to this room ID)"
+                    );
+                    metrics.done_waiting("admin_room");
+                    return last;
+                }
+                match create_admin_room(config, &once, may_create).await {
+                    Some(Ok(room_id)) => {
+                        tracing::info!(%room_id, alias = room, "created the admin room; its moderators are invited");
+                        continue;
+                    }
+                    Some(Err(error)) if error.errcode() == Some("M_EXCLUSIVE") => {
+                        // Synapse makes a room before it refuses the alias: do not make one a minute.
+                        may_create = false;
+                        format!(
+                            "the alias {room} does not exist, and the homeserver's copy of the registration does \
+                             not let the bot create it: run housekeep generate-registration again and restart \
+                             the homeserver, or create the room yourself ({error})"
+                        )
+                    }
+                    Some(Err(error)) => format!("the alias {room} does not exist and creating it failed: {error}"),
+                    None => format!(
+                        "the alias {room} does not exist: create the room under it{}",
+                        if config.admin.create_if_missing {
+                            " (housekeep creates only aliases of its own homeserver)"
+                        } else {
+                            ", or set admin.create_if_missing: true"
+                        }
+                    ),
+                }
+            }
             Err(error) => format!("cannot resolve {room}: {error}"),
         };
         let delay = delays.next().unwrap_or(Duration::from_secs(60));
@@ -437,25 +461,59 @@ async fn find_admin_room(
     }
 }
 
+/// A room found by the admin alias is taken only if the bot or a listed
+/// moderator created it: anyone on the homeserver can claim a free alias in
+/// the registration's (non-exclusive) alias namespace first, and the admin
+/// room's members read every plan and sign-in link. The bot joins first (a
+/// room an operator made has invited it), to read the creation event.
+async fn trusted_admin_room(
+    config: &Config,
+    homeserver: &HomeserverClient,
+    room_id: &ruma::RoomId,
+) -> Result<(), String> {
+    let alias = &config.admin.room;
+    homeserver.join(room_id.as_str()).await.map_err(|e| {
+        format!("the alias {alias} points at {room_id}, which the bot cannot join yet ({e}): invite it")
+    })?;
+    let state = homeserver.room_state(room_id.as_str()).await.map_err(|e| format!("cannot read {room_id}: {e}"))?;
+    let create = state.iter().find(|e| e["type"] == "m.room.create" && e["state_key"] == "");
+    let sender = create.and_then(|e| e["sender"].as_str()).unwrap_or_default();
+    // Room version 12 names more creators, each with unlimited power.
+    let more = create.and_then(|e| e.pointer("/content/additional_creators")).and_then(|v| v.as_array());
+    let creators: Vec<&str> =
+        std::iter::once(sender).chain(more.into_iter().flatten().filter_map(|v| v.as_str())).collect();
+    let bot = config.bot_user_id().map_err(|e| e.to_string())?;
+    let trusted = |user: &str| user == bot.as_str() || config.admin.moderators.iter().any(|m| m.as_str() == user);
+    if creators.iter().any(|creator| trusted(creator)) {
+        return Ok(());
+    }
+    Err(format!(
+        "the alias {alias} points at {room_id}, created by {}, who is neither the bot nor in admin.moderators: \
+         not taken as the admin room (anyone on the homeserver can claim a free alias); list its creator in \
+         admin.moderators, or set admin.room to the room ID you mean",
+        crate::text::shown(sender, 100)
+    ))
+}
+
 /// Creates the admin room under the configured alias and invites the
-/// moderators, if that is allowed and the alias is on this homeserver;
-/// `None` when it is not to be created. A moderator who cannot be invited
-/// (no such user yet) is logged; the others can invite them later.
+/// moderators, if `may_create` and the alias is on this homeserver; `None`
+/// when it is not to be created. A moderator who cannot be invited (no such
+/// user yet) is logged; the others can invite them later.
 async fn create_admin_room(
     config: &Config,
     homeserver: &HomeserverClient,
+    may_create: bool,
 ) -> Option<Result<OwnedRoomId, crate::homeserver::HsError>> {
     let alias = ruma::RoomAliasId::parse(&config.admin.room).ok()?;
-    if !config.admin.create_if_missing || alias.server_name() != config.homeserver.domain {
+    if !may_create || alias.server_name() != config.homeserver.domain {
         return None;
     }
     let topic = format!("housekeep's admin room: moderators type commands here ({}help)", config.admin.command_prefix);
     let created = homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await;
     if let Ok(room_id) = &created {
-        // The moderators own the room with the bot: they can invite, rename, and change it.
         let moderators = &config.admin.moderators;
-        if let Err(error) = homeserver.set_power_levels(room_id.as_str(), moderators, 100).await {
-            tracing::warn!(%room_id, %error, "cannot give the moderators power level 100 in the new admin room");
+        if let Err(error) = homeserver.lock_down_admin_room(room_id.as_str(), moderators).await {
+            tracing::warn!(%room_id, %error, "cannot set the new admin room's power levels and guest access");
         }
         for moderator in moderators {
             if let Err(error) = homeserver.invite(room_id.as_str(), moderator).await {

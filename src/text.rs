@@ -1,8 +1,11 @@
 //! Text chosen by strangers (room names, IDs in commands) that a moderator
 //! reads: characters that reorder or hide what is around them.
 
-/// Direction overrides and isolates, zero-width characters, the word joiner
-/// and invisible operators, the BOM, the soft hyphen, and control characters.
+/// Direction overrides, isolates and marks (incl. Arabic's), zero-width
+/// characters, the word joiner and invisible operators, the BOM, the soft
+/// hyphen, the combining grapheme joiner, Hangul fillers (blank "letters"),
+/// line and paragraph separators, tag characters, and control characters.
+/// (Variation selectors are left alone: emoji in room names use them.)
 /// None belongs in a Matrix ID, and in a name each can make the text beside
 /// it read as something else.
 pub fn hides_or_reorders(c: char) -> bool {
@@ -10,12 +13,21 @@ pub fn hides_or_reorders(c: char) -> bool {
         || matches!(
             c,
             '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
                 | '\u{180E}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{202A}'..='\u{202E}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{3164}'
                 | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 
@@ -44,6 +56,7 @@ mod tests {
         assert_eq!(first_hiding("@spam\u{200b}mer:example.org").as_deref(), Some("U+200B"));
         assert_eq!(first_hiding("admins\u{202e}gpj.exe").as_deref(), Some("U+202E"));
         assert_eq!(first_hiding("a\u{0}b").as_deref(), Some("U+0000"));
+        assert_eq!(first_hiding("@\u{3164}:example.org").as_deref(), Some("U+3164"), "a Hangul filler");
         assert_eq!(first_hiding("@élodie:example.org"), None, "letters of any script are fine");
     }
 

@@ -108,15 +108,15 @@ pub fn stats_router(state: AppState) -> Router {
 }
 
 /// 200 when the database answers (the index runs), 503 otherwise. The body
-/// names what start-up still waits for, one line each, after `OK`.
+/// is `OK`, then a line for each thing housekeep waits for.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     // A probe must not hang on a database that does not answer.
     let ping = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await;
     match ping.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s"))) {
         Ok(()) => {
-            let mut body = String::from("OK\n");
+            let mut body = String::from("OK");
             for (what, why) in state.metrics.waits() {
-                body.push_str(&format!("waiting for {what}: {why}\n"));
+                body.push_str(&format!("\nwaiting for {what}: {why}"));
             }
             (StatusCode::OK, body)
         }

@@ -25,7 +25,9 @@ pub async fn query_user(
     }
 }
 
-/// housekeep owns no aliases.
+/// Synapse asks about aliases in the registration's namespace (the admin
+/// room's) that do not exist: housekeep makes none on demand (it creates
+/// the admin room itself at start-up, `admin.create_if_missing`).
 pub async fn query_room_alias(Path(_alias): Path<String>) -> MatrixError {
     MatrixError::not_found("housekeep provides no room aliases")
 }

@@ -15,8 +15,10 @@ pub const CONFIRM_KEYS: [&str; 2] = ["✅", "✅\u{fe0f}"];
 /// The admin room's ID, shared with the start-up task that finds it. It is
 /// set at start from the config (a room ID) or from the last resolution of
 /// the alias, and replaced when the alias resolves again, so the index runs
-/// while the alias cannot be resolved; until it is known, nothing is routed
-/// to the bot but invites.
+/// while the alias cannot be resolved. Until it is known, commands and ✅
+/// from every room are routed (a command in the first transactions after
+/// an upgrade or a first start must not be lost); the bot drops those that
+/// turn out not to be from the admin room, logged and counted.
 #[derive(Debug, Clone, Default)]
 pub struct AdminRoomId(Arc<RwLock<Option<Arc<str>>>>);
 
@@ -47,7 +49,7 @@ pub struct Routing {
 impl Routing {
     /// Cheap test on the already-extracted row: could this event concern the bot?
     pub fn may_concern_bot(&self, row: &EventRow) -> bool {
-        (self.admin_room_id.get().is_some_and(|admin| *admin == *row.room_id)
+        (self.admin_room_id.get().is_none_or(|admin| *admin == *row.room_id)
             && row.sender != self.bot_user_id
             && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
             || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
@@ -111,18 +113,22 @@ mod tests {
     }
 
     #[test]
-    fn before_the_admin_room_is_known_only_invites_are_routed() {
+    fn before_the_admin_room_is_known_commands_from_every_room_are_kept() {
         let routing = Routing { admin_room_id: AdminRoomId::default(), ..routing() };
         let command = event("!admin", "@mod:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!status"}));
         let row = extract_value(&command).unwrap().event;
-        assert!(routing.route(&row, command.clone()).is_none());
+        let elsewhere = event("!other", "@mod:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!status"}));
+        let elsewhere_row = extract_value(&elsewhere).unwrap().event;
+        assert_eq!(routing.route(&row, command.clone()).map(|item| item.kind), Some(InboxKind::Command));
+        assert_eq!(routing.route(&elsewhere_row, elsewhere.clone()).map(|item| item.kind), Some(InboxKind::Command));
         let mut invite = event("!anywhere", "@mod:hs", "m.room.member", json!({"membership": "invite"}));
         invite["state_key"] = json!("@bot:hs");
         let invite_row = extract_value(&invite).unwrap().event;
         assert_eq!(routing.route(&invite_row, invite).map(|item| item.kind), Some(InboxKind::Invite));
-        // Found later (the shared handle): commands are routed from then on.
+        // Found later (the shared handle): only the admin room's from then on.
         routing.admin_room_id.set("!admin");
         assert_eq!(routing.route(&row, command).map(|item| item.kind), Some(InboxKind::Command));
+        assert!(routing.route(&elsewhere_row, elsewhere).is_none());
     }
 
     fn event(room: &str, sender: &str, event_type: &str, content: Value) -> Value {

@@ -50,7 +50,9 @@ pub async fn put_transaction(
 ) -> Result<Json<Value>, MatrixError> {
     let started = Instant::now();
     // Opaque to us, but stored as text: a NUL or an ID longer than any
-    // homeserver makes would fail the commit (a 500, retried forever).
+    // homeserver makes would fail the commit with an unhelpful 500. (Synapse
+    // retries any non-2xx, but it numbers its transactions 1, 2, 3…: only a
+    // holder of the hs_token could send such an ID, and it gets the reason.)
     if txn_id.is_empty() || !crate::extract::storable(&txn_id) {
         state.metrics.reject(RejectReason::BadTransaction);
         state.metrics.transaction(TxnMetric::Rejected);

@@ -50,6 +50,19 @@ fn reaction_target(event: &Value) -> Option<&str> {
 }
 
 pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
+    // Commands and ✅ count in the admin room as resolved now, whatever the
+    // routing knew when they arrived (the room the alias pointed at last
+    // time, or every room while the alias was not resolved yet).
+    if item.kind != InboxKind::Invite && item.room_id != ctx.admin_room_id.as_str() {
+        ctx.services().metrics.reject(crate::metrics::RejectReason::NotAdminRoom);
+        tracing::info!(
+            room_id = item.room_id,
+            sender = item.sender,
+            kind = item.kind.as_str(),
+            "ignored: not from the admin room (routed before the admin room's alias was resolved)"
+        );
+        return Ok(Handled::new("ignored: not the admin room", vec![]));
+    }
     match item.kind {
         InboxKind::Command => handle_command(ctx, item).await,
         InboxKind::Reaction => handle_reaction(ctx, item).await,

@@ -66,20 +66,28 @@ impl HomeserverClient {
         Ok(self.call(request).await?.room_id)
     }
 
-    /// Gives `users` power level `level` in a room, keeping the rest of its
-    /// power levels. Read and written back rather than set at creation: the
-    /// creator must be listed in older room versions and must not be in 12.
-    pub async fn set_power_levels(&self, room: &str, users: &[OwnedUserId], level: i64) -> Result<(), HsError> {
+    /// Makes a new admin room safe: moderators at power level 50 (they may
+    /// invite, kick and redact; the bot, its creator, can still demote one
+    /// removed from the config), inviting needs 50 (the private_chat preset
+    /// lets every member invite, and members read plans and sign-in links),
+    /// no guests. Power levels are read and written back rather than set at
+    /// creation: the creator must be listed in older room versions and must
+    /// not be in 12.
+    pub async fn lock_down_admin_room(&self, room: &str, moderators: &[OwnedUserId]) -> Result<(), HsError> {
         let room = room_id(room)?;
-        let path = ["_matrix", "client", "v3", "rooms", room.as_str(), "state", "m.room.power_levels", ""];
-        let mut levels: Value = self.send::<(), _>(Method::GET, &path, None).await?;
-        let Some(listed) = levels.get_mut("users").and_then(Value::as_object_mut) else {
+        let levels_path = ["_matrix", "client", "v3", "rooms", room.as_str(), "state", "m.room.power_levels", ""];
+        let mut levels: Value = self.send::<(), _>(Method::GET, &levels_path, None).await?;
+        let Some(users) = levels.get_mut("users").and_then(Value::as_object_mut) else {
             return Err(HsError::Invalid(format!("{room}'s power levels have no users map")));
         };
-        for user in users {
-            listed.insert(user.to_string(), level.into());
+        for moderator in moderators {
+            users.entry(moderator.to_string()).or_insert(50.into());
         }
-        self.send::<_, Value>(Method::PUT, &path, Some(&levels)).await?;
+        levels["invite"] = 50.into();
+        self.send::<_, Value>(Method::PUT, &levels_path, Some(&levels)).await?;
+        let guests_path = ["_matrix", "client", "v3", "rooms", room.as_str(), "state", "m.room.guest_access", ""];
+        self.send::<_, Value>(Method::PUT, &guests_path, Some(&serde_json::json!({"guest_access": "forbidden"})))
+            .await?;
         Ok(())
     }
 

@@ -94,7 +94,8 @@ impl Store {
                 _ = shutdown.cancelled() => return Ok(lock),
                 _ = tokio::time::sleep(LOCK_CHECK_INTERVAL) => {}
             }
-            if conn.ping().await.is_ok() {
+            // A half-open connection (a failover) must not hang the check.
+            if matches!(tokio::time::timeout(LOCK_PING_TIMEOUT, conn.ping()).await, Ok(Ok(()))) {
                 continue;
             }
             tracing::warn!("lost the database connection that holds the instance lock; taking it again");
@@ -125,8 +126,9 @@ impl Store {
     }
 }
 
-/// How often the PostgreSQL lock's connection is checked.
+/// How often the PostgreSQL lock's connection is checked, and how long it may take to answer.
 const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOCK_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn held_elsewhere(url: &str) -> anyhow::Error {
     anyhow::anyhow!(

@@ -101,7 +101,7 @@ async fn a_missing_admin_room_holds_up_commands_not_the_index() {
             Ok(body.contains("waiting for admin_room").then_some(body))
         })
         .await?;
-        assert!(waiting.starts_with("OK\n"), "{waiting}");
+        assert!(waiting.starts_with("OK\nwaiting for"), "{waiting}");
         assert!(waiting.contains("the alias #housekeep-admni:localhost does not exist"), "{waiting}");
         assert!(waiting.contains("admin.create_if_missing: true"), "{waiting}");
         let metrics = testbed.housekeep.metrics().await?;
@@ -118,7 +118,7 @@ async fn a_missing_admin_room_holds_up_commands_not_the_index() {
         let room = housekeep::testbed::create_admin_room(&testbed.admin, &testbed.config).await?;
         let bot = testbed.config.bot_user_id()?.to_string();
         eventually(Duration::from_secs(60), "/health without waits", || async {
-            Ok((health(testbed).await? == "OK\n").then_some(()))
+            Ok((health(testbed).await? == "OK").then_some(()))
         })
         .await?;
         let asked = testbed.admin.send_text(&room, "!status").await?;
@@ -168,7 +168,8 @@ async fn the_bot_creates_a_missing_admin_room_and_invites_the_moderators() {
             .admin
             .request(reqwest::Method::GET, &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels"), None)
             .await?;
-        assert_eq!(levels["users"]["@admin:localhost"], 100, "{levels}");
+        assert_eq!(levels["users"]["@admin:localhost"], 50, "moderators, below the bot: {levels}");
+        assert_eq!(levels["invite"], 50, "members cannot invite others in: {levels}");
         let asked = testbed.admin.send_text(&room, "!help").await?;
         let help = testbed.admin.wait_for_reply(&room, &asked, &bot).await?;
         assert!(help.contains("!purge"), "{help}");
@@ -197,7 +198,7 @@ async fn a_homeserver_that_is_down_holds_up_commands_not_the_index() {
             Ok(body.contains("waiting for homeserver").then_some(body))
         })
         .await?;
-        assert!(waiting.starts_with("OK\n"), "{waiting}");
+        assert!(waiting.starts_with("OK\nwaiting for"), "{waiting}");
         // The index takes what it is sent (a transaction from a homeserver
         // that came back, say); a command in the admin room is kept for later.
         let room = "!elsewhere:localhost";
@@ -216,12 +217,54 @@ async fn a_homeserver_that_is_down_holds_up_commands_not_the_index() {
 
         testbed.synapse.resume().await?;
         eventually(Duration::from_secs(90), "/health without waits", || async {
-            Ok((health(testbed).await? == "OK\n").then_some(()))
+            Ok((health(testbed).await? == "OK").then_some(()))
         })
         .await?;
         // The command sent while the homeserver was down is answered.
         let status = testbed.admin.wait_for_reply(&admin_room, "$help-while-down", &bot).await?;
         assert!(status.contains("housekeep status"), "{status}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Anyone on the homeserver can claim a free alias. A room under the admin
+/// alias that neither the bot nor a moderator created is not taken as the
+/// admin room: `/health` says whose it is, and nobody's commands run there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_alias_claimed_by_someone_else_is_not_trusted() {
+    with_testbed(Backend::Sqlite, async |testbed| {
+        let mallory = testbed.synapse.register_user("mallory", false).await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let squatted = mallory
+            .create_room(serde_json::json!({
+                "name": "housekeep admin", "room_alias_name": "claimed-first", "preset": "private_chat",
+                "invite": [bot.as_str()],
+            }))
+            .await?;
+        testbed.reconfigure(|text| text.replace("#housekeep-admin:localhost", "#claimed-first:localhost")).await?;
+        let waiting = eventually(Duration::from_secs(20), "/health to refuse the room", || async {
+            let body = health(testbed).await?;
+            Ok(body.contains("waiting for admin_room").then_some(body))
+        })
+        .await?;
+        assert!(
+            waiting.contains("created by @mallory:localhost, who is neither the bot nor in admin.moderators"),
+            "{waiting}"
+        );
+        // Mallory's command in her room is not taken as a command to the bot.
+        let asked = mallory.send_text(&squatted, "!status").await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let replies = mallory.recent_events(&squatted, 50).await?;
+        assert!(
+            replies.iter().all(|e| e["sender"] != bot.as_str() || e["type"] != "m.room.message"),
+            "the bot said nothing there: {replies:?}"
+        );
+        let store = testbed.store().await?;
+        assert!(store.remembered_alias("#claimed-first:localhost").await?.is_none(), "not remembered");
+        store.close().await;
+        let _ = asked;
         Ok(())
     })
     .await

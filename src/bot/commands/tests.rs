@@ -431,8 +431,9 @@ proptest! {
 }
 
 /// Unicode tricks a chat client may hide: an RTL override or zero-width
-/// space in a user ID, a homoglyph in a command name. Each is refused with
-/// a reason, never read as a different, valid target.
+/// space in a user ID, a homoglyph in a command name. An ID is refused
+/// with a reason; a homoglyph name is not a command at all. Neither is read
+/// as a different, valid target.
 #[test]
 fn unicode_tricks_in_commands_are_refused_not_reinterpreted() {
     for body in [
