@@ -244,6 +244,9 @@ async fn a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished(backend:
             .collect();
         let before = pages_requested(&testbed)?;
         testbed.housekeep.restart().await?;
+        // And again, at random, while it runs.
+        let more = crate::common::kill_while_running(&mut testbed.housekeep, &store, &job.id, 4).await?;
+        println!("backfill: killed {} times mid-way", 1 + more);
         let done = wait_backfill_done(&store).await?;
         assert_eq!(done.id, job.id, "the same job resumed");
         let after = pages_requested(&testbed)?;

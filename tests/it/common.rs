@@ -117,3 +117,26 @@ pub async fn job_actions(
 pub fn items_of(audit: &[housekeep::store::AuditRecord]) -> Vec<String> {
     audit.iter().filter(|r| r.entry.action == "testjob.item").filter_map(|r| r.entry.target.clone()).collect()
 }
+
+/// Kills housekeep with SIGKILL at random moments (0.3–1.5 s apart) while
+/// job `id` runs, restarting it each time, at most `kills` times; returns how
+/// many kills landed before the job finished.
+pub async fn kill_while_running(
+    housekeep: &mut housekeep::testbed::Housekeep,
+    store: &housekeep::store::Store,
+    id: &str,
+    kills: usize,
+) -> anyhow::Result<usize> {
+    use rand::Rng;
+    for landed in 0..kills {
+        let wait = rand::rng().random_range(300..1500);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let running = store.job(id).await?.is_some_and(|job| job.state == housekeep::store::JobState::Running);
+        if !running {
+            return Ok(landed);
+        }
+        housekeep.kill_9().await?;
+        housekeep.restart().await?;
+    }
+    Ok(kills)
+}

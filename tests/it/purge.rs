@@ -200,7 +200,7 @@ async fn a_purge_killed_mid_way_redacts_each_event_once(backend: Backend) -> any
         let store = testbed.store().await?;
         let spammer = testbed.synapse.register_user("spammer", false).await?;
         let room = spammer.create_room(json!({"name": "flood"})).await?;
-        let spam = send_all(&spammer, &room, "flood", 150).await?;
+        let spam = send_all(&spammer, &room, "flood", 300).await?;
         indexed(&store, &room, &spam).await?;
 
         let bot = testbed.config.bot_user_id()?.to_string();
@@ -215,6 +215,9 @@ async fn a_purge_killed_mid_way_redacts_each_event_once(backend: Backend) -> any
         testbed.housekeep.kill_9().await?;
         assert_eq!(store.job(&id).await?.unwrap().state, JobState::Running, "killed mid-way");
         testbed.housekeep.restart().await?;
+        // And again, at random, while it runs.
+        let more = crate::common::kill_while_running(&mut testbed.housekeep, &store, &id, 4).await?;
+        println!("purge: killed {} times mid-way", 1 + more);
         eventually(Duration::from_secs(120), "the purge to finish", || async {
             Ok(store.job(&id).await?.filter(|job| job.state == JobState::Done).map(|_| ()))
         })

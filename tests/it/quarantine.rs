@@ -304,6 +304,9 @@ async fn a_quarantine_killed_mid_way_resumes_and_does_each_media_once(backend: B
         assert_eq!(interrupted.state, JobState::Running, "killed mid-way");
         assert!(interrupted.done_count < 1000);
         testbed.housekeep.restart().await?;
+        // And again, at random, while it runs.
+        let more = crate::common::kill_while_running(&mut testbed.housekeep, &store, &id, 4).await?;
+        println!("quarantine: killed {} times mid-way", 1 + more);
 
         eventually(Duration::from_secs(120), "the job to finish", || async {
             Ok(store.job(&id).await?.filter(|job| job.state == JobState::Done).map(|_| ()))
