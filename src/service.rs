@@ -461,8 +461,8 @@ async fn find_admin_room(
     }
 }
 
-/// A room found by the admin alias is taken only if the bot or a listed
-/// moderator created it: anyone on the homeserver can claim a free alias in
+/// A room found by the admin alias is taken only if each of its creators is
+/// the bot or a listed moderator: anyone on the homeserver can claim a free alias in
 /// the registration's (non-exclusive) alias namespace first, and the admin
 /// room's members read every plan and sign-in link. The bot joins first (a
 /// room an operator made has invited it), to read the creation event.
@@ -476,22 +476,20 @@ async fn trusted_admin_room(
         format!("the alias {alias} points at {room_id}, which the bot cannot join yet ({e}): invite it")
     })?;
     let state = homeserver.room_state(room_id.as_str()).await.map_err(|e| format!("cannot read {room_id}: {e}"))?;
-    let create = state.iter().find(|e| e["type"] == "m.room.create" && e["state_key"] == "");
-    let sender = create.and_then(|e| e["sender"].as_str()).unwrap_or_default();
-    // Room version 12 names more creators, each with unlimited power.
-    let more = create.and_then(|e| e.pointer("/content/additional_creators")).and_then(|v| v.as_array());
-    let creators: Vec<&str> =
-        std::iter::once(sender).chain(more.into_iter().flatten().filter_map(|v| v.as_str())).collect();
+    // Every creator holds the room (from version 12 with unlimited power),
+    // and its first creator chose the others: each must be trusted.
+    let creators = crate::homeserver::power::creators(&state);
     let bot = config.bot_user_id().map_err(|e| e.to_string())?;
-    let trusted = |user: &str| user == bot.as_str() || config.admin.moderators.iter().any(|m| m.as_str() == user);
-    if creators.iter().any(|creator| trusted(creator)) {
-        return Ok(());
-    }
+    let trusted = |user: &ruma::UserId| *user == *bot || config.admin.moderators.iter().any(|m| **m == *user);
+    let stranger = match creators.iter().find(|creator| !trusted(creator)) {
+        None if !creators.is_empty() => return Ok(()),
+        None => "nobody readable".to_owned(),
+        Some(stranger) => crate::text::shown(stranger.as_str(), 100),
+    };
     Err(format!(
-        "the alias {alias} points at {room_id}, created by {}, who is neither the bot nor in admin.moderators: \
-         not taken as the admin room (anyone on the homeserver can claim a free alias); list its creator in \
-         admin.moderators, or set admin.room to the room ID you mean",
-        crate::text::shown(sender, 100)
+        "the alias {alias} points at {room_id}, created by {stranger}, who is neither the bot nor in \
+         admin.moderators: not taken as the admin room (anyone on the homeserver can claim a free alias); list \
+         its creator in admin.moderators, or set admin.room to the room ID you mean"
     ))
 }
 

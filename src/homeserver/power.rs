@@ -6,16 +6,34 @@ use ruma::room_version_rules::AuthorizationRules;
 use ruma::{Int, OwnedUserId, RoomVersionId, UserId};
 use serde_json::Value;
 
+/// The state event of `event_type` with the empty state key.
+fn find<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> {
+    state.iter().find(|e| {
+        e.get("type").and_then(Value::as_str) == Some(event_type)
+            && e.get("state_key").and_then(Value::as_str) == Some("")
+    })
+}
+
 /// The room's power levels, from its current state (full events, as
 /// `GET /rooms/{id}/state` returns them).
 pub fn power_levels(state: &[Value]) -> RoomPowerLevels {
-    let find = |event_type: &str| {
-        state.iter().find(|e| {
-            e.get("type").and_then(Value::as_str) == Some(event_type)
-                && e.get("state_key").and_then(Value::as_str) == Some("")
-        })
-    };
-    let create = find("m.room.create");
+    let (rules, creators) = rules_and_creators(state);
+    let source = find(state, "m.room.power_levels")
+        .and_then(|e| e.get("content"))
+        .and_then(|content| serde_json::from_value::<RoomPowerLevelsEventContent>(content.clone()).ok())
+        .map_or(RoomPowerLevelsSource::None, RoomPowerLevelsSource::Original);
+    RoomPowerLevels::new(source, &rules, creators)
+}
+
+/// Who created the room: the sender of its `m.room.create`, and from room
+/// version 12 on its `additional_creators` (before 12 that field means
+/// nothing, so whoever made the room could write anyone into it).
+pub fn creators(state: &[Value]) -> Vec<OwnedUserId> {
+    rules_and_creators(state).1
+}
+
+fn rules_and_creators(state: &[Value]) -> (AuthorizationRules, Vec<OwnedUserId>) {
+    let create = find(state, "m.room.create");
     let version = create.and_then(|c| c.pointer("/content/room_version")).and_then(Value::as_str).unwrap_or("1");
     // An unknown (future) version is read by the newest rules housekeep
     // knows without privileged creators: it may then think it lacks power it
@@ -36,11 +54,7 @@ pub fn power_levels(state: &[Value]) -> RoomPowerLevels {
             creators.extend(more.iter().filter_map(Value::as_str).filter_map(|s| UserId::parse(s).ok()));
         }
     }
-    let source = find("m.room.power_levels")
-        .and_then(|e| e.get("content"))
-        .and_then(|content| serde_json::from_value::<RoomPowerLevelsEventContent>(content.clone()).ok())
-        .map_or(RoomPowerLevelsSource::None, RoomPowerLevelsSource::Original);
-    RoomPowerLevels::new(source, &rules, creators)
+    (rules, creators)
 }
 
 /// Whether `user_id` is at or above `level`.
@@ -96,6 +110,14 @@ mod tests {
         assert!(!at_least(&pl, &user("@x:hs"), 1));
         let v10 = [create("10", "@c:hs", json!({"additional_creators": ["@c2:hs"]})), levels(json!({}))];
         assert!(!at_least(&power_levels(&v10), &user("@c2:hs"), 1), "no additional creators before v12");
+    }
+
+    #[test]
+    fn additional_creators_count_from_v12_only() {
+        let named = json!({"additional_creators": ["@c2:hs", "not an id"]});
+        assert_eq!(creators(&[create("12", "@c:hs", named.clone())]), [user("@c:hs"), user("@c2:hs")]);
+        assert_eq!(creators(&[create("11", "@c:hs", named)]), [user("@c:hs")], "a meaningless field before 12");
+        assert!(creators(&[levels(json!({}))]).is_empty(), "no create event, no creators");
     }
 
     #[test]
