@@ -191,6 +191,12 @@ impl Housekeep {
         Ok(std::fs::read_to_string(&self.log_path)?)
     }
 
+    /// `/health`: its status code and body (`OK`, then what housekeep waits for).
+    pub async fn health(&self) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(format!("{}/health", self.base_url)).await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.base_url)).await?.error_for_status()?.text().await?)
     }
@@ -335,18 +341,27 @@ impl Testbed {
     /// would (with its hs_token): for events a remote server could have
     /// sent that this local homeserver cannot be made to produce.
     pub async fn push_transaction(&self, txn_id: &str, events: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        let url = format!("{}/_matrix/app/v1/transactions/{}", self.housekeep.base_url, encode(txn_id));
-        let response = reqwest::Client::new()
-            .put(url)
-            .bearer_auth(&self.config.appservice.hs_token)
-            .json(&serde_json::json!({ "events": events }))
-            .send()
-            .await?;
+        let response = self.put_transaction(txn_id, &events).await?;
         let status = response.status();
         if !status.is_success() {
             bail!("transaction {txn_id} refused: {status} {}", response.text().await?);
         }
         Ok(())
+    }
+
+    /// [`push_transaction`](Self::push_transaction) whatever the answer: the response.
+    pub async fn put_transaction(
+        &self,
+        txn_id: &str,
+        events: &[serde_json::Value],
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/_matrix/app/v1/transactions/{}", self.housekeep.base_url, encode(txn_id));
+        Ok(reqwest::Client::new()
+            .put(url)
+            .bearer_auth(&self.config.appservice.hs_token)
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .await?)
     }
 
     /// A second connection to housekeep's database, to check what it holds.

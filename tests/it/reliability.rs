@@ -152,19 +152,7 @@ async fn sigterm_checkpoints_what_is_in_flight_and_exits_within_10_s(backend: Ba
 
 /// PUTs a transaction as the homeserver would; the status code.
 async fn put_transaction(testbed: &Testbed, txn_id: &str, events: &[serde_json::Value]) -> anyhow::Result<u16> {
-    let url = format!("{}/_matrix/app/v1/transactions/{txn_id}", testbed.housekeep.base_url);
-    let response = reqwest::Client::new()
-        .put(url)
-        .bearer_auth(&testbed.config.appservice.hs_token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await?;
-    Ok(response.status().as_u16())
-}
-
-async fn health(testbed: &Testbed) -> anyhow::Result<(u16, String)> {
-    let response = reqwest::get(format!("{}/health", testbed.housekeep.base_url)).await?;
-    Ok((response.status().as_u16(), response.text().await?))
+    Ok(testbed.put_transaction(txn_id, events).await?.status().as_u16())
 }
 
 fn message(room: &str, event_id: &str) -> serde_json::Value {
@@ -200,7 +188,7 @@ async fn recovered(
         .find(|line| line.starts_with("housekeep_appservice_transactions_total{outcome=\"failed\"}"))
         .unwrap_or_default();
     assert!(!failed.ends_with(" 0") && !failed.is_empty(), "refusals are counted: {failed:?}");
-    let (status, body) = health(testbed).await?;
+    let (status, body) = testbed.housekeep.health().await?;
     assert_eq!((status, body.as_str()), (200, "OK"));
     Ok(())
 }
@@ -229,7 +217,7 @@ async fn postgres_unreachable_mid_stream_is_refused_then_recovered_from() {
         let refused = put_transaction(testbed, "fault-1", &[message("!pushed:localhost", "$during-fault")]).await?;
         assert!((500..600).contains(&refused), "a 5xx, for the homeserver to retry: {refused}");
         println!("PostgreSQL cut: transaction refused with {refused} after {:.1?}", cut_at.elapsed());
-        let (status, body) = health(testbed).await?;
+        let (status, body) = testbed.housekeep.health().await?;
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("database unreachable"), "{body}");
         for n in 0..10 {
@@ -273,7 +261,7 @@ async fn a_locked_sqlite_file_is_refused_then_recovered_from() {
         let refused = put_transaction(testbed, "fault-1", &[message("!pushed:localhost", "$during-fault")]).await?;
         assert!((500..600).contains(&refused), "a 5xx after the busy timeout: {refused}");
         println!("SQLite locked: transaction refused with {refused} after {:.1?}", locked_at.elapsed());
-        let (status, body) = health(testbed).await?;
+        let (status, body) = testbed.housekeep.health().await?;
         assert_eq!(status, 200, "reads still work: {body}");
         assert!(body.contains("waiting for database: the last transaction could not be committed"), "{body}");
         alice.send_text(&room, "during").await?;

@@ -69,10 +69,9 @@ async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backe
 
 /// `/health`'s body: `OK`, then a line per thing start-up waits for.
 async fn health(testbed: &housekeep::testbed::Testbed) -> anyhow::Result<String> {
-    let url = format!("{}/health", testbed.housekeep.base_url);
-    let response = reqwest::get(url).await?;
-    anyhow::ensure!(response.status() == 200, "/health answered {}", response.status());
-    Ok(response.text().await?)
+    let (status, body) = testbed.housekeep.health().await?;
+    anyhow::ensure!(status == 200, "/health answered {status}: {body}");
+    Ok(body)
 }
 
 /// Whether housekeep indexed an event (read from its database).
