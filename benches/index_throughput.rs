@@ -1,16 +1,19 @@
 //! Index throughput through the real HTTP endpoint: 100-event transactions,
 //! one in flight at a time, as Synapse sends them. Prints events/s and the
-//! p50/p99 time to acknowledge one transaction, for SQLite and PostgreSQL.
+//! p50/p99 time to acknowledge one transaction, for SQLite and PostgreSQL,
+//! each beside its anchor: the same rows written straight through the
+//! store (no HTTP, parsing or extraction), i.e. the database's own cost.
 //!
 //! `cargo bench --bench index_throughput` (PostgreSQL from
 //! `$HOUSEKEEP_TEST_POSTGRES`, default postgres://postgres@127.0.0.1:5432).
-//! `BENCH_TRANSACTIONS` sets how many transactions are timed (default 500).
+//! `BENCH_TRANSACTIONS` sets how many transactions are timed (default 500),
+//! `BENCH_BACKENDS` which backends run (default `sqlite,postgres`).
 
 use std::time::{Duration, Instant};
 
 use housekeep::appservice::{AppState, router};
 use housekeep::config::Backend;
-use housekeep::store::Store;
+use housekeep::store::{Source, Store};
 use housekeep::testbed::TestDatabase;
 use serde_json::{Value, json};
 
@@ -60,7 +63,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn run(backend: Backend, transactions: usize) -> anyhow::Result<()> {
+/// One line of figures for `timed` transactions of [`EVENTS_PER_TXN`] events.
+fn report(label: &str, backend: Backend, elapsed: Duration, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    println!(
+        "{:<8} {label:<22} {:>6} txns x {EVENTS_PER_TXN} events: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
+        backend.as_str(),
+        latencies.len(),
+        (latencies.len() * EVENTS_PER_TXN) as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+}
+
+fn transactions_of(count: usize) -> Vec<Vec<Value>> {
+    (0..count).map(|t| (0..EVENTS_PER_TXN).map(|i| event(t * EVENTS_PER_TXN + i)).collect()).collect()
+}
+
+/// housekeep as Synapse sees it: HTTP, parsing, extraction, the commit.
+async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let database = TestDatabase::create(backend, dir.path()).await?;
     let store = Store::connect(&database.url, None).await?;
@@ -70,11 +92,9 @@ async fn run(backend: Backend, transactions: usize) -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router(state, 16 << 20, true)).await });
 
-    let bodies: Vec<String> = (0..WARMUP_TXNS + transactions)
-        .map(|t| {
-            let events: Vec<Value> = (0..EVENTS_PER_TXN).map(|i| event(t * EVENTS_PER_TXN + i)).collect();
-            json!({"events": events, "ephemeral": []}).to_string()
-        })
+    let bodies: Vec<String> = transactions_of(WARMUP_TXNS + transactions)
+        .into_iter()
+        .map(|events| json!({"events": events, "ephemeral": []}).to_string())
         .collect();
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(transactions);
@@ -97,19 +117,39 @@ async fn run(backend: Backend, transactions: usize) -> anyhow::Result<()> {
         }
     }
     let elapsed = timed_start.elapsed();
-    latencies.sort();
     let summary = store.summary().await?;
     anyhow::ensure!(summary.events as usize == (WARMUP_TXNS + transactions) * EVENTS_PER_TXN, "events missing");
-    println!(
-        "{:<8} {:>6} txns x {EVENTS_PER_TXN} events: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  ({} media refs)",
-        backend.as_str(),
-        transactions,
-        (transactions * EVENTS_PER_TXN) as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3,
-        summary.media_refs,
-    );
+    report("housekeep (HTTP)", backend, elapsed, latencies);
+    store.close().await;
+    database.drop_database().await
+}
+
+/// The anchor: the same rows written by the index's own statements, one
+/// database transaction per batch, with no HTTP, parsing or extraction:
+/// what the database itself costs, the ceiling of the line above.
+async fn database_alone(backend: Backend, transactions: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = TestDatabase::create(backend, dir.path()).await?;
+    let store = Store::connect(&database.url, None).await?;
+    store.migrate().await?;
+    let batches: Vec<Vec<housekeep::extract::Extracted>> = transactions_of(WARMUP_TXNS + transactions)
+        .iter()
+        .map(|events| events.iter().map(housekeep::extract::extract_value).collect::<Result<_, _>>())
+        .collect::<Result<_, _>>()?;
+    let mut latencies = Vec::with_capacity(transactions);
+    let mut timed_start = Instant::now();
+    for (t, batch) in batches.iter().enumerate() {
+        if t == WARMUP_TXNS {
+            timed_start = Instant::now();
+        }
+        let started = Instant::now();
+        store.index_events(batch, Source::Live).await?;
+        if t >= WARMUP_TXNS {
+            latencies.push(started.elapsed());
+        }
+    }
+    let elapsed = timed_start.elapsed();
+    report("database alone", backend, elapsed, latencies);
     store.close().await;
     database.drop_database().await
 }
@@ -122,8 +162,18 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(if std::env::args().any(|a| a == "--bench") { 500 } else { 5 });
     housekeep::service::init_logging(None);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // `BENCH_BACKENDS=postgres` runs one backend (for profiling).
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     runtime.block_on(async {
-        run(Backend::Sqlite, transactions).await?;
-        run(Backend::Postgres, transactions).await
+        for backend in backends.split(',') {
+            let backend = match backend.trim() {
+                "sqlite" => Backend::Sqlite,
+                "postgres" => Backend::Postgres,
+                other => anyhow::bail!("BENCH_BACKENDS: unknown backend {other:?} (sqlite, postgres)"),
+            };
+            through_http(backend, transactions).await?;
+            database_alone(backend, transactions).await?;
+        }
+        Ok(())
     })
 }

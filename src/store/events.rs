@@ -234,14 +234,15 @@ const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
        ON CONFLICT (day, room_id, sender) DO UPDATE SET \
          messages = activity_daily.messages + excluded.messages, \
          redactions = activity_daily.redactions + excluded.redactions), \
+     mr AS (\
+       SELECT * FROM json_to_recordset($4::json) AS x(n text, m text, r text, e text, s text, t bigint, k text)), \
      refs AS (\
        INSERT INTO media_refs (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) \
-       SELECT n, m, r, e, s, t, k FROM json_to_recordset($4::json) \
-         AS x(n text, m text, r text, e text, s text, t bigint, k text) \
+       SELECT n, m, r, e, s, t, k FROM mr \
        ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1), \
      queued AS (\
        INSERT INTO media (server_name, media_id, next_attempt_at) \
-       SELECT DISTINCT n, m, $5::bigint FROM json_to_recordset($4::json) AS x(n text, m text) ORDER BY 1, 2 \
+       SELECT DISTINCT n, m, $5::bigint FROM mr ORDER BY 1, 2 \
        ON CONFLICT (server_name, media_id) DO NOTHING RETURNING 1) \
      SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM refs), (SELECT COUNT(*) FROM queued), \
        (SELECT json_agg(json_build_array(target_id, redaction_id, room_id, sender, redacted_at) \
@@ -256,6 +257,30 @@ struct Waiting {
     at: i64,
 }
 
+/// An `events` row as [`INSERT_BATCH_POSTGRES`] reads it (`$1`).
+#[derive(serde::Serialize)]
+struct EventJson<'a> {
+    i: &'a str,
+    r: &'a str,
+    s: &'a str,
+    t: i64,
+    y: &'a str,
+    k: Option<&'a str>,
+    d: Option<&'a str>,
+}
+
+/// A `media_refs` row as [`INSERT_BATCH_POSTGRES`] reads it (`$4`).
+#[derive(serde::Serialize)]
+struct MediaRefJson<'a> {
+    n: &'a str,
+    m: &'a str,
+    r: &'a str,
+    e: &'a str,
+    s: &'a str,
+    t: i64,
+    k: &'a str,
+}
+
 async fn insert_rows_postgres(
     conn: &mut AnyConnection,
     batch: &[Extracted],
@@ -263,20 +288,29 @@ async fn insert_rows_postgres(
     indexed_at: i64,
     priority: i64,
 ) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
-    use serde_json::json;
-    let events: Vec<_> = batch
+    let events: Vec<EventJson> = batch
         .iter()
-        .map(|Extracted { event: e, .. }| {
-            json!({"i": e.event_id, "r": e.room_id, "s": e.sender, "t": e.origin_server_ts,
-                   "y": e.event_type, "k": e.state_key, "d": e.redacts})
+        .map(|Extracted { event: e, .. }| EventJson {
+            i: &e.event_id,
+            r: &e.room_id,
+            s: &e.sender,
+            t: e.origin_server_ts,
+            y: &e.event_type,
+            k: e.state_key.as_deref(),
+            d: e.redacts.as_deref(),
         })
         .collect();
-    let refs: Vec<_> = batch
+    let refs: Vec<MediaRefJson> = batch
         .iter()
         .flat_map(|Extracted { event: e, media, .. }| {
-            media.iter().map(move |m| {
-                json!({"n": m.server_name, "m": m.media_id, "r": e.room_id, "e": e.event_id, "s": e.sender,
-                       "t": e.origin_server_ts, "k": m.kind.as_str()})
+            media.iter().map(move |m| MediaRefJson {
+                n: &m.server_name,
+                m: &m.media_id,
+                r: &e.room_id,
+                e: &e.event_id,
+                s: &e.sender,
+                t: e.origin_server_ts,
+                k: m.kind.as_str(),
             })
         })
         .collect();

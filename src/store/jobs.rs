@@ -570,17 +570,24 @@ impl Store {
 
     /// How many of `keys` are items of the job (by the `(job_id, item_key)` index).
     pub async fn count_job_items_with_keys(&self, id: &str, keys: &[String]) -> anyhow::Result<i64> {
-        let mut found = 0;
+        Ok(self.job_item_keys_among(id, keys).await?.len() as i64)
+    }
+
+    /// Those of `keys` that are items of the job (by the `(job_id, item_key)` index).
+    pub async fn job_item_keys_among(&self, id: &str, keys: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut found = Vec::new();
         for chunk in keys.chunks(500) {
             // `$1` is the job, the keys follow.
             let keys: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
             let keys = keys.join(", ");
-            let sql = format!("SELECT COUNT(*) FROM job_items WHERE job_id = $1 AND item_key IN ({keys})");
+            let sql = format!("SELECT item_key FROM job_items WHERE job_id = $1 AND item_key IN ({keys})");
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(id);
             for key in chunk {
                 query = query.bind(key);
             }
-            found += query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)?;
+            for row in query.fetch_all(&self.pool).await? {
+                found.push(row.try_get(0)?);
+            }
         }
         Ok(found)
     }

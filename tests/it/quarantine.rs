@@ -77,23 +77,29 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         assert!(dry.contains("2 media, left out; add --include-mentions"), "{dry}");
         assert!(statuses(&alice, &referenced).await?.values().all(|s| *s == 200));
 
-        // Protected media stays, and is reported, whichever call would take it.
+        // Protected media stays, and is reported, whichever call would take
+        // it: the sticker is in Synapse's room call, the encrypted file is
+        // quarantined one by one (its protection read from alice's uploads).
         let of_kind = |kind: &str| seeded.refs.iter().find(|r| r.kind == kind).unwrap().mxc.clone();
-        let protected = of_kind("sticker");
-        let path = format!("/_synapse/admin/v1/media/protect/{}", protected.rsplit('/').next().unwrap());
-        testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+        let (protected, protected_file) = (of_kind("sticker"), of_kind("file"));
+        let is_protected = |mxc: &str| mxc == protected || mxc == protected_file;
+        for mxc in [&protected, &protected_file] {
+            let path = format!("/_synapse/admin/v1/media/protect/{}", mxc.rsplit('/').next().unwrap());
+            testbed.admin.request(reqwest::Method::POST, &path, Some(json!({}))).await?;
+        }
 
         let result =
             command_reply(testbed, &admin_room, &format!("!quarantine room {room} --reason \"csam report\" --yes"), 3)
                 .await?;
-        assert_eq!(field(&result, "quarantined_count"), (shared.len() - 1).to_string(), "{result}");
+        assert_eq!(field(&result, "quarantined_count"), (shared.len() - 2).to_string(), "{result}");
         assert_eq!(field(&result, "status"), "done");
         assert_eq!(field(&result, "failed"), "0");
         assert!(field(&result, "not quarantined").contains(&format!("{protected} (protected")), "{result}");
+        assert!(field(&result, "not quarantined").contains(&format!("{protected_file} (protected")), "{result}");
         let after = statuses(&alice, &shared).await?;
         assert!(
-            after.iter().all(|(mxc, s)| *s == if *mxc == protected { 200 } else { 404 }),
-            "every shared media but the protected one is gone: {after:?}"
+            after.iter().all(|(mxc, s)| *s == if is_protected(mxc) { 200 } else { 404 }),
+            "every shared media but the protected ones is gone: {after:?}"
         );
         // Synapse's room call took what its scan sees; the rest went one by one.
         let audit = store.audit_entries(100, None).await?;
@@ -102,8 +108,9 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         };
         assert_eq!(outcome(&of_kind("url")), "done: quarantined by Synapse's room quarantine");
         assert_eq!(outcome(&of_kind("html_img")), "done: quarantined");
-        assert_eq!(outcome(&of_kind("file")), "done: quarantined");
+        assert_eq!(outcome(&of_kind("thumbnail_file")), "done: quarantined");
         assert!(outcome(&protected).starts_with("skipped: protected"), "{}", outcome(&protected));
+        assert!(outcome(&protected_file).starts_with("skipped: protected"), "{}", outcome(&protected_file));
         let kept = statuses(&alice, &mentioned).await?;
         assert!(kept.values().all(|s| *s == 200), "mentions and profile pictures stay: {kept:?}");
         let unreferenced: Vec<String> = seeded.uploads.iter().filter(|u| !referenced.contains(u)).cloned().collect();
@@ -114,18 +121,18 @@ async fn a_room_quarantine_covers_every_reference_kind(backend: Backend) -> anyh
         let result =
             command_reply(testbed, &admin_room, &format!("!quarantine room {room} --include-mentions --yes"), 3)
                 .await?;
-        assert_eq!(field(&result, "quarantined_count"), (referenced.len() - 1).to_string(), "{result}");
+        assert_eq!(field(&result, "quarantined_count"), (referenced.len() - 2).to_string(), "{result}");
         let after = statuses(&alice, &referenced).await?;
-        assert!(after.iter().all(|(mxc, s)| *s == if *mxc == protected { 200 } else { 404 }), "{after:?}");
+        assert!(after.iter().all(|(mxc, s)| *s == if is_protected(mxc) { 200 } else { 404 }), "{after:?}");
 
         // Quarantine is by media ID: posting the same media elsewhere brings nothing back.
         let elsewhere = alice.create_room(json!({"name": "elsewhere"})).await?;
-        let gone = referenced.iter().find(|mxc| **mxc != protected).unwrap();
+        let gone = referenced.iter().find(|mxc| !is_protected(mxc)).unwrap();
         alice.send(&elsewhere, "m.room.message", json!({"msgtype": "m.image", "body": "again", "url": gone})).await?;
         assert_eq!(bob.download_status(gone).await?, 404);
 
         let status = command_reply(testbed, &admin_room, "!status", 1).await?;
-        assert_eq!(field(&status, "quarantined media"), (referenced.len() - 1).to_string(), "{status}");
+        assert_eq!(field(&status, "quarantined media"), (referenced.len() - 2).to_string(), "{status}");
         let audit = store.audit_entries(100, None).await?;
         let actions = audit.iter().filter(|r| r.entry.action == "quarantine.media").count();
         assert_eq!(actions, shared.len() + referenced.len(), "each media of each job audited");

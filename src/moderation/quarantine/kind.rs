@@ -10,7 +10,9 @@
 //! lists them all, unless they uploaded more since). Each media is still
 //! checked (protected? quarantined now?) and recorded; only what the bulk
 //! call cannot see (encrypted files, `<img>` in HTML, mentions, remote
-//! media a user shared) is quarantined one by one.
+//! media a user shared) is quarantined one by one. In a room, the upload
+//! records those checks need come from the posters' lists of uploads (one
+//! call per 500 uploads), so most media cost one call or none.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -148,7 +150,7 @@ impl QuarantineKind {
         if let Some(covered) = self.covered.lock().expect("not poisoned").get(id) {
             return covered.clone();
         }
-        let covered = if job.cursor.0 > 0 {
+        let mut covered = if job.cursor.0 > 0 {
             Covered::none()
         } else {
             match quarantine_in_bulk_if_planned(ctx, id, bulk).await {
@@ -164,6 +166,11 @@ impl QuarantineKind {
                 }
             }
         };
+        if let Bulk::Room(room_id) = bulk
+            && let Err(error) = uploads_of_posters(ctx, id, room_id, &mut covered).await
+        {
+            tracing::info!(job = %id, room_id, error = format!("{error:#}"), "posters' uploads not listed; looking one by one");
+        }
         let covered = Arc::new(covered);
         self.covered.lock().expect("not poisoned").insert(id.clone(), covered.clone());
         covered
@@ -238,21 +245,20 @@ async fn quarantine_in_bulk_if_planned(ctx: &RunContext<'_>, id: &str, bulk: Bul
     for mxc in seen {
         media.entry(mxc).or_insert(None);
     }
-    if let Bulk::Room(room_id) = bulk
-        && let Err(error) = uploads_of_posters(ctx, room_id, &mut media).await
-    {
-        tracing::info!(job = %id, room_id, error = format!("{error:#}"), "posters' uploads not listed; looking one by one");
-    }
-    Ok(Covered { by: bulk.outcome(), media })
+    Ok(Covered { by: bulk.outcome(), media, uploads: HashMap::new() })
 }
 
 /// The media Synapse's bulk call took (none when it was not used), each
-/// with its upload record after the call where a list of uploads had it.
+/// with its upload record after the call where a list of uploads had it;
+/// and the upload records of the job's other local media, so that those
+/// need one call each (the quarantine) instead of two.
 #[derive(Debug, Default)]
 struct Covered {
     /// The items' outcome.
     by: &'static str,
     media: HashMap<String, Option<Known>>,
+    /// Planned media the bulk call did not take, by mxc URI.
+    uploads: HashMap<String, Known>,
 }
 
 impl Covered {
@@ -272,15 +278,18 @@ struct Known {
 const MAX_POSTERS_LISTED: i64 = 20;
 const MAX_UPLOAD_PAGES: usize = 20;
 
-/// Fills in the upload records of covered local media from the uploads of
+/// Fills in the upload records of the job's local media from the uploads of
 /// who posted them (one call per 500 uploads instead of one per media):
 /// whether each is protected, and quarantined now. Media not found there
 /// (uploaded by someone else, or a poster with very many uploads) is looked
-/// up one by one.
+/// up one by one. The lists are read once per run of the job, before its
+/// first batch: a media protected after that is still quarantined, as if
+/// it had been protected a moment later (Synapse's room call does the same).
 async fn uploads_of_posters(
     ctx: &RunContext<'_>,
+    job_id: &str,
     room_id: &str,
-    covered: &mut HashMap<String, Option<Known>>,
+    covered: &mut Covered,
 ) -> anyhow::Result<()> {
     let services = ctx.services;
     let local = services.server_name();
@@ -289,9 +298,23 @@ async fn uploads_of_posters(
         let mut from = 0;
         for _ in 0..MAX_UPLOAD_PAGES {
             let (page, next) = services.homeserver.user_uploads_page(poster, from).await?;
+            let mut others = HashMap::new();
             for upload in page {
-                if let Some(slot) = covered.get_mut(&format!("mxc://{local}/{}", upload.media_id)) {
-                    *slot = Some(Known { upload, uploader: poster.clone() });
+                let mxc = format!("mxc://{local}/{}", upload.media_id);
+                let known = Known { upload, uploader: poster.clone() };
+                match covered.media.get_mut(&mxc) {
+                    Some(slot) => *slot = Some(known),
+                    None => {
+                        others.insert(mxc, known);
+                    }
+                }
+            }
+            // Only the job's own media are kept: a poster may have uploaded
+            // far more than the room shows.
+            let keys: Vec<String> = others.keys().cloned().collect();
+            for key in services.store.job_item_keys_among(job_id, &keys).await? {
+                if let Some(known) = others.remove(&key) {
+                    covered.uploads.insert(key, known);
                 }
             }
             match next {
@@ -416,6 +439,8 @@ fn record<'a>(action: Action, actor: &'a str, reason: Option<&'a str>) -> Option
 
 /// Done by Synapse's bulk call (`covered`, with the media's upload record
 /// if known), already so, or now by the per-media call; not recorded here.
+/// A local media's upload record comes from `covered` where its poster's
+/// list of uploads had it, else from one `media_info` call.
 async fn act(
     services: &Services,
     action: Action,
@@ -425,7 +450,7 @@ async fn act(
 ) -> anyhow::Result<(ItemState, String)> {
     let (by_bulk, known) = match covered.media.get(mxc) {
         Some(known) => (true, known.as_ref()),
-        None => (false, None),
+        None => (false, covered.uploads.get(mxc)),
     };
     let Ok(parsed) = parse_mxc(mxc) else {
         return Ok((ItemState::Failed, "not a valid mxc URI".to_owned()));
