@@ -64,11 +64,12 @@ enum Bind {
 }
 
 /// `WHERE …` for a filter, with its values in bind order. Each shape goes
-/// through one of the `events` indexes: (room, ts), (sender, ts), both
-/// together (a room and senders: PostgreSQL ANDs their bitmaps or filters
-/// the senders' rows by room, SQLite reads the senders' rows), or the
-/// primary key. There is no (room, sender, ts) index: every event written
-/// would pay for it, and a sender's events are few next to a room's.
+/// through one of the `events` indexes: (room, ts), (sender, ts), or the
+/// primary key; a room and senders through (room, sender, ts) on SQLite,
+/// whose planner would otherwise read the whole room for several senders,
+/// and on PostgreSQL through (sender, ts) with the room as a filter or ANDed
+/// with (room, ts) (it has no (room, sender, ts): every event written would
+/// pay for it, and a sender's events are few next to a room's).
 fn where_clause(backend: Backend, filter: &EventFilter, state: bool) -> (String, Vec<Bind>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();

@@ -62,7 +62,9 @@ impl Tally for MediaTally {
 #[derive(Debug, Default)]
 pub struct QuarantineKind {
     /// Per job of a room or a local user, the media Synapse's bulk call
-    /// quarantined in this run of the job (empty when it was not used).
+    /// quarantined in this run of the job (empty when it was not used), and
+    /// for a room the upload records read from its posters' lists.
+    /// Kept until the job ends.
     covered: std::sync::Mutex<HashMap<String, Arc<Covered>>>,
 }
 
@@ -257,7 +259,7 @@ struct Covered {
     /// The items' outcome.
     by: &'static str,
     media: HashMap<String, Option<Known>>,
-    /// Planned media the bulk call did not take, by mxc URI.
+    /// Upload records of planned media the bulk call did not take, by mxc URI.
     uploads: HashMap<String, Known>,
 }
 
@@ -284,7 +286,10 @@ const MAX_UPLOAD_PAGES: usize = 20;
 /// (uploaded by someone else, or a poster with very many uploads) is looked
 /// up one by one. The lists are read once per run of the job, before its
 /// first batch: a media protected after that is still quarantined, as if
-/// it had been protected a moment later (Synapse's room call does the same).
+/// it had been protected after the job (Synapse's room call does the same);
+/// the records are kept until the job ends, outages included. At most
+/// [`MAX_POSTERS_LISTED`] posters (by user ID) and [`MAX_UPLOAD_PAGES`]
+/// pages of 500 uploads each are read.
 async fn uploads_of_posters(
     ctx: &RunContext<'_>,
     job_id: &str,
@@ -467,11 +472,16 @@ async fn act(
     // Synapse answers 200 for protected media but keeps serving it: look first,
     // so protected media is neither reported nor recorded as quarantined.
     if local && (action == Action::Quarantine || owners.is_some()) {
-        // Known from its uploader's list of uploads, in the shape of `media_info`.
-        let known = known.map(|Known { upload, uploader }| {
+        // Known from its uploader's list of uploads, in the shape of
+        // `media_info`. A list without the protection field says nothing:
+        // ask. Its quarantine mark is trusted only for what the bulk call
+        // just took; any other media may have been released since the list
+        // was read, so it is quarantined again (idempotent) rather than
+        // recorded as done on an old answer.
+        let known = known.filter(|k| !k.upload.safe_from_quarantine.is_null()).map(|Known { upload, uploader }| {
             serde_json::json!({
                 "user_id": uploader,
-                "quarantined_by": upload.quarantined_by,
+                "quarantined_by": if by_bulk { upload.quarantined_by.as_deref() } else { None },
                 "safe_from_quarantine": upload.safe_from_quarantine,
             })
         });
