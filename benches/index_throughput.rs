@@ -81,6 +81,27 @@ fn transactions_of(count: usize) -> Vec<Vec<Value>> {
     (0..count).map(|t| (0..EVENTS_PER_TXN).map(|i| event(t * EVENTS_PER_TXN + i)).collect()).collect()
 }
 
+/// Runs `run` on each transaction in turn; the first [`WARMUP_TXNS`] are
+/// not timed. Returns the timed span and each timed transaction's latency.
+async fn timed_after_warmup<T>(
+    transactions: Vec<T>,
+    mut run: impl AsyncFnMut(usize, T) -> anyhow::Result<()>,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let mut latencies = Vec::with_capacity(transactions.len().saturating_sub(WARMUP_TXNS));
+    let mut timed_start = Instant::now();
+    for (t, transaction) in transactions.into_iter().enumerate() {
+        if t == WARMUP_TXNS {
+            timed_start = Instant::now();
+        }
+        let started = Instant::now();
+        run(t, transaction).await?;
+        if t >= WARMUP_TXNS {
+            latencies.push(started.elapsed());
+        }
+    }
+    Ok((timed_start.elapsed(), latencies))
+}
+
 /// housekeep as Synapse sees it: HTTP, parsing, extraction, the commit.
 async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -97,13 +118,7 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
         .map(|events| json!({"events": events, "ephemeral": []}).to_string())
         .collect();
     let http = reqwest::Client::new();
-    let mut latencies = Vec::with_capacity(transactions);
-    let mut timed_start = Instant::now();
-    for (t, body) in bodies.into_iter().enumerate() {
-        if t == WARMUP_TXNS {
-            timed_start = Instant::now();
-        }
-        let started = Instant::now();
+    let (elapsed, latencies) = timed_after_warmup(bodies, async |t, body| {
         let response = http
             .put(format!("{base}/_matrix/app/v1/transactions/{t}"))
             .bearer_auth(HS_TOKEN)
@@ -112,11 +127,9 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
             .send()
             .await?;
         anyhow::ensure!(response.status().is_success(), "txn {t}: {}", response.status());
-        if t >= WARMUP_TXNS {
-            latencies.push(started.elapsed());
-        }
-    }
-    let elapsed = timed_start.elapsed();
+        Ok(())
+    })
+    .await?;
     let summary = store.summary().await?;
     anyhow::ensure!(summary.events as usize == (WARMUP_TXNS + transactions) * EVENTS_PER_TXN, "events missing");
     report("housekeep (HTTP)", backend, elapsed, latencies);
@@ -136,19 +149,11 @@ async fn database_alone(backend: Backend, transactions: usize) -> anyhow::Result
         .iter()
         .map(|events| events.iter().map(housekeep::extract::extract_value).collect::<Result<_, _>>())
         .collect::<Result<_, _>>()?;
-    let mut latencies = Vec::with_capacity(transactions);
-    let mut timed_start = Instant::now();
-    for (t, batch) in batches.iter().enumerate() {
-        if t == WARMUP_TXNS {
-            timed_start = Instant::now();
-        }
-        let started = Instant::now();
-        store.index_events(batch, Source::Live).await?;
-        if t >= WARMUP_TXNS {
-            latencies.push(started.elapsed());
-        }
-    }
-    let elapsed = timed_start.elapsed();
+    let (elapsed, latencies) = timed_after_warmup(batches, async |_, batch| {
+        store.index_events(&batch, Source::Live).await?;
+        Ok(())
+    })
+    .await?;
     report("database alone", backend, elapsed, latencies);
     store.close().await;
     database.drop_database().await
