@@ -19,37 +19,46 @@ use serde_json::{Value, json};
 
 const EVENTS_PER_TXN: usize = 100;
 const WARMUP_TXNS: usize = 20;
+const SEGMENT_TXNS: usize = 1_000;
 const HS_TOKEN: &str = "bench";
+
+/// An ID as random as the homeserver's: event IDs of room v4+ and media IDs
+/// are hashes and random strings, so each new row lands at a random place
+/// in the B-trees keyed by them (sequential IDs would all land at one edge
+/// and flatter the figures once the index outgrows the cache).
+/// `len` hex digits (at most 64) derived from `what` and `n`.
+fn random_id(what: &str, n: usize, len: usize) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{what}{n}")))[..len].to_owned()
+}
 
 /// A realistic mix: mostly text, some images with thumbnails, some HTML with
 /// inline images, some membership changes with avatars.
 fn event(n: usize) -> Value {
+    let media = |kind: &str| format!("mxc://bench.example/{}", random_id(kind, n, 24));
     let room = format!("!room{}:bench.example", n % 50);
     let sender = format!("@user{}:bench.example", n % 400);
     let ts = 1_700_000_000_000u64 + n as u64;
     let (event_type, content) = match n % 10 {
         0 | 1 => (
             "m.room.message",
-            json!({"msgtype": "m.image", "body": "photo.jpg", "url": format!("mxc://bench.example/img{n}"),
+            json!({"msgtype": "m.image", "body": "photo.jpg", "url": media("img"),
                    "info": {"mimetype": "image/jpeg", "size": 123456, "w": 800, "h": 600,
-                            "thumbnail_url": format!("mxc://bench.example/thumb{n}")}}),
+                            "thumbnail_url": media("thumb")}}),
         ),
         2 => (
             "m.room.message",
             json!({"msgtype": "m.text", "body": "look", "format": "org.matrix.custom.html",
-                   "formatted_body": format!("<p>look <img src=\"mxc://bench.example/inline{n}\" alt=\"x\"> at this</p>")}),
+                   "formatted_body": format!("<p>look <img src=\"{}\" alt=\"x\"> at this</p>", media("inline"))}),
         ),
-        3 => (
-            "m.room.member",
-            json!({"membership": "join", "displayname": "User", "avatar_url": format!("mxc://bench.example/avatar{n}")}),
-        ),
+        3 => ("m.room.member", json!({"membership": "join", "displayname": "User", "avatar_url": media("avatar")})),
         _ => (
             "m.room.message",
             json!({"msgtype": "m.text", "body": format!("message number {n} with some ordinary chat text in it")}),
         ),
     };
     let mut event = json!({
-        "event_id": format!("$bench{n}_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "room_id": room, "sender": sender,
+        "event_id": format!("${}", random_id("event", n, 43)), "room_id": room, "sender": sender,
         "origin_server_ts": ts, "type": event_type, "content": content,
         "unsigned": {"age": 12},
     });
@@ -64,7 +73,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One line of figures for `timed` transactions of [`EVENTS_PER_TXN`] events.
+/// Long runs also print each [`SEGMENT_TXNS`] transactions' rate, to show
+/// how the rate changes as the index grows.
 fn report(label: &str, backend: Backend, elapsed: Duration, mut latencies: Vec<Duration>) {
+    if latencies.len() >= 2 * SEGMENT_TXNS {
+        for (segment, chunk) in latencies.chunks(SEGMENT_TXNS).enumerate() {
+            let before = (WARMUP_TXNS + segment * SEGMENT_TXNS) * EVENTS_PER_TXN;
+            println!(
+                "{:<8} {label:<22} with {:>9} events indexed: {:>8.0} events/s over the next {}",
+                backend.as_str(),
+                before,
+                (chunk.len() * EVENTS_PER_TXN) as f64 / chunk.iter().sum::<Duration>().as_secs_f64(),
+                chunk.len() * EVENTS_PER_TXN,
+            );
+        }
+    }
     latencies.sort();
     println!(
         "{:<8} {label:<22} {:>6} txns x {EVENTS_PER_TXN} events: {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
@@ -118,6 +141,10 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
         .map(|events| json!({"events": events, "ephemeral": []}).to_string())
         .collect();
     let http = reqwest::Client::new();
+    // SQLite's write-ahead log, sampled after each acknowledgement: it must
+    // stay bounded however long the stream runs.
+    let wal = dir.path().join("housekeep.db-wal");
+    let mut largest_wal = 0;
     let (elapsed, latencies) = timed_after_warmup(bodies, async |t, body| {
         let response = http
             .put(format!("{base}/_matrix/app/v1/transactions/{t}"))
@@ -127,12 +154,18 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
             .send()
             .await?;
         anyhow::ensure!(response.status().is_success(), "txn {t}: {}", response.status());
+        if backend == Backend::Sqlite {
+            largest_wal = largest_wal.max(std::fs::metadata(&wal)?.len());
+        }
         Ok(())
     })
     .await?;
     let summary = store.summary().await?;
     anyhow::ensure!(summary.events as usize == (WARMUP_TXNS + transactions) * EVENTS_PER_TXN, "events missing");
     report("housekeep (HTTP)", backend, elapsed, latencies);
+    if backend == Backend::Sqlite {
+        println!("{:<8} {:<22} largest WAL file: {} MiB", backend.as_str(), "housekeep (HTTP)", largest_wal >> 20);
+    }
     store.close().await;
     database.drop_database().await
 }

@@ -46,7 +46,7 @@ impl Store {
         inbox: &[InboxItem],
         backfill: Option<(&[String], &str)>,
     ) -> anyhow::Result<TxnOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let (_gate, mut tx) = self.begin_bulk_write().await?;
         let now = now_ms();
         let count = events.len() as i64;
         let claimed = sqlx::query(CLAIM_TXN)
@@ -109,7 +109,7 @@ impl Store {
     /// Indexes events outside any appservice transaction (backfill), in one
     /// database transaction.
     pub async fn index_events(&self, events: &[Extracted], source: Source) -> anyhow::Result<IndexCounts> {
-        let mut tx = self.pool.begin().await?;
+        let (_gate, mut tx) = self.begin_bulk_write().await?;
         let counts = insert_batch(&mut tx, self.backend, events, source, now_ms()).await?;
         tx.commit().await?;
         Ok(counts)
