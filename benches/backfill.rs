@@ -58,7 +58,7 @@ async fn slow_download(
 }
 
 async fn download(media: usize) -> anyhow::Result<()> {
-    let testbed = Testbed::start(Backend::Sqlite, binary()).await?;
+    let testbed = Testbed::start_own(Backend::Sqlite, binary()).await?;
     testbed.make_bot_admin().await?;
     let alice = testbed.synapse.register_user("alice", false).await?;
     let store = testbed.store().await?;
@@ -85,7 +85,7 @@ async fn download(media: usize) -> anyhow::Result<()> {
 
     let app = axum::Router::new()
         .route("/_matrix/client/v1/media/download/{server}/{media_id}", axum::routing::get(slow_download))
-        .with_state((reqwest::Client::new(), testbed.synapse.url.clone()));
+        .with_state((housekeep::testbed::http(), testbed.synapse.url.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let proxy = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -231,7 +231,7 @@ async fn backfill(events: usize) -> anyhow::Result<()> {
 }
 
 async fn blocklist(times: usize) -> anyhow::Result<()> {
-    let testbed = Testbed::start(Backend::Sqlite, binary()).await?;
+    let testbed = Testbed::start_own(Backend::Sqlite, binary()).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let bot = testbed.config.bot_user_id()?.to_string();

@@ -140,7 +140,7 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
         .into_iter()
         .map(|events| json!({"events": events, "ephemeral": []}).to_string())
         .collect();
-    let http = reqwest::Client::new();
+    let http = housekeep::testbed::http();
     // SQLite's write-ahead log, sampled after each acknowledgement: it must
     // stay bounded however long the stream runs.
     let wal = dir.path().join("housekeep.db-wal");

@@ -133,7 +133,7 @@ async fn run(backend: Backend, step: Duration, first_rate: f64, quick: bool) -> 
     let binary = Path::new(env!("CARGO_BIN_EXE_housekeep"));
     let mut housekeep = Housekeep::spawn(binary, &config_path, &base).await?;
     let pid = housekeep.pid().expect("running");
-    let http = reqwest::Client::new();
+    let http = housekeep::testbed::http();
     let url = |t: usize| format!("{base}/_matrix/app/v1/transactions/{t}");
 
     let mut steps: Vec<Step> = Vec::new();

@@ -101,7 +101,8 @@ async fn side_by_side() -> anyhow::Result<()> {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let mut testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    let mut testbed =
+        Testbed::start_own(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let store = testbed.store().await?;
@@ -195,7 +196,7 @@ async fn side_by_side() -> anyhow::Result<()> {
 /// The index keeps acknowledging transactions while a plan of a million
 /// events is built: ack latency of live transactions meanwhile (goal < 100 ms).
 async fn planning_ack(backend: Backend) -> anyhow::Result<()> {
-    let testbed = Testbed::start(backend, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    let testbed = Testbed::start_own(backend, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let store = testbed.store().await?;
@@ -203,7 +204,7 @@ async fn planning_ack(backend: Backend) -> anyhow::Result<()> {
     let loaded = load_million(&store, |_| "@flooder:localhost".to_owned()).await?;
     let command = testbed.admin.send_text(&admin_room, "!purge --all-rooms --user @flooder:localhost --yes").await?;
     let started = Instant::now();
-    let http = reqwest::Client::new();
+    let http = housekeep::testbed::http();
     let mut acks = Vec::new();
     let plan = loop {
         let n = acks.len();

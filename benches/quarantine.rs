@@ -95,7 +95,8 @@ async fn release(testbed: &Testbed, media: &[String]) -> anyhow::Result<()> {
 }
 
 async fn side_by_side() -> anyhow::Result<()> {
-    let mut testbed = Testbed::start(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
+    let mut testbed =
+        Testbed::start_own(Backend::Sqlite, std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))).await?;
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
     let alice = testbed.synapse.register_user("alice", false).await?;

@@ -157,6 +157,12 @@ pub async fn put_transaction(
 /// the missing one first. A hole that is still there on the retry is
 /// accepted (its number is returned), logged and counted; backfill reads
 /// the rooms of the transaction that arrived back to the index's boundary.
+///
+/// Synapse numbers the transactions of all its appservices from one
+/// sequence, so beside a bridge most holes are the bridge's: the store
+/// reports a hole only while the transactions before it have none (see
+/// [`crate::store::Store::missing_predecessor`]), and such holes are taken
+/// as they come instead of costing a recovery round of seconds each.
 async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<Option<u64>, MatrixError> {
     // Transactions come one at a time, in order: the one right after the
     // last committed one has no hole behind it (the common case, no query).

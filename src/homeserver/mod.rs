@@ -162,9 +162,23 @@ impl std::fmt::Debug for HomeserverClient {
     }
 }
 
+/// A builder for an HTTP client with TLS through rustls and *ring*:
+/// reqwest's default provider, aws-lc-rs, builds a C library with cmake
+/// (45 s of a cold build on 2 cores) for the same job. The provider is
+/// installed for the process the first time; every client housekeep (and
+/// its testbed) makes starts here, as reqwest panics without one.
+pub fn http_client() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // An error means a provider is installed already: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
+
 impl HomeserverClient {
     pub fn new(base: Url, as_token: String) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = http_client()
             .user_agent(concat!("housekeep/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))

@@ -80,10 +80,13 @@ impl Store {
         Ok(TxnOutcome::Indexed(counts))
     }
 
-    /// For a numeric txn id `n` (Synapse counts 1, 2, 3, … per appservice):
-    /// `Some(n - 1)` when `n - 1` never arrived although an earlier one did.
-    /// Synapse can strand a transaction created while it recovers from an
-    /// outage, and sends it only after the next failure; see the caller.
+    /// For a numeric txn id `n`: `Some(n - 1)` when `n - 1` never arrived
+    /// although the transactions before it did, each of them. Synapse can
+    /// strand a transaction created while it recovers from an outage, and
+    /// sends it only after the next failure; see the caller. It numbers the
+    /// transactions of all its appservices from one sequence: with another
+    /// appservice on the server the numbers we were sent have holes all
+    /// along, and a hole tells nothing (`None`).
     pub async fn missing_predecessor(&self, txn_id: &str) -> anyhow::Result<Option<u64>> {
         let Some(n) = txn_id.parse::<u64>().ok().filter(|n| *n >= 3) else { return Ok(None) };
         let count = |id: u64| async move {
@@ -95,15 +98,22 @@ impl Store {
         }
         let earlier: Vec<String> = (n.saturating_sub(GAP_WINDOW).max(1)..n - 1).map(|id| id.to_string()).collect();
         let sql = format!(
-            "SELECT COUNT(*) FROM appservice_txns WHERE txn_id IN ({})",
+            "SELECT txn_id FROM appservice_txns WHERE txn_id IN ({})",
             super::list_placeholders(self.backend, earlier.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in &earlier {
             query = query.bind(id);
         }
-        let seen: i64 = query.fetch_one(&self.pool).await?.try_get(0)?;
-        Ok((seen > 0).then_some(n - 1))
+        let seen: Vec<u64> = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .filter_map(|row| row.try_get::<String, _>(0).ok()?.parse().ok())
+            .collect();
+        // Every number from the earliest seen up to n - 2 arrived: ours alone.
+        let contiguous = seen.iter().min().is_some_and(|first| seen.len() as u64 == n - 1 - first);
+        Ok(contiguous.then_some(n - 1))
     }
 
     /// Indexes events outside any appservice transaction (backfill), in one

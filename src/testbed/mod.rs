@@ -9,6 +9,7 @@
 pub mod demo;
 mod link;
 pub mod seed;
+mod shared;
 mod synapse;
 mod user;
 
@@ -32,6 +33,11 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os("HOUSEKEEP_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"))
+}
+
+/// An HTTP client for tests and benches (see [`crate::homeserver::http_client`]).
+pub fn http() -> reqwest::Client {
+    crate::homeserver::http_client().build().expect("an HTTP client with default settings")
 }
 
 /// A port nobody listens on right now.
@@ -96,6 +102,18 @@ pub fn write_config(
     homeserver_url: &str,
     database_url: &str,
 ) -> anyhow::Result<(PathBuf, Config, PathBuf)> {
+    write_tenant_config(dir, homeserver_url, database_url, "")
+}
+
+/// [`write_config`] for one tenant of a shared Synapse: `prefix` goes before
+/// the appservice ID, the bot's localpart, the admin room's alias and the
+/// moderators' localparts (`@t3-admin`, `@t3-alice`), so tenants never meet.
+fn write_tenant_config(
+    dir: &Path,
+    homeserver_url: &str,
+    database_url: &str,
+    prefix: &str,
+) -> anyhow::Result<(PathBuf, Config, PathBuf)> {
     let port = free_port()?;
     let web_port = free_port()?;
     let config_path = dir.join("config.yaml");
@@ -106,8 +124,10 @@ pub fn write_config(
         .replace("address: http://127.0.0.1:29330", &format!("address: http://127.0.0.1:{port}"))
         .replace("port: 29330", &format!("port: {port}"))
         .replace("url: sqlite://housekeep.db?mode=rwc", &format!("url: \"{database_url}\""))
-        .replace("#housekeep-admin:example.org", "#housekeep-admin:localhost")
-        .replace("[\"@alice:example.org\"]", "[\"@admin:localhost\", \"@alice:localhost\"]")
+        .replace("id: housekeep", &format!("id: {prefix}housekeep"))
+        .replace("bot_localpart: housekeep", &format!("bot_localpart: {prefix}housekeep"))
+        .replace("#housekeep-admin:example.org", &format!("#{prefix}housekeep-admin:localhost"))
+        .replace("[\"@alice:example.org\"]", &format!("[\"@{prefix}admin:localhost\", \"@{prefix}alice:localhost\"]"))
         // Tests that want the first-start backfill turn it on.
         .replace("on_first_start: true", "on_first_start: false")
         // The dashboard on, on a port of its own.
@@ -193,18 +213,18 @@ impl Housekeep {
 
     /// `/health`: its status code and body (`OK`, then what housekeep waits for).
     pub async fn health(&self) -> anyhow::Result<(u16, String)> {
-        let response = reqwest::get(format!("{}/health", self.base_url)).await?;
+        let response = http().get(format!("{}/health", self.base_url)).send().await?;
         Ok((response.status().as_u16(), response.text().await?))
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.base_url)).await?.error_for_status()?.text().await?)
+        Ok(http().get(format!("{}/metrics", self.base_url)).send().await?.error_for_status()?.text().await?)
     }
 }
 
 /// Waits until `url` answers 2xx, failing early if the process exits.
 async fn wait_healthy(child: &mut Child, url: &str, limit: Duration, what: &str, log: &Path) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = http();
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -252,15 +272,44 @@ pub struct Testbed {
     pub config: Config,
     pub config_path: PathBuf,
     pub database: TestDatabase,
-    /// A server admin (`@admin:localhost`), listed as moderator.
+    /// A server admin (`@admin:localhost`; on a shared Synapse, with the
+    /// tenant's prefix: `@t0x3-admin:localhost`), listed as moderator.
     pub admin: MatrixUser,
 }
 
 impl Testbed {
+    /// housekeep on `backend`, registered with a Synapse shared with other
+    /// tests (a tenant of its own: its users are `@t…-admin`, `@t…-alice`;
+    /// see `shared`). For tests that stop, reconfigure or read the log of
+    /// the homeserver, or need the every-room registration: [`start_own`](Self::start_own).
     pub async fn start(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
         let database = TestDatabase::create(backend, dir.path()).await?;
+        let (synapse, tenant) = shared::take_tenant().await?;
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, tenant.config(&database.url))?;
+        let config = Config::load(&config_path)?;
+        Self::start_housekeep(dir, synapse, config_path, config, database, housekeep_binary).await
+    }
+
+    /// Like [`start`](Self::start), with a Synapse of its own (and the
+    /// registration an operator writes).
+    pub async fn start_own(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
         let (synapse, config_path, config) = start_synapse(dir.path(), &database.url).await?;
+        Self::start_housekeep(dir, synapse, config_path, config, database, housekeep_binary).await
+    }
+
+    /// Registers the server admin, creates the admin room and starts housekeep.
+    async fn start_housekeep(
+        dir: tempfile::TempDir,
+        synapse: Synapse,
+        config_path: PathBuf,
+        config: Config,
+        database: TestDatabase,
+        housekeep_binary: &Path,
+    ) -> anyhow::Result<Self> {
         let admin = synapse.register_user("admin", true).await?;
         create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
@@ -356,7 +405,7 @@ impl Testbed {
         events: &[serde_json::Value],
     ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}/_matrix/app/v1/transactions/{}", self.housekeep.base_url, encode(txn_id));
-        Ok(reqwest::Client::new()
+        Ok(http()
             .put(url)
             .bearer_auth(&self.config.appservice.hs_token)
             .json(&serde_json::json!({ "events": events }))

@@ -57,9 +57,11 @@ fn run_checked(command: &mut std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A running Synapse. Killed when dropped.
+/// A running Synapse (killed when dropped), or one tenant's handle on a
+/// Synapse shared by many tests (see `shared`).
 pub struct Synapse {
-    child: Child,
+    /// `None` on a shared Synapse: the tests do not own its process.
+    child: Option<Child>,
     pub url: String,
     pub server_name: String,
     pub dir: PathBuf,
@@ -68,6 +70,9 @@ pub struct Synapse {
     /// More `homeserver.yaml`, kept across restarts.
     extra_config: String,
     registrations: Vec<PathBuf>,
+    /// Put before every localpart [`register_user`](Self::register_user)
+    /// is given: each tenant of a shared Synapse has its own users.
+    user_prefix: String,
 }
 
 /// A registration for another appservice that receives nothing (`url:
@@ -107,7 +112,8 @@ impl Synapse {
     /// (`report_stats: true` and its endpoint, say). Phone-home timers are
     /// short here: the first report 3 s after start, then every 20 s
     /// (synapse-notes).
-    pub async fn restart_with_config(self, registrations: &[&Path], extra: &str) -> anyhow::Result<Self> {
+    pub async fn restart_with_config(mut self, registrations: &[&Path], extra: &str) -> anyhow::Result<Self> {
+        self.own_child()?;
         let (dir, port) = (self.dir.clone(), self.port);
         self.stop().await?;
         Self::start_with(&dir, registrations, port, extra.to_owned()).await
@@ -124,14 +130,40 @@ impl Synapse {
     /// Stops the process, keeping everything else: the homeserver is down
     /// until [`resume`](Self::resume).
     pub async fn halt(&mut self) -> anyhow::Result<()> {
-        if terminate(&mut self.child).await?.is_none() {
-            self.child.kill().await?;
+        let child = self.own_child()?;
+        if terminate(child).await?.is_none() {
+            child.kill().await?;
         }
         Ok(())
     }
 
+    /// The process, if this test owns it: a shared Synapse is never
+    /// stopped or reconfigured by one of its tenants.
+    fn own_child(&mut self) -> anyhow::Result<&mut Child> {
+        self.child
+            .as_mut()
+            .context("a shared Synapse cannot be stopped or reconfigured: start the testbed with its own")
+    }
+
+    /// One tenant's handle on a Synapse shared by many tests: users it
+    /// registers get `user_prefix` before their localpart.
+    pub(super) fn tenant(url: &str, dir: &Path, port: u16, user_prefix: &str) -> Self {
+        Self {
+            child: None,
+            url: url.to_owned(),
+            server_name: "localhost".to_owned(),
+            dir: dir.to_owned(),
+            port,
+            http: super::http(),
+            extra_config: String::new(),
+            registrations: Vec::new(),
+            user_prefix: user_prefix.to_owned(),
+        }
+    }
+
     /// Starts again after [`halt`](Self::halt), on the same port and data.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
+        self.own_child()?;
         let extra = self.extra_config.clone();
         let registrations = self.registrations.clone();
         let registrations: Vec<&Path> = registrations.iter().map(PathBuf::as_path).collect();
@@ -140,53 +172,20 @@ impl Synapse {
     }
 
     async fn start_with(dir: &Path, registrations: &[&Path], port: u16, extra: String) -> anyhow::Result<Self> {
-        let python = ensure_installed().await?;
-        std::fs::create_dir_all(dir)?;
-        let config = dir.join("homeserver.yaml");
-        let mut yaml = homeserver_yaml(dir, port, registrations);
-        if extra.contains("report_stats:") {
-            yaml = yaml.replace("report_stats: false\n", "");
-        }
-        yaml.push_str(&extra);
-        std::fs::write(&config, yaml)?;
-        let launcher = dir.join("launcher.py");
-        std::fs::write(&launcher, LAUNCHER)?;
-        std::fs::write(dir.join("log.config"), log_config(dir))?;
-        let status = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&config)
-            .arg("--generate-keys")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("synapse --generate-keys failed: {status}");
-        }
-        let child = Command::new(&python)
-            .arg(&launcher)
-            .arg("-c")
-            .arg(&config)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start Synapse")?;
-        let mut synapse = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+        let mut child = spawn(dir, registrations, port, &extra, false).await?;
+        let (url, log) = (format!("http://127.0.0.1:{port}"), dir.join("homeserver.log"));
+        wait_healthy(&mut child, &format!("{url}/health"), Duration::from_secs(90), "Synapse", &log).await?;
+        Ok(Self {
+            child: Some(child),
+            url,
             server_name: "localhost".to_owned(),
             dir: dir.to_owned(),
             port,
-            http: reqwest::Client::new(),
+            http: super::http(),
             extra_config: extra,
             registrations: registrations.iter().map(|r| r.to_path_buf()).collect(),
-        };
-        let (url, log) = (format!("{}/health", synapse.url), dir.join("homeserver.log"));
-        wait_healthy(&mut synapse.child, &url, Duration::from_secs(90), "Synapse", &log).await?;
-        Ok(synapse)
+            user_prefix: String::new(),
+        })
     }
 
     /// Registers a user through the shared-secret admin API and logs them in.
@@ -194,6 +193,7 @@ impl Synapse {
         let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
         let nonce: Value = self.http.get(&endpoint).send().await?.error_for_status()?.json().await?;
         let nonce = nonce["nonce"].as_str().context("no nonce")?;
+        let localpart = &format!("{}{localpart}", self.user_prefix);
         let password = format!("{localpart}-password");
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).expect("any key length");
         for part in [nonce, localpart, &password] {
@@ -219,16 +219,101 @@ impl Synapse {
     }
 
     /// SIGTERM, then wait (Synapse exits cleanly in about a second).
+    /// On a shared Synapse, nothing: it stops when the test process ends.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if terminate(&mut self.child).await?.is_none() {
-            self.child.kill().await?;
+        if let Some(child) = self.child.as_mut()
+            && terminate(child).await?.is_none()
+        {
+            child.kill().await?;
         }
         Ok(())
     }
 }
 
-/// Synapse with phone-home timers short enough for a test.
+/// Writes `homeserver.yaml` (and the launcher, log config and signing key)
+/// into `dir` and starts Synapse there; it answers on `port` once healthy.
+/// `remove_dir_on_exit`: the launcher deletes `dir` when it exits with its
+/// parent (a shared Synapse, whose folder no test owns).
+pub(super) async fn spawn(
+    dir: &Path,
+    registrations: &[&Path],
+    port: u16,
+    extra: &str,
+    remove_dir_on_exit: bool,
+) -> anyhow::Result<Child> {
+    let python = ensure_installed().await?;
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("homeserver.yaml");
+    let mut yaml = homeserver_yaml(dir, port, registrations);
+    if extra.contains("report_stats:") {
+        yaml = yaml.replace("report_stats: false\n", "");
+    }
+    yaml.push_str(extra);
+    std::fs::write(&config, yaml)?;
+    let launcher = dir.join("launcher.py");
+    std::fs::write(&launcher, LAUNCHER)?;
+    std::fs::write(dir.join("log.config"), log_config(dir))?;
+    copy_signing_key(&python, &config, &dir.join("localhost.signing.key")).await?;
+    let mut command = Command::new(&python);
+    command
+        .arg(&launcher)
+        .arg("-c")
+        .arg(&config)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+        .kill_on_drop(true);
+    if remove_dir_on_exit {
+        command.env("HOUSEKEEP_REMOVE_ON_EXIT", dir);
+    }
+    command.spawn().context("cannot start Synapse")
+}
+
+/// Puts a signing key at `key`: one generated once (`--generate-keys`, a
+/// second Python start-up of about two seconds) and kept in the cache
+/// folder, then copied. Test homeservers never federate, so sharing one key
+/// between them shows nobody anything.
+async fn copy_signing_key(python: &Path, config: &Path, key: &Path) -> anyhow::Result<()> {
+    let cached = cache_dir().join(format!("synapse-{SYNAPSE_VERSION}-localhost.signing.key"));
+    if !cached.exists() {
+        let status = Command::new(python)
+            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(config)
+            .arg("--generate-keys")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("synapse --generate-keys failed: {status}");
+        }
+        // Written aside, then renamed: a test starting at the same moment
+        // sees either no key or a whole one.
+        let partial = cached.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::copy(key, &partial)?;
+        std::fs::rename(&partial, &cached)?;
+        return Ok(());
+    }
+    std::fs::copy(&cached, key).with_context(|| format!("cannot copy {}", cached.display()))?;
+    Ok(())
+}
+
+/// Synapse with phone-home timers short enough for a test, which exits
+/// when its parent does: a test process that is killed (or a shared
+/// Synapse's, which no test stops) leaves no homeserver behind.
 const LAUNCHER: &str = "\
+import os, shutil, threading, time
+
+def exit_with_parent(parent=os.getppid()):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    remove = os.environ.get('HOUSEKEEP_REMOVE_ON_EXIT')
+    if remove:
+        shutil.rmtree(remove, ignore_errors=True)
+    os._exit(0)
+
+threading.Thread(target=exit_with_parent, daemon=True).start()
+
 from synapse.util.duration import Duration
 import synapse.app.phone_stats_home as ph
 ph.INITIAL_DELAY_BEFORE_FIRST_PHONE_HOME = Duration(seconds=3)

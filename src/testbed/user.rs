@@ -15,7 +15,7 @@ pub struct MatrixUser {
 impl MatrixUser {
     pub fn new(base: &str, user_id: &str, access_token: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: super::http(),
             base: base.trim_end_matches('/').to_owned(),
             user_id: user_id.to_owned(),
             access_token: access_token.to_owned(),
@@ -105,7 +105,9 @@ impl MatrixUser {
         Ok(())
     }
 
-    /// Uploads bytes and returns the `mxc://` URI.
+    /// Uploads bytes and returns the `mxc://` URI. Synapse quarantines by
+    /// content (every media with the same SHA-256 goes): on a shared
+    /// Synapse, make the bytes a test's own, e.g. with the uploader's ID in them.
     pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, filename: &str) -> anyhow::Result<String> {
         let response = self
             .http

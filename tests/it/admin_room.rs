@@ -1,5 +1,7 @@
 //! The admin room on a real Synapse: moderators command, others are refused
 //! and audited, plans wait for confirmation, jobs survive kill -9.
+//!
+//! Through Synapse, so once, on PostgreSQL (see `tests!`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,12 +11,17 @@ use housekeep::store::JobState;
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
-on_both_backends!(
-    moderators_command_and_others_are_refused,
-    plans_wait_for_a_moderators_confirmation,
-    a_job_killed_mid_way_resumes_and_finishes_once,
-    invites_are_accepted_only_from_moderators,
-);
+tests! {
+    postgres: [
+        moderators_command_and_others_are_refused,
+        plans_wait_for_a_moderators_confirmation,
+        a_job_killed_mid_way_resumes_and_finishes_once,
+        invites_are_accepted_only_from_moderators,
+    ],
+    plain: [
+        a_remote_user_is_no_moderator,
+    ],
+}
 
 /// A non-moderator member of the admin room.
 async fn join_bob(testbed: &Testbed, room: &str) -> anyhow::Result<MatrixUser> {
@@ -233,7 +240,6 @@ async fn invites_are_accepted_only_from_moderators(backend: Backend) -> anyhow::
 /// the moderator `@admin:localhost`, nor is a remote user at a high power
 /// level a moderator, unless `admin.allow_remote_moderators` says so. (The
 /// command arrives as a federated event would: pushed as a transaction.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_user_is_no_moderator() {
     with_testbed(Backend::Sqlite, async |testbed| {
         testbed.reconfigure(|text| text.replace("moderator_power_level: null", "moderator_power_level: 50")).await?;

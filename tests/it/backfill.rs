@@ -2,6 +2,8 @@
 //! housekeep existed comes into the index, media is downloaded and hashed,
 //! failures persist and end, a kill -9 re-reads nothing finished, and a
 //! blocklisted file is quarantined by itself.
+//!
+//! Through Synapse, so once, on PostgreSQL (see `tests!`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -12,14 +14,16 @@ use housekeep::testbed::seed::seed_every_media_kind;
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::json;
 
-on_both_backends!(
-    history_written_before_registration_is_backfilled_with_its_media,
-    history_synapse_replays_is_indexed_live_and_not_read_again,
-    a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished,
-    failed_downloads_are_retried_then_abandoned_and_reported,
-    a_blocklisted_file_posted_again_is_quarantined_by_itself,
-    a_since_walk_reads_past_an_event_claiming_an_old_time,
-);
+tests! {
+    postgres: [
+        history_written_before_registration_is_backfilled_with_its_media,
+        history_synapse_replays_is_indexed_live_and_not_read_again,
+        a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished,
+        failed_downloads_are_retried_then_abandoned_and_reported,
+        a_blocklisted_file_posted_again_is_quarantined_by_itself,
+        a_since_walk_reads_past_an_event_claiming_an_old_time,
+    ],
+}
 
 /// What the history holds: rooms, and the media referenced in them.
 struct History {
@@ -268,7 +272,7 @@ async fn a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished(backend:
 }
 
 async fn failed_downloads_are_retried_then_abandoned_and_reported(backend: Backend) -> anyhow::Result<()> {
-    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         testbed.reconfigure(|text| text.replace("retry_delay: 30s", "retry_delay: 1s")).await?;
         let store = testbed.store().await?;
@@ -306,7 +310,7 @@ async fn failed_downloads_are_retried_then_abandoned_and_reported(backend: Backe
 }
 
 async fn a_blocklisted_file_posted_again_is_quarantined_by_itself(backend: Backend) -> anyhow::Result<()> {
-    let testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         testbed.make_bot_admin().await?;
         let store = testbed.store().await?;
@@ -380,7 +384,7 @@ async fn a_blocklisted_file_posted_again_is_quarantined_by_itself(backend: Backe
 }
 
 async fn a_since_walk_reads_past_an_event_claiming_an_old_time(backend: Backend) -> anyhow::Result<()> {
-    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         testbed.make_bot_admin().await?;
         testbed.reconfigure(|text| text.replace("chunk_events: 5000", "chunk_events: 100")).await?;

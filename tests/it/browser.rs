@@ -13,6 +13,15 @@ use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+tests! {
+    plain: [
+        the_browser_renders_a_local_page,
+    ],
+    sync: [
+        a_blank_png_is_refused,
+    ],
+}
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -340,7 +349,6 @@ fn png_of(width: u32, height: u32, colour: impl Fn(u32, u32) -> [u8; 3]) -> Vec<
     png
 }
 
-#[test]
 fn a_blank_png_is_refused() {
     let white = png_of(200, 100, |_, _| [255, 255, 255]);
     assert!(is_blank_png(&white).unwrap());
@@ -394,7 +402,6 @@ async fn serve_smoke_pages() -> anyhow::Result<String> {
     Ok(format!("http://{address}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_renders_a_local_page() -> anyhow::Result<()> {
     let base = serve_smoke_pages().await?;
     let browser = Browser::start().await?;

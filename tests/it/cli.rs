@@ -4,6 +4,13 @@ use std::process::Command;
 
 use crate::common::housekeep_binary;
 
+tests! {
+    sync: [
+        generate_registration_fills_tokens_once_and_keeps_comments,
+        a_broken_config_names_the_key,
+    ],
+}
+
 fn housekeep(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(housekeep_binary()).args(args).output().expect("housekeep runs");
     (
@@ -13,7 +20,6 @@ fn housekeep(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
 fn generate_registration_fills_tokens_once_and_keeps_comments() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
@@ -52,7 +58,6 @@ fn generate_registration_fills_tokens_once_and_keeps_comments() {
     }
 }
 
-#[test]
 fn a_broken_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");

@@ -11,37 +11,152 @@ pub fn housekeep_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_housekeep"))
 }
 
-/// `on_both_backends!(name, …)` turns each `async fn name(Backend) -> anyhow::Result<()>`
-/// into two tests, `sqlite::name` and `postgres::name`.
+/// `tests! { both: [a], postgres: [b], plain: [c], sync: [d] }` lists a
+/// module's tests for the harness (`main.rs`); every section may be left out.
+/// - `both`: `async fn a(Backend) -> anyhow::Result<()>` runs on SQLite and
+///   PostgreSQL (`module::sqlite::a`, `module::postgres::a`): for what the
+///   store decides (SQL, migrations, locks, faults), which differs between the two.
+/// - `postgres`: the same shape, on PostgreSQL only (`module::postgres::b`).
+///   Behaviour that goes through Synapse runs once, there: it is the
+///   stricter of the two (typed parameters, connections from a pool), so a
+///   query only SQLite's loose typing lets through fails there; what SQLite
+///   alone decides (its file lock, its write-ahead log) is tested in `store`
+///   and `reliability`.
+/// - `plain`: `async fn c()` (returning `()` or a `Result`), `module::c`.
+/// - `sync`: `fn d()`, the same without a runtime.
 #[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await.unwrap();
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await.unwrap();
-                }
-            )*
+macro_rules! tests {
+    ($($section:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
+        #[allow(clippy::vec_init_then_push)]
+        pub fn tests() -> Vec<libtest_mimic::Trial> {
+            let mut trials = Vec::new();
+            $($($crate::trial!(trials, $section, $name);)*)*
+            trials
         }
     };
 }
 
-/// Starts Synapse + housekeep on `backend`, runs `body`, and shuts everything
-/// down. On failure the testbed folder (both logs) is kept and its path printed.
+#[macro_export]
+macro_rules! trial {
+    ($trials:ident, both, $name:ident) => {
+        $crate::trial!($trials, sqlite, $name);
+        $crate::trial!($trials, postgres, $name);
+    };
+    ($trials:ident, sqlite, $name:ident) => {
+        $trials.push($crate::common::trial(module_path!(), "sqlite::", stringify!($name), || {
+            $name($crate::common::Backend::Sqlite)
+        }));
+    };
+    ($trials:ident, postgres, $name:ident) => {
+        $trials.push($crate::common::trial(module_path!(), "postgres::", stringify!($name), || {
+            $name($crate::common::Backend::Postgres)
+        }));
+    };
+    ($trials:ident, plain, $name:ident) => {
+        $trials.push($crate::common::trial(module_path!(), "", stringify!($name), $name));
+    };
+    ($trials:ident, sync, $name:ident) => {
+        $trials.push($crate::common::sync_trial(module_path!(), stringify!($name), $name));
+    };
+}
+
+/// What a test function returns: nothing (it panics on failure) or a result.
+pub trait Outcome {
+    fn into_result(self) -> Result<(), libtest_mimic::Failed>;
+}
+
+impl Outcome for () {
+    fn into_result(self) -> Result<(), libtest_mimic::Failed> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Debug> Outcome for Result<(), E> {
+    fn into_result(self) -> Result<(), libtest_mimic::Failed> {
+        self.map_err(|error| format!("{error:?}").into())
+    }
+}
+
+/// An async test, on a runtime of its own (what `#[tokio::test]` gives: a
+/// test's leftover tasks end with it), timed for [`print_slowest`].
+pub fn trial<F, Fut>(module: &str, variant: &str, name: &str, test: F) -> libtest_mimic::Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output: Outcome>,
+{
+    let name = test_name(module, variant, name);
+    libtest_mimic::Trial::test(name.clone(), move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        timed(name, || runtime.block_on(test()).into_result())
+    })
+}
+
+/// A test without a runtime.
+pub fn sync_trial<F, O>(module: &str, name: &str, test: F) -> libtest_mimic::Trial
+where
+    F: FnOnce() -> O + Send + 'static,
+    O: Outcome,
+{
+    let name = test_name(module, "", name);
+    libtest_mimic::Trial::test(name.clone(), move || timed(name, || test().into_result()))
+}
+
+/// `admin_room::postgres::name`: the path `#[test]` functions had.
+fn test_name(module: &str, variant: &str, name: &str) -> String {
+    let module = module.split_once("::").map_or(module, |(_crate, path)| path);
+    format!("{module}::{variant}{name}")
+}
+
+/// How long each test that ran took.
+static TIMES: std::sync::Mutex<Vec<(String, std::time::Duration)>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `test` and keeps how long it took, also when it panics.
+fn timed<T>(name: String, test: impl FnOnce() -> T) -> T {
+    struct Record(String, std::time::Instant);
+    impl Drop for Record {
+        fn drop(&mut self) {
+            let time = self.1.elapsed();
+            TIMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((std::mem::take(&mut self.0), time));
+        }
+    }
+    let _record = Record(name, std::time::Instant::now());
+    test()
+}
+
+/// Prints the `count` slowest tests of this run, slowest first: where the
+/// suite's time goes.
+pub fn print_slowest(count: usize) {
+    let mut times = TIMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if times.is_empty() {
+        return;
+    }
+    times.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
+    println!("slowest {} of {} tests:", count.min(times.len()), times.len());
+    for (name, time) in times.iter().take(count) {
+        println!("  {:>7.1} s  {name}", time.as_secs_f64());
+    }
+}
+
+/// Starts housekeep on `backend` with a tenant of the shared Synapse, runs
+/// `body`, and shuts everything down. On failure the testbed folder
+/// (housekeep's log) is kept and its path printed.
 pub async fn with_testbed(
     backend: Backend,
     body: impl AsyncFnOnce(&mut housekeep::testbed::Testbed) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut testbed = housekeep::testbed::Testbed::start(backend, housekeep_binary()).await?;
+    let result = body(&mut testbed).await;
+    finish(testbed, result).await
+}
+
+/// [`with_testbed`] with a Synapse of its own: for a test that stops,
+/// reconfigures or reads the log of the homeserver, or changes the admin
+/// room's alias (a tenant's registration reserves only its own).
+pub async fn with_own_testbed(
+    backend: Backend,
+    body: impl AsyncFnOnce(&mut housekeep::testbed::Testbed) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut testbed = housekeep::testbed::Testbed::start_own(backend, housekeep_binary()).await?;
     let result = body(&mut testbed).await;
     finish(testbed, result).await
 }

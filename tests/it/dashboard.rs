@@ -3,6 +3,8 @@
 //! the store holds (room names and search from Synapse); a running job's
 //! progress and a quarantine show on the open page without a reload; links
 //! used twice or late, and requests without a session, are refused.
+//!
+//! Through Synapse and a browser, so once, on PostgreSQL (see `tests!`).
 
 use std::time::Duration;
 
@@ -14,7 +16,11 @@ use crate::browser::{Browser, screenshot_dir};
 use crate::common::{Backend, command_reply, finish, housekeep_binary};
 use crate::stats::stats_endpoint;
 
-on_both_backends!(a_moderator_signs_in_from_the_admin_room_and_watches_the_server,);
+tests! {
+    postgres: [
+        a_moderator_signs_in_from_the_admin_room_and_watches_the_server,
+    ],
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,7 +33,7 @@ async fn sign_in_link(testbed: &Testbed, admin_room: &str) -> anyhow::Result<Str
 }
 
 async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend: Backend) -> anyhow::Result<()> {
-    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         // A real phone-home report from Synapse.
         let endpoint = stats_endpoint(&testbed)?;
@@ -65,7 +71,7 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
         let shots = screenshot_dir().join(format!("dashboard-{}", backend.as_str()));
 
         // Without a session: the sign-in explanation, status 401.
-        let refused = reqwest::get(base.join("jobs")?).await?;
+        let refused = housekeep::testbed::http().get(base.join("jobs")?).send().await?;
         assert_eq!(refused.status(), 401);
         assert!(refused.text().await?.contains("!dashboard"));
         browser.goto(base.as_str()).await?;

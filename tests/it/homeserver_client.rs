@@ -11,6 +11,15 @@ use axum::routing::get;
 use housekeep::homeserver::{HomeserverClient, HsError, RetryPolicy};
 use serde_json::{Value, json};
 
+tests! {
+    plain: [
+        rate_limits_wait_for_retry_after_ms,
+        server_errors_are_retried_then_reported,
+        client_errors_are_not_retried,
+        an_unreachable_homeserver_is_retried,
+    ],
+}
+
 /// Serves `answers` in order on `GET /_matrix/client/v3/account/whoami`, then 200s.
 async fn homeserver(answers: Vec<(StatusCode, Value)>) -> (HomeserverClient, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -39,7 +48,6 @@ async fn homeserver(answers: Vec<(StatusCode, Value)>) -> (HomeserverClient, Arc
     (HomeserverClient::new(url, "token".into()).unwrap().with_retry(policy), calls)
 }
 
-#[tokio::test]
 async fn rate_limits_wait_for_retry_after_ms() {
     let limited = (StatusCode::TOO_MANY_REQUESTS, json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 400}));
     let (client, calls) = homeserver(vec![limited.clone(), limited]).await;
@@ -49,7 +57,6 @@ async fn rate_limits_wait_for_retry_after_ms() {
     assert!(started.elapsed() >= Duration::from_millis(800), "waited {:?}", started.elapsed());
 }
 
-#[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let down = (StatusCode::BAD_GATEWAY, json!({"errcode": "M_UNKNOWN", "error": "upstream"}));
     let (client, calls) = homeserver(vec![down.clone(), down.clone()]).await;
@@ -62,7 +69,6 @@ async fn server_errors_are_retried_then_reported() {
     assert_eq!(calls.load(Ordering::SeqCst), 4, "one try and three retries");
 }
 
-#[tokio::test]
 async fn client_errors_are_not_retried() {
     let forbidden = (StatusCode::FORBIDDEN, json!({"errcode": "M_FORBIDDEN", "error": "no"}));
     let (client, calls) = homeserver(vec![forbidden]).await;
@@ -71,7 +77,6 @@ async fn client_errors_are_not_retried() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
 async fn an_unreachable_homeserver_is_retried() {
     let port = housekeep::testbed::free_port().unwrap();
     let policy = RetryPolicy {

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, with_testbed};
+use crate::common::{Backend, with_own_testbed, with_testbed};
 use housekeep::testbed::eventually;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_hs_token_is_explained_in_the_log() {
     with_testbed(Backend::Sqlite, async |testbed| {
         let log = testbed.dir.path().join("housekeep.log");
@@ -37,7 +36,18 @@ async fn a_wrong_hs_token_is_explained_in_the_log() {
     .unwrap();
 }
 
-on_both_backends!(a_second_housekeep_on_the_same_database_refuses_to_start);
+tests! {
+    both: [
+        a_second_housekeep_on_the_same_database_refuses_to_start,
+    ],
+    plain: [
+        a_wrong_hs_token_is_explained_in_the_log,
+        a_missing_admin_room_holds_up_commands_not_the_index,
+        the_bot_creates_a_missing_admin_room_and_invites_the_moderators,
+        a_homeserver_that_is_down_holds_up_commands_not_the_index,
+        an_admin_alias_claimed_by_someone_else_is_not_trusted,
+    ],
+}
 
 async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
@@ -85,9 +95,8 @@ async fn indexed(testbed: &housekeep::testbed::Testbed, room: &str, event_id: &s
 /// A typo in `admin.room` (an alias that does not exist) does not stop the
 /// index: housekeep starts, indexes what arrives, says on `/health` and in
 /// its log what it waits for, and takes commands once the room exists.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_admin_room_holds_up_commands_not_the_index() {
-    with_testbed(Backend::Sqlite, async |testbed| {
+    with_own_testbed(Backend::Sqlite, async |testbed| {
         let old_admin_room = testbed.admin_room().await?;
         testbed
             .reconfigure(|text| {
@@ -133,9 +142,8 @@ async fn a_missing_admin_room_holds_up_commands_not_the_index() {
 
 /// With `admin.create_if_missing` (the default) and no room under the
 /// alias, the bot creates it, makes the moderators its admins and invites them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_creates_a_missing_admin_room_and_invites_the_moderators() {
-    with_testbed(Backend::Postgres, async |testbed| {
+    with_own_testbed(Backend::Postgres, async |testbed| {
         // The operator names a new room, regenerates the registration (which
         // reserves that alias for the bot) and restarts Synapse with it.
         let text = std::fs::read_to_string(&testbed.config_path)?;
@@ -181,9 +189,8 @@ async fn the_bot_creates_a_missing_admin_room_and_invites_the_moderators() {
 /// With the homeserver down, housekeep still starts and indexes what it is
 /// sent; once the homeserver is back, it finishes starting by itself. The
 /// admin room's ID from the last run is used meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_homeserver_that_is_down_holds_up_commands_not_the_index() {
-    with_testbed(Backend::Postgres, async |testbed| {
+    with_own_testbed(Backend::Postgres, async |testbed| {
         let admin_room = testbed.admin_room().await?;
         let bot = testbed.config.bot_user_id()?.to_string();
         // Resolved once: remembered for the next start.
@@ -230,10 +237,11 @@ async fn a_homeserver_that_is_down_holds_up_commands_not_the_index() {
 
 /// Anyone on the homeserver can claim a free alias. A room under the admin
 /// alias that neither the bot nor a moderator created is not taken as the
-/// admin room: `/health` says whose it is, and nobody's commands run there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// admin room: `/health` says whose it is, and nobody's commands run there,
+/// not even once the real admin room is back.
 async fn an_admin_alias_claimed_by_someone_else_is_not_trusted() {
-    with_testbed(Backend::Sqlite, async |testbed| {
+    with_own_testbed(Backend::Sqlite, async |testbed| {
+        let real_admin_room = testbed.admin_room().await?;
         let mallory = testbed.synapse.register_user("mallory", false).await?;
         let bot = testbed.config.bot_user_id()?.to_string();
         let squatted = mallory
@@ -253,19 +261,55 @@ async fn an_admin_alias_claimed_by_someone_else_is_not_trusted() {
             "{waiting}"
         );
         // Mallory's command in her room is not taken as a command to the bot.
+        // While no admin room is known it is queued like any command (one
+        // sent from the real room must not be lost), in the same database
+        // transaction that indexes it: once it is indexed, it is queued.
         let asked = mallory.send_text(&squatted, "!status").await?;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        eventually(Duration::from_secs(20), "Mallory's command in the index", || async {
+            Ok(indexed(testbed, &squatted, &asked).await?.then_some(()))
+        })
+        .await?;
+        let store = testbed.store().await?;
+        assert_eq!(inbox_outcome(&store, &asked).await?, Some(None), "queued, not handled");
+        assert!(store.remembered_alias("#claimed-first:localhost").await?.is_none(), "not remembered");
+
+        // The operator points admin.room back at the real room; the bot starts.
+        testbed.reconfigure(|text| text.replace("#claimed-first:localhost", "#housekeep-admin:localhost")).await?;
+        // The barrier: a moderator's command queued after Mallory's is
+        // answered, so the inbox worker has taken Mallory's (oldest first).
+        let barrier = testbed.admin.send_text(&real_admin_room, "!status").await?;
+        testbed.admin.wait_for_reply(&real_admin_room, &barrier, &bot).await?;
+        // Marked handled only after any reply was sent.
+        let outcome = eventually(Duration::from_secs(20), "Mallory's command handled", || async {
+            Ok(inbox_outcome(&store, &asked).await?.flatten())
+        })
+        .await?;
+        assert_eq!(outcome, "ignored: not the admin room");
         let replies = mallory.recent_events(&squatted, 50).await?;
         assert!(
             replies.iter().all(|e| e["sender"] != bot.as_str() || e["type"] != "m.room.message"),
             "the bot said nothing there: {replies:?}"
         );
-        let store = testbed.store().await?;
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"not_admin_room\"} 1"), "{metrics}");
         assert!(store.remembered_alias("#claimed-first:localhost").await?.is_none(), "not remembered");
         store.close().await;
-        let _ = asked;
         Ok(())
     })
     .await
     .unwrap();
+}
+
+/// An inbox row's outcome: `None` if there is no row, `Some(None)` while it
+/// is not handled yet.
+async fn inbox_outcome(store: &housekeep::store::Store, event_id: &str) -> anyhow::Result<Option<Option<String>>> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT handled_at, outcome FROM bot_inbox WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(store.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let handled_at: Option<i64> = row.try_get(0)?;
+    let outcome: Option<String> = row.try_get(1)?;
+    Ok(Some(handled_at.and(outcome)))
 }

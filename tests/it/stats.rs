@@ -1,6 +1,8 @@
 //! Stats: Synapse's phone-home reports into housekeep (a real Synapse with
 //! `report_stats: true`), what bad reports get, `!stats` with its chart,
 //! and scheduled summaries across a restart.
+//!
+//! Through Synapse, so once, on PostgreSQL (see `tests!`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,11 +19,13 @@ use serde_json::{Value, json};
 
 use crate::common::{Backend, command_reply, field, finish, housekeep_binary, with_testbed};
 
-on_both_backends!(
-    synapse_reports_are_stored_once_and_summarized_with_a_chart,
-    bad_reports_get_the_right_status_and_store_nothing,
-    scheduled_summaries_post_once_per_period_across_a_restart,
-);
+tests! {
+    postgres: [
+        synapse_reports_are_stored_once_and_summarized_with_a_chart,
+        bad_reports_get_the_right_status_and_store_nothing,
+        scheduled_summaries_post_once_per_period_across_a_restart,
+    ],
+}
 
 /// Runs `housekeep stats-endpoint` as an operator would; returns the endpoint URL.
 pub fn stats_endpoint(testbed: &Testbed) -> anyhow::Result<String> {
@@ -38,7 +42,7 @@ pub fn stats_endpoint(testbed: &Testbed) -> anyhow::Result<String> {
 }
 
 async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Backend) -> anyhow::Result<()> {
-    let mut testbed = Testbed::start(backend, housekeep_binary()).await?;
+    let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         let endpoint = stats_endpoint(&testbed)?;
         testbed.housekeep.restart().await?; // it reads the new secret
@@ -61,7 +65,7 @@ async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Ba
         assert!(report.received_at > 0 && report.report_ts > 0);
 
         // The same report again (a resend): stored once.
-        let http = reqwest::Client::new();
+        let http = housekeep::testbed::http();
         let again = http.put(&endpoint).body(report.raw.clone()).send().await?;
         assert_eq!(again.status(), 200);
         assert_eq!(again.json::<Value>().await?, json!({"stored": false}));
@@ -120,7 +124,7 @@ async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) ->
         let endpoint = stats_endpoint(testbed)?;
         testbed.reconfigure(|text| text.replace("reports_per_minute: 30", "reports_per_minute: 12")).await?;
         let store = testbed.store().await?;
-        let http = reqwest::Client::new();
+        let http = housekeep::testbed::http();
         let wrong = endpoint.replace("secret=", "secret=wrong");
         let missing = endpoint.split('?').next().unwrap().to_owned();
         let good = json!({"homeserver": "localhost", "timestamp": 1_795_000_000, "total_users": 3}).to_string();
