@@ -193,15 +193,28 @@ impl Store {
 async fn checkpoint_wal(pool: AnyPool, mut conn: sqlx::AnyConnection, bulk_writes: Arc<RwLock<()>>) {
     let mut interval = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_restart = None;
+    let mut wal = WalRounds::default();
     while !pool.is_closed() {
         interval.tick().await;
-        match checkpoint_round(&mut conn, &bulk_writes, last_restart).await {
-            Ok(restarted) => last_restart = restarted.or(last_restart),
-            Err(error) if !pool.is_closed() => tracing::warn!(%error, "SQLite WAL checkpoint failed; will retry"),
-            Err(_) => {}
+        if let Err(error) = checkpoint_round(&mut conn, &bulk_writes, &mut wal).await
+            && !pool.is_closed()
+        {
+            tracing::warn!(%error, "SQLite WAL checkpoint failed; will retry");
         }
     }
+}
+
+/// What the checkpointer remembers from one round to the next.
+#[derive(Default)]
+struct WalRounds {
+    /// The WAL's frame count after the last RESTART: the WAL still shows it
+    /// until the next commit starts it over, which needs no second RESTART.
+    last_restart: Option<i64>,
+    /// After a RESTART a reader kept from finishing (it still reads an
+    /// older snapshot: a long dashboard query), the next waits until the
+    /// WAL has grown by another bound, so bulk writes are not held back
+    /// every round for as long as that reader lives.
+    retry_above: i64,
 }
 
 /// A PASSIVE checkpoint never blocks the writer, but under a steady stream
@@ -216,29 +229,34 @@ async fn checkpoint_wal(pool: AnyPool, mut conn: sqlx::AnyConnection, bulk_write
 /// fully copied WAL. That costs the writes held back the copy of about one
 /// round's frames (tens of milliseconds) once every few seconds of full
 /// load.
-///
-/// `last_restart` is the WAL's frame count after the previous RESTART. The
-/// WAL still shows that count until the next commit starts it over, which
-/// needs no second RESTART. Returns the count after this round's RESTART.
 async fn checkpoint_round(
     conn: &mut sqlx::AnyConnection,
     bulk_writes: &RwLock<()>,
-    last_restart: Option<i64>,
-) -> anyhow::Result<Option<i64>> {
-    let frames = checkpoint(conn, "PRAGMA wal_checkpoint(PASSIVE)").await?;
-    if frames <= SQLITE_WAL_FRAMES_BOUND || last_restart == Some(frames) {
-        return Ok(None);
+    wal: &mut WalRounds,
+) -> anyhow::Result<()> {
+    let (_, frames) = checkpoint(conn, "PRAGMA wal_checkpoint(PASSIVE)").await?;
+    if frames <= SQLITE_WAL_FRAMES_BOUND.max(wal.retry_above) || wal.last_restart == Some(frames) {
+        return Ok(());
     }
     let _held_back = bulk_writes.write().await;
-    Ok(Some(checkpoint(conn, "PRAGMA wal_checkpoint(RESTART)").await?))
+    let (busy, frames) = checkpoint(conn, "PRAGMA wal_checkpoint(RESTART)").await?;
+    wal.last_restart = Some(frames);
+    wal.retry_above = if busy {
+        tracing::info!(frames, "a reader kept the SQLite WAL from starting over; trying again once it grew further");
+        frames + SQLITE_WAL_FRAMES_BOUND
+    } else {
+        0
+    };
+    Ok(())
 }
 
-/// Runs one checkpoint and returns the WAL's length in frames (pages). One
-/// that gave up waiting for a writer or a reader outside the gate (busy) is
-/// not an error: the next round tries again.
-async fn checkpoint(conn: &mut sqlx::AnyConnection, pragma: &'static str) -> anyhow::Result<i64> {
+/// Runs one checkpoint: whether it gave up waiting for a writer or a reader
+/// outside the gate (busy: not an error, a later round tries again), and the
+/// WAL's length in frames (pages).
+async fn checkpoint(conn: &mut sqlx::AnyConnection, pragma: &'static str) -> anyhow::Result<(bool, i64)> {
     use sqlx::Row;
-    Ok(sqlx::query(pragma).fetch_one(&mut *conn).await?.try_get(1)?)
+    let row = sqlx::query(pragma).fetch_one(&mut *conn).await?;
+    Ok((row.try_get::<i64, _>(0)? != 0, row.try_get(1)?))
 }
 
 /// Hides the password in a database URL before it is logged or shown: in

@@ -28,6 +28,15 @@ pub enum TxnOutcome {
     AlreadyIndexed,
 }
 
+/// Whether `n - 1`, which never arrived, may be a transaction the
+/// homeserver stranded: `seen` are the numbers below `n - 1` (at most
+/// [`GAP_WINDOW`] back) that did arrive, and they must run without a hole
+/// from the earliest of them up to `n - 2`. A hole among them is another
+/// appservice's transaction, and so, most likely, is this one.
+fn hole_is_suspect(seen: &[u64], n: u64) -> bool {
+    seen.iter().min().is_some_and(|first| n >= first + 2 && seen.len() as u64 == n - 1 - first)
+}
+
 impl Store {
     /// Indexes one appservice transaction, and queues the events addressed to
     /// the bot, in one database transaction; returns only after the commit, so
@@ -111,9 +120,7 @@ impl Store {
             .iter()
             .filter_map(|row| row.try_get::<String, _>(0).ok()?.parse().ok())
             .collect();
-        // Every number from the earliest seen up to n - 2 arrived: ours alone.
-        let contiguous = seen.iter().min().is_some_and(|first| seen.len() as u64 == n - 1 - first);
-        Ok(contiguous.then_some(n - 1))
+        Ok(hole_is_suspect(&seen, n).then_some(n - 1))
     }
 
     /// Indexes events outside any appservice transaction (backfill), in one
@@ -123,5 +130,31 @@ impl Store {
         let counts = insert_batch(&mut tx, self.backend, events, source, now_ms()).await?;
         tx.commit().await?;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hole_is_suspect_only_behind_numbers_without_holes() {
+        // 1 and 2 arrived, 3 did not: 4 may be behind a stranded one.
+        assert!(hole_is_suspect(&[1, 2], 4));
+        assert!(hole_is_suspect(&[1], 3));
+        // Nothing seen before: nothing to go by.
+        assert!(!hole_is_suspect(&[], 4));
+        // 2 went to another appservice: so, likely, did 4.
+        assert!(!hole_is_suspect(&[1, 3], 5));
+        // The window's far edge: a full window of ours (n - 64 .. n - 2).
+        let n = 1_000;
+        let window: Vec<u64> = (n - GAP_WINDOW..n - 1).collect();
+        assert!(hole_is_suspect(&window, n));
+        // One of them missing in the middle is a hole; so is n - 2.
+        let middle: Vec<u64> = window.iter().copied().filter(|id| *id != n - 30).collect();
+        assert!(!hole_is_suspect(&middle, n));
+        assert!(!hole_is_suspect(&window[..window.len() - 1], n), "n - 2 missing too");
+        // Missing the window's first is no hole: ours may start later.
+        assert!(hole_is_suspect(&window[1..], n));
     }
 }

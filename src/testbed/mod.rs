@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 pub use link::CuttableLink;
+pub use shared::keep_logs as keep_shared_synapse_logs;
 pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
 

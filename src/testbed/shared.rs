@@ -15,7 +15,10 @@
 //! stats), starts a Synapse of its own (`Testbed::start_own`).
 //!
 //! The process ends with the test process: its launcher watches its parent
-//! and removes its folder as it exits.
+//! and removes its folder as it exits, unless a test failed ([`keep_logs`]).
+//! The tenants' ports are picked when the Synapse starts and bound when a
+//! test takes the tenant: another process could take one meanwhile (as with
+//! any free port found in advance); that test then fails to start.
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +81,8 @@ pub(super) async fn take_tenant() -> anyhow::Result<(Synapse, Tenant)> {
 
 impl Shared {
     async fn start(generation: usize) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("housekeep-shared-synapse-").tempdir()?.keep();
+        let folder = tempfile::Builder::new().prefix("housekeep-shared-synapse-").tempdir()?;
+        let dir = folder.path().to_owned();
         let placeholder = "http://127.0.0.1:1";
         let mut tenants = Vec::new();
         let mut registrations = Vec::new();
@@ -96,6 +100,8 @@ impl Shared {
         let port = free_port()?;
         let registrations: Vec<&Path> = registrations.iter().map(PathBuf::as_path).collect();
         let mut process = synapse::spawn(&dir, &registrations, port, "", true).await?;
+        // From here the launcher removes the folder when it exits.
+        let _ = folder.keep();
         let url = format!("http://127.0.0.1:{port}");
         let log = dir.join("homeserver.log");
         wait_healthy(&mut process, &format!("{url}/health"), std::time::Duration::from_secs(90), "Synapse", &log)
@@ -106,6 +112,16 @@ impl Shared {
             .map(|(prefix, config)| Tenant { prefix, config: config.replace(placeholder, &url) })
             .collect();
         Ok(Self { url, port, dir, free, _process: process })
+    }
+}
+
+/// Keeps the folders (Synapse's log) of the shared Synapses this process
+/// started, and names them: for a run with failed tests.
+pub async fn keep_logs() {
+    for shared in SHARED.lock().await.iter() {
+        if std::fs::write(shared.dir.join("keep"), "").is_ok() {
+            eprintln!("shared Synapse kept for its log: {}", shared.dir.display());
+        }
     }
 }
 

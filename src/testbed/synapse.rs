@@ -233,7 +233,8 @@ impl Synapse {
 /// Writes `homeserver.yaml` (and the launcher, log config and signing key)
 /// into `dir` and starts Synapse there; it answers on `port` once healthy.
 /// `remove_dir_on_exit`: the launcher deletes `dir` when it exits with its
-/// parent (a shared Synapse, whose folder no test owns).
+/// parent (a shared Synapse, whose folder no test owns), unless a file
+/// `keep` was put there (see `shared::keep_logs`).
 pub(super) async fn spawn(
     dir: &Path,
     registrations: &[&Path],
@@ -262,7 +263,9 @@ pub(super) async fn spawn(
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr.log"))?)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Read by the launcher: a parent gone before Python started is noticed too.
+        .env("HOUSEKEEP_PARENT_PID", std::process::id().to_string());
     if remove_dir_on_exit {
         command.env("HOUSEKEEP_REMOVE_ON_EXIT", dir);
     }
@@ -304,11 +307,11 @@ async fn copy_signing_key(python: &Path, config: &Path, key: &Path) -> anyhow::R
 const LAUNCHER: &str = "\
 import os, shutil, threading, time
 
-def exit_with_parent(parent=os.getppid()):
+def exit_with_parent(parent=int(os.environ['HOUSEKEEP_PARENT_PID'])):
     while os.getppid() == parent:
         time.sleep(0.5)
     remove = os.environ.get('HOUSEKEEP_REMOVE_ON_EXIT')
-    if remove:
+    if remove and not os.path.exists(os.path.join(remove, 'keep')):
         shutil.rmtree(remove, ignore_errors=True)
     os._exit(0)
 

@@ -12,11 +12,13 @@ pub fn housekeep_binary() -> &'static Path {
 }
 
 /// `tests! { both: [a], postgres: [b], plain: [c], sync: [d] }` lists a
-/// module's tests for the harness (`main.rs`); every section may be left out.
+/// module's tests for the harness (`main.rs`); every section may be left
+/// out (a section name not below fails to compile in `trial!`).
 /// - `both`: `async fn a(Backend) -> anyhow::Result<()>` runs on SQLite and
 ///   PostgreSQL (`module::sqlite::a`, `module::postgres::a`): for what the
 ///   store decides (SQL, migrations, locks, faults), which differs between the two.
-/// - `postgres`: the same shape, on PostgreSQL only (`module::postgres::b`).
+/// - `postgres` (or `sqlite`): the same shape, on that backend only
+///   (`module::postgres::b`).
 ///   Behaviour that goes through Synapse runs once, there: it is the
 ///   stricter of the two (typed parameters, connections from a pool), so a
 ///   query only SQLite's loose typing lets through fails there; what SQLite
@@ -144,9 +146,7 @@ pub async fn with_testbed(
     backend: Backend,
     body: impl AsyncFnOnce(&mut housekeep::testbed::Testbed) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut testbed = housekeep::testbed::Testbed::start(backend, housekeep_binary()).await?;
-    let result = body(&mut testbed).await;
-    finish(testbed, result).await
+    run_in(housekeep::testbed::Testbed::start(backend, housekeep_binary()).await?, body).await
 }
 
 /// [`with_testbed`] with a Synapse of its own: for a test that stops,
@@ -156,7 +156,13 @@ pub async fn with_own_testbed(
     backend: Backend,
     body: impl AsyncFnOnce(&mut housekeep::testbed::Testbed) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut testbed = housekeep::testbed::Testbed::start_own(backend, housekeep_binary()).await?;
+    run_in(housekeep::testbed::Testbed::start_own(backend, housekeep_binary()).await?, body).await
+}
+
+async fn run_in(
+    mut testbed: housekeep::testbed::Testbed,
+    body: impl AsyncFnOnce(&mut housekeep::testbed::Testbed) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let result = body(&mut testbed).await;
     finish(testbed, result).await
 }

@@ -3,7 +3,6 @@
 //! database. What the store decides runs on SQLite and on PostgreSQL; what
 //! goes through Synapse runs once, on PostgreSQL, but for an end-to-end smoke
 //! on both (index, quarantine, purge): each module's comment says which.
-
 //!
 //! The harness is libtest-mimic's (`harness = false` in Cargo.toml): it
 //! takes the usual arguments (a filter, `--exact`, `--test-threads`,
@@ -64,5 +63,9 @@ fn main() -> std::process::ExitCode {
     .collect();
     let conclusion = libtest_mimic::run(&args, tests);
     common::print_slowest(15);
+    if conclusion.has_failed() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        runtime.block_on(housekeep::testbed::keep_shared_synapse_logs());
+    }
     conclusion.exit_code()
 }

@@ -6,11 +6,11 @@
 //! The soak's length: `HOUSEKEEP_SOAK_KILLS` (20 by default, as in CI; the
 //! long soak in RELIABILITY.md sets 200).
 //!
-//! The kill and SIGTERM tests run against a Synapse of their own: each
-//! restart makes Synapse recover the appservice, and a transaction it
+//! Every test here has a Synapse of its own: each restart or refused
+//! transaction makes Synapse recover the appservice, and a transaction it
 //! strands then is found by the hole it leaves in the numbering, which only
 //! a homeserver with no other appservice's transactions shows (see
-//! `appservice::transactions`). The database faults share one.
+//! `appservice::transactions`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::json;
 
-use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_own_testbed, with_testbed};
+use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_own_testbed};
 use crate::live_index::index_matches_timeline;
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::{CuttableLink, MatrixUser, Testbed, eventually};
@@ -217,7 +217,7 @@ async fn recovered(
 /// refused): transactions get a 5xx, `/health` says so, and when the
 /// database is back housekeep recovers by itself, instance lock included.
 async fn postgres_unreachable_mid_stream_is_refused_then_recovered_from() {
-    with_testbed(Backend::Postgres, async |testbed| {
+    with_own_testbed(Backend::Postgres, async |testbed| {
         let mut url = url::Url::parse(&testbed.database.url)?;
         let target = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
         let link = CuttableLink::to(target).await?;
@@ -272,7 +272,7 @@ async fn postgres_unreachable_mid_stream_is_refused_then_recovered_from() {
 /// timeout: transactions get a 5xx and `/health` names the failure; once
 /// the lock is gone, everything arrives once.
 async fn a_locked_sqlite_file_is_refused_then_recovered_from() {
-    with_testbed(Backend::Sqlite, async |testbed| {
+    with_own_testbed(Backend::Sqlite, async |testbed| {
         use sqlx::Connection;
         let alice = testbed.synapse.register_user("alice", false).await?;
         let room = alice.create_room(json!({"name": "during a lock"})).await?;
