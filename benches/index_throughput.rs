@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use housekeep::appservice::{AppState, router};
-use housekeep::config::Backend;
+use housekeep::store::Backend;
 use housekeep::store::{Source, Store};
 use housekeep::testbed::TestDatabase;
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use housekeep::config::Backend;
+use housekeep::store::Backend;
 use housekeep::store::Store;
 use housekeep::testbed::{Housekeep, TestDatabase, write_config};
 use serde_json::{Value, json};

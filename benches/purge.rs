@@ -14,7 +14,7 @@ mod common;
 
 use common::{FIRST_TS, MillionEvents, load_million, main_with_parts, set_homeserver_concurrency, timed};
 use futures::{StreamExt, TryStreamExt};
-use housekeep::config::Backend;
+use housekeep::store::Backend;
 use housekeep::store::EventFilter;
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::json;

@@ -14,7 +14,7 @@ mod common;
 
 use common::{MillionEvents, main_with, set_homeserver_concurrency, timed};
 use futures::{StreamExt, TryStreamExt};
-use housekeep::config::Backend;
+use housekeep::store::Backend;
 use housekeep::store::{JobState, RefsOf, Scope};
 use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
 use serde_json::{Value, json};

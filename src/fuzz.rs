@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use crate::appservice::transactions::parse_transaction;
 use crate::bot::commands::Command;
-use crate::commands::parse_command;
 use crate::extract::extract_value;
 use crate::extract::mxc::parse_mxc;
+use crate::grammar::parse_command;
 
 fn cases() -> u32 {
     std::env::var("HOUSEKEEP_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)

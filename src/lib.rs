@@ -5,31 +5,40 @@
 //! same pieces. Dependencies point one way, from the top of this list down:
 //!
 //! - [`service`]: wiring (builds the parts, registers job kinds and sinks).
-//! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
+//! - [`testbed`]: a real Synapse and a housekeep process, for the tests,
+//!   the benches and `housekeep demo`.
+//! - [`registration`]: the appservice registration file, from the config.
 //! - [`bot`]: the chat front-end (admin room): inbox, commands, replies.
-//! - [`moderation`]: one folder per command that acts (purge, quarantine):
-//!   grammar, selection, plan, job kind and result text together.
+//! - [`web`]: the dashboard front-end: sign-in, pages, live updates.
+//! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
 //! - [`backfill`]: room history into the index, as a background job kind.
 //! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
+//! - [`moderation`]: one folder per command that acts (purge, quarantine):
+//!   grammar, selection, plan, job kind and result text together.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
 //! - [`stats`]: phone-home reports and index activity, summarized with charts.
 //! - [`jobs`]: the generic runner; knows no kind by name and no front-end.
 //! - [`notice`]: what people read, and the sink that delivers it.
-//! - [`commands`]: the shared grammar (parse pipeline, times, rooms, links).
-//! - [`extract`]: event JSON → index rows; pure.
-//! - [`store`]: all SQL, both backends.
+//! - [`grammar`]: the commands' shared grammar (parse pipeline, times,
+//!   rooms, links, help); `bot::commands` is the command tree.
 //! - [`homeserver`]: the Client-Server and Synapse admin client.
-//! - [`clock`], [`config`], [`metrics`]: leaves.
+//! - [`store`]: all SQL, both backends.
+//! - [`metrics`]: what `/metrics` shows.
+//! - [`extract`]: event JSON → index rows; pure.
+//! - [`clock`], [`config`], [`text`]: leaves (`config` imports nothing of
+//!   the project: YAML to typed, validated settings).
+//!
+//! A module imports only modules below it in this list.
 
 pub mod appservice;
 pub mod backfill;
 pub mod bot;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod extract;
 #[cfg(test)]
 mod fuzz;
+pub mod grammar;
 pub mod homeserver;
 pub mod jobs;
 pub mod media;

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use housekeep::clock::now_ms;
+use housekeep::config::redact_url;
 use housekeep::config::{Config, ConfigArg};
-use housekeep::{registration, service, store::redact_url, testbed};
+use housekeep::store::Backend;
+use housekeep::{registration, service, testbed};
 
 /// A Matrix application service that indexes every event and media reference
 /// on a homeserver and runs moderation commands from an admin room.
@@ -41,8 +43,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Days summarized, up to today (UTC).
-        #[arg(long, default_value_t = housekeep::commands::DEFAULT_STATS_DAYS,
-              value_parser = clap::value_parser!(u32).range(1..=i64::from(housekeep::commands::MAX_STATS_DAYS)))]
+        #[arg(long, default_value_t = housekeep::grammar::DEFAULT_STATS_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(housekeep::grammar::MAX_STATS_DAYS)))]
         days: u32,
         /// `text` for people, `json` for scripts (phone-home fields by their payload names).
         #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
@@ -112,7 +114,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 arg.config.display(),
                 config.bot_user_id()?,
                 config.homeserver.url,
-                config.backend().as_str(),
+                Backend::from_url(&config.database.url).map_or("unknown", Backend::as_str),
                 redact_url(&config.database.url)
             );
             Ok(())

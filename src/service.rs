@@ -17,6 +17,8 @@ use crate::appservice::stats::StatsIngest;
 use crate::appservice::{AppState, BotLink, router, stats_router};
 use crate::backfill::{BackfillKind, BackfillSettings};
 use crate::bot::{Bot, RoomSink};
+use crate::config::Schedule;
+use crate::config::redact_url;
 use crate::config::{Config, LogFormat};
 use crate::homeserver::{HomeserverClient, RetryPolicy};
 use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
@@ -25,8 +27,7 @@ use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
 use crate::notice::Destination;
 use crate::stats::post::{Scheduled, Scheduler};
-use crate::stats::schedule::Schedule;
-use crate::store::{Store, redact_url};
+use crate::store::Store;
 
 /// How long shutdown waits for running batches to commit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use housekeep::config::Backend;
 use housekeep::extract::extract_value;
+use housekeep::store::Backend;
 use housekeep::store::{Source, Store};
 use housekeep::testbed::{TestDatabase, Testbed};
 use serde_json::json;

@@ -3,7 +3,7 @@
 use clap::{ArgGroup, Args, Subcommand};
 use ruma::OwnedRoomOrAliasId;
 
-use crate::commands::{RoomSelector, TimeSpec, args_via, parse_room};
+use crate::grammar::{RoomSelector, TimeSpec, args_via, parse_room};
 
 /// Shown at the end of `!help backfill`.
 pub const EXAMPLES: &str = "\
@@ -85,7 +85,7 @@ impl TryFrom<BackfillCli> for BackfillArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::test_support::{assert_errors, ok};
+    use crate::grammar::test_support::{assert_errors, ok};
 
     /// A one-command tree, as the chat front-end would make.
     #[derive(clap::Subcommand, Debug)]

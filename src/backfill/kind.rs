@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::plan::{BackfillItem, BackfillPlan, BackfillRequest, plan};
+use super::plan::{BackfillItem, BackfillPlan, BackfillRequest, BackfillSettings, plan};
 use crate::clock::format_ms;
 use crate::extract::extract_value;
 use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
@@ -159,13 +159,6 @@ pub struct BackfillCursor {
     /// The last room finished.
     pub after: ItemCursor,
     pub room: Option<RoomWalk>,
-}
-
-/// How a backfill reads.
-#[derive(Debug, Clone, Copy)]
-pub struct BackfillSettings {
-    pub chunk_events: u32,
-    pub max_pages_per_room: u32,
 }
 
 pub struct BackfillKind {

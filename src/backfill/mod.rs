@@ -27,7 +27,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use args::{BackfillArgs, BackfillStart, EXAMPLES};
-pub use kind::{BackfillKind, BackfillSettings};
+pub use kind::BackfillKind;
+pub use plan::BackfillSettings;
 pub use plan::{BackfillRequest, Rooms};
 pub use status::{retry_failed, status};
 

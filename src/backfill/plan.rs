@@ -5,11 +5,17 @@ use ruma::OwnedRoomOrAliasId;
 use serde::{Deserialize, Serialize};
 
 use super::args::BackfillStart;
-use super::kind::BackfillSettings;
 use crate::clock::format_ms;
-use crate::commands::{RoomSelector, TimeSpec};
+use crate::grammar::{RoomSelector, TimeSpec};
 use crate::jobs::{PlanContext, Planned, Size};
 use crate::notice::Notice;
+
+/// How a backfill reads.
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillSettings {
+    pub chunk_events: u32,
+    pub max_pages_per_room: u32,
+}
 
 /// Rooms per page of the admin room list.
 const ROOMS_PAGE: u32 = 500;

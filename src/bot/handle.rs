@@ -3,9 +3,10 @@
 use serde_json::Value;
 
 use super::Bot;
+use super::audit::audit_for;
 use super::commands::{self, Command, Executed};
 use crate::clock::now_ms;
-use crate::commands::parse_command;
+use crate::grammar::parse_command;
 use crate::homeserver::{HsError, RetryPolicy};
 use crate::notice::{Destination, Notice};
 use crate::store::{AuditEntry, InboxItem, InboxKind};
@@ -20,19 +21,6 @@ pub struct Handled {
 impl Handled {
     fn new(outcome: &str, audit: Vec<AuditEntry>) -> Self {
         Self { outcome: outcome.to_owned(), audit }
-    }
-}
-
-/// An audit entry about an inbox item.
-pub fn audit_for(item: &InboxItem, action: &str, command: Option<&str>, outcome: &str) -> AuditEntry {
-    AuditEntry {
-        actor: item.sender.clone(),
-        room_id: Some(item.room_id.clone()),
-        event_id: Some(item.event_id.clone()),
-        action: action.to_owned(),
-        command: command.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        ..AuditEntry::default()
     }
 }
 

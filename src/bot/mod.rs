@@ -14,6 +14,7 @@
 //! - `auth.rs`: who is a moderator.
 //! - `sink.rs`: notices into rooms, as `m.notice` messages.
 
+mod audit;
 mod auth;
 pub mod commands;
 mod handle;

@@ -52,6 +52,12 @@ pub struct Size {
     pub media: i64,
 }
 
+impl From<crate::config::Threshold> for Size {
+    fn from(t: crate::config::Threshold) -> Self {
+        Self { events: t.events, media: t.media }
+    }
+}
+
 /// What planning found.
 #[derive(Debug, Clone)]
 pub struct Planned<P> {

@@ -9,7 +9,7 @@ use clap::{Args, value_parser};
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Kind, Lane, NoTally, PlanContext, Planned, RunContext, Size, TypedJob};
-use crate::commands::ActionFlags;
+use crate::grammar::ActionFlags;
 use crate::notice::Notice;
 use crate::store::JobState;
 

@@ -45,7 +45,7 @@ pub enum BlocklistAction {
         #[arg(value_name = "SHA256", value_parser = parse_sha256)]
         sha256: String,
         /// Why (kept with the entry and in the audit log)
-        #[arg(long, value_name = "TEXT", value_parser = crate::commands::parse_reason)]
+        #[arg(long, value_name = "TEXT", value_parser = crate::grammar::parse_reason)]
         reason: Option<String>,
     },
     /// Unblock a file (what was quarantined stays quarantined)

@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::chart;
-use super::schedule::{Due, Schedule, due};
+use super::schedule::{Due, due};
 use super::summary::{Scope, Summary};
 use crate::clock::{DAY_MS, now_ms, utc_day};
+use crate::config::Schedule;
 use crate::homeserver::HomeserverClient;
 use crate::metrics::Metrics;
 use crate::notice::{Destination, Image, Notice, Sink};

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
+use super::Backend;
 use super::{Source, Store, list_placeholders, values_placeholders};
 use crate::clock::utc_day;
-use crate::config::Backend;
 use crate::extract::Extracted;
 
 const INSERT_EVENTS_HEAD: &str = "INSERT INTO events \

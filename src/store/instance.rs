@@ -134,7 +134,7 @@ fn held_elsewhere(url: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "another housekeep is running against this database ({}): stop it first \
          (two would run the same jobs and answer each command twice)",
-        super::redact_url(url)
+        crate::config::redact_url(url)
     )
 }
 

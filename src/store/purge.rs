@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use futures::{Stream, StreamExt};
 use sqlx::{AssertSqlSafe, Row};
 
+use super::Backend;
 use super::{Store, list_placeholders};
-use crate::config::Backend;
 
 /// What a purge selection holds, counted in SQL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

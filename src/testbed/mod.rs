@@ -25,8 +25,9 @@ pub use shared::keep_logs as keep_shared_synapse_logs;
 pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::registration;
+use crate::store::Backend;
 use crate::store::Store;
 
 /// `$HOUSEKEEP_CACHE_DIR`, else `.cache` in the source tree.

@@ -217,4 +217,4 @@ impl MatrixUser {
 }
 
 /// Percent-encodes one path segment.
-pub use crate::commands::percent_encode as encode;
+pub use crate::grammar::percent_encode as encode;

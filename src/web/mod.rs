@@ -7,6 +7,7 @@
 //! build` makes all of it. Every response carries a CSP without inline
 //! scripts, and every query a page makes is bounded and indexed.
 
+mod layout;
 mod live;
 mod names;
 mod pages;
@@ -122,7 +123,7 @@ async fn style() -> impl IntoResponse {
 }
 
 async fn not_found() -> Response {
-    let body = pages::bare("Not found", maud::html! { p { "No such page. " a href="/" { "Overview" } } });
+    let body = layout::bare("Not found", maud::html! { p { "No such page. " a href="/" { "Overview" } } });
     (StatusCode::NOT_FOUND, body).into_response()
 }
 

@@ -7,15 +7,16 @@ use std::str::FromStr;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use maud::{DOCTYPE, Markup, html};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::sign_in::SignedIn;
-use super::{Shared, WebState};
+use super::Shared;
+use super::layout::{SignedIn, layout, or_error_page};
+
 use crate::clock::{format_ms, now_ms};
-use crate::commands::TimeSpec;
-use crate::commands::percent_encode as urlencode;
+use crate::grammar::TimeSpec;
+use crate::grammar::percent_encode as urlencode;
 use crate::stats::chart::{ChartSpec, Series, Shape, render_svg};
 use crate::stats::summary::{Scope, ServerStats, Summary, bytes, date};
 use crate::store::{AuditFilter, JobState, TopBy};
@@ -38,67 +39,6 @@ const ON_JOBS: &str = "jobs";
 const ON_ACTIONS: &str = "jobs audit";
 const ON_AUDIT: &str = "audit";
 const NEVER: &str = "";
-
-/// A page with the navigation, for a signed-in moderator.
-fn layout(state: &WebState, title: &str, here: &str, who: &SignedIn, watch: &str, content: Markup) -> Response {
-    let nav = [("/", "Overview"), ("/rooms", "Rooms"), ("/media", "Media"), ("/jobs", "Jobs"), ("/audit", "Audit log")];
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · housekeep" }
-                link rel="stylesheet" href="/static/style.css";
-                script src="/static/app.js" defer {}
-            }
-            body data-live=(watch) data-seen=(state.live_json()) {
-                header {
-                    strong { "housekeep" }
-                    @for (href, name) in nav {
-                        a href=(href) class=[(href == here).then_some("here")] { (name) }
-                    }
-                    span.who { (who.0) @if !watch.is_empty() { " · " span #live { "…" } } }
-                    form method="post" action="/sign-out" { button type="submit" { "Sign out" } }
-                }
-                main { h1 { (title) } (content) }
-            }
-        }
-    };
-    Html(page.into_string()).into_response()
-}
-
-/// A page without navigation (sign-in, errors).
-pub(super) fn bare(title: &str, content: Markup) -> Html<String> {
-    Html(
-        html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    title { (title) " · housekeep" }
-                    link rel="stylesheet" href="/static/style.css";
-                }
-                body { main { (content) } }
-            }
-        }
-        .into_string(),
-    )
-}
-
-/// A failed read: logged in full, shown without details.
-pub(super) fn error_page(error: &anyhow::Error) -> Response {
-    tracing::warn!(error = format!("{error:#}"), "dashboard page failed");
-    let body = bare(
-        "Error",
-        html! { h1 { "Something went wrong" } p { "The page could not be read; housekeep's log says why. Try again in a moment." } },
-    );
-    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
-}
-
-fn or_error_page(result: anyhow::Result<Response>) -> Response {
-    result.unwrap_or_else(|error| error_page(&error))
-}
 
 fn chart(spec: &ChartSpec) -> Markup {
     match render_svg(spec) {

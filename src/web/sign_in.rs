@@ -19,20 +19,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::{Shared, WebState, pages};
+use super::layout::{SignedIn, bare, error_page};
+use super::{Shared, WebState};
 use crate::clock::now_ms;
 use crate::store::{LinkUse, Store};
 
 /// How long a sign-in link works.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 const COOKIE: &str = "housekeep_session";
-
-/// Who is signed in (set on the request by [`require_session`]): the
-/// moderator the link was given to. A session is not re-checked against the
-/// moderator list while it lasts; after removing a moderator, send
-/// `!dashboard logout-all`.
-#[derive(Debug, Clone)]
-pub struct SignedIn(pub String);
 
 /// 256 random bits, hex.
 fn new_token() -> String {
@@ -64,7 +58,7 @@ pub(super) async fn confirm_page(Query(form): Query<TokenForm>) -> Response {
     if form.token.is_empty() {
         return not_signed_in_page(StatusCode::BAD_REQUEST, "This address needs the link the bot gave you.");
     }
-    pages::bare(
+    bare(
         "Sign in",
         html! {
             h1 { "housekeep dashboard" }
@@ -118,7 +112,7 @@ pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form)
         }
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "dashboard sign-in failed");
-            pages::error_page(&error)
+            error_page(&error)
         }
     }
 }
@@ -128,7 +122,7 @@ pub(super) async fn sign_out(State(state): Shared, headers: HeaderMap) -> Respon
     if let Some(token) = session_cookie(&headers)
         && let Err(error) = state.store.end_session(&token_hash(token)).await
     {
-        return pages::error_page(&error);
+        return error_page(&error);
     }
     let mut response = not_signed_in_page(StatusCode::OK, "Signed out.");
     response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0));
@@ -168,7 +162,7 @@ pub(super) async fn require_session(State(state): Shared, mut request: Request, 
             next.run(request).await
         }
         Ok(None) => not_signed_in(&state),
-        Err(error) => pages::error_page(&error),
+        Err(error) => error_page(&error),
     }
 }
 
@@ -181,7 +175,7 @@ fn not_signed_in(state: &Arc<WebState>) -> Response {
 }
 
 fn not_signed_in_page(status: StatusCode, text: &str) -> Response {
-    (status, pages::bare("Sign in", html! { h1 { "housekeep dashboard" } p #reason { (text) } })).into_response()
+    (status, bare("Sign in", html! { h1 { "housekeep dashboard" } p #reason { (text) } })).into_response()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-pub use housekeep::config::Backend;
+pub use housekeep::store::Backend;
 
 /// The housekeep binary cargo built for these tests.
 pub fn housekeep_binary() -> &'static Path {

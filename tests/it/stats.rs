@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use housekeep::config::Schedule;
 use housekeep::metrics::Metrics;
 use housekeep::notice::{Destination, Image, Notice, Sink};
 use housekeep::stats::post::{Scheduled, Scheduler};
-use housekeep::stats::schedule::Schedule;
 use housekeep::store::Store;
 use housekeep::testbed::{TestDatabase, Testbed, eventually};
 use serde_json::{Value, json};

@@ -27,7 +27,7 @@ pub struct AuditArgs {
     )]
     pub limit: u32,
     /// Only entries by this moderator (a user ID or matrix.to link)
-    #[arg(long, value_name = "USER", value_parser = crate::commands::parse_user)]
+    #[arg(long, value_name = "USER", value_parser = crate::grammar::parse_user)]
     pub actor: Option<OwnedUserId>,
 }
 
@@ -57,7 +57,7 @@ pub async fn audit(bot: &Bot, args: &AuditArgs) -> anyhow::Result<Executed> {
 mod tests {
     use super::*;
     use crate::bot::commands::Command;
-    use crate::commands::test_support::{err, ok};
+    use crate::grammar::test_support::{err, ok};
 
     fn audit(body: &str) -> AuditArgs {
         match ok::<Command>(body) {

@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Command, Executed};
 use crate::bot::Bot;
-use crate::commands::help_text;
+use crate::grammar::help_text;
 use crate::notice::Notice;
 
 /// `!help [command [subcommand]]`.

@@ -5,7 +5,7 @@ use clap::Args;
 use super::Executed;
 use super::status::age;
 use crate::bot::Bot;
-use crate::bot::handle::audit_for;
+use crate::bot::audit::audit_for;
 use crate::clock::now_ms;
 use crate::notice::Notice;
 use crate::store::{CancelOutcome, ConfirmError, InboxItem, Job, JobState};
@@ -150,7 +150,7 @@ pub async fn cancel(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result
 mod tests {
     use super::*;
     use crate::bot::commands::Command;
-    use crate::commands::test_support::{assert_errors, ok};
+    use crate::grammar::test_support::{assert_errors, ok};
 
     #[test]
     fn jobs_job_confirm_cancel() {

@@ -25,7 +25,7 @@ pub use jobs::{JobIdArg, MAX_JOB_ID_LEN, is_valid_job_id};
 use super::Bot;
 use crate::backfill::{BackfillArgs, BackfillKind, BackfillRequest};
 use crate::clock::now_ms;
-use crate::commands::{ActionFlags, StatsArgs};
+use crate::grammar::{ActionFlags, StatsArgs};
 use crate::jobs::{ConfirmPolicy, PlanMode};
 use crate::media::blocklist::BlocklistArgs;
 use crate::moderation::purge::{PurgeArgs, PurgeKind};
@@ -85,7 +85,7 @@ pub enum Command {
     #[command(after_long_help = crate::media::blocklist::EXAMPLES)]
     Blocklist(BlocklistArgs),
     /// Summarize activity (events, senders, media) with a chart
-    #[command(after_long_help = crate::commands::STATS_EXAMPLES)]
+    #[command(after_long_help = crate::grammar::STATS_EXAMPLES)]
     Stats(StatsArgs),
     /// List recent and running jobs
     Jobs,

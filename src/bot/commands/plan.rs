@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Command, Executed};
 use crate::bot::Bot;
-use crate::commands::ActionFlags;
+use crate::grammar::ActionFlags;
 use crate::jobs::{ConfirmPolicy, Kind, PlanMode, PlanOutcome, PlanRequest};
 use crate::notice::Notice;
 use crate::store::{InboxItem, JobState};

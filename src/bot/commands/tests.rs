@@ -4,22 +4,22 @@ use proptest::prelude::*;
 
 use super::status::StatusArgs;
 use super::{AuditArgs, Command, HelpArgs};
-use crate::commands::{RoomSelector, help_text, parse_command, prepare_for_split, root_command, with_prefix};
+use crate::grammar::{RoomSelector, help_text, parse_command, prepare_for_split, root_command, with_prefix};
 use crate::moderation::purge::PurgeArgs;
 
 fn ok(body: &str) -> Command {
-    crate::commands::test_support::ok::<Command>(body)
+    crate::grammar::test_support::ok::<Command>(body)
 }
 
-fn err(body: &str) -> crate::commands::CommandError {
-    crate::commands::test_support::err::<Command>(body)
+fn err(body: &str) -> crate::grammar::CommandError {
+    crate::grammar::test_support::err::<Command>(body)
 }
 
-fn parse(body: &str, prefix: &str) -> Option<Result<Command, crate::commands::CommandError>> {
+fn parse(body: &str, prefix: &str) -> Option<Result<Command, crate::grammar::CommandError>> {
     parse_command::<Command>(body, prefix)
 }
 
-fn help(prefix: &str, topic: Option<&str>) -> Result<String, crate::commands::CommandError> {
+fn help(prefix: &str, topic: Option<&str>) -> Result<String, crate::grammar::CommandError> {
     help_text::<Command>(prefix, topic)
 }
 
@@ -340,7 +340,7 @@ fn split_preparation() {
 
 /// What every error must look like: plain text that says something, and a
 /// usage in the moderator's own terms.
-fn well_formed(e: &crate::commands::CommandError, input: &str) -> Result<(), TestCaseError> {
+fn well_formed(e: &crate::grammar::CommandError, input: &str) -> Result<(), TestCaseError> {
     prop_assert!(!e.message.trim().is_empty(), "empty message for {:?}", input);
     prop_assert!(!e.message.contains('\u{1b}'), "ANSI in {:?}", e);
     prop_assert!(!e.message.starts_with("error:"), "{:?}", e);

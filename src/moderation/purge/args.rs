@@ -4,7 +4,7 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, ValueEnum};
 use ruma::{OwnedEventId, OwnedRoomOrAliasId, OwnedUserId};
 
-use crate::commands::{ActionFlags, RoomSelector, TimeSpec, args_via, parse_event, parse_room, parse_user, rule_error};
+use crate::grammar::{ActionFlags, RoomSelector, TimeSpec, args_via, parse_event, parse_room, parse_user, rule_error};
 
 /// Shown at the end of `!help purge`.
 pub const EXAMPLES: &str = "\
@@ -210,7 +210,7 @@ fn check_window(after: Option<TimeSpec>, before: Option<TimeSpec>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::parse_command;
+    use crate::grammar::parse_command;
     use std::time::Duration;
 
     /// A one-command tree, as the chat front-end would make.
@@ -220,12 +220,12 @@ mod tests {
     }
 
     fn purge(body: &str) -> PurgeArgs {
-        let Tree::Purge(args) = crate::commands::test_support::ok::<Tree>(body);
+        let Tree::Purge(args) = crate::grammar::test_support::ok::<Tree>(body);
         args
     }
 
-    fn err(body: &str) -> crate::commands::CommandError {
-        crate::commands::test_support::err::<Tree>(body)
+    fn err(body: &str) -> crate::grammar::CommandError {
+        crate::grammar::test_support::err::<Tree>(body)
     }
 
     fn room(s: &str) -> RoomSelector {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::{PurgeArgs, PurgeMethod};
 use crate::clock::format_ms;
-use crate::commands::RoomSelector;
+use crate::grammar::RoomSelector;
 use crate::jobs::{PlanContext, Planned, Size};
 use crate::notice::Notice;
 use crate::store::{EventFilter, EventSelectionStats};

@@ -3,8 +3,8 @@
 use clap::{Args, Subcommand};
 use ruma::{OwnedEventId, OwnedMxcUri, OwnedRoomOrAliasId, OwnedUserId};
 
-use crate::commands::{ActionFlags, args_via, parse_event, parse_room, parse_user};
 use crate::extract::mxc::parse_mxc;
+use crate::grammar::{ActionFlags, args_via, parse_event, parse_room, parse_user};
 
 /// Shown at the end of `!help quarantine`.
 pub const QUARANTINE_EXAMPLES: &str = "\
@@ -213,7 +213,7 @@ pub fn parse_sha256(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::test_support::{assert_errors, ok};
+    use crate::grammar::test_support::{assert_errors, ok};
 
     /// The two commands, as the chat front-end would have them.
     #[derive(clap::Subcommand, Debug)]

@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::args::{QuarantineArgs, UnquarantineArgs};
-use super::plan::{Action, MediaPlan, Selection, is_protected, plan};
+use super::plan::{Action, MediaPlan, Owned, Selection, is_protected, plan};
 use crate::extract::mxc::parse_mxc;
 use crate::homeserver::{HsError, Upload};
 use crate::jobs::{Batch, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Services, Tally, TypedJob};
@@ -32,12 +32,6 @@ use crate::store::{ItemResult, ItemState, JobState};
 /// Media handled per batch (one checkpoint each): enough to keep
 /// `jobs.homeserver_concurrency` calls in flight most of the batch.
 const BATCH_SIZE: i64 = 100;
-
-/// Who shared a media, when a job takes only media of its own sharers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Owned {
-    pub owners: Vec<String>,
-}
 
 /// Running totals of a quarantine job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,12 +8,17 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::args::{QuarantineTarget, UnquarantineTarget};
-use super::kind::Owned;
 use crate::extract::mxc::parse_mxc;
 use crate::homeserver::truthy;
 use crate::jobs::{PlanContext, Planned, Size};
 use crate::notice::Notice;
 use crate::store::{MediaId, MediaSelectionStats, RefsOf, Scope};
+
+/// Who shared a media, when a job takes only media of its own sharers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owned {
+    pub owners: Vec<String>,
+}
 
 /// Sample media shown in a plan.
 const SAMPLES: usize = 5;

@@ -15,7 +15,7 @@ Examples:
 /// Default of `!stats --days`.
 pub const DEFAULT_STATS_DAYS: u32 = 7;
 /// Largest `!stats --days`.
-pub const MAX_STATS_DAYS: u32 = 365;
+pub use crate::config::MAX_STATS_DAYS;
 
 /// A parsed `!stats`.
 #[derive(Clone, Debug, PartialEq, Eq)]

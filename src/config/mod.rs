@@ -5,6 +5,10 @@
 //! environment instead of the file: `HOUSEKEEP_AS_TOKEN`, `HOUSEKEEP_HS_TOKEN`,
 //! `HOUSEKEEP_DATABASE_URL`.
 
+mod schedule;
+
+pub use schedule::Schedule;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -115,7 +119,7 @@ pub struct DatabaseConfig {
 impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseConfig")
-            .field("url", &crate::store::redact_url(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .finish()
     }
@@ -160,12 +164,6 @@ pub struct AdminConfig {
 pub struct Threshold {
     pub events: i64,
     pub media: i64,
-}
-
-impl From<Threshold> for crate::jobs::Size {
-    fn from(t: Threshold) -> Self {
-        Self { events: t.events, media: t.media }
-    }
 }
 
 /// The job runner.
@@ -514,34 +512,41 @@ fn default_retry_delay() -> String {
 /// Synapse retries a 413 forever, so the limit must fit any transaction it
 /// can send (100 events of up to 64 KiB, plus ephemeral data).
 const MIN_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The URL schemes `database.url` may have: SQLite's, then PostgreSQL's two.
+pub const DATABASE_URL_SCHEMES: [&str; 3] = ["sqlite:", "postgres://", "postgresql://"];
+
+/// The most days `!stats --days` and a scheduled summary may cover.
+pub const MAX_STATS_DAYS: u32 = 365;
+
+/// Hides the password in a database URL before it is logged or shown: in
+/// the user-info part, and in a `password=` query parameter (libpq's form).
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<a database URL that does not parse>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let has_secret_query = parsed.query_pairs().any(|(key, _)| is_secret_key(&key));
+    if has_secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret_key(&key) { "***".to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    matches!(key.to_ascii_lowercase().as_str(), "password" | "pass" | "sslpassword")
+}
+
 fn default_log_level() -> String {
     "info".to_owned()
-}
-
-/// Which database backend a URL selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Self::Postgres)
-        } else {
-            None
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
 }
 
 impl Config {
@@ -650,7 +655,7 @@ impl Config {
             bail!("appservice.bot_localpart: {localpart:?} may only contain a-z, 0-9 and . _ = - / +");
         }
         self.bot_user_id().context("appservice.bot_localpart: not a valid user localpart")?;
-        if Backend::from_url(&self.database.url).is_none() {
+        if !DATABASE_URL_SCHEMES.iter().any(|scheme| self.database.url.starts_with(scheme)) {
             bail!("database.url: must start with sqlite: or postgres://");
         }
         if self.database.max_connections == Some(0) {
@@ -749,22 +754,18 @@ impl Config {
             if !(summary.room.starts_with('!') || summary.room.starts_with('#')) {
                 bail!("stats.summaries[{n}].room: must be a room ID (!…) or alias (#…), got {:?}", summary.room);
             }
-            let schedule = crate::stats::schedule::Schedule::parse(&summary.schedule)
+            let schedule = Schedule::parse(&summary.schedule)
                 .map_err(|e| anyhow::anyhow!("stats.summaries[{n}].schedule: {e}"))?;
             if !seen.insert((summary.room.clone(), schedule.key())) {
                 bail!("stats.summaries[{n}]: the same room and schedule as an earlier entry");
             }
-            if !(1..=crate::commands::MAX_STATS_DAYS).contains(&summary.days) {
-                bail!("stats.summaries[{n}].days: must be between 1 and {}", crate::commands::MAX_STATS_DAYS);
+            if !(1..=MAX_STATS_DAYS).contains(&summary.days) {
+                bail!("stats.summaries[{n}].days: must be between 1 and {}", MAX_STATS_DAYS);
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
         self.web.validate()
-    }
-
-    pub fn backend(&self) -> Backend {
-        Backend::from_url(&self.database.url).expect("validated")
     }
 
     pub fn bot_user_id(&self) -> anyhow::Result<OwnedUserId> {
@@ -784,7 +785,7 @@ pub struct ConfigArg {
 mod tests {
     use super::*;
 
-    pub(crate) const EXAMPLE: &str = include_str!("../config/example.yaml");
+    pub(crate) const EXAMPLE: &str = include_str!("../../config/example.yaml");
 
     fn example() -> Config {
         Config::parse(EXAMPLE).expect("example config parses")
@@ -796,11 +797,25 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
-        crate::registration::write_private(&path, EXAMPLE).unwrap();
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&path).unwrap();
+            file.write_all(EXAMPLE.as_bytes()).unwrap();
+        }
         assert_eq!(Config::exposure(&path), None, "mode 600");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let warning = Config::exposure(&path).unwrap();
         assert!(warning.contains("mode 644") && warning.contains("chmod 600"), "{warning}");
+    }
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+        let query = redact_url("postgres://u@h/db?sslmode=require&password=hunter2");
+        assert!(!query.contains("hunter2") && query.contains("password=***") && query.contains("sslmode"), "{query}");
+        assert!(!redact_url("postgres://u:p@[bad").contains(":p@"));
     }
 
     #[test]
@@ -812,7 +827,6 @@ mod tests {
         config.appservice.hs_token = "b".into();
         config.validate().unwrap();
         assert_eq!(config.bot_user_id().unwrap().as_str(), "@housekeep:example.org");
-        assert_eq!(config.backend(), Backend::Sqlite);
     }
 
     #[test]
