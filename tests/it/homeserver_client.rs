@@ -20,14 +20,25 @@ tests! {
     ],
 }
 
+/// When each request reached the homeserver.
+type Arrivals = Arc<std::sync::Mutex<Vec<Instant>>>;
+
 /// Serves `answers` in order on `GET /_matrix/client/v3/account/whoami`, then 200s.
 async fn homeserver(answers: Vec<(StatusCode, Value)>) -> (HomeserverClient, Arc<AtomicUsize>) {
+    let (client, calls, _) = homeserver_timed(answers).await;
+    (client, calls)
+}
+
+/// [`homeserver`], also keeping when each request arrived.
+async fn homeserver_timed(answers: Vec<(StatusCode, Value)>) -> (HomeserverClient, Arc<AtomicUsize>, Arrivals) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
+    let arrivals = Arrivals::default();
+    let (counter, arrived) = (calls.clone(), arrivals.clone());
     let answers = Arc::new(answers);
     let app = axum::Router::new().route(
         "/_matrix/client/v3/account/whoami",
         get(move || {
+            arrived.lock().unwrap().push(Instant::now());
             let n = counter.fetch_add(1, Ordering::SeqCst);
             let answers = answers.clone();
             async move {
@@ -45,16 +56,21 @@ async fn homeserver(answers: Vec<(StatusCode, Value)>) -> (HomeserverClient, Arc
         max_delay: Duration::from_millis(200),
         max_retries: Some(3),
     };
-    (HomeserverClient::new(url, "token".into()).unwrap().with_retry(policy), calls)
+    (HomeserverClient::new(url, "token".into()).unwrap().with_retry(policy), calls, arrivals)
 }
 
 async fn rate_limits_wait_for_retry_after_ms() {
     let limited = (StatusCode::TOO_MANY_REQUESTS, json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 400}));
-    let (client, calls) = homeserver(vec![limited.clone(), limited]).await;
-    let started = Instant::now();
+    let (client, calls, arrivals) = homeserver_timed(vec![limited.clone(), limited]).await;
     assert_eq!(client.whoami().await.unwrap().as_str(), "@housekeep:hs.example");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert!(started.elapsed() >= Duration::from_millis(800), "waited {:?}", started.elapsed());
+    // Each retry came at least retry_after_ms after the answer that asked
+    // for it (the backoff alone would be 50-200 ms), as the homeserver saw it.
+    let arrivals = arrivals.lock().unwrap().clone();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(400), "a retry came {gap:?} after a 429 asking for 400 ms");
+    }
 }
 
 async fn server_errors_are_retried_then_reported() {
