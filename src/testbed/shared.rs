@@ -27,7 +27,7 @@ use ruma::api::appservice::Namespace;
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
-use super::{Synapse, free_port, synapse, wait_healthy, write_tenant_config};
+use super::{Synapse, free_port, synapse, write_tenant_config};
 use crate::registration;
 
 /// Tenants one shared Synapse is started with. Registrations Synapse is
@@ -99,14 +99,12 @@ impl Shared {
         }
         let port = free_port()?;
         let registrations: Vec<&Path> = registrations.iter().map(PathBuf::as_path).collect();
-        let mut process = synapse::spawn(&dir, &registrations, port, "", true).await?;
-        // From here the launcher removes the folder when it exits.
+        // From here the launcher removes the folder when it exits (a
+        // Synapse that fails to start keeps it, for its log).
         let _ = folder.keep();
+        let process =
+            synapse::spawn(&dir, &registrations, port, "", true).await.context("the shared Synapse did not start")?;
         let url = format!("http://127.0.0.1:{port}");
-        let log = dir.join("homeserver.log");
-        wait_healthy(&mut process, &format!("{url}/health"), std::time::Duration::from_secs(90), "Synapse", &log)
-            .await
-            .context("the shared Synapse did not start")?;
         let free = tenants
             .into_iter()
             .map(|(prefix, config)| Tenant { prefix, config: config.replace(placeholder, &url) })

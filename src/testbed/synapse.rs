@@ -172,12 +172,10 @@ impl Synapse {
     }
 
     async fn start_with(dir: &Path, registrations: &[&Path], port: u16, extra: String) -> anyhow::Result<Self> {
-        let mut child = spawn(dir, registrations, port, &extra, false).await?;
-        let (url, log) = (format!("http://127.0.0.1:{port}"), dir.join("homeserver.log"));
-        wait_healthy(&mut child, &format!("{url}/health"), Duration::from_secs(90), "Synapse", &log).await?;
+        let child = spawn(dir, registrations, port, &extra, false).await?;
         Ok(Self {
             child: Some(child),
-            url,
+            url: format!("http://127.0.0.1:{port}"),
             server_name: "localhost".to_owned(),
             dir: dir.to_owned(),
             port,
@@ -231,7 +229,7 @@ impl Synapse {
 }
 
 /// Writes `homeserver.yaml` (and the launcher, log config and signing key)
-/// into `dir` and starts Synapse there; it answers on `port` once healthy.
+/// into `dir`, starts Synapse there and waits until it answers on `port`.
 /// `remove_dir_on_exit`: the launcher deletes `dir` when it exits with its
 /// parent (a shared Synapse, whose folder no test owns), unless a file
 /// `keep` was put there (see `shared::keep_logs`).
@@ -269,7 +267,10 @@ pub(super) async fn spawn(
     if remove_dir_on_exit {
         command.env("HOUSEKEEP_REMOVE_ON_EXIT", dir);
     }
-    command.spawn().context("cannot start Synapse")
+    let mut child = command.spawn().context("cannot start Synapse")?;
+    let (health, log) = (format!("http://127.0.0.1:{port}/health"), dir.join("homeserver.log"));
+    wait_healthy(&mut child, &health, Duration::from_secs(90), "Synapse", &log).await?;
+    Ok(child)
 }
 
 /// Puts a signing key at `key`: one generated once (`--generate-keys`, a
