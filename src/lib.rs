@@ -17,10 +17,14 @@
 //!   grammar, selection, plan, job kind and result text together.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
 //! - [`stats`]: phone-home reports and index activity, summarized with charts.
+//! - [`command`]: what one admin-room command is (the trait each command's
+//!   args implement, the context it runs with, what it returns), the
+//!   plan-and-reply of commands that act, and the runner's own commands
+//!   (status, jobs, audit).
 //! - [`jobs`]: the generic runner; knows no kind by name and no front-end.
 //! - [`notice`]: what people read, and the sink that delivers it.
 //! - [`grammar`]: the commands' shared grammar (parse pipeline, times,
-//!   rooms, links, help); `bot::commands` is the command tree.
+//!   rooms, links, help); `bot::commands` is the registry of commands.
 //! - [`homeserver`]: the Client-Server and Synapse admin client.
 //! - [`store`]: all SQL, both backends.
 //! - [`metrics`]: what `/metrics` shows.
@@ -34,6 +38,7 @@ pub mod appservice;
 pub mod backfill;
 pub mod bot;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod extract;
 #[cfg(test)]

@@ -43,8 +43,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Days summarized, up to today (UTC).
-        #[arg(long, default_value_t = housekeep::grammar::DEFAULT_STATS_DAYS,
-              value_parser = clap::value_parser!(u32).range(1..=i64::from(housekeep::grammar::MAX_STATS_DAYS)))]
+        #[arg(long, default_value_t = housekeep::stats::DEFAULT_STATS_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(housekeep::config::MAX_STATS_DAYS)))]
         days: u32,
         /// `text` for people, `json` for scripts (phone-home fields by their payload names).
         #[arg(long, value_enum, default_value_t = StatsFormat::Text)]

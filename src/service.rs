@@ -17,6 +17,7 @@ use crate::appservice::stats::StatsIngest;
 use crate::appservice::{AppState, BotLink, router, stats_router};
 use crate::backfill::{BackfillKind, BackfillSettings};
 use crate::bot::{Bot, RoomSink};
+use crate::command::Rules;
 use crate::config::Schedule;
 use crate::config::redact_url;
 use crate::config::{Config, LogFormat};
@@ -73,7 +74,7 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
         .register(BackfillKind { fetcher, settings });
     #[cfg(debug_assertions)]
     let builder =
-        builder.register(crate::jobs::testjob::TestJob::<false>).register(crate::jobs::testjob::TestJob::<true>);
+        builder.register(crate::command::testjob::TestJob::<false>).register(crate::command::testjob::TestJob::<true>);
     builder
 }
 
@@ -305,13 +306,15 @@ async fn start_workers(
         moderator_power_level: config.admin.moderator_power_level,
         allow_remote_moderators: config.admin.allow_remote_moderators,
         prefix: config.admin.command_prefix.clone(),
-        confirm_expiry: config.admin.confirm_expiry()?,
-        policy: ConfirmPolicy {
-            yes_limit: config.admin.confirm_threshold.into(),
-            two_person: config.admin.two_person_threshold.map(Into::into),
+        rules: Rules {
+            confirm_expiry: config.admin.confirm_expiry()?,
+            policy: ConfirmPolicy {
+                yes_limit: config.admin.confirm_threshold.into(),
+                two_person: config.admin.two_person_threshold.map(Into::into),
+            },
+            dashboard_url: config.web.public_url(),
         },
         inbox_wake: wakes.inbox,
-        dashboard_url: config.web.public_url(),
     });
     let scheduler = Scheduler {
         store: services.store.clone(),

@@ -1,8 +1,11 @@
 //! `!backfill`: read room history into the index.
 
+use crate::jobs::{ConfirmPolicy, PlanMode};
 use clap::{ArgGroup, Args, Subcommand};
 use ruma::OwnedRoomOrAliasId;
 
+use super::{BackfillKind, BackfillRequest};
+use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{RoomSelector, TimeSpec, args_via, parse_room};
 
 /// Shown at the end of `!help backfill`.
@@ -35,7 +38,14 @@ pub enum BackfillArgs {
     RetryFailed,
 }
 
+/// Read room history into the index, or show/retry backfill progress
+///
+/// Reads the history of one room, or of every room the homeserver knows
+/// (not only rooms the bot is in), newest first, and downloads and hashes
+/// every media it references. Read only: it starts at once, as a
+/// background job that moderation jobs never wait behind.
 #[derive(Args)]
+#[command(after_long_help = EXAMPLES)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(group(ArgGroup::new("scope").required(true).args(["room", "all"])))]
 struct BackfillCli {
@@ -79,6 +89,22 @@ impl TryFrom<BackfillCli> for BackfillArgs {
                 full: cli.full,
             }),
         })
+    }
+}
+
+impl AdminCommand for BackfillArgs {
+    const NAME: &'static str = "backfill";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        match self {
+            // Read only: starts at once, no confirmation.
+            BackfillArgs::Start(start) => {
+                let request = BackfillRequest::from_command(start, ctx.text());
+                ctx.plan::<BackfillKind>(Self::NAME, &request, PlanMode::Yes, ConfirmPolicy::NONE).await
+            }
+            BackfillArgs::Status => Ok(Executed::ok(super::status(ctx.services()).await?)),
+            BackfillArgs::RetryFailed => Ok(Executed::ok(super::retry_failed(ctx.services()).await?)),
+        }
     }
 }
 

@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::Bot;
-use super::audit::audit_for;
-use super::commands::{self, Command, Executed};
+use super::commands::Command;
 use crate::clock::now_ms;
+use crate::command::{Executed, audit_for, confirm};
 use crate::grammar::parse_command;
 use crate::homeserver::{HsError, RetryPolicy};
 use crate::notice::{Destination, Notice};
@@ -92,7 +92,7 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
     // A command the homeserver delivers long after it was sent (housekeep was
     // down) is not run blindly: the moderator may have moved on.
     let age_ms = now_ms().saturating_sub(item.origin_server_ts);
-    if age_ms > ctx.confirm_expiry.as_millis() as i64 && command.action_flags().is_some() {
+    if age_ms > ctx.rules.confirm_expiry.as_millis() as i64 && command.action_flags().is_some() {
         let reply = Notice::new().line(&format!(
             "Not run: this command reached housekeep {} after it was sent. Send it again if it is still wanted.",
             humantime::format_duration(std::time::Duration::from_secs((age_ms / 1000) as u64))
@@ -101,11 +101,11 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
         return Ok(Handled::new("stale", vec![audit_for(item, "command", Some(text), "stale: not run")]));
     }
 
-    let executed = match commands::execute(ctx, item, &command).await {
+    let executed = match command.run(&ctx.context(item)).await {
         Ok(executed) => executed,
         // A refusal by the homeserver (unknown alias, no rights, …) will not
         // change on retry: tell the moderator now.
-        Err(error) if is_permanent(&error) => Executed::failed(&command, &error),
+        Err(error) if is_permanent(&error) => Executed::failed(command.name(), &error),
         Err(error) => return Err(error),
     };
     let reply_event = ctx.reply(&item.room_id, &item.event_id, &reply_key, &executed.reply).await?;
@@ -138,7 +138,7 @@ async fn handle_reaction(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled>
         audit.job_id = Some(job.id);
         return Ok(Handled::new("refused", vec![audit]));
     }
-    let executed = commands::confirm(ctx, item, &job.id).await?;
+    let executed = confirm(&ctx.jobs, item, &job.id).await?;
     ctx.reply(&item.room_id, target, &format!("reply-{}", item.event_id), &executed.reply).await?;
     // A successful confirm is audited with the state change; a failed one here.
     let audit = match executed.outcome.as_str() {

@@ -8,13 +8,12 @@
 //! concurrently, marks each handled together with its audit entries, and
 //! survives a panic in any one of them.
 //!
-//! - `commands/`: the command tree (one registration line per command) and
-//!   the front-end's own commands (help, status, jobs, audit).
+//! - `commands/`: the registry, one line per command (the commands live
+//!   with what they work on; see `crate::command`), and `!help`.
 //! - `handle.rs`: one inbox item: authorize once, parse, execute, reply.
 //! - `auth.rs`: who is a moderator.
 //! - `sink.rs`: notices into rooms, as `m.notice` messages.
 
-mod audit;
 mod auth;
 pub mod commands;
 mod handle;
@@ -28,8 +27,10 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{ConfirmPolicy, Jobs, Services};
+use crate::command::{Context, Rules};
+use crate::jobs::{Jobs, Services};
 use crate::notice::{Destination, Notice, Sink};
+use crate::store::InboxItem;
 
 pub use sink::RoomSink;
 
@@ -42,17 +43,20 @@ pub struct Bot {
     pub moderator_power_level: Option<i64>,
     pub allow_remote_moderators: bool,
     pub prefix: String,
-    pub confirm_expiry: Duration,
-    pub policy: ConfirmPolicy,
+    /// What commands that act must go through, and where the dashboard is.
+    pub rules: Rules,
     /// Rung after a transaction queued inbox items.
     pub inbox_wake: Arc<Notify>,
-    /// The dashboard's URL, when it is on (`!dashboard` gives links to it).
-    pub dashboard_url: Option<url::Url>,
 }
 
 impl Bot {
     pub fn services(&self) -> &Services {
         self.jobs.services()
+    }
+
+    /// What a command in `item` runs with.
+    pub fn context<'a>(&'a self, item: &'a InboxItem) -> Context<'a> {
+        Context { jobs: &self.jobs, item, rules: &self.rules }
     }
 
     /// Replies to an event; `key` makes it idempotent across crashes.

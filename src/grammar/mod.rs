@@ -15,12 +15,10 @@
 
 mod links;
 mod parse;
-mod stats;
 pub mod time;
 
 pub use links::{normalize_matrix_link, percent_encode};
 pub use parse::{CommandError, CommandTree, help_text, parse_command, prepare_for_split, root_command, with_prefix};
-pub use stats::{DEFAULT_STATS_DAYS, EXAMPLES as STATS_EXAMPLES, MAX_STATS_DAYS, StatsArgs};
 pub use time::{TimeSpec, TimeSpecError};
 
 use clap::Args;

@@ -28,8 +28,6 @@ mod kind;
 mod locks;
 mod plan;
 mod runner;
-#[cfg(debug_assertions)]
-pub mod testjob;
 
 use std::collections::HashMap;
 use std::sync::Arc;

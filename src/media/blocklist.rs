@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 
 use crate::clock::now_ms;
+use crate::command::{AdminCommand, Context, Executed};
 use crate::config::BlocklistEntry;
 use crate::jobs::Services;
 use crate::metrics::BlocklistLabel;
@@ -30,8 +31,9 @@ Examples:
 /// Entries `!blocklist list` shows.
 const LISTED: i64 = 50;
 
-/// A parsed `!blocklist`.
+/// Block files by content hash: any download of one is quarantined at once
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(after_long_help = EXAMPLES)]
 pub struct BlocklistArgs {
     #[command(subcommand)]
     pub action: BlocklistAction,
@@ -73,77 +75,80 @@ pub async fn load_config(services: &Services, entries: &[BlocklistEntry]) -> any
     services.store.set_config_blocklist(&entries).await
 }
 
-/// Runs `!blocklist` for `actor`: the reply, an outcome word, and the audit entry of the change.
-pub async fn execute(
-    services: &Services,
-    actor: &str,
-    args: &BlocklistArgs,
-) -> anyhow::Result<(Notice, String, Option<AuditEntry>)> {
-    let store = &services.store;
-    let audit = |action: &str, sha256: &str, outcome: &str| AuditEntry {
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: Some(sha256.to_owned()),
-        outcome: outcome.to_owned(),
-        ..AuditEntry::default()
-    };
-    Ok(match &args.action {
-        BlocklistAction::Add { sha256, reason } => {
-            let entry = BlockedHash {
-                sha256: sha256.clone(),
-                reason: reason.clone(),
-                added_by: actor.to_owned(),
-                added_at: now_ms(),
-                source: "command".to_owned(),
-            };
-            store.block_hash(&entry).await?;
-            // Copies known already are taken down too, by the media worker's next round.
-            store.recheck_blocklist(sha256).await?;
-            services.media_wake.notify_one();
-            let known = store.media_count_with_hash(sha256).await?;
-            let mut notice = Notice::new().line(&format!(
-                "Blocked {sha256}: any media housekeep downloads with this content is quarantined at once."
-            ));
-            if known > 0 {
-                notice = notice.line(&format!(
-                    "{known} media with this hash are known already: they are being quarantined now \
-                     (announced here when done)."
+impl AdminCommand for BlocklistArgs {
+    const NAME: &'static str = "blocklist";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        let services = ctx.services();
+        let store = &services.store;
+        let actor = &ctx.item.sender;
+        let audit = |action: &str, sha256: &str, outcome: &str| AuditEntry {
+            target: Some(sha256.to_owned()),
+            ..ctx.audit(action, outcome)
+        };
+        Ok(match &self.action {
+            BlocklistAction::Add { sha256, reason } => {
+                let entry = BlockedHash {
+                    sha256: sha256.clone(),
+                    reason: reason.clone(),
+                    added_by: actor.to_owned(),
+                    added_at: now_ms(),
+                    source: "command".to_owned(),
+                };
+                store.block_hash(&entry).await?;
+                // Copies known already are taken down too, by the media worker's next round.
+                store.recheck_blocklist(sha256).await?;
+                services.media_wake.notify_one();
+                let known = store.media_count_with_hash(sha256).await?;
+                let mut notice = Notice::new().line(&format!(
+                    "Blocked {sha256}: any media housekeep downloads with this content is quarantined at once."
                 ));
+                if known > 0 {
+                    notice = notice.line(&format!(
+                        "{known} media with this hash are known already: they are being quarantined now \
+                         (announced here when done)."
+                    ));
+                }
+                Executed::with_outcome(notice, "blocked").audited(audit(
+                    "blocklist.add",
+                    sha256,
+                    reason.as_deref().unwrap_or("added"),
+                ))
             }
-            (notice, "blocked".to_owned(), Some(audit("blocklist.add", sha256, reason.as_deref().unwrap_or("added"))))
-        }
-        BlocklistAction::Remove { sha256 } => {
-            if store.unblock_hash(sha256).await? {
-                let notice = Notice::new().line(&format!(
-                    "Unblocked {sha256}. What was quarantined stays so; {}unquarantine hash {sha256} lifts that.",
-                    services.prefix
-                ));
-                (notice, "unblocked".to_owned(), Some(audit("blocklist.remove", sha256, "removed")))
-            } else {
-                (Notice::new().line(&format!("{sha256} is not on the blocklist.")), "not listed".to_owned(), None)
+            BlocklistAction::Remove { sha256 } => {
+                if store.unblock_hash(sha256).await? {
+                    let notice = Notice::new().line(&format!(
+                        "Unblocked {sha256}. What was quarantined stays so; {}unquarantine hash {sha256} lifts that.",
+                        services.prefix
+                    ));
+                    Executed::with_outcome(notice, "unblocked").audited(audit("blocklist.remove", sha256, "removed"))
+                } else {
+                    Executed::with_outcome(
+                        Notice::new().line(&format!("{sha256} is not on the blocklist.")),
+                        "not listed",
+                    )
+                }
             }
-        }
-        BlocklistAction::List => {
-            let entries = store.blocklist(LISTED).await?;
-            if entries.is_empty() {
-                return Ok((Notice::new().line("The blocklist is empty."), "ok".to_owned(), None));
-            }
-            let lines = entries.iter().map(|e| {
-                format!(
-                    "{} by {} ({}){}",
-                    e.sha256,
-                    e.added_by,
-                    e.source,
-                    e.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            BlocklistAction::List => {
+                let entries = store.blocklist(LISTED).await?;
+                if entries.is_empty() {
+                    return Ok(Executed::ok(Notice::new().line("The blocklist is empty.")));
+                }
+                let lines = entries.iter().map(|e| {
+                    format!(
+                        "{} by {} ({}){}",
+                        e.sha256,
+                        e.added_by,
+                        e.source,
+                        e.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                    )
+                });
+                Executed::ok(
+                    Notice::new().title(&format!("Blocked hashes, newest first ({})", entries.len())).list(lines),
                 )
-            });
-            (
-                Notice::new().title(&format!("Blocked hashes, newest first ({})", entries.len())).list(lines),
-                "ok".to_owned(),
-                None,
-            )
-        }
-    })
+            }
+        })
+    }
 }
 
 /// Media checked per round of [`enforce`].

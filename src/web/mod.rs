@@ -7,12 +7,14 @@
 //! build` makes all of it. Every response carries a CSP without inline
 //! scripts, and every query a page makes is bounded and indexed.
 
+mod command;
 mod layout;
 mod live;
 mod names;
 mod pages;
 mod sign_in;
 
+pub use command::{DashboardAction, DashboardArgs};
 pub use sign_in::{LINK_LIFETIME, issue_link, minutes};
 
 use std::sync::Arc;

@@ -1,13 +1,15 @@
-//! `!help [command [part]]`.
+//! `!help [command [part]]`: the registry's own command (it lists the others).
 
 use clap::Args;
 
-use super::{Command, Executed};
-use crate::bot::Bot;
+use super::Command;
+use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::help_text;
 use crate::notice::Notice;
 
-/// `!help [command [subcommand]]`.
+/// List the commands, or show the full help of one
+///
+/// The same help comes with --help after any command.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Args)]
 pub struct HelpArgs {
     /// The command to explain, e.g. purge (the prefix is optional)
@@ -29,9 +31,13 @@ impl HelpArgs {
     }
 }
 
-pub fn help(bot: &Bot, args: &HelpArgs) -> Executed {
-    match help_text::<Command>(&bot.prefix, args.topic().as_deref()) {
-        Ok(text) => Executed::ok(Notice::new().code(&text)),
-        Err(error) => Executed::with_outcome(Notice::new().line(&error.message), "unknown help topic"),
+impl AdminCommand for HelpArgs {
+    const NAME: &'static str = "help";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        Ok(match help_text::<Command>(ctx.prefix(), self.topic().as_deref()) {
+            Ok(text) => Executed::ok(Notice::new().code(&text)),
+            Err(error) => Executed::with_outcome(Notice::new().line(&error.message), "unknown help topic"),
+        })
     }
 }

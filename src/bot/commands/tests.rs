@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 
-use super::status::StatusArgs;
-use super::{AuditArgs, Command, HelpArgs};
+use super::{Command, HelpArgs};
+use crate::command::{AuditArgs, JobsArgs, StatusArgs};
 use crate::grammar::{RoomSelector, help_text, parse_command, prepare_for_split, root_command, with_prefix};
 use crate::moderation::purge::PurgeArgs;
 
@@ -50,7 +50,7 @@ fn not_a_command() {
 
 #[test]
 fn dashboard_gives_a_link_or_ends_every_session() {
-    use super::{DashboardAction, DashboardArgs};
+    use crate::web::{DashboardAction, DashboardArgs};
     assert_eq!(ok("!dashboard"), Command::Dashboard(DashboardArgs { action: None }));
     assert_eq!(
         ok("!dashboard logout-all"),
@@ -68,7 +68,7 @@ fn leading_whitespace_and_case() {
     assert_eq!(ok("!STATUS"), Command::Status(StatusArgs::default()));
     assert_eq!(ok("!status   "), Command::Status(StatusArgs::default()));
     assert_eq!(ok("!status --exact"), Command::Status(StatusArgs { exact: true }));
-    assert_eq!(ok("!Jobs"), Command::Jobs);
+    assert_eq!(ok("!Jobs"), Command::Jobs(JobsArgs {}));
     assert!(matches!(ok("!Purge !a:x.org --everything"), Command::Purge(_)));
 }
 
@@ -76,8 +76,8 @@ fn leading_whitespace_and_case() {
 fn other_prefixes() {
     assert_eq!(parse("hk:status", "hk:"), Some(Ok(Command::Status(StatusArgs::default()))));
     assert_eq!(parse("🧹status", "🧹"), Some(Ok(Command::Status(StatusArgs::default()))));
-    assert_eq!(parse(".jobs", "."), Some(Ok(Command::Jobs)));
-    assert_eq!(parse("jobs", ""), Some(Ok(Command::Jobs)));
+    assert_eq!(parse(".jobs", "."), Some(Ok(Command::Jobs(JobsArgs {}))));
+    assert_eq!(parse("jobs", ""), Some(Ok(Command::Jobs(JobsArgs {}))));
     assert_eq!(parse("hk:", "hk:"), None);
 }
 

@@ -4,6 +4,8 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, ValueEnum};
 use ruma::{OwnedEventId, OwnedRoomOrAliasId, OwnedUserId};
 
+use super::PurgeKind;
+use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{ActionFlags, RoomSelector, TimeSpec, args_via, parse_event, parse_room, parse_user, rule_error};
 
 /// Shown at the end of `!help purge`.
@@ -80,7 +82,15 @@ pub enum PurgeMediaAction {
     Quarantine,
 }
 
+/// Redact or delete events: in one room, or by sender/event across all rooms
+///
+/// Selects events from the index by room, time, sender and event ID. Shows
+/// a plan first; nothing happens until !confirm <job> (or a ✅ reaction
+/// on the plan), unless --yes is given. A purge is local only: other
+/// servers in the room may still have the events (they receive
+/// redactions, but nothing makes them drop their copies).
 #[derive(Args)]
+#[command(after_long_help = EXAMPLES)]
 #[command(group(ArgGroup::new("scope").required(true).args(["room", "all_rooms"])))]
 struct PurgeCli {
     /// The room: a room ID (!abc:example.org), an alias (#lobby:example.org) or a matrix.to link
@@ -205,6 +215,18 @@ fn check_window(after: Option<TimeSpec>, before: Option<TimeSpec>) -> Result<(),
         ));
     }
     Ok(())
+}
+
+impl AdminCommand for PurgeArgs {
+    const NAME: &'static str = "purge";
+
+    fn action_flags(&self) -> Option<&ActionFlags> {
+        Some(&self.flags)
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        ctx.plan_action::<PurgeKind>(Self::NAME, &self.flags, self).await
+    }
 }
 
 #[cfg(test)]

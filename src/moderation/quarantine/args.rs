@@ -3,6 +3,8 @@
 use clap::{Args, Subcommand};
 use ruma::{OwnedEventId, OwnedMxcUri, OwnedRoomOrAliasId, OwnedUserId};
 
+use super::{QuarantineKind, UnquarantineKind};
+use crate::command::{AdminCommand, Context, Executed};
 use crate::extract::mxc::parse_mxc;
 use crate::grammar::{ActionFlags, args_via, parse_event, parse_room, parse_user};
 
@@ -67,7 +69,16 @@ pub enum UnquarantineTarget {
     Hash(String),
 }
 
+/// Quarantine media: by mxc URI, or all media of a room, user, event or file hash
+///
+/// Quarantined media is no longer served by this homeserver. Only media
+/// that was shared (an attachment, image, sticker or avatar) is selected;
+/// media merely mentioned (an mxc URI pasted into a text) is counted and
+/// left out unless --include-mentions is given. Shows a plan first;
+/// nothing happens until !confirm <job> (or a ✅ reaction on the plan),
+/// unless --yes is given.
 #[derive(Args)]
+#[command(after_long_help = QUARANTINE_EXAMPLES)]
 struct QuarantineCli {
     #[command(subcommand)]
     target: QuarantineTargetCli,
@@ -115,7 +126,12 @@ enum QuarantineTargetCli {
     },
 }
 
+/// Lift a quarantine: by mxc URI, or all media of a room, user or file hash
+///
+/// Shows a plan first; nothing happens until !confirm <job> (or a ✅
+/// reaction on the plan), unless --yes is given.
 #[derive(Args)]
+#[command(after_long_help = UNQUARANTINE_EXAMPLES)]
 struct UnquarantineCli {
     #[command(subcommand)]
     target: UnquarantineTargetCli,
@@ -208,6 +224,30 @@ pub fn parse_sha256(s: &str) -> Result<String, String> {
         return Err(format!("a SHA-256 is 64 hexadecimal characters (0-9, a-f), {bad:?} is not one"));
     }
     Ok(s.to_ascii_lowercase())
+}
+
+impl AdminCommand for QuarantineArgs {
+    const NAME: &'static str = "quarantine";
+
+    fn action_flags(&self) -> Option<&ActionFlags> {
+        Some(&self.flags)
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        ctx.plan_action::<QuarantineKind>(Self::NAME, &self.flags, self).await
+    }
+}
+
+impl AdminCommand for UnquarantineArgs {
+    const NAME: &'static str = "unquarantine";
+
+    fn action_flags(&self) -> Option<&ActionFlags> {
+        Some(&self.flags)
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        ctx.plan_action::<UnquarantineKind>(Self::NAME, &self.flags, self).await
+    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 use clap::{Args, value_parser};
 use ruma::OwnedUserId;
 
-use super::Executed;
 use super::status::age;
-use crate::bot::Bot;
+use super::{AdminCommand, Context, Executed};
 use crate::clock::now_ms;
 use crate::notice::Notice;
 
@@ -14,7 +13,7 @@ pub const DEFAULT_AUDIT_LIMIT: u32 = 20;
 /// Largest `!audit --limit`.
 pub const MAX_AUDIT_LIMIT: u32 = 500;
 
-/// A parsed `!audit`.
+/// Show the audit log: who ran what, and how it went
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct AuditArgs {
     /// How many entries to show, newest first (1-500)
@@ -31,9 +30,17 @@ pub struct AuditArgs {
     pub actor: Option<OwnedUserId>,
 }
 
-pub async fn audit(bot: &Bot, args: &AuditArgs) -> anyhow::Result<Executed> {
+impl AdminCommand for AuditArgs {
+    const NAME: &'static str = "audit";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        audit(ctx, self).await
+    }
+}
+
+async fn audit(ctx: &Context<'_>, args: &AuditArgs) -> anyhow::Result<Executed> {
     let actor = args.actor.as_ref().map(|a| a.as_str());
-    let entries = bot.services().store.audit_entries(i64::from(args.limit), actor).await?;
+    let entries = ctx.services().store.audit_entries(i64::from(args.limit), actor).await?;
     if entries.is_empty() {
         return Ok(Executed::ok(Notice::new().line("The audit log has no matching entries.")));
     }

@@ -3,7 +3,10 @@
 use clap::{Args, Subcommand, value_parser};
 use ruma::OwnedRoomOrAliasId;
 
-use super::{args_via, parse_room};
+use super::summary::{Scope, Summary};
+use crate::clock::now_ms;
+use crate::command::{AdminCommand, Context, Executed};
+use crate::grammar::{args_via, parse_room};
 
 /// Shown at the end of `!help stats`.
 pub const EXAMPLES: &str = "\
@@ -26,7 +29,9 @@ pub struct StatsArgs {
     pub days: u32,
 }
 
+/// Summarize activity (events, senders, media) with a chart
 #[derive(Args)]
+#[command(after_long_help = EXAMPLES)]
 struct StatsCli {
     #[command(subcommand)]
     scope: Option<StatsScopeCli>,
@@ -63,10 +68,28 @@ impl TryFrom<StatsCli> for StatsArgs {
     }
 }
 
+impl AdminCommand for StatsArgs {
+    const NAME: &'static str = "stats";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        let services = ctx.services();
+        let scope = match &self.room {
+            None => Scope::Server,
+            Some(room) => Scope::Room {
+                room_id: services.homeserver.resolve_room(room.as_str()).await?.to_string(),
+                named: room.to_string(),
+            },
+        };
+        let summary = Summary::load(&services.store, scope, self.days, now_ms()).await?;
+        let (reply, image) = super::post::render(&summary, ctx.prefix()).await;
+        Ok(Executed { image, ..Executed::ok(reply) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_errors, ok};
     use super::*;
+    use crate::grammar::test_support::{assert_errors, ok};
 
     /// A one-command tree, as the chat front-end would make.
     #[derive(clap::Subcommand, Debug)]

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use super::Executed;
-use crate::bot::Bot;
+use super::{AdminCommand, Context, Executed};
 use crate::clock::now_ms;
 use crate::notice::Notice;
 
@@ -12,7 +11,10 @@ pub fn age(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs((ms.max(0) / 1000) as u64)).to_string()
 }
 
-/// `!status [--exact]`.
+/// Show the health of the index, backfill, jobs and the homeserver
+///
+/// Counts are the database's estimates (marked ≈), which take
+/// milliseconds at any size; --exact counts every row.
 #[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct StatusArgs {
     /// Count every row (the index, the media queue) instead of the database's
@@ -30,8 +32,16 @@ fn waiting(metrics: &crate::metrics::Metrics) -> String {
     waits.iter().map(|(what, why)| format!("{what}: {why}")).collect::<Vec<_>>().join("; ")
 }
 
-pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
-    let services = bot.services();
+impl AdminCommand for StatusArgs {
+    const NAME: &'static str = "status";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        status(ctx, self.exact).await
+    }
+}
+
+async fn status(ctx: &Context<'_>, exact: bool) -> anyhow::Result<Executed> {
+    let services = ctx.services();
     let store = &services.store;
     let index = if exact {
         let summary = store.summary().await?;
@@ -49,7 +59,10 @@ pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
         format!(
             "≈ {} events, ≈ {} media references to ≈ {} media; newest message on {newest} \
              (the database's estimates; {}status --exact counts)",
-            estimate.events, estimate.media_refs, estimate.media, bot.prefix
+            estimate.events,
+            estimate.media_refs,
+            estimate.media,
+            ctx.prefix()
         )
     };
     let counts = store.job_counts().await?;
@@ -65,19 +78,23 @@ pub async fn status(bot: &Bot, exact: bool) -> anyhow::Result<Executed> {
             job.state.as_str(),
             job.tally.as_ref().map_or(0, |t| t["rooms_done"].as_i64().unwrap_or(0)),
             job.total_count,
-            bot.prefix
+            ctx.prefix()
         ),
-        None => format!("none yet ({}backfill --all reads every room's history)", bot.prefix),
+        None => format!("none yet ({}backfill --all reads every room's history)", ctx.prefix()),
     };
     let media = if exact {
         let media: Vec<String> =
             store.fetch_state_counts(None).await?.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
         if media.is_empty() { "none yet".to_owned() } else { media.join(", ") }
     } else {
-        format!("{} abandoned ({}status --exact counts every state)", store.abandoned_media_count().await?, bot.prefix)
+        format!(
+            "{} abandoned ({}status --exact counts every state)",
+            store.abandoned_media_count().await?,
+            ctx.prefix()
+        )
     };
     let running: Vec<String> =
-        bot.jobs.running().into_iter().map(|(id, lane)| format!("{id} ({})", lane.as_str())).collect();
+        ctx.jobs.running().into_iter().map(|(id, lane)| format!("{id} ({})", lane.as_str())).collect();
     let (homeserver, admin) = match services.homeserver.whoami().await {
         Ok(user) => {
             let admin = match services.homeserver.is_server_admin(&user).await {

@@ -2,13 +2,12 @@
 
 use clap::Args;
 
-use super::Executed;
 use super::status::age;
-use crate::bot::Bot;
-use crate::bot::audit::audit_for;
+use super::{AdminCommand, Context, Executed, audit_for};
 use crate::clock::now_ms;
+use crate::jobs::Jobs;
 use crate::notice::Notice;
-use crate::store::{CancelOutcome, ConfirmError, InboxItem, Job, JobState};
+use crate::store::{AuditEntry, CancelOutcome, ConfirmError, InboxItem, Job, JobState};
 
 /// Items of each state shown by `!job`, and audited actions.
 const ITEMS_SHOWN: i64 = 100;
@@ -42,6 +41,63 @@ fn parse_job_id(s: &str) -> Result<String, String> {
     }
 }
 
+/// List recent and running jobs
+#[derive(Clone, Debug, Default, PartialEq, Eq, Args)]
+pub struct JobsArgs {}
+
+/// Show one job: its plan, progress and result
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub job: JobIdArg,
+}
+
+/// Run a planned job (same as a ✅ reaction on its plan)
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ConfirmArgs {
+    #[command(flatten)]
+    pub job: JobIdArg,
+}
+
+/// Cancel a planned or running job (a running one stops after its current batch)
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub job: JobIdArg,
+}
+
+impl AdminCommand for JobsArgs {
+    const NAME: &'static str = "jobs";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        jobs(ctx).await
+    }
+}
+
+impl AdminCommand for JobArgs {
+    const NAME: &'static str = "job";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        job(ctx, &self.job.id).await
+    }
+}
+
+impl AdminCommand for ConfirmArgs {
+    const NAME: &'static str = "confirm";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        confirm(ctx.jobs, ctx.item, &self.job.id).await
+    }
+}
+
+impl AdminCommand for CancelArgs {
+    const NAME: &'static str = "cancel";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        cancel(ctx, &self.job.id).await
+    }
+}
+
 fn job_line(job: &Job) -> String {
     format!(
         "{} {} [{}] {}/{} done{} by {} {} ago: {}",
@@ -57,16 +113,16 @@ fn job_line(job: &Job) -> String {
     )
 }
 
-pub async fn jobs(bot: &Bot) -> anyhow::Result<Executed> {
-    let jobs = bot.services().store.recent_jobs(20).await?;
+async fn jobs(ctx: &Context<'_>) -> anyhow::Result<Executed> {
+    let jobs = ctx.services().store.recent_jobs(20).await?;
     if jobs.is_empty() {
         return Ok(Executed::ok(Notice::new().line("No jobs yet.")));
     }
     Ok(Executed::ok(Notice::new().title(&format!("{} most recent jobs", jobs.len())).list(jobs.iter().map(job_line))))
 }
 
-pub async fn job(bot: &Bot, id: &str) -> anyhow::Result<Executed> {
-    let store = &bot.services().store;
+async fn job(ctx: &Context<'_>, id: &str) -> anyhow::Result<Executed> {
+    let store = &ctx.services().store;
     let Some(job) = store.job(id).await? else {
         return Ok(Executed::with_outcome(Notice::new().line(&format!("No job {id}.")), "not found"));
     };
@@ -105,12 +161,13 @@ pub async fn job(bot: &Bot, id: &str) -> anyhow::Result<Executed> {
     Ok(Executed::ok(reply))
 }
 
-pub async fn confirm(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result<Executed> {
+/// Confirms a planned job for the sender of `item` (a `!confirm` or a ✅).
+pub async fn confirm(jobs: &Jobs, item: &InboxItem, job_id: &str) -> anyhow::Result<Executed> {
     let mut audit = audit_for(item, "confirm", None, "confirmed");
     audit.job_id = Some(job_id.to_owned());
-    Ok(match bot.services().store.confirm_job(job_id, &item.sender, &audit).await? {
+    Ok(match jobs.services().store.confirm_job(job_id, &item.sender, &audit).await? {
         Ok(job) => {
-            bot.jobs.wake();
+            jobs.wake();
             Executed::with_outcome(
                 Notice::new().line(&format!("Job {} confirmed by {}; running.", job.id, item.sender)),
                 "confirmed",
@@ -126,8 +183,8 @@ pub async fn confirm(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Resul
     })
 }
 
-pub async fn cancel(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result<Executed> {
-    let (text, outcome) = match bot.jobs.cancel(job_id).await? {
+async fn cancel(ctx: &Context<'_>, job_id: &str) -> anyhow::Result<Executed> {
+    let (text, outcome) = match ctx.jobs.cancel(job_id).await? {
         CancelOutcome::Cancelled => (format!("Job {job_id} cancelled; it never ran."), "cancelled"),
         CancelOutcome::Stopping => (format!("Job {job_id} stops after its current batch."), "stopping"),
         CancelOutcome::AlreadyFinal(JobState::Planning) => (
@@ -139,11 +196,8 @@ pub async fn cancel(bot: &Bot, item: &InboxItem, job_id: &str) -> anyhow::Result
     };
     // Audited with the command, in the same transaction: once, even if the
     // command is handled again after a crash.
-    let mut audit = audit_for(item, "cancel", None, outcome);
-    audit.job_id = Some(job_id.to_owned());
-    let mut executed = Executed::with_outcome(Notice::new().line(&text), outcome);
-    executed.audit.push(audit);
-    Ok(executed)
+    let audit = AuditEntry { job_id: Some(job_id.to_owned()), ..ctx.audit("cancel", outcome) };
+    Ok(Executed::with_outcome(Notice::new().line(&text), outcome).audited(audit))
 }
 
 #[cfg(test)]
@@ -155,13 +209,18 @@ mod tests {
     #[test]
     fn jobs_job_confirm_cancel() {
         let id = |s: &str| JobIdArg { id: s.to_owned() };
-        assert_eq!(ok::<Command>("!jobs"), Command::Jobs);
-        assert_eq!(ok::<Command>("!job k3f9x2"), Command::Job(id("k3f9x2")));
-        assert_eq!(ok::<Command>("!confirm k3f9x2"), Command::Confirm(id("k3f9x2")));
-        assert_eq!(ok::<Command>("!cancel K3F9X2"), Command::Cancel(id("k3f9x2")), "job IDs are lowercased");
+        let job = |s: &str| Command::Job(JobArgs { job: id(s) });
+        assert_eq!(ok::<Command>("!jobs"), Command::Jobs(JobsArgs {}));
+        assert_eq!(ok::<Command>("!job k3f9x2"), job("k3f9x2"));
+        assert_eq!(ok::<Command>("!confirm k3f9x2"), Command::Confirm(ConfirmArgs { job: id("k3f9x2") }));
+        assert_eq!(
+            ok::<Command>("!cancel K3F9X2"),
+            Command::Cancel(CancelArgs { job: id("k3f9x2") }),
+            "job IDs are lowercased"
+        );
         let longest = "a".repeat(MAX_JOB_ID_LEN);
-        assert_eq!(ok::<Command>(&format!("!job {longest}")), Command::Job(id(&longest)));
-        assert_eq!(ok::<Command>("!job a_b-9"), Command::Job(id("a_b-9")));
+        assert_eq!(ok::<Command>(&format!("!job {longest}")), job(&longest));
+        assert_eq!(ok::<Command>("!job a_b-9"), job("a_b-9"));
     }
 
     #[test]

@@ -3,12 +3,14 @@
 
 use clap::Subcommand;
 
-use super::Executed;
-use crate::bot::Bot;
+use crate::command::{AdminCommand, Context, Executed};
 use crate::notice::Notice;
-use crate::store::InboxItem;
 
-/// `!dashboard [logout-all]`.
+/// Sign in to the web dashboard: the bot answers with a one-time link
+///
+/// The link signs in the moderator who asked, once, within five
+/// minutes; opening it shows a button, so a link preview cannot use it
+/// up. `logout-all` ends every dashboard session and voids unused links.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct DashboardArgs {
     #[command(subcommand)]
@@ -21,9 +23,18 @@ pub enum DashboardAction {
     LogoutAll,
 }
 
-pub async fn dashboard(bot: &Bot, item: &InboxItem, args: &DashboardArgs) -> anyhow::Result<Executed> {
-    let store = &bot.services().store;
-    let Some(public_url) = &bot.dashboard_url else {
+impl AdminCommand for DashboardArgs {
+    const NAME: &'static str = "dashboard";
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        dashboard(ctx, self).await
+    }
+}
+
+async fn dashboard(ctx: &Context<'_>, args: &DashboardArgs) -> anyhow::Result<Executed> {
+    let store = &ctx.services().store;
+    let item = ctx.item;
+    let Some(public_url) = &ctx.rules.dashboard_url else {
         let reply = Notice::new()
             .line("The dashboard is off: set web.hostname and web.port in housekeep's config (and web.public_url behind a proxy), then restart.");
         return Ok(Executed::with_outcome(reply, "dashboard off"));
@@ -37,8 +48,8 @@ pub async fn dashboard(bot: &Bot, item: &InboxItem, args: &DashboardArgs) -> any
             Ok(Executed::with_outcome(reply, format!("ended {ended} sessions")))
         }
         None => {
-            let link = crate::web::issue_link(store, public_url, &item.sender).await?;
-            let minutes = crate::web::minutes(crate::web::LINK_LIFETIME);
+            let link = super::issue_link(store, public_url, &item.sender).await?;
+            let minutes = super::minutes(super::LINK_LIFETIME);
             let reply = Notice::new()
                 .line(&format!("Sign-in link for {} (works once, for {minutes}):", item.sender))
                 .line(link.as_str());

@@ -8,13 +8,16 @@ use async_trait::async_trait;
 use clap::{Args, value_parser};
 use serde::{Deserialize, Serialize};
 
-use super::{Batch, Kind, Lane, NoTally, PlanContext, Planned, RunContext, Size, TypedJob};
+use super::{AdminCommand, Context, Executed};
 use crate::grammar::ActionFlags;
+use crate::jobs::{Batch, Kind, Lane, NoTally, PlanContext, Planned, RunContext, Size, TypedJob};
 use crate::notice::Notice;
 use crate::store::JobState;
 
-/// A parsed `!testjob`: counts through `items` in batches.
+// A parsed `!testjob` counts through `items` in batches. The doc comment is its help.
+/// Run a synthetic job, to exercise the job framework (debug builds only)
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(hide = true)]
 pub struct TestJobArgs {
     /// How many items the job processes (1-100000)
     #[arg(value_name = "ITEMS", value_parser = value_parser!(u32).range(1..=100_000))]
@@ -127,5 +130,21 @@ impl<const BACKGROUND: bool> Kind for TestJob<BACKGROUND> {
             .field("status", state.as_str())
             .field("done", &record.done_count.to_string())
             .field("failed", &record.failed_count.to_string()))
+    }
+}
+
+impl AdminCommand for TestJobArgs {
+    const NAME: &'static str = "testjob";
+
+    fn action_flags(&self) -> Option<&ActionFlags> {
+        Some(&self.flags)
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
+        if self.background {
+            ctx.plan_action::<TestJob<true>>(Self::NAME, &self.flags, self).await
+        } else {
+            ctx.plan_action::<TestJob<false>>(Self::NAME, &self.flags, self).await
+        }
     }
 }
