@@ -20,6 +20,11 @@ pub fn format_ms(ms: i64) -> String {
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// `2026-12-02` for a day number (days since 1970-01-01).
+pub fn date(day: i64) -> String {
+    format_ms(day.saturating_mul(DAY_MS)).get(..10).map(str::to_owned).unwrap_or_else(|| day.to_string())
+}
+
 /// The UTC day (days since 1970-01-01) of a timestamp; times before 1970
 /// count as day 0.
 pub fn utc_day(ms: i64) -> i64 {

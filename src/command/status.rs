@@ -55,7 +55,7 @@ async fn status(ctx: &Context<'_>, exact: bool) -> anyhow::Result<Executed> {
         )
     } else {
         let estimate = store.summary_estimate().await?;
-        let newest = estimate.newest_activity_day.map_or("none yet".to_owned(), crate::stats::summary::date);
+        let newest = estimate.newest_activity_day.map_or("none yet".to_owned(), crate::clock::date);
         format!(
             "≈ {} events, ≈ {} media references to ≈ {} media; newest message on {newest} \
              (the database's estimates; {}status --exact counts)",

@@ -28,7 +28,7 @@ pub async fn render(summary: &Summary, prefix: &str) -> (Notice, Option<Image>) 
             png: chart.png,
             width: chart.width,
             height: chart.height,
-            name: format!("housekeep-stats-{}.png", super::summary::date(summary.last_day)),
+            name: format!("housekeep-stats-{}.png", crate::clock::date(summary.last_day)),
         }),
         Ok(Err(error)) => {
             tracing::warn!(error = format!("{error:#}"), "cannot draw the stats chart; posting the text alone");

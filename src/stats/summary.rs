@@ -12,7 +12,7 @@ use crate::clock::format_ms;
 use crate::notice::Notice;
 use crate::store::{DayActivity, ModerationTotals, Store, TopBy};
 
-use crate::clock::DAY_MS;
+use crate::clock::{DAY_MS, date};
 /// Rooms and senders listed by volume.
 const TOP: i64 = 5;
 /// Homeservers shown (those that reported most): anyone with the secret can
@@ -443,11 +443,6 @@ fn means(server: &ServerStats) -> Value {
 
 fn listing(list: &[(String, i64)]) -> String {
     list.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `2026-12-02` for a day number.
-pub fn date(day: i64) -> String {
-    format_ms(day.saturating_mul(DAY_MS)).get(..10).map(str::to_owned).unwrap_or_else(|| day.to_string())
 }
 
 /// `12-02` for a day number.

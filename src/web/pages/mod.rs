@@ -14,11 +14,12 @@ use serde::Deserialize;
 use super::Shared;
 use super::layout::{SignedIn, layout, or_error_page};
 
+use crate::clock::date;
 use crate::clock::{format_ms, now_ms};
 use crate::grammar::TimeSpec;
 use crate::grammar::percent_encode as urlencode;
 use crate::stats::chart::{ChartSpec, Series, Shape, render_svg};
-use crate::stats::summary::{Scope, ServerStats, Summary, bytes, date};
+use crate::stats::summary::{Scope, ServerStats, Summary, bytes};
 use crate::store::{AuditFilter, JobState, TopBy};
 
 mod audit;
