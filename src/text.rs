@@ -47,6 +47,16 @@ pub fn shown(s: &str, max_chars: usize) -> String {
     shown
 }
 
+/// How much of a stranger's text one line of a list or one table cell
+/// shows (a command, its target, an outcome, a report's server context).
+pub const LINE_CHARS: usize = 300;
+
+/// [`shown`] at [`LINE_CHARS`]: one line, whatever its text holds (line
+/// breaks, escape sequences and direction overrides cannot forge others).
+pub fn line(s: &str) -> String {
+    shown(s, LINE_CHARS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ use super::status::age;
 use super::{AdminCommand, Context, Executed};
 use crate::clock::now_ms;
 use crate::notice::Notice;
+use crate::store::AuditRecord;
+use crate::text;
 
 /// Default of `!audit --limit`.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 20;
@@ -44,20 +46,26 @@ async fn audit(ctx: &Context<'_>, args: &AuditArgs) -> anyhow::Result<Executed> 
     if entries.is_empty() {
         return Ok(Executed::ok(Notice::new().line("The audit log has no matching entries.")));
     }
-    let lines = entries.iter().map(|r| {
-        let e = &r.entry;
-        let what = e.command.as_deref().or(e.target.as_deref()).unwrap_or("");
-        let job = e.job_id.as_deref().map(|j| format!(" job {j}")).unwrap_or_default();
-        format!(
-            "#{} {} ago {} {}{job} {what} → {}",
-            r.id,
-            age(now_ms().saturating_sub(r.ts)),
-            e.actor,
-            e.action,
-            e.outcome
-        )
-    });
+    let lines = entries.iter().map(|r| audit_line(r, now_ms()));
     Ok(Executed::ok(Notice::new().title(&format!("Audit log, newest first ({})", entries.len())).list(lines)))
+}
+
+/// One entry as a line of `!audit`. Commands, targets and outcomes hold
+/// what anyone in the admin room typed (a refused command is audited too):
+/// each is shown on one line, cut, with hiding characters made visible.
+fn audit_line(r: &AuditRecord, now: i64) -> String {
+    let e = &r.entry;
+    let what = e.command.as_deref().or(e.target.as_deref()).unwrap_or("");
+    let job = e.job_id.as_deref().map(|j| format!(" job {j}")).unwrap_or_default();
+    format!(
+        "#{} {} ago {} {}{job} {} → {}",
+        r.id,
+        age(now.saturating_sub(r.ts)),
+        e.actor,
+        e.action,
+        text::line(what),
+        text::line(&e.outcome)
+    )
 }
 
 #[cfg(test)]
@@ -84,6 +92,28 @@ mod tests {
             audit("!audit --actor https://matrix.to/#/@alice:example.org --limit 5"),
             AuditArgs { limit: 5, actor: Some(alice) }
         );
+    }
+
+    /// A refused command from anyone in the admin room is audited as typed:
+    /// its line breaks and direction overrides must not forge entries.
+    #[test]
+    fn strangers_text_stays_on_its_own_line() {
+        let forged = "!status\n#999 1s ago @admin:example.org confirm job abc → confirmed\u{202e}dekcolb";
+        let record = AuditRecord {
+            id: 7,
+            ts: 1_000,
+            entry: crate::store::AuditEntry {
+                actor: "@mallory:example.org".to_owned(),
+                action: "refused".to_owned(),
+                command: Some(format!("{forged}{}", "x".repeat(5_000))),
+                outcome: "not a moderator\u{1b}[2J".to_owned(),
+                ..Default::default()
+            },
+        };
+        let line = audit_line(&record, 61_000);
+        assert!(!line.contains('\n') && !line.contains('\u{202e}') && !line.contains('\u{1b}'), "{line:?}");
+        assert!(line.starts_with("#7 1m ago @mallory:example.org refused !status\u{FFFD}#999"), "{line:?}");
+        assert!(line.chars().count() < 2 * text::LINE_CHARS, "cut: {} characters", line.chars().count());
     }
 
     #[test]

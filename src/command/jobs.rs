@@ -109,7 +109,7 @@ fn job_line(job: &Job) -> String {
         if job.failed_count > 0 { format!(", {} failed", job.failed_count) } else { String::new() },
         job.requested_by,
         age(now_ms().saturating_sub(job.created_at)),
-        job.command_text
+        crate::text::line(&job.command_text)
     )
 }
 
@@ -140,21 +140,22 @@ async fn job(ctx: &Context<'_>, id: &str) -> anyhow::Result<Executed> {
         reply = reply.field("totals", &tally.to_string());
     }
     if let Some(error) = &job.error {
-        reply = reply.field("error", error);
+        reply = reply.field("error", &crate::text::line(error));
     }
     for (state, count) in store.job_item_counts(id).await? {
         let items = store.job_items_in_state(id, state, ITEMS_SHOWN).await?;
         let more = if count > items.len() as i64 { format!(" (first {} shown)", items.len()) } else { String::new() };
-        reply = reply
-            .line(&format!("{count} {}{more}:", state.as_str()))
-            .list(items.iter().map(|i| format!("{} {}", i.key, i.detail.as_deref().unwrap_or(""))));
+        reply = reply.line(&format!("{count} {}{more}:", state.as_str())).list(items.iter().map(|i| {
+            format!("{} {}", crate::text::line(&i.key), crate::text::line(i.detail.as_deref().unwrap_or("")))
+        }));
     }
     let (actions, total) = store.job_audit(id, ACTIONS_SHOWN).await?;
     let shown: Vec<String> = actions
         .iter()
         .map(|a| {
             let e = &a.entry;
-            format!("{} {} {} → {}", e.action, e.target.as_deref().unwrap_or(""), e.actor, e.outcome)
+            let target = crate::text::line(e.target.as_deref().unwrap_or(""));
+            format!("{} {target} {} → {}", e.action, e.actor, crate::text::line(&e.outcome))
         })
         .collect();
     reply = reply.line(&format!("{total} audited actions (newest {} shown):", shown.len())).list(shown);

@@ -27,7 +27,7 @@ pub(in crate::web) async fn jobs(State(state): Shared, Extension(who): Extension
                             td.num { (job.failed_count) }
                             td.mono { (job.requested_by) }
                             td { (format_ms(job.created_at)) }
-                            td.mono { (job.command_text) }
+                            td.mono { (text::line(&job.command_text)) }
                         }
                     }
                 }
@@ -59,14 +59,14 @@ pub(in crate::web) async fn job(
                 (card("failed", &job.failed_count.to_string()))
                 (card("batches", &job.batches.to_string()))
             }
-            p { "Asked by " code { (job.requested_by) } " at " (format_ms(job.created_at)) ": " code { (job.command_text) } }
+            p { "Asked by " code { (job.requested_by) } " at " (format_ms(job.created_at)) ": " code { (text::line(&job.command_text)) } }
             @if let Some(by) = &job.confirmed_by { p { "Confirmed by " code { (by) } } }
-            @if let Some(error) = &job.error { p.state-failed { "Error: " (error) } }
+            @if let Some(error) = &job.error { p.state-failed { "Error: " (text::line(error)) } }
             h2 { "Items" }
             p { @for (s, n) in &counts { (n) " " (s.as_str()) "; " } }
             @if !failed.is_empty() {
                 table { tr { th { "failed item" } th { "why" } }
-                    @for item in &failed { tr { td.mono { (item.key) } td { (item.detail.as_deref().unwrap_or("")) } } } }
+                    @for item in &failed { tr { td.mono { (text::line(&item.key)) } td { (text::line(item.detail.as_deref().unwrap_or(""))) } } } }
             }
             h2 { "Plan" } pre { (pretty(&job.plan)) }
             @if let Some(result) = &job.result { h2 { "Result" } pre { (pretty(result)) } }

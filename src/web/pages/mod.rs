@@ -21,6 +21,7 @@ use crate::grammar::percent_encode as urlencode;
 use crate::stats::chart::{ChartSpec, Series, Shape, render_svg};
 use crate::stats::summary::{Scope, ServerStats, Summary, bytes};
 use crate::store::{AuditFilter, JobState, TopBy};
+use crate::text;
 
 mod audit;
 mod jobs;
@@ -125,11 +126,39 @@ fn audit_table(records: &[crate::store::AuditRecord]) -> Markup {
                     td { (format_ms(r.ts)) }
                     td.mono { (e.actor) }
                     td { (e.action) }
-                    td.mono { (e.target.as_deref().unwrap_or("")) @if let Some(job) = &e.job_id { " " a href=(format!("/jobs/{}", urlencode(job))) { (job) } } }
-                    td.mono { (e.command.as_deref().unwrap_or("")) }
-                    td { (e.outcome) }
+                    td.mono { (text::line(e.target.as_deref().unwrap_or(""))) @if let Some(job) = &e.job_id { " " a href=(format!("/jobs/{}", urlencode(job))) { (job) } } }
+                    td.mono { (text::line(e.command.as_deref().unwrap_or(""))) }
+                    td { (text::line(&e.outcome)) }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused command is audited as typed, by anyone in the admin room:
+    /// a direction override must not reorder the cells after it, and a
+    /// long one must not push the table off the page.
+    #[test]
+    fn strangers_text_in_the_audit_table_is_cut_and_cannot_reorder() {
+        let record = crate::store::AuditRecord {
+            id: 1,
+            ts: 0,
+            entry: crate::store::AuditEntry {
+                actor: "@mallory:example.org".to_owned(),
+                action: "refused".to_owned(),
+                command: Some(format!("!status \u{202e}detcader{}", "x".repeat(10_000))),
+                target: Some("\u{2066}!room:example.org".to_owned()),
+                outcome: "not a moderator\u{1b}[2J".to_owned(),
+                ..Default::default()
+            },
+        };
+        let html = audit_table(&[record]).into_string();
+        assert!(!html.contains(['\u{202e}', '\u{2066}', '\u{1b}']), "{html}");
+        assert!(html.contains("!status \u{FFFD}detcader"), "{html}");
+        assert!(html.len() < 3 * text::LINE_CHARS + 1_000, "cut: {} bytes", html.len());
     }
 }

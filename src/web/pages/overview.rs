@@ -131,8 +131,8 @@ pub(in crate::web) async fn overview(
                             @for s in &summary.servers {
                                 @let r = s.latest();
                                 tr {
-                                    td { a href=(format!("/?hs={}&days={}", urlencode(&s.homeserver), range.days())) { (s.homeserver) } }
-                                    td { (r.and_then(|r| r.text("server_context")).unwrap_or("–")) }
+                                    td { a href=(format!("/?hs={}&days={}", urlencode(&s.homeserver), range.days())) { (text::line(&s.homeserver)) } }
+                                    td { (text::line(r.and_then(|r| r.text("server_context")).unwrap_or("–"))) }
                                     td.num { (s.reports) }
                                     td.num { (number(r.and_then(|r| r.integer("total_users")))) }
                                     td.num { (number(r.and_then(|r| r.integer("daily_active_users")))) }
