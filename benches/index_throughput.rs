@@ -134,7 +134,10 @@ async fn through_http(backend: Backend, transactions: usize) -> anyhow::Result<(
     let state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:bench.example".try_into()?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router(state, 16 << 20, true)).await });
+    // Through the listener housekeep serves with (its limits and timeouts).
+    let (app, metrics) = (router(state.clone(), 16 << 20, true), state.metrics.clone());
+    let limits = housekeep::serve::Limits::DEFAULT;
+    tokio::spawn(housekeep::serve::serve(listener, app, limits, "appservice", metrics, std::future::pending()));
 
     let bodies: Vec<String> = transactions_of(WARMUP_TXNS + transactions)
         .into_iter()

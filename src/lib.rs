@@ -27,6 +27,7 @@
 //!   rooms, links, help); `bot::commands` is the registry of commands.
 //! - [`homeserver`]: the Client-Server and Synapse admin client.
 //! - [`store`]: all SQL, both backends.
+//! - [`serve`]: HTTP for strangers: timeouts and connection limits.
 //! - [`metrics`]: what `/metrics` shows.
 //! - [`extract`]: event JSON → index rows; pure.
 //! - [`clock`], [`config`], [`text`]: leaves (`config` imports nothing of
@@ -52,6 +53,7 @@ pub mod moderation;
 pub mod notice;
 pub mod redactions;
 pub mod registration;
+pub mod serve;
 pub mod service;
 pub mod stats;
 pub mod store;

@@ -37,6 +37,14 @@ pub struct OutcomeLabel {
     pub outcome: TxnOutcome,
 }
 
+/// Which listener closed a connection early, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// `appservice`, `stats` or `web`.
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
@@ -158,6 +166,7 @@ pub struct Metrics {
     pub blocklist: Family<BlocklistLabel, Counter>,
     pub backfill_rooms: Family<WalkLabel, Counter>,
     pub stats_reports: Family<StatsLabel, Counter>,
+    pub listener_closed: Family<ListenerLabel, Counter>,
     pub summaries_posted: Counter,
     pub backfill_events: Counter,
     pub backfill_pages: Counter,
@@ -261,6 +270,13 @@ impl Metrics {
         );
         let stats_reports = Family::<StatsLabel, Counter>::default();
         registry.register("stats_reports", "Phone-home reports received, by outcome", stats_reports.clone());
+        let listener_closed = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "listener_closed",
+            "Connections an HTTP listener closed early: slow_headers (no complete request head in time), \
+             too_many_from_one_address",
+            listener_closed.clone(),
+        );
         let summaries_posted = Counter::default();
         registry.register("stats_summaries_posted", "Scheduled stats summaries posted", summaries_posted.clone());
         let backfill_rooms = Family::<WalkLabel, Counter>::default();
@@ -285,6 +301,7 @@ impl Metrics {
             blocklist,
             backfill_rooms,
             stats_reports,
+            listener_closed,
             summaries_posted,
             backfill_events,
             backfill_pages,

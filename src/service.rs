@@ -2,7 +2,6 @@
 //! the homeserver client, the job runner with every job kind, the chat
 //! front-end as the runner's sink, the background workers and the listener.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
 use crate::notice::Destination;
+use crate::serve::{Limits, serve};
 use crate::stats::post::{Scheduled, Scheduler};
 use crate::store::Store;
 
@@ -150,14 +150,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {hostname}:{port} (stats.hostname/port)"))?;
         tracing::info!(address = %listener.local_addr()?, "stats report endpoint listening");
-        let app = stats_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-            if let Err(error) = served {
-                tracing::error!(%error, "the stats report listener stopped");
-            }
-        });
+        let app = stats_router(state.clone());
+        let stop = shutdown.clone().cancelled_owned();
+        tokio::spawn(serve(listener, app, Limits::DEFAULT, "stats", metrics.clone(), stop));
     }
     // The dashboard, when configured.
     if let (Some((hostname, port)), Some(public_url)) = (config.web.listen(), config.web.public_url()) {
@@ -173,19 +168,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.admin.room.clone(),
             config.admin.command_prefix.clone(),
         );
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = crate::web::serve(listener, web, shutdown).await {
-                tracing::error!(%error, "the dashboard listener stopped");
-            }
-        });
+        let stop = shutdown.clone().cancelled_owned();
+        tokio::spawn(serve(listener, crate::web::router(web), Limits::DEFAULT, "web", metrics.clone(), stop));
     }
     let own_stats_listener = config.stats.port.is_some();
-    let app = router(state, config.appservice.max_body_bytes, !own_stats_listener)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let mut serve = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(shutdown.clone())).into_future(),
-    );
+    let app = router(state, config.appservice.max_body_bytes, !own_stats_listener);
+    let stop = shutdown_signal(shutdown.clone());
+    let mut serve = tokio::spawn(serve(listener, app, Limits::DEFAULT, "appservice", metrics.clone(), stop));
     // The handshake needs the listener up: the homeserver's ping calls us back.
     let mut start = {
         let shutdown = shutdown.clone();
@@ -363,11 +352,8 @@ async fn start_workers(
     Ok(workers)
 }
 
-fn listener_ended(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    match served {
-        Ok(result) => result.context("appservice listener failed"),
-        Err(error) => Err(anyhow::anyhow!("appservice listener failed: {error}")),
-    }
+fn listener_ended(served: Result<(), tokio::task::JoinError>) -> anyhow::Result<()> {
+    served.map_err(|error| anyhow::anyhow!("appservice listener failed: {error}"))
 }
 
 /// The admin room's ID as far as it is known before asking the homeserver:

@@ -91,15 +91,6 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Serves the dashboard until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: WebState,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
-}
-
 type Shared = State<Arc<WebState>>;
 
 /// No inline scripts or styles, nothing from elsewhere, never framed, never cached.
@@ -192,6 +183,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sign_out_posted_from_another_site_ends_nothing() {
+        let public_url = "http://127.0.0.1:1/";
+        let (store, router) = dashboard(public_url).await;
+        let cookie = sign_in(&store, &router, public_url).await;
+        let session = cookie.split(';').next().unwrap().to_owned();
+        for site in [Some("cross-site"), Some("same-site"), None] {
+            let request = Request::post("/sign-out").header(header::COOKIE, &session);
+            let request = match site {
+                Some(site) => request.header("sec-fetch-site", site),
+                None => request,
+            };
+            let response = call(&router, request.body(Body::empty()).unwrap()).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{site:?}");
+            assert!(!response.headers().contains_key(header::SET_COOKIE));
+        }
+        let jobs = call(&router, get("/jobs", Some(&session))).await;
+        assert_eq!(jobs.status(), StatusCode::OK, "still signed in");
+    }
+
+    #[tokio::test]
     async fn every_page_and_the_event_stream_need_a_session_and_every_answer_has_the_safety_headers() {
         let (_store, router) = dashboard("http://127.0.0.1:1/").await;
         for path in ["/", "/rooms", "/rooms/!r:hs", "/media", "/jobs", "/jobs/x", "/audit", "/live"] {
@@ -215,6 +226,7 @@ mod tests {
             assert!(cookie.contains("; HttpOnly") && cookie.contains("; SameSite=Strict"), "{cookie}");
             assert!(cookie.contains("Max-Age=3600"), "the configured lifetime: {cookie}");
             assert_eq!(cookie.contains("; Secure"), secure, "{public_url}: {cookie}");
+            assert_eq!(cookie.starts_with("__Host-housekeep_session="), secure, "{public_url}: {cookie}");
             let session = cookie.split(';').next().unwrap();
             let jobs = call(&router, get("/jobs", Some(session))).await;
             assert_eq!(jobs.status(), StatusCode::OK);

@@ -26,7 +26,12 @@ use crate::store::{LinkUse, Store};
 
 /// How long a sign-in link works.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
-const COOKIE: &str = "housekeep_session";
+/// The session cookie's name; under https with the `__Host-` prefix, which
+/// browsers accept only from this origin, `Secure`, `Path=/` and without a
+/// `Domain`: a sibling subdomain cannot plant or shadow it.
+fn cookie_name(public_url: &Url) -> &'static str {
+    if public_url.scheme() == "https" { "__Host-housekeep_session" } else { "housekeep_session" }
+}
 
 /// 256 random bits, hex.
 fn new_token() -> String {
@@ -72,21 +77,33 @@ pub(super) async fn confirm_page(Query(form): Query<TokenForm>) -> Response {
     .into_response()
 }
 
-/// Whether a form was posted from another site (the browser says so in
-/// `Sec-Fetch-Site`): a hostile page must not sign a moderator in as someone
-/// else, nor out. Browsers without the header are let through; SameSite=Strict
-/// still keeps the session cookie from cross-site requests.
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes() == b"cross-site")
+/// Whether a form was posted by the dashboard's own pages: a hostile page
+/// (another site, or a sibling subdomain) must not sign a moderator in as
+/// someone else, nor out. Browsers say where a request comes from in
+/// `Sec-Fetch-Site` (`same-origin`, or `none` when typed or bookmarked);
+/// older ones send `Origin`, which must be `web.public_url`'s. A post with
+/// neither is refused: every browser of the last years sends one.
+fn from_this_origin(headers: &HeaderMap, public_url: &Url) -> bool {
+    match headers.get("sec-fetch-site") {
+        Some(site) => matches!(site.as_bytes(), b"same-origin" | b"none"),
+        None => headers
+            .get(header::ORIGIN)
+            .and_then(|origin| origin.to_str().ok())
+            .and_then(|origin| Url::parse(origin).ok())
+            .is_some_and(|origin| origin.origin() == public_url.origin()),
+    }
 }
 
 fn refused_cross_site() -> Response {
-    not_signed_in_page(StatusCode::FORBIDDEN, "This form was sent from another site; open the bot's link instead.")
+    not_signed_in_page(
+        StatusCode::FORBIDDEN,
+        "This form was not sent from the dashboard's own page; open the bot's link instead.",
+    )
 }
 
 /// Spends the link and starts a session.
 pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
-    if cross_site(&headers) {
+    if !from_this_origin(&headers, &state.public_url) {
         return refused_cross_site();
     }
     let session = new_token();
@@ -119,7 +136,10 @@ pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form)
 
 /// Ends this browser's session.
 pub(super) async fn sign_out(State(state): Shared, headers: HeaderMap) -> Response {
-    if let Some(token) = session_cookie(&headers)
+    if !from_this_origin(&headers, &state.public_url) {
+        return refused_cross_site();
+    }
+    if let Some(token) = session_cookie(&headers, &state.public_url)
         && let Err(error) = state.store.end_session(&token_hash(token)).await
     {
         return error_page(&error);
@@ -137,23 +157,25 @@ pub fn minutes(lifetime: Duration) -> String {
 
 fn cookie(state: &WebState, value: &str, max_age: u64) -> HeaderValue {
     let secure = if state.public_url.scheme() == "https" { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
+    let name = cookie_name(&state.public_url);
+    let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&cookie).expect("hex and ASCII")
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+fn session_cookie<'a>(headers: &'a HeaderMap, public_url: &Url) -> Option<&'a str> {
+    let name = cookie_name(public_url);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
         .filter(|token| !token.is_empty())
 }
 
 /// Lets a request through only with a live session.
 pub(super) async fn require_session(State(state): Shared, mut request: Request, next: Next) -> Response {
-    let Some(token) = session_cookie(request.headers()) else {
+    let Some(token) = session_cookie(request.headers(), &state.public_url) else {
         return not_signed_in(&state);
     };
     match state.store.session_user(&token_hash(token), now_ms()).await {
@@ -184,12 +206,55 @@ mod tests {
 
     #[test]
     fn the_session_cookie_is_found_among_others_and_empty_means_none() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; housekeep_session=abc; b=2"));
-        assert_eq!(session_cookie(&headers), Some("abc"));
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("housekeep_session_x=abc; housekeep_session="));
-        assert_eq!(session_cookie(&headers), None);
+        let plain = Url::parse("http://127.0.0.1:8080/").unwrap();
+        let https = Url::parse("https://hk.example.org/").unwrap();
+        let cookies = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_static(value));
+            headers
+        };
+        assert_eq!(session_cookie(&cookies("a=1; housekeep_session=abc; b=2"), &plain), Some("abc"));
+        assert_eq!(session_cookie(&cookies("housekeep_session_x=abc; housekeep_session="), &plain), None);
+        // Under https only the __Host- cookie counts: a sibling subdomain
+        // can set `housekeep_session` for the parent domain, not that one.
+        assert_eq!(session_cookie(&cookies("housekeep_session=planted"), &https), None);
+        assert_eq!(session_cookie(&cookies("__Host-housekeep_session=abc"), &https), Some("abc"));
+    }
+
+    /// Posts from another site, a sibling subdomain, another port, or with
+    /// nothing that says where they come from, are refused.
+    #[test]
+    fn only_posts_from_the_dashboards_own_origin_are_taken() {
+        let public_url = Url::parse("https://hk.example.org/").unwrap();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        let taken: &[&[(&str, &str)]] = &[
+            &[("sec-fetch-site", "same-origin")],
+            &[("sec-fetch-site", "none")],
+            &[("origin", "https://hk.example.org")],
+            &[("sec-fetch-site", "same-origin"), ("origin", "https://hk.example.org")],
+        ];
+        for pairs in taken {
+            assert!(from_this_origin(&headers(pairs), &public_url), "{pairs:?}");
+        }
+        let refused: &[&[(&str, &str)]] = &[
+            &[],
+            &[("sec-fetch-site", "cross-site")],
+            &[("sec-fetch-site", "same-site")],
+            &[("sec-fetch-site", "cross-site"), ("origin", "https://hk.example.org")],
+            &[("origin", "https://evil.example.org")],
+            &[("origin", "https://hk.example.org:8443")],
+            &[("origin", "http://hk.example.org")],
+            &[("origin", "null")],
+        ];
+        for pairs in refused {
+            assert!(!from_this_origin(&headers(pairs), &public_url), "{pairs:?}");
+        }
     }
 
     #[test]

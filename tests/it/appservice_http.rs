@@ -44,7 +44,17 @@ impl Server {
         let metrics = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, router(state, 256 * 1024, true)).await });
+        // Through the listener housekeep serves with (its limits and timeouts).
+        let app = router(state, 256 * 1024, true);
+        let limits = housekeep::serve::Limits::DEFAULT;
+        tokio::spawn(housekeep::serve::serve(
+            listener,
+            app,
+            limits,
+            "appservice",
+            metrics.clone(),
+            std::future::pending(),
+        ));
         Ok(Self { base, store, metrics, http: housekeep::testbed::http(), _dir: dir, database })
     }
 
