@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::sql::{json_array, json_list, values_placeholders};
+use super::sql::{in_json, json_array, values_placeholders};
 use super::{Backend, Source, Store};
 use crate::clock::utc_day;
 use crate::extract::Extracted;
@@ -51,8 +51,8 @@ const SELECT_SUMMARY: &str = "SELECT \
 /// The redactions waiting for events of a batch (`$1`, a JSON array of
 /// event IDs), oldest first.
 const SELECT_WAITING: &str = "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
-     WHERE target_id IN ";
-const DELETE_WAITING: &str = "DELETE FROM redactions_waiting WHERE target_id IN ";
+     WHERE ";
+const DELETE_WAITING: &str = "DELETE FROM redactions_waiting WHERE ";
 
 /// What one batch wrote (duplicates of rows already present are not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -438,7 +438,7 @@ async fn insert_rows_sqlite(
     }
 
     let ids: Vec<&str> = batch.iter().map(|extracted| extracted.event.event_id.as_str()).collect();
-    let sql = format!("{SELECT_WAITING}{} ORDER BY redacted_at", json_list(backend, 1));
+    let sql = format!("{SELECT_WAITING}{} ORDER BY redacted_at", in_json(backend, "target_id", 1));
     let waiting = sqlx::query_as(AssertSqlSafe(sql)).bind(json_array(&ids)).fetch_all(&mut *conn).await?;
     Ok((counts, waiting))
 }
@@ -502,7 +502,7 @@ async fn judge_late_targets(
     let mut targets: Vec<&str> = waiting.iter().map(|w| w.target_id.as_str()).collect();
     targets.sort_unstable();
     targets.dedup();
-    let sql = format!("{DELETE_WAITING}{}", json_list(backend, 1));
+    let sql = format!("{DELETE_WAITING}{}", in_json(backend, "target_id", 1));
     sqlx::query(AssertSqlSafe(sql)).bind(json_array(&targets)).execute(&mut *conn).await?;
     Ok((marked, queued))
 }

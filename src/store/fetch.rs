@@ -3,7 +3,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::sql::{Counted, json_array, json_list};
+use super::sql::{Counted, in_json, json_array};
 use super::{MediaId, Store};
 use crate::clock::now_ms;
 
@@ -28,7 +28,8 @@ const BLOCKED_UNCHECKED: &str = "SELECT m.server_name, m.media_id, m.sha256 AS d
      ORDER BY m.sha256, m.server_name, m.media_id LIMIT $1";
 const BLOCKLIST_CHECKED: &str = "UPDATE media SET blocklist_checked_at = $3 WHERE server_name = $1 AND media_id = $2";
 const BLOCKLIST_RECHECK: &str = "UPDATE media SET blocklist_checked_at = NULL WHERE sha256 = $1";
-const ABANDONED: &str = "SELECT server_name, media_id, last_error AS detail FROM media WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
+const ABANDONED: &str = "SELECT server_name, media_id, last_error AS detail FROM media \
+     WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
 const BLOCKLIST_ADD: &str = "INSERT INTO hash_blocklist (sha256, reason, added_by, added_at, source) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO UPDATE SET reason = $2, added_by = $3, added_at = $4, source = $5";
 /// The config file's entries never replace a moderator's: removing the hash
@@ -144,8 +145,8 @@ impl Store {
         let sql = format!(
             "SELECT DISTINCT m.server_name, m.media_id, m.fetch_failures AS failures FROM media_refs r \
              JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
-             WHERE r.event_id IN {} AND m.fetch_state IN ('queued', 'failed') AND m.next_attempt_at <= $2",
-            json_list(self.backend, 1)
+             WHERE {} AND m.fetch_state IN ('queued', 'failed') AND m.next_attempt_at <= $2",
+            in_json(self.backend, "r.event_id", 1)
         );
         for chunk in event_ids.chunks(500) {
             let query =

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use super::sql::{Counted, Sql, json_array, json_list};
+use super::sql::{Counted, Sql, in_json, json_array};
 use super::{Backend, MediaId, Store};
 
 /// What a purge selection holds, counted in SQL.
@@ -97,7 +97,7 @@ const SELECTED_EVENT_COLUMNS: &str = "SELECT event_id, room_id, sender, origin_s
 /// as a filter or ANDed with (room, ts) (it has no (room, sender, ts): every
 /// event written would pay for it, and a sender's events are few next to a
 /// room's).
-fn filter_events(sql: &mut Sql, filter: &EventFilter, state: bool) {
+fn where_clause(sql: &mut Sql, filter: &EventFilter, state: bool) {
     if let Some(room) = &filter.room_id {
         sql.and("room_id = ").bind(room.clone());
     }
@@ -107,9 +107,9 @@ fn filter_events(sql: &mut Sql, filter: &EventFilter, state: bool) {
     if let Some(after) = filter.after {
         sql.and("origin_server_ts > ").bind(after);
     }
-    for (condition, values) in [("sender IN ", &filter.senders), ("event_id IN ", &filter.event_ids)] {
+    for (column, values) in [("sender", &filter.senders), ("event_id", &filter.event_ids)] {
         if !values.is_empty() {
-            sql.and(condition).bind_list(values);
+            sql.and_in(column, values);
         }
     }
     sql.and(if state { "state_key IS NOT NULL" } else { "state_key IS NULL" });
@@ -121,7 +121,7 @@ fn filter_events(sql: &mut Sql, filter: &EventFilter, state: bool) {
 /// `head` followed by the filter's conditions.
 fn select_events(backend: Backend, head: &str, filter: &EventFilter, state: bool) -> Sql {
     let mut sql = Sql::new(backend, head);
-    filter_events(&mut sql, filter, state);
+    where_clause(&mut sql, filter, state);
     sql
 }
 
@@ -206,10 +206,15 @@ impl Store {
     pub async fn maybe_redacted(&self, event_ids: &[String]) -> anyhow::Result<HashSet<String>> {
         let mut found = HashSet::new();
         for chunk in event_ids.chunks(500) {
-            let ids = json_list(self.backend, 1);
             for sql in [
-                format!("SELECT event_id FROM events WHERE event_id IN {ids} AND redacted_at IS NOT NULL"),
-                format!("SELECT redacts FROM events WHERE redacts IN {ids} AND redacts IS NOT NULL"),
+                format!(
+                    "SELECT event_id FROM events WHERE {} AND redacted_at IS NOT NULL",
+                    in_json(self.backend, "event_id", 1)
+                ),
+                format!(
+                    "SELECT redacts FROM events WHERE {} AND redacts IS NOT NULL",
+                    in_json(self.backend, "redacts", 1)
+                ),
             ] {
                 let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(json_array(chunk));
                 found.extend(query.fetch_all(&self.pool).await?);
@@ -263,7 +268,7 @@ impl Store {
             let ids = json_array(chunk);
             let mut tx = self.pool.begin().await?;
             for table in ["media_refs", "events"] {
-                let sql = format!("DELETE FROM {table} WHERE event_id IN {}", json_list(self.backend, 1));
+                let sql = format!("DELETE FROM {table} WHERE {}", in_json(self.backend, "event_id", 1));
                 let deleted = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *tx).await?.rows_affected();
                 if table == "events" {
                     forgotten += deleted;
@@ -293,7 +298,7 @@ mod tests {
         assert_eq!(
             sql.text(),
             "SELECT 1 FROM events WHERE room_id = $1 AND origin_server_ts < $2 \
-             AND sender IN (SELECT json_array_elements_text($3::json)) AND state_key IS NULL \
+             AND sender = ANY(ARRAY(SELECT json_array_elements_text($3::json))) AND state_key IS NULL \
              AND type <> 'm.room.redaction' AND redacted_at IS NULL"
         );
         let sql = select_events(Backend::Sqlite, "SELECT 1 FROM events", &filter, true);

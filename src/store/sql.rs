@@ -1,8 +1,8 @@
 //! Statements whose text depends on what they select: [`Sql`] numbers the
 //! placeholders for the dialect and keeps the values in bind order, and
-//! a list of values is always one JSON-array parameter, so a query shape
-//! has one statement text (one prepared statement per connection)
-//! whatever the list's length.
+//! a list of values is always one JSON-array parameter ([`in_json`]), so a
+//! query shape has one statement text (one prepared statement per
+//! connection) whatever the list's length.
 
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments, AssertSqlSafe, Encode, Type};
@@ -47,14 +47,14 @@ impl Sql {
         self
     }
 
-    /// Appends `(SELECT …)`, the values of `values` as a table of text,
-    /// bound as one JSON array: for `column IN `. Compares with TEXT
-    /// columns (a BIGINT one needs a cast on PostgreSQL).
-    pub fn bind_list<S: AsRef<str>>(&mut self, values: &[S]) -> &mut Self {
+    /// Appends the condition that `column` is one of `values` ([`in_json`]).
+    pub fn and_in<S: AsRef<str>>(&mut self, column: &str, values: &[S]) -> &mut Self {
         let json = json_array(values);
         match self.backend {
-            Backend::Sqlite => self.push("(SELECT value FROM json_each(").bind(json).push("))"),
-            Backend::Postgres => self.push("(SELECT json_array_elements_text(").bind(json).push("::json))"),
+            Backend::Sqlite => self.and(column).push(" IN (SELECT value FROM json_each(").bind(json).push("))"),
+            Backend::Postgres => {
+                self.and(column).push(" = ANY(ARRAY(SELECT json_array_elements_text(").bind(json).push("::json)))")
+            }
         }
     }
 
@@ -109,19 +109,26 @@ impl From<Counted> for (String, i64) {
     }
 }
 
-/// `values` as a JSON array of strings: the parameter of [`json_list`].
+/// `values` as a JSON array of strings: the parameter of [`in_json`].
 pub(super) fn json_array<S: AsRef<str>>(values: &[S]) -> String {
     let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
     serde_json::to_string(&values).expect("strings serialize")
 }
 
-/// `IN (…)` of one JSON-array parameter `$n` (see [`Sql::bind_list`]), for
-/// statements written out whole: `$n` on both dialects, like their other
-/// placeholders.
-pub(super) fn json_list(backend: Backend, n: usize) -> String {
+/// The condition that the TEXT `column` is one of the strings in `$n`, a
+/// JSON array ([`json_array`]): one statement whatever the list's length.
+/// Written out for statements that use `$n` on both dialects; [`Sql::and_in`]
+/// numbers it itself.
+///
+/// PostgreSQL gets `= ANY(ARRAY(…))`: the array is computed once, before
+/// the scan, so the column's index serves it as it serves a list of
+/// literals. `IN (SELECT json_array_elements_text(…))` is planned as a
+/// join with a function the planner guesses returns 100 rows: a hash join
+/// over a whole room, or the whole table, for a sender's few events.
+pub(super) fn in_json(backend: Backend, column: &str, n: usize) -> String {
     match backend {
-        Backend::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
-        Backend::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
+        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+        Backend::Postgres => format!("{column} = ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))"),
     }
 }
 
@@ -166,18 +173,18 @@ mod tests {
         for (backend, expected) in [
             (
                 Backend::Postgres,
-                "SELECT x FROM t WHERE a = $1 AND b IN (SELECT json_array_elements_text($2::json)) AND c < $3",
+                "SELECT x FROM t WHERE a = $1 AND b = ANY(ARRAY(SELECT json_array_elements_text($2::json))) AND c < $3",
             ),
             (Backend::Sqlite, "SELECT x FROM t WHERE a = ? AND b IN (SELECT value FROM json_each(?)) AND c < ?"),
         ] {
             let mut sql = Sql::new(backend, "SELECT x FROM t");
             sql.and("a = ").bind("one".to_owned());
-            sql.and("b IN ").bind_list(&["x", "y", "z"]);
+            sql.and_in("b", &["x", "y", "z"]);
             sql.and("c < ").bind(3_i64);
             assert_eq!(sql.text(), expected);
         }
-        assert_eq!(json_list(Backend::Sqlite, 2), "(SELECT value FROM json_each($2))");
-        assert_eq!(json_list(Backend::Postgres, 1), "(SELECT json_array_elements_text($1::json))");
+        assert_eq!(in_json(Backend::Sqlite, "b", 2), "b IN (SELECT value FROM json_each($2))");
+        assert_eq!(in_json(Backend::Postgres, "b", 1), "b = ANY(ARRAY(SELECT json_array_elements_text($1::json)))");
     }
 
     #[test]

@@ -14,7 +14,7 @@ const CLAIM_TXN: &str = "INSERT INTO appservice_txns (txn_id, fingerprint, recei
 const SELECT_TXN_HASH: &str = "SELECT fingerprint FROM appservice_txns WHERE txn_id = $1";
 const TXN_EXISTS: &str = "SELECT COUNT(*) FROM appservice_txns WHERE txn_id = $1";
 /// Of the txn IDs `$1` (a JSON array), those that arrived.
-const SELECT_SEEN: &str = "SELECT txn_id FROM appservice_txns WHERE txn_id IN ";
+const SELECT_SEEN: &str = "SELECT txn_id FROM appservice_txns WHERE ";
 /// How far back a hole is looked for behind a new transaction.
 const GAP_WINDOW: u64 = 64;
 const UPDATE_TXN: &str =
@@ -105,7 +105,7 @@ impl Store {
             return Ok(None);
         }
         let earlier: Vec<String> = (n.saturating_sub(GAP_WINDOW).max(1)..n - 1).map(|id| id.to_string()).collect();
-        let sql = format!("{SELECT_SEEN}{}", super::sql::json_list(self.backend, 1));
+        let sql = format!("{SELECT_SEEN}{}", super::sql::in_json(self.backend, "txn_id", 1));
         let seen: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(super::sql::json_array(&earlier))
             .fetch_all(&self.pool)

@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::parse_json;
 use crate::store::Store;
-use crate::store::sql::{Counted, json_list, values_placeholders};
+use crate::store::sql::{Counted, in_json, json_array, values_placeholders};
 
 /// Items are deleted a chunk per statement: a million-item plan dropped in
 /// one statement would hold SQLite's write lock for seconds.
@@ -25,7 +25,7 @@ const SELECT_ITEMS: &str = "SELECT seq, item_key, item, state, detail FROM job_i
 const COUNT_ITEMS: &str =
     "SELECT state AS name, COUNT(*) AS n FROM job_items WHERE job_id = $1 GROUP BY state ORDER BY state";
 /// Of the keys `$2` (a JSON array), those the job `$1` lists.
-const SELECT_KEYS_AMONG: &str = "SELECT item_key FROM job_items WHERE job_id = $1 AND item_key IN ";
+const SELECT_KEYS_AMONG: &str = "SELECT item_key FROM job_items WHERE job_id = $1 AND ";
 /// Rows per multi-row item INSERT: 5 columns each, well under the bind limits.
 const ITEM_ROWS_PER_STATEMENT: usize = 400;
 
@@ -159,11 +159,10 @@ impl Store {
 
     /// Those of `keys` that are items of the job (by the `(job_id, item_key)` index).
     pub async fn job_item_keys_among(&self, id: &str, keys: &[String]) -> anyhow::Result<Vec<String>> {
-        let sql = format!("{SELECT_KEYS_AMONG}{}", json_list(self.backend, 2));
+        let sql = format!("{SELECT_KEYS_AMONG}{}", in_json(self.backend, "item_key", 2));
         let mut found = Vec::new();
         for chunk in keys.chunks(500) {
-            let query =
-                sqlx::query_scalar(AssertSqlSafe(sql.clone())).bind(id).bind(crate::store::sql::json_array(chunk));
+            let query = sqlx::query_scalar(AssertSqlSafe(sql.clone())).bind(id).bind(json_array(chunk));
             found.extend(query.fetch_all(&self.pool).await?);
         }
         Ok(found)
