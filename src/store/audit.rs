@@ -1,8 +1,9 @@
 //! The append-only audit log (the tables refuse UPDATE and DELETE).
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::Store;
+use super::sql::Sql;
 use crate::clock::now_ms;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
@@ -18,7 +19,7 @@ const SELECT_AUDIT_BY_JOB: &str = "SELECT id, ts, actor, room_id, event_id, job_
 const COUNT_AUDIT_BY_JOB: &str = "SELECT COUNT(*) FROM audit_log WHERE job_id = $1";
 
 /// One thing that happened, by whom, to what, and how it went.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub actor: String,
     pub room_id: Option<String>,
@@ -32,10 +33,11 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRecord {
     pub id: i64,
     pub ts: i64,
+    #[sqlx(flatten)]
     pub entry: AuditEntry,
 }
 
@@ -57,23 +59,6 @@ pub(super) async fn insert_audit(conn: &mut AnyConnection, entries: &[AuditEntry
     Ok(())
 }
 
-pub(super) fn record(row: &sqlx::any::AnyRow) -> anyhow::Result<AuditRecord> {
-    Ok(AuditRecord {
-        id: row.try_get(0)?,
-        ts: row.try_get(1)?,
-        entry: AuditEntry {
-            actor: row.try_get(2)?,
-            room_id: row.try_get(3)?,
-            event_id: row.try_get(4)?,
-            job_id: row.try_get(5)?,
-            action: row.try_get(6)?,
-            command: row.try_get(7)?,
-            target: row.try_get(8)?,
-            outcome: row.try_get(9)?,
-        },
-    })
-}
-
 impl Store {
     pub async fn audit(&self, entry: AuditEntry) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
@@ -82,18 +67,17 @@ impl Store {
 
     /// Newest first.
     pub async fn audit_entries(&self, limit: i64, actor: Option<&str>) -> anyhow::Result<Vec<AuditRecord>> {
-        let rows = match actor {
-            Some(actor) => sqlx::query(SELECT_AUDIT_BY_ACTOR).bind(limit).bind(actor).fetch_all(&self.pool).await?,
-            None => sqlx::query(SELECT_AUDIT).bind(limit).fetch_all(&self.pool).await?,
-        };
-        rows.iter().map(record).collect()
+        Ok(match actor {
+            Some(actor) => sqlx::query_as(SELECT_AUDIT_BY_ACTOR).bind(limit).bind(actor).fetch_all(&self.pool).await?,
+            None => sqlx::query_as(SELECT_AUDIT).bind(limit).fetch_all(&self.pool).await?,
+        })
     }
 
     /// The newest `limit` entries about a job, newest first, and how many there are in all.
     pub async fn job_audit(&self, job_id: &str, limit: i64) -> anyhow::Result<(Vec<AuditRecord>, i64)> {
-        let rows = sqlx::query(SELECT_AUDIT_BY_JOB).bind(job_id).bind(limit).fetch_all(&self.pool).await?;
-        let total = sqlx::query(COUNT_AUDIT_BY_JOB).bind(job_id).fetch_one(&self.pool).await?.try_get(0)?;
-        Ok((rows.iter().map(record).collect::<anyhow::Result<_>>()?, total))
+        let records = sqlx::query_as(SELECT_AUDIT_BY_JOB).bind(job_id).bind(limit).fetch_all(&self.pool).await?;
+        let total = sqlx::query_scalar(COUNT_AUDIT_BY_JOB).bind(job_id).fetch_one(&self.pool).await?;
+        Ok((records, total))
     }
 }
 
@@ -112,40 +96,20 @@ impl Store {
     /// One page of the audit log, newest first (the primary key, or the
     /// actor index when filtering by actor).
     pub async fn audit_page(&self, filter: &AuditFilter<'_>, limit: i64) -> anyhow::Result<Vec<AuditRecord>> {
-        let mut conditions = Vec::new();
-        let mut n = 1;
-        let mut next = |condition: &str| {
-            conditions.push(condition.replace('?', &format!("${n}")));
-            n += 1;
-        };
-        if filter.actor.is_some() {
-            next("actor = ?");
-        }
-        if filter.action.is_some() {
-            next("action = ?");
-        }
-        if filter.since.is_some() {
-            next("ts >= ?");
-        }
-        if filter.before_id.is_some() {
-            next("id < ?");
-        }
-        let filters = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_log {filters} ORDER BY id DESC LIMIT {}", limit.clamp(1, 500));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut sql = Sql::new(self.backend, &format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
         if let Some(actor) = filter.actor {
-            query = query.bind(actor);
+            sql.and("actor = ").bind(actor.to_owned());
         }
         if let Some(action) = filter.action {
-            query = query.bind(action);
+            sql.and("action = ").bind(action.to_owned());
         }
         if let Some(since) = filter.since {
-            query = query.bind(since);
+            sql.and("ts >= ").bind(since);
         }
         if let Some(before) = filter.before_id {
-            query = query.bind(before);
+            sql.and("id < ").bind(before);
         }
-        query.fetch_all(&self.pool).await?.iter().map(record).collect()
+        sql.push(" ORDER BY id DESC LIMIT ").bind(limit.clamp(1, 500));
+        Ok(sql.query_as().fetch_all(&self.pool).await?)
     }
 }

@@ -1,8 +1,6 @@
 //! What backfill needs to know about the index: where a room's history is
 //! already held, and which rooms were asked to be read again.
 
-use sqlx::Row;
-
 use super::Store;
 use crate::clock::now_ms;
 
@@ -17,13 +15,21 @@ const REQUESTS: &str =
 const DROP_REQUEST: &str = "DELETE FROM backfill_requests WHERE room_id = $1";
 const ANY_EVENT: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) e";
 
+/// A `backfill_requests` row.
+#[derive(sqlx::FromRow)]
+struct Request {
+    room_id: String,
+    reason: String,
+    requested_at: i64,
+}
+
 impl Store {
     /// Whether the index holds events that show where this room's history
     /// already is: its creation event (everything after it arrived too), or
     /// a completed backfill of it. Only then may a backfill stop at events
     /// it already holds; live events alone say nothing about older history.
     pub async fn room_history_is_indexed(&self, room_id: &str) -> anyhow::Result<bool> {
-        let create: i64 = sqlx::query(HAS_CREATE).bind(room_id).fetch_one(&self.pool).await?.try_get(0)?;
+        let create: i64 = sqlx::query_scalar(HAS_CREATE).bind(room_id).fetch_one(&self.pool).await?;
         if create > 0 {
             return Ok(true);
         }
@@ -45,8 +51,8 @@ impl Store {
 
     /// Rooms asked to be read again, oldest request first: `(room, reason, requested_at)`.
     pub async fn backfill_requests(&self, limit: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query(REQUESTS).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+        let rows: Vec<Request> = sqlx::query_as(REQUESTS).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|row| (row.room_id, row.reason, row.requested_at)).collect())
     }
 
     pub async fn drop_backfill_request(&self, room_id: &str) -> anyhow::Result<()> {
@@ -56,7 +62,7 @@ impl Store {
 
     /// Whether the index holds no event at all (a first start).
     pub async fn index_is_empty(&self) -> anyhow::Result<bool> {
-        let any: i64 = sqlx::query(ANY_EVENT).fetch_one(&self.pool).await?.try_get(0)?;
+        let any: i64 = sqlx::query_scalar(ANY_EVENT).fetch_one(&self.pool).await?;
         Ok(any == 0)
     }
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::Backend;
-use super::{Source, Store, list_placeholders, values_placeholders};
+use super::sql::{in_json, json_array, values_placeholders};
+use super::{Backend, Source, Store};
 use crate::clock::utc_day;
 use crate::extract::Extracted;
 
@@ -38,16 +38,21 @@ const WAIT_FOR_TARGET: &str = "INSERT INTO redactions_waiting (target_id, redact
      SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_id = $1) \
      ON CONFLICT (target_id, redaction_id) DO NOTHING";
 
-const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type, state_key, redacted_at, source \
-     FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
+const SELECT_ROOM_EVENTS: &str = "SELECT event_id, room_id, sender, origin_server_ts, type AS event_type, state_key, \
+     redacted_at, source FROM events WHERE room_id = $1 ORDER BY origin_server_ts, event_id";
 const SELECT_ROOM_MEDIA_REFS: &str = "SELECT server_name, media_id, room_id, event_id, sender, origin_server_ts, kind \
      FROM media_refs WHERE room_id = $1 ORDER BY origin_server_ts, event_id, kind, server_name, media_id";
 const SELECT_SUMMARY: &str = "SELECT \
-     (SELECT COUNT(*) FROM events), \
-     (SELECT COUNT(DISTINCT room_id) FROM events), \
-     (SELECT COUNT(*) FROM media_refs), \
-     (SELECT COUNT(*) FROM (SELECT DISTINCT server_name, media_id FROM media_refs) AS m), \
-     (SELECT MAX(origin_server_ts) FROM events)";
+     (SELECT COUNT(*) FROM events) AS events, \
+     (SELECT COUNT(DISTINCT room_id) FROM events) AS rooms, \
+     (SELECT COUNT(*) FROM media_refs) AS media_refs, \
+     (SELECT COUNT(*) FROM (SELECT DISTINCT server_name, media_id FROM media_refs) AS m) AS distinct_media, \
+     (SELECT MAX(origin_server_ts) FROM events) AS newest_event_ts";
+/// The redactions waiting for events of a batch (`$1`, a JSON array of
+/// event IDs), oldest first.
+const SELECT_WAITING: &str = "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
+     WHERE ";
+const DELETE_WAITING: &str = "DELETE FROM redactions_waiting WHERE ";
 
 /// What one batch wrote (duplicates of rows already present are not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +68,7 @@ pub struct IndexCounts {
 }
 
 /// An `events` row as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredEvent {
     pub event_id: String,
     pub room_id: String,
@@ -76,7 +81,7 @@ pub struct StoredEvent {
 }
 
 /// A `media_refs` row as stored.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
 pub struct StoredMediaRef {
     pub server_name: String,
     pub media_id: String,
@@ -88,7 +93,7 @@ pub struct StoredMediaRef {
 }
 
 /// The index's size as the database estimates it (see [`Store::summary_estimate`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct IndexEstimate {
     pub events: i64,
     pub media_refs: i64,
@@ -99,7 +104,7 @@ pub struct IndexEstimate {
 }
 
 /// Totals for `!status`, the demo and `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct IndexSummary {
     pub events: i64,
     pub rooms: i64,
@@ -244,17 +249,31 @@ const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
        INSERT INTO media (server_name, media_id, next_attempt_at) \
        SELECT DISTINCT n, m, $5::bigint FROM mr ORDER BY 1, 2 \
        ON CONFLICT (server_name, media_id) DO NOTHING RETURNING 1) \
-     SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM refs), (SELECT COUNT(*) FROM queued), \
+     SELECT (SELECT COUNT(*) FROM ins) AS events, (SELECT COUNT(*) FROM refs) AS media_refs, \
+       (SELECT COUNT(*) FROM queued) AS media_queued, \
        (SELECT json_agg(json_build_array(target_id, redaction_id, room_id, sender, redacted_at) \
-          ORDER BY redacted_at)::text FROM redactions_waiting WHERE target_id IN (SELECT i FROM ev))";
+          ORDER BY redacted_at)::text FROM redactions_waiting WHERE target_id IN (SELECT i FROM ev)) AS waiting";
 
-/// A redaction that arrived before the event it redacts.
+/// What [`INSERT_BATCH_POSTGRES`] answers.
+#[derive(sqlx::FromRow)]
+struct BatchWritten {
+    events: i64,
+    media_refs: i64,
+    media_queued: i64,
+    /// [`Waiting`] rows, a JSON array of arrays.
+    waiting: Option<String>,
+}
+
+/// A redaction that arrived before the event it redacts: a row of
+/// `redactions_waiting`, or (PostgreSQL) an array of its columns in order.
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct Waiting {
-    target: String,
-    redaction: String,
-    room: String,
-    redacter: String,
-    at: i64,
+    target_id: String,
+    redaction_id: String,
+    room_id: String,
+    /// Who redacted.
+    sender: String,
+    redacted_at: i64,
 }
 
 /// An `events` row as [`INSERT_BATCH_POSTGRES`] reads it (`$1`).
@@ -314,7 +333,7 @@ async fn insert_rows_postgres(
             })
         })
         .collect();
-    let row = sqlx::query(INSERT_BATCH_POSTGRES)
+    let written: BatchWritten = sqlx::query_as(INSERT_BATCH_POSTGRES)
         .bind(serde_json::to_string(&events)?)
         .bind(indexed_at)
         .bind(source.as_str())
@@ -322,15 +341,15 @@ async fn insert_rows_postgres(
         .bind(priority)
         .fetch_one(&mut *conn)
         .await?;
-    let count = |i: usize| row.try_get::<i64, _>(i).map(|n| n as u64);
-    let counts =
-        IndexCounts { events: count(0)?, media_refs: count(1)?, media_queued: count(2)?, ..Default::default() };
-    let waiting = match row.try_get::<Option<String>, _>(3)? {
+    let counts = IndexCounts {
+        events: written.events as u64,
+        media_refs: written.media_refs as u64,
+        media_queued: written.media_queued as u64,
+        ..Default::default()
+    };
+    let waiting = match written.waiting {
         None => Vec::new(),
-        Some(json) => serde_json::from_str::<Vec<(String, String, String, String, i64)>>(&json)?
-            .into_iter()
-            .map(|(target, redaction, room, redacter, at)| Waiting { target, redaction, room, redacter, at })
-            .collect(),
+        Some(json) => serde_json::from_str(&json)?,
     };
     Ok((counts, waiting))
 }
@@ -352,7 +371,7 @@ async fn insert_rows_sqlite(
             "{INSERT_EVENTS_HEAD}{} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             values_placeholders(backend, chunk.len(), EVENT_COLUMNS)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
         for Extracted { event, .. } in chunk {
             query = query
                 .bind(&event.event_id)
@@ -367,8 +386,7 @@ async fn insert_rows_sqlite(
         }
         // Only rows new to the index count towards the daily activity: a
         // transaction sent again, or backfill meeting live events, adds nothing.
-        let inserted: Vec<String> =
-            query.fetch_all(&mut *conn).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+        let inserted: Vec<String> = query.fetch_all(&mut *conn).await?;
         counts.events += inserted.len() as u64;
         // Once per row written, even if the batch carried the event twice.
         let by_id: HashMap<&str, &crate::extract::EventRow> =
@@ -419,27 +437,9 @@ async fn insert_rows_sqlite(
         counts.media_queued += query.execute(&mut *conn).await?.rows_affected();
     }
 
-    let mut waiting = Vec::new();
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT target_id, redaction_id, room_id, sender, redacted_at FROM redactions_waiting \
-             WHERE target_id IN ({}) ORDER BY redacted_at",
-            list_placeholders(backend, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for extracted in chunk {
-            query = query.bind(&extracted.event.event_id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            waiting.push(Waiting {
-                target: row.try_get(0)?,
-                redaction: row.try_get(1)?,
-                room: row.try_get(2)?,
-                redacter: row.try_get(3)?,
-                at: row.try_get(4)?,
-            });
-        }
-    }
+    let ids: Vec<&str> = batch.iter().map(|extracted| extracted.event.event_id.as_str()).collect();
+    let sql = format!("{SELECT_WAITING}{} ORDER BY redacted_at", in_json(backend, "target_id", 1));
+    let waiting = sqlx::query_as(AssertSqlSafe(sql)).bind(json_array(&ids)).fetch_all(&mut *conn).await?;
     Ok((counts, waiting))
 }
 
@@ -481,7 +481,9 @@ async fn judge_late_targets(
     }
     let events: HashMap<&str, &crate::extract::EventRow> =
         batch.iter().map(|e| (e.event.event_id.as_str(), &e.event)).collect();
-    for Waiting { target, redaction, room, redacter, at } in &waiting {
+    for Waiting { target_id: target, redaction_id: redaction, room_id: room, sender: redacter, redacted_at: at } in
+        &waiting
+    {
         // A redaction never crosses rooms.
         let Some(event) = events.get(target.as_str()).filter(|e| &e.room_id == room) else { continue };
         if redacter == &event.sender {
@@ -497,18 +499,11 @@ async fn judge_late_targets(
             queued += queue_check(conn, redaction, room, target, *at, redacter).await?;
         }
     }
-    let mut targets: Vec<&str> = waiting.iter().map(|w| w.target.as_str()).collect();
+    let mut targets: Vec<&str> = waiting.iter().map(|w| w.target_id.as_str()).collect();
     targets.sort_unstable();
     targets.dedup();
-    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
-        let sql =
-            format!("DELETE FROM redactions_waiting WHERE target_id IN ({})", list_placeholders(backend, chunk.len()));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for target in chunk {
-            query = query.bind(*target);
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let sql = format!("{DELETE_WAITING}{}", in_json(backend, "target_id", 1));
+    sqlx::query(AssertSqlSafe(sql)).bind(json_array(&targets)).execute(&mut *conn).await?;
     Ok((marked, queued))
 }
 
@@ -516,39 +511,12 @@ impl Store {
     /// Every indexed event of a room, oldest first. For tests and offline
     /// inspection; command paths use narrower indexed queries.
     pub async fn room_events(&self, room_id: &str) -> anyhow::Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(SELECT_ROOM_EVENTS).bind(room_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredEvent {
-                    event_id: row.try_get(0)?,
-                    room_id: row.try_get(1)?,
-                    sender: row.try_get(2)?,
-                    origin_server_ts: row.try_get(3)?,
-                    event_type: row.try_get(4)?,
-                    state_key: row.try_get(5)?,
-                    redacted_at: row.try_get(6)?,
-                    source: row.try_get(7)?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(SELECT_ROOM_EVENTS).bind(room_id).fetch_all(&self.pool).await?)
     }
 
     /// Every media reference made in a room.
     pub async fn room_media_refs(&self, room_id: &str) -> anyhow::Result<Vec<StoredMediaRef>> {
-        let rows = sqlx::query(SELECT_ROOM_MEDIA_REFS).bind(room_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredMediaRef {
-                    server_name: row.try_get(0)?,
-                    media_id: row.try_get(1)?,
-                    room_id: row.try_get(2)?,
-                    event_id: row.try_get(3)?,
-                    sender: row.try_get(4)?,
-                    origin_server_ts: row.try_get(5)?,
-                    kind: row.try_get(6)?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(SELECT_ROOM_MEDIA_REFS).bind(room_id).fetch_all(&self.pool).await?)
     }
 
     /// The index's size from the database's own bookkeeping, in
@@ -559,33 +527,23 @@ impl Store {
         let sql = match self.backend {
             Backend::Postgres => {
                 "SELECT \
-                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'events'), \
-                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media_refs'), \
-                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media'), \
-                 (SELECT MAX(day) FROM activity_daily)"
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'events') AS events, \
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media_refs') \
+                   AS media_refs, \
+                 (SELECT COALESCE(MAX(n_live_tup), 0) FROM pg_stat_user_tables WHERE relname = 'media') AS media, \
+                 (SELECT MAX(day) FROM activity_daily) AS newest_activity_day"
             }
             Backend::Sqlite => {
-                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM events), (SELECT COALESCE(MAX(rowid), 0) FROM media_refs), \
-                 (SELECT COALESCE(MAX(rowid), 0) FROM media), (SELECT MAX(day) FROM activity_daily)"
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM events) AS events, \
+                 (SELECT COALESCE(MAX(rowid), 0) FROM media_refs) AS media_refs, \
+                 (SELECT COALESCE(MAX(rowid), 0) FROM media) AS media, \
+                 (SELECT MAX(day) FROM activity_daily) AS newest_activity_day"
             }
         };
-        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
-        Ok(IndexEstimate {
-            events: row.try_get(0)?,
-            media_refs: row.try_get(1)?,
-            media: row.try_get(2)?,
-            newest_activity_day: row.try_get(3)?,
-        })
+        Ok(sqlx::query_as(sql).fetch_one(&self.pool).await?)
     }
 
     pub async fn summary(&self) -> anyhow::Result<IndexSummary> {
-        let row = sqlx::query(SELECT_SUMMARY).fetch_one(&self.pool).await?;
-        Ok(IndexSummary {
-            events: row.try_get(0)?,
-            rooms: row.try_get(1)?,
-            media_refs: row.try_get(2)?,
-            distinct_media: row.try_get(3)?,
-            newest_event_ts: row.try_get(4)?,
-        })
+        Ok(sqlx::query_as(SELECT_SUMMARY).fetch_one(&self.pool).await?)
     }
 }

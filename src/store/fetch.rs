@@ -1,12 +1,13 @@
 //! The media download queue (the `media` table's fetch state) and the hash
 //! blocklist.
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use super::{MediaId, Store, list_placeholders};
+use super::sql::{Counted, in_json, json_array};
+use super::{MediaId, Store};
 use crate::clock::now_ms;
 
-const DUE: &str = "SELECT server_name, media_id, fetch_failures FROM media \
+const DUE: &str = "SELECT server_name, media_id, fetch_failures AS failures FROM media \
      WHERE fetch_state IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2";
 const NEXT_DUE: &str = "SELECT MIN(next_attempt_at) FROM media WHERE fetch_state IN ('queued', 'failed')";
 const FETCHED: &str = "UPDATE media SET fetch_state = 'fetched', sha256 = $3, size = $4, mimetype = $5, \
@@ -16,18 +17,19 @@ const FAILED: &str = "UPDATE media SET fetch_failures = fetch_failures + 1, last
      WHERE server_name = $1 AND media_id = $2";
 const UNAVAILABLE: &str =
     "UPDATE media SET fetch_state = 'unavailable', last_error = $3 WHERE server_name = $1 AND media_id = $2";
-const STATE: &str = "SELECT fetch_state, fetch_failures FROM media WHERE server_name = $1 AND media_id = $2";
+const STATE: &str =
+    "SELECT fetch_state, fetch_failures AS failures FROM media WHERE server_name = $1 AND media_id = $2";
 const RETRY_FAILED: &str = "UPDATE media SET fetch_state = 'queued', fetch_failures = 0, next_attempt_at = 0 \
      WHERE fetch_state IN ('failed', 'abandoned')";
 /// Media with a blocked hash that the blocklist was not enforced on yet.
 /// Driven from the (small) blocklist through `media_sha256`.
-const BLOCKED_UNCHECKED: &str = "SELECT m.server_name, m.media_id, m.sha256 FROM hash_blocklist b \
+const BLOCKED_UNCHECKED: &str = "SELECT m.server_name, m.media_id, m.sha256 AS detail FROM hash_blocklist b \
      JOIN media m ON m.sha256 = b.sha256 WHERE m.quarantined_at IS NULL AND m.blocklist_checked_at IS NULL \
      ORDER BY m.sha256, m.server_name, m.media_id LIMIT $1";
 const BLOCKLIST_CHECKED: &str = "UPDATE media SET blocklist_checked_at = $3 WHERE server_name = $1 AND media_id = $2";
 const BLOCKLIST_RECHECK: &str = "UPDATE media SET blocklist_checked_at = NULL WHERE sha256 = $1";
-const ABANDONED: &str =
-    "SELECT server_name, media_id, last_error FROM media WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
+const ABANDONED: &str = "SELECT server_name, media_id, last_error AS detail FROM media \
+     WHERE fetch_state = 'abandoned' ORDER BY 1, 2 LIMIT $1";
 const BLOCKLIST_ADD: &str = "INSERT INTO hash_blocklist (sha256, reason, added_by, added_at, source) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO UPDATE SET reason = $2, added_by = $3, added_at = $4, source = $5";
 /// The config file's entries never replace a moderator's: removing the hash
@@ -75,9 +77,18 @@ impl FetchState {
     }
 }
 
+impl TryFrom<String> for FetchState {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> anyhow::Result<Self> {
+        Self::parse(&text)
+    }
+}
+
 /// A media due for download, and how often it failed before.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueMedia {
+    #[sqlx(flatten)]
     pub media: MediaId,
     pub failures: i64,
 }
@@ -91,7 +102,7 @@ pub struct Fetched {
 }
 
 /// A blocklisted hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BlockedHash {
     pub sha256: String,
     pub reason: Option<String>,
@@ -100,58 +111,47 @@ pub struct BlockedHash {
     pub source: String,
 }
 
-fn blocked(row: &sqlx::any::AnyRow) -> anyhow::Result<BlockedHash> {
-    Ok(BlockedHash {
-        sha256: row.try_get(0)?,
-        reason: row.try_get(1)?,
-        added_by: row.try_get(2)?,
-        added_at: row.try_get(3)?,
-        source: row.try_get(4)?,
-    })
+/// A media's place in the queue.
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    #[sqlx(try_from = "String")]
+    fetch_state: FetchState,
+    failures: i64,
+}
+
+/// A media and one more column of it (`AS detail`): its last error, its hash.
+#[derive(sqlx::FromRow)]
+struct MediaWith<T> {
+    #[sqlx(flatten)]
+    media: MediaId,
+    detail: T,
 }
 
 impl Store {
     /// Media due for download now, the longest-waiting first.
     pub async fn due_media(&self, limit: i64) -> anyhow::Result<Vec<DueMedia>> {
-        let rows = sqlx::query(DUE).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueMedia {
-                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
-                    failures: row.try_get(2)?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(DUE).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// When the next queued or failed media is due, if any is.
     pub async fn next_media_due(&self) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query(NEXT_DUE).fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query_scalar(NEXT_DUE).fetch_one(&self.pool).await?)
     }
 
     /// The media that the given events reference and that still wait for a
     /// download (queued, or failed and due again).
     pub async fn unfetched_media_of_events(&self, event_ids: &[String]) -> anyhow::Result<Vec<DueMedia>> {
         let mut due = Vec::new();
+        let sql = format!(
+            "SELECT DISTINCT m.server_name, m.media_id, m.fetch_failures AS failures FROM media_refs r \
+             JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
+             WHERE {} AND m.fetch_state IN ('queued', 'failed') AND m.next_attempt_at <= $2",
+            in_json(self.backend, "r.event_id", 1)
+        );
         for chunk in event_ids.chunks(500) {
-            // The event IDs, then "now".
-            let placeholders = list_placeholders(self.backend, chunk.len() + 1);
-            let (ids, now) = placeholders.rsplit_once(", ").expect("at least two placeholders");
-            let sql = format!(
-                "SELECT DISTINCT m.server_name, m.media_id, m.fetch_failures FROM media_refs r \
-                 JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
-                 WHERE r.event_id IN ({ids}) AND m.fetch_state IN ('queued', 'failed') AND m.next_attempt_at <= {now}"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.bind(now_ms()).fetch_all(&self.pool).await? {
-                due.push(DueMedia {
-                    media: MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
-                    failures: row.try_get(2)?,
-                });
-            }
+            let query =
+                sqlx::query_as::<_, DueMedia>(AssertSqlSafe(sql.clone())).bind(json_array(chunk)).bind(now_ms());
+            due.extend(query.fetch_all(&self.pool).await?);
         }
         due.sort_by(|a, b| a.media.cmp(&b.media));
         due.dedup_by(|a, b| a.media == b.media);
@@ -203,8 +203,9 @@ impl Store {
     }
 
     pub async fn fetch_state(&self, media: &MediaId) -> anyhow::Result<Option<(FetchState, i64)>> {
-        let row = sqlx::query(STATE).bind(&media.server_name).bind(&media.media_id).fetch_optional(&self.pool).await?;
-        row.map(|row| Ok((FetchState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).transpose()
+        let row: Option<StateRow> =
+            sqlx::query_as(STATE).bind(&media.server_name).bind(&media.media_id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|row| (row.fetch_state, row.failures)))
     }
 
     /// Queues every failed and abandoned download again, from scratch.
@@ -214,31 +215,30 @@ impl Store {
 
     /// How many downloads are abandoned (through `media_abandoned`).
     pub async fn abandoned_media_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM media WHERE fetch_state = 'abandoned'")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM media WHERE fetch_state = 'abandoned'")
             .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
+            .await?)
     }
 
     /// Abandoned downloads with their last error, at most `limit`.
     pub async fn abandoned_media(&self, limit: i64) -> anyhow::Result<Vec<(MediaId, Option<String>)>> {
-        let rows = sqlx::query(ABANDONED).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| Ok((MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? }, row.try_get(2)?)))
-            .collect()
+        let rows: Vec<MediaWith<Option<String>>> = sqlx::query_as(ABANDONED).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|row| (row.media, row.detail)).collect())
     }
 
     /// How many media are in each fetch state, over all, or referenced in one room.
     pub async fn fetch_state_counts(&self, room_id: Option<&str>) -> anyhow::Result<Vec<(FetchState, i64)>> {
         let rows = match room_id {
             None => {
-                sqlx::query("SELECT fetch_state, COUNT(*) FROM media GROUP BY fetch_state ORDER BY 1")
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query_as::<_, Counted>(
+                    "SELECT fetch_state AS name, COUNT(*) AS n FROM media GROUP BY fetch_state ORDER BY 1",
+                )
+                .fetch_all(&self.pool)
+                .await?
             }
             Some(room) => {
-                sqlx::query(
-                    "SELECT m.fetch_state, COUNT(*) FROM media m JOIN (SELECT DISTINCT server_name, media_id \
+                sqlx::query_as(
+                    "SELECT m.fetch_state AS name, COUNT(*) AS n FROM media m JOIN (SELECT DISTINCT server_name, media_id \
                      FROM media_refs WHERE room_id = $1) r ON r.server_name = m.server_name AND r.media_id = m.media_id \
                      GROUP BY m.fetch_state ORDER BY 1",
                 )
@@ -247,7 +247,7 @@ impl Store {
                 .await?
             }
         };
-        rows.iter().map(|row| Ok((FetchState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+        rows.into_iter().map(|row| Ok((FetchState::parse(&row.name)?, row.n))).collect()
     }
 
     /// Adds (or updates) a blocklisted hash.
@@ -269,13 +269,11 @@ impl Store {
     }
 
     pub async fn blocked_hash(&self, sha256: &str) -> anyhow::Result<Option<BlockedHash>> {
-        let row = sqlx::query(BLOCKLIST_GET).bind(sha256).fetch_optional(&self.pool).await?;
-        row.as_ref().map(blocked).transpose()
+        Ok(sqlx::query_as(BLOCKLIST_GET).bind(sha256).fetch_optional(&self.pool).await?)
     }
 
     pub async fn blocklist(&self, limit: i64) -> anyhow::Result<Vec<BlockedHash>> {
-        let rows = sqlx::query(BLOCKLIST_LIST).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(blocked).collect()
+        Ok(sqlx::query_as(BLOCKLIST_LIST).bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// Replaces the config file's entries (`source = config`) with `entries`.
@@ -299,10 +297,8 @@ impl Store {
     /// Up to `limit` media whose hash is blocked, not quarantined, and not
     /// checked against the blocklist yet: `(media, sha256)`.
     pub async fn blocked_unchecked(&self, limit: i64) -> anyhow::Result<Vec<(MediaId, String)>> {
-        let rows = sqlx::query(BLOCKED_UNCHECKED).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| Ok((MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? }, row.try_get(2)?)))
-            .collect()
+        let rows: Vec<MediaWith<String>> = sqlx::query_as(BLOCKED_UNCHECKED).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|row| (row.media, row.detail)).collect())
     }
 
     /// The blocklist was enforced on this media (whatever the outcome).
@@ -325,6 +321,6 @@ impl Store {
 
     /// How many known media have this content hash.
     pub async fn media_count_with_hash(&self, sha256: &str) -> anyhow::Result<i64> {
-        Ok(sqlx::query(COUNT_WITH_HASH).bind(sha256).fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query_scalar(COUNT_WITH_HASH).bind(sha256).fetch_one(&self.pool).await?)
     }
 }

@@ -1,6 +1,6 @@
 //! `bot_inbox`: events addressed to the bot, durable until handled.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::Store;
 use super::audit::{AuditEntry, insert_audit};
@@ -41,6 +41,36 @@ impl InboxKind {
             "reaction" => Self::Reaction,
             "invite" => Self::Invite,
             other => anyhow::bail!("unknown inbox kind {other:?}"),
+        })
+    }
+}
+
+/// A `bot_inbox` row as [`SELECT_PENDING`] reads it.
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    event_id: String,
+    room_id: String,
+    sender: String,
+    kind: String,
+    event_json: String,
+    origin_server_ts: i64,
+    attempts: i64,
+}
+
+impl TryFrom<PendingRow> for PendingItem {
+    type Error = anyhow::Error;
+
+    fn try_from(row: PendingRow) -> anyhow::Result<Self> {
+        Ok(PendingItem {
+            item: InboxItem {
+                event_id: row.event_id,
+                room_id: row.room_id,
+                sender: row.sender,
+                kind: InboxKind::parse(&row.kind)?,
+                event: serde_json::from_str(&row.event_json)?,
+                origin_server_ts: row.origin_server_ts,
+            },
+            attempts: row.attempts,
         })
     }
 }
@@ -86,28 +116,14 @@ pub(super) async fn insert_inbox(
 impl Store {
     /// Unhandled items due now, oldest first.
     pub async fn pending_inbox(&self, limit: i64) -> anyhow::Result<Vec<PendingItem>> {
-        let rows = sqlx::query(SELECT_PENDING).bind(limit).bind(now_ms()).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let event_json: String = row.try_get(4)?;
-                Ok(PendingItem {
-                    item: InboxItem {
-                        event_id: row.try_get(0)?,
-                        room_id: row.try_get(1)?,
-                        sender: row.try_get(2)?,
-                        kind: InboxKind::parse(&row.try_get::<String, _>(3)?)?,
-                        event: serde_json::from_str(&event_json)?,
-                        origin_server_ts: row.try_get(5)?,
-                    },
-                    attempts: row.try_get(6)?,
-                })
-            })
-            .collect()
+        let rows: Vec<PendingRow> =
+            sqlx::query_as(SELECT_PENDING).bind(limit).bind(now_ms()).fetch_all(&self.pool).await?;
+        rows.into_iter().map(PendingItem::try_from).collect()
     }
 
     /// When the next item waiting after a failure is due.
     pub async fn inbox_next_due(&self) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query(NEXT_DUE).bind(now_ms()).fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query_scalar(NEXT_DUE).bind(now_ms()).fetch_one(&self.pool).await?)
     }
 
     /// Marks an item handled and writes its audit entries, together: a

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Store};
@@ -63,8 +63,9 @@ impl Store {
     /// The advisory lock on a connection of its own; `None` if another holds it.
     async fn try_advisory_lock(&self) -> anyhow::Result<Option<sqlx::AnyConnection>> {
         let mut conn = self.pool.acquire().await?.detach();
-        let row = sqlx::query("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_KEY).fetch_one(&mut conn).await?;
-        if row.try_get::<bool, _>(0)? {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_KEY).fetch_one(&mut conn).await?;
+        if locked {
             Ok(Some(conn))
         } else {
             let _ = conn.close().await;
@@ -141,11 +142,10 @@ fn held_elsewhere(url: &str) -> anyhow::Error {
 impl Store {
     /// The room `alias` last resolved to, if it ever did.
     pub async fn remembered_alias(&self, alias: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT room_id FROM resolved_aliases WHERE alias = $1")
+        Ok(sqlx::query_scalar("SELECT room_id FROM resolved_aliases WHERE alias = $1")
             .bind(alias)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get("room_id")).transpose()?)
+            .await?)
     }
 
     /// Remembers what `alias` resolved to.

@@ -13,10 +13,11 @@
 //! media that belongs to someone else. Mentions are counted, and selected
 //! only when asked for (`--include-mentions`).
 
-use futures::{Stream, StreamExt};
-use sqlx::{AssertSqlSafe, Row};
+use futures::{Stream, TryStreamExt};
+use sqlx::AssertSqlSafe;
 
 use super::Store;
+use super::sql::Counted;
 use crate::clock::now_ms;
 
 /// Kinds that are shared wherever they appear.
@@ -99,7 +100,7 @@ fn scope_condition(of: RefsOf<'_>, scope: Scope) -> String {
 }
 
 /// One media, named by server and ID.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::FromRow)]
 pub struct MediaId {
     pub server_name: String,
     pub media_id: String,
@@ -109,6 +110,15 @@ impl MediaId {
     pub fn mxc(&self) -> String {
         format!("mxc://{}/{}", self.server_name, self.media_id)
     }
+}
+
+/// How many distinct media a selection holds, of them how many local and
+/// how many quarantined already.
+#[derive(sqlx::FromRow)]
+struct SelectedCounts {
+    media: i64,
+    local: i64,
+    quarantined: i64,
 }
 
 impl Store {
@@ -125,44 +135,43 @@ impl Store {
         let pool = &self.pool;
         let mut stats = MediaSelectionStats::default();
 
-        let sql = format!("SELECT r.kind, COUNT(*) FROM media_refs r WHERE {start} GROUP BY r.kind ORDER BY r.kind");
-        for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
-            stats.refs_by_kind.push((row.try_get(0)?, row.try_get(1)?));
-        }
+        let sql = format!(
+            "SELECT r.kind AS name, COUNT(*) AS n FROM media_refs r WHERE {start} GROUP BY r.kind ORDER BY r.kind"
+        );
+        let kinds = sqlx::query_as::<_, Counted>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
+        stats.refs_by_kind = kinds.into_iter().map(Into::into).collect();
 
         let distinct = |condition: &str| {
             format!("SELECT DISTINCT r.server_name, r.media_id FROM media_refs r WHERE {start} AND {condition}")
         };
         let sql = format!(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN d.server_name = $2 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN q.quarantined_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
+            "SELECT COUNT(*) AS media, COALESCE(SUM(CASE WHEN d.server_name = $2 THEN 1 ELSE 0 END), 0) AS local, \
+             COALESCE(SUM(CASE WHEN q.quarantined_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS quarantined \
              FROM ({}) d LEFT JOIN media q ON q.server_name = d.server_name AND q.media_id = d.media_id",
             distinct(&selected)
         );
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(value).bind(local_server).fetch_one(pool).await?;
-        (stats.media, stats.local, stats.already_quarantined) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let counts: SelectedCounts =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(value).bind(local_server).fetch_one(pool).await?;
+        (stats.media, stats.local, stats.already_quarantined) = (counts.media, counts.local, counts.quarantined);
 
         let mentions = format!("{} EXCEPT {}", distinct("1 = 1"), distinct(&shared));
         let sql = format!("SELECT COUNT(*) FROM ({mentions}) m");
-        stats.mentions_only = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?.try_get(0)?;
+        stats.mentions_only = sqlx::query_scalar(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?;
         if stats.mentions_only > 0 {
             let sql = format!("SELECT server_name, media_id FROM ({mentions}) m ORDER BY 1, 2 LIMIT 5");
-            for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
-                let id = MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? };
-                stats.mention_samples.push(id.mxc());
-            }
+            let samples = sqlx::query_as::<_, MediaId>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
+            stats.mention_samples = samples.iter().map(MediaId::mxc).collect();
         }
 
         let per_sender = format!(
-            "SELECT d.sender, COUNT(*) FROM (SELECT DISTINCT r.sender, r.server_name, r.media_id FROM media_refs r \
-             WHERE {start} AND {selected}) d GROUP BY d.sender"
+            "SELECT d.sender AS name, COUNT(*) AS n FROM (SELECT DISTINCT r.sender, r.server_name, r.media_id \
+             FROM media_refs r WHERE {start} AND {selected}) d GROUP BY d.sender"
         );
         let sql = format!("SELECT COUNT(*) FROM ({per_sender}) s");
-        stats.senders = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?.try_get(0)?;
+        stats.senders = sqlx::query_scalar(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?;
         let sql = format!("{per_sender} ORDER BY 2 DESC, 1 LIMIT 5");
-        for row in sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await? {
-            stats.top_senders.push((row.try_get(0)?, row.try_get(1)?));
-        }
+        let top = sqlx::query_as::<_, Counted>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
+        stats.top_senders = top.into_iter().map(Into::into).collect();
         Ok(stats)
     }
 
@@ -177,28 +186,23 @@ impl Store {
             "SELECT DISTINCT r.server_name, r.media_id FROM media_refs r WHERE {start} AND {} ORDER BY 1, 2",
             scope_condition(of, scope)
         );
-        sqlx::query(AssertSqlSafe(sql)).bind(value.to_owned()).fetch(&self.pool).map(|row| {
-            let row = row?;
-            Ok(MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? })
-        })
+        sqlx::query_as(AssertSqlSafe(sql)).bind(value.to_owned()).fetch(&self.pool).map_err(Into::into)
     }
 
     /// Distinct media with this content hash (known from pre-download),
     /// referenced or not.
     pub fn media_with_hash<'a>(&'a self, sha256: &'a str) -> impl Stream<Item = anyhow::Result<MediaId>> + Send + 'a {
-        sqlx::query("SELECT server_name, media_id FROM media WHERE sha256 = $1 ORDER BY 1, 2")
+        sqlx::query_as("SELECT server_name, media_id FROM media WHERE sha256 = $1 ORDER BY 1, 2")
             .bind(sha256)
             .fetch(&self.pool)
-            .map(|row| {
-                let row = row?;
-                Ok(MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? })
-            })
+            .map_err(Into::into)
     }
 
     /// When housekeep last quarantined this media, if it is quarantined.
     pub async fn media_quarantined_at(&self, server_name: &str, media_id: &str) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query(MEDIA_STATE).bind(server_name).bind(media_id).fetch_optional(&self.pool).await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
+        let at: Option<Option<i64>> =
+            sqlx::query_scalar(MEDIA_STATE).bind(server_name).bind(media_id).fetch_optional(&self.pool).await?;
+        Ok(at.flatten())
     }
 
     /// Records quarantines (who, why, when), or their lifting with `by:
@@ -234,24 +238,23 @@ impl Store {
         server_name: &str,
         limit: i64,
     ) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT DISTINCT sender FROM media_refs WHERE room_id = $1 AND server_name = $2 ORDER BY sender LIMIT $3",
         )
         .bind(room_id)
         .bind(server_name)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        .await?)
     }
 
     pub async fn quarantined_media_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query(COUNT_QUARANTINED).fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query_scalar(COUNT_QUARANTINED).fetch_one(&self.pool).await?)
     }
 }
 
 /// Media of one room by reference kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KindCount {
     pub kind: String,
     pub refs: i64,
@@ -269,11 +272,28 @@ pub struct QuarantineRecord {
     pub reason: Option<String>,
 }
 
+/// A [`QuarantineRecord`] as `media` holds it.
+#[derive(sqlx::FromRow)]
+struct QuarantineRow {
+    #[sqlx(flatten)]
+    media: MediaId,
+    quarantined_at: i64,
+    quarantined_by: Option<String>,
+    quarantine_reason: Option<String>,
+}
+
+impl From<QuarantineRow> for QuarantineRecord {
+    fn from(row: QuarantineRow) -> Self {
+        Self { mxc: row.media.mxc(), at: row.quarantined_at, by: row.quarantined_by, reason: row.quarantine_reason }
+    }
+}
+
 impl Store {
     /// A room's media by reference kind (the room index of `media_refs`).
     pub async fn room_media_by_kind(&self, room_id: &str) -> anyhow::Result<Vec<KindCount>> {
-        let rows = sqlx::query(
-            "SELECT kind, CAST(SUM(refs) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM (\
+        Ok(sqlx::query_as(
+            "SELECT kind, CAST(SUM(refs) AS BIGINT) AS refs, COUNT(*) AS media, \
+               CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM (\
                SELECT r.kind AS kind, COUNT(*) AS refs, MAX(m.size) AS size FROM media_refs r \
                LEFT JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id \
                WHERE r.room_id = $1 GROUP BY r.kind, r.server_name, r.media_id) per_media \
@@ -281,37 +301,18 @@ impl Store {
         )
         .bind(room_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(KindCount {
-                    kind: row.try_get(0)?,
-                    refs: row.try_get(1)?,
-                    media: row.try_get(2)?,
-                    bytes: row.try_get(3)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// The newest quarantines housekeep recorded (the partial index on `quarantined_at`).
     pub async fn recent_quarantines(&self, limit: i64) -> anyhow::Result<Vec<QuarantineRecord>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, QuarantineRow>(
             "SELECT server_name, media_id, quarantined_at, quarantined_by, quarantine_reason FROM media \
              WHERE quarantined_at IS NOT NULL ORDER BY quarantined_at DESC LIMIT $1",
         )
         .bind(limit.clamp(1, 500))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(QuarantineRecord {
-                    mxc: format!("mxc://{}/{}", row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?),
-                    at: row.try_get(2)?,
-                    by: row.try_get(3)?,
-                    reason: row.try_get(4)?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }

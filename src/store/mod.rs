@@ -15,6 +15,7 @@ mod media;
 mod purge;
 mod redactions;
 mod sessions;
+mod sql;
 mod stats;
 mod txns;
 mod watermark;
@@ -252,9 +253,16 @@ async fn checkpoint_round(
 /// outside the gate (busy: not an error, a later round tries again), and the
 /// WAL's length in frames (pages).
 async fn checkpoint(conn: &mut sqlx::AnyConnection, pragma: &'static str) -> anyhow::Result<(bool, i64)> {
-    use sqlx::Row;
-    let row = sqlx::query(pragma).fetch_one(&mut *conn).await?;
-    Ok((row.try_get::<i64, _>(0)? != 0, row.try_get(1)?))
+    let row: WalCheckpoint = sqlx::query_as(pragma).fetch_one(&mut *conn).await?;
+    Ok((row.busy != 0, row.log))
+}
+
+/// A `PRAGMA wal_checkpoint` answer.
+#[derive(sqlx::FromRow)]
+struct WalCheckpoint {
+    busy: i64,
+    /// The WAL's length in frames.
+    log: i64,
 }
 
 /// Which database backend a URL selects.
@@ -285,48 +293,9 @@ impl Backend {
     }
 }
 
-/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` columns, for
-/// generated multi-row statements.
-///
-/// SQLite gets anonymous `?` instead: it resolves each `$n` by a linear walk
-/// of the statement's parameter names, which made binding a 900-parameter
-/// insert quadratic (a fifth of all indexing time). Hand-written queries keep
-/// `$n` on both backends.
-fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            let sep = if column == 0 { "" } else { ", " };
-            let _ = match backend {
-                Backend::Sqlite => write!(sql, "{sep}?"),
-                Backend::Postgres => write!(sql, "{sep}${}", row * columns + column + 1),
-            };
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// `$1, $2, …` (or `?, ?, …` on SQLite) for an `IN (…)` list of `count` values.
-fn list_placeholders(backend: Backend, count: usize) -> String {
-    let placeholders = values_placeholders(backend, 1, count);
-    placeholders[1..placeholders.len() - 1].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_number_rows_then_columns() {
-        assert_eq!(values_placeholders(Backend::Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(values_placeholders(Backend::Postgres, 1, 1), "($1)");
-        assert_eq!(values_placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
-        assert_eq!(list_placeholders(Backend::Postgres, 3), "$1, $2, $3");
-        assert_eq!(list_placeholders(Backend::Sqlite, 2), "?, ?");
-    }
 
     #[test]
     fn every_scheme_the_config_accepts_has_a_backend() {

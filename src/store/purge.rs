@@ -5,14 +5,13 @@
 
 use std::collections::HashSet;
 
-use futures::{Stream, StreamExt};
-use sqlx::{AssertSqlSafe, Row};
+use futures::{Stream, StreamExt, TryStreamExt};
 
-use super::Backend;
-use super::{Store, list_placeholders};
+use super::sql::{Counted, Sql, in_json, json_array};
+use super::{Backend, MediaId, Store};
 
 /// What a purge selection holds, counted in SQL.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventSelectionStats {
     pub events: i64,
     pub rooms: i64,
@@ -20,9 +19,12 @@ pub struct EventSelectionStats {
     pub first_ts: Option<i64>,
     pub last_ts: Option<i64>,
     /// The rooms and senders with the most selected events, most first.
+    #[sqlx(skip)]
     pub top_rooms: Vec<(String, i64)>,
+    #[sqlx(skip)]
     pub top_senders: Vec<(String, i64)>,
     /// State events the filter matches (a purge leaves them).
+    #[sqlx(skip)]
     pub state_excluded: i64,
 }
 
@@ -50,7 +52,7 @@ pub struct SelectionMedia {
 }
 
 /// A selected event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SelectedEvent {
     pub event_id: String,
     pub room_id: String,
@@ -58,98 +60,93 @@ pub struct SelectedEvent {
     pub origin_server_ts: i64,
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
+/// A selection's media as [`Store::media_of_selection`] reads it.
+#[derive(sqlx::FromRow)]
+struct SelectionMediaRow {
+    #[sqlx(flatten)]
+    media: MediaId,
+    shared: i64,
+    first_sender: String,
+    last_sender: String,
 }
 
-/// `WHERE …` for a filter, with its values in bind order. Each shape goes
-/// through one of the `events` indexes: (room, ts), (sender, ts), or the
-/// primary key; a room and senders through (room, sender, ts) on SQLite,
-/// whose planner would otherwise read the whole room for several senders,
-/// and on PostgreSQL through (sender, ts) with the room as a filter or ANDed
-/// with (room, ts) (it has no (room, sender, ts): every event written would
-/// pay for it, and a sender's events are few next to a room's).
-fn where_clause(backend: Backend, filter: &EventFilter, state: bool) -> (String, Vec<Bind>) {
-    let mut conditions = Vec::new();
-    let mut binds = Vec::new();
-    let next = |binds: &mut Vec<Bind>, bind: Bind| {
-        binds.push(bind);
-        match backend {
-            Backend::Sqlite => "?".to_owned(),
-            Backend::Postgres => format!("${}", binds.len()),
+impl From<SelectionMediaRow> for SelectionMedia {
+    fn from(row: SelectionMediaRow) -> Self {
+        let mut senders = vec![row.first_sender];
+        if row.last_sender != senders[0] {
+            senders.push(row.last_sender);
         }
-    };
+        Self { media: row.media, shared: row.shared == 1, senders }
+    }
+}
+
+/// An event's ID and time.
+#[derive(sqlx::FromRow)]
+struct EventAt {
+    event_id: String,
+    origin_server_ts: i64,
+}
+
+const SELECTED_EVENT_COLUMNS: &str = "SELECT event_id, room_id, sender, origin_server_ts FROM events";
+
+/// Appends the conditions of a filter to `sql`'s `WHERE`, with their
+/// values. Each shape goes through one of the `events` indexes: (room, ts),
+/// (sender, ts), or the primary key; a room and senders through (room,
+/// sender, ts) on SQLite, whose planner would otherwise read the whole room
+/// for several senders, and on PostgreSQL through (sender, ts) with the room
+/// as a filter or ANDed with (room, ts) (it has no (room, sender, ts): every
+/// event written would pay for it, and a sender's events are few next to a
+/// room's).
+fn where_clause(sql: &mut Sql, filter: &EventFilter, state: bool) {
     if let Some(room) = &filter.room_id {
-        conditions.push(format!("room_id = {}", next(&mut binds, Bind::Text(room.clone()))));
+        sql.and("room_id = ").bind(room.clone());
     }
     if let Some(before) = filter.before {
-        conditions.push(format!("origin_server_ts < {}", next(&mut binds, Bind::Int(before))));
+        sql.and("origin_server_ts < ").bind(before);
     }
     if let Some(after) = filter.after {
-        conditions.push(format!("origin_server_ts > {}", next(&mut binds, Bind::Int(after))));
+        sql.and("origin_server_ts > ").bind(after);
     }
     for (column, values) in [("sender", &filter.senders), ("event_id", &filter.event_ids)] {
         if !values.is_empty() {
-            let list: Vec<String> = values.iter().map(|v| next(&mut binds, Bind::Text(v.clone()))).collect();
-            conditions.push(format!("{column} IN ({})", list.join(", ")));
+            sql.and_in(column, values);
         }
     }
-    conditions.push(if state { "state_key IS NOT NULL" } else { "state_key IS NULL" }.to_owned());
+    sql.and(if state { "state_key IS NOT NULL" } else { "state_key IS NULL" });
     if !filter.include_redacted {
-        conditions.push("type <> 'm.room.redaction'".to_owned());
-        conditions.push("redacted_at IS NULL".to_owned());
+        sql.and("type <> 'm.room.redaction'").and("redacted_at IS NULL");
     }
-    (conditions.join(" AND "), binds)
 }
 
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    binds: Vec<Bind>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for bind in binds {
-        query = match bind {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(int) => query.bind(int),
-        };
-    }
-    query
+/// `head` followed by the filter's conditions.
+fn select_events(backend: Backend, head: &str, filter: &EventFilter, state: bool) -> Sql {
+    let mut sql = Sql::new(backend, head);
+    where_clause(&mut sql, filter, state);
+    sql
 }
 
 impl Store {
     /// Counts a selection: events, rooms, senders, time span, the top rooms
     /// and senders, and the state events left alone.
     pub async fn event_selection_stats(&self, filter: &EventFilter) -> anyhow::Result<EventSelectionStats> {
-        let (condition, binds) = where_clause(self.backend, filter, false);
-        let sql = format!(
-            "SELECT COUNT(*), COUNT(DISTINCT room_id), COUNT(DISTINCT sender), MIN(origin_server_ts), \
-             MAX(origin_server_ts) FROM events WHERE {condition}"
-        );
-        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_one(&self.pool).await?;
-        let mut stats = EventSelectionStats {
-            events: row.try_get(0)?,
-            rooms: row.try_get(1)?,
-            senders: row.try_get(2)?,
-            first_ts: row.try_get(3)?,
-            last_ts: row.try_get(4)?,
-            ..EventSelectionStats::default()
-        };
+        let head = "SELECT COUNT(*) AS events, COUNT(DISTINCT room_id) AS rooms, COUNT(DISTINCT sender) AS senders, \
+             MIN(origin_server_ts) AS first_ts, MAX(origin_server_ts) AS last_ts FROM events";
+        let mut stats: EventSelectionStats =
+            select_events(self.backend, head, filter, false).query_as().fetch_one(&self.pool).await?;
         for column in ["room_id", "sender"] {
-            let (condition, binds) = where_clause(self.backend, filter, false);
-            let sql = format!(
-                "SELECT {column}, COUNT(*) FROM events WHERE {condition} GROUP BY {column} ORDER BY 2 DESC, 1 LIMIT 5"
-            );
-            let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_all(&self.pool).await?;
-            let top = rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<anyhow::Result<_>>()?;
+            let head = format!("SELECT {column} AS name, COUNT(*) AS n FROM events");
+            let mut sql = select_events(self.backend, &head, filter, false);
+            sql.push(&format!(" GROUP BY {column} ORDER BY 2 DESC, 1 LIMIT 5"));
+            let top = sql.query_as::<Counted>().fetch_all(&self.pool).await?.into_iter().map(Into::into).collect();
             match column {
                 "room_id" => stats.top_rooms = top,
                 _ => stats.top_senders = top,
             }
         }
-        let (condition, binds) = where_clause(self.backend, filter, true);
-        let sql = format!("SELECT COUNT(*) FROM events WHERE {condition}");
-        stats.state_excluded =
-            bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_one(&self.pool).await?.try_get(0)?;
+        stats.state_excluded = select_events(self.backend, "SELECT COUNT(*) FROM events", filter, true)
+            .query_scalar()
+            .fetch_one(&self.pool)
+            .await?;
         Ok(stats)
     }
 
@@ -161,35 +158,13 @@ impl Store {
         after: Option<&(i64, String)>,
         limit: i64,
     ) -> anyhow::Result<Vec<SelectedEvent>> {
-        let (mut condition, mut binds) = where_clause(self.backend, filter, false);
-        let mut next = |bind: Bind| {
-            binds.push(bind);
-            match self.backend {
-                Backend::Sqlite => "?".to_owned(),
-                Backend::Postgres => format!("${}", binds.len()),
-            }
-        };
+        let mut sql = select_events(self.backend, SELECTED_EVENT_COLUMNS, filter, false);
         if let Some((ts, event_id)) = after {
-            let (a, b, c) = (next(Bind::Int(*ts)), next(Bind::Int(*ts)), next(Bind::Text(event_id.clone())));
-            condition
-                .push_str(&format!(" AND (origin_server_ts > {a} OR (origin_server_ts = {b} AND event_id > {c}))"));
+            sql.and("(origin_server_ts > ").bind(*ts).push(" OR (origin_server_ts = ").bind(*ts);
+            sql.push(" AND event_id > ").bind(event_id.clone()).push("))");
         }
-        let limit = next(Bind::Int(limit));
-        let sql = format!(
-            "SELECT event_id, room_id, sender, origin_server_ts FROM events WHERE {condition} \
-             ORDER BY origin_server_ts, event_id LIMIT {limit}"
-        );
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SelectedEvent {
-                    event_id: row.try_get(0)?,
-                    room_id: row.try_get(1)?,
-                    sender: row.try_get(2)?,
-                    origin_server_ts: row.try_get(3)?,
-                })
-            })
-            .collect()
+        sql.push(" ORDER BY origin_server_ts, event_id LIMIT ").bind(limit);
+        Ok(sql.query_as().fetch_all(&self.pool).await?)
     }
 
     /// Unredacted, non-state, non-redaction events matching `filter`, oldest
@@ -198,20 +173,9 @@ impl Store {
         &'a self,
         filter: &EventFilter,
     ) -> impl Stream<Item = anyhow::Result<SelectedEvent>> + Send + 'a {
-        let (condition, binds) = where_clause(self.backend, filter, false);
-        let sql = format!(
-            "SELECT event_id, room_id, sender, origin_server_ts FROM events WHERE {condition} \
-             ORDER BY origin_server_ts, event_id"
-        );
-        bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch(&self.pool).map(|row| {
-            let row = row?;
-            Ok(SelectedEvent {
-                event_id: row.try_get(0)?,
-                room_id: row.try_get(1)?,
-                sender: row.try_get(2)?,
-                origin_server_ts: row.try_get(3)?,
-            })
-        })
+        let mut sql = select_events(self.backend, SELECTED_EVENT_COLUMNS, filter, false);
+        sql.push(" ORDER BY origin_server_ts, event_id");
+        sql.query_as().fetch(&self.pool).map_err(Into::into)
     }
 
     /// The distinct media the events of a selection reference, streamed in
@@ -223,28 +187,17 @@ impl Store {
         &'a self,
         filter: &EventFilter,
     ) -> impl Stream<Item = anyhow::Result<SelectionMedia>> + Send + 'a {
-        let (condition, binds) = where_clause(self.backend, filter, false);
-        let sql = format!(
+        let head = format!(
             "SELECT r.server_name, r.media_id, MAX(CASE WHEN r.kind IN ({SHARED}) OR (r.kind = 'member_avatar' \
-             AND e.state_key = r.sender) THEN 1 ELSE 0 END), MIN(r.sender), MAX(r.sender) FROM media_refs r \
+             AND e.state_key = r.sender) THEN 1 ELSE 0 END) AS shared, MIN(r.sender) AS first_sender, \
+             MAX(r.sender) AS last_sender FROM media_refs r \
              LEFT JOIN events e ON e.event_id = r.event_id \
-             WHERE r.event_id IN (SELECT event_id FROM events WHERE {condition}) \
-             GROUP BY r.server_name, r.media_id ORDER BY r.server_name, r.media_id",
+             WHERE r.event_id IN (SELECT event_id FROM events",
             SHARED = super::media::SHARED_KINDS
         );
-        bind_all(sqlx::query(AssertSqlSafe(sql)), binds).fetch(&self.pool).map(|row| {
-            let row = row?;
-            let (first, last): (String, String) = (row.try_get(3)?, row.try_get(4)?);
-            let mut senders = vec![first];
-            if last != senders[0] {
-                senders.push(last);
-            }
-            Ok(SelectionMedia {
-                media: super::MediaId { server_name: row.try_get(0)?, media_id: row.try_get(1)? },
-                shared: row.try_get::<i64, _>(2)? == 1,
-                senders,
-            })
-        })
+        let mut sql = select_events(self.backend, &head, filter, false);
+        sql.push(") GROUP BY r.server_name, r.media_id ORDER BY r.server_name, r.media_id");
+        sql.query_as::<SelectionMediaRow>().fetch(&self.pool).map(|row| Ok(row?.into()))
     }
 
     /// Of these events, those the index knows may be redacted already: marked
@@ -253,18 +206,18 @@ impl Store {
     pub async fn maybe_redacted(&self, event_ids: &[String]) -> anyhow::Result<HashSet<String>> {
         let mut found = HashSet::new();
         for chunk in event_ids.chunks(500) {
-            let ids = list_placeholders(self.backend, chunk.len());
             for sql in [
-                format!("SELECT event_id FROM events WHERE event_id IN ({ids}) AND redacted_at IS NOT NULL"),
-                format!("SELECT redacts FROM events WHERE redacts IN ({ids}) AND redacts IS NOT NULL"),
+                format!(
+                    "SELECT event_id FROM events WHERE {} AND redacted_at IS NOT NULL",
+                    in_json(self.backend, "event_id", 1)
+                ),
+                format!(
+                    "SELECT redacts FROM events WHERE {} AND redacts IS NOT NULL",
+                    in_json(self.backend, "redacts", 1)
+                ),
             ] {
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                for row in query.fetch_all(&self.pool).await? {
-                    found.insert(row.try_get(0)?);
-                }
+                let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(json_array(chunk));
+                found.extend(query.fetch_all(&self.pool).await?);
             }
         }
         Ok(found)
@@ -282,28 +235,29 @@ impl Store {
 
     /// The room's first indexed event at or after `ts` (its ID and time), if any.
     pub async fn first_event_at_or_after(&self, room_id: &str, ts: i64) -> anyhow::Result<Option<(String, i64)>> {
-        let row = sqlx::query(
+        self.event_at(
             "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND origin_server_ts >= $2 \
              ORDER BY origin_server_ts, event_id LIMIT 1",
+            room_id,
+            ts,
         )
-        .bind(room_id)
-        .bind(ts)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+        .await
     }
 
     /// The room's newest indexed event before `ts` (its ID and time), if any.
     pub async fn last_event_before(&self, room_id: &str, ts: i64) -> anyhow::Result<Option<(String, i64)>> {
-        let row = sqlx::query(
+        self.event_at(
             "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND origin_server_ts < $2 \
              ORDER BY origin_server_ts DESC, event_id DESC LIMIT 1",
+            room_id,
+            ts,
         )
-        .bind(room_id)
-        .bind(ts)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+        .await
+    }
+
+    async fn event_at(&self, sql: &'static str, room_id: &str, ts: i64) -> anyhow::Result<Option<(String, i64)>> {
+        let row: Option<EventAt> = sqlx::query_as(sql).bind(room_id).bind(ts).fetch_optional(&self.pool).await?;
+        Ok(row.map(|row| (row.event_id, row.origin_server_ts)))
     }
 
     /// Removes from the index events the homeserver deleted (and their
@@ -311,15 +265,11 @@ impl Store {
     pub async fn forget_events(&self, event_ids: &[String]) -> anyhow::Result<u64> {
         let mut forgotten = 0;
         for chunk in event_ids.chunks(500) {
-            let ids = list_placeholders(self.backend, chunk.len());
+            let ids = json_array(chunk);
             let mut tx = self.pool.begin().await?;
             for table in ["media_refs", "events"] {
-                let sql = format!("DELETE FROM {table} WHERE event_id IN ({ids})");
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                let deleted = query.execute(&mut *tx).await?.rows_affected();
+                let sql = format!("DELETE FROM {table} WHERE {}", in_json(self.backend, "event_id", 1));
+                let deleted = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *tx).await?.rows_affected();
                 if table == "events" {
                     forgotten += deleted;
                 }
@@ -344,14 +294,19 @@ mod tests {
             event_ids: vec![],
             include_redacted: false,
         };
-        let (sql, binds) = where_clause(Backend::Postgres, &filter, false);
+        let sql = select_events(Backend::Postgres, "SELECT 1 FROM events", &filter, false);
         assert_eq!(
-            sql,
-            "room_id = $1 AND origin_server_ts < $2 AND sender IN ($3, $4) AND state_key IS NULL \
+            sql.text(),
+            "SELECT 1 FROM events WHERE room_id = $1 AND origin_server_ts < $2 \
+             AND sender = ANY(ARRAY(SELECT json_array_elements_text($3::json))) AND state_key IS NULL \
              AND type <> 'm.room.redaction' AND redacted_at IS NULL"
         );
-        assert_eq!(binds.len(), 4);
-        let (sql, _) = where_clause(Backend::Sqlite, &filter, true);
-        assert!(sql.starts_with("room_id = ? AND origin_server_ts < ? AND sender IN (?, ?) AND state_key IS NOT NULL"));
+        let sql = select_events(Backend::Sqlite, "SELECT 1 FROM events", &filter, true);
+        assert_eq!(
+            sql.text(),
+            "SELECT 1 FROM events WHERE room_id = ? AND origin_server_ts < ? \
+             AND sender IN (SELECT value FROM json_each(?)) AND state_key IS NOT NULL \
+             AND type <> 'm.room.redaction' AND redacted_at IS NULL"
+        );
     }
 }

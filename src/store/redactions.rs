@@ -1,8 +1,6 @@
 //! `redaction_checks`: redactions by someone other than their target's
 //! sender, waiting for the homeserver to say whether it applied them.
 
-use sqlx::Row;
-
 use super::Store;
 
 const DUE: &str = "SELECT redaction_id, room_id, target_id, redacted_at, attempts FROM redaction_checks \
@@ -13,7 +11,7 @@ const RESCHEDULE: &str = "UPDATE redaction_checks SET attempts = attempts + 1, n
 const PENDING: &str = "SELECT COUNT(*) FROM redaction_checks";
 
 /// A redaction to check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RedactionCheck {
     pub redaction_id: String,
     pub room_id: String,
@@ -25,18 +23,7 @@ pub struct RedactionCheck {
 impl Store {
     /// Checks due by `now`, oldest first.
     pub async fn due_redaction_checks(&self, now: i64, limit: i64) -> anyhow::Result<Vec<RedactionCheck>> {
-        let rows = sqlx::query(DUE).bind(now).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RedactionCheck {
-                    redaction_id: row.try_get(0)?,
-                    room_id: row.try_get(1)?,
-                    target_id: row.try_get(2)?,
-                    redacted_at: row.try_get(3)?,
-                    attempts: row.try_get(4)?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(DUE).bind(now).bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// The homeserver answered: marks the target redacted if it applied the
@@ -67,6 +54,6 @@ impl Store {
     }
 
     pub async fn pending_redaction_checks(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query(PENDING).fetch_one(&self.pool).await?.try_get(0)?)
+        Ok(sqlx::query_scalar(PENDING).fetch_one(&self.pool).await?)
     }
 }

@@ -1,8 +1,6 @@
 //! The dashboard's sign-ins: one-time links and sessions, stored only as
 //! hashes of their tokens.
 
-use sqlx::Row;
-
 use super::AuditEntry;
 use super::Store;
 use super::audit::insert_audit;
@@ -23,6 +21,14 @@ pub enum LinkUse {
     },
     /// No such link.
     Unknown,
+}
+
+/// A link that did not sign in: whose, and when it was spent and first refused.
+#[derive(sqlx::FromRow)]
+struct Refused {
+    user_id: String,
+    spent_at: Option<i64>,
+    refused_at: i64,
 }
 
 impl Store {
@@ -62,7 +68,7 @@ impl Store {
         // A write first: on SQLite a read that later upgrades to a write can
         // fail with SQLITE_BUSY under indexing load. Guarded by
         // `spent_at IS NULL`: of two uses at once, one wins.
-        let spent = sqlx::query(
+        let spent: Option<String> = sqlx::query_scalar(
             "UPDATE web_links SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL AND expires_at > $1 \
              RETURNING user_id",
         )
@@ -70,8 +76,7 @@ impl Store {
         .bind(link_hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let (outcome, first_refusal) = if let Some(row) = spent {
-            let user_id: String = row.try_get(0)?;
+        let (outcome, first_refusal) = if let Some(user_id) = spent {
             sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -84,7 +89,7 @@ impl Store {
             .await?;
             (LinkUse::SignedIn { user_id }, false)
         } else {
-            let refused = sqlx::query(
+            let refused: Option<Refused> = sqlx::query_as(
                 "UPDATE web_links SET refused_at = COALESCE(refused_at, $1) WHERE token_hash = $2 \
                  RETURNING user_id, spent_at, refused_at",
             )
@@ -92,9 +97,7 @@ impl Store {
             .bind(link_hash)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = refused else { return Ok(LinkUse::Unknown) };
-            let (user_id, spent_at, refused_at): (String, Option<i64>, i64) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let Some(Refused { user_id, spent_at, refused_at }) = refused else { return Ok(LinkUse::Unknown) };
             let outcome = if spent_at.is_some() { LinkUse::Spent { user_id } } else { LinkUse::Expired { user_id } };
             (outcome, refused_at == now)
         };
@@ -119,12 +122,11 @@ impl Store {
 
     /// Who a session cookie belongs to, while it lasts.
     pub async fn session_user(&self, session_hash: &str, now: i64) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT user_id FROM web_sessions WHERE token_hash = $1 AND expires_at > $2")
+        Ok(sqlx::query_scalar("SELECT user_id FROM web_sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(session_hash)
             .bind(now)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+            .await?)
     }
 
     pub async fn end_session(&self, session_hash: &str) -> anyhow::Result<()> {

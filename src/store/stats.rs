@@ -1,8 +1,7 @@
 //! `stats_reports`, `activity_daily` and `stats_summaries_sent`.
 
-use sqlx::Row;
-
-use super::Store;
+use super::sql::{Counted, Sql};
+use super::{Backend, Store};
 
 const INSERT_REPORT: &str = "INSERT INTO stats_reports (homeserver, report_ts, received_at, source, user_agent, raw) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (homeserver, report_ts) DO NOTHING";
@@ -12,7 +11,7 @@ const SELECT_REPORTS: &str = "SELECT s.homeserver, s.report_ts, s.received_at, s
      GROUP BY homeserver, report_ts / 86400) last ON s.homeserver = last.homeserver AND s.report_ts = last.ts \
      ORDER BY s.homeserver, s.report_ts";
 /// Reports per homeserver in the range, the most reporting first.
-const COUNT_REPORTS: &str = "SELECT homeserver, COUNT(*) FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
+const COUNT_REPORTS: &str = "SELECT homeserver AS name, COUNT(*) AS n FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
      GROUP BY homeserver ORDER BY 2 DESC, 1 LIMIT $3";
 const PRUNE_REPORTS: &str = "DELETE FROM stats_reports WHERE received_at < $1";
 const LAST_SENT: &str = "SELECT period_at FROM stats_summaries_sent WHERE room_id = $1 AND schedule = $2";
@@ -21,7 +20,7 @@ const RECORD_SENT: &str = "INSERT INTO stats_summaries_sent (room_id, schedule, 
      event_id = $5";
 
 /// A stored phone-home report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredReport {
     pub homeserver: String,
     /// The report's own time, in seconds.
@@ -31,7 +30,7 @@ pub struct StoredReport {
 }
 
 /// One UTC day of the index's activity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct DayActivity {
     /// Days since 1970-01-01 (UTC).
     pub day: i64,
@@ -85,24 +84,15 @@ impl Store {
     /// How many reports each homeserver sent with its own time in
     /// `[from_s, to_s)`, at most `limit` homeservers (those that sent most).
     pub async fn stats_report_counts(&self, from_s: i64, to_s: i64, limit: i64) -> anyhow::Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(COUNT_REPORTS).bind(from_s).bind(to_s).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        let rows: Vec<Counted> =
+            sqlx::query_as(COUNT_REPORTS).bind(from_s).bind(to_s).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// Of the reports whose own time is in `[from_s, to_s)` (seconds), each
     /// homeserver's last of each UTC day, by homeserver and time.
     pub async fn stats_reports(&self, from_s: i64, to_s: i64) -> anyhow::Result<Vec<StoredReport>> {
-        let rows = sqlx::query(SELECT_REPORTS).bind(from_s).bind(to_s).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredReport {
-                    homeserver: row.try_get(0)?,
-                    report_ts: row.try_get(1)?,
-                    received_at: row.try_get(2)?,
-                    raw: row.try_get(3)?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(SELECT_REPORTS).bind(from_s).bind(to_s).fetch_all(&self.pool).await?)
     }
 
     /// Drops reports received before `before` (ms): the retention setting.
@@ -118,32 +108,25 @@ impl Store {
         from_day: i64,
         to_day: i64,
     ) -> anyhow::Result<Vec<DayActivity>> {
-        let sql = format!(
-            "SELECT day, CAST(SUM(messages) AS BIGINT), CAST(SUM(redactions) AS BIGINT), COUNT(DISTINCT CASE WHEN messages > 0 THEN sender END) \
-             FROM activity_daily WHERE day >= $1 AND day <= $2{} GROUP BY day ORDER BY day",
-            room_filter(room_id, "room_id")
+        let mut sql = days(
+            self.backend,
+            "SELECT day, CAST(SUM(messages) AS BIGINT) AS messages, CAST(SUM(redactions) AS BIGINT) AS redactions, \
+             COUNT(DISTINCT CASE WHEN messages > 0 THEN sender END) AS active_senders FROM activity_daily",
+            from_day,
+            to_day,
+            room_id,
         );
-        let rows = scoped(sql, from_day, to_day, room_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DayActivity {
-                    day: row.try_get(0)?,
-                    messages: row.try_get(1)?,
-                    redactions: row.try_get(2)?,
-                    active_senders: row.try_get(3)?,
-                })
-            })
-            .collect()
+        sql.push(" GROUP BY day ORDER BY day");
+        Ok(sql.query_as().fetch_all(&self.pool).await?)
     }
 
     /// Senders with at least one message in `[from_day, to_day]` (a sender
     /// active on several days counts once).
     pub async fn active_senders(&self, room_id: Option<&str>, from_day: i64, to_day: i64) -> anyhow::Result<i64> {
-        let sql = format!(
-            "SELECT COUNT(DISTINCT sender) FROM activity_daily WHERE day >= $1 AND day <= $2 AND messages > 0{}",
-            room_filter(room_id, "room_id")
-        );
-        Ok(scoped(sql, from_day, to_day, room_id).fetch_one(&self.pool).await?.try_get(0)?)
+        let head = "SELECT COUNT(DISTINCT sender) FROM activity_daily";
+        let mut sql = days(self.backend, head, from_day, to_day, room_id);
+        sql.and("messages > 0");
+        Ok(sql.query_scalar().fetch_one(&self.pool).await?)
     }
 
     /// The busiest rooms or senders by messages in `[from_day, to_day]`, of
@@ -160,14 +143,12 @@ impl Store {
             TopBy::Room => "room_id",
             TopBy::Sender => "sender",
         };
-        let sql = format!(
-            "SELECT {column}, CAST(SUM(messages) AS BIGINT) AS n FROM activity_daily WHERE day >= $1 AND day <= $2 \
-             AND messages > 0{} GROUP BY {column} ORDER BY n DESC, {column} LIMIT {limit}",
-            room_filter(room_id, "room_id"),
-            limit = limit.clamp(1, 100)
-        );
-        let rows = scoped(sql, from_day, to_day, room_id).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        let head = format!("SELECT {column} AS name, CAST(SUM(messages) AS BIGINT) AS n FROM activity_daily");
+        let mut sql = days(self.backend, &head, from_day, to_day, room_id);
+        sql.and("messages > 0").push(&format!(" GROUP BY {column} ORDER BY n DESC, {column} LIMIT "));
+        sql.bind(limit.clamp(1, 100));
+        let rows = sql.query_as::<Counted>().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// New rooms, quarantines and purges in `[from_ms, to_ms)`, and the media
@@ -178,62 +159,45 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> anyhow::Result<ModerationTotals> {
-        let pair = |sql: String, room: Option<&'_ str>| {
-            let pool = &self.pool;
-            let query = match room {
-                Some(room) => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms).bind(room.to_owned()),
-                None => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms),
-            };
-            async move {
-                let row = query.fetch_one(pool).await?;
-                let get = |i| row.try_get::<Option<i64>, _>(i).map(Option::unwrap_or_default);
-                anyhow::Ok((get(0)?, get(1)?))
-            }
-        };
-        let (new_rooms, _) = pair(
-            format!(
-                "SELECT COUNT(*), 0 FROM events WHERE type = 'm.room.create' AND origin_server_ts >= $1 \
-                 AND origin_server_ts < $2{}",
-                room_filter(room_id, "room_id")
-            ),
-            room_id,
-        )
-        .await?;
+        let totals = |sql: Sql| async move { anyhow::Ok(sql.query_as::<Totals>().fetch_one(&self.pool).await?) };
+        let mut sql = Sql::new(self.backend, "SELECT COUNT(*) AS n, 0 AS total FROM events");
+        sql.and("type = 'm.room.create'").and("origin_server_ts >= ").bind(from_ms);
+        sql.and("origin_server_ts < ").bind(to_ms);
+        if let Some(room) = room_id {
+            sql.and("room_id = ").bind(room.to_owned());
+        }
+        let new_rooms = totals(sql).await?.n.unwrap_or_default();
         // Not in the time range: all media housekeep hashed so far (for a
         // room: what its events reference, from its references).
-        let media = match room_id {
-            Some(room) => sqlx::query(
-                "SELECT COUNT(*), CAST(SUM(m.size) AS BIGINT) FROM (SELECT DISTINCT server_name, media_id \
-                 FROM media_refs WHERE room_id = $1) r JOIN media m ON m.server_name = r.server_name \
-                 AND m.media_id = r.media_id WHERE m.sha256 IS NOT NULL",
-            )
-            .bind(room.to_owned()),
-            None => sqlx::query("SELECT COUNT(*), CAST(SUM(size) AS BIGINT) FROM media WHERE sha256 IS NOT NULL"),
-        };
-        let row = media.fetch_one(&self.pool).await?;
-        let (media_hashed, media_bytes) = (
-            row.try_get::<Option<i64>, _>(0)?.unwrap_or_default(),
-            row.try_get::<Option<i64>, _>(1)?.unwrap_or_default(),
-        );
         // A room's media is what its events reference (from its references);
         // the server's is all of it (through `media_quarantined`).
-        let quarantined_sql = match room_id {
-            Some(_) => {
-                "SELECT COUNT(*), 0 FROM (SELECT DISTINCT server_name, media_id FROM media_refs \
-                        WHERE room_id = $3) r JOIN media m ON m.server_name = r.server_name \
-                        AND m.media_id = r.media_id WHERE m.quarantined_at >= $1 AND m.quarantined_at < $2"
+        let media_of = |head: &str| {
+            let mut sql = Sql::new(self.backend, head);
+            if let Some(room) = room_id {
+                sql.push(" FROM (SELECT DISTINCT server_name, media_id FROM media_refs WHERE room_id = ");
+                sql.bind(room.to_owned());
+                sql.push(") r JOIN media m ON m.server_name = r.server_name AND m.media_id = r.media_id");
+            } else {
+                sql.push(" FROM media m");
             }
-            None => "SELECT COUNT(*), 0 FROM media WHERE quarantined_at >= $1 AND quarantined_at < $2",
+            sql
         };
-        let (quarantined, _) = pair(quarantined_sql.to_owned(), room_id).await?;
+        let mut sql = media_of("SELECT COUNT(*) AS n, CAST(SUM(m.size) AS BIGINT) AS total");
+        sql.and("m.sha256 IS NOT NULL");
+        let media = totals(sql).await?;
+        let (media_hashed, media_bytes) = (media.n.unwrap_or_default(), media.total.unwrap_or_default());
+        let mut sql = media_of("SELECT COUNT(*) AS n, 0 AS total");
+        sql.and("m.quarantined_at >= ").bind(from_ms).and("m.quarantined_at < ").bind(to_ms);
+        let quarantined = totals(sql).await?.n.unwrap_or_default();
         // Purges are counted server-wide: one job may span rooms.
-        let (purges, purged_events) = pair(
-            "SELECT COUNT(*), CAST(SUM(done_count) AS BIGINT) FROM jobs WHERE kind = 'purge' AND state = 'done' \
-             AND updated_at >= $1 AND updated_at < $2"
-                .to_owned(),
-            None,
-        )
-        .await?;
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT COUNT(*) AS n, CAST(SUM(done_count) AS BIGINT) AS total FROM jobs \
+             WHERE kind = 'purge' AND state = 'done' AND updated_at >= ",
+        );
+        sql.bind(from_ms).push(" AND updated_at < ").bind(to_ms);
+        let purges = totals(sql).await?;
+        let (purges, purged_events) = (purges.n.unwrap_or_default(), purges.total.unwrap_or_default());
         Ok(ModerationTotals { new_rooms, media_hashed, media_bytes, quarantined, purges, purged_events })
     }
 
@@ -269,21 +233,19 @@ pub enum TopBy {
     Sender,
 }
 
-/// ` AND {column} = $3` when the figures are of one room.
-fn room_filter(room_id: Option<&str>, column: &str) -> String {
-    room_id.map(|_| format!(" AND {column} = $3")).unwrap_or_default()
+/// A count and a sum (either may be NULL: a SUM of no rows).
+#[derive(sqlx::FromRow)]
+struct Totals {
+    n: Option<i64>,
+    total: Option<i64>,
 }
 
-/// A query over `[$1, $2]`, with `$3` the room when there is one.
-fn scoped(
-    sql: String,
-    from: i64,
-    to: i64,
-    room_id: Option<&str>,
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
-    match room_id {
-        Some(room) => query.bind(room.to_owned()),
-        None => query,
+/// `head` over the days `[from, to]`, of one room or all.
+fn days(backend: Backend, head: &str, from: i64, to: i64, room_id: Option<&str>) -> Sql {
+    let mut sql = Sql::new(backend, head);
+    sql.and("day >= ").bind(from).and("day <= ").bind(to);
+    if let Some(room) = room_id {
+        sql.and("room_id = ").bind(room.to_owned());
     }
+    sql
 }

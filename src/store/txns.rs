@@ -1,8 +1,6 @@
 //! Appservice transactions: idempotent, all-or-nothing indexing of one
 //! transaction's events.
 
-use sqlx::Row;
-
 use super::events::{IndexCounts, insert_batch};
 use super::inbox::{InboxItem, insert_inbox};
 use super::{Source, Store};
@@ -15,6 +13,8 @@ const CLAIM_TXN: &str = "INSERT INTO appservice_txns (txn_id, fingerprint, recei
      VALUES ($1, $2, $3, $4) ON CONFLICT (txn_id) DO NOTHING";
 const SELECT_TXN_HASH: &str = "SELECT fingerprint FROM appservice_txns WHERE txn_id = $1";
 const TXN_EXISTS: &str = "SELECT COUNT(*) FROM appservice_txns WHERE txn_id = $1";
+/// Of the txn IDs `$1` (a JSON array), those that arrived.
+const SELECT_SEEN: &str = "SELECT txn_id FROM appservice_txns WHERE ";
 /// How far back a hole is looked for behind a new transaction.
 const GAP_WINDOW: u64 = 64;
 const UPDATE_TXN: &str =
@@ -67,7 +67,7 @@ impl Store {
             .await?
             .rows_affected();
         if claimed == 0 {
-            let previous: String = sqlx::query(SELECT_TXN_HASH).bind(txn_id).fetch_one(&mut *tx).await?.try_get(0)?;
+            let previous: String = sqlx::query_scalar(SELECT_TXN_HASH).bind(txn_id).fetch_one(&mut *tx).await?;
             if previous == fingerprint {
                 tx.commit().await?;
                 return Ok(TxnOutcome::AlreadyIndexed);
@@ -99,27 +99,18 @@ impl Store {
     pub async fn missing_predecessor(&self, txn_id: &str) -> anyhow::Result<Option<u64>> {
         let Some(n) = txn_id.parse::<u64>().ok().filter(|n| *n >= 3) else { return Ok(None) };
         let count = |id: u64| async move {
-            let row = sqlx::query(TXN_EXISTS).bind(id.to_string()).fetch_one(&self.pool).await?;
-            anyhow::Ok(row.try_get::<i64, _>(0)?)
+            anyhow::Ok(sqlx::query_scalar::<_, i64>(TXN_EXISTS).bind(id.to_string()).fetch_one(&self.pool).await?)
         };
         if count(n - 1).await? > 0 || count(n).await? > 0 {
             return Ok(None);
         }
         let earlier: Vec<String> = (n.saturating_sub(GAP_WINDOW).max(1)..n - 1).map(|id| id.to_string()).collect();
-        let sql = format!(
-            "SELECT txn_id FROM appservice_txns WHERE txn_id IN ({})",
-            super::list_placeholders(self.backend, earlier.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in &earlier {
-            query = query.bind(id);
-        }
-        let seen: Vec<u64> = query
+        let sql = format!("{SELECT_SEEN}{}", super::sql::in_json(self.backend, "txn_id", 1));
+        let seen: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(super::sql::json_array(&earlier))
             .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .filter_map(|row| row.try_get::<String, _>(0).ok()?.parse().ok())
-            .collect();
+            .await?;
+        let seen: Vec<u64> = seen.iter().filter_map(|id| id.parse().ok()).collect();
         Ok(hole_is_suspect(&seen, n).then_some(n - 1))
     }
 

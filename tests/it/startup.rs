@@ -303,13 +303,10 @@ async fn an_admin_alias_claimed_by_someone_else_is_not_trusted() {
 /// An inbox row's outcome: `None` if there is no row, `Some(None)` while it
 /// is not handled yet.
 async fn inbox_outcome(store: &housekeep::store::Store, event_id: &str) -> anyhow::Result<Option<Option<String>>> {
-    use sqlx::Row;
-    let row = sqlx::query("SELECT handled_at, outcome FROM bot_inbox WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_optional(store.pool())
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let handled_at: Option<i64> = row.try_get(0)?;
-    let outcome: Option<String> = row.try_get(1)?;
-    Ok(Some(handled_at.and(outcome)))
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT handled_at, outcome FROM bot_inbox WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(row.map(|(handled_at, outcome)| handled_at.and(outcome)))
 }

@@ -4,8 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::common::Backend;
+use futures::TryStreamExt;
 use housekeep::extract::extract_value;
-use housekeep::store::{AuditEntry, InboxItem, InboxKind, Source, Store};
+use housekeep::store::{
+    AuditEntry, AuditFilter, BlockedHash, CancelOutcome, DueMedia, EventFilter, FetchState, Fetched, FinishedPlan,
+    InboxItem, InboxKind, ItemResult, ItemState, JobState, JobToken, KindCount, MediaId, NewJob, QuarantineRecord,
+    RedactionCheck, RefsOf, Scope, Source, Store, StoredReport,
+};
 use housekeep::testbed::{TestDatabase, eventually};
 use serde_json::{Value, json};
 
@@ -16,6 +21,7 @@ tests! {
         a_command_is_handled_once_even_if_delivered_again,
         the_audit_log_is_append_only,
         daily_activity_counts_each_message_once,
+        every_query_reads_its_rows_by_name,
     ],
     plain: [
         both_dialects_migrate_to_the_same_schema,
@@ -98,64 +104,87 @@ fn kind(declared: &str) -> &'static str {
     }
 }
 
+/// A column as [`schema_of`] reads it.
+#[derive(sqlx::FromRow)]
+struct ColumnRow {
+    table_name: String,
+    column_name: String,
+    data_type: String,
+    not_null: i64,
+    /// Its place in the primary key, from 1; 0 if it is not in it.
+    key_position: i64,
+}
+
+/// An index as [`schema_of`] reads it.
+#[derive(sqlx::FromRow)]
+struct IndexRow {
+    table_name: String,
+    index_name: String,
+    is_unique: i64,
+    partial: i64,
+    /// Comma-separated, in the index's order.
+    columns: String,
+    /// It serves a UNIQUE constraint.
+    is_constraint: i64,
+}
+
 async fn schema_of(backend: Backend) -> anyhow::Result<BTreeMap<String, Table>> {
-    use sqlx::{Connection, Row};
+    use sqlx::Connection;
     let (store, database, _dir) = open(backend).await?;
     store.close().await;
     let mut conn = sqlx::AnyConnection::connect(&database.url).await?;
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let (columns, indexes) = match backend {
         Backend::Sqlite => (
-            "SELECT m.name, c.name, c.type, c.\"notnull\", c.pk FROM sqlite_master m, pragma_table_info(m.name) c \
+            "SELECT m.name AS table_name, c.name AS column_name, c.type AS data_type, c.\"notnull\" AS not_null, \
+                    c.pk AS key_position FROM sqlite_master m, pragma_table_info(m.name) c \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
-            "SELECT m.name, i.name, i.\"unique\", i.partial, \
-                    (SELECT group_concat(name, ',') FROM (SELECT x.name FROM pragma_index_info(i.name) x ORDER BY x.seqno)), \
-                    i.origin = 'u' \
+            "SELECT m.name AS table_name, i.name AS index_name, i.\"unique\" AS is_unique, i.partial AS partial, \
+                    (SELECT group_concat(name, ',') FROM (SELECT x.name FROM pragma_index_info(i.name) x ORDER BY x.seqno)) \
+                      AS columns, \
+                    i.origin = 'u' AS is_constraint \
              FROM sqlite_master m, pragma_index_list(m.name) i \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%' AND i.origin <> 'pk'",
         ),
         Backend::Postgres => (
-            "SELECT c.table_name::text, c.column_name::text, c.data_type::text, (c.is_nullable = 'NO')::int::bigint, \
+            "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, \
+                    c.data_type::text AS data_type, (c.is_nullable = 'NO')::int::bigint AS not_null, \
                     COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k \
                       JOIN information_schema.table_constraints t ON t.constraint_name = k.constraint_name \
                        AND t.table_name = k.table_name AND t.constraint_type = 'PRIMARY KEY' \
-                      WHERE k.table_name = c.table_name AND k.column_name = c.column_name), 0)::bigint \
+                      WHERE k.table_name = c.table_name AND k.column_name = c.column_name), 0)::bigint AS key_position \
              FROM information_schema.columns c \
              WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '_sqlx%'",
-            "SELECT t.relname::text, i.relname::text, x.indisunique::int::bigint, (x.indpred IS NOT NULL)::int::bigint, \
+            "SELECT t.relname::text AS table_name, i.relname::text AS index_name, x.indisunique::int::bigint AS is_unique, \
+                    (x.indpred IS NOT NULL)::int::bigint AS partial, \
                     (SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM unnest(x.indkey) WITH ORDINALITY k(attnum, ord) \
-                     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum), \
+                     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum) AS columns, \
                     EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.contype = 'u')::int::bigint \
+                      AS is_constraint \
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
              JOIN pg_namespace n ON n.oid = t.relnamespace \
              WHERE n.nspname = 'public' AND NOT x.indisprimary AND t.relname NOT LIKE '_sqlx%'",
         ),
     };
     let mut primary_keys: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
-    for row in sqlx::query(columns).fetch_all(&mut conn).await? {
-        let (table, column): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        let position: i64 = row.try_get(4)?;
+    for row in sqlx::query_as::<_, ColumnRow>(columns).fetch_all(&mut conn).await? {
+        let (table, column, position) = (row.table_name, row.column_name, row.key_position);
         if position > 0 {
             primary_keys.entry(table.clone()).or_default().push((position, column.clone()));
         }
         // A primary key column is NOT NULL on PostgreSQL whatever it says.
-        let not_null = row.try_get::<i64, _>(3)? != 0 || position > 0;
-        tables.entry(table).or_default().columns.insert(column, (kind(&row.try_get::<String, _>(2)?), not_null));
+        let not_null = row.not_null != 0 || position > 0;
+        tables.entry(table).or_default().columns.insert(column, (kind(&row.data_type), not_null));
     }
     for (table, mut key) in primary_keys {
         key.sort();
         tables.get_mut(&table).expect("listed").primary_key = key.into_iter().map(|(_, column)| column).collect();
     }
-    for row in sqlx::query(indexes).fetch_all(&mut conn).await? {
-        let (table, mut name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        let columns: String = row.try_get(4)?;
+    for row in sqlx::query_as::<_, IndexRow>(indexes).fetch_all(&mut conn).await? {
         // A UNIQUE constraint's index is named by each dialect its own way.
-        if row.try_get::<i64, _>(5)? != 0 {
-            name = format!("unique ({columns})");
-        }
-        let flag = |n: usize| anyhow::Ok(row.try_get::<i64, _>(n)? != 0);
-        let index = (columns.split(',').map(str::to_owned).collect(), flag(2)?, flag(3)?);
-        tables.get_mut(&table).expect("indexed table listed").indexes.insert(name, index);
+        let name = if row.is_constraint != 0 { format!("unique ({})", row.columns) } else { row.index_name };
+        let index = (row.columns.split(',').map(str::to_owned).collect(), row.is_unique != 0, row.partial != 0);
+        tables.get_mut(&row.table_name).expect("indexed table listed").indexes.insert(name, index);
     }
     conn.close().await?;
     database.drop_database().await?;
@@ -320,6 +349,238 @@ async fn daily_activity_counts_each_message_once(backend: Backend) -> anyhow::Re
     assert_eq!(store.active_senders(None, day, day + 1).await?, 2);
     let top = store.top_by_messages(housekeep::store::TopBy::Sender, None, day, day + 1, 5).await?;
     assert_eq!(top, vec![("@a:hs".to_owned(), 3), ("@b:hs".to_owned(), 1)]);
+    store.close().await;
+    database.drop_database().await
+}
+
+/// Every store read that maps columns to fields by name, on rows that it
+/// finds: a column a dialect names otherwise (an expression without its
+/// alias) fails here, not in a moderator's command.
+async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let extract = |v: Value| extract_value(&v).unwrap();
+    let mxc = |server: &str, id: &str| MediaId { server_name: server.into(), media_id: id.into() };
+    store
+        .index_events(
+            &[
+                extract(event("$create", 5, "m.room.create", json!({"sender": "@z:hs", "state_key": ""}))),
+                extract(event("$m1", 10, "m.room.message", json!({"content": {"url": "mxc://hs/one"}}))),
+                extract(event(
+                    "$m2",
+                    20,
+                    "m.room.message",
+                    json!({"sender": "@b:hs", "content": {"url": "mxc://remote/two"}}),
+                )),
+                extract(event("$m3", 30, "m.room.message", json!({"content": {"custom": "mxc://hs/three"}}))),
+                extract(event("$s1", 40, "m.room.name", json!({"state_key": ""}))),
+                // Someone else's redaction: checked with the homeserver first.
+                extract(event("$r", 60, "m.room.redaction", json!({"sender": "@c:hs", "redacts": "$m2"}))),
+            ],
+            Source::Live,
+        )
+        .await?;
+
+    // Purge selections.
+    let by_a = EventFilter { room_id: Some("!r".into()), senders: vec!["@a:hs".into()], ..Default::default() };
+    let stats = store.event_selection_stats(&by_a).await?;
+    assert_eq!(
+        (stats.events, stats.rooms, stats.senders, stats.first_ts, stats.last_ts),
+        (2, 1, 1, Some(10), Some(30))
+    );
+    assert_eq!((stats.top_rooms, stats.top_senders), (vec![("!r".into(), 2)], vec![("@a:hs".into(), 2)]));
+    assert_eq!(stats.state_excluded, 1);
+    let page = store.selected_events_page(&by_a, Some(&(10, "$m1".into())), 10).await?;
+    assert_eq!(page.iter().map(|e| (e.event_id.as_str(), e.origin_server_ts)).collect::<Vec<_>>(), [("$m3", 30)]);
+    let all: Vec<_> = store.selected_events(&by_a).try_collect().await?;
+    assert_eq!(all.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["$m1", "$m3"]);
+    let two = EventFilter { event_ids: vec!["$m2".into(), "$nope".into()], ..Default::default() };
+    assert_eq!(store.event_selection_stats(&two).await?.events, 1);
+    let media: Vec<_> = store.media_of_selection(&by_a).try_collect().await?;
+    let media: Vec<_> = media.iter().map(|m| (m.media.mxc(), m.shared, m.senders.clone())).collect();
+    assert_eq!(
+        media,
+        [
+            ("mxc://hs/one".into(), true, vec!["@a:hs".to_owned()]),
+            ("mxc://hs/three".into(), false, vec!["@a:hs".into()])
+        ]
+    );
+    assert_eq!(store.first_event_at_or_after("!r", 15).await?, Some(("$m2".into(), 20)));
+    assert_eq!(store.last_event_before("!r", 30).await?, Some(("$m2".into(), 20)));
+    assert!(store.room_history_is_indexed("!r").await?);
+    assert!(!store.index_is_empty().await?);
+
+    // Media selections, quarantine records and the download queue.
+    let of_a = store.media_selection_stats(RefsOf::Sender("@a:hs"), Scope::Shared, "hs").await?;
+    assert_eq!(of_a.refs_by_kind, [("other".into(), 1), ("url".into(), 1)]);
+    assert_eq!((of_a.media, of_a.local, of_a.already_quarantined, of_a.mentions_only), (1, 1, 0, 1));
+    assert_eq!(
+        (of_a.mention_samples, of_a.top_senders, of_a.senders),
+        (vec!["mxc://hs/three".into()], vec![("@a:hs".into(), 1)], 1)
+    );
+    let room: Vec<_> = store.selected_media(RefsOf::Room("!r"), Scope::All).try_collect().await?;
+    assert_eq!(room, [mxc("hs", "one"), mxc("hs", "three"), mxc("remote", "two")]);
+    let due = store.due_media(10).await?;
+    assert_eq!(due.iter().map(|d| (d.media.mxc(), d.failures)).collect::<Vec<_>>().len(), 3);
+    assert_eq!(store.next_media_due().await?, Some(0));
+    assert_eq!(
+        store.unfetched_media_of_events(&["$m3".into(), "$x".into()]).await?,
+        [DueMedia { media: mxc("hs", "three"), failures: 0 }]
+    );
+    let fetched = Fetched { sha256: "aa".into(), size: 5, mimetype: Some("image/png".into()) };
+    store.record_fetched(&mxc("hs", "one"), &fetched).await?;
+    store.record_fetched(&mxc("hs", "three"), &fetched).await?;
+    assert_eq!(store.record_fetch_failure(&mxc("remote", "two"), "boom", 0, 1).await?, FetchState::Abandoned);
+    assert_eq!(store.fetch_state(&mxc("remote", "two")).await?, Some((FetchState::Abandoned, 1)));
+    assert_eq!(store.abandoned_media(10).await?, [(mxc("remote", "two"), Some("boom".into()))]);
+    assert_eq!(store.abandoned_media_count().await?, 1);
+    let states = [(FetchState::Abandoned, 1), (FetchState::Fetched, 2)];
+    assert_eq!(store.fetch_state_counts(None).await?, states);
+    assert_eq!(store.fetch_state_counts(Some("!r")).await?, states);
+    let blocked = BlockedHash {
+        sha256: "aa".into(),
+        reason: Some("r".into()),
+        added_by: "@mod:hs".into(),
+        added_at: 1,
+        source: "command".into(),
+    };
+    store.block_hash(&blocked).await?;
+    assert_eq!(store.blocked_hash("aa").await?, Some(blocked.clone()));
+    assert_eq!(store.blocklist(10).await?, [blocked]);
+    assert_eq!(store.media_count_with_hash("aa").await?, 2);
+    let with_hash: Vec<_> = store.media_with_hash("aa").try_collect().await?;
+    assert_eq!(with_hash, [mxc("hs", "one"), mxc("hs", "three")]);
+    store.set_media_quarantine(&[("hs", "one")], Some(("@mod:hs", Some("spam")))).await?;
+    assert_eq!(store.blocked_unchecked(10).await?, [(mxc("hs", "three"), "aa".into())]);
+    assert!(store.media_quarantined_at("hs", "one").await?.is_some());
+    assert_eq!(store.media_quarantined_at("hs", "three").await?, None);
+    assert_eq!(store.quarantined_media_count().await?, 1);
+    let records = store.recent_quarantines(10).await?;
+    let record = QuarantineRecord {
+        mxc: "mxc://hs/one".into(),
+        at: records[0].at,
+        by: Some("@mod:hs".into()),
+        reason: Some("spam".into()),
+    };
+    assert_eq!(records, [record]);
+    assert_eq!(store.media_senders_in_room("!r", "hs", 10).await?, ["@a:hs"]);
+    let kinds = store.room_media_by_kind("!r").await?;
+    let kind = |kind: &str, refs, media, bytes| KindCount { kind: kind.into(), refs, media, bytes };
+    assert_eq!(kinds, [kind("other", 1, 1, 5), kind("url", 2, 2, 5)]);
+
+    // A job, its items and its tokens.
+    let audit = |action: &str| AuditEntry {
+        actor: "@mod:hs".into(),
+        job_id: Some("j1".into()),
+        action: action.into(),
+        outcome: "ok".into(),
+        ..Default::default()
+    };
+    let new = NewJob {
+        id: "j1".into(),
+        kind: "purge".into(),
+        command_event_id: "$cmd".into(),
+        room_id: "!admin".into(),
+        requested_by: "@mod:hs".into(),
+        command_text: "!purge".into(),
+    };
+    let job = store.begin_planning(&new).await?;
+    assert_eq!((job.state, job.plan.clone(), job.cursor.clone()), (JobState::Planning, Value::Null, None));
+    assert_eq!(store.insert_job_items("j1", 0, &[("k1".into(), json!(1)), ("k2".into(), json!({"a": 2}))]).await?, 2);
+    let plan = FinishedPlan {
+        plan: json!({"p": 1}),
+        plan_hash: "h".into(),
+        state: JobState::Confirmed,
+        total_count: 2,
+        expires_at: i64::MAX / 2,
+        needs_second_moderator: true,
+    };
+    let job = store.finish_planning("j1", &plan, "@mod:hs", &audit("plan")).await?;
+    assert_eq!(
+        (job.plan, job.confirmed_by.as_deref(), job.needs_second_moderator),
+        (json!({"p": 1}), Some("@mod:hs"), true)
+    );
+    assert!(store.runnable_jobs().await?.is_empty(), "it waits for its plan to be posted");
+    store.set_plan_event("j1", "$plan").await?;
+    assert_eq!(store.job_by_plan_event("$plan").await?.map(|job| job.id), Some("j1".into()));
+    assert_eq!(store.runnable_jobs().await?.len(), 1);
+    assert!(store.start_job("j1").await?);
+    let done = ItemResult { seq: 0, key: "k1".into(), item: json!(1), state: ItemState::Done, detail: "ok".into() };
+    store.checkpoint_job("j1", &json!({"c": 1}), &json!({"t": 1}), 1, 0, &[done], &[audit("batch")]).await?;
+    let items = store.next_job_items("j1", -1, 10).await?;
+    let items: Vec<_> =
+        items.iter().map(|i| (i.seq, i.key.as_str(), i.item.clone(), i.state, i.detail.as_deref())).collect();
+    assert_eq!(
+        items,
+        [(0, "k1", json!(1), ItemState::Done, Some("ok")), (1, "k2", json!({"a": 2}), ItemState::Pending, None)]
+    );
+    assert_eq!(store.job_item_keys_among("j1", &["k1".into(), "k3".into()]).await?, ["k1"]);
+    assert_eq!(store.count_job_items_with_keys("j1", &["k2".into()]).await?, 1);
+    assert_eq!(store.job_items_in_state("j1", ItemState::Pending, 10).await?.len(), 1);
+    assert_eq!(store.job_item_counts("j1").await?, [(ItemState::Done, 1), (ItemState::Pending, 1)]);
+    assert_eq!(store.cancel_job("j1").await?, CancelOutcome::Stopping);
+    let job = store.job("j1").await?.expect("the job");
+    assert_eq!(
+        (job.cursor, job.tally, job.done_count, job.batches),
+        (Some(json!({"c": 1})), Some(json!({"t": 1})), 1, 1)
+    );
+    assert!(job.cancel_requested);
+    let token = JobToken { user_id: "@a:hs".into(), token: "secret".into(), expires_at: 9 };
+    store.save_job_token("j1", &token).await?;
+    assert_eq!(store.job_tokens("j1").await?, std::slice::from_ref(&token));
+    assert!(store.tokens_of_ended_jobs().await?.is_empty());
+    assert!(store.finish_job("j1", JobState::Done, &json!({"r": 1}), None, &audit("finish")).await?);
+    assert_eq!(store.tokens_of_ended_jobs().await?, [("j1".into(), token)]);
+    assert_eq!(store.job("j1").await?.and_then(|job| job.result), Some(json!({"r": 1})));
+    assert_eq!(store.job_counts().await?, [(JobState::Done, 1)]);
+    assert_eq!(store.recent_jobs(5).await?.len(), 1);
+    assert_eq!(store.recent_jobs_of_kind("purge", 5).await?.len(), 1);
+
+    // The audit log, stats and the rest.
+    let filter =
+        AuditFilter { actor: Some("@mod:hs"), action: Some("batch"), since: Some(0), before_id: Some(i64::MAX) };
+    let page = store.audit_page(&filter, 10).await?;
+    assert_eq!(page.iter().map(|r| r.entry.action.as_str()).collect::<Vec<_>>(), ["batch"]);
+    let (newest, total) = store.job_audit("j1", 2).await?;
+    assert_eq!(
+        (newest.iter().map(|r| r.entry.action.as_str()).collect::<Vec<_>>(), total),
+        (vec!["finish", "batch"], 3)
+    );
+    assert!(store.insert_stats_report("hs", 100, 1, "synapse", None, "{}").await?);
+    assert_eq!(store.stats_report_counts(0, 1_000, 5).await?, [("hs".into(), 1)]);
+    let report = StoredReport { homeserver: "hs".into(), report_ts: 100, received_at: 1, raw: "{}".into() };
+    assert_eq!(store.stats_reports(0, 1_000).await?, [report]);
+    for room in [None, Some("!r")] {
+        let totals = store.moderation_totals(room, 0, i64::MAX).await?;
+        assert_eq!((totals.new_rooms, totals.media_hashed, totals.media_bytes), (1, 2, 10), "{room:?}");
+        assert_eq!((totals.quarantined, totals.purges, totals.purged_events), (1, 1, 1), "{room:?}");
+    }
+    store.request_backfill(&["!r".into()], "why").await?;
+    let requests = store.backfill_requests(5).await?;
+    assert_eq!(
+        requests.iter().map(|(room, reason, _)| (room.as_str(), reason.as_str())).collect::<Vec<_>>(),
+        [("!r", "why")]
+    );
+    let check = RedactionCheck {
+        redaction_id: "$r".into(),
+        room_id: "!r".into(),
+        target_id: "$m2".into(),
+        redacted_at: 60,
+        attempts: 0,
+    };
+    assert_eq!(store.due_redaction_checks(i64::MAX, 10).await?, [check]);
+    assert_eq!(store.pending_redaction_checks().await?, 1);
+    assert_eq!(store.inbox_next_due().await?, None);
+    let watermark = store.watermark().await?;
+    assert!(watermark.jobs_updated > 0 && watermark.audit_id > 0 && watermark.reports_received == 1, "{watermark:?}");
+    store.remember_alias("#a:hs", "!r", 1).await?;
+    assert_eq!(store.remembered_alias("#a:hs").await?.as_deref(), Some("!r"));
+
+    // What purges leave.
+    store.mark_event_redacted("$m1", 70).await?;
+    let maybe = store.maybe_redacted(&["$m1".into(), "$m2".into(), "$m3".into()]).await?;
+    assert_eq!(maybe, ["$m1".to_owned(), "$m2".into()].into());
+    assert_eq!(store.forget_events(&["$m3".into(), "$x".into()]).await?, 1);
+    assert!(store.room_media_refs("!r").await?.iter().all(|r| r.event_id != "$m3"));
     store.close().await;
     database.drop_database().await
 }

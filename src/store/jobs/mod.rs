@@ -1,4 +1,5 @@
-//! `jobs`, `job_items` and `job_tokens`: durable, confirmable, checkpointed work.
+//! `jobs`: durable, confirmable, checkpointed work; its items
+//! ([`items`], `job_items`) and the tokens it minted ([`tokens`], `job_tokens`).
 //!
 //! State machine: `planning` (items being written) → `planned` → (`!confirm`
 //! / ✅ before `expires_at`) → `confirmed` → `running` → `done` | `failed` |
@@ -10,11 +11,18 @@
 //! Plans, cursors, tallies and items are the job kind's typed values as JSON;
 //! this module stores them without looking inside.
 
-use serde_json::Value;
-use sqlx::{AssertSqlSafe, Row};
+mod items;
+mod tokens;
 
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+
+pub use items::{ItemResult, ItemState, JobItem};
+pub use tokens::JobToken;
+
+use super::Store;
 use super::audit::{AuditEntry, insert_audit};
-use super::{Store, values_placeholders};
+use super::sql::Counted;
 use crate::clock::now_ms;
 
 const JOB_COLUMNS: &str = "id, kind, command_event_id, room_id, requested_by, command_text, plan, plan_hash, state, \
@@ -27,10 +35,6 @@ const FINISH_PLANNING: &str = "UPDATE jobs SET plan = $2, plan_hash = $3, state 
      confirmed_by = $6, expires_at = $7, needs_second_moderator = $8, updated_at = $9 \
      WHERE id = $1 AND state = 'planning'";
 const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'planning'";
-/// Items are deleted a chunk per statement: a million-item plan dropped in
-/// one statement would hold SQLite's write lock for seconds.
-const DELETE_ITEMS_CHUNK: &str = "DELETE FROM job_items WHERE job_id = $1 AND seq IN \
-     (SELECT seq FROM job_items WHERE job_id = $1 ORDER BY seq LIMIT 5000)";
 const CONFIRM: &str = "UPDATE jobs SET state = 'confirmed', confirmed_by = $2, updated_at = $3 \
      WHERE id = $1 AND state = 'planned' AND expires_at > $3 \
      AND (needs_second_moderator = 0 OR requested_by <> $2)";
@@ -53,22 +57,8 @@ const CHECKPOINT: &str = "UPDATE jobs SET cursor = $2, tally = $3, done_count = 
      failed_count = failed_count + $5, batches = batches + 1, updated_at = $6 WHERE id = $1 AND state = 'running'";
 const FINISH: &str =
     "UPDATE jobs SET state = $2, result = $3, error = $4, updated_at = $5 WHERE id = $1 AND state = 'running'";
-const INSERT_ITEMS_HEAD: &str = "INSERT INTO job_items (job_id, seq, item_key, item, state) VALUES ";
-/// An item's outcome. A kind that finds its items as it goes (no list made
-/// at plan time) inserts them here with their outcome.
-const UPSERT_ITEM: &str = "INSERT INTO job_items (job_id, seq, item_key, item, state, detail) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, seq) DO UPDATE SET state = $5, detail = $6";
-const ITEM_COLUMNS: &str = "seq, item_key, item, state, detail";
-const COUNT_ITEMS: &str = "SELECT state, COUNT(*) FROM job_items WHERE job_id = $1 GROUP BY state ORDER BY state";
 const SET_PLAN_EVENT: &str = "UPDATE jobs SET plan_event_id = $2 WHERE id = $1";
 const SET_PROGRESS_EVENT: &str = "UPDATE jobs SET progress_event_id = $2 WHERE id = $1";
-const UPSERT_TOKEN: &str = "INSERT INTO job_tokens (job_id, user_id, token, expires_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (job_id, user_id) DO UPDATE SET token = $3, expires_at = $4";
-const SELECT_TOKENS: &str = "SELECT user_id, token, expires_at FROM job_tokens WHERE job_id = $1 ORDER BY user_id";
-const DELETE_TOKEN: &str = "DELETE FROM job_tokens WHERE job_id = $1 AND user_id = $2";
-/// Rows per multi-row item INSERT: 5 columns each, well under the bind limits.
-const ITEM_ROWS_PER_STATEMENT: usize = 400;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobState {
     Planning,
@@ -179,71 +169,6 @@ pub struct FinishedPlan {
     pub needs_second_moderator: bool,
 }
 
-/// How one job item went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ItemState {
-    Pending,
-    Done,
-    Skipped,
-    Failed,
-}
-
-impl ItemState {
-    pub const ALL: [Self; 4] = [Self::Pending, Self::Done, Self::Skipped, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Done => "done",
-            Self::Skipped => "skipped",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| anyhow::anyhow!("unknown item state {text:?}"))
-    }
-}
-
-/// A job item's outcome, committed with the batch's checkpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ItemResult {
-    pub seq: i64,
-    pub key: String,
-    /// The item itself (JSON); written when the item was not listed at plan time.
-    pub item: Value,
-    pub state: ItemState,
-    pub detail: String,
-}
-
-/// A job item as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobItem {
-    pub seq: i64,
-    pub key: String,
-    pub item: Value,
-    pub state: ItemState,
-    pub detail: Option<String>,
-}
-
-/// A token a job minted for a local user. Never logged or shown.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JobToken {
-    pub user_id: String,
-    pub token: String,
-    pub expires_at: i64,
-}
-
-impl std::fmt::Debug for JobToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobToken")
-            .field("user_id", &self.user_id)
-            .field("token", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
 /// Why a confirm did not take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfirmError {
@@ -269,55 +194,85 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-fn json_column(row: &sqlx::any::AnyRow, index: usize) -> anyhow::Result<Option<Value>> {
-    Ok(row.try_get::<Option<String>, _>(index)?.map(|text| serde_json::from_str(&text)).transpose()?)
+/// A JSON column's value, if it has one.
+fn parse_json(text: Option<String>) -> anyhow::Result<Option<Value>> {
+    Ok(text.map(|text| serde_json::from_str(&text)).transpose()?)
 }
 
-fn job(row: &sqlx::any::AnyRow) -> anyhow::Result<Job> {
-    Ok(Job {
-        id: row.try_get(0)?,
-        kind: row.try_get(1)?,
-        command_event_id: row.try_get(2)?,
-        room_id: row.try_get(3)?,
-        requested_by: row.try_get(4)?,
-        command_text: row.try_get(5)?,
-        plan: json_column(row, 6)?.unwrap_or(Value::Null),
-        plan_hash: row.try_get(7)?,
-        state: JobState::parse(&row.try_get::<String, _>(8)?)?,
-        plan_event_id: row.try_get(9)?,
-        progress_event_id: row.try_get(10)?,
-        cursor: json_column(row, 11)?,
-        total_count: row.try_get(12)?,
-        done_count: row.try_get(13)?,
-        failed_count: row.try_get(14)?,
-        batches: row.try_get(15)?,
-        result: json_column(row, 16)?,
-        error: row.try_get(17)?,
-        confirmed_by: row.try_get(18)?,
-        cancel_requested: row.try_get::<i64, _>(19)? != 0,
-        created_at: row.try_get(20)?,
-        updated_at: row.try_get(21)?,
-        expires_at: row.try_get(22)?,
-        tally: json_column(row, 23)?,
-        needs_second_moderator: row.try_get::<i64, _>(24)? != 0,
-    })
+/// A `jobs` row.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    kind: String,
+    command_event_id: String,
+    room_id: String,
+    requested_by: String,
+    command_text: String,
+    plan: Option<String>,
+    plan_hash: String,
+    state: String,
+    plan_event_id: Option<String>,
+    progress_event_id: Option<String>,
+    cursor: Option<String>,
+    total_count: i64,
+    done_count: i64,
+    failed_count: i64,
+    batches: i64,
+    result: Option<String>,
+    error: Option<String>,
+    confirmed_by: Option<String>,
+    cancel_requested: i64,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: i64,
+    tally: Option<String>,
+    needs_second_moderator: i64,
 }
 
-fn job_item(row: &sqlx::any::AnyRow) -> anyhow::Result<JobItem> {
-    Ok(JobItem {
-        seq: row.try_get(0)?,
-        key: row.try_get(1)?,
-        item: json_column(row, 2)?.unwrap_or(Value::Null),
-        state: ItemState::parse(&row.try_get::<String, _>(3)?)?,
-        detail: row.try_get(4)?,
-    })
+impl TryFrom<JobRow> for Job {
+    type Error = anyhow::Error;
+
+    fn try_from(row: JobRow) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: row.id,
+            kind: row.kind,
+            command_event_id: row.command_event_id,
+            room_id: row.room_id,
+            requested_by: row.requested_by,
+            command_text: row.command_text,
+            plan: parse_json(row.plan)?.unwrap_or(Value::Null),
+            plan_hash: row.plan_hash,
+            state: JobState::parse(&row.state)?,
+            plan_event_id: row.plan_event_id,
+            progress_event_id: row.progress_event_id,
+            cursor: parse_json(row.cursor)?,
+            tally: parse_json(row.tally)?,
+            total_count: row.total_count,
+            done_count: row.done_count,
+            failed_count: row.failed_count,
+            batches: row.batches,
+            result: parse_json(row.result)?,
+            error: row.error,
+            confirmed_by: row.confirmed_by,
+            needs_second_moderator: row.needs_second_moderator != 0,
+            cancel_requested: row.cancel_requested != 0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+/// Jobs of a `SELECT {JOB_COLUMNS}`.
+fn jobs(rows: Vec<JobRow>) -> anyhow::Result<Vec<Job>> {
+    rows.into_iter().map(Job::try_from).collect()
 }
 
 impl Store {
     async fn job_where(&self, condition: &'static str, value: &str) -> anyhow::Result<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} = $1");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(value).fetch_optional(&self.pool).await?;
-        row.as_ref().map(job).transpose()
+        let row: Option<JobRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(value).fetch_optional(&self.pool).await?;
+        row.map(Job::try_from).transpose()
     }
 
     pub async fn job(&self, id: &str) -> anyhow::Result<Option<Job>> {
@@ -356,26 +311,6 @@ impl Store {
         self.job_by_command(&new.command_event_id).await?.ok_or_else(|| anyhow::anyhow!("job {} vanished", new.id))
     }
 
-    /// Appends planned items (`key`, JSON) after `first_seq`. A key the job
-    /// lists already is left out. Returns how many were new.
-    pub async fn insert_job_items(&self, id: &str, first_seq: i64, items: &[(String, Value)]) -> anyhow::Result<u64> {
-        let mut inserted = 0;
-        let mut seq = first_seq;
-        for chunk in items.chunks(ITEM_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{INSERT_ITEMS_HEAD}{} ON CONFLICT (job_id, item_key) DO NOTHING",
-                values_placeholders(self.backend, chunk.len(), 5)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (key, item) in chunk {
-                query = query.bind(id).bind(seq).bind(key).bind(item.to_string()).bind(ItemState::Pending.as_str());
-                seq += 1;
-            }
-            inserted += query.execute(&self.pool).await?.rows_affected();
-        }
-        Ok(inserted)
-    }
-
     /// Ends `planning`: the plan, its state and size, with the plan's audit entry.
     pub async fn finish_planning(
         &self,
@@ -403,12 +338,6 @@ impl Store {
         insert_audit(&mut tx, std::slice::from_ref(audit), now).await?;
         tx.commit().await?;
         self.job(id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))
-    }
-
-    /// Drops the items of a plan that will never run (a dry run's).
-    pub async fn delete_job_items(&self, id: &str) -> anyhow::Result<()> {
-        while sqlx::query(DELETE_ITEMS_CHUNK).bind(id).execute(&self.pool).await?.rows_affected() > 0 {}
-        Ok(())
     }
 
     /// Drops a plan that made no job (nothing selected, or refused), with
@@ -491,27 +420,26 @@ impl Store {
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('confirmed', 'running') \
              AND (plan_event_id IS NOT NULL OR command_event_id NOT LIKE '$%') ORDER BY created_at LIMIT 1000"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(job).collect()
+        jobs(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 
     pub async fn recent_jobs_of_kind(&self, kind: &str, limit: i64) -> anyhow::Result<Vec<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(kind).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(job).collect()
+        jobs(sqlx::query_as(AssertSqlSafe(sql)).bind(kind).bind(limit).fetch_all(&self.pool).await?)
     }
 
     pub async fn recent_jobs(&self, limit: i64) -> anyhow::Result<Vec<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(job).collect()
+        jobs(sqlx::query_as(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// How many jobs are in each state (for `!status`).
     pub async fn job_counts(&self) -> anyhow::Result<Vec<(JobState, i64)>> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((JobState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+        let rows: Vec<Counted> =
+            sqlx::query_as("SELECT state AS name, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(|row| Ok((JobState::parse(&row.name)?, row.n))).collect()
     }
 
     pub async fn start_job(&self, id: &str) -> anyhow::Result<bool> {
@@ -545,66 +473,10 @@ impl Store {
             .await?
             .rows_affected();
         anyhow::ensure!(updated == 1, "job {id} is no longer running");
-        for result in items {
-            sqlx::query(UPSERT_ITEM)
-                .bind(id)
-                .bind(result.seq)
-                .bind(&result.key)
-                .bind(result.item.to_string())
-                .bind(result.state.as_str())
-                .bind(&result.detail)
-                .execute(&mut *tx)
-                .await?;
-        }
+        items::write_item_results(&mut tx, id, items).await?;
         insert_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Up to `limit` items after `after_seq`, in order.
-    pub async fn next_job_items(&self, id: &str, after_seq: i64, limit: i64) -> anyhow::Result<Vec<JobItem>> {
-        let sql = format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(job_item).collect()
-    }
-
-    /// How many of `keys` are items of the job (by the `(job_id, item_key)` index).
-    pub async fn count_job_items_with_keys(&self, id: &str, keys: &[String]) -> anyhow::Result<i64> {
-        Ok(self.job_item_keys_among(id, keys).await?.len() as i64)
-    }
-
-    /// Those of `keys` that are items of the job (by the `(job_id, item_key)` index).
-    pub async fn job_item_keys_among(&self, id: &str, keys: &[String]) -> anyhow::Result<Vec<String>> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(500) {
-            // `$1` is the job, the keys follow.
-            let keys: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
-            let keys = keys.join(", ");
-            let sql = format!("SELECT item_key FROM job_items WHERE job_id = $1 AND item_key IN ({keys})");
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(id);
-            for key in chunk {
-                query = query.bind(key);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                found.push(row.try_get(0)?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Items in one state, in order, at most `limit`.
-    pub async fn job_items_in_state(&self, id: &str, state: ItemState, limit: i64) -> anyhow::Result<Vec<JobItem>> {
-        let sql =
-            format!("SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = $1 AND state = $2 ORDER BY seq LIMIT $3");
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(id).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(job_item).collect()
-    }
-
-    /// How many items are in each state.
-    pub async fn job_item_counts(&self, id: &str) -> anyhow::Result<Vec<(ItemState, i64)>> {
-        let rows = sqlx::query(COUNT_ITEMS).bind(id).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((ItemState::parse(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
     }
 
     /// Ends a running job in `state` with its result, and audits it.
@@ -633,48 +505,5 @@ impl Store {
         }
         tx.commit().await?;
         Ok(finished)
-    }
-
-    /// Keeps a token a job minted, for reuse after a restart.
-    pub async fn save_job_token(&self, id: &str, token: &JobToken) -> anyhow::Result<()> {
-        sqlx::query(UPSERT_TOKEN)
-            .bind(id)
-            .bind(&token.user_id)
-            .bind(&token.token)
-            .bind(token.expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn job_tokens(&self, id: &str) -> anyhow::Result<Vec<JobToken>> {
-        let rows = sqlx::query(SELECT_TOKENS).bind(id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| Ok(JobToken { user_id: row.try_get(0)?, token: row.try_get(1)?, expires_at: row.try_get(2)? }))
-            .collect()
-    }
-
-    /// Tokens still kept for jobs that ended (a revocation that failed, or
-    /// a job that ended without its clean-up): `(job ID, token)`.
-    pub async fn tokens_of_ended_jobs(&self) -> anyhow::Result<Vec<(String, JobToken)>> {
-        let ended: Vec<String> =
-            JobState::ALL.iter().filter(|s| s.is_final()).map(|s| format!("'{}'", s.as_str())).collect();
-        let sql = format!(
-            "SELECT t.job_id, t.user_id, t.token, t.expires_at FROM job_tokens t JOIN jobs j ON j.id = t.job_id \
-             WHERE j.state IN ({}) ORDER BY t.job_id, t.user_id",
-            ended.join(", ")
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let token = JobToken { user_id: row.try_get(1)?, token: row.try_get(2)?, expires_at: row.try_get(3)? };
-                Ok((row.try_get(0)?, token))
-            })
-            .collect()
-    }
-
-    pub async fn delete_job_token(&self, id: &str, user_id: &str) -> anyhow::Result<()> {
-        sqlx::query(DELETE_TOKEN).bind(id).bind(user_id).execute(&self.pool).await?;
-        Ok(())
     }
 }
