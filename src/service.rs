@@ -168,7 +168,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             Some(homeserver.clone()),
             public_url,
-            config.web.session_lifetime()?,
+            config.web.session_lifetime(),
             config.admin.room.clone(),
             config.admin.command_prefix.clone(),
         );
@@ -288,10 +288,10 @@ async fn start_workers(
         services.clone(),
         FetchConfig {
             concurrency: config.media.download_concurrency,
-            timeout: config.media.download_timeout()?,
-            stall: config.media.stall_timeout()?,
+            timeout: config.media.download_timeout,
+            stall: config.media.stall_timeout,
             max_attempts: config.media.max_attempts,
-            retry_delay: config.media.retry_delay()?,
+            retry_delay: config.media.retry_delay,
         },
     );
     crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
@@ -305,7 +305,7 @@ async fn start_workers(
         moderator_power_level: config.admin.moderator_power_level,
         allow_remote_moderators: config.admin.allow_remote_moderators,
         prefix: config.admin.command_prefix.clone(),
-        confirm_expiry: config.admin.confirm_expiry()?,
+        confirm_expiry: config.admin.confirm_expiry,
         policy: ConfirmPolicy {
             yes_limit: config.admin.confirm_threshold.into(),
             two_person: config.admin.two_person_threshold.map(Into::into),
@@ -320,7 +320,7 @@ async fn start_workers(
         summaries: scheduled_summaries(&config),
         prefix: config.admin.command_prefix.clone(),
         homeserver: Some(services.homeserver.clone()),
-        retention: config.stats.retention()?,
+        retention: config.stats.retention,
         clock: Scheduler::system_clock(),
         backoff: Default::default(),
     };
