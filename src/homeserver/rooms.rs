@@ -4,6 +4,7 @@
 use reqwest::Method;
 use ruma::api::client::{alias, membership, message, redact, room, state};
 use ruma::events::MessageLikeEventType;
+use ruma::events::room::message::RoomMessageEventContent;
 use ruma::serde::Raw;
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId, UserId,
@@ -121,6 +122,20 @@ impl HomeserverClient {
             MessageLikeEventType::from(event_type),
             content,
         );
+        Ok(self.call(request).await?.event_id.to_string())
+    }
+
+    /// Sends an `m.room.message` built with ruma's content types; `txn_id`
+    /// as for [`Self::send_event`].
+    pub async fn send_message(
+        &self,
+        room: &str,
+        txn_id: &str,
+        content: &RoomMessageEventContent,
+    ) -> Result<String, HsError> {
+        let request =
+            message::send_message_event::v3::Request::new(room_id(room)?, OwnedTransactionId::from(txn_id), content)
+                .map_err(decode)?;
         Ok(self.call(request).await?.event_id.to_string())
     }
 
