@@ -58,7 +58,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 }
 
 pub use account::{PingOutcome, StartupReport};
-pub use admin::{ListedRoom, MessagesPage, Upload, truthy};
+pub use admin::{ListedRoom, MediaInfo, MessagesPage, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {
@@ -291,7 +291,8 @@ impl HomeserverClient {
             })
             .await?;
         let value: Value = if bytes.is_empty() { Value::Null } else { parse_json(&bytes) };
-        serde_json::from_value(value).map_err(|e| HsError::Decode(e.to_string()))
+        // A missing or mistyped field names the endpoint and the field.
+        serde_json::from_value(value).map_err(|e| HsError::Decode(format!("{method} {path}: {e}")))
     }
 
     /// A Client-Server request with ruma's typed request and response,
@@ -327,7 +328,8 @@ impl HomeserverClient {
             .status(http::StatusCode::OK)
             .body(bytes.as_ref())
             .map_err(|e| HsError::Decode(e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(response).map_err(|e| HsError::Decode(e.to_string()))
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| HsError::Decode(format!("{method} {path}: {e}")))
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy's

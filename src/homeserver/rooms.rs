@@ -151,8 +151,13 @@ impl HomeserverClient {
     /// Whether an event is redacted, as this client's user sees it.
     pub async fn is_redacted(&self, room: &str, event: &str) -> Result<bool, HsError> {
         let response = self.call(room::get_room_event::v3::Request::new(room_id(room)?, event_id(event)?)).await?;
-        let unsigned: Option<Value> = response.event.get_field("unsigned").map_err(decode)?;
-        Ok(unsigned.is_some_and(|unsigned| unsigned.get("redacted_because").is_some()))
+        #[derive(Deserialize)]
+        struct Unsigned {
+            #[serde(default)]
+            redacted_because: Option<serde::de::IgnoredAny>,
+        }
+        let unsigned: Option<Unsigned> = response.event.get_field("unsigned").map_err(decode)?;
+        Ok(unsigned.is_some_and(|unsigned| unsigned.redacted_because.is_some()))
     }
 
     /// Whether a user is a server admin (Synapse admin API). `Ok(false)` when
