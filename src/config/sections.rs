@@ -10,7 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 /// A sign-in's lifetime when `web.session_lifetime` is unset.
-pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

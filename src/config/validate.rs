@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::DATABASE_URL_SCHEMES;
 use super::{AdminConfig, Config, MAX_STATS_DAYS, MediaConfig, Schedule, StatsConfig, WebConfig};
-use super::{DATABASE_URL_SCHEMES, DEFAULT_SESSION_LIFETIME};
 
 /// Synapse retries a 413 forever, so the limit must fit any transaction it
 /// can send (100 events of up to 64 KiB, plus ephemeral data).
@@ -221,7 +221,7 @@ impl WebConfig {
                 "web.public_url: the dashboard is served at the root of its host; give a URL without a path (e.g. https://housekeep.example.org/), got {url}"
             );
         }
-        let lifetime = self.session_lifetime.unwrap_or(DEFAULT_SESSION_LIFETIME);
+        let lifetime = self.session_lifetime();
         if lifetime < Duration::from_secs(60) || lifetime > 90 * DAY {
             bail!("web.session_lifetime: must be between 1m and 90d");
         }
