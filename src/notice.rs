@@ -6,7 +6,13 @@
 //! web dashboard later) is the sink's business.
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use ruma::events::Mentions;
+use ruma::events::relation::Reply;
+use ruma::events::room::ImageInfo;
+use ruma::events::room::message::{
+    ImageMessageEventContent, MessageType, Relation, ReplacementMetadata, RoomMessageEventContent,
+};
+use ruma::{EventId, OwnedMxcUri, UInt};
 
 /// A message under construction. Executors and job kinds return one; sending is separate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,35 +142,22 @@ impl Notice {
         std::borrow::Cow::Owned(Notice { plain, html })
     }
 
-    /// The `m.notice` content, replying to `in_reply_to` when given.
-    pub fn content(&self, in_reply_to: Option<&str>) -> Value {
-        let mut content = json!({
-            "msgtype": "m.notice",
-            "body": self.plain,
-            "format": "org.matrix.custom.html",
-            "formatted_body": self.html,
-            // Replies do not ping anyone.
-            "m.mentions": {},
-        });
-        if let Some(event_id) = in_reply_to {
-            content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": event_id } });
-        }
+    /// The `m.notice` content (plain `body`, HTML `formatted_body`), a
+    /// reply to `in_reply_to` when given. It mentions nobody: an empty
+    /// `m.mentions`, so neither the reply nor a user ID in the text pings.
+    pub fn content(&self, in_reply_to: Option<&EventId>) -> RoomMessageEventContent {
+        let mut content = RoomMessageEventContent::notice_html(&self.plain, &self.html).add_mentions(Mentions::new());
+        // What `make_reply_to` makes (with ForwardThread::No and
+        // AddMentions::No) without the sender it asks for, which a
+        // destination does not carry.
+        content.relates_to = in_reply_to.map(|event_id| Relation::Reply(Reply::with_event_id(event_id.to_owned())));
         content
     }
 
-    /// An edit (`m.replace`) of `original` that makes it read as this reply.
-    pub fn edit_content(&self, original: &str) -> Value {
-        let mut new_content = self.content(None);
-        new_content.as_object_mut().expect("object").remove("m.mentions");
-        json!({
-            "msgtype": "m.notice",
-            "body": format!("* {}", self.plain),
-            "format": "org.matrix.custom.html",
-            "formatted_body": format!("* {}", self.html),
-            "m.new_content": new_content,
-            "m.mentions": {},
-            "m.relates_to": { "rel_type": "m.replace", "event_id": original },
-        })
+    /// An edit (`m.replace`) of `original` that makes it read as this
+    /// notice: a `* ` fallback, the new text in `m.new_content`, no mentions.
+    pub fn edit_content(&self, original: &EventId) -> RoomMessageEventContent {
+        self.content(None).make_replacement(ReplacementMetadata::new(original.to_owned(), Some(Mentions::new())))
     }
 }
 
@@ -203,16 +196,16 @@ pub struct Image {
 }
 
 impl Image {
-    /// The `m.image` content once uploaded to `url`.
-    pub fn content(&self, url: &str) -> Value {
-        json!({
-            "msgtype": "m.image",
-            "body": self.name,
-            "filename": self.name,
-            "url": url,
-            "info": { "w": self.width, "h": self.height, "size": self.png.len(), "mimetype": "image/png" },
-            "m.mentions": {},
-        })
+    /// The `m.image` content once uploaded to `url`, mentioning nobody.
+    pub fn content(&self, url: OwnedMxcUri) -> RoomMessageEventContent {
+        let mut info = ImageInfo::new();
+        info.width = Some(UInt::from(self.width));
+        info.height = Some(UInt::from(self.height));
+        info.size = UInt::new(self.png.len() as u64);
+        info.mimetype = Some("image/png".to_owned());
+        let mut image = ImageMessageEventContent::plain(self.name.clone(), url).info(Some(Box::new(info)));
+        image.filename = Some(self.name.clone());
+        RoomMessageEventContent::new(MessageType::Image(image)).add_mentions(Mentions::new())
     }
 }
 
@@ -256,15 +249,54 @@ mod tests {
         assert_eq!(*short.limited(100), short);
     }
 
+    fn json(content: &RoomMessageEventContent) -> serde_json::Value {
+        serde_json::to_value(content).unwrap()
+    }
+
     #[test]
     fn replies_and_edits_have_matrix_shapes() {
-        let reply = Notice::new().line("hi");
-        let content = reply.content(Some("$cmd"));
-        assert_eq!(content["msgtype"], "m.notice");
-        assert_eq!(content["m.relates_to"]["m.in_reply_to"]["event_id"], "$cmd");
-        let edit = reply.edit_content("$progress");
-        assert_eq!(edit["m.relates_to"]["rel_type"], "m.replace");
-        assert_eq!(edit["m.new_content"]["body"], "hi");
+        let reply = Notice::new().title("Job <1>").line("hi @alice:hs");
+        let command = EventId::parse("$cmd").unwrap();
+        let content = json(&reply.content(Some(&command)));
+        assert_eq!(
+            content,
+            serde_json::json!({
+                "msgtype": "m.notice",
+                "body": "Job <1>\nhi @alice:hs",
+                "format": "org.matrix.custom.html",
+                "formatted_body": "<strong>Job &lt;1&gt;</strong><br>hi @alice:hs",
+                "m.mentions": {},
+                "m.relates_to": { "m.in_reply_to": { "event_id": "$cmd" } },
+            })
+        );
+        assert!(json(&reply.content(None)).get("m.relates_to").is_none());
+        let edit = json(&reply.edit_content(&EventId::parse("$progress").unwrap()));
+        assert_eq!(edit["m.relates_to"], serde_json::json!({ "rel_type": "m.replace", "event_id": "$progress" }));
+        assert_eq!(
+            (edit["body"].as_str(), edit["msgtype"].as_str()),
+            (Some("* Job <1>\nhi @alice:hs"), Some("m.notice"))
+        );
+        assert_eq!(edit["formatted_body"], "* <strong>Job &lt;1&gt;</strong><br>hi @alice:hs");
+        assert_eq!(edit["m.mentions"], serde_json::json!({}), "the edit pings nobody");
+        assert_eq!(edit["m.new_content"]["body"], "Job <1>\nhi @alice:hs");
+        assert_eq!(edit["m.new_content"]["m.mentions"], serde_json::json!({}));
         assert!(edit["m.new_content"].get("m.relates_to").is_none());
+    }
+
+    #[test]
+    fn images_carry_their_size_and_name() {
+        let image = Image { png: vec![0; 1234], width: 800, height: 400, name: "chart.png".to_owned() };
+        let content = json(&image.content(OwnedMxcUri::from("mxc://hs/abc")));
+        assert_eq!(
+            content,
+            serde_json::json!({
+                "msgtype": "m.image",
+                "body": "chart.png",
+                "filename": "chart.png",
+                "url": "mxc://hs/abc",
+                "info": { "w": 800, "h": 400, "size": 1234, "mimetype": "image/png" },
+                "m.mentions": {},
+            })
+        );
     }
 }

@@ -164,7 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             Some(homeserver.clone()),
             public_url,
-            config.web.session_lifetime()?,
+            config.web.session_lifetime(),
             config.admin.room.clone(),
             config.admin.command_prefix.clone(),
         );
@@ -278,10 +278,10 @@ async fn start_workers(
         services.clone(),
         FetchConfig {
             concurrency: config.media.download_concurrency,
-            timeout: config.media.download_timeout()?,
-            stall: config.media.stall_timeout()?,
+            timeout: config.media.download_timeout,
+            stall: config.media.stall_timeout,
             max_attempts: config.media.max_attempts,
-            retry_delay: config.media.retry_delay()?,
+            retry_delay: config.media.retry_delay,
         },
     );
     crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
@@ -296,7 +296,7 @@ async fn start_workers(
         allow_remote_moderators: config.admin.allow_remote_moderators,
         prefix: config.admin.command_prefix.clone(),
         rules: Rules {
-            confirm_expiry: config.admin.confirm_expiry()?,
+            confirm_expiry: config.admin.confirm_expiry,
             policy: ConfirmPolicy {
                 yes_limit: config.admin.confirm_threshold.into(),
                 two_person: config.admin.two_person_threshold.map(Into::into),
@@ -312,7 +312,7 @@ async fn start_workers(
         summaries: scheduled_summaries(&config),
         prefix: config.admin.command_prefix.clone(),
         homeserver: Some(services.homeserver.clone()),
-        retention: config.stats.retention()?,
+        retention: config.stats.retention,
         clock: Scheduler::system_clock(),
         backoff: Default::default(),
     };

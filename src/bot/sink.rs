@@ -2,7 +2,9 @@
 //! there is something to reply to, with transaction IDs from the caller's
 //! key (the homeserver posts a retried key once).
 
+use anyhow::Context;
 use async_trait::async_trait;
+use ruma::EventId;
 
 use crate::homeserver::HomeserverClient;
 use crate::notice::{Destination, Image, Notice, Sink};
@@ -24,15 +26,25 @@ impl RoomSink {
 impl Sink for RoomSink {
     async fn post(&self, to: &Destination, key: &str, notice: &Notice) -> anyhow::Result<String> {
         let txn_id = format!("housekeep-{key}");
-        let content = notice.limited(MAX_NOTICE_BYTES).content(to.in_reply_to.as_deref());
-        Ok(self.homeserver.send_event(&to.room_id, "m.room.message", &txn_id, &content).await?)
+        // The IDs come from the homeserver; one that is no event ID loses the
+        // reply link rather than the notice.
+        let in_reply_to = to.in_reply_to.as_deref().and_then(|id| match EventId::parse(id) {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::warn!(in_reply_to = id, %error, "not an event ID; the notice is sent as no reply");
+                None
+            }
+        });
+        let content = notice.limited(MAX_NOTICE_BYTES).content(in_reply_to.as_deref());
+        Ok(self.homeserver.send_message(&to.room_id, &txn_id, &content).await?)
     }
 
     async fn edit(&self, room_id: &str, message_id: &str, key: &str, notice: &Notice) -> anyhow::Result<String> {
         let txn_id = format!("housekeep-{key}");
+        let original = EventId::parse(message_id).with_context(|| format!("cannot edit {message_id:?}"))?;
         // An edit carries the text twice (fallback and m.new_content).
-        let content = notice.limited(MAX_NOTICE_BYTES / 2).edit_content(message_id);
-        Ok(self.homeserver.send_event(room_id, "m.room.message", &txn_id, &content).await?)
+        let content = notice.limited(MAX_NOTICE_BYTES / 2).edit_content(&original);
+        Ok(self.homeserver.send_message(room_id, &txn_id, &content).await?)
     }
 
     async fn post_image(&self, to: &Destination, key: &str, image: &Image) -> anyhow::Result<String> {
@@ -40,6 +52,6 @@ impl Sink for RoomSink {
         // but posts the message once.
         let url = self.homeserver.upload(image.png.clone(), "image/png", &image.name).await?;
         let txn_id = format!("housekeep-{key}");
-        Ok(self.homeserver.send_event(&to.room_id, "m.room.message", &txn_id, &image.content(&url)).await?)
+        Ok(self.homeserver.send_message(&to.room_id, &txn_id, &image.content(url.into())).await?)
     }
 }

@@ -7,7 +7,7 @@ use ruma::OwnedUserId;
 use ruma::api::client::account::{register, whoami};
 use ruma::api::client::appservice::request_ping;
 use ruma::api::client::session::logout;
-use serde_json::Value;
+use ruma::api::error::{BadStatusErrorData, ErrorKind};
 
 use super::{HomeserverClient, HsError, RetryPolicy};
 
@@ -118,20 +118,23 @@ fn explain_register_error(error: &HsError) -> &'static str {
 }
 
 fn explain_ping_error(error: &HsError, address: &str) -> String {
+    // M_BAD_STATUS: the homeserver reached housekeep, which answered `status`.
+    if let HsError::Matrix { kind, .. } = error
+        && let ErrorKind::BadStatus(BadStatusErrorData { status, .. }) = &**kind
+    {
+        let status = status.map_or(0, |status| status.as_u16());
+        return if status == 401 || status == 403 {
+            "the homeserver sent an hs_token housekeep does not know: the registration file and appservice.hs_token differ; \
+             regenerate the registration and restart the homeserver"
+                .to_owned()
+        } else {
+            format!("the homeserver reached housekeep but got HTTP {status}")
+        };
+    }
     match error {
         HsError::Matrix { errcode, .. } if errcode == "M_CONNECTION_FAILED" => format!(
             "the homeserver cannot reach housekeep at {address}: check appservice.address and that this listener is reachable from the homeserver"
         ),
-        HsError::Matrix { errcode, body, .. } if errcode == "M_BAD_STATUS" => {
-            let status = body.get("status").and_then(Value::as_u64).unwrap_or(0);
-            if status == 401 || status == 403 {
-                "the homeserver sent an hs_token housekeep does not know: the registration file and appservice.hs_token differ; \
-                 regenerate the registration and restart the homeserver"
-                    .to_owned()
-            } else {
-                format!("the homeserver reached housekeep but got HTTP {status}")
-            }
-        }
         HsError::Matrix { status, .. } if *status == StatusCode::NOT_FOUND || *status == StatusCode::METHOD_NOT_ALLOWED => {
             "this homeserver does not support the appservice ping API (spec v1.7); skipping the check".to_owned()
         }

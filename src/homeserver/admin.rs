@@ -12,9 +12,55 @@ pub struct Upload {
     pub media_id: String,
     #[serde(default)]
     pub quarantined_by: Option<String>,
-    /// A boolean, or 0/1 from a Synapse on SQLite (see [`super::truthy`]).
+    /// Whether an admin protected it; `None` from a Synapse whose list
+    /// leaves the field out (that says nothing: ask [`HomeserverClient::media_info`]).
+    #[serde(default, deserialize_with = "flag::option")]
+    pub safe_from_quarantine: Option<bool>,
+}
+
+/// Synapse's record of a media (the `media_info` of
+/// `GET /_synapse/admin/v1/media/{server}/{id}`), the fields housekeep reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct MediaInfo {
+    /// Who uploaded it; none for remote media.
     #[serde(default)]
-    pub safe_from_quarantine: Value,
+    pub user_id: Option<String>,
+    /// Who quarantined it, if it is.
+    #[serde(default)]
+    pub quarantined_by: Option<String>,
+    /// Whether an admin protected it: Synapse keeps serving it whatever is
+    /// asked. Only local media has the field; remote media cannot be protected.
+    #[serde(default, deserialize_with = "flag::required")]
+    pub safe_from_quarantine: bool,
+}
+
+/// Synapse's answer to a bulk quarantine: how many media rows it changed.
+#[derive(Deserialize)]
+struct Quarantined {
+    num_quarantined: u64,
+}
+
+/// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.
+mod flag {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+        option(deserializer)?.ok_or_else(|| D::Error::custom("a boolean, or 0/1, not null"))
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+        Ok(Option::<Flag>::deserialize(deserializer)?.map(|flag| match flag {
+            Flag::Bool(flag) => flag,
+            Flag::Int(n) => n != 0,
+        }))
+    }
 }
 
 impl HomeserverClient {
@@ -40,8 +86,8 @@ impl HomeserverClient {
     /// media rows it changed.
     pub async fn quarantine_room_media(&self, room_id: &str) -> Result<u64, HsError> {
         let segments = ["_synapse", "admin", "v1", "room", room_id, "media", "quarantine"];
-        let answer = self.send::<_, Value>(Method::POST, &segments, Some(&json!({}))).await?;
-        Ok(answer["num_quarantined"].as_u64().unwrap_or(0))
+        let answer: Quarantined = self.send(Method::POST, &segments, Some(&json!({}))).await?;
+        Ok(answer.num_quarantined)
     }
 
     /// The media Synapse's room quarantine takes
@@ -62,16 +108,20 @@ impl HomeserverClient {
     /// media excepted. Returns how many media rows it changed.
     pub async fn quarantine_user_media(&self, user_id: &str) -> Result<u64, HsError> {
         let segments = ["_synapse", "admin", "v1", "user", user_id, "media", "quarantine"];
-        let answer = self.send::<_, Value>(Method::POST, &segments, Some(&json!({}))).await?;
-        Ok(answer["num_quarantined"].as_u64().unwrap_or(0))
+        let answer: Quarantined = self.send(Method::POST, &segments, Some(&json!({}))).await?;
+        Ok(answer.num_quarantined)
     }
 
-    /// Synapse's record of a media (`quarantined_by`, `safe_from_quarantine`,
-    /// `sha256`, …: the answer's `media_info`); `None` when it has none.
-    pub async fn media_info(&self, server_name: &str, media_id: &str) -> Result<Option<Value>, HsError> {
+    /// Synapse's record of a media (who uploaded it, whether it is
+    /// quarantined or protected); `None` when it has none.
+    pub async fn media_info(&self, server_name: &str, media_id: &str) -> Result<Option<MediaInfo>, HsError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            media_info: MediaInfo,
+        }
         let segments = ["_synapse", "admin", "v1", "media", server_name, media_id];
-        match self.send::<(), Value>(Method::GET, &segments, None).await {
-            Ok(mut answer) => Ok(Some(answer.get_mut("media_info").map(Value::take).unwrap_or(Value::Null))),
+        match self.send::<(), Answer>(Method::GET, &segments, None).await {
+            Ok(answer) => Ok(Some(answer.media_info)),
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
             Err(error) => Err(error),
         }
@@ -216,11 +266,6 @@ impl HomeserverClient {
     }
 }
 
-/// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.
-pub fn truthy(value: &Value) -> bool {
-    value.as_bool().unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))
-}
-
 impl HomeserverClient {
     /// An access token for a local user (`POST /_synapse/admin/v1/users/{id}/login`),
     /// valid for `valid_for`; it creates no device.
@@ -276,5 +321,26 @@ impl HomeserverClient {
         let segments = ["_synapse", "admin", "v1", "purge_history_status", purge_id];
         let status: Status = self.send::<(), _>(Method::GET, &segments, None).await?;
         Ok(status.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_booleans_or_numbers() {
+        let info: MediaInfo =
+            serde_json::from_value(json!({"user_id": "@a:hs", "safe_from_quarantine": 1, "quarantined_by": null}))
+                .unwrap();
+        assert_eq!(info, MediaInfo { user_id: Some("@a:hs".into()), quarantined_by: None, safe_from_quarantine: true });
+        let info: MediaInfo = serde_json::from_value(json!({"safe_from_quarantine": false})).unwrap();
+        assert!(!info.safe_from_quarantine && info.user_id.is_none());
+        assert!(!serde_json::from_value::<MediaInfo>(json!({})).unwrap().safe_from_quarantine, "remote media");
+        let upload: Upload = serde_json::from_value(json!({"media_id": "m", "safe_from_quarantine": 0})).unwrap();
+        assert_eq!(upload.safe_from_quarantine, Some(false));
+        let upload: Upload = serde_json::from_value(json!({"media_id": "m"})).unwrap();
+        assert_eq!(upload.safe_from_quarantine, None, "an older Synapse says nothing");
+        assert!(serde_json::from_value::<Upload>(json!({"media_id": "m", "safe_from_quarantine": "yes"})).is_err());
     }
 }

@@ -27,11 +27,9 @@ impl HomeserverClient {
         let url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
         let response =
             self.http.get(url).bearer_auth(&self.token).timeout(timeout).send().await.map_err(HsError::Transport)?;
-        let status = response.status();
-        if status.is_success() {
+        if response.status().is_success() {
             return Ok(response);
         }
-        let bytes = response.bytes().await.map_err(HsError::Transport)?;
-        Err(HsError::from_answer(status, &bytes))
+        Err(HsError::from_response(response).await)
     }
 }

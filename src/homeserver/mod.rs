@@ -3,7 +3,8 @@
 //!
 //! Every request goes through [`HomeserverClient::send`], which retries
 //! connection failures, 429 and 5xx with exponential backoff and honours
-//! `retry_after_ms`, up to a bounded total. This is the one retry layer of
+//! the homeserver's `Retry-After` / `retry_after_ms` (read by ruma's error
+//! kinds), up to a bounded total. This is the one retry layer of
 //! each call: callers record what still failed (an item's outcome, a reply
 //! saying so) instead of retrying again around it.
 //!
@@ -23,10 +24,11 @@ use std::sync::LazyLock;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode};
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
+use ruma::api::error::{ErrorKind, LimitExceededErrorData, RetryAfter};
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt, SupportedVersions};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
@@ -56,7 +58,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 }
 
 pub use account::{PingOutcome, StartupReport};
-pub use admin::{ListedRoom, MessagesPage, Upload, truthy};
+pub use admin::{ListedRoom, MediaInfo, MessagesPage, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {
@@ -65,23 +67,62 @@ pub enum HsError {
     /// What was to be sent is not valid (an ID that is no ID): not sent.
     #[error("{0}")]
     Invalid(String),
+    /// A non-2xx answer. `kind` is ruma's reading of its `errcode` and the
+    /// fields that go with it (`retry_after_ms` and the `Retry-After` header
+    /// for `M_LIMIT_EXCEEDED`, `status` for `M_BAD_STATUS`, …);
+    /// `M_UNKNOWN` when the body is no Matrix error.
     #[error("homeserver answered {status} {errcode}: {error}")]
-    Matrix { status: StatusCode, errcode: String, error: String, body: Value },
+    Matrix { status: StatusCode, errcode: String, error: String, kind: Box<ErrorKind> },
     #[error("unexpected response from the homeserver: {0}")]
     Decode(String),
 }
 
 impl HsError {
-    /// The error a homeserver's non-2xx answer carries.
-    fn from_answer(status: StatusCode, bytes: &[u8]) -> Self {
-        let body = parse_json(bytes);
-        let field = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
-        Self::Matrix {
-            status,
-            errcode: field("errcode").unwrap_or_else(|| "M_UNKNOWN".to_owned()),
-            error: field("error").unwrap_or_else(|| body.to_string().chars().take(200).collect()),
-            body,
+    /// The error of a non-2xx answer, once its body is read.
+    async fn from_response(response: reqwest::Response) -> Self {
+        let (status, headers) = (response.status(), response.headers().clone());
+        match response.bytes().await {
+            Ok(bytes) => Self::from_answer(status, &headers, &bytes),
+            Err(error) => Self::Transport(error),
         }
+    }
+
+    /// The error a homeserver's non-2xx answer carries: its body read as a
+    /// Matrix error by ruma's [`ErrorKind`], and its `Retry-After` header.
+    ///
+    /// Not ruma's `Error::from_http_response`, which reads the header too
+    /// but takes a body without `error` for no Matrix error at all: the
+    /// spec makes `error` optional, and a 429 without it still says how
+    /// long to wait. The header is read as ruma does, and wins over
+    /// `retry_after_ms` as there.
+    fn from_answer(status: StatusCode, headers: &http::HeaderMap, bytes: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(flatten)]
+            kind: ErrorKind,
+            #[serde(default)]
+            error: Option<String>,
+        }
+        let (mut kind, error) = match serde_json::from_slice::<Body>(bytes) {
+            Ok(body) => (body.kind, body.error),
+            Err(_) => (ErrorKind::Unknown, None),
+        };
+        let header = headers.get(http::header::RETRY_AFTER).and_then(|value| RetryAfter::try_from(value).ok());
+        match &mut kind {
+            ErrorKind::LimitExceeded(LimitExceededErrorData { retry_after, .. }) if header.is_some() => {
+                *retry_after = header;
+            }
+            // A 429 from something in front of the homeserver (a proxy's
+            // page) may still carry the header.
+            ErrorKind::Unknown if status == StatusCode::TOO_MANY_REQUESTS => {
+                let mut limited = LimitExceededErrorData::new();
+                limited.retry_after = header;
+                kind = ErrorKind::LimitExceeded(limited);
+            }
+            _ => {}
+        }
+        let error = error.unwrap_or_else(|| String::from_utf8_lossy(bytes).chars().take(200).collect());
+        Self::Matrix { status, errcode: kind.errcode().to_string(), error, kind: Box::new(kind) }
     }
 
     pub fn errcode(&self) -> Option<&str> {
@@ -95,19 +136,28 @@ impl HsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Matrix { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            Self::Matrix { status, kind, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+                    || matches!(**kind, ErrorKind::LimitExceeded(_))
+            }
             Self::Decode(_) | Self::Invalid(_) => false,
         }
     }
 
-    /// The server's own wait hint on 429.
+    /// The server's own wait hint when it limits our rate: the
+    /// `Retry-After` header or `retry_after_ms` (a date in the past: now).
     fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Matrix { status, body, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                body.get("retry_after_ms").and_then(Value::as_u64).map(Duration::from_millis)
-            }
-            _ => None,
-        }
+        let Self::Matrix { kind, .. } = self else {
+            return None;
+        };
+        let ErrorKind::LimitExceeded(LimitExceededErrorData { retry_after: Some(retry_after), .. }) = &**kind else {
+            return None;
+        };
+        Some(match retry_after {
+            RetryAfter::Delay(delay) => *delay,
+            RetryAfter::DateTime(at) => at.duration_since(std::time::SystemTime::now()).unwrap_or_default(),
+        })
     }
 }
 
@@ -241,7 +291,8 @@ impl HomeserverClient {
             })
             .await?;
         let value: Value = if bytes.is_empty() { Value::Null } else { parse_json(&bytes) };
-        serde_json::from_value(value).map_err(|e| HsError::Decode(e.to_string()))
+        // A missing or mistyped field names the endpoint and the field.
+        serde_json::from_value(value).map_err(|e| HsError::Decode(format!("{method} {path}: {e}")))
     }
 
     /// A Client-Server request with ruma's typed request and response,
@@ -277,7 +328,8 @@ impl HomeserverClient {
             .status(http::StatusCode::OK)
             .body(bytes.as_ref())
             .map_err(|e| HsError::Decode(e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(response).map_err(|e| HsError::Decode(e.to_string()))
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| HsError::Decode(format!("{method} {path}: {e}")))
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy's
@@ -309,10 +361,73 @@ impl HomeserverClient {
     async fn execute(&self, request: reqwest::Request) -> Result<bytes::Bytes, HsError> {
         let response = self.http.execute(request).await.map_err(HsError::Transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(HsError::Transport)?;
         if status.is_success() {
-            return Ok(bytes);
+            return response.bytes().await.map_err(HsError::Transport);
         }
-        Err(HsError::from_answer(status, &bytes))
+        Err(HsError::from_response(response).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::api::error::BadStatusErrorData;
+
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<&str>, body: &str) -> HsError {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+        }
+        HsError::from_answer(StatusCode::from_u16(status).unwrap(), &headers, body.as_bytes())
+    }
+
+    #[test]
+    fn rate_limits_say_how_long_to_wait() {
+        let limited = r#"{"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests", "retry_after_ms": 1500}"#;
+        let error = answer(429, None, limited);
+        assert_eq!(
+            (error.errcode(), error.retry_after()),
+            (Some("M_LIMIT_EXCEEDED"), Some(Duration::from_millis(1500)))
+        );
+        assert!(error.is_retryable());
+        assert_eq!(error.to_string(), "homeserver answered 429 Too Many Requests M_LIMIT_EXCEEDED: Too Many Requests");
+        // The spec makes `error` optional.
+        let bare = answer(429, None, r#"{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 400}"#);
+        assert_eq!(bare.retry_after(), Some(Duration::from_millis(400)));
+        // The header wins over the body, as in ruma.
+        assert_eq!(answer(429, Some("3"), limited).retry_after(), Some(Duration::from_secs(3)));
+        // A date already past: at once.
+        let past = answer(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), limited);
+        assert_eq!(past.retry_after(), Some(Duration::ZERO));
+        // A proxy's 429 page with the header; without it, the backoff decides.
+        let proxied = answer(429, Some("2"), "<html>slow down</html>");
+        assert_eq!(
+            (proxied.errcode(), proxied.retry_after()),
+            (Some("M_LIMIT_EXCEEDED"), Some(Duration::from_secs(2)))
+        );
+        assert_eq!(answer(429, None, "<html>slow down</html>").retry_after(), None);
+        assert_eq!(answer(429, None, r#"{"errcode": "M_LIMIT_EXCEEDED"}"#).retry_after(), None);
+    }
+
+    #[test]
+    fn other_answers_keep_their_errcode_and_words() {
+        let forbidden = answer(403, Some("5"), r#"{"errcode": "M_FORBIDDEN", "error": "no"}"#);
+        assert_eq!((forbidden.errcode(), forbidden.retry_after()), (Some("M_FORBIDDEN"), None));
+        assert!(!forbidden.is_retryable());
+        let custom = answer(400, None, r#"{"errcode": "ORG.EXAMPLE_THING", "error": "odd", "extra": 1}"#);
+        assert_eq!(custom.errcode(), Some("ORG.EXAMPLE_THING"));
+        let gateway = answer(502, None, "<html>Bad Gateway</html>");
+        assert_eq!(gateway.errcode(), Some("M_UNKNOWN"));
+        assert!(gateway.is_retryable() && gateway.to_string().ends_with("M_UNKNOWN: <html>Bad Gateway</html>"));
+        let HsError::Matrix { kind, .. } =
+            answer(502, None, r#"{"errcode": "M_BAD_STATUS", "error": "x", "status": 403}"#)
+        else {
+            panic!("a Matrix error");
+        };
+        assert!(
+            matches!(*kind, ErrorKind::BadStatus(BadStatusErrorData { status: Some(status), .. }) if status == 403),
+            "{kind:?}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use reqwest::Method;
 use ruma::api::client::{alias, membership, message, redact, room, state};
 use ruma::events::MessageLikeEventType;
+use ruma::events::room::message::RoomMessageEventContent;
 use ruma::serde::Raw;
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId, UserId,
@@ -124,6 +125,20 @@ impl HomeserverClient {
         Ok(self.call(request).await?.event_id.to_string())
     }
 
+    /// Sends an `m.room.message` built with ruma's content types; `txn_id`
+    /// as for [`Self::send_event`].
+    pub async fn send_message(
+        &self,
+        room: &str,
+        txn_id: &str,
+        content: &RoomMessageEventContent,
+    ) -> Result<String, HsError> {
+        let request =
+            message::send_message_event::v3::Request::new(room_id(room)?, OwnedTransactionId::from(txn_id), content)
+                .map_err(decode)?;
+        Ok(self.call(request).await?.event_id.to_string())
+    }
+
     /// Redacts one event. `txn_id` makes a resend a no-op at the homeserver
     /// (for the same access token).
     pub async fn redact(&self, room: &str, event: &str, txn_id: &str, reason: Option<&str>) -> Result<String, HsError> {
@@ -136,8 +151,13 @@ impl HomeserverClient {
     /// Whether an event is redacted, as this client's user sees it.
     pub async fn is_redacted(&self, room: &str, event: &str) -> Result<bool, HsError> {
         let response = self.call(room::get_room_event::v3::Request::new(room_id(room)?, event_id(event)?)).await?;
-        let unsigned: Option<Value> = response.event.get_field("unsigned").map_err(decode)?;
-        Ok(unsigned.is_some_and(|unsigned| unsigned.get("redacted_because").is_some()))
+        #[derive(Deserialize)]
+        struct Unsigned {
+            #[serde(default)]
+            redacted_because: Option<serde::de::IgnoredAny>,
+        }
+        let unsigned: Option<Unsigned> = response.event.get_field("unsigned").map_err(decode)?;
+        Ok(unsigned.is_some_and(|unsigned| unsigned.redacted_because.is_some()))
     }
 
     /// Whether a user is a server admin (Synapse admin API). `Ok(false)` when

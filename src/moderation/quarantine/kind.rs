@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::args::{QuarantineArgs, UnquarantineArgs};
 use super::plan::{Action, MediaPlan, Owned, Selection, is_protected, plan};
 use crate::extract::mxc::parse_mxc;
-use crate::homeserver::{HsError, Upload};
+use crate::homeserver::{HsError, MediaInfo, Upload};
 use crate::jobs::{Batch, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Services, Tally, TypedJob};
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobState};
@@ -472,11 +472,11 @@ async fn act(
         // just took; any other media may have been released since the list
         // was read, so it is quarantined again (idempotent) rather than
         // recorded as done on an old answer.
-        let known = known.filter(|k| !k.upload.safe_from_quarantine.is_null()).map(|Known { upload, uploader }| {
-            serde_json::json!({
-                "user_id": uploader,
-                "quarantined_by": if by_bulk { upload.quarantined_by.as_deref() } else { None },
-                "safe_from_quarantine": upload.safe_from_quarantine,
+        let known = known.and_then(|Known { upload, uploader }| {
+            Some(MediaInfo {
+                user_id: Some(uploader.clone()),
+                quarantined_by: if by_bulk { upload.quarantined_by.clone() } else { None },
+                safe_from_quarantine: upload.safe_from_quarantine?,
             })
         });
         let info = match known {
@@ -487,7 +487,7 @@ async fn act(
             },
         };
         if let (Some(owners), Some(info)) = (owners, &info)
-            && let Some(uploader) = info["user_id"].as_str()
+            && let Some(uploader) = info.user_id.as_deref()
             && !owners.iter().any(|owner| owner == uploader)
         {
             return Ok((
@@ -498,11 +498,11 @@ async fn act(
         if action == Action::Quarantine && info.as_ref().is_some_and(is_protected) {
             return Ok((ItemState::Skipped, "protected: Synapse keeps serving it".to_owned()));
         }
-        if let Some(by) = info.as_ref().map(|info| &info["quarantined_by"]).filter(|by| !by.is_null())
+        if let Some(by) = info.as_ref().and_then(|info| info.quarantined_by.as_deref())
             && action == Action::Quarantine
         {
             // The bulk call quarantines as the bot; anyone else's mark is older.
-            let by_bulk = by_bulk && by.as_str() == Some(services.bot_user_id.as_str());
+            let by_bulk = by_bulk && by == services.bot_user_id.as_str();
             let detail = if by_bulk { covered.by } else { "quarantined (it was already)" };
             return Ok((ItemState::Done, detail.to_owned()));
         }

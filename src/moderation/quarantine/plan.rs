@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::{QuarantineTarget, UnquarantineTarget};
 use crate::extract::mxc::parse_mxc;
-use crate::homeserver::truthy;
+use crate::homeserver::MediaInfo;
 use crate::jobs::{PlanContext, Planned, Size};
 use crate::notice::Notice;
 use crate::store::{MediaId, MediaSelectionStats, RefsOf, Scope};
@@ -196,7 +196,7 @@ pub(super) async fn plan(
                 others.sort();
                 for media_id in others.into_iter().take(MAX_UPLOADERS_NAMED) {
                     let uploader = match services.homeserver.media_info(&local, media_id).await? {
-                        Some(info) => info["user_id"].as_str().unwrap_or("someone unknown").to_owned(),
+                        Some(info) => info.user_id.unwrap_or_else(|| "someone unknown".to_owned()),
                         None => "nobody Synapse knows (not on this server)".to_owned(),
                     };
                     plan.uploaded_by_others.push((format!("mxc://{local}/{media_id}"), uploader));
@@ -317,8 +317,8 @@ fn describe(action: Action, plan: &MediaPlan, stats: &MediaSelectionStats, sampl
 }
 
 /// Whether Synapse keeps serving this media whatever we ask (protected).
-pub(super) fn is_protected(info: &serde_json::Value) -> bool {
-    truthy(&info["safe_from_quarantine"])
+pub(super) fn is_protected(info: &MediaInfo) -> bool {
+    info.safe_from_quarantine
 }
 
 #[cfg(test)]

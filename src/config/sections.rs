@@ -1,0 +1,437 @@
+//! The config's sections as the YAML file has them: one struct a section,
+//! with its defaults. Durations are typed, parsed when the file is read
+//! (`duration`); the checks serde cannot make are in `validate`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ruma::{OwnedServerName, OwnedUserId};
+use serde::Deserialize;
+use url::Url;
+
+/// A sign-in's lifetime when `web.session_lifetime` is unset.
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Client-Server API base URL.
+    pub url: Url,
+    /// The homeserver's `server_name`.
+    pub domain: OwnedServerName,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    pub id: String,
+    /// Where the homeserver reaches housekeep (the registration's `url`).
+    pub address: Url,
+    /// Bind address of the listener.
+    pub hostname: IpAddr,
+    pub port: u16,
+    pub bot_localpart: String,
+    #[serde(default)]
+    pub as_token: String,
+    #[serde(default)]
+    pub hs_token: String,
+    /// Largest transaction body accepted, in bytes. Synapse sends at most 100
+    /// events of at most 64 KiB each, plus ephemeral data.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for AppserviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |token: &str| if token.is_empty() { "<empty>" } else { "<redacted>" };
+        f.debug_struct("AppserviceConfig")
+            .field("id", &self.id)
+            .field("address", &self.address.as_str())
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("bot_localpart", &self.bot_localpart)
+            .field("as_token", &secret(&self.as_token))
+            .field("hs_token", &secret(&self.hs_token))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/dbname`.
+    pub url: String,
+    /// Pool size. SQLite has one writer anyway; PostgreSQL benefits from more.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Room ID or alias of the admin room.
+    pub room: String,
+    /// When `room` is an alias on this homeserver that does not exist, the
+    /// bot creates the room under it and invites the moderators.
+    #[serde(default = "default_true")]
+    pub create_if_missing: bool,
+    #[serde(default)]
+    pub moderators: Vec<OwnedUserId>,
+    #[serde(default = "default_command_prefix")]
+    pub command_prefix: String,
+    /// Users at or above this power level in the admin room may command the
+    /// bot too. `None`: only the `moderators` list.
+    #[serde(default)]
+    pub moderator_power_level: Option<i64>,
+    /// How long a plan waits for `!confirm` or a ✅ reaction (`10m`, `1h`).
+    #[serde(default = "default_confirm_expiry", deserialize_with = "super::duration::deserialize")]
+    pub confirm_expiry: Duration,
+    /// Whether users of other homeservers may be moderators. Off: a remote
+    /// server decides who its users are, so it could make anyone one.
+    #[serde(default)]
+    pub allow_remote_moderators: bool,
+    /// Above this, `--yes` is refused: the plan waits for `!confirm` or ✅.
+    #[serde(default = "default_confirm_threshold")]
+    pub confirm_threshold: Threshold,
+    /// Above this, the confirmation must come from a moderator other than
+    /// the one who asked. `None`: one moderator is enough.
+    #[serde(default)]
+    pub two_person_threshold: Option<Threshold>,
+}
+
+/// A selection size: more events *or* more media than this is above it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub events: i64,
+    pub media: i64,
+}
+
+/// The job runner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs running at once. Moderation jobs never wait behind background
+    /// ones for longer than one of their batches.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Homeserver calls in flight per job (redactions, quarantines). Synapse
+    /// serialises the events of one room, so more helps only so far; a
+    /// homeserver with workers takes more.
+    #[serde(default = "default_homeserver_concurrency")]
+    pub homeserver_concurrency: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { max_concurrent: default_max_concurrent(), homeserver_concurrency: default_homeserver_concurrency() }
+    }
+}
+
+/// Reading room history into the index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// On the first start with an empty index, backfill every room.
+    #[serde(default = "default_true")]
+    pub on_first_start: bool,
+    /// Events read (and their media downloaded) per checkpointed batch.
+    #[serde(default = "default_chunk_events")]
+    pub chunk_events: u32,
+    /// Pages (of up to 1,000 events) read from one room in one backfill.
+    #[serde(default = "default_max_pages_per_room")]
+    pub max_pages_per_room: u32,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        Self {
+            on_first_start: true,
+            chunk_events: default_chunk_events(),
+            max_pages_per_room: default_max_pages_per_room(),
+        }
+    }
+}
+
+/// Synapse's phone-home reports and the summaries housekeep posts.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// The secret in `report_stats_endpoint`'s URL; empty: reports are refused
+    /// (`housekeep stats-endpoint` generates it).
+    #[serde(default)]
+    pub secret: String,
+    /// A listener of its own for reports; unset: the appservice listener takes them.
+    #[serde(default)]
+    pub hostname: Option<IpAddr>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The base URL Synapse reaches the report endpoint at; unset: the
+    /// appservice address (or `http://hostname:port` with a listener of its own).
+    #[serde(default)]
+    pub public_url: Option<Url>,
+    /// Reports kept this long (`400d`); older ones are dropped.
+    #[serde(default = "default_stats_retention", deserialize_with = "super::duration::deserialize")]
+    pub retention: Duration,
+    /// Reports accepted per source address per minute; more get 429.
+    #[serde(default = "default_reports_per_minute")]
+    pub reports_per_minute: u32,
+    /// Summaries posted by themselves.
+    #[serde(default)]
+    pub summaries: Vec<SummaryConfig>,
+}
+
+impl std::fmt::Debug for StatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsConfig")
+            .field("secret", &if self.secret.is_empty() { "<empty>" } else { "<redacted>" })
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("public_url", &self.public_url.as_ref().map(Url::as_str))
+            .field("retention", &self.retention)
+            .field("reports_per_minute", &self.reports_per_minute)
+            .field("summaries", &self.summaries)
+            .finish()
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            hostname: None,
+            port: None,
+            public_url: None,
+            retention: default_stats_retention(),
+            reports_per_minute: default_reports_per_minute(),
+            summaries: Vec::new(),
+        }
+    }
+}
+
+/// The dashboard: off unless `hostname` and `port` are set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    #[serde(default)]
+    pub hostname: Option<IpAddr>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The URL moderators open (behind a reverse proxy: its https URL);
+    /// unset: `http://hostname:port`. Cookies are `Secure` when it is https.
+    #[serde(default)]
+    pub public_url: Option<Url>,
+    /// How long a sign-in lasts (`12h`); `!dashboard logout-all` ends every one.
+    /// Unset (or `null`): 12 hours.
+    #[serde(default, deserialize_with = "super::duration::option::deserialize")]
+    pub session_lifetime: Option<Duration>,
+}
+
+impl WebConfig {
+    /// Where to listen, when the dashboard is on.
+    pub fn listen(&self) -> Option<(IpAddr, u16)> {
+        self.hostname.zip(self.port)
+    }
+
+    /// The base URL of sign-in links, when the dashboard is on.
+    pub fn public_url(&self) -> Option<Url> {
+        let (hostname, port) = self.listen()?;
+        let url = match &self.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{}/", std::net::SocketAddr::from((hostname, port)))).ok()?,
+        };
+        Some(url)
+    }
+
+    /// How long a sign-in lasts.
+    pub fn session_lifetime(&self) -> Duration {
+        self.session_lifetime.unwrap_or(DEFAULT_SESSION_LIFETIME)
+    }
+}
+
+/// A summary posted on schedule.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Room ID or alias (the bot must be able to post there).
+    pub room: String,
+    /// `daily 09:00`, `daily 09:00 Europe/Berlin`, `weekly monday 09:00 UTC`.
+    pub schedule: String,
+    /// Days summarized (the whole days before each post).
+    #[serde(default = "default_summary_days")]
+    pub days: u32,
+    /// Name the busiest rooms and senders of the whole server (off: only
+    /// counts, for rooms whose members should not see that).
+    #[serde(default)]
+    pub include_top: bool,
+}
+
+/// Downloading and hashing every referenced media.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Downloads at once.
+    #[serde(default = "default_download_concurrency")]
+    pub download_concurrency: usize,
+    /// The longest one download may take (`10m`).
+    #[serde(default = "default_download_timeout", deserialize_with = "super::duration::deserialize")]
+    pub download_timeout: Duration,
+    /// A download that receives nothing for this long is stopped and tried again later (`60s`).
+    #[serde(default = "default_stall_timeout", deserialize_with = "super::duration::deserialize")]
+    pub stall_timeout: Duration,
+    /// Failed attempts before a download is abandoned (`!backfill retry-failed` tries again).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The wait after a first failed download; each further one waits four times longer (`30s`).
+    #[serde(default = "default_retry_delay", deserialize_with = "super::duration::deserialize")]
+    pub retry_delay: Duration,
+    /// Files quarantined as soon as housekeep downloads one (any mxc URI, any room).
+    #[serde(default)]
+    pub blocklist: Vec<BlocklistEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistEntry {
+    pub sha256: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            download_concurrency: default_download_concurrency(),
+            download_timeout: default_download_timeout(),
+            stall_timeout: default_stall_timeout(),
+            max_attempts: default_max_attempts(),
+            retry_delay: default_retry_delay(),
+            blocklist: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A `tracing` filter, e.g. `info` or `housekeep=debug,info`. `RUST_LOG` wins if set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::default() }
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_command_prefix() -> String {
+    "!".to_owned()
+}
+fn default_confirm_expiry() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_confirm_threshold() -> Threshold {
+    Threshold { events: 1000, media: 100 }
+}
+fn default_max_concurrent() -> usize {
+    4
+}
+fn default_homeserver_concurrency() -> usize {
+    8
+}
+fn default_true() -> bool {
+    true
+}
+fn default_chunk_events() -> u32 {
+    5000
+}
+fn default_max_pages_per_room() -> u32 {
+    10_000
+}
+fn default_download_concurrency() -> usize {
+    32
+}
+fn default_download_timeout() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_stats_retention() -> Duration {
+    Duration::from_secs(400 * 86_400)
+}
+
+fn default_reports_per_minute() -> u32 {
+    30
+}
+
+fn default_summary_days() -> u32 {
+    7
+}
+
+fn default_retry_delay() -> Duration {
+    Duration::from_secs(30)
+}
+/// The URL schemes `database.url` may have: SQLite's, then PostgreSQL's two.
+pub const DATABASE_URL_SCHEMES: [&str; 3] = ["sqlite:", "postgres://", "postgresql://"];
+
+/// The most days `!stats --days` and a scheduled summary may cover.
+pub const MAX_STATS_DAYS: u32 = 365;
+
+/// Hides the password in a database URL before it is logged or shown: in
+/// the user-info part, and in a `password=` query parameter (libpq's form).
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<a database URL that does not parse>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let has_secret_query = parsed.query_pairs().any(|(key, _)| is_secret_key(&key));
+    if has_secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret_key(&key) { "***".to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    matches!(key.to_ascii_lowercase().as_str(), "password" | "pass" | "sslpassword")
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
