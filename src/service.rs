@@ -134,7 +134,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.redaction_checks = Some(redaction_wake.clone());
     state.media_queue = Some(media_wake.clone());
     if !config.stats.secret.is_empty() {
-        state.stats = Some(StatsIngest::new(&config.stats.secret, config.stats.reports_per_minute));
+        let homeservers = config.stats.accepted_homeservers(&config.homeserver.domain);
+        state.stats = Some(StatsIngest::new(&config.stats.secret, config.stats.reports_per_minute, homeservers));
     }
     let metrics = state.metrics.clone();
 

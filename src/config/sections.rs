@@ -183,9 +183,14 @@ pub struct StatsConfig {
     /// Reports kept this long (`400d`); older ones are dropped.
     #[serde(default = "default_stats_retention", deserialize_with = "super::duration::deserialize")]
     pub retention: Duration,
-    /// Reports accepted per source address per minute; more get 429.
+    /// Refused reports (missing or wrong secret) per source address per
+    /// minute; more get 429.
     #[serde(default = "default_reports_per_minute")]
     pub reports_per_minute: u32,
+    /// The homeservers whose reports are taken; empty: `homeserver.domain`
+    /// only ([`StatsConfig::accepted_homeservers`]).
+    #[serde(default)]
+    pub homeservers: Vec<OwnedServerName>,
     /// Summaries posted by themselves.
     #[serde(default)]
     pub summaries: Vec<SummaryConfig>,
@@ -200,8 +205,21 @@ impl std::fmt::Debug for StatsConfig {
             .field("public_url", &self.public_url.as_ref().map(Url::as_str))
             .field("retention", &self.retention)
             .field("reports_per_minute", &self.reports_per_minute)
+            .field("homeservers", &self.homeservers)
             .field("summaries", &self.summaries)
             .finish()
+    }
+}
+
+impl StatsConfig {
+    /// The homeservers whose reports are taken: `stats.homeservers`, or
+    /// `domain` (the homeserver's own name) when it is empty.
+    pub fn accepted_homeservers(&self, domain: &OwnedServerName) -> Vec<String> {
+        if self.homeservers.is_empty() {
+            vec![domain.to_string()]
+        } else {
+            self.homeservers.iter().map(ToString::to_string).collect()
+        }
     }
 }
 
@@ -214,6 +232,7 @@ impl Default for StatsConfig {
             public_url: None,
             retention: default_stats_retention(),
             reports_per_minute: default_reports_per_minute(),
+            homeservers: Vec::new(),
             summaries: Vec::new(),
         }
     }

@@ -83,6 +83,16 @@ impl Report {
         self.fields.get(name).and_then(Value::as_str)
     }
 
+    /// What is stored of the report: its known fields only (a few hundred
+    /// bytes), so a report padded with made-up fields costs no disk.
+    pub fn to_stored(&self) -> String {
+        let known: Map<String, Value> = FIELDS
+            .iter()
+            .filter_map(|(name, _)| self.fields.get(*name).map(|value| ((*name).to_owned(), value.clone())))
+            .collect();
+        Value::Object(known).to_string()
+    }
+
     /// Reads a stored report back (it passed [`parse`] when it came in).
     pub fn from_stored(raw: &str) -> Option<Self> {
         parse(raw.as_bytes()).ok()

@@ -143,7 +143,8 @@ impl Summary {
             None => {
                 let (from_s, to_s) = (from_ms / 1000, to_ms / 1000);
                 let counts = store.stats_report_counts(from_s, to_s, MAX_HOMESERVERS).await?;
-                daily_reports(store.stats_reports(from_s, to_s).await?, &counts)
+                let names: Vec<&str> = counts.iter().map(|(name, _)| name.as_str()).collect();
+                daily_reports(store.stats_reports(from_s, to_s, &names).await?, &counts)
             }
             Some(_) => Vec::new(),
         };

@@ -43,7 +43,7 @@ pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsO
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
 pub use sessions::LinkUse;
-pub use stats::{DayActivity, ModerationTotals, StoredReport, TopBy};
+pub use stats::{DayActivity, ModerationTotals, ReportStored, StoredReport, TopBy};
 pub use txns::TxnOutcome;
 pub use watermark::Watermark;
 

@@ -1,15 +1,21 @@
 //! `stats_reports`, `activity_daily` and `stats_summaries_sent`.
 
-use super::sql::{Counted, Sql};
+use super::sql::{Counted, Sql, in_json, json_array};
 use super::{Backend, Store};
 
+/// Stores a report unless its homeserver's last one came less than `$7`
+/// ago (ms), or it is stored already.
 const INSERT_REPORT: &str = "INSERT INTO stats_reports (homeserver, report_ts, received_at, source, user_agent, raw) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (homeserver, report_ts) DO NOTHING";
-/// Of each homeserver's reports in the range, the last of each UTC day.
+     SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS \
+     (SELECT 1 FROM stats_reports WHERE homeserver = $1 AND received_at > $3 - $7) \
+     ON CONFLICT (homeserver, report_ts) DO NOTHING";
+const REPORT_EXISTS: &str = "SELECT COUNT(*) FROM stats_reports WHERE homeserver = $1 AND report_ts = $2";
+/// Of the reports of the homeservers in `$3` (a JSON array) in the range,
+/// the last of each UTC day. The `{homeservers}` condition is [`in_json`].
 const SELECT_REPORTS: &str = "SELECT s.homeserver, s.report_ts, s.received_at, s.raw FROM stats_reports s \
      JOIN (SELECT homeserver, MAX(report_ts) AS ts FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
-     GROUP BY homeserver, report_ts / 86400) last ON s.homeserver = last.homeserver AND s.report_ts = last.ts \
-     ORDER BY s.homeserver, s.report_ts";
+     AND {homeservers} GROUP BY homeserver, report_ts / 86400) last \
+     ON s.homeserver = last.homeserver AND s.report_ts = last.ts ORDER BY s.homeserver, s.report_ts";
 /// Reports per homeserver in the range, the most reporting first.
 const COUNT_REPORTS: &str = "SELECT homeserver AS name, COUNT(*) AS n FROM stats_reports WHERE report_ts >= $1 AND report_ts < $2 \
      GROUP BY homeserver ORDER BY 2 DESC, 1 LIMIT $3";
@@ -18,6 +24,16 @@ const LAST_SENT: &str = "SELECT period_at FROM stats_summaries_sent WHERE room_i
 const RECORD_SENT: &str = "INSERT INTO stats_summaries_sent (room_id, schedule, period_at, posted_at, event_id) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, schedule) DO UPDATE SET period_at = $3, posted_at = $4, \
      event_id = $5";
+
+/// What became of a report handed to [`Store::insert_stats_report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStored {
+    Stored,
+    /// The same report (homeserver and timestamp) is stored already.
+    Duplicate,
+    /// Its homeserver's last report came less than the minimum gap ago.
+    TooSoon,
+}
 
 /// A stored phone-home report.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -58,7 +74,10 @@ pub struct ModerationTotals {
 
 impl Store {
     /// Stores a report unless the same one (homeserver and timestamp) is
-    /// stored already. Returns whether it was new.
+    /// stored already, or its homeserver's last one was received less than
+    /// `min_gap_ms` before `received_at` (one statement: two reports sent at
+    /// once cannot both pass).
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_stats_report(
         &self,
         homeserver: &str,
@@ -67,7 +86,8 @@ impl Store {
         source: &str,
         user_agent: Option<&str>,
         raw: &str,
-    ) -> anyhow::Result<bool> {
+        min_gap_ms: i64,
+    ) -> anyhow::Result<ReportStored> {
         let inserted = sqlx::query(INSERT_REPORT)
             .bind(homeserver)
             .bind(report_ts)
@@ -75,10 +95,16 @@ impl Store {
             .bind(source)
             .bind(user_agent)
             .bind(raw)
+            .bind(min_gap_ms)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(inserted > 0)
+        if inserted > 0 {
+            return Ok(ReportStored::Stored);
+        }
+        let stored: i64 =
+            sqlx::query_scalar(REPORT_EXISTS).bind(homeserver).bind(report_ts).fetch_one(&self.pool).await?;
+        Ok(if stored > 0 { ReportStored::Duplicate } else { ReportStored::TooSoon })
     }
 
     /// How many reports each homeserver sent with its own time in
@@ -89,10 +115,22 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// Of the reports whose own time is in `[from_s, to_s)` (seconds), each
-    /// homeserver's last of each UTC day, by homeserver and time.
-    pub async fn stats_reports(&self, from_s: i64, to_s: i64) -> anyhow::Result<Vec<StoredReport>> {
-        Ok(sqlx::query_as(SELECT_REPORTS).bind(from_s).bind(to_s).fetch_all(&self.pool).await?)
+    /// Of the reports of `homeservers` whose own time is in `[from_s, to_s)`
+    /// (seconds), each homeserver's last of each UTC day, by homeserver and
+    /// time. Only those homeservers' rows are read.
+    pub async fn stats_reports<S: AsRef<str>>(
+        &self,
+        from_s: i64,
+        to_s: i64,
+        homeservers: &[S],
+    ) -> anyhow::Result<Vec<StoredReport>> {
+        let sql = SELECT_REPORTS.replace("{homeservers}", &in_json(self.backend, "homeserver", 3));
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(from_s)
+            .bind(to_s)
+            .bind(json_array(homeservers))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Drops reports received before `before` (ms): the retention setting.

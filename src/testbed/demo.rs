@@ -232,7 +232,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     synapse.reconfigure(&format!("report_stats: true\nreport_stats_endpoint: \"{endpoint}\"\n")).await?;
     let store = Store::connect(&database_url, Some(1)).await?;
     eventually(Duration::from_secs(60), "Synapse's first report", || async {
-        Ok((!store.stats_reports(0, i64::MAX / 1000).await?.is_empty()).then_some(()))
+        Ok((!store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?.is_empty()).then_some(()))
     })
     .await?;
     store.close().await;

@@ -45,7 +45,7 @@ async fn a_moderator_signs_in_from_the_admin_room_and_watches_the_server(backend
         testbed.synapse.reconfigure(&extra).await?;
         let store = testbed.store().await?;
         let report = eventually(Duration::from_secs(60), "a phone-home report", || async {
-            Ok(store.stats_reports(0, i64::MAX / 1000).await?.into_iter().next())
+            Ok(store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?.into_iter().next())
         })
         .await?;
         let report: Value = serde_json::from_str(&report.raw)?;

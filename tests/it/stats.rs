@@ -53,7 +53,7 @@ async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Ba
         testbed.synapse.reconfigure(&extra).await?;
         let store = testbed.store().await?;
         let report = eventually(Duration::from_secs(60), "a phone-home report", || async {
-            Ok(store.stats_reports(0, i64::MAX / 1000).await?.into_iter().next())
+            Ok(store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?.into_iter().next())
         })
         .await?;
         let fields: Value = serde_json::from_str(&report.raw)?;
@@ -68,8 +68,8 @@ async fn synapse_reports_are_stored_once_and_summarized_with_a_chart(backend: Ba
         let http = housekeep::testbed::http();
         let again = http.put(&endpoint).body(report.raw.clone()).send().await?;
         assert_eq!(again.status(), 200);
-        assert_eq!(again.json::<Value>().await?, json!({"stored": false}));
-        let stored = store.stats_reports(0, i64::MAX / 1000).await?;
+        assert_eq!(again.json::<Value>().await?, json!({"stored": false, "outcome": "duplicate"}));
+        let stored = store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?;
         assert_eq!(stored.iter().filter(|r| r.report_ts == report.report_ts).count(), 1);
 
         // !stats: the summary with the report's figures, then its chart.
@@ -153,27 +153,44 @@ async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) ->
             let text = answer.text().await?;
             assert!(text.contains(says), "{status}: {text}");
         }
-        assert!(store.stats_reports(0, i64::MAX / 1000).await?.is_empty(), "nothing stored");
-        // POST is taken too; then the address runs out of its 12 a minute.
-        let posted = http.post(&endpoint).body(good.clone()).send().await?;
-        assert_eq!(posted.status(), 200);
-        let (mut accepted, mut limited) = (1, false);
-        for n in 0..12 {
-            // Each a different report: a refused one must store nothing.
-            let report = json!({"homeserver": "localhost", "timestamp": 1_795_000_100 + n, "total_users": 3});
-            match http.put(&endpoint).body(report.to_string()).send().await?.status().as_u16() {
-                200 => accepted += 1,
-                429 => limited = true,
-                other => panic!("unexpected {other}"),
-            }
+        // Anyone with the secret can name any homeserver: only the listed ones
+        // (here homeserver.domain, the default) are taken.
+        let stranger = json!({"homeserver": "evil.example", "timestamp": 1_795_000_000}).to_string();
+        let answer = http.put(&endpoint).body(stranger).send().await?;
+        assert_eq!(answer.status(), 403);
+        assert!(answer.text().await?.contains("evil.example is not in stats.homeservers"));
+        let all = store.stats_report_counts(0, i64::MAX / 1000, 10).await?;
+        assert!(all.is_empty(), "nothing stored: {all:?}");
+
+        // Failed secrets use up the address's 12 a minute (two above) ...
+        let mut refused = 2;
+        while http.put(&wrong).body(good.clone()).send().await?.status() == 403 {
+            refused += 1;
+            assert!(refused <= 12, "429 once the address failed more than 12 times in a minute");
         }
-        assert!(limited, "429 once the address sent more than 12 in a minute");
-        let stored = store.stats_report_counts(0, i64::MAX / 1000, 10).await?;
-        assert_eq!(stored, vec![("localhost".to_owned(), accepted)], "only what was accepted");
+        // ... but not Synapse's report from the same address, with the secret
+        // (POST is taken too). Only its known fields are stored.
+        let padded = json!({"homeserver": "localhost", "timestamp": 1_795_000_100, "total_users": 3,
+            "pad": "a".repeat(60_000)});
+        let posted = http.post(&endpoint).body(padded.to_string()).send().await?;
+        assert_eq!(posted.status(), 200);
+        assert_eq!(posted.json::<Value>().await?, json!({"stored": true, "outcome": "stored"}));
+        let stored = store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?;
+        assert_eq!(stored.len(), 1);
+        assert!(stored[0].raw.len() < 200 && !stored[0].raw.contains("pad"), "{}", stored[0].raw);
+        // One report a homeserver per 10 minutes: a flood stores nothing more.
+        for n in 1..=5 {
+            let next = json!({"homeserver": "localhost", "timestamp": 1_795_000_100 + n, "total_users": 3});
+            let answer = http.put(&endpoint).body(next.to_string()).send().await?;
+            assert_eq!(answer.status(), 200);
+            assert_eq!(answer.json::<Value>().await?, json!({"stored": false, "outcome": "too_soon"}));
+        }
+        assert_eq!(store.stats_report_counts(0, i64::MAX / 1000, 10).await?, vec![("localhost".to_owned(), 1)]);
 
         let metrics = testbed.housekeep.metrics().await?;
-        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"rate_limited\"}"), "{metrics}");
-        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"forbidden\"} 1"), "{metrics}");
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"rate_limited\"} 1"), "{metrics}");
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"unknown_homeserver\"} 1"), "{metrics}");
+        assert!(metrics.contains("housekeep_stats_reports_total{outcome=\"too_soon\"} 5"), "{metrics}");
         store.close().await;
         Ok(())
     })
@@ -262,15 +279,19 @@ async fn scheduled_summaries_post_once_per_period_across_a_restart(backend: Back
         let old = json!({"homeserver": "localhost", "timestamp": 1_700_000_000}).to_string();
         second
             .store
-            .insert_stats_report("localhost", 1_700_000_000, at("2025-01-01T00:00:00Z"), "test", None, &old)
+            .insert_stats_report("localhost", 1_700_000_000, at("2025-01-01T00:00:00Z"), "test", None, &old, 0)
             .await?;
         let recent = json!({"homeserver": "localhost", "timestamp": 1_764_000_000}).to_string();
         second
             .store
-            .insert_stats_report("localhost", 1_764_000_000, at("2026-11-30T00:00:00Z"), "test", None, &recent)
+            .insert_stats_report("localhost", 1_764_000_000, at("2026-11-30T00:00:00Z"), "test", None, &recent, 0)
             .await?;
         assert_eq!(second.prune(at("2026-12-02T09:00:00Z")).await, 1);
-        assert_eq!(second.store.stats_reports(0, i64::MAX / 1000).await?.len(), 1, "the recent one stays");
+        assert_eq!(
+            second.store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?.len(),
+            1,
+            "the recent one stays"
+        );
         second.store.close().await;
 
         // Down for three days: the missed period is posted once on start.

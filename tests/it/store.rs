@@ -9,7 +9,7 @@ use housekeep::extract::extract_value;
 use housekeep::store::{
     AuditEntry, AuditFilter, BlockedHash, CancelOutcome, DueMedia, EventFilter, FetchState, Fetched, FinishedPlan,
     InboxItem, InboxKind, ItemResult, ItemState, JobState, JobToken, KindCount, MediaId, NewJob, QuarantineRecord,
-    RedactionCheck, RefsOf, Scope, Source, Store, StoredReport,
+    RedactionCheck, RefsOf, ReportStored, Scope, Source, Store, StoredReport,
 };
 use housekeep::testbed::{TestDatabase, eventually};
 use serde_json::{Value, json};
@@ -545,10 +545,21 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
         (newest.iter().map(|r| r.entry.action.as_str()).collect::<Vec<_>>(), total),
         (vec!["finish", "batch"], 3)
     );
-    assert!(store.insert_stats_report("hs", 100, 1, "synapse", None, "{}").await?);
-    assert_eq!(store.stats_report_counts(0, 1_000, 5).await?, [("hs".into(), 1)]);
+    // One stored report per homeserver per gap (10 minutes here), whatever
+    // the reports say their time is; a resend is a duplicate.
+    const GAP: i64 = 600_000;
+    let insert = |name: &'static str, report_ts: i64, received_at: i64| {
+        store.insert_stats_report(name, report_ts, received_at, "synapse", None, "{}", GAP)
+    };
+    assert_eq!(insert("hs", 100, 1).await?, ReportStored::Stored);
+    assert_eq!(insert("hs", 100, 2).await?, ReportStored::Duplicate);
+    assert_eq!(insert("hs", 101, GAP).await?, ReportStored::TooSoon);
+    assert_eq!(insert("other", 101, GAP).await?, ReportStored::Stored, "each homeserver has its own gap");
+    assert_eq!(store.stats_report_counts(0, 1_000, 5).await?, [("hs".into(), 1), ("other".into(), 1)]);
     let report = StoredReport { homeserver: "hs".into(), report_ts: 100, received_at: 1, raw: "{}".into() };
-    assert_eq!(store.stats_reports(0, 1_000).await?, [report]);
+    assert_eq!(store.stats_reports(0, 1_000, &["hs"]).await?, [report], "only the homeservers asked for");
+    assert_eq!(insert("hs", 102, GAP + 2).await?, ReportStored::Stored, "the gap has passed");
+    assert_eq!(store.stats_reports(0, 1_000, &["hs", "other"]).await?.len(), 2, "the last of each day");
     for room in [None, Some("!r")] {
         let totals = store.moderation_totals(room, 0, i64::MAX).await?;
         assert_eq!((totals.new_rooms, totals.media_hashed, totals.media_bytes), (1, 2, 10), "{room:?}");
@@ -571,7 +582,7 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(store.pending_redaction_checks().await?, 1);
     assert_eq!(store.inbox_next_due().await?, None);
     let watermark = store.watermark().await?;
-    assert!(watermark.jobs_updated > 0 && watermark.audit_id > 0 && watermark.reports_received == 1, "{watermark:?}");
+    assert!(watermark.jobs_updated > 0 && watermark.audit_id > 0 && watermark.reports_received == GAP + 2, "{watermark:?}");
     store.remember_alias("#a:hs", "!r", 1).await?;
     assert_eq!(store.remembered_alias("#a:hs").await?.as_deref(), Some("!r"));
 
