@@ -37,7 +37,14 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
     /// Print the lines that point Synapse's usage reports (phone-home) at housekeep; generates stats.secret.
-    StatsEndpoint(ConfigArg),
+    StatsEndpoint {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Replace stats.secret with a new one (Synapse logs the endpoint URL, secret included): then
+        /// restart housekeep, put the printed line into homeserver.yaml and restart Synapse
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Print a stats summary from the database: phone-home reports and the index.
     Stats {
         #[command(flatten)]
@@ -126,9 +133,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             service::open_store(&config).await?.close().await;
             Ok(())
         }
-        Command::StatsEndpoint(arg) => {
+        Command::StatsEndpoint { config, rotate } => {
             service::init_logging(None);
-            let config = registration::ensure_stats_secret(&arg.config)?;
+            let config = registration::ensure_stats_secret(&config.config, rotate)?;
             let url = registration::stats_endpoint(&config)?;
             println!("# Put these lines into Synapse's homeserver.yaml, then restart Synapse:");
             println!("report_stats: true");

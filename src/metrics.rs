@@ -274,7 +274,7 @@ impl Metrics {
         registry.register(
             "listener_closed",
             "Connections an HTTP listener closed early: slow_headers (no complete request head in time), \
-             too_many_from_one_address",
+             slow_reader (answers not read), too_many_from_one_address",
             listener_closed.clone(),
         );
         let summaries_posted = Counter::default();

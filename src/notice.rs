@@ -1,7 +1,7 @@
 //! What people read: a message with a plain text and an HTML form, built
 //! together so the two never disagree, and the [`Sink`] that delivers it.
 //!
-//! Below every front-end and job kind: executors and kinds return a
+//! Below every front-end and job kind: commands and kinds return a
 //! [`Notice`]; where it goes (the admin room today, a scheduled room or the
 //! web dashboard later) is the sink's business.
 
@@ -14,7 +14,7 @@ use ruma::events::room::message::{
 };
 use ruma::{EventId, OwnedMxcUri, UInt};
 
-/// A message under construction. Executors and job kinds return one; sending is separate.
+/// A message under construction. Commands and job kinds return one; sending is separate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notice {
     pub plain: String,

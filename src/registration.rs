@@ -85,10 +85,10 @@ pub fn generate(config_path: &Path) -> anyhow::Result<(Config, String)> {
 /// the first time (like the appservice tokens), and returns the config. The
 /// edited text is checked before it replaces the file, and replaces it whole
 /// (a temporary file renamed over it).
-pub fn ensure_stats_secret(config_path: &Path) -> anyhow::Result<Config> {
+pub fn ensure_stats_secret(config_path: &Path, rotate: bool) -> anyhow::Result<Config> {
     let config = Config::load_unvalidated(config_path)?;
     config.validate_shape().with_context(|| format!("invalid config {}", config_path.display()))?;
-    if !config.stats.secret.is_empty() {
+    if !config.stats.secret.is_empty() && !rotate {
         return Ok(config);
     }
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
@@ -103,7 +103,7 @@ pub fn ensure_stats_secret(config_path: &Path) -> anyhow::Result<Config> {
     write_private(&temporary, &text).with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(&temporary, config_path)
         .with_context(|| format!("cannot replace {} with {}", config_path.display(), temporary.display()))?;
-    tracing::info!(config = %config_path.display(), "generated stats.secret and wrote it to the config");
+    tracing::info!(config = %config_path.display(), rotate, "generated stats.secret and wrote it to the config");
     Config::load_unvalidated(config_path)
 }
 
@@ -223,12 +223,17 @@ mod tests {
             let example = include_str!("../config/example.yaml").replace("\nstats:", "\nunused_stats:");
             let example = example.split("\nunused_stats:").next().unwrap().to_owned();
             std::fs::write(&path, format!("{example}\n{before}")).unwrap();
-            let config = ensure_stats_secret(&path).unwrap();
+            let config = ensure_stats_secret(&path, false).unwrap();
             assert_eq!(config.stats.secret.len(), 40);
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains(after_has), "{text}");
             // The second time, nothing changes.
-            assert_eq!(ensure_stats_secret(&path).unwrap().stats.secret, config.stats.secret);
+            assert_eq!(ensure_stats_secret(&path, false).unwrap().stats.secret, config.stats.secret);
+            // --rotate: a new secret in the same place, the rest as it was.
+            let rotated = ensure_stats_secret(&path, true).unwrap();
+            assert!(rotated.stats.secret.len() == 40 && rotated.stats.secret != config.stats.secret);
+            let after = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(after.replace(&rotated.stats.secret, &config.stats.secret), text, "only the secret changed");
             let url = stats_endpoint(&config).unwrap();
             assert_eq!(url.path(), "/_housekeep/stats/report");
             assert_eq!(url.query(), Some(format!("secret={}", config.stats.secret).as_str()));

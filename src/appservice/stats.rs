@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq;
 use super::{AppState, MatrixError};
 use crate::clock::now_ms;
 use crate::metrics::StatsLabel;
+use crate::serve::address_key;
 use crate::stats::report::{MAX_REPORT_BYTES, parse};
 use crate::store::ReportStored;
 
@@ -65,19 +66,6 @@ pub const MIN_GAP: std::time::Duration = std::time::Duration::from_secs(10 * 60)
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A report may claim to be from at most this far in the future (clock skew).
 const FUTURE_SLACK_S: i64 = 86_400;
-
-/// Who a request counts against: IPv6 by its /64 (one host usually holds
-/// the whole block), IPv4 by address; without a known address, one shared key.
-fn rate_key(source: Option<IpAddr>) -> IpAddr {
-    match source {
-        Some(IpAddr::V6(v6)) => {
-            let segments = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0))
-        }
-        Some(v4) => v4,
-        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    }
-}
 
 pub async fn report(State(state): State<AppState>, request: Request) -> Result<Json<Value>, MatrixError> {
     let refuse = |outcome: &'static str, error: MatrixError| {
@@ -128,7 +116,7 @@ pub async fn report(State(state): State<AppState>, request: Request) -> Result<J
     };
     if let Some((outcome, error)) = failure {
         // Only failures count against the address.
-        if ingest.limiter.check_key(&rate_key(source)).is_err() {
+        if ingest.limiter.check_key(&source.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), address_key)).is_err() {
             return Err(refuse(
                 "rate_limited",
                 MatrixError::new(

@@ -97,9 +97,34 @@ async fn join_admin_room(bot: Arc<Bot>, shutdown: CancellationToken) {
     });
     tokio::select! {
         joined = joined => match joined {
-            Ok(room_id) => tracing::info!(%room_id, "joined the admin room"),
+            Ok(room_id) => {
+                tracing::info!(%room_id, "joined the admin room");
+                check_readable(&bot, &room_id).await;
+            }
             Err(error) => tracing::error!(room, %error, "gave up joining the admin room"),
         },
         _ = shutdown.cancelled() => {}
+    }
+}
+
+/// What `/health`, `!status` and the log say while the admin room is encrypted.
+pub const ENCRYPTED_ADMIN_ROOM: &str = "the admin room is end-to-end encrypted, and housekeep cannot read \
+     encrypted messages yet: commands sent there are never seen. Make a new room without encryption \
+     (encryption cannot be turned off in a room), invite the bot, and set it as admin.room (or let \
+     admin.create_if_missing make one under a new alias)";
+
+/// Says so, loudly, when the admin room is encrypted: the bot would
+/// otherwise sit in it deaf to every command without a word.
+async fn check_readable(bot: &Bot, room_id: &ruma::RoomId) {
+    let state = match bot.services().homeserver.room_state(room_id.as_str()).await {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::warn!(%room_id, %error, "cannot read the admin room's state to check its encryption");
+            return;
+        }
+    };
+    if state.iter().any(|event| event.get("type").and_then(serde_json::Value::as_str) == Some("m.room.encryption")) {
+        tracing::error!(%room_id, "{ENCRYPTED_ADMIN_ROOM}");
+        bot.services().metrics.waiting_for("an unencrypted admin room", ENCRYPTED_ADMIN_ROOM);
     }
 }

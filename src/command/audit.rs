@@ -61,7 +61,7 @@ fn audit_line(r: &AuditRecord, now: i64) -> String {
         "#{} {} ago {} {}{job} {} → {}",
         r.id,
         age(now.saturating_sub(r.ts)),
-        e.actor,
+        text::line(&e.actor),
         e.action,
         text::line(what),
         text::line(&e.outcome)

@@ -107,7 +107,7 @@ fn job_line(job: &Job) -> String {
         job.done_count,
         job.total_count,
         if job.failed_count > 0 { format!(", {} failed", job.failed_count) } else { String::new() },
-        job.requested_by,
+        crate::text::line(&job.requested_by),
         age(now_ms().saturating_sub(job.created_at)),
         crate::text::line(&job.command_text)
     )
@@ -131,7 +131,7 @@ async fn job(ctx: &Context<'_>, id: &str) -> anyhow::Result<Executed> {
         .field("plan hash", job.plan_hash.get(..12).unwrap_or(&job.plan_hash))
         .field("plan", &job.plan.to_string());
     if let Some(by) = &job.confirmed_by {
-        reply = reply.field("confirmed by", by);
+        reply = reply.field("confirmed by", &crate::text::line(by));
     }
     if job.state == JobState::Planned {
         reply = reply.field("expires in", &age(job.expires_at.saturating_sub(now_ms())));
@@ -155,7 +155,7 @@ async fn job(ctx: &Context<'_>, id: &str) -> anyhow::Result<Executed> {
         .map(|a| {
             let e = &a.entry;
             let target = crate::text::line(e.target.as_deref().unwrap_or(""));
-            format!("{} {target} {} → {}", e.action, e.actor, crate::text::line(&e.outcome))
+            format!("{} {target} {} → {}", e.action, crate::text::line(&e.actor), crate::text::line(&e.outcome))
         })
         .collect();
     reply = reply.line(&format!("{total} audited actions (newest {} shown):", shown.len())).list(shown);

@@ -7,7 +7,7 @@
 //! assembles them into one tree (`bot/commands`).
 //!
 //! Argument types with rules clap cannot express (`PurgeArgs`, …) are plain
-//! structs/enums shaped for their executor to `match` on, and parse through a
+//! structs/enums shaped for their `AdminCommand::run` to `match` on, and parse through a
 //! private clap-derived twin (`PurgeCli`, …) via [`clap::Args`] and
 //! [`clap::FromArgMatches`] impls that delegate to it ([`args_via`]); the
 //! cross-argument rules are checked in that conversion, with errors that say

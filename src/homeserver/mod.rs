@@ -4,7 +4,9 @@
 //! Every request goes through [`HomeserverClient::send`], which retries
 //! connection failures, 429 and 5xx with exponential backoff and honours
 //! the homeserver's `Retry-After` / `retry_after_ms` (read by ruma's error
-//! kinds), up to a bounded total. This is the one retry layer of
+//! kinds; a wait longer than [`MAX_SERVER_WAIT`] is cut to it: a proxy's
+//! `Retry-After: 4294967295` must not stall a job for ever), up to a
+//! bounded total. This is the one retry layer of
 //! each call: callers record what still failed (an item's outcome, a reply
 //! saying so) instead of retrying again around it.
 //!
@@ -145,6 +147,12 @@ impl HsError {
         }
     }
 
+    /// How long to wait before retrying after this error: the server's own
+    /// hint, at most [`MAX_SERVER_WAIT`], or else `backoff`.
+    fn wait_before_retry(&self, backoff: Duration) -> Duration {
+        self.retry_after().map_or(backoff, |wait| wait.min(MAX_SERVER_WAIT))
+    }
+
     /// The server's own wait hint when it limits our rate: the
     /// `Retry-After` header or `retry_after_ms` (a date in the past: now).
     fn retry_after(&self) -> Option<Duration> {
@@ -160,6 +168,10 @@ impl HsError {
         })
     }
 }
+
+/// The longest wait a server's rate-limit hint is followed for (Synapse's
+/// are seconds); the retry after it may be limited again, and waits again.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
 
 /// How hard one call tries before giving up.
 #[derive(Debug, Clone, Copy)]
@@ -348,7 +360,7 @@ impl HomeserverClient {
                     let Some(delay) = backoff.next() else {
                         return Err(error);
                     };
-                    let delay = error.retry_after().unwrap_or(delay);
+                    let delay = error.wait_before_retry(delay);
                     tracing::info!(%method, path, %error, ?delay, "homeserver request failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
@@ -395,6 +407,12 @@ mod tests {
         // The spec makes `error` optional.
         let bare = answer(429, None, r#"{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 400}"#);
         assert_eq!(bare.retry_after(), Some(Duration::from_millis(400)));
+        assert_eq!(bare.wait_before_retry(Duration::from_secs(3)), Duration::from_millis(400));
+        // A wait no homeserver means (a proxy's page, a typo): cut to the most.
+        let forever = answer(429, Some("4294967295"), "<html>slow down</html>");
+        assert_eq!(forever.wait_before_retry(Duration::from_secs(3)), MAX_SERVER_WAIT);
+        let plain = answer(502, None, "bad gateway");
+        assert_eq!(plain.wait_before_retry(Duration::from_secs(3)), Duration::from_secs(3), "no hint: the backoff");
         // The header wins over the body, as in ruma.
         assert_eq!(answer(429, Some("3"), limited).retry_after(), Some(Duration::from_secs(3)));
         // A date already past: at once.

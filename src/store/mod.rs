@@ -1,8 +1,15 @@
 //! All SQL lives under this module, one file per table family.
 //!
-//! One code path for both backends: sqlx's `Any` driver with runtime queries,
-//! `$n` placeholders (SQLite accepts them too) and only TEXT / BIGINT / BOOLEAN
-//! columns. Migrations are per dialect, side by side in `migrations/`.
+//! One code path for both backends: sqlx's `Any` driver with runtime queries
+//! and only TEXT / BIGINT / BOOLEAN columns. A fixed statement is a const
+//! with `$n` placeholders (SQLite accepts them too), read into a
+//! `#[derive(sqlx::FromRow)]` row whose every column has a name (`AS name`);
+//! a list of values is one JSON-array parameter (`sql::in_json`, TEXT
+//! columns only); a statement whose conditions vary is built with
+//! `sql::Sql`, which numbers its own placeholders (never mix in `$n`).
+//! A new query gets a call in `tests/it/store.rs`'s
+//! `every_query_reads_its_rows_by_name`, which runs on both dialects.
+//! Migrations are per dialect, side by side in `migrations/`.
 
 mod audit;
 mod backfill;

@@ -223,7 +223,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  messages bob still sees with content in his side room: {visible}");
 
     step("stats: Synapse's phone-home reports, and what the index knows");
-    let config = crate::registration::ensure_stats_secret(&config_path)?;
+    let config = crate::registration::ensure_stats_secret(&config_path, false)?;
     let endpoint = crate::registration::stats_endpoint(&config)?;
     println!("  `housekeep stats-endpoint` wrote stats.secret and printed, for homeserver.yaml:");
     println!("    report_stats: true");

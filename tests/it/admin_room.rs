@@ -17,10 +17,38 @@ tests! {
         plans_wait_for_a_moderators_confirmation,
         a_job_killed_mid_way_resumes_and_finishes_once,
         invites_are_accepted_only_from_moderators,
+        an_encrypted_admin_room_is_reported_not_sat_in_silently,
     ],
     plain: [
         a_remote_user_is_no_moderator,
     ],
+}
+
+/// housekeep cannot read an encrypted room yet: it must say so (on
+/// `/health`, where monitoring looks, and in its log) instead of sitting in
+/// the room deaf to every command.
+async fn an_encrypted_admin_room_is_reported_not_sat_in_silently(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        let room = testbed.admin_room().await?;
+        let bot = bot(testbed);
+        let status = testbed.admin.send_text(&room, "!status").await?;
+        testbed.admin.wait_for_replies(&room, &status, &bot, 1).await?;
+        let (_, health) = testbed.housekeep.health().await?;
+        assert!(!health.contains("encrypted"), "{health}");
+
+        let megolm = json!({"algorithm": "m.megolm.v1.aes-sha2"});
+        testbed.admin.send_state(&room, "m.room.encryption", "", megolm).await?;
+        testbed.housekeep.restart().await?;
+        let health = eventually(Duration::from_secs(30), "/health to name the encrypted admin room", || async {
+            let (status, health) = testbed.housekeep.health().await?;
+            Ok(health.contains("waiting for an unencrypted admin room").then_some((status, health)))
+        })
+        .await?;
+        assert_eq!(health.0, 200, "the index still works: {}", health.1);
+        assert!(health.1.contains("Make a new room without encryption"), "says what to do: {}", health.1);
+        Ok(())
+    })
+    .await
 }
 
 /// A non-moderator member of the admin room.

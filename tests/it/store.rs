@@ -582,7 +582,10 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(store.pending_redaction_checks().await?, 1);
     assert_eq!(store.inbox_next_due().await?, None);
     let watermark = store.watermark().await?;
-    assert!(watermark.jobs_updated > 0 && watermark.audit_id > 0 && watermark.reports_received == GAP + 2, "{watermark:?}");
+    assert!(
+        watermark.jobs_updated > 0 && watermark.audit_id > 0 && watermark.reports_received == GAP + 2,
+        "{watermark:?}"
+    );
     store.remember_alias("#a:hs", "!r", 1).await?;
     assert_eq!(store.remembered_alias("#a:hs").await?.as_deref(), Some("!r"));
 

@@ -25,7 +25,7 @@ pub(in crate::web) async fn jobs(State(state): Shared, Extension(who): Extension
                                 " " span.progress { (job.done_count) " / " (job.total_count) }
                             }
                             td.num { (job.failed_count) }
-                            td.mono { (job.requested_by) }
+                            td.mono { (text::line(&job.requested_by)) }
                             td { (format_ms(job.created_at)) }
                             td.mono { (text::line(&job.command_text)) }
                         }
@@ -59,8 +59,8 @@ pub(in crate::web) async fn job(
                 (card("failed", &job.failed_count.to_string()))
                 (card("batches", &job.batches.to_string()))
             }
-            p { "Asked by " code { (job.requested_by) } " at " (format_ms(job.created_at)) ": " code { (text::line(&job.command_text)) } }
-            @if let Some(by) = &job.confirmed_by { p { "Confirmed by " code { (by) } } }
+            p { "Asked by " code { (text::line(&job.requested_by)) } " at " (format_ms(job.created_at)) ": " code { (text::line(&job.command_text)) } }
+            @if let Some(by) = &job.confirmed_by { p { "Confirmed by " code { (text::line(by)) } } }
             @if let Some(error) = &job.error { p.state-failed { "Error: " (text::line(error)) } }
             h2 { "Items" }
             p { @for (s, n) in &counts { (n) " " (s.as_str()) "; " } }

@@ -124,7 +124,7 @@ fn audit_table(records: &[crate::store::AuditRecord]) -> Markup {
                 @let e = &r.entry;
                 tr {
                     td { (format_ms(r.ts)) }
-                    td.mono { (e.actor) }
+                    td.mono { (text::line(&e.actor)) }
                     td { (e.action) }
                     td.mono { (text::line(e.target.as_deref().unwrap_or(""))) @if let Some(job) = &e.job_id { " " a href=(format!("/jobs/{}", urlencode(job))) { (job) } } }
                     td.mono { (text::line(e.command.as_deref().unwrap_or(""))) }
