@@ -17,7 +17,6 @@ use crate::appservice::{AppState, BotLink, router, stats_router};
 use crate::backfill::{BackfillKind, BackfillSettings};
 use crate::bot::{Bot, RoomSink};
 use crate::command::Rules;
-use crate::config::Schedule;
 use crate::config::redact_url;
 use crate::config::{Config, LogFormat};
 use crate::homeserver::{HomeserverClient, RetryPolicy};
@@ -86,7 +85,7 @@ fn scheduled_summaries(config: &Config) -> Vec<Scheduled> {
         .iter()
         .map(|summary| Scheduled {
             room: summary.room.clone(),
-            schedule: Schedule::parse(&summary.schedule).expect("validated with the config"),
+            schedule: summary.schedule.clone(),
             days: summary.days,
             include_top: summary.include_top,
         })

@@ -300,6 +300,18 @@ mod tests {
         assert!(err.to_string().starts_with("web.session_lifetime: "), "{err}");
     }
 
+    /// A schedule is parsed with the config, once: a bad one names its key.
+    #[test]
+    fn a_schedule_is_typed_when_the_config_is_read() {
+        let summary = "summaries:\n    - room: \"#ops:example.org\"\n      schedule: {}\n";
+        let config =
+            Config::parse(&EXAMPLE.replace("summaries: []\n", &summary.replace("{}", "weekly mon 09:00"))).unwrap();
+        assert_eq!(config.stats.summaries[0].schedule.weekday, Some(jiff::civil::Weekday::Monday));
+        let bad = EXAMPLE.replace("summaries: []\n", &summary.replace("{}", "fortnightly 09:00"));
+        let err = Config::parse(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("stats.summaries.schedule: line ") && err.contains("weekly WEEKDAY"), "{err}");
+    }
+
     #[test]
     fn a_line_is_named_by_its_dotted_key() {
         let text =

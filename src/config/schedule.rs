@@ -24,6 +24,14 @@ const WEEKDAYS: [(&str, Weekday); 7] = [
     ("sunday", Weekday::Sunday),
 ];
 
+/// Parsed when the config is read: a bad one is an error naming its key.
+impl<'de> serde::Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Schedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Schedule {
     pub fn parse(text: &str) -> Result<Self, String> {
         const USAGE: &str = "expected `daily HH:MM [TIME ZONE]` or `weekly WEEKDAY HH:MM [TIME ZONE]`";

@@ -279,13 +279,13 @@ impl WebConfig {
 }
 
 /// A summary posted on schedule.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryConfig {
     /// Room ID or alias (the bot must be able to post there).
     pub room: String,
     /// `daily 09:00`, `daily 09:00 Europe/Berlin`, `weekly monday 09:00 UTC`.
-    pub schedule: String,
+    pub schedule: super::Schedule,
     /// Days summarized (the whole days before each post).
     #[serde(default = "default_summary_days")]
     pub days: u32,
