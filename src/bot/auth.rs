@@ -6,11 +6,13 @@
 use ruma::UserId;
 
 use super::Bot;
-use crate::homeserver::power::{at_least, power_levels};
+use crate::homeserver::power::{at_least, is_joined, power_levels};
 
 impl Bot {
-    /// Allowlisted, or at/above `admin.moderator_power_level` in the admin
-    /// room. An unreadable admin room is an error (the caller retries), not a
+    /// Allowlisted, or joined to the admin room at/above
+    /// `admin.moderator_power_level` there (a kicked or banned user keeps
+    /// their power level entry: it counts only while they are in the room).
+    /// An unreadable admin room is an error (the caller retries), not a
     /// "no": a moderator is never refused because the homeserver hiccupped.
     pub async fn is_moderator(&self, user_id: &str) -> anyhow::Result<bool> {
         let Ok(user) = UserId::parse(user_id) else { return Ok(false) };
@@ -27,6 +29,6 @@ impl Bot {
             .room_state(self.admin_room_id.as_str())
             .await
             .map_err(|error| anyhow::anyhow!("cannot read the admin room's power levels: {error}"))?;
-        Ok(at_least(&power_levels(&state), &user, required))
+        Ok(is_joined(&state, &user) && at_least(&power_levels(&state), &user, required))
     }
 }

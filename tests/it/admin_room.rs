@@ -53,10 +53,15 @@ async fn an_encrypted_admin_room_is_reported_not_sat_in_silently(backend: Backen
 
 /// A non-moderator member of the admin room.
 async fn join_bob(testbed: &Testbed, room: &str) -> anyhow::Result<MatrixUser> {
-    let bob = testbed.synapse.register_user("bob", false).await?;
-    testbed.admin.invite(room, &bob.user_id).await?;
-    bob.join(room).await?;
-    Ok(bob)
+    join_member(testbed, room, "bob").await
+}
+
+/// A new user `name`, invited into `room` by the admin, and joined.
+async fn join_member(testbed: &Testbed, room: &str, name: &str) -> anyhow::Result<MatrixUser> {
+    let user = testbed.synapse.register_user(name, false).await?;
+    testbed.admin.invite(room, &user.user_id).await?;
+    user.join(room).await?;
+    Ok(user)
 }
 
 fn bot(testbed: &Testbed) -> String {
@@ -258,6 +263,28 @@ async fn invites_are_accepted_only_from_moderators(backend: Backend) -> anyhow::
         let store = testbed.store().await?;
         let declined = store.audit_entries(10, Some(&bob.user_id)).await?;
         assert_eq!(declined[0].entry.outcome, "declined: not a moderator");
+
+        // A power-level moderator is one only while in the admin room: once
+        // kicked, carol keeps her power level entry, and her invites are declined.
+        testbed.reconfigure(|text| text.replace("moderator_power_level: null", "moderator_power_level: 50")).await?;
+        let room = testbed.admin_room().await?;
+        let carol = join_member(testbed, &room, "carol").await?;
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+        let mut levels = testbed.admin.request(reqwest::Method::GET, &path, None).await?;
+        levels["users"][&carol.user_id] = json!(50);
+        testbed.admin.request(reqwest::Method::PUT, &path, Some(levels)).await?;
+        let status = carol.send_text(&room, "!status").await?;
+        let reply = carol.wait_for_reply(&room, &status, &bot).await?;
+        assert!(reply.starts_with("housekeep status"), "at power level 50 in the room: a moderator: {reply}");
+        let kick = format!("/_matrix/client/v3/rooms/{room}/kick");
+        testbed.admin.request(reqwest::Method::POST, &kick, Some(json!({"user_id": carol.user_id}))).await?;
+        let carols = carol.create_room(json!({"name": "carol's", "invite": [bot]})).await?;
+        eventually(Duration::from_secs(30), "the bot to decline the kicked moderator's invite", || async {
+            Ok((membership(&carol, &carols, &bot).await.as_deref() == Some("leave")).then_some(()))
+        })
+        .await?;
+        let declined = store.audit_entries(10, Some(&carol.user_id)).await?;
+        assert_eq!(declined[0].entry.outcome, "declined: not a moderator", "{declined:?}");
         store.close().await;
         Ok(())
     })
