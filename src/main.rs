@@ -87,6 +87,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             if let Some(warning) = Config::exposure(&arg.config) {
                 tracing::warn!("{warning}");
             }
+            if let Some(warning) = housekeep::store::sqlite_exposure(&config.database.url) {
+                tracing::warn!("{warning}");
+            }
             service::run(config).await
         }
         Command::GenerateRegistration { config, output } => {

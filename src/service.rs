@@ -428,10 +428,14 @@ async fn find_admin_room(
                         format!(
                             "the alias {room} does not exist, and the homeserver's copy of the registration does \
                              not let the bot create it: run housekeep generate-registration again and restart \
-                             the homeserver, or create the room yourself ({error})"
+                             the homeserver, or create the room yourself ({})",
+                            said(&error)
                         )
                     }
-                    Some(Err(error)) => format!("the alias {room} does not exist and creating it failed: {error}"),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, alias = room, "cannot create the admin room");
+                        format!("the alias {room} does not exist and creating it failed ({})", said(&error))
+                    }
                     None => format!(
                         "the alias {room} does not exist: create the room under it{}",
                         if config.admin.create_if_missing {
@@ -442,7 +446,10 @@ async fn find_admin_room(
                     ),
                 }
             }
-            Err(error) => format!("cannot resolve {room}: {error}"),
+            Err(error) => {
+                tracing::warn!(%error, alias = room, "cannot resolve the admin room's alias");
+                format!("cannot resolve {room} ({})", said(&error))
+            }
         };
         let delay = delays.next().unwrap_or(Duration::from_secs(60));
         tracing::warn!(?delay, "admin.room: {waiting}; the index runs meanwhile, commands wait; retrying");
@@ -510,6 +517,16 @@ async fn create_admin_room(
         }
     }
     Some(created)
+}
+
+/// A homeserver error as `/health` may show it to anyone: its Matrix error
+/// code, not its text (a transport error names internal hosts and paths;
+/// the whole error is in the log).
+fn said(error: &crate::homeserver::HsError) -> String {
+    match error.errcode() {
+        Some(code) => format!("the homeserver said {code}; the log has more"),
+        None => "the homeserver did not answer as expected; the log says why".to_owned(),
+    }
 }
 
 /// Waits for SIGINT/SIGTERM (or an internal shutdown), then tells everyone.

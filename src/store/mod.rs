@@ -112,12 +112,65 @@ pub struct Store {
     bulk_writes: Arc<RwLock<()>>,
 }
 
+/// The SQLite file of `url`, if it is a file (not `:memory:`).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then(|| path.to_owned())
+}
+
+/// Creates the SQLite file, when it does not exist yet, readable by its
+/// owner only: it holds the sender tokens of running purges and the
+/// dashboard's sessions. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode.
+fn create_private(url: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_file(url) else { return Ok(()) };
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(&path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A folder that does not exist: sqlx says so better.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot create the database file {}", path.display())),
+    }
+}
+
+/// A warning when the SQLite file of `url` can be read by others, as for
+/// the config file; checked at start.
+pub fn sqlite_exposure(url: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = sqlite_file(url)?;
+        let mode = std::fs::metadata(&path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} is readable by others (mode {:o}) and holds sender tokens and dashboard sessions: chmod 600 it \
+                 (and its -wal and -shm files)",
+                path.display(),
+                mode & 0o777
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = url;
+        None
+    }
+}
+
 impl Store {
     /// Connects and, for SQLite, switches the file to WAL so readers (commands,
     /// `/metrics`) never block the transaction writer.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url).context("database.url: must start with sqlite: or postgres://")?;
+        if backend == Backend::Sqlite {
+            create_private(url)?;
+        }
         let options = AnyConnectOptions::from_str(url)
             .context("database.url: not a valid database URL")?
             // Statement logging at INFO would print every insert.

@@ -26,6 +26,7 @@ tests! {
     plain: [
         both_dialects_migrate_to_the_same_schema,
         a_steady_stream_of_commits_keeps_the_sqlite_wal_bounded,
+        the_sqlite_files_are_private_to_their_owner,
     ],
 }
 
@@ -35,6 +36,28 @@ tests! {
 /// another with no gap, as in the index bench where the WAL reached 7 GB
 /// in a minute. With passive checkpoints only, this test's WAL passed the
 /// bound after 48 commits; with the restarting one it peaked at 112-123 MiB.
+/// The SQLite file holds sender tokens and dashboard sessions: it and its
+/// `-wal` and `-shm` are created readable by their owner only, whatever the
+/// process's umask; one made readable by others is warned of at start.
+async fn the_sqlite_files_are_private_to_their_owner() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (store, database, dir) = open(Backend::Sqlite).await?;
+    let content = json!({"content": {"url": "mxc://hs/abc"}});
+    store
+        .index_events(&[extract_value(&event("$private", 1, "m.room.message", content)).unwrap()], Source::Live)
+        .await?;
+    for file in ["housekeep.db", "housekeep.db-wal", "housekeep.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    assert_eq!(housekeep::store::sqlite_exposure(&database.url), None);
+    std::fs::set_permissions(dir.path().join("housekeep.db"), std::fs::Permissions::from_mode(0o644))?;
+    let warning = housekeep::store::sqlite_exposure(&database.url).expect("a warning");
+    assert!(warning.contains("mode 644") && warning.contains("chmod 600"), "{warning}");
+    store.close().await;
+    database.drop_database().await
+}
+
 async fn a_steady_stream_of_commits_keeps_the_sqlite_wal_bounded() -> anyhow::Result<()> {
     /// `journal_size_limit`: the size the WAL file is cut back to.
     const BOUND: u64 = 256 << 20;
