@@ -160,8 +160,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {hostname}:{port} (web.hostname/port)"))?;
         tracing::info!(address = %listener.local_addr()?, %public_url, "dashboard listening");
+        // A pool of its own: a flood of dashboard requests waits for these
+        // few connections, never for the indexer's.
+        let web_store = store.with_own_pool(&config.database.url, WEB_CONNECTIONS).await?;
         let web = crate::web::WebState::new(
-            store.clone(),
+            web_store,
             Some(homeserver.clone()),
             public_url,
             config.web.session_lifetime(),
@@ -518,6 +521,9 @@ async fn create_admin_room(
     }
     Some(created)
 }
+
+/// The dashboard's database connections (its pool is its own).
+const WEB_CONNECTIONS: u32 = 3;
 
 /// A homeserver error as `/health` may show it to anyone: its Matrix error
 /// code, not its text (a transport error names internal hosts and paths;

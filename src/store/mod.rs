@@ -162,7 +162,40 @@ pub fn sqlite_exposure(url: &str) -> Option<String> {
     }
 }
 
+/// A pool of `connections` to `url`, each set up for `backend`.
+async fn open_pool(url: &str, backend: Backend, connections: u32) -> anyhow::Result<(AnyPool, AnyConnectOptions)> {
+    let options = AnyConnectOptions::from_str(url)
+        .context("database.url: not a valid database URL")?
+        // Statement logging at INFO would print every insert.
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    // A database that does not answer fails a request within seconds
+    // (a 5xx the homeserver retries), rather than holding it for 30.
+    let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(connections);
+    if backend == Backend::Sqlite {
+        pool = pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(SQLITE_PRAGMAS).await?;
+                Ok(())
+            })
+        });
+    }
+    let pool = pool
+        .connect_with(options.clone())
+        .await
+        .with_context(|| format!("cannot connect to the database ({})", crate::config::redact_url(url)))?;
+    Ok((pool, options))
+}
+
 impl Store {
+    /// The same database through a pool of its own of `connections`: for a
+    /// front-end strangers can reach (the dashboard), so that a flood of its
+    /// requests can never take the connections the indexer needs.
+    pub async fn with_own_pool(&self, url: &str, connections: u32) -> anyhow::Result<Self> {
+        let (pool, _) = open_pool(url, self.backend, connections).await?;
+        Ok(Self { pool, backend: self.backend, bulk_writes: self.bulk_writes.clone() })
+    }
+
     /// Connects and, for SQLite, switches the file to WAL so readers (commands,
     /// `/metrics`) never block the transaction writer.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> anyhow::Result<Self> {
@@ -171,32 +204,12 @@ impl Store {
         if backend == Backend::Sqlite {
             create_private(url)?;
         }
-        let options = AnyConnectOptions::from_str(url)
-            .context("database.url: not a valid database URL")?
-            // Statement logging at INFO would print every insert.
-            .log_statements(tracing::log::LevelFilter::Trace)
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        // A database that does not answer fails a request within seconds
-        // (a 5xx the homeserver retries), rather than holding it for 30.
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(
-            max_connections.unwrap_or(match backend {
-                // Readers are cheap under WAL; writers queue on the file's lock.
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            }),
-        );
-        if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool
-            .connect_with(options.clone())
-            .await
-            .with_context(|| format!("cannot connect to the database ({})", crate::config::redact_url(url)))?;
+        let connections = max_connections.unwrap_or(match backend {
+            // Readers are cheap under WAL; writers queue on the file's lock.
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        });
+        let (pool, options) = open_pool(url, backend, connections).await?;
         let bulk_writes = Arc::new(RwLock::new(()));
         if backend == Backend::Sqlite {
             // Its own connection, outside the pool: it waits for the writer

@@ -64,6 +64,16 @@ impl Store {
         now: i64,
         session_expires_at: i64,
     ) -> anyhow::Result<LinkUse> {
+        // Anyone can post a token: one that was never given is answered by a
+        // read, so junk never takes the writer's lock (on SQLite, shared with
+        // the indexer) nor opens a transaction.
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM web_links WHERE token_hash = $1")
+            .bind(link_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Ok(LinkUse::Unknown);
+        }
         let mut tx = self.pool.begin().await?;
         // A write first: on SQLite a read that later upgrades to a write can
         // fail with SQLITE_BUSY under indexing load. Guarded by

@@ -43,7 +43,12 @@ pub struct WebState {
     pub prefix: String,
     live: live::Live,
     names: Arc<names::RoomNames>,
+    /// `POST /sign-in` tries per address.
+    sign_in_limit: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
+
+/// `POST /sign-in` tries an address gets a minute.
+pub const SIGN_IN_TRIES_PER_MINUTE: u32 = 10;
 
 impl WebState {
     /// `homeserver`: where room names come from (the bot must be a server
@@ -58,7 +63,9 @@ impl WebState {
     ) -> Self {
         let live = live::Live::new(store.clone());
         let names = Arc::new(names::RoomNames::new(homeserver));
-        Self { store, public_url, session_lifetime, admin_room, prefix, live, names }
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(SIGN_IN_TRIES_PER_MINUTE).expect("not 0"));
+        let sign_in_limit = Arc::new(governor::RateLimiter::keyed(quota));
+        Self { store, public_url, session_lifetime, admin_room, prefix, live, names, sign_in_limit }
     }
 
     /// The store's watermark as last read, for a page to carry.
@@ -180,6 +187,49 @@ mod tests {
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert!(!response.headers().contains_key(header::SET_COOKIE));
         assert!(store.audit_entries(10, None).await.unwrap().is_empty(), "no link was used");
+    }
+
+    fn post_token(token: &str) -> Request<Body> {
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(format!("token={token}")))
+            .unwrap()
+    }
+
+    /// Anyone can post to /sign-in: a token housekeep never gave is refused
+    /// by a read, so it never waits for (or takes) the writer's lock, which
+    /// on SQLite the indexer needs. Before, each post opened a write
+    /// transaction, and one posted while the indexer wrote waited for it.
+    #[tokio::test]
+    async fn junk_sign_ins_never_wait_for_the_database_writer() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("web.db").display());
+        let store = Store::connect(&url, Some(2)).await.unwrap();
+        store.migrate().await.unwrap();
+        let public_url = Url::parse("http://127.0.0.1:1/").unwrap();
+        let state = WebState::new(store.clone(), None, public_url, Duration::from_secs(60), "#a:hs".into(), "!".into());
+        let router = router(state);
+        // Someone else holds the write lock (as a long indexing commit would).
+        let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut writer).await.unwrap();
+        for token in ["junk", &"0".repeat(64), &"A".repeat(64)] {
+            let started = std::time::Instant::now();
+            let response = call(&router, post_token(token)).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{token}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{token}: answered after {:?}", started.elapsed());
+        }
+        sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sign_in_tries_are_limited_per_address() {
+        let (_store, router) = dashboard("http://127.0.0.1:1/").await;
+        for n in 0..SIGN_IN_TRIES_PER_MINUTE {
+            assert_eq!(call(&router, post_token("junk")).await.status(), StatusCode::FORBIDDEN, "try {n}");
+        }
+        assert_eq!(call(&router, post_token("junk")).await.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[tokio::test]

@@ -24,6 +24,8 @@ use super::{Shared, WebState};
 use crate::clock::now_ms;
 use crate::store::{LinkUse, Store};
 
+const NOT_A_LINK: &str = "This is not a sign-in link housekeep gave, or it no longer works (all sessions were ended).";
+
 /// How long a sign-in link works.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// The session cookie's name; under https with the `__Host-` prefix, which
@@ -101,10 +103,36 @@ fn refused_cross_site() -> Response {
     )
 }
 
+/// Whether `token` has the shape of the tokens [`new_token`] makes: 64
+/// lowercase hex digits. Anything else is refused before the database.
+fn is_token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Spends the link and starts a session.
-pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+pub(super) async fn sign_in(
+    State(state): Shared,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     if !from_this_origin(&headers, &state.public_url) {
         return refused_cross_site();
+    }
+    // Per address (an IPv6 /64): guessing is hopeless (256 bits), but each
+    // try costs a database read.
+    let address = peer
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |axum::Extension(peer)| crate::serve::address_key(peer.0.ip()));
+    if state.sign_in_limit.check_key(&address).is_err() {
+        tracing::info!(%address, "dashboard sign-in refused: too many tries from this address");
+        return not_signed_in_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in tries from this address; wait a minute, then open the bot's link again.",
+        );
+    }
+    if !is_token_shaped(&form.token) {
+        tracing::info!("dashboard sign-in refused: not a token housekeep makes");
+        return not_signed_in_page(StatusCode::FORBIDDEN, NOT_A_LINK);
     }
     let session = new_token();
     let now = now_ms();
@@ -121,8 +149,7 @@ pub(super) async fn sign_in(State(state): Shared, headers: HeaderMap, Form(form)
             let why = match &refused {
                 LinkUse::Spent { .. } => "This link was used before: each link signs in once.".to_owned(),
                 LinkUse::Expired { .. } => format!("This link expired: links work for {}.", minutes(LINK_LIFETIME)),
-                _ => "This is not a sign-in link housekeep gave, or it no longer works (all sessions were ended)."
-                    .to_owned(),
+                _ => NOT_A_LINK.to_owned(),
             };
             tracing::info!(?refused, "dashboard sign-in refused");
             not_signed_in_page(StatusCode::FORBIDDEN, &why)
