@@ -13,8 +13,8 @@
 //! - an answer the peer does not read (a write that makes no progress) is
 //!   given up after [`Limits::write_stall`];
 //! - at most [`Limits::connections`] connections are open at once: at the
-//!   limit, new ones wait in the kernel's backlog until one closes (nothing is
-//!   refused, and the slow ones are closed by the timeouts above);
+//!   limit, new ones wait in the kernel's backlog until one closes (the slow
+//!   ones are closed by the timeouts above);
 //! - at most [`Limits::connections_per_ip`] of them from one address (an
 //!   IPv6 address by its /64, which one host usually holds whole): more are
 //!   closed at once, so one peer cannot take every slot. Behind a reverse

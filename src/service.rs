@@ -473,9 +473,13 @@ async fn trusted_admin_room(
 ) -> Result<(), String> {
     let alias = &config.admin.room;
     homeserver.join(room_id.as_str()).await.map_err(|e| {
-        format!("the alias {alias} points at {room_id}, which the bot cannot join yet ({e}): invite it")
+        tracing::warn!(%room_id, error = %e, "cannot join the admin room");
+        format!("the alias {alias} points at {room_id}, which the bot cannot join yet ({}): invite it", said(&e))
     })?;
-    let state = homeserver.room_state(room_id.as_str()).await.map_err(|e| format!("cannot read {room_id}: {e}"))?;
+    let state = homeserver.room_state(room_id.as_str()).await.map_err(|e| {
+        tracing::warn!(%room_id, error = %e, "cannot read the admin room's state");
+        format!("cannot read {room_id} ({})", said(&e))
+    })?;
     // Every creator holds the room (from version 12 with unlimited power),
     // and its first creator chose the others: each must be trusted.
     let creators = crate::homeserver::power::creators(&state);

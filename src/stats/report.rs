@@ -114,13 +114,15 @@ pub fn parse(body: &[u8]) -> Result<Report, String> {
         // a year of days cannot overflow.
         let fits = match kind {
             _ if value.is_null() => true,
-            FieldType::Text => value.as_str().is_some_and(|text| !text.chars().any(char::is_control)),
+            FieldType::Text => value
+                .as_str()
+                .is_some_and(|text| text.chars().count() <= MAX_TEXT_CHARS && !text.chars().any(char::is_control)),
             FieldType::Integer => value.as_i64().is_some_and(|n| (0..=MAX_COUNT).contains(&n)),
             FieldType::Number => value.as_f64().is_some_and(|n| (0.0..=MAX_COUNT as f64).contains(&n)),
         };
         if !fits {
             let expected = match kind {
-                FieldType::Text => "a string without control characters",
+                FieldType::Text => "a string of at most 256 characters without control characters",
                 FieldType::Integer => "a whole number from 0 to 2^53",
                 FieldType::Number => "a number from 0 to 2^53",
             };
@@ -139,6 +141,10 @@ pub fn parse(body: &[u8]) -> Result<Report, String> {
     }
     Ok(Report { homeserver, timestamp, fields })
 }
+
+/// The longest text field (`server_context`, `python_version`, …):
+/// Synapse's are a few dozen characters.
+const MAX_TEXT_CHARS: usize = 256;
 
 /// Year 9999: anything later is not a report's time in seconds.
 const MAX_TIMESTAMP_S: i64 = 253_402_300_799;
@@ -200,7 +206,7 @@ mod tests {
             (br#"{"homeserver": "hs", "timestamp": 1, "daily_messages": 9007199254740993}"#, "daily_messages"),
             (br#"{"homeserver": "hs", "timestamp": 1, "cpu_average": -0.5}"#, "cpu_average: must be a number from 0"),
             (br#"{"homeserver": "hs", "timestamp": 1, "log_level": "a\u0000b"}"#, "without control characters"),
-            (br#"{"homeserver": "a\u0000b", "timestamp": 1}"#, "homeserver: must be a string without control"),
+            (br#"{"homeserver": "a\u0000b", "timestamp": 1}"#, "homeserver: must be a string of at most 256"),
             (br#"{"homeserver": "not a server", "timestamp": 1}"#, "homeserver: required, a server name"),
             (br#"{"homeserver": "hs", "timestamp": 1, "cache_factor": "x"}"#, "cache_factor: must be a number"),
             (br#"{"homeserver": 5, "timestamp": 1}"#, "homeserver: must be a string"),
@@ -216,6 +222,8 @@ mod tests {
             let error = parse(body).unwrap_err();
             assert!(error.contains(expected), "{}: {error}", String::from_utf8_lossy(body));
         }
+        let long = format!(r#"{{"homeserver": "hs", "timestamp": 1, "server_context": "{}"}}"#, "a".repeat(257));
+        assert!(parse(long.as_bytes()).unwrap_err().contains("server_context: must be a string of at most 256"));
         let huge = format!(r#"{{"homeserver": "hs", "timestamp": 1, "x": "{}"}}"#, "a".repeat(MAX_REPORT_BYTES));
         assert!(parse(huge.as_bytes()).unwrap_err().contains("at most"));
     }

@@ -112,8 +112,12 @@ pub struct Store {
     bulk_writes: Arc<RwLock<()>>,
 }
 
-/// The SQLite file of `url`, if it is a file (not `:memory:`).
+/// The SQLite file of `url`, if it is a file (not an in-memory database:
+/// sqlx names those `file:sqlx-in-memory-N`).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
     let path = options.get_filename();
     (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then(|| path.to_owned())
@@ -124,7 +128,9 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// dashboard's sessions. SQLite gives its `-wal` and `-shm` files the
 /// database file's mode.
 fn create_private(url: &str) -> anyhow::Result<()> {
-    let Some(path) = sqlite_file(url) else { return Ok(()) };
+    // Only where the URL lets SQLite create it (`mode=rwc`): a mistyped
+    // path without it stays an error, not a new empty database.
+    let Some(path) = sqlite_file(url).filter(|_| url.contains("mode=rwc")) else { return Ok(()) };
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]

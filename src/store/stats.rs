@@ -75,8 +75,8 @@ pub struct ModerationTotals {
 impl Store {
     /// Stores a report unless the same one (homeserver and timestamp) is
     /// stored already, or its homeserver's last one was received less than
-    /// `min_gap_ms` before `received_at` (one statement: two reports sent at
-    /// once cannot both pass).
+    /// `min_gap_ms` before `received_at` (two reports sent at once cannot
+    /// both pass).
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_stats_report(
         &self,
@@ -88,6 +88,16 @@ impl Store {
         raw: &str,
         min_gap_ms: i64,
     ) -> anyhow::Result<ReportStored> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Under READ COMMITTED two reports at once would both pass the
+            // NOT EXISTS (neither sees the other's row): one homeserver's
+            // reports are stored one after another. (SQLite's writer is one.)
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS locked")
+                .bind(homeserver)
+                .execute(&mut *tx)
+                .await?;
+        }
         let inserted = sqlx::query(INSERT_REPORT)
             .bind(homeserver)
             .bind(report_ts)
@@ -96,9 +106,10 @@ impl Store {
             .bind(user_agent)
             .bind(raw)
             .bind(min_gap_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         if inserted > 0 {
             return Ok(ReportStored::Stored);
         }

@@ -171,13 +171,17 @@ async fn bad_reports_get_the_right_status_and_store_nothing(backend: Backend) ->
         // ... but not Synapse's report from the same address, with the secret
         // (POST is taken too). Only its known fields are stored.
         let padded = json!({"homeserver": "localhost", "timestamp": 1_795_000_100, "total_users": 3,
-            "pad": "a".repeat(60_000)});
+            "pad": "a".repeat(60_000), "server_context": "b".repeat(257)});
+        let answer = http.put(&endpoint).body(padded.to_string()).send().await?;
+        assert_eq!(answer.status(), 400, "a known text field is at most 256 characters");
+        let padded = json!({"homeserver": "localhost", "timestamp": 1_795_000_100, "total_users": 3,
+            "pad": "a".repeat(60_000), "server_context": "b".repeat(256)});
         let posted = http.post(&endpoint).body(padded.to_string()).send().await?;
         assert_eq!(posted.status(), 200);
         assert_eq!(posted.json::<Value>().await?, json!({"stored": true, "outcome": "stored"}));
         let stored = store.stats_reports(0, i64::MAX / 1000, &["localhost"]).await?;
         assert_eq!(stored.len(), 1);
-        assert!(stored[0].raw.len() < 200 && !stored[0].raw.contains("pad"), "{}", stored[0].raw);
+        assert!(stored[0].raw.len() < 500 && !stored[0].raw.contains("pad"), "{}", stored[0].raw);
         // One report a homeserver per 10 minutes: a flood stores nothing more.
         for n in 1..=5 {
             let next = json!({"homeserver": "localhost", "timestamp": 1_795_000_100 + n, "total_users": 3});
