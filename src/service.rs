@@ -168,7 +168,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(homeserver.clone()),
             public_url,
             config.web.session_lifetime(),
-            config.admin.room.clone(),
             config.admin.command_prefix.clone(),
         );
         let stop = shutdown.clone().cancelled_owned();

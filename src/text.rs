@@ -4,7 +4,10 @@
 /// Direction overrides, isolates and marks (incl. Arabic's), zero-width
 /// characters, the word joiner and invisible operators, the BOM, the soft
 /// hyphen, the combining grapheme joiner, Hangul fillers (blank "letters"),
-/// line and paragraph separators, tag characters, and control characters.
+/// line and paragraph separators, tag characters, control characters, and
+/// every other format character (Unicode's Cf: the Arabic and Syriac marks
+/// that swallow the digits after them, interlinear annotation, the
+/// deprecated shaping controls, Egyptian and musical format characters).
 /// (Variation selectors are left alone: emoji in room names use them.)
 /// None belongs in a Matrix ID, and in a name each can make the text beside
 /// it read as something else.
@@ -14,19 +17,29 @@ pub fn hides_or_reorders(c: char) -> bool {
             c,
             '\u{00AD}'
                 | '\u{034F}'
+                | '\u{0600}'..='\u{0605}'
                 | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
                 | '\u{115F}'
                 | '\u{1160}'
                 | '\u{180E}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2060}'..='\u{206F}'
                 | '\u{2028}'
                 | '\u{2029}'
                 | '\u{3164}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
                 | '\u{E0000}'..='\u{E007F}'
         )
 }
@@ -68,6 +81,12 @@ mod tests {
         assert_eq!(first_hiding("a\u{0}b").as_deref(), Some("U+0000"));
         assert_eq!(first_hiding("@\u{3164}:example.org").as_deref(), Some("U+3164"), "a Hangul filler");
         assert_eq!(first_hiding("@élodie:example.org"), None, "letters of any script are fine");
+        // Format characters beyond the usual ones: an Arabic number sign
+        // swallows the digits after it; interlinear annotation hides text.
+        assert_eq!(first_hiding("room \u{0600}123").as_deref(), Some("U+0600"));
+        assert_eq!(first_hiding("a\u{FFF9}hidden\u{FFFB}b").as_deref(), Some("U+FFF9"));
+        assert_eq!(first_hiding("x\u{2065}y").as_deref(), Some("U+2065"));
+        assert_eq!(first_hiding("\u{1D173}").as_deref(), Some("U+1D173"));
     }
 
     #[test]

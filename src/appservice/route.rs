@@ -46,7 +46,22 @@ pub struct Routing {
     pub prefix: String,
 }
 
+/// What `/health`, `!status` and the log say while the admin room is encrypted.
+pub const ENCRYPTED_ADMIN_ROOM: &str = "the admin room is end-to-end encrypted, and housekeep cannot read \
+     encrypted messages yet: commands sent there are never seen. Make a new room without encryption \
+     (encryption cannot be turned off in a room; a server with encryption_enabled_by_default_for_room_type \
+     encrypts new private rooms, including one admin.create_if_missing makes), invite the bot, and set it \
+     as admin.room";
+
 impl Routing {
+    /// Whether the event turns on encryption in the admin room (housekeep
+    /// cannot read it from then on: see [`ENCRYPTED_ADMIN_ROOM`]).
+    pub fn encrypts_admin_room(&self, row: &EventRow) -> bool {
+        row.event_type == "m.room.encryption"
+            && row.state_key.as_deref() == Some("")
+            && self.admin_room_id.get().is_some_and(|admin| *admin == *row.room_id)
+    }
+
     /// Cheap test on the already-extracted row: could this event concern the bot?
     pub fn may_concern_bot(&self, row: &EventRow) -> bool {
         (self.admin_room_id.get().is_none_or(|admin| *admin == *row.room_id)

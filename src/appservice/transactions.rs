@@ -232,10 +232,15 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
         match parsed.and_then(|value| extract_value(&value).map(|event| (event, value))) {
             Ok((event, value)) => {
                 state.metrics.skip_bad_mxcs(&event.event.event_id, &event.rejected, "transaction");
-                if let Some(bot) = &state.bot
-                    && let Some(item) = bot.routing.route(&event.event, value)
-                {
-                    inbox.push(item);
+                if let Some(bot) = &state.bot {
+                    if bot.routing.encrypts_admin_room(&event.event) {
+                        let room_id = &event.event.room_id;
+                        tracing::error!(room_id, sender = event.event.sender, "{}", super::route::ENCRYPTED_ADMIN_ROOM);
+                        state.metrics.waiting_for("an unencrypted admin room", super::route::ENCRYPTED_ADMIN_ROOM);
+                    }
+                    if let Some(item) = bot.routing.route(&event.event, value) {
+                        inbox.push(item);
+                    }
                 }
                 extracted.push(event);
             }

@@ -27,6 +27,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::appservice::route::ENCRYPTED_ADMIN_ROOM;
 use crate::command::{Context, Rules};
 use crate::jobs::{Jobs, Services};
 use crate::notice::{Destination, Notice, Sink};
@@ -106,12 +107,6 @@ async fn join_admin_room(bot: Arc<Bot>, shutdown: CancellationToken) {
         _ = shutdown.cancelled() => {}
     }
 }
-
-/// What `/health`, `!status` and the log say while the admin room is encrypted.
-pub const ENCRYPTED_ADMIN_ROOM: &str = "the admin room is end-to-end encrypted, and housekeep cannot read \
-     encrypted messages yet: commands sent there are never seen. Make a new room without encryption \
-     (encryption cannot be turned off in a room), invite the bot, and set it as admin.room (or let \
-     admin.create_if_missing make one under a new alias)";
 
 /// Says so, loudly, when the admin room is encrypted: the bot would
 /// otherwise sit in it deaf to every command without a word.

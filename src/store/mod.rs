@@ -151,14 +151,19 @@ pub fn sqlite_exposure(url: &str) -> Option<String> {
     {
         use std::os::unix::fs::PermissionsExt;
         let path = sqlite_file(url)?;
-        let mode = std::fs::metadata(&path).ok()?.permissions().mode();
-        (mode & 0o077 != 0).then(|| {
-            format!(
-                "{} is readable by others (mode {:o}) and holds sender tokens and dashboard sessions: chmod 600 it \
-                 (and its -wal and -shm files)",
-                path.display(),
-                mode & 0o777
-            )
+        // The -wal and -shm of a database from before housekeep made it
+        // private keep their old mode.
+        ["", "-wal", "-shm"].iter().find_map(|suffix| {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            let mode = std::fs::metadata(&file).ok()?.permissions().mode();
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "{} is readable by others (mode {:o}) and holds sender tokens and dashboard sessions: chmod 600 \
+                     it (and the database's other files)",
+                    file.display(),
+                    mode & 0o777
+                )
+            })
         })
     }
     #[cfg(not(unix))]

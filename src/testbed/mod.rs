@@ -359,7 +359,9 @@ impl Testbed {
     pub async fn make_bot_admin(&self) -> anyhow::Result<()> {
         let bot = encode(self.config.bot_user_id()?.as_str());
         let path = format!("/_synapse/admin/v2/users/{bot}");
-        eventually(Duration::from_secs(30), "housekeep to register its bot user", || async {
+        // Four tests start their housekeep at once on two cores: a start
+        // (migrations included) has taken over 30 s here under load.
+        eventually(Duration::from_secs(60), "housekeep to register its bot user", || async {
             Ok(self.admin.request(reqwest::Method::GET, &path, None).await.ok().map(|_| ()))
         })
         .await?;

@@ -38,8 +38,6 @@ pub struct WebState {
     /// The dashboard's own URL (links, and whether cookies are `Secure`).
     pub public_url: Url,
     pub session_lifetime: Duration,
-    /// The admin room, as configured (the 401 page says where to sign in).
-    pub admin_room: String,
     pub prefix: String,
     live: live::Live,
     names: Arc<names::RoomNames>,
@@ -53,12 +51,11 @@ impl WebState {
         homeserver: Option<HomeserverClient>,
         public_url: Url,
         session_lifetime: Duration,
-        admin_room: String,
         prefix: String,
     ) -> Self {
         let live = live::Live::new(store.clone());
         let names = Arc::new(names::RoomNames::new(homeserver));
-        Self { store, public_url, session_lifetime, admin_room, prefix, live, names }
+        Self { store, public_url, session_lifetime, prefix, live, names }
     }
 
     /// The store's watermark as last read, for a page to carry.
@@ -136,7 +133,6 @@ mod tests {
             None,
             Url::parse(public_url).unwrap(),
             Duration::from_secs(3600),
-            "#admin:hs".to_owned(),
             "!".to_owned(),
         );
         (store, router(state))
@@ -202,7 +198,7 @@ mod tests {
         let store = Store::connect(&url, Some(2)).await.unwrap();
         store.migrate().await.unwrap();
         let public_url = Url::parse("http://127.0.0.1:1/").unwrap();
-        let state = WebState::new(store.clone(), None, public_url, Duration::from_secs(60), "#a:hs".into(), "!".into());
+        let state = WebState::new(store.clone(), None, public_url, Duration::from_secs(60), "!".into());
         let router = router(state);
         // Someone else holds the write lock (as a long indexing commit would).
         let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -247,6 +243,9 @@ mod tests {
             assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
             assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
             assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains("Send !dashboard in housekeep's admin room"), "{body}");
         }
         let forged = call(&router, get("/jobs", Some("housekeep_session=00ff"))).await;
         assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "a made-up session");

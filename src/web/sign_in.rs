@@ -204,10 +204,13 @@ pub(super) async fn require_session(State(state): Shared, mut request: Request, 
     }
 }
 
+/// The page for a visitor without a session: anyone on the internet. It
+/// does not name the admin room (a squatter of its alias, or anyone, would
+/// learn where the moderators meet); moderators know it.
 fn not_signed_in(state: &Arc<WebState>) -> Response {
     let how = format!(
-        "Not signed in. Send {}dashboard in the admin room ({}); the bot answers moderators with a sign-in link.",
-        state.prefix, state.admin_room
+        "Not signed in. Send {}dashboard in housekeep's admin room; the bot answers moderators with a sign-in link.",
+        state.prefix
     );
     not_signed_in_page(StatusCode::UNAUTHORIZED, &how)
 }
