@@ -208,6 +208,15 @@ mod tests {
             let response = call(&router, post_token(token)).await;
             assert_eq!(response.status(), StatusCode::FORBIDDEN, "{token}");
             assert!(started.elapsed() < Duration::from_secs(2), "{token}: answered after {:?}", started.elapsed());
+            // A sign-out with a made-up session cookie: refused by a read.
+            let started = std::time::Instant::now();
+            let sign_out = Request::post("/sign-out")
+                .header("sec-fetch-site", "same-origin")
+                .header(header::COOKIE, format!("housekeep_session={token}"))
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(call(&router, sign_out).await.status(), StatusCode::UNAUTHORIZED, "{token}");
+            assert!(started.elapsed() < Duration::from_secs(2), "sign-out {token}: after {:?}", started.elapsed());
         }
         sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
     }
