@@ -65,6 +65,24 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// A warning that the file at `path` can be read by others than its owner
+/// (`"{path} is readable by others (mode 644) and {what}"`), if it can.
+/// For files holding secrets: the config, the SQLite database.
+pub fn readable_by_others(path: &Path, what: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0)
+            .then(|| format!("{} is readable by others (mode {:o}) and {what}", path.display(), mode & 0o777))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, what);
+        None
+    }
+}
+
 impl Config {
     /// Reads, applies environment overrides, and validates.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -89,23 +107,7 @@ impl Config {
     /// should read it. Logged as a warning at start, not refused: some
     /// set-ups (a container's read-only mount) cannot change the mode.
     pub fn exposure(path: &Path) -> Option<String> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).ok()?.permissions().mode();
-            (mode & 0o077 != 0).then(|| {
-                format!(
-                    "{} is readable by others (mode {:o}) and holds the appservice tokens: chmod 600 it",
-                    path.display(),
-                    mode & 0o777
-                )
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = path;
-            None
-        }
+        readable_by_others(path, "holds the appservice tokens: chmod 600 it")
     }
 
     /// Parses the YAML text. An error names the key it is at

@@ -147,30 +147,16 @@ fn create_private(url: &str) -> anyhow::Result<()> {
 /// A warning when the SQLite file of `url` can be read by others, as for
 /// the config file; checked at start.
 pub fn sqlite_exposure(url: &str) -> Option<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let path = sqlite_file(url)?;
-        // The -wal and -shm of a database from before housekeep made it
-        // private keep their old mode.
-        ["", "-wal", "-shm"].iter().find_map(|suffix| {
-            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-            let mode = std::fs::metadata(&file).ok()?.permissions().mode();
-            (mode & 0o077 != 0).then(|| {
-                format!(
-                    "{} is readable by others (mode {:o}) and holds sender tokens and dashboard sessions: chmod 600 \
-                     it (and the database's other files)",
-                    file.display(),
-                    mode & 0o777
-                )
-            })
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = url;
-        None
-    }
+    let path = sqlite_file(url)?;
+    // The -wal and -shm of a database from before housekeep made it
+    // private keep their old mode.
+    ["", "-wal", "-shm"].iter().find_map(|suffix| {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        crate::config::readable_by_others(
+            &file,
+            "holds sender tokens and dashboard sessions: chmod 600 it (and the database's other files)",
+        )
+    })
 }
 
 /// A pool of `connections` to `url`, each set up for `backend`.
