@@ -118,7 +118,7 @@ async fn check_readable(bot: &Bot, room_id: &ruma::RoomId) {
             return;
         }
     };
-    if state.iter().any(|event| event.get("type").and_then(serde_json::Value::as_str) == Some("m.room.encryption")) {
+    if crate::homeserver::power::state_event(&state, "m.room.encryption").is_some() {
         tracing::error!(%room_id, "{ENCRYPTED_ADMIN_ROOM}");
         bot.services().metrics.waiting_for("an unencrypted admin room", ENCRYPTED_ADMIN_ROOM);
     }

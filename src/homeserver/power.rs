@@ -7,7 +7,7 @@ use ruma::{Int, OwnedUserId, RoomVersionId, UserId};
 use serde_json::Value;
 
 /// The state event of `event_type` with the empty state key.
-fn find<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> {
+pub fn state_event<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> {
     state.iter().find(|e| {
         e.get("type").and_then(Value::as_str) == Some(event_type)
             && e.get("state_key").and_then(Value::as_str) == Some("")
@@ -18,7 +18,7 @@ fn find<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> {
 /// `GET /rooms/{id}/state` returns them).
 pub fn power_levels(state: &[Value]) -> RoomPowerLevels {
     let (rules, creators) = rules_and_creators(state);
-    let source = find(state, "m.room.power_levels")
+    let source = state_event(state, "m.room.power_levels")
         .and_then(|e| e.get("content"))
         .and_then(|content| serde_json::from_value::<RoomPowerLevelsEventContent>(content.clone()).ok())
         .map_or(RoomPowerLevelsSource::None, RoomPowerLevelsSource::Original);
@@ -33,7 +33,7 @@ pub fn creators(state: &[Value]) -> Vec<OwnedUserId> {
 }
 
 fn rules_and_creators(state: &[Value]) -> (AuthorizationRules, Vec<OwnedUserId>) {
-    let create = find(state, "m.room.create");
+    let create = state_event(state, "m.room.create");
     let version = create.and_then(|c| c.pointer("/content/room_version")).and_then(Value::as_str).unwrap_or("1");
     // An unknown (future) version is read by the newest rules housekeep
     // knows without privileged creators: it may then think it lacks power it
