@@ -167,10 +167,21 @@ async fn run_in(
     finish(testbed, result).await
 }
 
+/// Lines of housekeep's log a failed test prints.
+const LOG_TAIL: usize = 60;
+
 /// Shuts a testbed down, keeping its folder (both logs) when the test failed.
 pub async fn finish(mut testbed: housekeep::testbed::Testbed, result: anyhow::Result<()>) -> anyhow::Result<()> {
     if result.is_err() {
         eprintln!("testbed kept for its logs: {}", testbed.keep_dir().display());
+        // CI keeps only the test's output: the log's end usually says why.
+        if let Ok(log) = testbed.housekeep.log() {
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("last lines of housekeep's log:");
+            for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                eprintln!("  {line}");
+            }
+        }
     }
     let shutdown = testbed.shutdown().await;
     result?;
