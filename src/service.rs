@@ -137,6 +137,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.stats = Some(StatsIngest::new(&config.stats.secret, config.stats.reports_per_minute, homeservers));
     }
     let metrics = state.metrics.clone();
+    // Named before the listener answers, so `/health` never says ready
+    // before the bot is: it waits for nothing only once the admin room is found.
+    metrics.waiting_for("homeserver", REGISTERING);
 
     let bind = (config.appservice.hostname, config.appservice.port);
     let listener = TcpListener::bind(bind)
@@ -236,6 +239,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// What `/health` says from the start until the bot user is registered.
+const REGISTERING: &str = "registering the bot user (retried while the homeserver does not answer)";
+
 /// What the transaction handler rings when it queued work for a worker.
 struct Wakes {
     inbox: Arc<Notify>,
@@ -255,7 +261,6 @@ async fn start_workers(
     wakes: Wakes,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinSet<&'static str>> {
-    metrics.waiting_for("homeserver", "registering the bot user (retried while the homeserver does not answer)");
     homeserver
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;

@@ -208,6 +208,23 @@ impl Housekeep {
         }
     }
 
+    /// Waits until `/health` names nothing housekeep waits for: the bot is
+    /// registered and in the admin room, so a command sent now is answered.
+    /// A start shares two cores with three other tests' and their Synapse:
+    /// it gets its own budget rather than eating the first command's.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let last = std::sync::Mutex::new(String::new());
+        let ready = eventually(Duration::from_secs(90), "housekeep to be ready", || async {
+            let (status, body) = self.health().await?;
+            let ready = status == 200 && !body.contains("waiting for");
+            *last.lock().expect("not poisoned") = body;
+            Ok(ready.then_some(()))
+        })
+        .await;
+        let last = last.into_inner().expect("not poisoned");
+        ready.with_context(|| format!("/health said: {last}; see {}", self.log_path.display()))
+    }
+
     /// Its log so far.
     pub fn log(&self) -> anyhow::Result<String> {
         Ok(std::fs::read_to_string(&self.log_path)?)
@@ -316,6 +333,7 @@ impl Testbed {
         create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
+        housekeep.wait_ready().await?;
         Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
     }
 
@@ -341,6 +359,7 @@ impl Testbed {
         create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
+        housekeep.wait_ready().await?;
         Ok((Self { dir, synapse, housekeep, config, config_path, database, admin }, seeded))
     }
 
