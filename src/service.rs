@@ -402,16 +402,24 @@ async fn find_admin_room(
             .without_max_times(),
     );
     let mut may_create = config.admin.create_if_missing;
+    // Made here, and its moderators not invited yet: that waits for the lock-down.
+    let mut to_invite: Option<OwnedRoomId> = None;
     loop {
         let waiting = match once.resolve_room(room).await {
             Ok(room_id) => match trusted_admin_room(config, &once, &room_id).await {
-                Ok(()) => {
-                    if let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await {
-                        tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
+                Ok(state) => match locked_down_if_made_by_the_bot(config, &once, &room_id, &state).await {
+                    Ok(()) => {
+                        if let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await {
+                            tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
+                        }
+                        if to_invite.take().is_some_and(|made| made == room_id) {
+                            invite_moderators(config, &once, &room_id).await;
+                        }
+                        metrics.done_waiting("admin_room");
+                        return room_id;
                     }
-                    metrics.done_waiting("admin_room");
-                    return room_id;
-                }
+                    Err(why) => why,
+                },
                 Err(why) => why,
             },
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => {
@@ -426,7 +434,8 @@ async fn find_admin_room(
                 }
                 match create_admin_room(config, &once, may_create).await {
                     Some(Ok(room_id)) => {
-                        tracing::info!(%room_id, alias = room, "created the admin room; its moderators are invited");
+                        tracing::info!(%room_id, alias = room, "created the admin room; it is locked down next");
+                        to_invite = Some(room_id);
                         continue;
                     }
                     Some(Err(error)) if error.errcode() == Some("M_EXCLUSIVE") => {
@@ -474,7 +483,7 @@ async fn trusted_admin_room(
     config: &Config,
     homeserver: &HomeserverClient,
     room_id: &ruma::RoomId,
-) -> Result<(), String> {
+) -> Result<Vec<serde_json::Value>, String> {
     let alias = &config.admin.room;
     homeserver.join(room_id.as_str()).await.map_err(|e| {
         tracing::warn!(%room_id, error = %e, "cannot join the admin room");
@@ -490,7 +499,7 @@ async fn trusted_admin_room(
     let bot = config.bot_user_id().map_err(|e| e.to_string())?;
     let trusted = |user: &ruma::UserId| *user == *bot || config.admin.moderators.iter().any(|m| **m == *user);
     let stranger = match creators.iter().find(|creator| !trusted(creator)) {
-        None if !creators.is_empty() => return Ok(()),
+        None if !creators.is_empty() => return Ok(state),
         None => "nobody readable".to_owned(),
         Some(stranger) => crate::text::shown(stranger.as_str(), 100),
     };
@@ -501,10 +510,45 @@ async fn trusted_admin_room(
     ))
 }
 
-/// Creates the admin room under the configured alias and invites the
-/// moderators, if `may_create` and the alias is on this homeserver; `None`
-/// when it is not to be created. A moderator who cannot be invited (no such
-/// user yet) is logged; the others can invite them later.
+/// A room the bot created (it is one of its creators) is taken only once
+/// it is locked down (see [`crate::homeserver::power::is_locked_down`]),
+/// set here if it is not: a crash or a refusal between creating and
+/// locking it would otherwise leave it open for good. A room an operator
+/// made keeps the settings the operator chose. What is wrong, for
+/// `/health`, if it does not hold.
+async fn locked_down_if_made_by_the_bot(
+    config: &Config,
+    homeserver: &HomeserverClient,
+    room_id: &ruma::RoomId,
+    state: &[serde_json::Value],
+) -> Result<(), String> {
+    use crate::homeserver::power::{ADMIN_ROOM_INVITE_LEVEL, creators, is_locked_down};
+    let made_by_the_bot = config.bot_user_id().is_ok_and(|bot| creators(state).contains(&bot));
+    if !made_by_the_bot || is_locked_down(state) {
+        return Ok(());
+    }
+    let not_yet = |why: String| {
+        format!(
+            "{room_id}, which housekeep created, is not locked down yet (inviting should need power {ADMIN_ROOM_INVITE_LEVEL} and \
+             guests be forbidden): {why}; commands wait until it holds"
+        )
+    };
+    if let Err(error) = homeserver.lock_down_admin_room(room_id.as_str(), &config.admin.moderators).await {
+        tracing::warn!(%room_id, %error, "cannot lock down the admin room housekeep created");
+        return Err(not_yet(format!("setting that failed ({})", said(&error))));
+    }
+    match homeserver.room_state(room_id.as_str()).await {
+        Ok(state) if is_locked_down(&state) => {
+            tracing::info!(%room_id, "locked down the admin room housekeep created: inviting needs a moderator, no guests");
+            Ok(())
+        }
+        Ok(_) => Err(not_yet("it was set, but the room's state does not show it".to_owned())),
+        Err(error) => Err(not_yet(format!("cannot read the room back ({})", said(&error)))),
+    }
+}
+
+/// Creates the admin room under the configured alias, if `may_create` and
+/// the alias is on this homeserver; `None` when it is not to be created.
 async fn create_admin_room(
     config: &Config,
     homeserver: &HomeserverClient,
@@ -515,19 +559,20 @@ async fn create_admin_room(
         return None;
     }
     let topic = format!("housekeep's admin room: moderators type commands here ({}help)", config.admin.command_prefix);
-    let created = homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await;
-    if let Ok(room_id) = &created {
-        let moderators = &config.admin.moderators;
-        if let Err(error) = homeserver.lock_down_admin_room(room_id.as_str(), moderators).await {
-            tracing::warn!(%room_id, %error, "cannot set the new admin room's power levels and guest access");
-        }
-        for moderator in moderators {
-            if let Err(error) = homeserver.invite(room_id.as_str(), moderator).await {
-                tracing::warn!(%room_id, %moderator, %error, "cannot invite a moderator into the new admin room");
-            }
+    // Locked down by the caller, which retries that until it holds, and
+    // only then invites the moderators.
+    Some(homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await)
+}
+
+/// Invites the moderators into the admin room the bot just made. One who
+/// cannot be invited (no such user yet) is logged; the others can invite
+/// them later.
+async fn invite_moderators(config: &Config, homeserver: &HomeserverClient, room_id: &ruma::RoomId) {
+    for moderator in &config.admin.moderators {
+        if let Err(error) = homeserver.invite(room_id.as_str(), moderator).await {
+            tracing::warn!(%room_id, %moderator, %error, "cannot invite a moderator into the new admin room");
         }
     }
-    Some(created)
 }
 
 /// The dashboard's database connections (its pool is its own).

@@ -72,6 +72,22 @@ pub fn at_least(levels: &RoomPowerLevels, user_id: &UserId, level: i64) -> bool 
     levels.for_user(user_id) >= Int::new_saturating(level)
 }
 
+/// The power level a locked-down admin room asks for to invite (and gives
+/// its moderators): its members read every plan, so only moderators let
+/// anyone in.
+pub const ADMIN_ROOM_INVITE_LEVEL: i64 = 50;
+
+/// Whether a room is as [`lock_down_admin_room`](crate::homeserver::HomeserverClient::lock_down_admin_room)
+/// leaves it: inviting needs [`ADMIN_ROOM_INVITE_LEVEL`], and guests may not
+/// join (no `m.room.guest_access` event means forbidden).
+pub fn is_locked_down(state: &[Value]) -> bool {
+    let guests = state_event(state, "m.room.guest_access")
+        .and_then(|e| e.pointer("/content/guest_access"))
+        .and_then(Value::as_str);
+    power_levels(state).invite >= Int::new_saturating(ADMIN_ROOM_INVITE_LEVEL)
+        && guests.is_none_or(|g| g == "forbidden")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +144,20 @@ mod tests {
         assert_eq!(creators(&[create("12", "@c:hs", named.clone())]), [user("@c:hs"), user("@c2:hs")]);
         assert_eq!(creators(&[create("11", "@c:hs", named)]), [user("@c:hs")], "a meaningless field before 12");
         assert!(creators(&[levels(json!({}))]).is_empty(), "no create event, no creators");
+    }
+
+    #[test]
+    fn locked_down_means_inviting_takes_a_moderator_and_no_guests() {
+        let guests = |access: &str| json!({"type": "m.room.guest_access", "state_key": "", "sender": "@c:hs", "content": {"guest_access": access}});
+        let created = create("10", "@c:hs", json!({}));
+        let locked = levels(json!({"users": {"@c:hs": 100}, "invite": 50}));
+        assert!(is_locked_down(&[created.clone(), locked.clone()]), "no guest_access event: forbidden");
+        assert!(is_locked_down(&[created.clone(), locked.clone(), guests("forbidden")]));
+        assert!(!is_locked_down(&[created.clone(), locked.clone(), guests("can_join")]));
+        let open = levels(json!({"users": {"@c:hs": 100}}));
+        assert!(!is_locked_down(&[created.clone(), open]), "the private_chat preset lets every member invite");
+        assert!(!is_locked_down(&[created.clone(), levels(json!({"invite": "49"}))]));
+        assert!(!is_locked_down(&[created]), "no power levels: anyone may invite");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use ruma::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::power::ADMIN_ROOM_INVITE_LEVEL;
 use super::{HomeserverClient, HsError};
 
 /// An ID from the caller that is no ID is refused before anything is sent.
@@ -82,9 +83,9 @@ impl HomeserverClient {
             return Err(HsError::Invalid(format!("{room}'s power levels have no users map")));
         };
         for moderator in moderators {
-            users.entry(moderator.to_string()).or_insert(50.into());
+            users.entry(moderator.to_string()).or_insert(ADMIN_ROOM_INVITE_LEVEL.into());
         }
-        levels["invite"] = 50.into();
+        levels["invite"] = ADMIN_ROOM_INVITE_LEVEL.into();
         self.send::<_, Value>(Method::PUT, &levels_path, Some(&levels)).await?;
         let guests_path = ["_matrix", "client", "v3", "rooms", room.as_str(), "state", "m.room.guest_access", ""];
         self.send::<_, Value>(Method::PUT, &guests_path, Some(&serde_json::json!({"guest_access": "forbidden"})))

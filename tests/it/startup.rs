@@ -46,6 +46,7 @@ tests! {
         the_bot_creates_a_missing_admin_room_and_invites_the_moderators,
         a_homeserver_that_is_down_holds_up_commands_not_the_index,
         an_admin_alias_claimed_by_someone_else_is_not_trusted,
+        an_admin_room_the_bot_made_is_locked_down_before_commands_are_taken,
     ],
 }
 
@@ -309,4 +310,60 @@ async fn inbox_outcome(store: &housekeep::store::Store, event_id: &str) -> anyho
             .fetch_optional(store.pool())
             .await?;
     Ok(row.map(|(handled_at, outcome)| handled_at.and(outcome)))
+}
+
+/// A room the bot made is taken as the admin room only once inviting needs
+/// a moderator and guests are kept out: the lock-down is retried until it
+/// holds, and `/health` says why commands wait meanwhile.
+async fn an_admin_room_the_bot_made_is_locked_down_before_commands_are_taken() {
+    with_own_testbed(Backend::Sqlite, async |testbed| {
+        let bot = testbed.bot()?;
+        let bot_id = testbed.config.bot_user_id()?.to_string();
+        let admin_id = testbed.admin.user_id.clone();
+        // What a crash between creating the room and locking it down leaves
+        // (made here by the test, acting as the bot): anyone in it may
+        // invite, and guests may join. On top, the bot has lost its power
+        // there, so the homeserver refuses the lock-down.
+        let room = bot
+            .create_room(serde_json::json!({
+                "name": "housekeep admin", "preset": "private_chat", "room_version": "10", "invite": [admin_id.as_str()],
+                "initial_state": [{"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "can_join"}}],
+            }))
+            .await?;
+        testbed.admin.join(&room).await?;
+        // The alias (an appservice may make only its own).
+        let alias_path = "/_matrix/client/v3/directory/room/%23left-open%3Alocalhost";
+        testbed.admin.request(reqwest::Method::PUT, alias_path, Some(serde_json::json!({"room_id": room}))).await?;
+        let levels_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels");
+        let mut levels = bot.request(reqwest::Method::GET, &levels_path, None).await?;
+        levels["users"][admin_id.as_str()] = 100.into();
+        levels["users"][bot_id.as_str()] = 0.into();
+        bot.request(reqwest::Method::PUT, &levels_path, Some(levels.clone())).await?;
+
+        testbed.reconfigure(|text| text.replace("#housekeep-admin:localhost", "#left-open:localhost")).await?;
+        let waiting = eventually(Duration::from_secs(20), "/health to name the open room", || async {
+            let body = health(testbed).await?;
+            Ok(body.contains("is not locked down yet").then_some(body))
+        })
+        .await?;
+        assert!(waiting.contains("setting that failed (the homeserver said M_FORBIDDEN"), "{waiting}");
+        let asked = testbed.admin.send_text(&room, "!help").await?;
+
+        // A moderator gives the bot its power back: the next try holds, and
+        // the command that waited is answered.
+        levels["users"][bot_id.as_str()] = 100.into();
+        testbed.admin.request(reqwest::Method::PUT, &levels_path, Some(levels)).await?;
+        let help = testbed.admin.wait_for_reply(&room, &asked, &bot_id).await?;
+        assert!(help.contains("!purge"), "{help}");
+        let levels = testbed.admin.request(reqwest::Method::GET, &levels_path, None).await?;
+        assert_eq!(levels["invite"], 50, "members cannot invite others in: {levels}");
+        assert_eq!(levels["users"][admin_id.as_str()], 100, "a moderator's higher level is kept: {levels}");
+        let guests_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.guest_access");
+        let guests = testbed.admin.request(reqwest::Method::GET, &guests_path, None).await?;
+        assert_eq!(guests["guest_access"], "forbidden", "{guests}");
+        assert_eq!(health(testbed).await?, "OK");
+        Ok(())
+    })
+    .await
+    .unwrap();
 }
