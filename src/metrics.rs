@@ -105,6 +105,9 @@ pub enum RejectReason {
     /// A command or ✅ routed to the bot from a room that turned out not to
     /// be the admin room (routed before the alias was resolved).
     NotAdminRoom,
+    /// A command or ✅ not kept while the admin room is unknown (see
+    /// `appservice::route::Admission`).
+    AdminRoomUnknown,
 }
 
 impl RejectReason {
@@ -115,6 +118,7 @@ impl RejectReason {
             Self::BadToken => "bad_token",
             Self::BadTransaction => "bad_transaction",
             Self::NotAdminRoom => "not_admin_room",
+            Self::AdminRoomUnknown => "admin_room_unknown",
         }
     }
 }

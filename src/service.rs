@@ -265,7 +265,7 @@ async fn start_workers(
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, admin_room.get()).await;
+    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &admin_room).await;
     admin_room.set(admin_room_id.as_str());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
 
@@ -380,15 +380,19 @@ async fn known_admin_room(store: &Store, room: &str) -> anyhow::Result<AdminRoom
 /// a homeserver that is down, an alias that does not exist yet (created here
 /// when `admin.create_if_missing` allows), or a room the bot cannot trust
 /// yet, is retried with backoff and named in `/health` meanwhile. The index
-/// runs all the while. `remembered` is what the alias resolved to last time:
-/// used when the alias has since been deleted (rather than a new room).
+/// runs all the while. `routing` is what the transaction handler routes
+/// commands by: at start, what the alias resolved to last time, used when
+/// the alias has since been deleted (rather than a new room) or points at
+/// a room the bot does not trust (rather than none); without it, a
+/// distrusted alias stops commands from other rooms being kept meanwhile.
 async fn find_admin_room(
     config: &Config,
     store: &Store,
     homeserver: &HomeserverClient,
     metrics: &crate::metrics::Metrics,
-    remembered: Option<Arc<str>>,
+    routing: &AdminRoomId,
 ) -> OwnedRoomId {
+    let remembered = routing.get();
     let room = config.admin.room.as_str();
     // Configured by ID: the operator chose that room.
     if let Ok(room_id) = ruma::RoomId::parse(room) {
@@ -420,7 +424,20 @@ async fn find_admin_room(
                     }
                     Err(why) => why,
                 },
-                Err(why) => why,
+                Err(why) => {
+                    if let Some(last) = remembered.as_deref().and_then(|id| ruma::RoomId::parse(id).ok())
+                        && last != room_id
+                    {
+                        tracing::error!(
+                            alias = room, %last, untrusted = %room_id,
+                            "admin.room: {why}; using the room the alias pointed at last, which was trusted"
+                        );
+                        metrics.done_waiting("admin_room");
+                        return last;
+                    }
+                    routing.distrust_alias();
+                    why
+                }
             },
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => {
                 if let Some(last) = remembered.as_deref().and_then(|id| ruma::RoomId::parse(id).ok()) {

@@ -2,6 +2,7 @@
 //! transaction handler so the inbox row commits with the index rows; what
 //! the bot then does with them is the chat front-end's business.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
@@ -17,10 +18,20 @@ pub const CONFIRM_KEYS: [&str; 2] = ["✅", "✅\u{fe0f}"];
 /// the alias, and replaced when the alias resolves again, so the index runs
 /// while the alias cannot be resolved. Until it is known, commands and ✅
 /// from every room are routed (a command in the first transactions after
-/// an upgrade or a first start must not be lost); the bot drops those that
-/// turn out not to be from the admin room, logged and counted.
+/// an upgrade or a first start must not be lost), at most
+/// [`MAX_UNPLACED`] of them; the bot drops those that turn out not to be
+/// from the admin room, logged and counted. Once the alias is found to
+/// point at a room the bot does not trust (a squatter's), none are: the
+/// real admin room is not that one, and anyone could fill the inbox.
 #[derive(Debug, Clone, Default)]
-pub struct AdminRoomId(Arc<RwLock<Option<Arc<str>>>>);
+pub struct AdminRoomId {
+    id: Arc<RwLock<Option<Arc<str>>>>,
+    untrusted: Arc<AtomicBool>,
+    unplaced: Arc<AtomicUsize>,
+}
+
+/// Commands and ✅ kept from any room while the admin room is not known yet.
+pub const MAX_UNPLACED: usize = 1_000;
 
 impl AdminRoomId {
     pub fn known(room_id: &str) -> Self {
@@ -30,11 +41,41 @@ impl AdminRoomId {
     }
 
     pub fn get(&self) -> Option<Arc<str>> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.id.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn set(&self, room_id: &str) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(room_id.into());
+        *self.id.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(room_id.into());
+        self.untrusted.store(false, Ordering::Relaxed);
+    }
+
+    /// The alias points at a room the bot does not trust: until a room is
+    /// [`set`](Self::set), commands from rooms of unknown standing are not kept.
+    pub fn distrust_alias(&self) {
+        self.untrusted.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a routed item goes into the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Keep,
+    /// The admin alias points at a room the bot does not trust.
+    AliasUntrusted,
+    /// [`MAX_UNPLACED`] items from rooms of unknown standing are kept already.
+    TooManyUnplaced,
+}
+
+impl Admission {
+    /// Why an item was not kept, for the log.
+    pub fn why(self) -> &'static str {
+        match self {
+            Self::Keep => "kept",
+            Self::AliasUntrusted => {
+                "not kept: the admin alias points at a room the bot does not trust, so no room is taken for it"
+            }
+            Self::TooManyUnplaced => "not kept: the admin room is not known yet, and enough commands wait already",
+        }
     }
 }
 
@@ -68,6 +109,21 @@ impl Routing {
             && row.sender != self.bot_user_id
             && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
             || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
+    }
+
+    /// Whether `item` (from [`route`](Self::route)) is kept: always once the
+    /// admin room is known (only its items are routed then) and for
+    /// invites; otherwise see [`AdminRoomId`].
+    pub fn admit(&self, item: &InboxItem) -> Admission {
+        if item.kind == InboxKind::Invite || self.admin_room_id.get().is_some() {
+            Admission::Keep
+        } else if self.admin_room_id.untrusted.load(Ordering::Relaxed) {
+            Admission::AliasUntrusted
+        } else if self.admin_room_id.unplaced.fetch_add(1, Ordering::Relaxed) < MAX_UNPLACED {
+            Admission::Keep
+        } else {
+            Admission::TooManyUnplaced
+        }
     }
 
     /// The inbox item for an event, if it is a command, a confirming
@@ -144,6 +200,29 @@ mod tests {
         routing.admin_room_id.set("!admin");
         assert_eq!(routing.route(&row, command).map(|item| item.kind), Some(InboxKind::Command));
         assert!(routing.route(&elsewhere_row, elsewhere).is_none());
+    }
+
+    #[test]
+    fn while_the_admin_room_is_unknown_a_bounded_number_of_commands_is_kept() {
+        let routing = Routing { admin_room_id: AdminRoomId::default(), ..routing() };
+        let command = event("!anywhere", "@x:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!status"}));
+        let row = extract_value(&command).unwrap().event;
+        let item = routing.route(&row, command).unwrap();
+        let admitted: Vec<Admission> = (0..MAX_UNPLACED + 2).map(|_| routing.admit(&item)).collect();
+        assert!(admitted[..MAX_UNPLACED].iter().all(|a| *a == Admission::Keep));
+        assert_eq!(admitted[MAX_UNPLACED..], [Admission::TooManyUnplaced; 2]);
+
+        let mut invite = event("!anywhere", "@x:hs", "m.room.member", json!({"membership": "invite"}));
+        invite["state_key"] = json!("@bot:hs");
+        let invite_row = extract_value(&invite).unwrap().event;
+        let invite = routing.route(&invite_row, invite).unwrap();
+        assert_eq!(routing.admit(&invite), Admission::Keep, "invites are answered by the bot's own rules");
+
+        routing.admin_room_id.distrust_alias();
+        assert_eq!(routing.admit(&item), Admission::AliasUntrusted);
+        assert_eq!(routing.admit(&invite), Admission::Keep);
+        routing.admin_room_id.set("!admin");
+        assert_eq!(routing.admit(&item), Admission::Keep, "a known room: route() has picked its items already");
     }
 
     fn event(room: &str, sender: &str, event_type: &str, content: Value) -> Value {

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::route::Admission;
 use super::{AppState, MatrixError};
 use crate::clock::now_ms;
 use crate::extract::{ExtractError, Extracted, extract_value};
@@ -239,7 +240,14 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
                         state.metrics.waiting_for("an unencrypted admin room", super::route::ENCRYPTED_ADMIN_ROOM);
                     }
                     if let Some(item) = bot.routing.route(&event.event, value) {
-                        inbox.push(item);
+                        match bot.routing.admit(&item) {
+                            Admission::Keep => inbox.push(item),
+                            refused => {
+                                state.metrics.reject(RejectReason::AdminRoomUnknown);
+                                let (event_id, room_id, sender) = (&item.event_id, &item.room_id, &item.sender);
+                                tracing::info!(event_id, room_id, sender, "command {}", refused.why());
+                            }
+                        }
                     }
                 }
                 extracted.push(event);

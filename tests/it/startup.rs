@@ -261,39 +261,53 @@ async fn an_admin_alias_claimed_by_someone_else_is_not_trusted() {
             waiting.contains("created by @mallory:localhost, who is neither the bot nor in admin.moderators"),
             "{waiting}"
         );
-        // Mallory's command in her room is not taken as a command to the bot.
-        // While no admin room is known it is queued like any command (one
-        // sent from the real room must not be lost), in the same database
-        // transaction that indexes it: once it is indexed, it is queued.
+        // Mallory's command in her room is not taken as a command to the
+        // bot, nor kept for later: with the alias distrusted no room is the
+        // admin room, and anyone could fill the inbox (the index has it all
+        // the same, in the same database transaction as any inbox row).
         let asked = mallory.send_text(&squatted, "!status").await?;
         eventually(Duration::from_secs(20), "Mallory's command in the index", || async {
             Ok(indexed(testbed, &squatted, &asked).await?.then_some(()))
         })
         .await?;
         let store = testbed.store().await?;
-        assert_eq!(inbox_outcome(&store, &asked).await?, Some(None), "queued, not handled");
+        assert_eq!(inbox_outcome(&store, &asked).await?, None, "not queued");
         assert!(store.remembered_alias("#claimed-first:localhost").await?.is_none(), "not remembered");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"admin_room_unknown\"} 1"), "{metrics}");
+        assert!(
+            testbed
+                .housekeep
+                .log()?
+                .contains("command not kept: the admin alias points at a room the bot does not trust")
+        );
 
         // The operator points admin.room back at the real room; the bot starts.
         testbed.reconfigure(|text| text.replace("#claimed-first:localhost", "#housekeep-admin:localhost")).await?;
-        // The barrier: a moderator's command queued after Mallory's is
-        // answered, so the inbox worker has taken Mallory's (oldest first).
         let barrier = testbed.admin.send_text(&real_admin_room, "!status").await?;
         testbed.admin.wait_for_reply(&real_admin_room, &barrier, &bot).await?;
-        // Marked handled only after any reply was sent.
-        let outcome = eventually(Duration::from_secs(20), "Mallory's command handled", || async {
-            Ok(inbox_outcome(&store, &asked).await?.flatten())
-        })
-        .await?;
-        assert_eq!(outcome, "ignored: not the admin room");
         let replies = mallory.recent_events(&squatted, 50).await?;
         assert!(
             replies.iter().all(|e| e["sender"] != bot.as_str() || e["type"] != "m.room.message"),
             "the bot said nothing there: {replies:?}"
         );
-        let metrics = testbed.housekeep.metrics().await?;
-        assert!(metrics.contains("housekeep_rejected_inputs_total{reason=\"not_admin_room\"} 1"), "{metrics}");
         assert!(store.remembered_alias("#claimed-first:localhost").await?.is_none(), "not remembered");
+
+        // The real alias is deleted and Mallory claims it for a room of hers:
+        // the room it pointed at last (trusted then) stays the admin room.
+        let alias_path = "/_matrix/client/v3/directory/room/%23housekeep-admin%3Alocalhost";
+        testbed.admin.request(reqwest::Method::DELETE, alias_path, None).await?;
+        mallory
+            .create_room(serde_json::json!({
+                "name": "housekeep admin", "room_alias_name": "housekeep-admin", "preset": "private_chat",
+                "invite": [bot.as_str()],
+            }))
+            .await?;
+        testbed.housekeep.restart().await?;
+        let asked = testbed.admin.send_text(&real_admin_room, "!status").await?;
+        testbed.admin.wait_for_reply(&real_admin_room, &asked, &bot).await?;
+        let log = testbed.housekeep.log()?;
+        assert!(log.contains("using the room the alias pointed at last, which was trusted"), "{log}");
         store.close().await;
         Ok(())
     })
