@@ -272,3 +272,23 @@ pub async fn kill_while_running(
     }
     Ok(kills)
 }
+
+/// Waits (up to a minute) until every one of `ids` is in the index of
+/// `room`; if not, says how many are and which are missing.
+pub async fn indexed(store: &housekeep::store::Store, room: &str, ids: &[String]) -> anyhow::Result<()> {
+    let missing = async || -> anyhow::Result<Vec<String>> {
+        let events = store.room_events(room).await?;
+        let indexed: std::collections::HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        Ok(ids.iter().filter(|id| !indexed.contains(id.as_str())).cloned().collect())
+    };
+    let waited = housekeep::testbed::eventually(std::time::Duration::from_secs(60), "events to be indexed", || async {
+        Ok(missing().await?.is_empty().then_some(()))
+    })
+    .await;
+    if let Err(error) = waited {
+        let missing = missing().await?;
+        let shown = &missing[..missing.len().min(5)];
+        anyhow::bail!("{error}: {} of {} indexed; missing {shown:?}…", ids.len() - missing.len(), ids.len());
+    }
+    Ok(())
+}

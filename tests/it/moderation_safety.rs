@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, command_reply, field, job_id, with_testbed};
-use housekeep::store::{JobState, Store};
+use crate::common::{Backend, command_reply, field, indexed, job_id, with_testbed};
+use housekeep::store::JobState;
 use housekeep::testbed::{Testbed, eventually};
 use serde_json::json;
 
@@ -20,14 +20,6 @@ tests! {
         a_user_quarantine_takes_what_they_shared_and_names_whose_it_is,
         big_selections_wait_for_a_confirmation_and_a_second_moderator,
     ],
-}
-
-async fn indexed(store: &Store, room: &str, ids: &[String]) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(30), "events to be indexed", || async {
-        let events = store.room_events(room).await?;
-        Ok(ids.iter().all(|id| events.iter().any(|e| &e.event_id == id)).then_some(()))
-    })
-    .await
 }
 
 async fn metric(testbed: &Testbed, line_start: &str) -> anyhow::Result<f64> {

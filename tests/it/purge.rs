@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::{Backend, command_reply, field, job_id, with_testbed};
-use housekeep::store::{JobState, Store};
+use crate::common::{Backend, command_reply, field, indexed, job_id, with_testbed};
+use housekeep::store::JobState;
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
@@ -31,14 +31,6 @@ async fn bodies(user: &MatrixUser, room: &str) -> anyhow::Result<BTreeMap<String
         }
     }
     Ok(out)
-}
-
-async fn indexed(store: &Store, room: &str, ids: &[String]) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(30), "events to be indexed", || async {
-        let events = store.room_events(room).await?;
-        Ok(ids.iter().all(|id| events.iter().any(|e| &e.event_id == id)).then_some(()))
-    })
-    .await
 }
 
 async fn send_all(user: &MatrixUser, room: &str, label: &str, n: usize) -> anyhow::Result<Vec<String>> {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, command_reply, field, first_reply, job_id, with_testbed};
+use crate::common::{Backend, command_reply, field, first_reply, indexed, job_id, with_testbed};
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::{MatrixUser, eventually};
 use serde_json::json;
@@ -37,14 +37,6 @@ async fn send_all(user: &MatrixUser, room: &str, n: usize) -> anyhow::Result<Vec
         ids.push(user.send_text(room, &format!("spam {i}")).await?);
     }
     Ok(ids)
-}
-
-async fn indexed(store: &Store, room: &str, ids: &[String]) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(60), "events to be indexed", || async {
-        let events = store.room_events(room).await?;
-        Ok(ids.iter().all(|id| events.iter().any(|e| &e.event_id == id)).then_some(()))
-    })
-    .await
 }
 
 async fn a_takedown_does_not_wait_behind_background_jobs(backend: Backend) -> anyhow::Result<()> {
