@@ -17,6 +17,8 @@
 //!   grammar, selection, plan, job kind and result text together.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
 //! - [`stats`]: phone-home reports and index activity, summarized with charts.
+//! - [`reports`]: Synapse's event reports, told to the admin room with the
+//!   reported sender's footprint from the index.
 //! - [`command`]: what one admin-room command is (the trait each command's
 //!   args implement, the context it runs with, what it returns), the
 //!   plan-and-reply of commands that act, and the runner's own commands
@@ -53,6 +55,7 @@ pub mod moderation;
 pub mod notice;
 pub mod redactions;
 pub mod registration;
+pub mod reports;
 pub mod serve;
 pub mod service;
 pub mod stats;

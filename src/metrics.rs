@@ -135,6 +135,13 @@ macro_rules! label_value_as_str {
 }
 label_value_as_str!(TxnOutcome, RejectReason);
 
+/// What became of event reports: `seen` (new to housekeep), `posted`
+/// (each its own notice), `summarized` (named in one notice for many).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabel {
+    pub outcome: &'static str,
+}
+
 /// What housekeep waits for (`homeserver`, `admin_room` at start-up; `database` after a failed commit).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabel {
@@ -174,6 +181,8 @@ pub struct Metrics {
     pub summaries_posted: Counter,
     pub backfill_events: Counter,
     pub backfill_pages: Counter,
+    /// Event reports new to housekeep, and how the admin room was told.
+    pub event_reports: Family<ReportLabel, Counter>,
     /// 1 while start-up waits for something; the reasons are in `waits`.
     pub waiting: Family<WaitLabel, Gauge>,
     waits: Mutex<BTreeMap<&'static str, String>>,
@@ -290,6 +299,12 @@ impl Metrics {
         registry.register("backfill_events", "Events read from room history by backfill", backfill_events.clone());
         let backfill_pages = Counter::default();
         registry.register("backfill_pages", "Pages of room history read by backfill", backfill_pages.clone());
+        let event_reports = Family::<ReportLabel, Counter>::default();
+        registry.register(
+            "event_reports",
+            "Synapse event reports new to housekeep (seen), and told to the admin room (posted: alone, or summarized)",
+            event_reports.clone(),
+        );
         let waiting = Family::<WaitLabel, Gauge>::default();
         registry.register(
             "waiting_for",
@@ -297,6 +312,7 @@ impl Metrics {
             waiting.clone(),
         );
         Self {
+            event_reports,
             waiting,
             waits: Mutex::default(),
             media_downloads,

@@ -325,6 +325,13 @@ async fn start_workers(
     };
 
     let mut workers = crate::bot::spawn(bot, shutdown.clone());
+    if config.reports.enabled {
+        let (services, interval, token) = (services.clone(), config.reports.poll_interval, shutdown.clone());
+        workers.spawn(async move {
+            crate::reports::watch::run(services, interval, token).await;
+            "the event report watcher"
+        });
+    }
     match crate::moderation::purge::sweep_tokens(&services).await {
         Ok(0) => {}
         Ok(swept) => tracing::info!(swept, "revoked sender tokens left by jobs that ended"),

@@ -42,6 +42,8 @@ pub struct Config {
     #[serde(default)]
     pub stats: StatsConfig,
     #[serde(default)]
+    pub reports: ReportsConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
     #[serde(default)]
     pub web: WebConfig,
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("backfill", &self.backfill)
             .field("media", &self.media)
+            .field("reports", &self.reports)
             .field("stats", &self.stats)
             .field("logging", &self.logging)
             .field("web", &self.web)

@@ -327,6 +327,29 @@ pub struct BlocklistEntry {
     pub reason: Option<String>,
 }
 
+/// Synapse's event reports (what users report with their client), posted
+/// to the admin room as they arrive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Whether reports are watched at all (the bot must be a server admin).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often Synapse is asked for new reports.
+    #[serde(default = "default_reports_poll_interval", deserialize_with = "super::duration::deserialize")]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self { enabled: true, poll_interval: default_reports_poll_interval() }
+    }
+}
+
+fn default_reports_poll_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {

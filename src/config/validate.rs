@@ -54,6 +54,9 @@ impl Config {
             bail!("backfill.max_pages_per_room: must be at least 1");
         }
         self.media.validate()?;
+        if self.reports.poll_interval < std::time::Duration::from_secs(1) {
+            bail!("reports.poll_interval: must be at least 1s");
+        }
         self.stats.validate(self.appservice.port)?;
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;

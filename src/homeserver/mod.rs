@@ -16,6 +16,7 @@ mod account;
 mod admin;
 mod media;
 pub mod power;
+mod reports;
 mod rooms;
 
 use std::time::Duration;
@@ -61,6 +62,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 
 pub use account::{PingOutcome, StartupReport};
 pub use admin::{ListedRoom, MediaInfo, MessagesPage, Upload};
+pub use reports::{EventReport, ReportsPage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsError {

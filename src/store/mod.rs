@@ -21,6 +21,7 @@ mod jobs;
 mod media;
 mod purge;
 mod redactions;
+mod reports;
 mod sessions;
 mod sql;
 mod stats;
@@ -49,6 +50,7 @@ pub use jobs::{
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
+pub use reports::{EventReportRow, Footprint};
 pub use sessions::LinkUse;
 pub use stats::{DayActivity, ModerationTotals, ReportStored, StoredReport, TopBy};
 pub use txns::TxnOutcome;

@@ -25,6 +25,7 @@ mod moderation_safety;
 mod purge;
 mod quarantine;
 mod reliability;
+mod reports;
 mod runner;
 mod startup;
 mod stats;
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
         purge::tests(),
         quarantine::tests(),
         reliability::tests(),
+        reports::tests(),
         runner::tests(),
         startup::tests(),
         stats::tests(),

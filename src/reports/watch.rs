@@ -1,0 +1,174 @@
+//! Watching Synapse's event reports: every `reports.poll_interval`, the
+//! reports newer than the newest one stored are read (newest first, down to
+//! it), stored, and then told to the admin room: each in a notice of its
+//! own, or, when more than [`MAX_SINGLE`] wait, in one summary. A report is
+//! marked told only after its notice was posted (the notice's transaction
+//! ID is the report's, so a retry is not posted twice). The first poll of a
+//! new install takes every report Synapse has, and (being many) summarizes them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::notice::{ReportedEvent, report_notice, summary_notice};
+use crate::clock::now_ms;
+use crate::extract::extract_value;
+use crate::homeserver::EventReport;
+use crate::jobs::Services;
+use crate::metrics::ReportLabel;
+use crate::store::EventReportRow;
+
+/// New reports told one by one; more at once make one summary.
+pub const MAX_SINGLE: i64 = 5;
+/// Reports read per page, and pages read per poll (older reports beyond
+/// them, on a first start with a long history, are left out and logged).
+const PAGE: u32 = 100;
+const MAX_PAGES: u32 = 100;
+/// How much of a stranger's text (a reason, a room name) is stored.
+const STORED_CHARS: usize = 2_000;
+/// A failing poll is logged at most this often (it is retried every interval).
+const WARN_EVERY: Duration = Duration::from_secs(3600);
+
+pub async fn run(services: Services, interval: Duration, shutdown: CancellationToken) {
+    let mut last_warned: Option<tokio::time::Instant> = None;
+    loop {
+        match poll(&services).await {
+            Ok(()) => last_warned = None,
+            Err(error) => {
+                if last_warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    let hint = if error.to_string().contains("M_FORBIDDEN") {
+                        " (the bot must be a server admin to read them; or set reports.enabled: false)"
+                    } else {
+                        ""
+                    };
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot read or post event reports{hint}; retrying every {interval:?}, logged once an hour"
+                    );
+                    last_warned = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One round: fetch what is new, store it, tell the admin room.
+async fn poll(services: &Services) -> anyhow::Result<()> {
+    let newest = services.store.newest_report_id().await?;
+    let fresh = fetch_newer_than(services, newest).await?;
+    if !fresh.is_empty() {
+        let rows: Vec<EventReportRow> = fresh.into_iter().map(row).collect();
+        let stored = services.store.insert_reports(&rows, now_ms()).await?;
+        services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "seen" }).inc_by(stored);
+        tracing::info!(new = stored, "event reports arrived");
+    }
+    tell(services).await
+}
+
+/// Reports with an ID above `newest`, oldest first.
+async fn fetch_newer_than(services: &Services, newest: Option<i64>) -> anyhow::Result<Vec<EventReport>> {
+    let mut fresh = Vec::new();
+    let mut from = 0;
+    for _ in 0..MAX_PAGES {
+        let page = services.homeserver.event_reports_newest_first(from, PAGE).await?;
+        let reached_known = page.event_reports.iter().any(|r| newest.is_some_and(|newest| r.id <= newest));
+        fresh.extend(page.event_reports.into_iter().filter(|r| newest.is_none_or(|newest| r.id > newest)));
+        match page.next_token {
+            Some(next) if !reached_known => from = next,
+            _ => {
+                fresh.reverse();
+                return Ok(fresh);
+            }
+        }
+    }
+    tracing::warn!(
+        kept = fresh.len(),
+        "more event reports than one poll reads ({MAX_PAGES} pages of {PAGE}); the oldest are left out"
+    );
+    fresh.reverse();
+    Ok(fresh)
+}
+
+fn row(report: EventReport) -> EventReportRow {
+    let cut = |s: Option<String>| s.map(|s| s.chars().take(STORED_CHARS).collect::<String>());
+    EventReportRow {
+        report_id: report.id,
+        received_ts: report.received_ts,
+        room_id: report.room_id.chars().take(STORED_CHARS).collect(),
+        event_id: report.event_id.chars().take(STORED_CHARS).collect(),
+        reporter: report.user_id.chars().take(STORED_CHARS).collect(),
+        sender: cut(report.sender),
+        reason: cut(report.reason),
+        score: report.score,
+        room_name: cut(report.name),
+        room_alias: cut(report.canonical_alias),
+    }
+}
+
+/// Posts what the admin room was not told yet.
+async fn tell(services: &Services) -> anyhow::Result<()> {
+    let Some((sink, admin_room)) = &services.operators else { return Ok(()) };
+    let waiting = services.store.count_unposted_reports().await?;
+    if waiting == 0 {
+        return Ok(());
+    }
+    if waiting > MAX_SINGLE {
+        let first = services.store.unposted_reports(super::notice::SUMMARY_LINES as i64).await?;
+        let Some(newest) = services.store.newest_report_id().await? else { return Ok(()) };
+        let notice = summary_notice(waiting, &first).line(&format!(
+            "{}reports lists the open ones; {}report <id> shows one.",
+            services.prefix, services.prefix
+        ));
+        sink.post(admin_room, &format!("reports-up-to-{newest}"), &notice).await?;
+        services.store.mark_reports_posted(newest, now_ms()).await?;
+        services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "summarized" }).inc_by(waiting as u64);
+        return Ok(());
+    }
+    for report in services.store.unposted_reports(MAX_SINGLE).await? {
+        let event = reported_event(services, &report).await;
+        let footprint = match &report.sender {
+            Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
+            None => None,
+        };
+        let notice = report_notice(&report, event.as_ref(), footprint.as_ref(), &services.prefix);
+        sink.post(admin_room, &format!("report-{}", report.report_id), &notice).await?;
+        services.store.mark_reports_posted(report.report_id, now_ms()).await?;
+        services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "posted" }).inc();
+    }
+    Ok(())
+}
+
+/// The reported event as the homeserver serves it now; `None` if it does
+/// not (or cannot be asked: the notice then says what Synapse's report says).
+async fn reported_event(services: &Services, report: &EventReportRow) -> Option<ReportedEvent> {
+    match services.homeserver.admin_event(&report.room_id, &report.event_id).await {
+        Ok(Some(event)) => Some(describe(&event)),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::info!(report = report.report_id, %error, "cannot fetch a reported event; its notice goes without it");
+            None
+        }
+    }
+}
+
+fn describe(event: &Value) -> ReportedEvent {
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut media_kinds: Vec<&'static str> = match extract_value(event) {
+        Ok(extracted) => extracted.media.iter().map(|m| m.kind.as_str()).collect(),
+        Err(_) => Vec::new(),
+    };
+    media_kinds.sort_unstable();
+    media_kinds.dedup();
+    ReportedEvent {
+        event_type: text("type"),
+        origin_server_ts: event.get("origin_server_ts").and_then(Value::as_i64).unwrap_or_default(),
+        body: event.pointer("/content/body").and_then(Value::as_str).map(str::to_owned),
+        media_kinds,
+        redacted: event.pointer("/unsigned/redacted_because").is_some(),
+    }
+}

@@ -1,0 +1,110 @@
+//! `event_reports`: Synapse's event reports as housekeep has seen them,
+//! whether the admin room was told, and the state housekeep keeps of them.
+
+use super::Store;
+
+const NEWEST: &str = "SELECT MAX(report_id) FROM event_reports";
+const INSERT: &str = "INSERT INTO event_reports (report_id, received_ts, room_id, event_id, reporter, sender, reason, \
+     score, room_name, room_alias, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (report_id) DO NOTHING";
+const UNPOSTED: &str = "SELECT report_id, received_ts, room_id, event_id, reporter, sender, reason, score, room_name, \
+     room_alias, state FROM event_reports WHERE posted_at IS NULL ORDER BY report_id LIMIT $1";
+const COUNT_UNPOSTED: &str = "SELECT COUNT(*) FROM event_reports WHERE posted_at IS NULL";
+const MARK_POSTED: &str = "UPDATE event_reports SET posted_at = $2 WHERE report_id <= $1 AND posted_at IS NULL";
+const FOOTPRINT: &str = "SELECT \
+     (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $2) AS events_day, \
+     (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $3) AS events_week, \
+     (SELECT COUNT(*) FROM events WHERE sender = $1) AS events_all, \
+     (SELECT COUNT(DISTINCT room_id) FROM events WHERE sender = $1) AS rooms, \
+     (SELECT MIN(indexed_at) FROM events WHERE sender = $1) AS first_seen, \
+     (SELECT COUNT(*) FROM (SELECT DISTINCT server_name, media_id FROM media_refs WHERE sender = $1) AS m) AS media, \
+     (SELECT COUNT(*) FROM (SELECT DISTINCT m.server_name, m.media_id FROM media_refs r JOIN media m \
+        ON m.server_name = r.server_name AND m.media_id = r.media_id \
+        WHERE r.sender = $1 AND m.quarantined_at IS NOT NULL) AS q) AS media_quarantined, \
+     (SELECT COUNT(*) FROM event_reports WHERE sender = $1 AND state = 'open') AS open_reports";
+
+/// A report as Synapse listed it, for [`Store::insert_reports`].
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventReportRow {
+    pub report_id: i64,
+    pub received_ts: i64,
+    pub room_id: String,
+    pub event_id: String,
+    pub reporter: String,
+    pub sender: Option<String>,
+    pub reason: Option<String>,
+    pub score: Option<i64>,
+    pub room_name: Option<String>,
+    pub room_alias: Option<String>,
+}
+
+/// What the index knows of a user, as a report shows it beside the
+/// reported event. Times are the index's (when events arrived), not the
+/// senders' own `origin_server_ts`, except for the 24 h / 7 d windows,
+/// which count events by the time their server gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Footprint {
+    pub events_day: i64,
+    pub events_week: i64,
+    pub events_all: i64,
+    pub rooms: i64,
+    /// When the index first saw an event of theirs (ms).
+    pub first_seen: Option<i64>,
+    /// Distinct media their events reference.
+    pub media: i64,
+    pub media_quarantined: i64,
+    pub open_reports: i64,
+}
+
+impl Store {
+    /// The highest report ID seen, if any.
+    pub async fn newest_report_id(&self) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar(NEWEST).fetch_one(&self.pool).await?)
+    }
+
+    /// Stores reports not seen before, in one transaction; returns how many were new.
+    pub async fn insert_reports(&self, reports: &[EventReportRow], seen_at: i64) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for report in reports {
+            inserted += sqlx::query(INSERT)
+                .bind(report.report_id)
+                .bind(report.received_ts)
+                .bind(&report.room_id)
+                .bind(&report.event_id)
+                .bind(&report.reporter)
+                .bind(&report.sender)
+                .bind(&report.reason)
+                .bind(report.score)
+                .bind(&report.room_name)
+                .bind(&report.room_alias)
+                .bind(seen_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Reports the admin room was not told of yet, oldest first, at most `limit`.
+    pub async fn unposted_reports(&self, limit: i64) -> anyhow::Result<Vec<EventReportRow>> {
+        Ok(sqlx::query_as(UNPOSTED).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn count_unposted_reports(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(COUNT_UNPOSTED).fetch_one(&self.pool).await?)
+    }
+
+    /// The admin room was told of every report up to `up_to`.
+    pub async fn mark_reports_posted(&self, up_to: i64, at: i64) -> anyhow::Result<()> {
+        sqlx::query(MARK_POSTED).bind(up_to).bind(at).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// What the index knows of `sender` at `now` (ms).
+    pub async fn footprint(&self, sender: &str, now: i64) -> anyhow::Result<Footprint> {
+        const DAY: i64 = 24 * 60 * 60 * 1000;
+        Ok(sqlx::query_as(FOOTPRINT).bind(sender).bind(now - DAY).bind(now - 7 * DAY).fetch_one(&self.pool).await?)
+    }
+}

@@ -1,0 +1,108 @@
+//! Event reports on a real Synapse: a report a user files with their client
+//! reaches the admin room with the reported sender's footprint; many at
+//! once make one summary. On PostgreSQL, with a Synapse of its own (the bot,
+//! a server admin, reads every report on its homeserver).
+
+use std::time::Duration;
+
+use crate::common::{Backend, indexed, with_own_testbed};
+use housekeep::testbed::{MatrixUser, Testbed, eventually};
+use serde_json::{Value, json};
+
+tests! {
+    postgres: [
+        a_report_reaches_the_admin_room_with_the_senders_footprint,
+    ],
+}
+
+/// The bot's messages in the admin room whose text starts with `start`.
+async fn bot_notices(testbed: &Testbed, room: &str, start: &str) -> anyhow::Result<Vec<String>> {
+    let bot = testbed.config.bot_user_id()?.to_string();
+    Ok(testbed
+        .admin
+        .recent_events(room, 100)
+        .await?
+        .iter()
+        .filter(|e| e["sender"] == bot.as_str() && e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str())
+        .filter(|body| body.starts_with(start))
+        .map(str::to_owned)
+        .collect())
+}
+
+async fn report(user: &MatrixUser, room: &str, event_id: &str, reason: &str) -> anyhow::Result<Value> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/report/{}", urlencoding(event_id));
+    user.request(reqwest::Method::POST, &path, Some(json!({"reason": reason, "score": -100}))).await
+}
+
+fn urlencoding(id: &str) -> String {
+    id.replace('$', "%24").replace(':', "%3A")
+}
+
+async fn a_report_reaches_the_admin_room_with_the_senders_footprint(backend: Backend) -> anyhow::Result<()> {
+    with_own_testbed(backend, async |testbed| {
+        testbed.reconfigure(|text| text.replace("poll_interval: 15s", "poll_interval: 1s")).await?;
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let spammer = testbed.synapse.register_user("spammer", false).await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = spammer.create_room(json!({"name": "Bazaar", "preset": "public_chat"})).await?;
+        alice.join(&room).await?;
+        let picture = spammer.upload(b"not really a png".to_vec(), "image/png", "deal.png").await?;
+        let mut sent = vec![
+            spammer.send_text(&room, "cheap watches, DM me").await?,
+            spammer
+                .send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "deal.png", "url": picture}))
+                .await?,
+        ];
+        indexed(&store, &room, &sent).await?;
+
+        report(&alice, &room, &sent[0], "spam\nReport 99: forged line").await?;
+        let notice = eventually(Duration::from_secs(30), "the report in the admin room", || async {
+            Ok(bot_notices(testbed, &admin_room, "Report ").await?.into_iter().next())
+        })
+        .await?;
+        for expected in [
+            &format!("reported an event of {}", spammer.user_id),
+            "Text: cheap watches, DM me",
+            "Room: \"Bazaar\"",
+            "events: ",
+            "media shared: 1 (0 quarantined)",
+            "open reports against them: 1",
+            &format!("!purge --all-rooms --user {} --with-media quarantine --dry-run", spammer.user_id),
+        ] {
+            assert!(notice.contains(expected), "{expected:?} missing from {notice}");
+        }
+        assert!(!notice.lines().any(|l| l.starts_with("Report 99")), "a reason cannot forge lines: {notice}");
+
+        // Six at once: one summary, not six notices.
+        for i in 0..6 {
+            sent.push(spammer.send_text(&room, &format!("spam {i}")).await?);
+        }
+        for event in &sent[2..] {
+            report(&alice, &room, event, "more spam").await?;
+        }
+        let summary = eventually(Duration::from_secs(30), "the summary in the admin room", || async {
+            Ok(bot_notices(testbed, &admin_room, "6 new event reports").await?.into_iter().next())
+        })
+        .await?;
+        assert_eq!(summary.lines().filter(|l| l.starts_with("- ")).count(), 6, "{summary}");
+        assert_eq!(bot_notices(testbed, &admin_room, "Report ").await?.len(), 1, "no notice per report");
+        let metrics = testbed.housekeep.metrics().await?;
+        assert!(metrics.contains("housekeep_event_reports_total{outcome=\"seen\"} 7"), "{metrics}");
+        assert!(metrics.contains("housekeep_event_reports_total{outcome=\"summarized\"} 6"), "{metrics}");
+
+        // A restart tells nothing again.
+        testbed.housekeep.restart().await?;
+        testbed.housekeep.wait_ready().await?;
+        let asked = testbed.admin.send_text(&admin_room, "!status").await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        testbed.admin.wait_for_reply(&admin_room, &asked, &bot).await?;
+        assert_eq!(bot_notices(testbed, &admin_room, "Report ").await?.len(), 1);
+        assert_eq!(bot_notices(testbed, &admin_room, "6 new event reports").await?.len(), 1);
+        store.close().await;
+        Ok(())
+    })
+    .await
+}
