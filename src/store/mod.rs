@@ -49,7 +49,7 @@ pub use jobs::{
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
-pub use sessions::LinkUse;
+pub use sessions::Session;
 pub use stats::{DayActivity, ModerationTotals, ReportStored, StoredReport, TopBy};
 pub use txns::TxnOutcome;
 pub use watermark::Watermark;
