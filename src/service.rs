@@ -498,7 +498,7 @@ async fn find_admin_room(
 /// A room found by the admin alias is taken only if each of its creators is
 /// the bot or a listed moderator: anyone on the homeserver can claim a free alias in
 /// the registration's (non-exclusive) alias namespace first, and the admin
-/// room's members read every plan and sign-in link. The bot joins first (a
+/// room's members read every plan and the bot's answers. The bot joins first (a
 /// room an operator made has invited it), to read the creation event.
 async fn trusted_admin_room(
     config: &Config,
