@@ -27,8 +27,12 @@
 //! - [`notice`]: what people read, and the sink that delivers it.
 //! - [`grammar`]: the commands' shared grammar (parse pipeline, times,
 //!   rooms, links, help); `bot::commands` is the registry of commands.
+//! - [`moderators`]: who is a moderator (the bot's rule, which the
+//!   dashboard re-checks while a session lasts).
 //! - [`homeserver`]: the Client-Server and Synapse admin client.
 //! - [`store`]: all SQL, both backends.
+//! - [`sign_ins`]: the dashboard's device-code sign-ins, shared in memory
+//!   by the dashboard and `!dashboard`.
 //! - [`serve`]: HTTP for strangers: timeouts and connection limits.
 //! - [`metrics`]: what `/metrics` shows.
 //! - [`extract`]: event JSON → index rows; pure.
@@ -52,12 +56,14 @@ pub mod jobs;
 pub mod media;
 pub mod metrics;
 pub mod moderation;
+pub mod moderators;
 pub mod notice;
 pub mod redactions;
 pub mod registration;
 pub mod reports;
 pub mod serve;
 pub mod service;
+pub mod sign_ins;
 pub mod stats;
 pub mod store;
 pub mod testbed;

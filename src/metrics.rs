@@ -77,6 +77,21 @@ pub struct StatsLabel {
     pub outcome: &'static str,
 }
 
+/// What came of a dashboard sign-in code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignInLabel {
+    /// `code_shown`, `approved`, `signed_in`, `unknown_code` (a `!dashboard <code>` no browser waits
+    /// with), `expired`, `displaced` (by newer codes from the same address), `refused_full`, `voided`.
+    pub outcome: &'static str,
+}
+
+/// Why dashboard sessions ended before their time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionEndLabel {
+    /// `sign_out`, `logout_all`, `no_longer_moderator`.
+    pub reason: &'static str,
+}
+
 /// How a backfill walk of one room ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WalkLabel {
@@ -178,6 +193,8 @@ pub struct Metrics {
     pub backfill_rooms: Family<WalkLabel, Counter>,
     pub stats_reports: Family<StatsLabel, Counter>,
     pub listener_closed: Family<ListenerLabel, Counter>,
+    pub dashboard_sign_ins: Family<SignInLabel, Counter>,
+    pub dashboard_sessions_ended: Family<SessionEndLabel, Counter>,
     pub summaries_posted: Counter,
     pub backfill_events: Counter,
     pub backfill_pages: Counter,
@@ -290,6 +307,18 @@ impl Metrics {
              slow_reader (answers not read), too_many_from_one_address",
             listener_closed.clone(),
         );
+        let dashboard_sign_ins = Family::<SignInLabel, Counter>::default();
+        registry.register(
+            "dashboard_sign_ins",
+            "Dashboard sign-in codes, by what came of them (refusals and expiries are also logged)",
+            dashboard_sign_ins.clone(),
+        );
+        let dashboard_sessions_ended = Family::<SessionEndLabel, Counter>::default();
+        registry.register(
+            "dashboard_sessions_ended",
+            "Dashboard sessions ended before their time, by why",
+            dashboard_sessions_ended.clone(),
+        );
         let summaries_posted = Counter::default();
         registry.register("stats_summaries_posted", "Scheduled stats summaries posted", summaries_posted.clone());
         let backfill_rooms = Family::<WalkLabel, Counter>::default();
@@ -322,6 +351,8 @@ impl Metrics {
             backfill_rooms,
             stats_reports,
             listener_closed,
+            dashboard_sign_ins,
+            dashboard_sessions_ended,
             summaries_posted,
             backfill_events,
             backfill_pages,

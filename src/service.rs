@@ -24,8 +24,10 @@ use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
 use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
+use crate::moderators::{AdminRoom, ModeratorRule};
 use crate::notice::Destination;
 use crate::serve::{Limits, serve};
+use crate::sign_ins::SignIns;
 use crate::stats::post::{Scheduled, Scheduler};
 use crate::store::Store;
 
@@ -157,7 +159,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stop = shutdown.clone().cancelled_owned();
         tokio::spawn(serve(listener, app, Limits::DEFAULT, "stats", metrics.clone(), stop));
     }
-    // The dashboard, when configured.
+    // The dashboard, when configured. It starts before the admin room is
+    // found: it learns it from `admin_room_found`, and until then re-checks
+    // no one (a session goes on while its user cannot be checked).
+    let admin_room_found = AdminRoom::default();
+    let moderators = moderator_rule(&config);
+    let mut sign_ins = None;
     if let (Some((hostname, port)), Some(public_url)) = (config.web.listen(), config.web.public_url()) {
         let listener = TcpListener::bind((hostname, port))
             .await
@@ -166,13 +173,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // A pool of its own: a flood of dashboard requests waits for these
         // few connections, never for the indexer's.
         let web_store = store.with_own_pool(&config.database.url, WEB_CONNECTIONS).await?;
-        let web = crate::web::WebState::new(
-            web_store,
-            Some(homeserver.clone()),
-            public_url,
-            config.web.session_lifetime(),
-            config.admin.command_prefix.clone(),
-        );
+        let shared = Arc::new(SignIns::new(public_url, config.web.session_lifetime(), metrics.clone()));
+        sign_ins = Some(shared.clone());
+        let web = crate::web::WebState::new(crate::web::WebSetup {
+            store: web_store,
+            homeserver: homeserver.clone(),
+            sign_ins: shared,
+            moderators: moderators.clone(),
+            admin_room: admin_room_found.clone(),
+            recheck_moderator_every: config.web.recheck_moderator_every(),
+            prefix: config.admin.command_prefix.clone(),
+            metrics: metrics.clone(),
+        });
         let stop = shutdown.clone().cancelled_owned();
         tokio::spawn(serve(listener, crate::web::router(web), Limits::DEFAULT, "web", metrics.clone(), stop));
     }
@@ -184,7 +196,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut start = {
         let shutdown = shutdown.clone();
         let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake };
-        tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, admin_room_id, wakes, shutdown))
+        let front = FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins };
+        tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, wakes, front, shutdown))
     };
     let outcome = tokio::select! {
         served = &mut serve => listener_ended(served),
@@ -242,6 +255,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// What `/health` says from the start until the bot user is registered.
 const REGISTERING: &str = "registering the bot user (retried while the homeserver does not answer)";
 
+/// What the front-ends share: the transaction handler's routing, the bot
+/// and the dashboard (the admin room, who moderates, sign-ins).
+struct FrontEnds {
+    /// The admin room as the transaction handler routes commands by it:
+    /// what it was last, replaced once found.
+    routed_admin_room: AdminRoomId,
+    moderators: ModeratorRule,
+    /// Set once start-up found the admin room.
+    admin_room_found: AdminRoom,
+    /// When the dashboard is on.
+    sign_ins: Option<Arc<SignIns>>,
+}
+
+/// `admin.*`'s moderator rule.
+fn moderator_rule(config: &Config) -> ModeratorRule {
+    ModeratorRule {
+        allowlist: config.admin.moderators.clone(),
+        power_level: config.admin.moderator_power_level,
+        allow_remote: config.admin.allow_remote_moderators,
+        server_name: config.homeserver.domain.clone(),
+    }
+}
+
 /// What the transaction handler rings when it queued work for a worker.
 struct Wakes {
     inbox: Arc<Notify>,
@@ -257,16 +293,17 @@ async fn start_workers(
     store: Store,
     homeserver: HomeserverClient,
     metrics: Arc<crate::metrics::Metrics>,
-    admin_room: AdminRoomId,
     wakes: Wakes,
+    front: FrontEnds,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinSet<&'static str>> {
     homeserver
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &admin_room).await;
-    admin_room.set(admin_room_id.as_str());
+    let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &front.routed_admin_room).await;
+    front.routed_admin_room.set(admin_room_id.as_str());
+    front.admin_room_found.set(admin_room_id.clone());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
 
     let sink = Arc::new(RoomSink::new(homeserver.clone()));
@@ -298,9 +335,7 @@ async fn start_workers(
         jobs: jobs.clone(),
         sink,
         admin_room_id: admin_room_id.clone(),
-        moderators: config.admin.moderators.clone(),
-        moderator_power_level: config.admin.moderator_power_level,
-        allow_remote_moderators: config.admin.allow_remote_moderators,
+        moderators: front.moderators,
         prefix: config.admin.command_prefix.clone(),
         rules: Rules {
             confirm_expiry: config.admin.confirm_expiry,
@@ -308,7 +343,7 @@ async fn start_workers(
                 yes_limit: config.admin.confirm_threshold.into(),
                 two_person: config.admin.two_person_threshold.map(Into::into),
             },
-            dashboard_url: config.web.public_url(),
+            dashboard: front.sign_ins,
         },
         inbox_wake: wakes.inbox,
     });
@@ -501,7 +536,7 @@ async fn find_admin_room(
 /// A room found by the admin alias is taken only if each of its creators is
 /// the bot or a listed moderator: anyone on the homeserver can claim a free alias in
 /// the registration's (non-exclusive) alias namespace first, and the admin
-/// room's members read every plan and sign-in link. The bot joins first (a
+/// room's members read every plan and the bot's answers. The bot joins first (a
 /// room an operator made has invited it), to read the creation event.
 async fn trusted_admin_room(
     config: &Config,

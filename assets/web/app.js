@@ -76,6 +76,13 @@
     seen = now;
     if (moved) refresh();
   });
+  // The session ended (expired, signed out elsewhere, or no longer a
+  // moderator): the reload shows the signed-out page.
+  events.addEventListener("signed-out", () => {
+    events.close();
+    if (status) status.textContent = "signed out";
+    location.reload();
+  });
   events.onopen = () => { if (status) status.textContent = "live"; };
   events.onerror = () => {
     if (events.readyState === EventSource.CLOSED) {

@@ -69,7 +69,7 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
         let reply = Notice::new().line(&format!(
             "{} is not a housekeep moderator, so this command was not run. Moderators are listed in the bot's config{}.",
             item.sender,
-            ctx.moderator_power_level.map(|pl| format!(" or have power level {pl}+ here")).unwrap_or_default()
+            ctx.moderators.power_level.map(|pl| format!(" or have power level {pl}+ here")).unwrap_or_default()
         ));
         ctx.reply(&item.room_id, &item.event_id, &reply_key, &reply).await?;
         return Ok(Handled::new("refused", vec![audit_for(item, "refused", Some(text), "not a moderator")]));

@@ -23,13 +23,14 @@ pub mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::OwnedRoomId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::appservice::route::ENCRYPTED_ADMIN_ROOM;
 use crate::command::{Context, Rules};
 use crate::jobs::{Jobs, Services};
+use crate::moderators::ModeratorRule;
 use crate::notice::{Destination, Notice, Sink};
 use crate::store::InboxItem;
 
@@ -40,9 +41,8 @@ pub struct Bot {
     pub jobs: Arc<Jobs>,
     pub sink: Arc<dyn Sink>,
     pub admin_room_id: OwnedRoomId,
-    pub moderators: Vec<OwnedUserId>,
-    pub moderator_power_level: Option<i64>,
-    pub allow_remote_moderators: bool,
+    /// Who may command it.
+    pub moderators: ModeratorRule,
     pub prefix: String,
     /// What commands that act must go through, and where the dashboard is.
     pub rules: Rules,

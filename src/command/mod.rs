@@ -73,8 +73,9 @@ pub struct Rules {
     pub confirm_expiry: Duration,
     /// Which selections `--yes` may run, and which need a second moderator.
     pub policy: ConfirmPolicy,
-    /// The dashboard's URL, when it is on (`!dashboard` gives links to it).
-    pub dashboard_url: Option<url::Url>,
+    /// The dashboard's sign-ins, when it is on: `!dashboard <code>`
+    /// approves a browser waiting there.
+    pub dashboard: Option<Arc<crate::sign_ins::SignIns>>,
 }
 
 impl Context<'_> {

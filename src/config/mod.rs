@@ -238,6 +238,7 @@ mod tests {
         let config = example();
         assert_eq!((config.web.listen(), config.web.public_url()), (None, None));
         assert_eq!(config.web.session_lifetime(), std::time::Duration::from_secs(12 * 3600));
+        assert_eq!(config.web.recheck_moderator_every(), std::time::Duration::from_secs(5 * 60));
         let on = EXAMPLE
             .replace("hostname: null        # e.g. 127.0.0.1", "hostname: 127.0.0.1")
             .replace("port: null            # e.g. 29331", "port: 29331");
@@ -260,6 +261,8 @@ mod tests {
             ),
             ("public_url: null\n  # How long", "public_url: ftp://example.org/\n  # How long", "web.public_url"),
             ("session_lifetime: 12h", "session_lifetime: soon", "web.session_lifetime"),
+            ("recheck_moderator_every: 5m", "recheck_moderator_every: 2d", "web.recheck_moderator_every"),
+            ("recheck_moderator_every: 5m", "recheck_moderator_every: 0s", "web.recheck_moderator_every"),
         ] {
             let text = on.replace(from, to);
             let err = Config::parse(&text).and_then(|c| c.validate_shape()).unwrap_err().to_string();

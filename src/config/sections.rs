@@ -11,6 +11,8 @@ use url::Url;
 
 /// A sign-in's lifetime when `web.session_lifetime` is unset.
 const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// How often a signed-in user is checked again when `web.recheck_moderator_every` is unset.
+const DEFAULT_RECHECK_MODERATOR_EVERY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +256,11 @@ pub struct WebConfig {
     /// Unset (or `null`): 12 hours.
     #[serde(default, deserialize_with = "super::duration::option::deserialize")]
     pub session_lifetime: Option<Duration>,
+    /// How often a session's user is checked again against the moderator
+    /// rule (`admin.*`); one who is no longer a moderator is signed out.
+    /// Unset (or `null`): 5 minutes.
+    #[serde(default, deserialize_with = "super::duration::option::deserialize")]
+    pub recheck_moderator_every: Option<Duration>,
 }
 
 impl WebConfig {
@@ -262,7 +269,7 @@ impl WebConfig {
         self.hostname.zip(self.port)
     }
 
-    /// The base URL of sign-in links, when the dashboard is on.
+    /// The dashboard's URL, when it is on.
     pub fn public_url(&self) -> Option<Url> {
         let (hostname, port) = self.listen()?;
         let url = match &self.public_url {
@@ -275,6 +282,11 @@ impl WebConfig {
     /// How long a sign-in lasts.
     pub fn session_lifetime(&self) -> Duration {
         self.session_lifetime.unwrap_or(DEFAULT_SESSION_LIFETIME)
+    }
+
+    /// How often a session's user is checked again.
+    pub fn recheck_moderator_every(&self) -> Duration {
+        self.recheck_moderator_every.unwrap_or(DEFAULT_RECHECK_MODERATOR_EVERY)
     }
 }
 

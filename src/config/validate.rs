@@ -227,6 +227,10 @@ impl WebConfig {
         if lifetime < Duration::from_secs(60) || lifetime > 90 * DAY {
             bail!("web.session_lifetime: must be between 1m and 90d");
         }
+        let recheck = self.recheck_moderator_every();
+        if recheck < Duration::from_secs(1) || recheck > Duration::from_secs(24 * 3600) {
+            bail!("web.recheck_moderator_every: must be between 1s and 24h");
+        }
         Ok(())
     }
 }

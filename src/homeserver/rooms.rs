@@ -71,7 +71,7 @@ impl HomeserverClient {
     /// Makes a new admin room safe: moderators at power level 50 (they may
     /// invite, kick and redact; the bot, its creator, can still demote one
     /// removed from the config), inviting needs 50 (the private_chat preset
-    /// lets every member invite, and members read plans and sign-in links),
+    /// lets every member invite, and members read plans and the bot's answers),
     /// no guests. Power levels are read and written back rather than set at
     /// creation: the creator must be listed in older room versions and must
     /// not be in 12.

@@ -51,7 +51,7 @@ pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsO
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
 pub use reports::{EventReportRow, Footprint};
-pub use sessions::LinkUse;
+pub use sessions::Session;
 pub use stats::{DayActivity, ModerationTotals, ReportStored, StoredReport, TopBy};
 pub use txns::TxnOutcome;
 pub use watermark::Watermark;

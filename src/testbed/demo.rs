@@ -259,7 +259,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         chart_path.display()
     );
 
-    step("the dashboard: trends, rooms, media, jobs and the audit log, signed in from the admin room");
+    step("the dashboard: trends, rooms, media, jobs and the audit log, signed in with a code sent in the admin room");
     let event_id = alice.send_text(&admin_room, "!dashboard").await?;
     let reply = alice.wait_for_reply(&admin_room, &event_id, &bot).await?;
     println!("  @alice: !dashboard");
@@ -267,7 +267,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("    {line}");
     }
     if !args.keep_running {
-        println!("  (the demo stops now: run it with --keep-running to open the link in a browser)");
+        println!("  (the demo stops now: run it with --keep-running to open the dashboard and sign in)");
     }
 
     if args.keep_running {

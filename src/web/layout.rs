@@ -8,11 +8,15 @@ use maud::{DOCTYPE, Markup, html};
 use super::WebState;
 
 /// Who is signed in (set on the request by `sign_in::require_session`): the
-/// moderator the link was given to. A session is not re-checked against the
-/// moderator list while it lasts; after removing a moderator, send
-/// `!dashboard logout-all`.
+/// moderator who approved the browser's code, still one when last checked.
 #[derive(Debug, Clone)]
-pub struct SignedIn(pub String);
+pub struct SignedIn {
+    pub user_id: String,
+    /// The session's (its cookie's hash, as stored).
+    pub session_hash: String,
+    /// When the session ends (unix ms).
+    pub expires_at: i64,
+}
 
 /// A page with the navigation, for a signed-in moderator.
 pub(super) fn layout(
@@ -40,7 +44,7 @@ pub(super) fn layout(
                     @for (href, name) in nav {
                         a href=(href) class=[(href == here).then_some("here")] { (name) }
                     }
-                    span.who { (who.0) @if !watch.is_empty() { " · " span #live { "…" } } }
+                    span.who { (who.user_id) @if !watch.is_empty() { " · " span #live { "…" } } }
                     form method="post" action="/sign-out" { button type="submit" { "Sign out" } }
                 }
                 main { h1 { (title) } (content) }
@@ -52,14 +56,25 @@ pub(super) fn layout(
 
 /// A page without navigation (sign-in, errors).
 pub(super) fn bare(title: &str, content: Markup) -> Html<String> {
+    bare_page(title, None, content)
+}
+
+/// [`bare`], with a script of the dashboard's own (`/static/…`).
+pub(super) fn bare_with_script(title: &str, script: &str, content: Markup) -> Html<String> {
+    bare_page(title, Some(script), content)
+}
+
+fn bare_page(title: &str, script: Option<&str>, content: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
                 head {
                     meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " · housekeep" }
                     link rel="stylesheet" href="/static/style.css";
+                    @if let Some(script) = script { script src=(script) defer {} }
                 }
                 body { main { (content) } }
             }

@@ -214,6 +214,13 @@ impl Browser {
         self.client().execute(script, Vec::new()).await.with_context(|| format!("running {script:?}"))
     }
 
+    /// The value of the current site's cookie `name` (`HttpOnly` ones too:
+    /// WebDriver sees what the page's scripts cannot).
+    pub async fn cookie(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let cookies = self.client().get_all_cookies().await.context("reading the cookies")?;
+        Ok(cookies.into_iter().find(|cookie| cookie.name() == name).map(|cookie| cookie.value().to_owned()))
+    }
+
     pub async fn current_url(&self) -> anyhow::Result<String> {
         Ok(self.client().current_url().await?.to_string())
     }

@@ -49,16 +49,22 @@ fn not_a_command() {
 }
 
 #[test]
-fn dashboard_gives_a_link_or_ends_every_session() {
+fn dashboard_takes_a_code_or_ends_every_session() {
     use crate::web::{DashboardAction, DashboardArgs};
-    assert_eq!(ok("!dashboard"), Command::Dashboard(DashboardArgs { action: None }));
-    assert_eq!(
-        ok("!dashboard logout-all"),
-        Command::Dashboard(DashboardArgs { action: Some(DashboardAction::LogoutAll) })
-    );
-    let error = err("!dashboard logout");
-    assert!(error.message.contains("'logout-all'"), "the near miss is named: {}", error.message);
-    assert_eq!(error.usage.as_deref(), Some("Usage: !dashboard [COMMAND]"));
+    let args = |action, code: &[&str]| {
+        Command::Dashboard(DashboardArgs { action, code: code.iter().map(|c| c.to_string()).collect() })
+    };
+    assert_eq!(ok("!dashboard"), args(None, &[]));
+    assert_eq!(ok("!dashboard logout-all"), args(Some(DashboardAction::LogoutAll), &[]));
+    assert_eq!(ok("!dashboard WDJB-MJHT"), args(None, &["WDJB-MJHT"]));
+    assert_eq!(ok("!dashboard wdjb mjht"), args(None, &["wdjb", "mjht"]), "typed with a space");
+    // A near miss of the subcommand is taken as a code, and refused as one
+    // with a pointer to logout-all (`web::command`).
+    assert_eq!(ok("!dashboard logout"), args(None, &["logout"]));
+    let error = err("!dashboard WDJB MJHT extra");
+    assert!(error.usage.as_deref().is_some_and(|usage| usage.starts_with("Usage: !dashboard")), "{error:?}");
+    let error = err("!dashboard logout-all WDJB-MJHT");
+    assert!(error.usage.is_some(), "{error:?}");
 }
 
 #[test]
