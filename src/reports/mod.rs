@@ -4,5 +4,8 @@
 //! reports but tells no one and keeps no state of them; housekeep keeps
 //! theirs (`event_reports`: open, handled, dismissed).
 
+mod command;
 pub mod notice;
 pub mod watch;
+
+pub use command::{ReportAction, ReportArgs, ReportsArgs};

@@ -145,7 +145,7 @@ async fn tell(services: &Services) -> anyhow::Result<()> {
 
 /// The reported event as the homeserver serves it now; `None` if it does
 /// not (or cannot be asked: the notice then says what Synapse's report says).
-async fn reported_event(services: &Services, report: &EventReportRow) -> Option<ReportedEvent> {
+pub(super) async fn reported_event(services: &Services, report: &EventReportRow) -> Option<ReportedEvent> {
     match services.homeserver.admin_event(&report.room_id, &report.event_id).await {
         Ok(Some(event)) => Some(describe(&event)),
         Ok(None) => None,

@@ -50,7 +50,7 @@ pub use jobs::{
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use redactions::RedactionCheck;
-pub use reports::{EventReportRow, Footprint};
+pub use reports::{EventReportRow, Footprint, KeptReport, ReportFilter};
 pub use sessions::Session;
 pub use stats::{DayActivity, ModerationTotals, ReportStored, StoredReport, TopBy};
 pub use txns::TxnOutcome;

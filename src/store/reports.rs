@@ -11,6 +11,10 @@ const UNPOSTED: &str = "SELECT report_id, received_ts, room_id, event_id, report
      room_alias, state FROM event_reports WHERE posted_at IS NULL ORDER BY report_id LIMIT $1";
 const COUNT_UNPOSTED: &str = "SELECT COUNT(*) FROM event_reports WHERE posted_at IS NULL";
 const MARK_POSTED: &str = "UPDATE event_reports SET posted_at = $2 WHERE report_id <= $1 AND posted_at IS NULL";
+const SELECT_ONE: &str = "SELECT report_id, received_ts, room_id, event_id, reporter, sender, reason, score, \
+     room_name, room_alias, state, state_by, state_at, state_reason, job_id FROM event_reports WHERE report_id = $1";
+const DISMISS: &str = "UPDATE event_reports SET state = 'dismissed', state_by = $2, state_at = $3, state_reason = $4 \
+     WHERE report_id = $1 AND state = 'open'";
 const FOOTPRINT: &str = "SELECT \
      (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $2) AS events_day, \
      (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $3) AS events_week, \
@@ -36,6 +40,30 @@ pub struct EventReportRow {
     pub score: Option<i64>,
     pub room_name: Option<String>,
     pub room_alias: Option<String>,
+}
+
+/// A report with the state housekeep keeps of it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeptReport {
+    #[sqlx(flatten)]
+    pub report: EventReportRow,
+    /// `open`, `handled` or `dismissed`.
+    pub state: String,
+    /// Who handled or dismissed it, when, why, and with which job.
+    pub state_by: Option<String>,
+    pub state_at: Option<i64>,
+    pub state_reason: Option<String>,
+    pub job_id: Option<String>,
+}
+
+/// Which reports `!reports` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    /// Every state, not only `open`.
+    pub all: bool,
+    /// Reports of events this user sent.
+    pub sender: Option<String>,
+    pub room_id: Option<String>,
 }
 
 /// What the index knows of a user, as a report shows it beside the
@@ -100,6 +128,39 @@ impl Store {
     pub async fn mark_reports_posted(&self, up_to: i64, at: i64) -> anyhow::Result<()> {
         sqlx::query(MARK_POSTED).bind(up_to).bind(at).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// One report, with its state.
+    pub async fn kept_report(&self, report_id: i64) -> anyhow::Result<Option<KeptReport>> {
+        Ok(sqlx::query_as(SELECT_ONE).bind(report_id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Reports matching `filter`, newest first, at most `limit`.
+    pub async fn kept_reports(&self, filter: &ReportFilter, limit: i64) -> anyhow::Result<Vec<KeptReport>> {
+        let mut sql = super::sql::Sql::new(self.backend, &SELECT_ONE[..SELECT_ONE.find(" WHERE").expect("a WHERE")]);
+        if !filter.all {
+            sql.and("state = 'open'");
+        }
+        if let Some(sender) = &filter.sender {
+            sql.and("sender = ").bind(sender.clone());
+        }
+        if let Some(room_id) = &filter.room_id {
+            sql.and("room_id = ").bind(room_id.clone());
+        }
+        sql.push(" ORDER BY report_id DESC LIMIT ").bind(limit);
+        Ok(sql.query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Marks an open report dismissed; false if it is not open (or not there).
+    pub async fn dismiss_report(
+        &self,
+        report_id: i64,
+        by: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(DISMISS).bind(report_id).bind(by).bind(at).bind(reason).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// What the index knows of `sender` at `now` (ms).

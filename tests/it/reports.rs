@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, indexed, with_own_testbed};
+use crate::common::{Backend, command_reply, indexed, with_own_testbed};
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
@@ -15,7 +15,8 @@ tests! {
     ],
 }
 
-/// The bot's messages in the admin room whose text starts with `start`.
+/// The bot's messages of its own (not replies to a command) in the admin
+/// room whose text starts with `start`.
 async fn bot_notices(testbed: &Testbed, room: &str, start: &str) -> anyhow::Result<Vec<String>> {
     let bot = testbed.config.bot_user_id()?.to_string();
     Ok(testbed
@@ -24,6 +25,7 @@ async fn bot_notices(testbed: &Testbed, room: &str, start: &str) -> anyhow::Resu
         .await?
         .iter()
         .filter(|e| e["sender"] == bot.as_str() && e["type"] == "m.room.message")
+        .filter(|e| e["content"].get("m.relates_to").is_none())
         .filter_map(|e| e["content"]["body"].as_str())
         .filter(|body| body.starts_with(start))
         .map(str::to_owned)
@@ -92,6 +94,36 @@ async fn a_report_reaches_the_admin_room_with_the_senders_footprint(backend: Bac
         let metrics = testbed.housekeep.metrics().await?;
         assert!(metrics.contains("housekeep_event_reports_total{outcome=\"seen\"} 7"), "{metrics}");
         assert!(metrics.contains("housekeep_event_reports_total{outcome=\"summarized\"} 6"), "{metrics}");
+
+        // The moderators' view of them, and closing one.
+        let listed = command_reply(testbed, &admin_room, &format!("!reports --user {}", spammer.user_id), 1).await?;
+        assert!(listed.starts_with("Open reports, newest first (7):"), "{listed}");
+        let first =
+            notice.strip_prefix("Report ").and_then(|rest| rest.split(':').next()).unwrap_or_default().to_owned();
+        let shown = command_reply(testbed, &admin_room, &format!("!report {first}"), 1).await?;
+        assert!(shown.contains("State: open") && shown.contains("Text: cheap watches, DM me"), "{shown}");
+        let dismissed =
+            command_reply(testbed, &admin_room, &format!("!report {first} dismiss --reason \"seen to\" --delete"), 1)
+                .await?;
+        assert!(dismissed.contains(&format!("Report {first} dismissed.")), "{dismissed}");
+        assert!(dismissed.contains("Synapse's copy is deleted"), "{dismissed}");
+        let in_synapse = testbed
+            .admin
+            .request(reqwest::Method::GET, &format!("/_synapse/admin/v1/event_reports/{first}"), None)
+            .await;
+        assert!(in_synapse.is_err_and(|e| e.to_string().contains("404")), "deleted from Synapse");
+        let again = command_reply(testbed, &admin_room, &format!("!report {first} dismiss"), 1).await?;
+        assert!(
+            again.contains(&format!("Report {first} is not open: dismissed by {}", testbed.admin.user_id)),
+            "{again}"
+        );
+        assert!(again.contains("seen to"), "{again}");
+        let open = command_reply(testbed, &admin_room, "!reports", 1).await?;
+        assert!(open.starts_with("Open reports, newest first (6):"), "{open}");
+        let all = command_reply(testbed, &admin_room, "!reports --all", 1).await?;
+        assert!(all.contains(&format!("{first} [dismissed]")), "{all}");
+        let audit = command_reply(testbed, &admin_room, "!audit --limit 5", 1).await?;
+        assert!(audit.contains("report.dismiss") && audit.contains("deleted from Synapse"), "{audit}");
 
         // A restart tells nothing again.
         testbed.housekeep.restart().await?;

@@ -67,6 +67,8 @@ registry! {
     Backfill(crate::backfill::BackfillArgs),
     Blocklist(crate::media::blocklist::BlocklistArgs),
     Stats(crate::stats::StatsArgs),
+    Reports(crate::reports::ReportsArgs),
+    Report(crate::reports::ReportArgs),
     Jobs(crate::command::JobsArgs),
     Job(crate::command::JobArgs),
     Confirm(crate::command::ConfirmArgs),

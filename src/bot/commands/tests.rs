@@ -301,6 +301,8 @@ fn names_and_destructiveness() {
         ("!unquarantine user @a:x.org", "unquarantine", true),
         ("!backfill status", "backfill", false),
         ("!stats", "stats", false),
+        ("!reports", "reports", false),
+        ("!report 1", "report", false),
         ("!jobs", "jobs", false),
         ("!job a", "job", false),
         ("!confirm a", "confirm", false),
