@@ -25,6 +25,10 @@ pub struct ModeratorRule {
     pub allow_remote: bool,
     /// This homeserver's name.
     pub server_name: OwnedServerName,
+    /// The bot: the admin room's state counts only while it shows the bot
+    /// joined (a room the bot was removed from still answers, with the
+    /// state as it was when the bot left).
+    pub bot: OwnedUserId,
 }
 
 /// What the rule says before the admin room's state is read, if it can.
@@ -84,6 +88,9 @@ impl ModeratorRule {
             .room_state(room.as_str())
             .await
             .map_err(|error| anyhow::anyhow!("cannot read the admin room's power levels: {error}"))?;
+        if !is_joined(&state, &self.bot) {
+            anyhow::bail!("the bot is not in the admin room: its state there may be stale");
+        }
         Ok(is_joined(&state, &user) && at_least(&power_levels(&state), &user, level))
     }
 }
@@ -117,6 +124,7 @@ mod tests {
             power_level,
             allow_remote,
             server_name: "hs".try_into().unwrap(),
+            bot: UserId::parse("@bot:hs").unwrap(),
         }
     }
 

@@ -163,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // found: it learns it from `admin_room_found`, and until then re-checks
     // no one (a session goes on while its user cannot be checked).
     let admin_room_found = AdminRoom::default();
-    let moderators = moderator_rule(&config);
+    let moderators = moderator_rule(&config)?;
     let mut sign_ins = None;
     if let (Some((hostname, port)), Some(public_url)) = (config.web.listen(), config.web.public_url()) {
         let listener = TcpListener::bind((hostname, port))
@@ -269,13 +269,14 @@ struct FrontEnds {
 }
 
 /// `admin.*`'s moderator rule.
-fn moderator_rule(config: &Config) -> ModeratorRule {
-    ModeratorRule {
+fn moderator_rule(config: &Config) -> anyhow::Result<ModeratorRule> {
+    Ok(ModeratorRule {
         allowlist: config.admin.moderators.clone(),
         power_level: config.admin.moderator_power_level,
         allow_remote: config.admin.allow_remote_moderators,
         server_name: config.homeserver.domain.clone(),
-    }
+        bot: config.bot_user_id()?,
+    })
 }
 
 /// What the transaction handler rings when it queued work for a worker.
@@ -448,8 +449,6 @@ async fn find_admin_room(
             .without_max_times(),
     );
     let mut may_create = config.admin.create_if_missing;
-    // Made here, and its moderators not invited yet: that waits for the lock-down.
-    let mut to_invite: Option<OwnedRoomId> = None;
     loop {
         let waiting = match once.resolve_room(room).await {
             Ok(room_id) => match trusted_admin_room(config, &once, &room_id).await {
@@ -458,9 +457,7 @@ async fn find_admin_room(
                         if let Err(error) = store.remember_alias(room, room_id.as_str(), crate::clock::now_ms()).await {
                             tracing::warn!(error = format!("{error:#}"), "cannot remember the admin room's ID");
                         }
-                        if to_invite.take().is_some_and(|made| made == room_id) {
-                            invite_moderators(config, &once, &room_id).await;
-                        }
+                        invite_moderators_never_asked(config, &once, &room_id, &state).await;
                         metrics.done_waiting("admin_room");
                         return room_id;
                     }
@@ -493,8 +490,7 @@ async fn find_admin_room(
                 }
                 match create_admin_room(config, &once, may_create).await {
                     Some(Ok(room_id)) => {
-                        tracing::info!(%room_id, alias = room, "created the admin room; it is locked down next");
-                        to_invite = Some(room_id);
+                        tracing::info!(%room_id, alias = room, "created the admin room; it is locked down, then moderators invited");
                         continue;
                     }
                     Some(Err(error)) if error.errcode() == Some("M_EXCLUSIVE") => {
@@ -581,9 +577,8 @@ async fn locked_down_if_made_by_the_bot(
     room_id: &ruma::RoomId,
     state: &[serde_json::Value],
 ) -> Result<(), String> {
-    use crate::homeserver::power::{ADMIN_ROOM_INVITE_LEVEL, creators, is_locked_down};
-    let made_by_the_bot = config.bot_user_id().is_ok_and(|bot| creators(state).contains(&bot));
-    if !made_by_the_bot || is_locked_down(state) {
+    use crate::homeserver::power::{ADMIN_ROOM_INVITE_LEVEL, is_locked_down};
+    if !made_by_the_bot(config, state) || is_locked_down(state) {
         return Ok(());
     }
     let not_yet = |why: String| {
@@ -623,13 +618,37 @@ async fn create_admin_room(
     Some(homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await)
 }
 
-/// Invites the moderators into the admin room the bot just made. One who
-/// cannot be invited (no such user yet) is logged; the others can invite
-/// them later.
-async fn invite_moderators(config: &Config, homeserver: &HomeserverClient, room_id: &ruma::RoomId) {
-    for moderator in &config.admin.moderators {
-        if let Err(error) = homeserver.invite(room_id.as_str(), moderator).await {
-            tracing::warn!(%room_id, %moderator, %error, "cannot invite a moderator into the new admin room");
+/// Whether the bot is one of the room's creators.
+fn made_by_the_bot(config: &Config, state: &[serde_json::Value]) -> bool {
+    config.bot_user_id().is_ok_and(|bot| crate::homeserver::power::creators(state).contains(&bot))
+}
+
+/// Invites into a room the bot made the configured moderators it has no
+/// membership of yet: after the lock-down holds (only the bot can invite
+/// them then), and again at a later start if a restart came in between. A
+/// moderator who left or was removed is not asked back. One who cannot be
+/// invited (no such user yet) is logged; the others can invite them later.
+async fn invite_moderators_never_asked(
+    config: &Config,
+    homeserver: &HomeserverClient,
+    room_id: &ruma::RoomId,
+    state: &[serde_json::Value],
+) {
+    if !made_by_the_bot(config, state) {
+        return;
+    }
+    let has_membership = |user: &ruma::UserId| {
+        state.iter().any(|event| {
+            event.get("type").and_then(serde_json::Value::as_str) == Some("m.room.member")
+                && event.get("state_key").and_then(serde_json::Value::as_str) == Some(user.as_str())
+        })
+    };
+    for moderator in config.admin.moderators.iter().filter(|m| !has_membership(m)) {
+        match homeserver.invite(room_id.as_str(), moderator).await {
+            Ok(()) => tracing::info!(%room_id, %moderator, "invited a moderator into the admin room housekeep made"),
+            Err(error) => {
+                tracing::warn!(%room_id, %moderator, %error, "cannot invite a moderator into the new admin room")
+            }
         }
     }
 }

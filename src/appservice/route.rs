@@ -2,8 +2,9 @@
 //! transaction handler so the inbox row commits with the index rows; what
 //! the bot then does with them is the chat front-end's business.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
@@ -27,7 +28,9 @@ pub const CONFIRM_KEYS: [&str; 2] = ["✅", "✅\u{fe0f}"];
 pub struct AdminRoomId {
     id: Arc<RwLock<Option<Arc<str>>>>,
     untrusted: Arc<AtomicBool>,
-    unplaced: Arc<AtomicUsize>,
+    /// The events kept so far from rooms of unknown standing (an event
+    /// counts once, however often its transaction is resent).
+    unplaced: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Commands and ✅ kept from any room while the admin room is not known yet.
@@ -119,10 +122,14 @@ impl Routing {
             Admission::Keep
         } else if self.admin_room_id.untrusted.load(Ordering::Relaxed) {
             Admission::AliasUntrusted
-        } else if self.admin_room_id.unplaced.fetch_add(1, Ordering::Relaxed) < MAX_UNPLACED {
-            Admission::Keep
         } else {
-            Admission::TooManyUnplaced
+            let mut unplaced = self.admin_room_id.unplaced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if unplaced.contains(&item.event_id) || unplaced.len() < MAX_UNPLACED {
+                unplaced.insert(item.event_id.clone());
+                Admission::Keep
+            } else {
+                Admission::TooManyUnplaced
+            }
         }
     }
 
@@ -208,9 +215,11 @@ mod tests {
         let command = event("!anywhere", "@x:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!status"}));
         let row = extract_value(&command).unwrap().event;
         let item = routing.route(&row, command).unwrap();
-        let admitted: Vec<Admission> = (0..MAX_UNPLACED + 2).map(|_| routing.admit(&item)).collect();
+        let numbered = |n: usize| InboxItem { event_id: format!("$e{n}"), ..item.clone() };
+        let admitted: Vec<Admission> = (0..MAX_UNPLACED + 2).map(|n| routing.admit(&numbered(n))).collect();
         assert!(admitted[..MAX_UNPLACED].iter().all(|a| *a == Admission::Keep));
         assert_eq!(admitted[MAX_UNPLACED..], [Admission::TooManyUnplaced; 2]);
+        assert_eq!(routing.admit(&numbered(0)), Admission::Keep, "a resent transaction's event counts once");
 
         let mut invite = event("!anywhere", "@x:hs", "m.room.member", json!({"membership": "invite"}));
         invite["state_key"] = json!("@bot:hs");

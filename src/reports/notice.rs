@@ -101,18 +101,30 @@ fn footprint_lines(footprint: &Footprint) -> Vec<String> {
     lines
 }
 
-/// Ready to paste: the event alone, then the sender everywhere (as dry runs).
+/// Ready to paste: the event alone, then the sender everywhere (as dry
+/// runs). Room and event IDs are whatever a remote server chose: one that
+/// does not parse as an ID (a space and a `--flag` in it, say) is not put
+/// into a command at all.
 fn suggested_commands(report: &EventReportRow, prefix: &str) -> String {
-    let mut commands = vec![
-        format!("{prefix}purge {} --event {}", report.room_id, report.event_id),
-        format!("{prefix}quarantine event {}", report.event_id),
-    ];
-    if let Some(sender) = &report.sender {
+    let room = ruma::RoomId::parse(&report.room_id).ok();
+    let event = ruma::EventId::parse(&report.event_id).ok();
+    let sender = report.sender.as_deref().and_then(|s| ruma::UserId::parse(s).ok());
+    let plain = |id: &str| !id.chars().any(|c| c.is_whitespace() || c.is_control());
+    let mut commands = Vec::new();
+    if let (Some(room), Some(event)) = (&room, &event)
+        && plain(room.as_str())
+        && plain(event.as_str())
+    {
+        commands.push(format!("{prefix}purge {room} --event {event}"));
+        commands.push(format!("{prefix}quarantine event {event}"));
+    }
+    if let Some(sender) = sender.filter(|s| plain(s.as_str())) {
         commands.push(format!("{prefix}purge --all-rooms --user {sender} --with-media quarantine --dry-run"));
         commands.push(format!("{prefix}quarantine user {sender} --dry-run"));
     }
-    // IDs come from Synapse's own tables, but a room or event ID is any
-    // string a remote server chose: one line each, nothing hidden.
+    if commands.is_empty() {
+        return "(none: the report's IDs are not well-formed)".to_owned();
+    }
     commands.iter().map(|c| line(c)).collect::<Vec<_>>().join("\n")
 }
 
@@ -207,6 +219,16 @@ mod tests {
         let text = report_notice(&unknown, None, None, "!").plain;
         assert!(text.contains("Event: $e (the homeserver does not serve it)"), "{text}");
         assert!(!text.contains("--user"), "no sender to act on: {text}");
+    }
+
+    #[test]
+    fn ids_that_are_not_ids_are_kept_out_of_the_commands() {
+        let mut forged = report(4);
+        forged.room_id = "!r:hs --everything".into();
+        forged.sender = Some("@s:hs --yes".into());
+        let text = report_notice(&forged, None, None, "!").plain;
+        assert!(!text.contains("--everything --event") && !text.contains("--yes --with-media"), "{text}");
+        assert!(text.contains("(none: the report's IDs are not well-formed)"), "{text}");
     }
 
     #[test]

@@ -32,8 +32,9 @@ const WARN_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn run(services: Services, interval: Duration, shutdown: CancellationToken) {
     let mut last_warned: Option<tokio::time::Instant> = None;
+    let mut told = Told::default();
     loop {
-        match poll(&services).await {
+        match poll(&services, &mut told).await {
             Ok(()) => last_warned = None,
             Err(error) => {
                 if last_warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
@@ -57,27 +58,62 @@ pub async fn run(services: Services, interval: Duration, shutdown: CancellationT
     }
 }
 
+/// Notices of their own at most this many an hour: anyone can file reports
+/// (of their own messages, say), and the admin room must stay readable.
+/// Past it, new reports are summarized.
+const SINGLE_PER_HOUR: usize = 30;
+/// Summaries at most this often; reports wait for the next one meanwhile.
+const SUMMARY_GAP: Duration = Duration::from_secs(60);
+/// A report whose notice failed to post this many times is given up on
+/// (logged, counted): it must not hold up every report after it.
+const MAX_POST_FAILURES: u32 = 3;
+
+/// What the watcher remembers between polls: what it posted lately, and
+/// which notices failed.
+#[derive(Default)]
+struct Told {
+    singles: std::collections::VecDeque<tokio::time::Instant>,
+    last_summary: Option<tokio::time::Instant>,
+    failures: std::collections::HashMap<i64, u32>,
+}
+
+impl Told {
+    fn single_allowed(&mut self) -> bool {
+        while self.singles.front().is_some_and(|at| at.elapsed() >= Duration::from_secs(3600)) {
+            self.singles.pop_front();
+        }
+        self.singles.len() < SINGLE_PER_HOUR
+    }
+}
+
 /// One round: fetch what is new, store it, tell the admin room.
-async fn poll(services: &Services) -> anyhow::Result<()> {
+async fn poll(services: &Services, told: &mut Told) -> anyhow::Result<()> {
     let newest = services.store.newest_report_id().await?;
-    let fresh = fetch_newer_than(services, newest).await?;
+    let candidates = fetch_newer_than(services, newest).await?;
+    let ids: Vec<i64> = candidates.iter().map(|r| r.id).collect();
+    let known = services.store.known_report_ids(&ids).await?;
+    let fresh: Vec<EventReportRow> = candidates.into_iter().filter(|r| !known.contains(&r.id)).map(row).collect();
     if !fresh.is_empty() {
-        let rows: Vec<EventReportRow> = fresh.into_iter().map(row).collect();
-        let stored = services.store.insert_reports(&rows, now_ms()).await?;
+        let stored = services.store.insert_reports(&fresh, now_ms()).await?;
         services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "seen" }).inc_by(stored);
         tracing::info!(new = stored, "event reports arrived");
     }
-    tell(services).await
+    tell(services, told).await
 }
 
-/// Reports with an ID above `newest`, oldest first.
+/// The newest page of reports whole (a report can become visible after a
+/// newer one: Synapse numbers it before storing it), then older pages while
+/// they hold IDs above `newest`; oldest first. The caller keeps the ones it
+/// does not know.
 async fn fetch_newer_than(services: &Services, newest: Option<i64>) -> anyhow::Result<Vec<EventReport>> {
     let mut fresh = Vec::new();
     let mut from = 0;
     for _ in 0..MAX_PAGES {
         let page = services.homeserver.event_reports_newest_first(from, PAGE).await?;
         let reached_known = page.event_reports.iter().any(|r| newest.is_some_and(|newest| r.id <= newest));
-        fresh.extend(page.event_reports.into_iter().filter(|r| newest.is_none_or(|newest| r.id > newest)));
+        let first_page = from == 0;
+        fresh
+            .extend(page.event_reports.into_iter().filter(|r| first_page || newest.is_none_or(|newest| r.id > newest)));
         match page.next_token {
             Some(next) if !reached_known => from = next,
             _ => {
@@ -111,35 +147,60 @@ fn row(report: EventReport) -> EventReportRow {
 }
 
 /// Posts what the admin room was not told yet.
-async fn tell(services: &Services) -> anyhow::Result<()> {
+async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
     let Some((sink, admin_room)) = &services.operators else { return Ok(()) };
     let waiting = services.store.count_unposted_reports().await?;
     if waiting == 0 {
         return Ok(());
     }
-    if waiting > MAX_SINGLE {
-        let first = services.store.unposted_reports(super::notice::SUMMARY_LINES as i64).await?;
-        let Some(newest) = services.store.newest_report_id().await? else { return Ok(()) };
-        let notice = summary_notice(waiting, &first).line(&format!(
-            "{}reports lists the open ones; {}report <id> shows one.",
-            services.prefix, services.prefix
-        ));
-        sink.post(admin_room, &format!("reports-up-to-{newest}"), &notice).await?;
-        services.store.mark_reports_posted(newest, now_ms()).await?;
-        services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "summarized" }).inc_by(waiting as u64);
+    if waiting <= MAX_SINGLE && told.single_allowed() {
+        for report in services.store.unposted_reports(MAX_SINGLE).await? {
+            if !told.single_allowed() {
+                break;
+            }
+            let event = reported_event(services, &report).await;
+            let footprint = match &report.sender {
+                Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
+                None => None,
+            };
+            let notice = report_notice(&report, event.as_ref(), footprint.as_ref(), &services.prefix);
+            match sink.post(admin_room, &format!("report-{}", report.report_id), &notice).await {
+                Ok(_) => {
+                    told.singles.push_back(tokio::time::Instant::now());
+                    told.failures.remove(&report.report_id);
+                    services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "posted" }).inc();
+                }
+                Err(error) => {
+                    let failures = told.failures.entry(report.report_id).or_default();
+                    *failures += 1;
+                    if *failures < MAX_POST_FAILURES {
+                        return Err(error.context(format!("posting report {}", report.report_id)));
+                    }
+                    tracing::warn!(
+                        report = report.report_id,
+                        error = format!("{error:#}"),
+                        "cannot post a report's notice ({MAX_POST_FAILURES} tries); going on without it \
+                         (!reports lists it)"
+                    );
+                    told.failures.remove(&report.report_id);
+                    services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "unpostable" }).inc();
+                }
+            }
+            services.store.mark_reports_posted(report.report_id, now_ms()).await?;
+        }
         return Ok(());
     }
-    for report in services.store.unposted_reports(MAX_SINGLE).await? {
-        let event = reported_event(services, &report).await;
-        let footprint = match &report.sender {
-            Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
-            None => None,
-        };
-        let notice = report_notice(&report, event.as_ref(), footprint.as_ref(), &services.prefix);
-        sink.post(admin_room, &format!("report-{}", report.report_id), &notice).await?;
-        services.store.mark_reports_posted(report.report_id, now_ms()).await?;
-        services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "posted" }).inc();
+    if told.last_summary.is_some_and(|at| at.elapsed() < SUMMARY_GAP) {
+        return Ok(());
     }
+    let first = services.store.unposted_reports(super::notice::SUMMARY_LINES as i64).await?;
+    let Some(newest) = services.store.newest_report_id().await? else { return Ok(()) };
+    let notice = summary_notice(waiting, &first)
+        .line(&format!("{}reports lists the open ones; {}report <id> shows one.", services.prefix, services.prefix));
+    sink.post(admin_room, &format!("reports-up-to-{newest}"), &notice).await?;
+    told.last_summary = Some(tokio::time::Instant::now());
+    services.store.mark_reports_posted(newest, now_ms()).await?;
+    services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "summarized" }).inc_by(waiting as u64);
     Ok(())
 }
 

@@ -65,7 +65,15 @@ struct Entry {
     address_key: IpAddr,
     expires_at: i64,
     state: State,
+    /// When its browser last asked for its session (its page polls while
+    /// open): a code whose page is open is not pushed out by newer ones.
+    polled_at: i64,
 }
+
+/// A code whose browser asked for its session this recently has its page
+/// open (the page asks again at once after each long poll of up to 25 s,
+/// or 5 s after an error).
+const POLLED_RECENTLY_MS: i64 = 40_000;
 
 impl Entry {
     fn lasts_until(&self) -> i64 {
@@ -130,15 +138,28 @@ impl Pending {
             return Ok(Shown { code, expires_at: entry.expires_at, new_secret: None, displaced: None });
         }
         if self.by_code.len() >= MAX_WAITING {
-            self.swept_at = i64::MIN;
+            // At most once a second even now: a flood of refused requests
+            // must not make each one walk every entry.
             self.sweep(now);
             if self.by_code.len() >= MAX_WAITING {
                 return Err(Full);
             }
         }
         let address_key = address_key(browser.address);
+        // The oldest code of the address whose page is not open any more
+        // makes room; while every one of them is being waited on, no new
+        // one is given (a flood from one address cannot push out a
+        // moderator's open page).
         let displaced = match self.by_address.get(&address_key) {
-            Some(codes) if codes.len() >= MAX_PER_ADDRESS => codes.front().copied(),
+            Some(codes) if codes.len() >= MAX_PER_ADDRESS => {
+                let idle = codes.iter().copied().find(|code| {
+                    self.by_code.get(code).is_none_or(|entry| now.saturating_sub(entry.polled_at) >= POLLED_RECENTLY_MS)
+                });
+                match idle {
+                    Some(code) => Some(code),
+                    None => return Err(Full),
+                }
+            }
             _ => None,
         };
         if let Some(oldest) = displaced {
@@ -149,7 +170,14 @@ impl Pending {
             .find(|code| !self.by_code.contains_key(code))
             .expect("an endless supply");
         let expires_at = now.saturating_add(CODE_LIFETIME.as_millis() as i64);
-        let entry = Entry { secret: secret_hash(&secret), browser, address_key, expires_at, state: State::Waiting };
+        let entry = Entry {
+            secret: secret_hash(&secret),
+            browser,
+            address_key,
+            expires_at,
+            state: State::Waiting,
+            polled_at: now,
+        };
         self.by_secret.insert(entry.secret, code);
         self.by_address.entry(address_key).or_default().push_back(code);
         self.by_code.insert(code, entry);
@@ -193,7 +221,8 @@ impl Pending {
     /// The browser holding `secret` asks whether it is signed in.
     pub fn claim(&mut self, secret: &str, now: i64) -> Claim {
         let Some(code) = self.by_secret.get(&secret_hash(secret)).copied() else { return Claim::Gone };
-        let Some(entry) = self.live(code, now) else { return Claim::Gone };
+        let Some(entry) = self.live_mut(code, now) else { return Claim::Gone };
+        entry.polled_at = now;
         match entry.state {
             State::Waiting | State::Approving => Claim::Waiting,
             State::Approved { .. } => match self.remove(code).map(|entry| entry.state) {
@@ -336,18 +365,31 @@ mod tests {
     fn one_address_pushes_out_only_its_own_oldest_codes() {
         let mut pending = Pending::default();
         let (elsewhere, _) = shown(&mut pending, "2001:db8:1::1", 0);
-        // One /64: a flood from it displaces its own codes, oldest first.
-        let mut codes: Vec<DeviceCode> =
-            (0..MAX_PER_ADDRESS).map(|n| shown(&mut pending, &format!("2001:db8:2::{n:x}"), n as i64).0).collect();
+        // One /64: a flood from it displaces its own codes, oldest first,
+        // once their pages stopped asking for their sessions.
+        let shown_at: Vec<(DeviceCode, String)> =
+            (0..MAX_PER_ADDRESS).map(|n| shown(&mut pending, &format!("2001:db8:2::{n:x}"), n as i64)).collect();
+        let mut codes: Vec<DeviceCode> = shown_at.iter().map(|(code, _)| *code).collect();
+        let later = POLLED_RECENTLY_MS + 100;
+        // The page of the second one is open: it asks for its session.
+        assert_eq!(pending.claim(&shown_at[1].1, later - 1), Claim::Waiting);
         for n in 0..3 {
-            let next = pending.show(None, browser("2001:db8:2:0:ffff::1"), 100 + n).unwrap();
-            assert_eq!(next.displaced, Some(codes[n as usize]));
+            let next = pending.show(None, browser("2001:db8:2:0:ffff::1"), later + n).unwrap();
+            let expected = if n == 0 { codes[0] } else { codes[n as usize + 1] };
+            assert_eq!(next.displaced, Some(expected), "the oldest whose page is not open");
             codes.push(next.code);
         }
         assert_eq!(pending.len(), MAX_PER_ADDRESS + 1);
-        assert!(pending.reserve(elsewhere, 200).is_ok(), "another address's code is untouched");
-        assert_eq!(pending.reserve(codes[0], 200), Err(NotWaiting), "displaced");
-        assert!(pending.reserve(codes[3], 200).is_ok());
+        assert!(pending.reserve(elsewhere, later + 10).is_ok(), "another address's code is untouched");
+        assert!(pending.reserve(codes[1], later + 10).is_ok(), "an open page's code stays");
+        assert_eq!(pending.reserve(codes[0], later + 10), Err(NotWaiting), "displaced");
+
+        // Every page of the address open: no new code rather than pushing one out.
+        let mut crowded = Pending::default();
+        for n in 0..MAX_PER_ADDRESS {
+            shown(&mut crowded, &format!("2001:db8:3::{n:x}"), 0);
+        }
+        assert_eq!(crowded.show(None, browser("2001:db8:3::ffff"), 10), Err(Full));
     }
 
     #[test]

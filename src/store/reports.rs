@@ -90,6 +90,18 @@ impl Store {
         Ok(sqlx::query_scalar(NEWEST).fetch_one(&self.pool).await?)
     }
 
+    /// Which of `ids` are stored already.
+    pub async fn known_report_ids(&self, ids: &[i64]) -> anyhow::Result<std::collections::HashSet<i64>> {
+        let mut known = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let texts: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let mut sql = super::sql::Sql::new(self.backend, "SELECT report_id FROM event_reports");
+            sql.and_in("CAST(report_id AS TEXT)", &texts);
+            known.extend(sql.query_scalar::<i64>().fetch_all(&self.pool).await?);
+        }
+        Ok(known)
+    }
+
     /// Stores reports not seen before, in one transaction; returns how many were new.
     pub async fn insert_reports(&self, reports: &[EventReportRow], seen_at: i64) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;

@@ -155,8 +155,11 @@ pub(super) async fn end_everything(
     sign_ins: &SignIns,
     metrics: &Metrics,
 ) -> anyhow::Result<(u64, usize)> {
-    let ended = store.end_all_sessions().await?;
+    // Waiting browsers first: an approval racing this command then either
+    // fails to complete (and ends the session it wrote) or wrote its
+    // session before the DELETE below, which ends it.
     let voided = sign_ins.void_all();
+    let ended = store.end_all_sessions().await?;
     // Open pages of those sessions stop updating now, not at their next load.
     sign_ins.sessions_ended();
     metrics.dashboard_sessions_ended.get_or_create(&SessionEndLabel { reason: "logout_all" }).inc_by(ended);

@@ -193,6 +193,7 @@ mod tests {
                 power_level,
                 allow_remote: false,
                 server_name: "hs".try_into().unwrap(),
+                bot: "@bot:hs".try_into().unwrap(),
             },
             admin_room,
             recheck_moderator_every: Duration::from_secs(1),
