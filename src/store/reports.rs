@@ -15,6 +15,8 @@ const SELECT_ONE: &str = "SELECT report_id, received_ts, room_id, event_id, repo
      room_name, room_alias, state, state_by, state_at, state_reason, job_id FROM event_reports WHERE report_id = $1";
 const DISMISS: &str = "UPDATE event_reports SET state = 'dismissed', state_by = $2, state_at = $3, state_reason = $4 \
      WHERE report_id = $1 AND state = 'open'";
+const HANDLED_BY_JOB: &str = "UPDATE event_reports SET state = 'handled', state_by = $2, state_at = $3, job_id = $1 \
+     WHERE state = 'open' AND event_id IN (SELECT item_key FROM job_items WHERE job_id = $1 AND state = 'done')";
 const FOOTPRINT: &str = "SELECT \
      (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $2) AS events_day, \
      (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $3) AS events_week, \
@@ -173,6 +175,14 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let done = sqlx::query(DISMISS).bind(report_id).bind(by).bind(at).bind(reason).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks handled the open reports of events job `job_id` dealt with
+    /// (its items are keyed by event ID, as a purge's are), by `actor`;
+    /// how many.
+    pub async fn mark_reports_handled_by_job(&self, job_id: &str, actor: &str, at: i64) -> anyhow::Result<u64> {
+        let done = sqlx::query(HANDLED_BY_JOB).bind(job_id).bind(actor).bind(at).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     /// What the index knows of `sender` at `now` (ms).

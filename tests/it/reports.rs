@@ -125,6 +125,22 @@ async fn a_report_reaches_the_admin_room_with_the_senders_footprint(backend: Bac
         let audit = command_reply(testbed, &admin_room, "!audit --limit 5", 1).await?;
         assert!(audit.contains("report.dismiss") && audit.contains("deleted from Synapse"), "{audit}");
 
+        // The first command a report suggests, run: its report is handled.
+        let all = housekeep::store::ReportFilter { all: true, ..Default::default() };
+        let kept = store.kept_reports(&all, 20).await?;
+        let target = kept.iter().find(|k| k.report.event_id == sent[2]).expect("the report of spam 0");
+        let purge = format!("!purge {room} --event {} --yes", sent[2]);
+        let result = command_reply(testbed, &admin_room, &purge, 3).await?;
+        assert!(result.contains("redacted"), "{result}");
+        let id = target.report.report_id;
+        eventually(Duration::from_secs(20), "the report to be handled", || async {
+            Ok(store.kept_report(id).await?.filter(|k| k.state == "handled").map(|_| ()))
+        })
+        .await?;
+        let handled = command_reply(testbed, &admin_room, &format!("!report {id}"), 1).await?;
+        assert!(handled.contains(&format!("State: handled by {}", testbed.admin.user_id)), "{handled}");
+        assert!(handled.contains("(job "), "{handled}");
+
         // A restart tells nothing again.
         testbed.housekeep.restart().await?;
         testbed.housekeep.wait_ready().await?;

@@ -262,7 +262,15 @@ impl Kind for PurgeKind {
 
     async fn ended(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<()> {
         self.ways.lock().expect("not poisoned").remove(&job.record.id);
-        revoke_all(ctx.services, ctx.job).await
+        // Tokens first: they matter more than the bookkeeping below.
+        revoke_all(ctx.services, ctx.job).await?;
+        // A reported event this job redacted or deleted: its report is handled.
+        let store = &ctx.services.store;
+        let handled = store.mark_reports_handled_by_job(&job.record.id, job.record.actor(), now_ms()).await?;
+        if handled > 0 {
+            tracing::info!(job = job.record.id, handled, "event reports handled by the purge of their events");
+        }
+        Ok(())
     }
 }
 
