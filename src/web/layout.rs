@@ -27,7 +27,14 @@ pub(super) fn layout(
     watch: &str,
     content: Markup,
 ) -> Response {
-    let nav = [("/", "Overview"), ("/rooms", "Rooms"), ("/media", "Media"), ("/jobs", "Jobs"), ("/audit", "Audit log")];
+    let nav = [
+        ("/", "Overview"),
+        ("/rooms", "Rooms"),
+        ("/media", "Media"),
+        ("/jobs", "Jobs"),
+        ("/reports", "Reports"),
+        ("/audit", "Audit log"),
+    ];
     let page = html! {
         (DOCTYPE)
         html lang="en" {

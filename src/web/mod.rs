@@ -92,6 +92,7 @@ pub fn router(state: WebState) -> Router {
         .route("/media", get(pages::media))
         .route("/jobs", get(pages::jobs))
         .route("/jobs/{id}", get(pages::job))
+        .route("/reports", get(pages::reports))
         .route("/audit", get(pages::audit))
         .route("/live", get(live::events))
         .route("/sign-out", post(sign_in::sign_out))
@@ -408,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn every_page_and_the_event_stream_need_a_session_and_every_answer_has_the_safety_headers() {
         let Dashboard { router, .. } = dashboard("http://127.0.0.1:1/").await;
-        for path in ["/", "/rooms", "/rooms/!r:hs", "/media", "/jobs", "/jobs/x", "/audit", "/live"] {
+        for path in ["/", "/rooms", "/rooms/!r:hs", "/media", "/jobs", "/jobs/x", "/reports", "/audit", "/live"] {
             let response = call(&router, get(path, None)).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
             let csp = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
@@ -425,6 +426,35 @@ mod tests {
         let csp = sign_in.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
         assert!(csp.contains("script-src 'self'"), "{csp}");
         assert!(text(sign_in).await.contains("src=\"/static/sign-in.js\""));
+    }
+
+    /// A report's reason and room name are strangers' text: shown on one
+    /// line, cut, without what hides or reorders.
+    #[tokio::test]
+    async fn the_reports_page_shows_open_reports_and_strangers_text_safely() {
+        let dashboard = dashboard("http://127.0.0.1:1/").await;
+        let report = |id: i64, reason: String| crate::store::EventReportRow {
+            report_id: id,
+            received_ts: 1_700_000_000_000,
+            room_id: "!r:hs".into(),
+            event_id: format!("$e{id}"),
+            reporter: "@alice:hs".into(),
+            sender: Some("@spammer:hs".into()),
+            reason: Some(reason),
+            score: None,
+            room_name: Some("<script>alert(1)</script>\u{202e}".into()),
+            room_alias: None,
+        };
+        let reports = [report(1, format!("spam \u{202e}{}", "x".repeat(5_000))), report(2, "closed".into())];
+        dashboard.store.insert_reports(&reports, 0).await.unwrap();
+        dashboard.store.dismiss_report(2, "@mod:hs", Some("fine"), 1).await.unwrap();
+        let session = signed_in(&dashboard, "housekeep_sign_in", "housekeep_session").await;
+        let open = text(call(&dashboard.router, get("/reports", Some(&session))).await).await;
+        assert!(open.contains("@spammer:hs") && !open.contains("closed"), "open ones only");
+        assert!(!open.contains('\u{202e}') && !open.contains("<script>alert"), "{open}");
+        assert!(open.len() < 20_000, "the reason is cut: {} bytes", open.len());
+        let all = text(call(&dashboard.router, get("/reports?state=all", Some(&session))).await).await;
+        assert!(all.contains("dismissed") && all.contains("fine"), "every state");
     }
 
     #[tokio::test]

@@ -27,12 +27,14 @@ mod audit;
 mod jobs;
 mod media;
 mod overview;
+mod reports;
 mod rooms;
 
 pub(super) use audit::audit;
 pub(super) use jobs::{job, jobs};
 pub(super) use media::media;
 pub(super) use overview::overview;
+pub(super) use reports::reports;
 pub(super) use rooms::{room, rooms};
 
 const DEFAULT_DAYS: u32 = 30;
@@ -52,6 +54,9 @@ const ON_REPORTS_AND_ACTIONS: &str = "reports jobs audit";
 const ON_JOBS: &str = "jobs";
 const ON_ACTIONS: &str = "jobs audit";
 const ON_AUDIT: &str = "audit";
+/// Reports change with their state (dismissals and handling are audited,
+/// handling ends a job).
+const ON_REPORTS: &str = "jobs audit";
 const NEVER: &str = "";
 
 fn chart(spec: &ChartSpec) -> Markup {
