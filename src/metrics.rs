@@ -151,7 +151,8 @@ macro_rules! label_value_as_str {
 label_value_as_str!(TxnOutcome, RejectReason);
 
 /// What became of event reports: `seen` (new to housekeep), `posted`
-/// (each its own notice), `summarized` (named in one notice for many).
+/// (each its own notice), `summarized` (named in one notice for many),
+/// `unpostable` (its notice failed to post, given up on).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReportLabel {
     pub outcome: &'static str,
@@ -331,7 +332,8 @@ impl Metrics {
         let event_reports = Family::<ReportLabel, Counter>::default();
         registry.register(
             "event_reports",
-            "Synapse event reports new to housekeep (seen), and told to the admin room (posted: alone, or summarized)",
+            "Synapse event reports new to housekeep (seen), told to the admin room (posted alone, or summarized), \
+             or given up on after failed posts (unpostable)",
             event_reports.clone(),
         );
         let waiting = Family::<WaitLabel, Gauge>::default();

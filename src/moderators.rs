@@ -54,13 +54,18 @@ impl ModeratorRule {
 
     /// Whether `user_id` is a moderator, given the admin room's state.
     /// A kicked or banned user keeps their power level entry: it counts
-    /// only while they are joined.
-    pub fn decide(&self, user_id: &str, admin_room_state: &[Value]) -> bool {
-        let Ok(user) = UserId::parse(user_id) else { return false };
+    /// only while they are joined. A state that does not show the bot
+    /// joined is an error, not an answer: a room the bot was removed from
+    /// still answers, with its state as it was when the bot left.
+    pub fn decide(&self, user_id: &str, admin_room_state: &[Value]) -> anyhow::Result<bool> {
+        let Ok(user) = UserId::parse(user_id) else { return Ok(false) };
         match self.early(&user) {
-            Early::Decided(decided) => decided,
+            Early::Decided(decided) => Ok(decided),
+            Early::NeedsState(_) if !is_joined(admin_room_state, &self.bot) => {
+                anyhow::bail!("the bot is not in the admin room: its state there may be stale")
+            }
             Early::NeedsState(level) => {
-                is_joined(admin_room_state, &user) && at_least(&power_levels(admin_room_state), &user, level)
+                Ok(is_joined(admin_room_state, &user) && at_least(&power_levels(admin_room_state), &user, level))
             }
         }
     }
@@ -77,10 +82,9 @@ impl ModeratorRule {
         admin_room: Option<&RoomId>,
     ) -> anyhow::Result<bool> {
         let Ok(user) = UserId::parse(user_id) else { return Ok(false) };
-        let level = match self.early(&user) {
-            Early::Decided(decided) => return Ok(decided),
-            Early::NeedsState(level) => level,
-        };
+        if let Early::Decided(decided) = self.early(&user) {
+            return Ok(decided);
+        }
         let Some(room) = admin_room else {
             anyhow::bail!("the admin room is not known yet (start-up is still looking for it)");
         };
@@ -88,10 +92,7 @@ impl ModeratorRule {
             .room_state(room.as_str())
             .await
             .map_err(|error| anyhow::anyhow!("cannot read the admin room's power levels: {error}"))?;
-        if !is_joined(&state, &self.bot) {
-            anyhow::bail!("the bot is not in the admin room: its state there may be stale");
-        }
-        Ok(is_joined(&state, &user) && at_least(&power_levels(&state), &user, level))
+        self.decide(user_id, &state)
     }
 }
 
@@ -139,17 +140,32 @@ mod tests {
     #[test]
     fn the_allowlist_or_a_joined_member_at_the_power_level() {
         let state = state(
-            &[("@carol:hs", "join"), ("@kicked:hs", "leave"), ("@low:hs", "join"), ("@far:remote", "join")],
+            &[
+                ("@bot:hs", "join"),
+                ("@carol:hs", "join"),
+                ("@kicked:hs", "leave"),
+                ("@low:hs", "join"),
+                ("@far:remote", "join"),
+            ],
             json!({"@carol:hs": 50, "@kicked:hs": 100, "@low:hs": 49, "@far:remote": 100}),
         );
         let by_level = rule(Some(50), false);
-        assert!(by_level.decide("@alice:hs", &[]), "allowlisted, whatever the room says");
-        assert!(by_level.decide("@carol:hs", &state));
-        assert!(!by_level.decide("@kicked:hs", &state), "a power level entry counts only while joined");
-        assert!(!by_level.decide("@low:hs", &state));
-        assert!(!by_level.decide("@far:remote", &state), "a remote server decides who its users are");
-        assert!(rule(Some(50), true).decide("@far:remote", &state), "unless remote moderators are allowed");
-        assert!(!rule(None, false).decide("@carol:hs", &state), "no power level rule: the allowlist only");
-        assert!(!by_level.decide("not a user id", &state));
+        let decide = |rule: &ModeratorRule, user: &str, state: &[Value]| rule.decide(user, state).unwrap();
+        assert!(decide(&by_level, "@alice:hs", &[]), "allowlisted, whatever the room says");
+        assert!(decide(&by_level, "@carol:hs", &state));
+        assert!(!decide(&by_level, "@kicked:hs", &state), "a power level entry counts only while joined");
+        assert!(!decide(&by_level, "@low:hs", &state));
+        assert!(!decide(&by_level, "@far:remote", &state), "a remote server decides who its users are");
+        assert!(decide(&rule(Some(50), true), "@far:remote", &state), "unless remote moderators are allowed");
+        assert!(!decide(&rule(None, false), "@carol:hs", &state), "no power level rule: the allowlist only");
+        assert!(!decide(&by_level, "not a user id", &state));
+    }
+
+    #[test]
+    fn a_room_the_bot_has_left_decides_nothing() {
+        let stale = state(&[("@bot:hs", "leave"), ("@carol:hs", "join")], json!({"@carol:hs": 50}));
+        let by_level = rule(Some(50), false);
+        assert!(by_level.decide("@carol:hs", &stale).is_err(), "its state is as it was when the bot left");
+        assert!(by_level.decide("@alice:hs", &stale).unwrap(), "the allowlist needs no room");
     }
 }

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand, value_parser};
 use ruma::{OwnedRoomOrAliasId, OwnedUserId};
 
-use super::notice::report_notice;
+use super::notice::summary_line;
 use crate::clock::{format_ms, now_ms};
 use crate::command::{AdminCommand, Context, Executed, audit_for};
 use crate::grammar::{parse_room, parse_user};
@@ -105,17 +105,7 @@ impl AdminCommand for ReportsArgs {
 
 /// One report as a line of `!reports`.
 fn listed(kept: &KeptReport) -> String {
-    let report = &kept.report;
-    let sender = report.sender.as_deref().map_or_else(|| "an unknown sender".to_owned(), line);
-    let reason = report.reason.as_deref().map_or_else(|| "no reason".to_owned(), |r| shown(r, 80));
-    format!(
-        "{} [{}] {}: {} reported {sender} in {}: {reason}",
-        report.report_id,
-        kept.state,
-        format_ms(report.received_ts),
-        line(&report.reporter),
-        line(&report.room_id)
-    )
+    format!("{} [{}] {}", kept.report.report_id, kept.state, summary_line(&kept.report))
 }
 
 impl AdminCommand for ReportArgs {
@@ -130,22 +120,23 @@ impl AdminCommand for ReportArgs {
         };
         match &self.action {
             None => {
-                let event = super::watch::reported_event(services, &kept.report).await;
-                let footprint = match &kept.report.sender {
-                    Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
-                    None => None,
-                };
-                let notice = report_notice(&kept.report, event.as_ref(), footprint.as_ref(), &services.prefix);
+                let notice = super::watch::full_notice(services, &kept.report).await?;
                 Ok(Executed::ok(notice.field("State", &state(&kept))))
             }
             Some(ReportAction::Dismiss { reason, delete }) => {
                 let sender = &ctx.item.sender;
-                if !services.store.dismiss_report(self.id, sender, reason.as_deref(), now_ms()).await? {
+                let dismissed = services.store.dismiss_report(self.id, sender, reason.as_deref(), now_ms()).await?;
+                let (mut reply, mut outcome) = if dismissed {
+                    (Notice::new().line(&format!("Report {} dismissed.", self.id)), "dismissed".to_owned())
+                } else {
                     let reply = Notice::new().line(&format!("Report {} is not open: {}.", self.id, state(&kept)));
-                    return Ok(Executed::with_outcome(reply, format!("report {} not open", self.id)));
-                }
-                let mut reply = Notice::new().line(&format!("Report {} dismissed.", self.id));
-                let mut outcome = "dismissed".to_owned();
+                    if !*delete {
+                        return Ok(Executed::with_outcome(reply, format!("report {} not open", self.id)));
+                    }
+                    // Closed already, but Synapse's copy may still be there
+                    // (a delete that failed before): that part is done now.
+                    (reply, "not open".to_owned())
+                };
                 if *delete {
                     match services.homeserver.delete_event_report(self.id).await {
                         Ok(()) => {

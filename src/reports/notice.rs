@@ -128,14 +128,23 @@ fn suggested_commands(report: &EventReportRow, prefix: &str) -> String {
     commands.iter().map(|c| line(c)).collect::<Vec<_>>().join("\n")
 }
 
+/// A report in one line: when, who reported whom, where, why.
+pub fn summary_line(report: &EventReportRow) -> String {
+    let sender = report.sender.as_deref().map_or_else(|| "an unknown sender".to_owned(), line);
+    let reason = report.reason.as_deref().map_or_else(|| "no reason".to_owned(), |r| shown(r, 80));
+    format!(
+        "{}: {} reported {sender} in {}: {reason}",
+        format_ms(report.received_ts),
+        line(&report.reporter),
+        room(report)
+    )
+}
+
 /// One notice for many new reports (`total` of them; `first` are the
 /// oldest few), rather than a flood of notices.
 pub fn summary_notice(total: i64, first: &[EventReportRow]) -> Notice {
-    let items = first.iter().take(SUMMARY_LINES).map(|report| {
-        let sender = report.sender.as_deref().map_or_else(|| "an unknown sender".to_owned(), line);
-        let reason = report.reason.as_deref().map_or_else(|| "no reason".to_owned(), |r| shown(r, 80));
-        format!("{}: {} reported {sender} in {}: {reason}", report.report_id, line(&report.reporter), room(report))
-    });
+    let items =
+        first.iter().take(SUMMARY_LINES).map(|report| format!("{}: {}", report.report_id, summary_line(report)));
     let mut notice = Notice::new().title(&format!("{total} new event reports")).list(items);
     if total > SUMMARY_LINES as i64 {
         notice = notice.line(&format!("… and {} more.", total - SUMMARY_LINES as i64));

@@ -158,12 +158,7 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
             if !told.single_allowed() {
                 break;
             }
-            let event = reported_event(services, &report).await;
-            let footprint = match &report.sender {
-                Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
-                None => None,
-            };
-            let notice = report_notice(&report, event.as_ref(), footprint.as_ref(), &services.prefix);
+            let notice = full_notice(services, &report).await?;
             match sink.post(admin_room, &format!("report-{}", report.report_id), &notice).await {
                 Ok(_) => {
                     told.singles.push_back(tokio::time::Instant::now());
@@ -204,9 +199,20 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A report's notice: the event as the homeserver serves it now and the
+/// sender's footprint as the index has it now.
+pub(super) async fn full_notice(services: &Services, report: &EventReportRow) -> anyhow::Result<crate::notice::Notice> {
+    let event = reported_event(services, report).await;
+    let footprint = match &report.sender {
+        Some(sender) => Some(services.store.footprint(sender, now_ms()).await?),
+        None => None,
+    };
+    Ok(report_notice(report, event.as_ref(), footprint.as_ref(), &services.prefix))
+}
+
 /// The reported event as the homeserver serves it now; `None` if it does
 /// not (or cannot be asked: the notice then says what Synapse's report says).
-pub(super) async fn reported_event(services: &Services, report: &EventReportRow) -> Option<ReportedEvent> {
+async fn reported_event(services: &Services, report: &EventReportRow) -> Option<ReportedEvent> {
     match services.homeserver.admin_event(&report.room_id, &report.event_id).await {
         Ok(Some(event)) => Some(describe(&event)),
         Ok(None) => None,

@@ -10,7 +10,7 @@
 //! 2. A moderator sends `!dashboard <code>` in the admin room: the command
 //!    writes a session for the moderator and hands its token to the
 //!    waiting entry ([`SignIns::reserve`], then [`SignIns::complete`]).
-//! 3. The page, asking every few seconds, gets the session cookie: only the
+//! 3. The page, holding a request open until then, gets the session cookie: only the
 //!    browser holding the secret ([`SignIns::claim`]), and once.
 
 pub mod code;

@@ -21,8 +21,8 @@ use crate::serve::address_key;
 
 /// How long a code waits for a moderator's `!dashboard <code>`.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);
-/// How long an approved browser has to pick its session up (its page asks
-/// every few seconds while open).
+/// How long an approved browser has to pick its session up (its page
+/// holds a request open for it while open).
 pub const PICK_UP_WITHIN: Duration = Duration::from_secs(60);
 /// Codes waiting at once (about 300 bytes each).
 pub const MAX_WAITING: usize = 10_000;
@@ -71,7 +71,7 @@ struct Entry {
 }
 
 /// A code whose browser asked for its session this recently has its page
-/// open (the page asks again at once after each long poll of up to 25 s,
+/// open (the page asks again at once after each long poll of up to 20 s,
 /// or 5 s after an error).
 const POLLED_RECENTLY_MS: i64 = 40_000;
 

@@ -1,7 +1,7 @@
 //! Signing in, by device code (like OAuth's device grant, RFC 8628): the
 //! browser opens `/sign-in`, which shows a short code and gives the browser
 //! a secret cookie; a moderator sends `!dashboard <code>` in the admin
-//! room; the page, asking every few seconds, then gets the session cookie.
+//! room; the page, holding a request open for it, then gets the session cookie.
 //! Only the browser holding the secret is signed in, once, within five
 //! minutes; nothing that signs anyone in is ever posted in a room. Whatever
 //! login the homeserver uses (password, SSO, MAS), being a moderator in the
