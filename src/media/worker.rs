@@ -38,28 +38,36 @@ const IDLE_POLL: Duration = Duration::from_secs(60);
 /// How often to look again while due media waits for downloads that are
 /// not the worker's own (backfill's) to end.
 const IN_FLIGHT_POLL: Duration = Duration::from_secs(2);
-/// How often the queue's heads (and their age in `/metrics`) are read.
-const HEADS_EVERY: Duration = Duration::from_secs(1);
+/// How often the queue's heads (and their age in `/metrics`) are read, and
+/// the longest a page of due media read earlier is worked from: anything
+/// more urgent queued meanwhile wakes the worker, which reads again at once.
+const REREAD_EVERY: Duration = Duration::from_secs(1);
+/// The blocklist is enforced at least this often, however busy the worker.
+const ENFORCE_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(fetcher: Arc<MediaFetcher>, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut pipeline = Pipeline::new(fetcher.clone(), shutdown.clone());
     let mut heads = Heads::new(fetcher.clone());
-    let mut enforce = true;
+    let mut enforced_at: Option<Instant> = None;
+    let mut woken = true;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        if enforce && let Err(error) = blocklist::enforce(fetcher.services()).await {
-            tracing::warn!(error = format!("{error:#}"), "cannot enforce the hash blocklist now; will retry");
+        if woken || enforced_at.is_none_or(|at| at.elapsed() >= ENFORCE_EVERY) {
+            if let Err(error) = blocklist::enforce(fetcher.services()).await {
+                tracing::warn!(error = format!("{error:#}"), "cannot enforce the hash blocklist now; will retry");
+            }
+            enforced_at = Some(Instant::now());
         }
-        enforce = false;
-        let held_back = match pipeline.top_up().await {
+        let held_back = match pipeline.top_up(woken).await {
             Ok(held_back) => held_back,
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "cannot read the media queue; retrying");
                 false
             }
         };
+        woken = false;
         let now = now_ms();
         let idle = match heads.next_due().await {
             // Slots free up as downloads end: ours wake the worker, backfill's do not.
@@ -72,14 +80,14 @@ pub async fn run(fetcher: Arc<MediaFetcher>, wake: Arc<Notify>, shutdown: Cancel
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(done) = pipeline.running.join_next_with_id(), if !pipeline.running.is_empty() => pipeline.ended(done),
-            _ = wake.notified() => enforce = true,
-            _ = tokio::time::sleep(idle) => enforce = true,
+            _ = wake.notified() => woken = true,
+            _ = tokio::time::sleep(idle) => woken = true,
         }
     }
 }
 
 /// The downloads the worker runs, each a task of its own (they go on while
-/// the worker enforces the blocklist).
+/// the worker enforces the blocklist), and the due media to start next.
 struct Pipeline {
     fetcher: Arc<MediaFetcher>,
     shutdown: CancellationToken,
@@ -88,6 +96,9 @@ struct Pipeline {
     started: HashSet<MediaId>,
     local_running: usize,
     remote_running: usize,
+    /// Due media read from the queue and not started yet, most urgent first.
+    next: Vec<DueMedia>,
+    read_at: Option<Instant>,
 }
 
 impl Pipeline {
@@ -100,27 +111,35 @@ impl Pipeline {
             started: HashSet::new(),
             local_running: 0,
             remote_running: 0,
+            next: Vec::new(),
+            read_at: None,
         }
     }
 
     /// Starts the most urgent due media while slots are free: this
     /// homeserver's media up to `download_concurrency`, remote media up to
-    /// the fetcher's remote limit. Whether due media was left waiting for a
+    /// the fetcher's remote limit. The queue is read again when `reread`
+    /// (something was queued), when the page read last is used up, and
+    /// every [`REREAD_EVERY`]. Whether due media was left waiting for a
     /// slot or for someone else's download of it.
-    async fn top_up(&mut self) -> anyhow::Result<bool> {
+    async fn top_up(&mut self, reread: bool) -> anyhow::Result<bool> {
         let (local_limit, remote_limit) = (self.fetcher.config().concurrency, self.fetcher.remote_limit());
         if self.local_running >= local_limit && self.remote_running >= remote_limit {
             return Ok(true);
         }
-        let limit = PAGE + self.fetcher.in_flight_count() as i64;
-        let due = self.fetcher.services().store.due_media(limit).await?;
+        let stale = self.read_at.is_none_or(|at| at.elapsed() >= REREAD_EVERY);
+        if reread || stale || self.next.is_empty() {
+            let limit = PAGE + self.fetcher.in_flight_count() as i64;
+            self.next = self.fetcher.services().store.due_media(limit).await?;
+            self.next.retain(|due| !self.started.contains(&due.media));
+            self.read_at = Some(Instant::now());
+        }
         let mut held_back = false;
-        for due in due {
-            if self.started.contains(&due.media) {
-                continue;
-            }
+        let mut left = Vec::with_capacity(self.next.len());
+        for due in std::mem::take(&mut self.next) {
             if self.fetcher.is_in_flight(&due.media) {
                 held_back = true;
+                left.push(due);
                 continue;
             }
             let remote = self.fetcher.is_remote(&due.media);
@@ -130,11 +149,13 @@ impl Pipeline {
             };
             if *running >= limit {
                 held_back = true;
+                left.push(due);
                 continue;
             }
             *running += 1;
             self.start(due, remote);
         }
+        self.next = left;
         Ok(held_back)
     }
 
@@ -168,7 +189,7 @@ impl Pipeline {
     }
 }
 
-/// The queue's heads, read at most every [`HEADS_EVERY`]: when the next
+/// The queue's heads, read at most every [`REREAD_EVERY`]: when the next
 /// media is due, and the age of each priority's oldest for `/metrics`.
 struct Heads {
     fetcher: Arc<MediaFetcher>,
@@ -182,7 +203,7 @@ impl Heads {
     }
 
     async fn next_due(&mut self) -> Option<i64> {
-        if self.read_at.is_some_and(|at| at.elapsed() < HEADS_EVERY) {
+        if self.read_at.is_some_and(|at| at.elapsed() < REREAD_EVERY) {
             return self.next_due;
         }
         let services = self.fetcher.services();
