@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::sql::values_placeholders;
+use super::sql::{Counted, in_json, json_array, values_placeholders};
 use super::{Backend, Source};
 use crate::extract::{Extracted, MXC_PREFIX, MediaKind};
 
@@ -52,13 +52,13 @@ const KNOWN_SQLITE: &str = "SELECT m.server_name, m.media_id, m.priority, m.fetc
      JOIN media m ON m.server_name = j.value ->> 'n' AND m.media_id = j.value ->> 'i'";
 const KNOWN_POSTGRES: &str = "SELECT m.server_name, m.media_id, m.priority, m.fetch_state \
      FROM json_to_recordset($1::json) AS j(n text, i text) JOIN media m ON m.server_name = j.n AND m.media_id = j.i";
-/// Capped media waiting for one sender, counted up to the cap (`$2`)
-/// through the partial index `media_queued_sender`. The priorities are
+/// Capped media waiting per sender (`queued_sender`) or per origin
+/// (`queued_origin`), for the senders or origins of a batch (`$1`, a JSON
+/// array, see [`in_json`]), through the partial indexes `media_queued_*`.
+/// The caps bound what is counted. The priorities are
 /// [`QueuePriority::is_capped`]'s (a unit test keeps them in step).
-const WAITING_OF_SENDER: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM media WHERE queued_sender = $1 \
-     AND fetch_state IN ('queued', 'failed') AND priority IN (1, 3) LIMIT $2) AS w";
-const WAITING_OF_ORIGIN: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM media WHERE queued_origin = $1 \
-     AND fetch_state IN ('queued', 'failed') AND priority IN (1, 3) LIMIT $2) AS w";
+const WAITING_HEAD: &str = " AS name, COUNT(*) AS n FROM media WHERE ";
+const WAITING_TAIL: &str = " AND fetch_state IN ('queued', 'failed') AND priority IN (1, 3) GROUP BY 1";
 
 /// How urgently a media is downloaded: lower first. Stored as its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -292,7 +292,7 @@ pub(super) struct Known {
 pub(super) struct Waiting {
     /// Candidates with a `media` row already.
     pub known: HashMap<(String, String), Known>,
-    /// Capped media waiting, per sender and per origin (counted up to the cap).
+    /// Capped media waiting, per sender and per origin (those with none are absent).
     pub by_sender: HashMap<String, i64>,
     pub by_origin: HashMap<String, i64>,
 }
@@ -392,7 +392,7 @@ pub(super) async fn queue_media(
     if candidates.is_empty() {
         return Ok(Queued { written: 0, skipped });
     }
-    let waiting = read_waiting(conn, backend, &candidates, policy).await?;
+    let waiting = read_waiting(conn, backend, &candidates).await?;
     let (mut admitted, over) = admit(candidates, &waiting, policy);
     skipped.extend(over);
     // One order for every writer: concurrent PostgreSQL transactions
@@ -418,12 +418,11 @@ pub(super) async fn queue_media(
 
 /// Reads what admission needs, only for capped candidates (the others are
 /// written whatever the queue holds): which are known, and how much their
-/// senders and origins have waiting.
+/// senders and origins have waiting. Three statements, whatever the batch.
 async fn read_waiting(
     conn: &mut AnyConnection,
     backend: Backend,
     candidates: &[Candidate<'_>],
-    policy: &QueuePolicy,
 ) -> anyhow::Result<Waiting> {
     let mut waiting = Waiting::default();
     let capped: Vec<&Candidate> = candidates.iter().filter(|c| c.priority.is_capped()).collect();
@@ -443,24 +442,29 @@ async fn read_waiting(
         let known = Known { priority, waiting: matches!(row.fetch_state.as_str(), "queued" | "failed") };
         waiting.known.insert((row.server_name, row.media_id), known);
     }
-    for c in capped {
-        if waiting.known.contains_key(&c.key()) {
-            continue;
-        }
-        if !waiting.by_sender.contains_key(c.sender) {
-            let n = count_waiting(conn, WAITING_OF_SENDER, c.sender, policy.per_sender).await?;
-            waiting.by_sender.insert(c.sender.to_owned(), n);
-        }
-        if !waiting.by_origin.contains_key(c.origin) {
-            let n = count_waiting(conn, WAITING_OF_ORIGIN, c.origin, policy.per_origin).await?;
-            waiting.by_origin.insert(c.origin.to_owned(), n);
-        }
+    let new: Vec<&&Candidate> = capped.iter().filter(|c| !waiting.known.contains_key(&c.key())).collect();
+    if new.is_empty() {
+        return Ok(waiting);
     }
+    let mut senders: Vec<&str> = new.iter().map(|c| c.sender).collect();
+    let mut origins: Vec<&str> = new.iter().map(|c| c.origin).collect();
+    waiting.by_sender = count_waiting(conn, backend, "queued_sender", &mut senders).await?;
+    waiting.by_origin = count_waiting(conn, backend, "queued_origin", &mut origins).await?;
     Ok(waiting)
 }
 
-async fn count_waiting(conn: &mut AnyConnection, sql: &'static str, key: &str, cap: i64) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(sql).bind(key).bind(cap).fetch_one(&mut *conn).await?)
+/// Capped media waiting per value of `column` (`queued_sender` or `queued_origin`) among `keys`.
+async fn count_waiting(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    column: &'static str,
+    keys: &mut Vec<&str>,
+) -> anyhow::Result<HashMap<String, i64>> {
+    keys.sort_unstable();
+    keys.dedup();
+    let sql = format!("SELECT {column}{WAITING_HEAD}{}{WAITING_TAIL}", in_json(backend, column, 1));
+    let rows: Vec<Counted> = sqlx::query_as(AssertSqlSafe(sql)).bind(json_array(keys)).fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|row| (row.name, row.n)).collect())
 }
 
 #[cfg(test)]
@@ -518,7 +522,7 @@ mod tests {
         let capped: Vec<String> =
             QueuePriority::ALL.iter().filter(|p| p.is_capped()).map(|p| p.as_i64().to_string()).collect();
         let list = format!("priority IN ({})", capped.join(", "));
-        assert!(WAITING_OF_SENDER.contains(&list) && WAITING_OF_ORIGIN.contains(&list), "{list}");
+        assert!(WAITING_TAIL.contains(&list), "{list}");
     }
 
     #[test]
