@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::queue::{QueuePolicy, QueueSkip, queue_media};
+use super::queue::{Candidate, QueuePolicy, QueueSkip, admit_batch, queue_json, write_queue};
 use super::sql::{in_json, json_array, values_placeholders};
 use super::{Backend, Source, Store};
 use crate::clock::utc_day;
@@ -182,12 +182,22 @@ pub(super) async fn insert_batch(
     queue: &QueuePolicy,
 ) -> anyhow::Result<IndexCounts> {
     let (mut counts, waiting) = match backend {
-        Backend::Postgres => insert_rows_postgres(conn, batch, source, indexed_at).await?,
-        Backend::Sqlite => insert_rows_sqlite(conn, batch, source, indexed_at).await?,
+        Backend::Postgres => {
+            // Admission first (it reads only for capped media), then one statement.
+            let admitted = admit_batch(conn, backend, batch, source, queue).await?;
+            let (mut counts, waiting) = insert_rows_postgres(conn, batch, source, indexed_at, &admitted.queue).await?;
+            counts.media_skipped = admitted.skipped;
+            (counts, waiting)
+        }
+        Backend::Sqlite => {
+            // Rows first: the transaction's first statement takes SQLite's write lock.
+            let (mut counts, waiting) = insert_rows_sqlite(conn, batch, source, indexed_at).await?;
+            let admitted = admit_batch(conn, backend, batch, source, queue).await?;
+            counts.media_queued = write_queue(conn, backend, &admitted.queue, indexed_at).await?;
+            counts.media_skipped = admitted.skipped;
+            (counts, waiting)
+        }
     };
-    let queued = queue_media(conn, backend, batch, source, indexed_at, queue).await?;
-    counts.media_queued = queued.written;
-    counts.media_skipped = queued.skipped;
 
     for Extracted { event, .. } in batch {
         if let Some(target) = &event.redacts {
@@ -225,13 +235,14 @@ pub(super) async fn insert_batch(
     Ok(counts)
 }
 
-/// Events, daily activity and media references in one statement: PostgreSQL runs every data-modifying `WITH` part once, in one
+/// Events, daily activity, media references and the download queue (what
+/// `store::queue` admitted, `$5`) in one statement: PostgreSQL runs every data-modifying `WITH` part once, in one
 /// round trip, and counts only rows new to the index towards the activity (a
 /// transaction sent again, or backfill meeting live events, adds nothing).
 /// Rows travel as JSON, since the `Any` driver has no array parameters. The
 /// last column is the redactions waiting for events of this batch
 /// ([`judge_late_targets`]), oldest first.
-const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
+pub(super) const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
        SELECT * FROM json_to_recordset($1::json) AS e(i text, r text, s text, t bigint, y text, k text, d text)), \
      ins AS (\
        INSERT INTO events (event_id, room_id, sender, origin_server_ts, type, state_key, redacts, indexed_at, source) \
@@ -252,8 +263,14 @@ const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
      refs AS (\
        INSERT INTO media_refs (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) \
        SELECT n, m, r, e, s, t, k FROM mr \
-       ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1) \
+       ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1), \
+     queued AS (\
+       INSERT INTO media (server_name, media_id, next_attempt_at, priority, queued_sender, queued_origin) \
+       SELECT n, m, $2, p, s, o FROM json_to_recordset($5::json) AS q(n text, m text, p bigint, s text, o text) \
+       ORDER BY n, m ON CONFLICT (server_name, media_id) DO UPDATE SET priority = excluded.priority \
+       WHERE media.priority > excluded.priority AND media.fetch_state IN ('queued', 'failed') RETURNING 1) \
      SELECT (SELECT COUNT(*) FROM ins) AS events, (SELECT COUNT(*) FROM refs) AS media_refs, \
+       (SELECT COUNT(*) FROM queued) AS media_queued, \
        (SELECT json_agg(json_build_array(target_id, redaction_id, room_id, sender, redacted_at) \
           ORDER BY redacted_at)::text FROM redactions_waiting WHERE target_id IN (SELECT i FROM ev)) AS waiting";
 
@@ -262,6 +279,7 @@ const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
 struct BatchWritten {
     events: i64,
     media_refs: i64,
+    media_queued: i64,
     /// [`Waiting`] rows, a JSON array of arrays.
     waiting: Option<String>,
 }
@@ -307,6 +325,7 @@ async fn insert_rows_postgres(
     batch: &[Extracted],
     source: Source,
     indexed_at: i64,
+    queue: &[Candidate<'_>],
 ) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
     let events: Vec<EventJson> = batch
         .iter()
@@ -339,10 +358,15 @@ async fn insert_rows_postgres(
         .bind(indexed_at)
         .bind(source.as_str())
         .bind(serde_json::to_string(&refs)?)
+        .bind(queue_json(queue)?)
         .fetch_one(&mut *conn)
         .await?;
-    let counts =
-        IndexCounts { events: written.events as u64, media_refs: written.media_refs as u64, ..Default::default() };
+    let counts = IndexCounts {
+        events: written.events as u64,
+        media_refs: written.media_refs as u64,
+        media_queued: written.media_queued as u64,
+        ..Default::default()
+    };
     let waiting = match written.waiting {
         None => Vec::new(),
         Some(json) => serde_json::from_str(&json)?,

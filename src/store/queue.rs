@@ -370,36 +370,48 @@ struct KeyJson<'a> {
     i: &'a str,
 }
 
-/// What a batch did to the queue.
+/// What a batch may queue, and what the caps left out.
 #[derive(Debug, Default)]
-pub(super) struct Queued {
-    /// Media queued, or raised to a stronger priority.
-    pub written: u64,
+pub(super) struct Admitted<'a> {
+    /// New media and media raised to a stronger priority, by key: one
+    /// order for every writer (concurrent PostgreSQL transactions locking
+    /// the same rows in different orders could deadlock).
+    pub queue: Vec<Candidate<'a>>,
     pub skipped: Vec<QueueSkip>,
 }
 
-/// Queues the media of a batch inside the caller's database transaction:
-/// acknowledged means queued. New media waits from `now`.
-pub(super) async fn queue_media(
+/// Decides what a batch queues, reading the queue inside the caller's
+/// database transaction only when the batch names capped media. On SQLite
+/// call it after the transaction's first write: a transaction that reads
+/// first cannot always take the write lock later.
+pub(super) async fn admit_batch<'a>(
     conn: &mut AnyConnection,
     backend: Backend,
-    batch: &[Extracted],
+    batch: &'a [Extracted],
     source: Source,
-    now: i64,
     policy: &QueuePolicy,
-) -> anyhow::Result<Queued> {
+) -> anyhow::Result<Admitted<'a>> {
     let (candidates, mut skipped) = plan_batch(batch, policy, source);
     if candidates.is_empty() {
-        return Ok(Queued { written: 0, skipped });
+        return Ok(Admitted { queue: Vec::new(), skipped });
     }
     let waiting = read_waiting(conn, backend, &candidates).await?;
-    let (mut admitted, over) = admit(candidates, &waiting, policy);
+    let (mut queue, over) = admit(candidates, &waiting, policy);
     skipped.extend(over);
-    // One order for every writer: concurrent PostgreSQL transactions
-    // locking the same rows in different orders could deadlock.
-    admitted.sort_unstable_by_key(|c| (c.server_name, c.media_id));
+    queue.sort_unstable_by_key(|c| (c.server_name, c.media_id));
+    Ok(Admitted { queue, skipped })
+}
+
+/// Writes what [`admit_batch`] admitted; new media waits from `now`.
+/// Returns how many media were queued or raised.
+pub(super) async fn write_queue(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    queue: &[Candidate<'_>],
+    now: i64,
+) -> anyhow::Result<u64> {
     let mut written = 0;
-    for chunk in admitted.chunks(ROWS_PER_STATEMENT) {
+    for chunk in queue.chunks(ROWS_PER_STATEMENT) {
         let sql = format!("{QUEUE_HEAD}{}{QUEUE_TAIL}", values_placeholders(backend, chunk.len(), QUEUE_COLUMNS));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for c in chunk {
@@ -413,7 +425,25 @@ pub(super) async fn queue_media(
         }
         written += query.execute(&mut *conn).await?.rows_affected();
     }
-    Ok(Queued { written, skipped })
+    Ok(written)
+}
+
+/// What [`admit_batch`] admitted as the JSON rows PostgreSQL's one-statement
+/// ingest reads (`INSERT_BATCH_POSTGRES`'s `$5`).
+pub(super) fn queue_json(queue: &[Candidate<'_>]) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        n: &'a str,
+        m: &'a str,
+        p: i64,
+        s: &'a str,
+        o: &'a str,
+    }
+    let rows: Vec<Row> = queue
+        .iter()
+        .map(|c| Row { n: c.server_name, m: c.media_id, p: c.priority.as_i64(), s: c.sender, o: c.origin })
+        .collect();
+    Ok(serde_json::to_string(&rows)?)
 }
 
 /// Reads what admission needs, only for capped candidates (the others are
@@ -523,6 +553,13 @@ mod tests {
             QueuePriority::ALL.iter().filter(|p| p.is_capped()).map(|p| p.as_i64().to_string()).collect();
         let list = format!("priority IN ({})", capped.join(", "));
         assert!(WAITING_TAIL.contains(&list), "{list}");
+    }
+
+    #[test]
+    fn both_dialects_queue_the_same_way() {
+        // PostgreSQL's one-statement ingest writes the queue as write_queue does.
+        let tail = QUEUE_TAIL.trim();
+        assert!(super::super::events::INSERT_BATCH_POSTGRES.contains(tail), "{tail}");
     }
 
     #[test]
