@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use crate::store::{QueuePriority, QueueSkip};
+
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum TxnOutcome {
     Indexed,
@@ -61,6 +63,26 @@ pub struct PanicLabel {
 pub struct FetchLabel {
     /// `fetched`, `failed` (retried later), `abandoned`, `unavailable` (404).
     pub outcome: &'static str,
+}
+
+/// A priority of the media download queue (`store::QueuePriority`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabel {
+    /// `local`, `remote`, `history`, `mention`.
+    pub priority: &'static str,
+}
+
+impl PriorityLabel {
+    pub fn of(priority: QueuePriority) -> Self {
+        Self { priority: priority.as_str() }
+    }
+}
+
+/// Which cap left media out of the download queue (`store::SkipReason`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabel {
+    /// `per_event`, `per_sender`, `per_origin`.
+    pub reason: &'static str,
 }
 
 /// What enforcing the hash blocklist on one media did.
@@ -190,6 +212,9 @@ pub struct Metrics {
     pub media_downloads: Family<FetchLabel, Counter>,
     pub media_bytes: Counter,
     pub media_stalls: Counter,
+    /// Seconds the oldest due media of each priority has waited.
+    pub media_queue_oldest: Family<PriorityLabel, Gauge<f64, AtomicU64>>,
+    pub media_queue_skipped: Family<SkipLabel, Counter>,
     pub blocklist: Family<BlocklistLabel, Counter>,
     pub backfill_rooms: Family<WalkLabel, Counter>,
     pub stats_reports: Family<StatsLabel, Counter>,
@@ -293,6 +318,20 @@ impl Metrics {
             "Downloads stopped because nothing arrived for media.stall_timeout (retried later)",
             media_stalls.clone(),
         );
+        let media_queue_oldest = Family::<PriorityLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "media_queue_oldest_seconds",
+            "How long the oldest media due for download has waited, per priority (local uploads, remote, \
+             history, mentions); 0 when none waits. One that keeps growing is a jammed queue",
+            media_queue_oldest.clone(),
+        );
+        let media_queue_skipped = Family::<SkipLabel, Counter>::default();
+        registry.register(
+            "media_queue_skipped",
+            "Media indexed but not queued for download, by the cap that left it out (per_event, per_sender, \
+             per_origin; each logged)",
+            media_queue_skipped.clone(),
+        );
         let blocklist = Family::<BlocklistLabel, Counter>::default();
         registry.register(
             "blocklist_enforced",
@@ -349,6 +388,8 @@ impl Metrics {
             media_downloads,
             media_bytes,
             media_stalls,
+            media_queue_oldest,
+            media_queue_skipped,
             blocklist,
             backfill_rooms,
             stats_reports,
@@ -396,6 +437,25 @@ impl Metrics {
             first_reason = %first.reason,
             "skipping invalid mxc URIs"
         );
+    }
+
+    /// Counts media the download queue's caps left out and logs each skip
+    /// (one line per event, or per sender or origin and batch, however
+    /// many media it left out).
+    pub fn skip_media_queue(&self, skips: &[QueueSkip], during: &'static str) {
+        for skip in skips {
+            self.media_queue_skipped.get_or_create(&SkipLabel { reason: skip.reason.as_str() }).inc_by(skip.count);
+            tracing::info!(
+                during,
+                reason = skip.reason.as_str(),
+                count = skip.count,
+                event_id = skip.event_id,
+                sender = skip.sender,
+                origin = skip.origin,
+                first = skip.first,
+                "media indexed but not queued for download: over a cap (see media.queue)"
+            );
+        }
     }
 
     /// Start-up cannot go on without `what` yet: named with the reason in

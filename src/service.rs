@@ -29,7 +29,7 @@ use crate::notice::Destination;
 use crate::serve::{Limits, serve};
 use crate::sign_ins::SignIns;
 use crate::stats::post::{Scheduled, Scheduler};
-use crate::store::Store;
+use crate::store::{QueuePolicy, Store};
 
 /// How long shutdown waits for running batches to commit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -49,10 +49,24 @@ pub fn init_logging(config: Option<&Config>) {
 
 /// Connects to the database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await?
+        .with_media_queue(queue_policy(config));
     store.migrate().await?;
     tracing::info!(backend = store.backend().as_str(), url = redact_url(&config.database.url), "database ready");
     Ok(store)
+}
+
+/// How indexing queues media for download: `media.queue`'s caps, and this
+/// homeserver's name, whose media are its users' uploads.
+pub fn queue_policy(config: &Config) -> QueuePolicy {
+    let caps = config.media.queue;
+    QueuePolicy {
+        local_server: Some(config.homeserver.domain.to_string()),
+        per_event: caps.per_event,
+        per_sender: caps.per_sender.into(),
+        per_origin: caps.per_origin.into(),
+    }
 }
 
 /// [`open_store`] by URL alone, with the default pool size.

@@ -115,6 +115,7 @@ pub async fn put_transaction(
             {
                 wake.notify_one();
             }
+            state.metrics.skip_media_queue(&counts.media_skipped, "transaction");
             if counts.media_queued > 0
                 && let Some(wake) = &state.media_queue
             {

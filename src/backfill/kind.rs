@@ -458,7 +458,10 @@ async fn index_page(ctx: &RunContext<'_>, room_id: &str, chunk: Vec<Value>) -> a
         }
     }
     let new = match services.store.index_events(&extracted, Source::Backfill).await {
-        Ok(counts) => counts.events as i64,
+        Ok(counts) => {
+            services.metrics.skip_media_queue(&counts.media_skipped, "backfill");
+            counts.events as i64
+        }
         // One event the database refuses (PostgreSQL takes no NUL in text)
         // must not keep the rest of the page out: each on its own, then.
         Err(error) if extracted.len() > 1 => {
@@ -468,6 +471,7 @@ async fn index_page(ctx: &RunContext<'_>, room_id: &str, chunk: Vec<Value>) -> a
             for rows in extracted {
                 match services.store.index_events(std::slice::from_ref(&rows), Source::Backfill).await {
                     Ok(counts) => {
+                        services.metrics.skip_media_queue(&counts.media_skipped, "backfill");
                         new += counts.events as i64;
                         kept.push(rows);
                     }

@@ -277,6 +277,8 @@ mod tests {
             ("url: sqlite://housekeep.db?mode=rwc", "url: mysql://x", "database.url"),
             ("bot_localpart: housekeep", "bot_localpart: \"Bad Name\"", "appservice.bot_localpart"),
             ("command_prefix: \"!\"", "command_prefix: \"\"", "admin.command_prefix"),
+            ("per_event: 32", "per_event: 0", "media.queue.per_event"),
+            ("per_origin: 1000", "per_origin: 10", "per_origin at least per_sender"),
         ];
         for (from, to, key) in cases {
             assert!(EXAMPLE.contains(from), "example lacks {from}");
@@ -284,6 +286,13 @@ mod tests {
             let err = Config::parse(&text).and_then(|c| c.validate_shape()).unwrap_err().to_string();
             assert!(err.contains(key), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn the_media_queue_caps_default_to_the_examples() {
+        let example = example().media.queue;
+        assert_eq!(example, QueueCaps::default());
+        assert_eq!((example.per_event, example.per_sender, example.per_origin), (32, 100, 1000));
     }
 
     #[test]

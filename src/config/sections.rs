@@ -329,6 +329,35 @@ pub struct MediaConfig {
     /// Files quarantined as soon as housekeep downloads one (any mxc URI, any room).
     #[serde(default)]
     pub blocklist: Vec<BlocklistEntry>,
+    /// How much of the download queue one event, sender or server may take.
+    #[serde(default)]
+    pub queue: QueueCaps,
+}
+
+/// Caps on the media download queue (`media.queue`): beyond them media is
+/// indexed but not downloaded (so not hashed), each skip logged and counted.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueCaps {
+    /// Media queued per event at most, the strongest references first.
+    #[serde(default = "default_queue_per_event")]
+    pub per_event: usize,
+    /// Remote media and mentions one sender may have waiting at once.
+    #[serde(default = "default_queue_per_sender")]
+    pub per_sender: u32,
+    /// Remote media and mentions the senders of one server may have waiting at once.
+    #[serde(default = "default_queue_per_origin")]
+    pub per_origin: u32,
+}
+
+impl Default for QueueCaps {
+    fn default() -> Self {
+        Self {
+            per_event: default_queue_per_event(),
+            per_sender: default_queue_per_sender(),
+            per_origin: default_queue_per_origin(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -371,6 +400,7 @@ impl Default for MediaConfig {
             max_attempts: default_max_attempts(),
             retry_delay: default_retry_delay(),
             blocklist: Vec::new(),
+            queue: QueueCaps::default(),
         }
     }
 }
@@ -437,6 +467,15 @@ fn default_stall_timeout() -> Duration {
 }
 fn default_max_attempts() -> u32 {
     3
+}
+fn default_queue_per_event() -> usize {
+    32
+}
+fn default_queue_per_sender() -> u32 {
+    100
+}
+fn default_queue_per_origin() -> u32 {
+    1000
 }
 fn default_stats_retention() -> Duration {
     Duration::from_secs(400 * 86_400)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::DATABASE_URL_SCHEMES;
-use super::{AdminConfig, Config, MAX_STATS_DAYS, MediaConfig, StatsConfig, WebConfig};
+use super::{AdminConfig, Config, MAX_STATS_DAYS, MediaConfig, QueueCaps, StatsConfig, WebConfig};
 
 /// Synapse retries a 413 forever, so the limit must fit any transaction it
 /// can send (100 events of up to 64 KiB, plus ephemeral data).
@@ -157,6 +157,13 @@ impl MediaConfig {
         }
         if !(1..=20).contains(&self.max_attempts) {
             bail!("media.max_attempts: must be between 1 and 20, got {}", self.max_attempts);
+        }
+        let QueueCaps { per_event, per_sender, per_origin } = self.queue;
+        if !(1..=10_000).contains(&per_event) {
+            bail!("media.queue.per_event: must be between 1 and 10000, got {per_event}");
+        }
+        if per_sender == 0 || per_origin < per_sender {
+            bail!("media.queue: per_sender must be at least 1, and per_origin at least per_sender");
         }
         for entry in &self.blocklist {
             if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

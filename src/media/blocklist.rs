@@ -96,7 +96,7 @@ impl AdminCommand for BlocklistArgs {
                     source: "command".to_owned(),
                 };
                 store.block_hash(&entry).await?;
-                // Copies known already are taken down too, by the media worker's next round.
+                // Copies known already are taken down too, by the media worker, woken for it.
                 store.recheck_blocklist(sha256).await?;
                 services.media_wake.notify_one();
                 let known = store.media_count_with_hash(sha256).await?;
@@ -160,7 +160,8 @@ const ANNOUNCED: usize = 10;
 /// blocklist was not enforced on yet: the files downloaded since, and every
 /// copy known when a hash is added. Works from committed state, so nothing is
 /// missed after a crash or an outage: what is not done yet is found again by
-/// the next call (the media worker calls it after each round). Each media is
+/// the next call (the media worker calls it whenever it is woken, and at
+/// least once a minute). Each media is
 /// quarantined through the same code as `!quarantine` (protected media is
 /// reported, not quarantined), audited, and announced in the admin room, one
 /// notice per hash and round. An outage stops the round with an error.

@@ -74,6 +74,11 @@ pub struct MediaFetcher {
     services: Services,
     config: FetchConfig,
     permits: Semaphore,
+    /// Taken by remote downloads before `permits`: one fewer than
+    /// `permits`, so that however many slow remote servers there are
+    /// (their names cost an attacker nothing), a slot is always left for
+    /// this homeserver's own media, the uploads the blocklist watches for.
+    remote_permits: Semaphore,
     in_flight: Mutex<HashSet<MediaId>>,
     /// Downloads at once per remote server: one slow or hostile server (a
     /// single event can name hundreds of its media) must not take every
@@ -83,6 +88,12 @@ pub struct MediaFetcher {
 
 /// At most this many downloads from one remote server at once.
 const PER_REMOTE_SERVER: usize = 4;
+
+/// Remote downloads at once out of `concurrency`: all but one (with one
+/// slot in all, that one).
+fn remote_limit(concurrency: usize) -> usize {
+    concurrency.saturating_sub(1).max(1)
+}
 
 /// A remote server's download slots, held while one of its media is
 /// fetched; the server is forgotten when nobody downloads from it any more,
@@ -130,6 +141,7 @@ impl MediaFetcher {
     pub fn new(services: Services, config: FetchConfig) -> Arc<Self> {
         Arc::new(Self {
             permits: Semaphore::new(config.concurrency),
+            remote_permits: Semaphore::new(remote_limit(config.concurrency)),
             in_flight: Mutex::new(HashSet::new()),
             per_server: Mutex::new(HashMap::new()),
             services,
@@ -143,6 +155,26 @@ impl MediaFetcher {
 
     pub fn services(&self) -> &Services {
         &self.services
+    }
+
+    /// Remote downloads at once at most (across all callers).
+    pub fn remote_limit(&self) -> usize {
+        remote_limit(self.config.concurrency)
+    }
+
+    /// Whether a media is on another server than this homeserver.
+    pub fn is_remote(&self, media: &MediaId) -> bool {
+        media.server_name != self.services.server_name()
+    }
+
+    /// Whether someone (the worker, a backfill) is downloading it now.
+    pub fn is_in_flight(&self, media: &MediaId) -> bool {
+        self.in_flight.lock().expect("not poisoned").contains(media)
+    }
+
+    /// How many downloads are in flight now.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.lock().expect("not poisoned").len()
     }
 
     /// Downloads each media, `concurrency` at a time (shared with every other
@@ -174,7 +206,7 @@ impl MediaFetcher {
             return (Outcome::Busy, false);
         }
         let _in_flight = InFlight { set: &self.in_flight, media: media.clone() };
-        let server = (media.server_name != self.services.server_name()).then(|| ServerSlots::take(self, media));
+        let server = self.is_remote(media).then(|| ServerSlots::take(self, media));
         let server_permit = match &server {
             Some(server) => tokio::select! {
                 permit = server.slots.acquire() => Some(permit),
@@ -183,6 +215,16 @@ impl MediaFetcher {
             None => None,
         };
         if matches!(server_permit, Some(Err(_))) {
+            return (Outcome::Cancelled, false);
+        }
+        let remote_permit = match &server {
+            Some(_) => tokio::select! {
+                permit = self.remote_permits.acquire() => Some(permit),
+                _ = cancel.cancelled() => return (Outcome::Cancelled, false),
+            },
+            None => None,
+        };
+        if matches!(remote_permit, Some(Err(_))) {
             return (Outcome::Cancelled, false);
         }
         let permit = tokio::select! {

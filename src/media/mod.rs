@@ -5,7 +5,8 @@
 //! quarantined wherever it turns up.
 //!
 //! - `fetch.rs`: one download, shared concurrency limit, failures with backoff.
-//! - `worker.rs`: the live queue (media of live events).
+//! - `worker.rs`: the queue, most urgent first (`store::QueuePriority`),
+//!   a pipeline of downloads.
 //! - `blocklist.rs`: the hash blocklist and `!blocklist`.
 //!
 //! Backfill uses the same fetcher for the media of each chunk it reads.

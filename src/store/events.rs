@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+use super::queue::{Candidate, QueuePolicy, QueueSkip, admit_batch, queue_json, write_queue};
 use super::sql::{in_json, json_array, values_placeholders};
 use super::{Backend, Source, Store};
 use crate::clock::utc_day;
@@ -15,7 +16,6 @@ const EVENT_COLUMNS: usize = 9;
 const INSERT_MEDIA_REFS_HEAD: &str = "INSERT INTO media_refs \
      (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) VALUES ";
 const MEDIA_REF_COLUMNS: usize = 7;
-const QUEUE_MEDIA_HEAD: &str = "INSERT INTO media (server_name, media_id, next_attempt_at) VALUES ";
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 ///
 /// SQLite's ingest keeps multi-row `VALUES` (a statement text per chunk
@@ -61,7 +61,7 @@ const SELECT_WAITING: &str = "SELECT target_id, redaction_id, room_id, sender, r
 const DELETE_WAITING: &str = "DELETE FROM redactions_waiting WHERE ";
 
 /// What one batch wrote (duplicates of rows already present are not counted).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexCounts {
     pub events: u64,
     pub media_refs: u64,
@@ -69,8 +69,12 @@ pub struct IndexCounts {
     pub redactions_applied: u64,
     /// Redactions by someone else, queued to be checked with the homeserver.
     pub redactions_to_check: u64,
-    /// Media seen for the first time, queued for download.
+    /// Media queued for download (seen for the first time), or raised to a
+    /// stronger priority (see `store::queue`).
     pub media_queued: u64,
+    /// Media indexed but left out of the download queue by a cap; for the
+    /// caller to log and count.
+    pub media_skipped: Vec<QueueSkip>,
 }
 
 /// An `events` row as stored.
@@ -166,24 +170,33 @@ impl<'a> Activity<'a> {
     }
 }
 
-/// Writes events, their media references and redaction marks inside the
-/// caller's database transaction.
+/// Writes events, their media references, the media download queue and
+/// redaction marks inside the caller's database transaction: acknowledged
+/// means queued.
 pub(super) async fn insert_batch(
     conn: &mut AnyConnection,
     backend: Backend,
     batch: &[Extracted],
     source: Source,
     indexed_at: i64,
+    queue: &QueuePolicy,
 ) -> anyhow::Result<IndexCounts> {
-    // Live media first: a new upload is checked against the blocklist
-    // before the history's backlog is worked through.
-    let priority: i64 = match source {
-        Source::Live => 0,
-        Source::Backfill => 1,
-    };
     let (mut counts, waiting) = match backend {
-        Backend::Postgres => insert_rows_postgres(conn, batch, source, indexed_at, priority).await?,
-        Backend::Sqlite => insert_rows_sqlite(conn, batch, source, indexed_at, priority).await?,
+        Backend::Postgres => {
+            // Admission first (it reads only for capped media), then one statement.
+            let admitted = admit_batch(conn, backend, batch, source, queue).await?;
+            let (mut counts, waiting) = insert_rows_postgres(conn, batch, source, indexed_at, &admitted.queue).await?;
+            counts.media_skipped = admitted.skipped;
+            (counts, waiting)
+        }
+        Backend::Sqlite => {
+            // Rows first: the transaction's first statement takes SQLite's write lock.
+            let (mut counts, waiting) = insert_rows_sqlite(conn, batch, source, indexed_at).await?;
+            let admitted = admit_batch(conn, backend, batch, source, queue).await?;
+            counts.media_queued = write_queue(conn, backend, &admitted.queue, indexed_at).await?;
+            counts.media_skipped = admitted.skipped;
+            (counts, waiting)
+        }
     };
 
     for Extracted { event, .. } in batch {
@@ -222,14 +235,14 @@ pub(super) async fn insert_batch(
     Ok(counts)
 }
 
-/// Events, daily activity, media references and the media queue in one
-/// statement: PostgreSQL runs every data-modifying `WITH` part once, in one
+/// Events, daily activity, media references and the download queue (what
+/// `store::queue` admitted, `$5`) in one statement: PostgreSQL runs every data-modifying `WITH` part once, in one
 /// round trip, and counts only rows new to the index towards the activity (a
 /// transaction sent again, or backfill meeting live events, adds nothing).
 /// Rows travel as JSON, since the `Any` driver has no array parameters. The
 /// last column is the redactions waiting for events of this batch
 /// ([`judge_late_targets`]), oldest first.
-const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
+pub(super) const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
        SELECT * FROM json_to_recordset($1::json) AS e(i text, r text, s text, t bigint, y text, k text, d text)), \
      ins AS (\
        INSERT INTO events (event_id, room_id, sender, origin_server_ts, type, state_key, redacts, indexed_at, source) \
@@ -252,9 +265,10 @@ const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
        SELECT n, m, r, e, s, t, k FROM mr \
        ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1), \
      queued AS (\
-       INSERT INTO media (server_name, media_id, next_attempt_at) \
-       SELECT DISTINCT n, m, $5::bigint FROM mr ORDER BY 1, 2 \
-       ON CONFLICT (server_name, media_id) DO NOTHING RETURNING 1) \
+       INSERT INTO media (server_name, media_id, next_attempt_at, priority, queued_sender, queued_origin) \
+       SELECT n, m, $2, p, s, o FROM json_to_recordset($5::json) AS q(n text, m text, p bigint, s text, o text) \
+       ORDER BY n, m ON CONFLICT (server_name, media_id) DO UPDATE SET priority = excluded.priority \
+       WHERE media.priority > excluded.priority AND media.fetch_state IN ('queued', 'failed') RETURNING 1) \
      SELECT (SELECT COUNT(*) FROM ins) AS events, (SELECT COUNT(*) FROM refs) AS media_refs, \
        (SELECT COUNT(*) FROM queued) AS media_queued, \
        (SELECT json_agg(json_build_array(target_id, redaction_id, room_id, sender, redacted_at) \
@@ -311,7 +325,7 @@ async fn insert_rows_postgres(
     batch: &[Extracted],
     source: Source,
     indexed_at: i64,
-    priority: i64,
+    queue: &[Candidate<'_>],
 ) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
     let events: Vec<EventJson> = batch
         .iter()
@@ -344,7 +358,7 @@ async fn insert_rows_postgres(
         .bind(indexed_at)
         .bind(source.as_str())
         .bind(serde_json::to_string(&refs)?)
-        .bind(priority)
+        .bind(queue_json(queue)?)
         .fetch_one(&mut *conn)
         .await?;
     let counts = IndexCounts {
@@ -367,7 +381,6 @@ async fn insert_rows_sqlite(
     batch: &[Extracted],
     source: Source,
     indexed_at: i64,
-    priority: i64,
 ) -> anyhow::Result<(IndexCounts, Vec<Waiting>)> {
     let backend = Backend::Sqlite;
     let mut counts = IndexCounts::default();
@@ -425,24 +438,6 @@ async fn insert_rows_sqlite(
         }
         counts.media_refs += query.execute(&mut *conn).await?.rows_affected();
     }
-    // Each media seen for the first time is queued for the media worker, in
-    // the same transaction: acknowledged means queued.
-    let mut distinct: Vec<(&str, &str)> =
-        refs.iter().map(|(_, media)| (media.server_name.as_str(), media.media_id.as_str())).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "{QUEUE_MEDIA_HEAD}{} ON CONFLICT (server_name, media_id) DO NOTHING",
-            values_placeholders(backend, chunk.len(), 3)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (server_name, media_id) in chunk {
-            query = query.bind(*server_name).bind(*media_id).bind(priority);
-        }
-        counts.media_queued += query.execute(&mut *conn).await?.rows_affected();
-    }
-
     let ids: Vec<&str> = batch.iter().map(|extracted| extracted.event.event_id.as_str()).collect();
     let sql = format!("{SELECT_WAITING}{} ORDER BY redacted_at", in_json(backend, "target_id", 1));
     let waiting = sqlx::query_as(AssertSqlSafe(sql)).bind(json_array(&ids)).fetch_all(&mut *conn).await?;

@@ -4,12 +4,20 @@
 use sqlx::AssertSqlSafe;
 
 use super::sql::{Counted, in_json, json_array};
-use super::{MediaId, Store};
+use super::{MediaId, QueuePriority, Store};
 use crate::clock::now_ms;
 
+/// One priority's due media, longest-waiting first: a range of `media_due`
+/// (priority, next_attempt_at), read in order and stopped at the limit,
+/// however long the queue. (One statement over all priorities would have
+/// to step over every media of a priority that is not due yet, failed
+/// ones waiting for their retry, before reaching the next priority.)
 const DUE: &str = "SELECT server_name, media_id, fetch_failures AS failures FROM media \
-     WHERE fetch_state IN ('queued', 'failed') AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2";
-const NEXT_DUE: &str = "SELECT MIN(next_attempt_at) FROM media WHERE fetch_state IN ('queued', 'failed')";
+     WHERE fetch_state IN ('queued', 'failed') AND priority = $1 AND next_attempt_at <= $2 \
+     ORDER BY next_attempt_at LIMIT $3";
+/// When the longest-waiting media of a priority was queued (or is due
+/// again): one end of the same range.
+const HEAD: &str = "SELECT MIN(next_attempt_at) FROM media WHERE fetch_state IN ('queued', 'failed') AND priority = $1";
 const FETCHED: &str = "UPDATE media SET fetch_state = 'fetched', sha256 = $3, size = $4, mimetype = $5, \
      fetched_at = $6, last_error = NULL WHERE server_name = $1 AND media_id = $2";
 const FAILED: &str = "UPDATE media SET fetch_failures = fetch_failures + 1, last_error = $3, next_attempt_at = $4, \
@@ -19,7 +27,7 @@ const UNAVAILABLE: &str =
     "UPDATE media SET fetch_state = 'unavailable', last_error = $3 WHERE server_name = $1 AND media_id = $2";
 const STATE: &str =
     "SELECT fetch_state, fetch_failures AS failures FROM media WHERE server_name = $1 AND media_id = $2";
-const RETRY_FAILED: &str = "UPDATE media SET fetch_state = 'queued', fetch_failures = 0, next_attempt_at = 0 \
+const RETRY_FAILED: &str = "UPDATE media SET fetch_state = 'queued', fetch_failures = 0, next_attempt_at = $1 \
      WHERE fetch_state IN ('failed', 'abandoned')";
 /// Media with a blocked hash that the blocklist was not enforced on yet.
 /// Driven from the (small) blocklist through `media_sha256`.
@@ -127,15 +135,53 @@ struct MediaWith<T> {
     detail: T,
 }
 
+/// The head of one priority's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueHead {
+    pub priority: QueuePriority,
+    /// When its longest-waiting media was queued or is due again; `None`
+    /// when nothing of this priority waits.
+    pub oldest: Option<i64>,
+}
+
+impl QueueHead {
+    /// How long its oldest due media has waited at `now` (zero when none is due).
+    pub fn age_ms(&self, now: i64) -> i64 {
+        self.oldest.map_or(0, |oldest| now.saturating_sub(oldest).max(0))
+    }
+}
+
 impl Store {
-    /// Media due for download now, the longest-waiting first.
+    /// Media due for download now, at most `limit`: the most urgent
+    /// priority first, the longest-waiting first within a priority.
     pub async fn due_media(&self, limit: i64) -> anyhow::Result<Vec<DueMedia>> {
-        Ok(sqlx::query_as(DUE).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?)
+        let now = now_ms();
+        let mut due: Vec<DueMedia> = Vec::new();
+        for priority in QueuePriority::ALL {
+            let left = limit - due.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let page: Vec<DueMedia> =
+                sqlx::query_as(DUE).bind(priority.as_i64()).bind(now).bind(left).fetch_all(&self.pool).await?;
+            due.extend(page);
+        }
+        Ok(due)
+    }
+
+    /// The head of each priority's queue, most urgent first.
+    pub async fn media_queue_heads(&self) -> anyhow::Result<Vec<QueueHead>> {
+        let mut heads = Vec::with_capacity(QueuePriority::ALL.len());
+        for priority in QueuePriority::ALL {
+            let oldest = sqlx::query_scalar(HEAD).bind(priority.as_i64()).fetch_one(&self.pool).await?;
+            heads.push(QueueHead { priority, oldest });
+        }
+        Ok(heads)
     }
 
     /// When the next queued or failed media is due, if any is.
     pub async fn next_media_due(&self) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar(NEXT_DUE).fetch_one(&self.pool).await?)
+        Ok(self.media_queue_heads().await?.iter().filter_map(|head| head.oldest).min())
     }
 
     /// The media that the given events reference and that still wait for a
@@ -210,7 +256,7 @@ impl Store {
 
     /// Queues every failed and abandoned download again, from scratch.
     pub async fn retry_failed_media(&self) -> anyhow::Result<u64> {
-        Ok(sqlx::query(RETRY_FAILED).execute(&self.pool).await?.rows_affected())
+        Ok(sqlx::query(RETRY_FAILED).bind(now_ms()).execute(&self.pool).await?.rows_affected())
     }
 
     /// How many downloads are abandoned (through `media_abandoned`).

@@ -25,13 +25,16 @@ pub(super) const SHARED_KINDS: &str =
     "'url', 'thumbnail', 'file', 'thumbnail_file', 'sticker', 'html_img', 'room_avatar'";
 
 const MEDIA_STATE: &str = "SELECT quarantined_at FROM media WHERE server_name = $1 AND media_id = $2";
-const SET_QUARANTINED: &str = "INSERT INTO media (server_name, media_id, quarantined_at, quarantined_by, quarantine_reason) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (server_name, media_id) DO UPDATE SET \
+/// A media not known before waits in the queue from now, to be hashed (the
+/// homeserver's 404 then says it is quarantined).
+const SET_QUARANTINED: &str = "INSERT INTO media (server_name, media_id, quarantined_at, quarantined_by, quarantine_reason, \
+     next_attempt_at) VALUES ($1, $2, $3, $4, $5, $3) ON CONFLICT (server_name, media_id) DO UPDATE SET \
      quarantined_at = excluded.quarantined_at, quarantined_by = excluded.quarantined_by, \
      quarantine_reason = excluded.quarantine_reason";
 /// Released media is downloaded again if it could not be before (it was
 /// quarantined): its hash is then known, and checked against the blocklist.
 const CLEAR_QUARANTINED: &str = "UPDATE media SET quarantined_at = NULL, quarantined_by = NULL, quarantine_reason = NULL, \
+     next_attempt_at = CASE WHEN fetch_state = 'unavailable' THEN $3 ELSE next_attempt_at END, \
      fetch_state = CASE WHEN fetch_state = 'unavailable' THEN 'queued' ELSE fetch_state END \
      WHERE server_name = $1 AND media_id = $2";
 const COUNT_QUARANTINED: &str = "SELECT COUNT(*) FROM media WHERE quarantined_at IS NOT NULL";
@@ -222,7 +225,7 @@ impl Store {
                 Some((actor, reason)) => {
                     sqlx::query(SET_QUARANTINED).bind(*server_name).bind(*media_id).bind(now).bind(actor).bind(reason)
                 }
-                None => sqlx::query(CLEAR_QUARANTINED).bind(*server_name).bind(*media_id),
+                None => sqlx::query(CLEAR_QUARANTINED).bind(*server_name).bind(*media_id).bind(now),
             };
             query.execute(&mut *tx).await?;
         }

@@ -20,6 +20,7 @@ mod instance;
 mod jobs;
 mod media;
 mod purge;
+mod queue;
 mod redactions;
 mod reports;
 mod sessions;
@@ -41,7 +42,7 @@ use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use backfill::{gap_reason, is_gap_reason};
 pub use events::{IndexCounts, IndexEstimate, IndexSummary, StoredEvent, StoredMediaRef};
-pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched};
+pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched, QueueHead};
 pub use inbox::{InboxItem, InboxKind, PendingItem};
 pub use instance::InstanceLock;
 pub use jobs::{
@@ -49,6 +50,7 @@ pub use jobs::{
 };
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
+pub use queue::{QueuePolicy, QueuePriority, QueueSkip, SkipReason, origin_of};
 pub use redactions::RedactionCheck;
 pub use reports::{EventReportRow, Footprint, KeptReport, ReportFilter};
 pub use sessions::Session;
@@ -112,6 +114,8 @@ pub struct Store {
     /// back to back. Tokio's lock is fair: writes that arrive while the
     /// checkpointer waits queue behind it.
     bulk_writes: Arc<RwLock<()>>,
+    /// How indexed media enters the download queue ([`Store::with_media_queue`]).
+    media_queue: Arc<QueuePolicy>,
 }
 
 /// The SQLite file of `url`, if it is a file (not an in-memory database:
@@ -187,12 +191,24 @@ async fn open_pool(url: &str, backend: Backend, connections: u32) -> anyhow::Res
 }
 
 impl Store {
+    /// Indexing queues media for download by `policy` (see `store::queue`);
+    /// the default knows no local server and has the default caps.
+    pub fn with_media_queue(mut self, policy: QueuePolicy) -> Self {
+        self.media_queue = Arc::new(policy);
+        self
+    }
+
     /// The same database through a pool of its own of `connections`: for a
     /// front-end strangers can reach (the dashboard), so that a flood of its
     /// requests can never take the connections the indexer needs.
     pub async fn with_own_pool(&self, url: &str, connections: u32) -> anyhow::Result<Self> {
         let (pool, _) = open_pool(url, self.backend, connections).await?;
-        Ok(Self { pool, backend: self.backend, bulk_writes: self.bulk_writes.clone() })
+        Ok(Self {
+            pool,
+            backend: self.backend,
+            bulk_writes: self.bulk_writes.clone(),
+            media_queue: self.media_queue.clone(),
+        })
     }
 
     /// Connects and, for SQLite, switches the file to WAL so readers (commands,
@@ -218,7 +234,7 @@ impl Store {
             checkpointer.execute(SQLITE_RESTART_WAIT).await?;
             tokio::spawn(checkpoint_wal(pool.clone(), checkpointer, bulk_writes.clone()));
         }
-        Ok(Self { pool, backend, bulk_writes })
+        Ok(Self { pool, backend, bulk_writes, media_queue: Arc::default() })
     }
 
     /// Starts the database transaction of a bulk write; keep the guard

@@ -20,7 +20,7 @@ const GAP_WINDOW: u64 = 64;
 const UPDATE_TXN: &str =
     "UPDATE appservice_txns SET fingerprint = $2, received_at = $3, event_count = $4 WHERE txn_id = $1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOutcome {
     /// Rows written and committed.
     Indexed(IndexCounts),
@@ -78,7 +78,7 @@ impl Store {
             );
             sqlx::query(UPDATE_TXN).bind(txn_id).bind(fingerprint).bind(now).bind(count).execute(&mut *tx).await?;
         }
-        let counts = insert_batch(&mut tx, self.backend, events, Source::Live, now).await?;
+        let counts = insert_batch(&mut tx, self.backend, events, Source::Live, now, &self.media_queue).await?;
         insert_inbox(&mut tx, inbox, now).await?;
         // Rooms to read back (a gap behind this transaction): asked for in the
         // same commit, so an acknowledged transaction never loses its repair.
@@ -118,7 +118,7 @@ impl Store {
     /// database transaction.
     pub async fn index_events(&self, events: &[Extracted], source: Source) -> anyhow::Result<IndexCounts> {
         let (_gate, mut tx) = self.begin_bulk_write().await?;
-        let counts = insert_batch(&mut tx, self.backend, events, source, now_ms()).await?;
+        let counts = insert_batch(&mut tx, self.backend, events, source, now_ms(), &self.media_queue).await?;
         tx.commit().await?;
         Ok(counts)
     }

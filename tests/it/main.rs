@@ -21,6 +21,7 @@ mod cli;
 mod dashboard;
 mod homeserver_client;
 mod live_index;
+mod media_queue;
 mod moderation_safety;
 mod purge;
 mod quarantine;
@@ -50,6 +51,7 @@ fn main() -> std::process::ExitCode {
         dashboard::tests(),
         homeserver_client::tests(),
         live_index::tests(),
+        media_queue::tests(),
         moderation_safety::tests(),
         purge::tests(),
         quarantine::tests(),

@@ -9,7 +9,7 @@ use housekeep::extract::extract_value;
 use housekeep::store::{
     AuditEntry, AuditFilter, BlockedHash, CancelOutcome, DueMedia, EventFilter, FetchState, Fetched, FinishedPlan,
     InboxItem, InboxKind, ItemResult, ItemState, JobState, JobToken, KindCount, MediaId, NewJob, QuarantineRecord,
-    RedactionCheck, RefsOf, ReportStored, Scope, Source, Store, StoredReport,
+    QueuePolicy, QueuePriority, RedactionCheck, RefsOf, ReportStored, Scope, SkipReason, Source, Store, StoredReport,
 };
 use housekeep::testbed::{TestDatabase, eventually};
 use serde_json::{Value, json};
@@ -22,6 +22,7 @@ tests! {
         the_audit_log_is_append_only,
         daily_activity_counts_each_message_once,
         every_query_reads_its_rows_by_name,
+        junk_references_are_capped_and_wait_behind_uploads,
     ],
     plain: [
         both_dialects_migrate_to_the_same_schema,
@@ -379,6 +380,91 @@ async fn daily_activity_counts_each_message_once(backend: Backend) -> anyhow::Re
 /// Every store read that maps columns to fields by name, on rows that it
 /// finds: a column a dialect names otherwise (an expression without its
 /// alias) fails here, not in a moderator's command.
+/// The download queue against a flood (issue 31): 10,000 mxc strings in
+/// custom fields, from one local sender and from forty senders of one
+/// remote server, are indexed, but queued only up to the caps (32 per
+/// event, 100 per sender, 1000 per server), each skip counted; an upload
+/// posted after them is the first media due, a remote attachment next; a
+/// stronger reference raises a media and a weaker one never lowers it.
+async fn junk_references_are_capped_and_wait_behind_uploads(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let policy = QueuePolicy { local_server: Some("hs".into()), ..QueuePolicy::default() };
+    assert_eq!((policy.per_event, policy.per_sender, policy.per_origin), (32, 100, 1000));
+    let store = store.with_media_queue(policy);
+    let junk = |id: &str, sender: &str, from: usize, n: usize| {
+        let mxc: Vec<String> = (from..from + n).map(|i| format!("mxc://a{i}.example.invalid/x")).collect();
+        extract_value(&event(
+            id,
+            1,
+            "m.room.message",
+            json!({"sender": sender, "content": {"body": "hi", "junk": mxc}}),
+        ))
+        .unwrap()
+    };
+    let mut skipped: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut queued = 0;
+    // One local sender: five events of 1,200, one transaction each.
+    for n in 0..5 {
+        let counts =
+            store.index_events(&[junk(&format!("$local{n}"), "@junk:hs", n * 1_200, 1_200)], Source::Live).await?;
+        queued += counts.media_queued;
+        for skip in counts.media_skipped {
+            *skipped.entry(skip.reason.as_str()).or_default() += skip.count;
+        }
+    }
+    // Forty senders of one remote server, 100 each, in one transaction.
+    let remote: Vec<_> =
+        (0..40).map(|n| junk(&format!("$remote{n}"), &format!("@s{n}:evil.example"), 6_000 + n * 100, 100)).collect();
+    let counts = store.index_events(&remote, Source::Live).await?;
+    queued += counts.media_queued;
+    for skip in &counts.media_skipped {
+        *skipped.entry(skip.reason.as_str()).or_default() += skip.count;
+    }
+    assert!(counts.media_skipped.iter().all(|s| s.reason != SkipReason::PerSender), "{:?}", counts.media_skipped);
+    // Every reference is in the index; 160 of the local sender's reach the
+    // sender cap (100 queued), 1,280 of the server's its cap (1,000).
+    assert_eq!(store.summary().await?.media_refs, 10_000);
+    assert_eq!(queued, 1_100);
+    assert_eq!(skipped, BTreeMap::from([("per_event", 5 * 1_168 + 40 * 68), ("per_origin", 280), ("per_sender", 60)]));
+    assert_eq!(store.fetch_state_counts(None).await?, [(FetchState::Queued, 1_100)]);
+    // Places are still taken in the next transaction: nothing more of theirs.
+    let counts = store.index_events(&[junk("$late", "@junk:hs", 20_000, 1)], Source::Live).await?;
+    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (0, SkipReason::PerSender));
+    let counts = store.index_events(&[junk("$late2", "@s99:evil.example", 20_001, 1)], Source::Live).await?;
+    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (0, SkipReason::PerOrigin));
+
+    // Then an upload here, and an attachment of another server.
+    let image = |id: &str, sender: &str, url: &str| {
+        let content = json!({"msgtype": "m.image", "body": "x", "url": url});
+        extract_value(&event(id, 2, "m.room.message", json!({"sender": sender, "content": content}))).unwrap()
+    };
+    store.index_events(&[image("$pic", "@g:good.example", "mxc://good.example/pic")], Source::Live).await?;
+    store.index_events(&[image("$upload", "@junk:hs", "mxc://hs/upload")], Source::Live).await?;
+    let store = &store;
+    let first = |n: i64| async move {
+        anyhow::Ok(store.due_media(n).await?.into_iter().map(|d| d.media.mxc()).collect::<Vec<_>>())
+    };
+    assert_eq!(first(2).await?, ["mxc://hs/upload", "mxc://good.example/pic"]);
+    let heads = store.media_queue_heads().await?;
+    let waiting: Vec<_> = heads.iter().filter(|h| h.oldest.is_some()).map(|h| h.priority).collect();
+    assert_eq!(waiting, [QueuePriority::Local, QueuePriority::Remote, QueuePriority::Mention]);
+    // A junk mention shown as an attachment is raised (and waits since it was
+    // first queued: ahead of the later one); the upload mentioned again stays first.
+    store.index_events(&[image("$shown", "@g:good.example", "mxc://a0.example.invalid/x")], Source::Live).await?;
+    let mention = json!({"sender": "@g:good.example", "content": {"body": "x", "see": "mxc://hs/upload"}});
+    store
+        .index_events(&[extract_value(&event("$mention", 3, "m.room.message", mention)).unwrap()], Source::Live)
+        .await?;
+    assert_eq!(first(3).await?, ["mxc://hs/upload", "mxc://a0.example.invalid/x", "mxc://good.example/pic"]);
+    // Once downloaded, a media leaves the queue, and its sender's place is free.
+    let fetched = Fetched { sha256: "00".into(), size: 1, mimetype: None };
+    store.record_fetched(&MediaId { server_name: "a1.example.invalid".into(), media_id: "x".into() }, &fetched).await?;
+    let counts = store.index_events(&[junk("$freed", "@junk:hs", 30_000, 1)], Source::Live).await?;
+    assert_eq!((counts.media_queued, counts.media_skipped.len()), (1, 0));
+    store.close().await;
+    database.drop_database().await
+}
+
 async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<()> {
     let (store, database, _dir) = open(backend).await?;
     let extract = |v: Value| extract_value(&v).unwrap();
@@ -444,7 +530,12 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(room, [mxc("hs", "one"), mxc("hs", "three"), mxc("remote", "two")]);
     let due = store.due_media(10).await?;
     assert_eq!(due.iter().map(|d| (d.media.mxc(), d.failures)).collect::<Vec<_>>().len(), 3);
-    assert_eq!(store.next_media_due().await?, Some(0));
+    let queued_at = store.next_media_due().await?.expect("media waits");
+    assert!(queued_at > 0 && queued_at <= housekeep::clock::now_ms(), "{queued_at}");
+    let heads = store.media_queue_heads().await?;
+    // Not knowing the server's name (the default policy), all is remote; the custom field is a mention.
+    let waiting: Vec<_> = heads.iter().filter(|h| h.oldest.is_some()).map(|h| h.priority).collect();
+    assert_eq!(waiting, [QueuePriority::Remote, QueuePriority::Mention]);
     assert_eq!(
         store.unfetched_media_of_events(&["$m3".into(), "$x".into()]).await?,
         [DueMedia { media: mxc("hs", "three"), failures: 0 }]
