@@ -10,7 +10,7 @@
 //! 2. `impl AdminCommand` for it: its `NAME`, `action_flags` if it changes
 //!    something on the homeserver (then `run` is one
 //!    [`Context::plan_action`](crate::command::Context::plan_action) call
-//!    with its job kind, registered in `service.rs`), and `run`;
+//!    with its job kind, registered in `service/mod.rs`), and `run`;
 //! 3. one line here. The order here is `!help`'s order.
 
 mod help;
