@@ -81,14 +81,24 @@ pub enum QueuePriority {
 impl QueuePriority {
     pub const ALL: [Self; 4] = [Self::Local, Self::Remote, Self::History, Self::Mention];
 
-    /// The priority of one reference.
-    pub fn of(kind: MediaKind, server_name: &str, local_server: Option<&str>, source: Source) -> Self {
+    /// The priority of one reference. Local takes media of this homeserver
+    /// *sent by one of its users*: anyone can name this server's media
+    /// (made-up IDs cost a download and a 404 each), and only a local
+    /// sender's naming is uncapped.
+    pub fn of(
+        kind: MediaKind,
+        server_name: &str,
+        local_server: Option<&str>,
+        sender_origin: &str,
+        source: Source,
+    ) -> Self {
         if kind == MediaKind::Other {
             return Self::Mention;
         }
+        let local = local_server.is_some_and(|local| local == server_name && local == sender_origin);
         match source {
             Source::Backfill => Self::History,
-            Source::Live if local_server == Some(server_name) => Self::Local,
+            Source::Live if local => Self::Local,
             Source::Live => Self::Remote,
         }
     }
@@ -224,8 +234,17 @@ pub(super) fn plan_event<'a>(
     let origin = origin_of(sender);
     let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(event.media.len());
     let mut media: Vec<Candidate<'a>> = Vec::with_capacity(event.media.len());
+    // Per media: whether every reference to it is an inline image or a mention.
+    let mut kinds: HashMap<(&str, &str), bool> = HashMap::with_capacity(event.media.len());
     for r in &event.media {
-        let priority = QueuePriority::of(r.kind, &r.server_name, local, source);
+        let inline_or_mention = matches!(r.kind, MediaKind::HtmlImg | MediaKind::Other);
+        kinds
+            .entry((r.server_name.as_str(), r.media_id.as_str()))
+            .and_modify(|only| *only &= inline_or_mention)
+            .or_insert(inline_or_mention);
+    }
+    for r in &event.media {
+        let priority = QueuePriority::of(r.kind, &r.server_name, local, origin, source);
         match at.get(&(r.server_name.as_str(), r.media_id.as_str())) {
             Some(&i) => media[i].priority = media[i].priority.min(priority),
             None => {
@@ -243,12 +262,25 @@ pub(super) fn plan_event<'a>(
     }
     // Stable: the event's own order within a priority.
     media.sort_by_key(|c| c.priority);
-    if media.len() <= policy.per_event {
-        return (media, None);
+    // The named slots of an event (its attachment, thumbnail, file,
+    // sticker, avatar: a handful at most, at fixed places) are all queued;
+    // the cap counts inline images and mentions, which an event can hold by
+    // the thousand, so junk there cannot crowd out an attachment.
+    let capped = |c: &Candidate<'_>| matches!(kinds.get(&(c.server_name, c.media_id)), Some(true));
+    let (named, mut rest): (Vec<_>, Vec<_>) = media.into_iter().partition(|c| !capped(c));
+    let room = policy.per_event.saturating_sub(named.len());
+    if rest.len() <= room {
+        let mut all = named;
+        all.extend(rest);
+        all.sort_by_key(|c| c.priority);
+        return (all, None);
     }
-    let left_out = media.split_off(policy.per_event);
+    let left_out = rest.split_off(room);
     let skip = QueueSkip { count: left_out.len() as u64, ..left_out[0].skip(SkipReason::PerEvent) };
-    (media, Some(skip))
+    let mut all = named;
+    all.extend(rest);
+    all.sort_by_key(|c| c.priority);
+    (all, Some(skip))
 }
 
 /// A batch's candidates, each media once at its strongest reference in the
@@ -531,16 +563,20 @@ mod tests {
     #[test]
     fn priority_is_the_reference_kind_the_media_server_and_the_source() {
         use QueuePriority::*;
-        let of = |kind, server, source| QueuePriority::of(kind, server, Some(LOCAL), source);
+        let of = |kind, server, source| QueuePriority::of(kind, server, Some(LOCAL), LOCAL, source);
         for kind in MediaKind::ALL.into_iter().filter(|k| *k != MediaKind::Other) {
             assert_eq!(of(kind, LOCAL, Source::Live), Local, "{kind}");
             assert_eq!(of(kind, "elsewhere.example", Source::Live), Remote, "{kind}");
             assert_eq!(of(kind, LOCAL, Source::Backfill), History, "{kind}");
+            // A remote sender naming this server's media (made-up IDs cost a
+            // download each) is capped like any remote reference.
+            let from_afar = QueuePriority::of(kind, LOCAL, Some(LOCAL), "evil.example", Source::Live);
+            assert_eq!(from_afar, Remote, "{kind}");
         }
         assert_eq!(of(MediaKind::Other, LOCAL, Source::Live), Mention);
         assert_eq!(of(MediaKind::Other, "elsewhere.example", Source::Backfill), Mention);
         // Not knowing the server name, nothing is taken for local.
-        assert_eq!(QueuePriority::of(MediaKind::Url, LOCAL, None, Source::Live), Remote);
+        assert_eq!(QueuePriority::of(MediaKind::Url, LOCAL, None, LOCAL, Source::Live), Remote);
         // The stored numbers are the order.
         let numbers: Vec<i64> = QueuePriority::ALL.iter().map(|p| p.as_i64()).collect();
         assert_eq!(numbers, [0, 1, 2, 3]);
@@ -571,7 +607,7 @@ mod tests {
             "junk": junk, "msgtype": "m.image", "body": "x", "url": format!("mxc://{LOCAL}/file"),
             "info": {"thumbnail_url": "mxc://remote.example/thumb"},
         });
-        let e = event("$e", "@a:remote.example", content);
+        let e = event("$e", &format!("@a:{LOCAL}"), content);
         let (queued, skip) = plan_event(&e, &policy(), Source::Live);
         // The file is named twice (url and a mention): once, as the attachment.
         assert_eq!(
@@ -585,7 +621,21 @@ mod tests {
         );
         let skip = skip.expect("four left out");
         assert_eq!((skip.reason, skip.count, skip.first.as_str()), (SkipReason::PerEvent, 4, "mxc://evil.example/j2"));
-        assert_eq!((skip.event_id.as_str(), skip.origin.as_str()), ("$e", "remote.example"));
+        assert_eq!((skip.event_id.as_str(), skip.origin.as_str()), ("$e", LOCAL));
+        // The cap counts inline images and mentions: an attachment after a
+        // thousand of them is queued all the same.
+        let mut flood: Vec<String> = (0..1000).map(|i| format!("<img src=\"mxc://{LOCAL}/i{i}\">")).collect();
+        flood.push(String::new());
+        let late = event(
+            "$late",
+            &format!("@a:{LOCAL}"),
+            json!({"msgtype": "m.image", "body": "x", "format": "org.matrix.custom.html",
+                   "formatted_body": flood.join(""), "url": format!("mxc://{LOCAL}/blocked")}),
+        );
+        let (queued, skip) = plan_event(&late, &policy(), Source::Live);
+        assert!(queued.iter().any(|c| c.media_id == "blocked"), "{:?}", keys(&queued));
+        assert_eq!(queued.len(), policy().per_event);
+        assert_eq!(skip.map(|s| s.count), Some(1000 - (policy().per_event as u64 - 1)));
         // Under the cap nothing is left out.
         let four = mentions("$f", "@a:hs", "x.example", 4);
         let (queued, skip) = plan_event(&four, &policy(), Source::Live);
@@ -659,7 +709,7 @@ mod tests {
         let local = |id: &str, media: &str| {
             event(
                 id,
-                "@a:evil.example",
+                &format!("@a:{LOCAL}"),
                 json!({"msgtype": "m.image", "body": "x", "url": format!("mxc://{LOCAL}/{media}")}),
             )
         };
