@@ -328,8 +328,8 @@ impl Metrics {
         let media_queue_skipped = Family::<SkipLabel, Counter>::default();
         registry.register(
             "media_queue_skipped",
-            "Media indexed but not queued for download, by the cap that left it out (per_event, per_sender, \
-             per_origin; each logged)",
+            "Media past a download queue cap, by cap: per_event (not queued), per_sender and per_origin \
+             (deferred to the lowest priority); each logged",
             media_queue_skipped.clone(),
         );
         let blocklist = Family::<BlocklistLabel, Counter>::default();
@@ -453,7 +453,13 @@ impl Metrics {
                 sender = skip.sender,
                 origin = skip.origin,
                 first = skip.first,
-                "media indexed but not queued for download: over a cap (see media.queue)"
+                "{}",
+                match skip.reason {
+                    crate::store::SkipReason::PerEvent => {
+                        "media indexed but not queued for download: over the per-event cap (see media.queue)"
+                    }
+                    _ => "media queued last (deferred): its sender or their server is over its cap (see media.queue)",
+                }
             );
         }
     }

@@ -15,19 +15,23 @@
 //!   file posted as an attachment on this homeserver is hashed before any
 //!   backlog of remote media or mentions.
 //! - At most [`QueuePolicy::per_event`] media are queued per event, the
-//!   strongest references first; the rest stay in `media_refs` (found by
-//!   `!quarantine event|room|user`) but are not downloaded.
+//!   strongest references first, counting only inline images and mentions
+//!   (an event's named slots are a handful, all queued); the rest stay in
+//!   `media_refs` (found by `!quarantine event|room|user`) but are not
+//!   downloaded.
 //! - Remote media and mentions ([`QueuePriority::is_capped`]) that are new
 //!   to the queue count against their sender and their sender's server:
 //!   at most [`QueuePolicy::per_sender`] and [`QueuePolicy::per_origin`] of
 //!   them may wait (queued, or failed and due again) at once. Downloads that
 //!   succeed free their place at once; junk frees it when abandoned. Media
-//!   of this homeserver in a shared kind is never capped by sender: it is an
-//!   upload, and the very thing the blocklist is for.
+//!   of this homeserver in a shared kind, named by one of its users, is
+//!   never capped by sender: it is an upload, and the very thing the
+//!   blocklist is for. What is past these caps is queued
+//!   [`QueuePriority::Deferred`], after everything else, not dropped.
 //!
-//! Whatever is left out is returned as [`QueueSkip`]s, which the caller logs
-//! and counts (`housekeep_media_queue_skipped_total`). A media left out is
-//! queued by any later reference that is admitted.
+//! Whatever a cap touched is returned as [`QueueSkip`]s, which the caller
+//! logs and counts (`housekeep_media_queue_skipped_total`). A media the
+//! per-event cap left out is queued by any later reference that is admitted.
 
 use std::collections::HashMap;
 
@@ -76,10 +80,15 @@ pub enum QueuePriority {
     /// Referenced only as a plain mxc string (kind `other`: custom fields,
     /// links, unknown event types): no client shows it as media.
     Mention = 3,
+    /// Past its sender's or its server's cap: downloaded (and so checked
+    /// against the blocklist) after everything else, never dropped. A few
+    /// accounts of a big server must not keep that server's attachments
+    /// from being hashed by filling its places with junk.
+    Deferred = 4,
 }
 
 impl QueuePriority {
-    pub const ALL: [Self; 4] = [Self::Local, Self::Remote, Self::History, Self::Mention];
+    pub const ALL: [Self; 5] = [Self::Local, Self::Remote, Self::History, Self::Mention, Self::Deferred];
 
     /// The priority of one reference. Local takes media of this homeserver
     /// *sent by one of its users*: anyone can name this server's media
@@ -126,6 +135,7 @@ impl QueuePriority {
             Self::Remote => "remote",
             Self::History => "history",
             Self::Mention => "mention",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -374,13 +384,16 @@ pub(super) fn admit<'a>(
                 *origin += 1;
                 admitted.push(candidate);
             }
-            Some(key) => match skip_at.get(&key) {
-                Some(&i) => skips[i].count += 1,
-                None => {
-                    skip_at.insert(key, skips.len());
-                    skips.push(candidate.skip(key.0));
+            Some(key) => {
+                match skip_at.get(&key) {
+                    Some(&i) => skips[i].count += 1,
+                    None => {
+                        skip_at.insert(key, skips.len());
+                        skips.push(candidate.skip(key.0));
+                    }
                 }
-            },
+                admitted.push(Candidate { priority: QueuePriority::Deferred, ..candidate });
+            }
         }
     }
     (admitted, skips)
@@ -579,7 +592,7 @@ mod tests {
         assert_eq!(QueuePriority::of(MediaKind::Url, LOCAL, None, LOCAL, Source::Live), Remote);
         // The stored numbers are the order.
         let numbers: Vec<i64> = QueuePriority::ALL.iter().map(|p| p.as_i64()).collect();
-        assert_eq!(numbers, [0, 1, 2, 3]);
+        assert_eq!(numbers, [0, 1, 2, 3, 4]);
         assert!(QueuePriority::ALL.iter().all(|p| QueuePriority::from_i64(p.as_i64()) == Some(*p)));
     }
 
@@ -679,6 +692,10 @@ mod tests {
         let (candidates, _) = plan_batch(&batch, &policy, Source::Live);
         let (admitted, skips) = admit(candidates, &waiting, &policy);
         // @a: 2 more (cap 3); @b: 1 (the origin's 5th); @c: 3 (their cap).
+        // The rest is deferred, behind everything else, not dropped.
+        let (deferred, admitted): (Vec<_>, Vec<_>) =
+            admitted.into_iter().partition(|c| c.priority == QueuePriority::Deferred);
+        assert_eq!(deferred.len(), 6);
         let admitted: Vec<(&str, &str)> = admitted.iter().map(|c| (c.sender, c.media_id)).collect();
         assert_eq!(
             admitted,
@@ -793,10 +810,13 @@ mod tests {
             prop_assert!(per_event_queued.values().all(|n| *n <= per_event));
             prop_assert!(per_sender_queued.values().all(|n| *n <= per_sender));
             prop_assert!(per_origin_queued.values().all(|n| *n <= per_origin));
-            // Caps leave out only capped media, and count each one.
-            let left_out: u64 = cap_skips.iter().map(|s| s.count).sum();
-            prop_assert_eq!(admitted.len() as u64 + left_out, planned);
-            prop_assert_eq!(admitted.iter().filter(|c| !c.priority.is_capped()).count(), uncapped);
+            // Caps defer only capped media (never drop it), and count each one.
+            let deferred = admitted.iter().filter(|c| c.priority == QueuePriority::Deferred).count() as u64;
+            prop_assert_eq!(cap_skips.iter().map(|s| s.count).sum::<u64>(), deferred);
+            prop_assert_eq!(admitted.len() as u64, planned);
+            let kept_uncapped =
+                admitted.iter().filter(|c| !c.priority.is_capped() && c.priority != QueuePriority::Deferred).count();
+            prop_assert_eq!(kept_uncapped, uncapped);
             // Per event: what an event names, minus what it queues, is its skip.
             for (n, e) in batch.iter().enumerate() {
                 let mut distinct: Vec<_> = e.media.iter().map(|m| (&m.server_name, &m.media_id)).collect();

@@ -422,16 +422,17 @@ async fn junk_references_are_capped_and_wait_behind_uploads(backend: Backend) ->
     }
     assert!(counts.media_skipped.iter().all(|s| s.reason != SkipReason::PerSender), "{:?}", counts.media_skipped);
     // Every reference is in the index; 160 of the local sender's reach the
-    // sender cap (100 queued), 1,280 of the server's its cap (1,000).
+    // sender cap (100 queued, 60 deferred), 1,280 of the server's its cap
+    // (1,000 queued, 280 deferred): deferred, not dropped.
     assert_eq!(store.summary().await?.media_refs, 10_000);
-    assert_eq!(queued, 1_100);
+    assert_eq!(queued, 1_440);
     assert_eq!(skipped, BTreeMap::from([("per_event", 5 * 1_168 + 40 * 68), ("per_origin", 280), ("per_sender", 60)]));
-    assert_eq!(store.fetch_state_counts(None).await?, [(FetchState::Queued, 1_100)]);
-    // Places are still taken in the next transaction: nothing more of theirs.
+    assert_eq!(store.fetch_state_counts(None).await?, [(FetchState::Queued, 1_440)]);
+    // Places are still taken in the next transaction: more of theirs is deferred.
     let counts = store.index_events(&[junk("$late", "@junk:hs", 20_000, 1)], Source::Live).await?;
-    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (0, SkipReason::PerSender));
+    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (1, SkipReason::PerSender));
     let counts = store.index_events(&[junk("$late2", "@s99:evil.example", 20_001, 1)], Source::Live).await?;
-    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (0, SkipReason::PerOrigin));
+    assert_eq!((counts.media_queued, counts.media_skipped[0].reason), (1, SkipReason::PerOrigin));
 
     // Then an upload here, and an attachment of another server.
     let image = |id: &str, sender: &str, url: &str| {
@@ -447,7 +448,7 @@ async fn junk_references_are_capped_and_wait_behind_uploads(backend: Backend) ->
     assert_eq!(first(2).await?, ["mxc://hs/upload", "mxc://good.example/pic"]);
     let heads = store.media_queue_heads().await?;
     let waiting: Vec<_> = heads.iter().filter(|h| h.oldest.is_some()).map(|h| h.priority).collect();
-    assert_eq!(waiting, [QueuePriority::Local, QueuePriority::Remote, QueuePriority::Mention]);
+    assert_eq!(waiting, [QueuePriority::Local, QueuePriority::Remote, QueuePriority::Mention, QueuePriority::Deferred]);
     // A junk mention shown as an attachment is raised (and waits since it was
     // first queued: ahead of the later one); the upload mentioned again stays first.
     store.index_events(&[image("$shown", "@g:good.example", "mxc://a0.example.invalid/x")], Source::Live).await?;
