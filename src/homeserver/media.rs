@@ -24,7 +24,10 @@ impl HomeserverClient {
         media_id: &str,
         timeout: std::time::Duration,
     ) -> Result<reqwest::Response, HsError> {
-        let url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
+        let mut url = self.url(&["_matrix", "client", "v1", "media", "download", server_name, media_id]);
+        // Media created but not uploaded yet: an answer (M_NOT_YET_UPLOADED)
+        // at once, rather than a download slot held for Synapse's 20 s.
+        url.query_pairs_mut().append_pair("timeout_ms", "1000");
         let response =
             self.http.get(url).bearer_auth(&self.token).timeout(timeout).send().await.map_err(HsError::Transport)?;
         if response.status().is_success() {

@@ -65,6 +65,8 @@ pub struct FetchCounts {
 /// Why a download did not give a file.
 enum Failure {
     Unavailable(String),
+    /// This homeserver's media, created but not uploaded yet.
+    NotYetUploaded(String),
     Retry(String),
     Stalled(Duration),
     Cancelled,
@@ -261,6 +263,17 @@ impl MediaFetcher {
                 self.failed(due, &reason, true).await
             }
             Err(Failure::Retry(reason)) => self.failed(due, &reason, false).await,
+            Err(Failure::NotYetUploaded(reason)) => {
+                // Asked again every media.retry_delay, however often: that
+                // is no failure of the download, and it ends with the upload.
+                let again = self.config.retry_delay;
+                tracing::info!(mxc = media.mxc(), reason, "media not uploaded yet; asking again in {again:?}");
+                let next = now_ms() + again.as_millis() as i64;
+                if let Err(error) = self.services.store.record_not_yet_uploaded(media, &reason, next).await {
+                    tracing::warn!(mxc = media.mxc(), error = format!("{error:#}"), "cannot record it");
+                }
+                (Outcome::Failed, false)
+            }
         };
         let label = match outcome.0 {
             Outcome::Fetched => "fetched",
@@ -318,6 +331,9 @@ impl MediaFetcher {
                 if status == reqwest::StatusCode::NOT_FOUND && errcode == "M_NOT_FOUND" && local =>
             {
                 return Err(Failure::Unavailable(format!("{status} {errcode}: {error}")));
+            }
+            Err(HsError::Matrix { status, errcode, error, .. }) if errcode == "M_NOT_YET_UPLOADED" && local => {
+                return Err(Failure::NotYetUploaded(format!("{status} {errcode}: {error}")));
             }
             Err(HsError::Matrix { errcode, .. }) if errcode == "M_UNRECOGNIZED" => {
                 tracing::warn!(

@@ -23,6 +23,10 @@ const FETCHED: &str = "UPDATE media SET fetch_state = 'fetched', sha256 = $3, si
 const FAILED: &str = "UPDATE media SET fetch_failures = fetch_failures + 1, last_error = $3, next_attempt_at = $4, \
      fetch_state = CASE WHEN fetch_failures + 1 >= $5 THEN 'abandoned' ELSE 'failed' END \
      WHERE server_name = $1 AND media_id = $2";
+/// A failure that does not count towards abandoning (see
+/// [`Store::record_not_yet_uploaded`]).
+const NOT_YET: &str = "UPDATE media SET fetch_state = 'failed', last_error = $3, next_attempt_at = $4 \
+     WHERE server_name = $1 AND media_id = $2";
 const UNAVAILABLE: &str =
     "UPDATE media SET fetch_state = 'unavailable', last_error = $3 WHERE server_name = $1 AND media_id = $2";
 const STATE: &str =
@@ -235,6 +239,28 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(self.fetch_state(media).await?.map_or(FetchState::Failed, |(state, _)| state))
+    }
+
+    /// This homeserver's media whose ID was made but whose content is not
+    /// uploaded yet (`M_NOT_YET_UPLOADED`): tried again at `next_attempt_at`
+    /// without counting towards abandoning it. Its uploader can post it
+    /// first and upload later; giving up before the upload would leave the
+    /// file that then appears behind the post unhashed. (Synapse forgets an
+    /// ID never uploaded to after a day, then answers 404: unavailable.)
+    pub async fn record_not_yet_uploaded(
+        &self,
+        media: &MediaId,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(NOT_YET)
+            .bind(&media.server_name)
+            .bind(&media.media_id)
+            .bind(error)
+            .bind(next_attempt_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The homeserver does not serve it (404): quarantined, or gone.

@@ -12,6 +12,7 @@ use serde_json::json;
 
 tests! {
     both: [a_blocklisted_upload_behind_ten_thousand_junk_mentions_is_quarantined_within_5_s],
+    postgres: [a_file_uploaded_after_its_post_is_still_hashed],
 }
 
 /// The value of one line of `/metrics`, if present.
@@ -103,6 +104,65 @@ async fn a_blocklisted_upload_behind_ten_thousand_junk_mentions_is_quarantined_w
         assert!(ages.values().all(Option::is_some), "{ages:?}");
         let known: i64 = store.fetch_state_counts(None).await?.iter().map(|(_, n)| n).sum();
         assert_eq!(known, 1_441, "the upload, and no more junk");
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    finish(testbed, result).await
+}
+
+/// A user can make a media ID first, post it, and upload the file later
+/// (asynchronous uploads, spec v1.7): Synapse answers `M_NOT_YET_UPLOADED`
+/// meanwhile. That is no failed download: however long the upload takes,
+/// the file is hashed once it is there, and a blocked one quarantined. (It
+/// was abandoned after three tries, and the file uploaded after never hashed.)
+async fn a_file_uploaded_after_its_post_is_still_hashed(backend: Backend) -> anyhow::Result<()> {
+    let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
+    let result = async {
+        testbed
+            .reconfigure(|text| {
+                text.replace("retry_delay: 30s", "retry_delay: 1s").replace("max_attempts: 3", "max_attempts: 2")
+            })
+            .await?;
+        testbed.make_bot_admin().await?;
+        let store = testbed.store().await?;
+        let admin_room = testbed.admin_room().await?;
+        let bytes = format!("uploaded late {}", rand::random::<u64>()).into_bytes();
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        command_reply(&testbed, &admin_room, &format!("!blocklist add {sha256}"), 1).await?;
+
+        let spammer = testbed.synapse.register_user("spammer", false).await?;
+        let room = spammer.create_room(json!({"name": "later"})).await?;
+        let created = spammer.request(reqwest::Method::POST, "/_matrix/media/v1/create", None).await?;
+        let mxc = created["content_uri"].as_str().expect("a content_uri").to_owned();
+        spammer.send(&room, "m.room.message", json!({"msgtype": "m.image", "body": "x", "url": mxc})).await?;
+        let (server, id) = mxc.trim_start_matches("mxc://").split_once('/').expect("an mxc URI");
+        let media = MediaId { server_name: server.into(), media_id: id.into() };
+        // Asked for more times than max_attempts allows, and still waiting.
+        let asked = || async {
+            let metrics = testbed.housekeep.metrics().await?;
+            anyhow::Ok(metric(&metrics, "housekeep_media_downloads_total{outcome=\"failed\"}").unwrap_or(0.0))
+        };
+        eventually(Duration::from_secs(30), "three asks while not uploaded", || async {
+            Ok((asked().await? >= 3.0).then_some(()))
+        })
+        .await?;
+        assert_eq!(store.fetch_state(&media).await?, Some((FetchState::Failed, 0)), "no failure counted");
+
+        let upload = format!("{}/_matrix/media/v3/upload/{server}/{id}", testbed.synapse.url);
+        let response = reqwest::Client::new()
+            .put(upload)
+            .bearer_auth(&spammer.access_token)
+            .header(reqwest::header::CONTENT_TYPE, "image/png")
+            .body(bytes)
+            .send()
+            .await?;
+        assert!(response.status().is_success(), "{}", response.text().await?);
+        eventually(Duration::from_secs(30), "the late file to be quarantined", || async {
+            Ok(store.media_quarantined_at(server, id).await?.map(|_| ()))
+        })
+        .await?;
+        assert_eq!(spammer.download_status(&mxc).await?, 404);
         store.close().await;
         anyhow::Ok(())
     }
