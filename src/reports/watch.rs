@@ -78,11 +78,30 @@ struct Told {
 }
 
 impl Told {
-    fn single_allowed(&mut self) -> bool {
-        while self.singles.front().is_some_and(|at| at.elapsed() >= Duration::from_secs(3600)) {
+    /// Whether a notice of its own may be posted at `now` (at most
+    /// [`SINGLE_PER_HOUR`] in any hour).
+    fn single_allowed(&mut self, now: tokio::time::Instant) -> bool {
+        while self.singles.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(3600)) {
             self.singles.pop_front();
         }
         self.singles.len() < SINGLE_PER_HOUR
+    }
+
+    /// Whether a summary may be posted at `now` (one per [`SUMMARY_GAP`]).
+    fn summary_allowed(&self, now: tokio::time::Instant) -> bool {
+        self.last_summary.is_none_or(|at| now.duration_since(at) >= SUMMARY_GAP)
+    }
+
+    /// A notice failed to post: whether to give up on it now (after
+    /// [`MAX_POST_FAILURES`]); the count is forgotten once given up.
+    fn give_up_after_failure(&mut self, report_id: i64) -> bool {
+        let failures = self.failures.entry(report_id).or_default();
+        *failures += 1;
+        if *failures < MAX_POST_FAILURES {
+            return false;
+        }
+        self.failures.remove(&report_id);
+        true
     }
 }
 
@@ -153,9 +172,9 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
     if waiting == 0 {
         return Ok(());
     }
-    if waiting <= MAX_SINGLE && told.single_allowed() {
+    if waiting <= MAX_SINGLE && told.single_allowed(tokio::time::Instant::now()) {
         for report in services.store.unposted_reports(MAX_SINGLE).await? {
-            if !told.single_allowed() {
+            if !told.single_allowed(tokio::time::Instant::now()) {
                 break;
             }
             let notice = full_notice(services, &report).await?;
@@ -166,9 +185,7 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
                     services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "posted" }).inc();
                 }
                 Err(error) => {
-                    let failures = told.failures.entry(report.report_id).or_default();
-                    *failures += 1;
-                    if *failures < MAX_POST_FAILURES {
+                    if !told.give_up_after_failure(report.report_id) {
                         return Err(error.context(format!("posting report {}", report.report_id)));
                     }
                     tracing::warn!(
@@ -177,7 +194,6 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
                         "cannot post a report's notice ({MAX_POST_FAILURES} tries); going on without it \
                          (!reports lists it)"
                     );
-                    told.failures.remove(&report.report_id);
                     services.metrics.event_reports.get_or_create(&ReportLabel { outcome: "unpostable" }).inc();
                 }
             }
@@ -185,7 +201,7 @@ async fn tell(services: &Services, told: &mut Told) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if told.last_summary.is_some_and(|at| at.elapsed() < SUMMARY_GAP) {
+    if !told.summary_allowed(tokio::time::Instant::now()) {
         return Ok(());
     }
     let first = services.store.unposted_reports(super::notice::SUMMARY_LINES as i64).await?;
@@ -237,5 +253,44 @@ fn describe(event: &Value) -> ReportedEvent {
         body: event.pointer("/content/body").and_then(Value::as_str).map(str::to_owned),
         media_kinds,
         redacted: event.pointer("/unsigned/redacted_because").is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn at_most_thirty_notices_an_hour_then_again_as_the_hour_moves_on() {
+        let mut told = Told::default();
+        let start = Instant::now();
+        for n in 0..SINGLE_PER_HOUR as u64 {
+            let at = start + Duration::from_secs(n);
+            assert!(told.single_allowed(at), "notice {n}");
+            told.singles.push_back(at);
+        }
+        assert!(!told.single_allowed(start + Duration::from_secs(1800)), "the 31st within the hour");
+        assert!(told.single_allowed(start + Duration::from_secs(3600)), "the first one is an hour old");
+    }
+
+    #[test]
+    fn a_summary_a_minute() {
+        let mut told = Told::default();
+        let start = Instant::now();
+        assert!(told.summary_allowed(start));
+        told.last_summary = Some(start);
+        assert!(!told.summary_allowed(start + Duration::from_secs(59)));
+        assert!(told.summary_allowed(start + SUMMARY_GAP));
+    }
+
+    #[test]
+    fn a_notice_that_keeps_failing_is_given_up_on_the_third_time() {
+        let mut told = Told::default();
+        assert!(!told.give_up_after_failure(7));
+        assert!(!told.give_up_after_failure(7));
+        assert!(!told.give_up_after_failure(8), "counted per report");
+        assert!(told.give_up_after_failure(7));
+        assert!(!told.failures.contains_key(&7), "forgotten once given up");
     }
 }
