@@ -57,17 +57,24 @@ fn rules_and_creators(state: &[Value]) -> (AuthorizationRules, Vec<OwnedUserId>)
     (rules, creators)
 }
 
-/// Whether `user_id` is at or above `level`.
 /// Whether `user_id` is joined to the room, by its current state: a kicked,
 /// banned or departed user keeps their power level entry, and no power.
 pub fn is_joined(state: &[Value], user_id: &UserId) -> bool {
-    state.iter().any(|event| {
-        event.get("type").and_then(Value::as_str) == Some("m.room.member")
-            && event.get("state_key").and_then(Value::as_str) == Some(user_id.as_str())
-            && event.pointer("/content/membership").and_then(Value::as_str) == Some("join")
+    membership(state, user_id) == Some("join")
+}
+
+/// `user_id`'s membership in the room (`join`, `invite`, `leave`, `ban`,
+/// `knock`) by its current state; `None` if the room never had them.
+pub fn membership<'a>(state: &'a [Value], user_id: &UserId) -> Option<&'a str> {
+    state.iter().find_map(|event| {
+        (event.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && event.get("state_key").and_then(Value::as_str) == Some(user_id.as_str()))
+        .then(|| event.pointer("/content/membership").and_then(Value::as_str))
+        .flatten()
     })
 }
 
+/// Whether `user_id` is at or above `level`.
 pub fn at_least(levels: &RoomPowerLevels, user_id: &UserId, level: i64) -> bool {
     levels.for_user(user_id) >= Int::new_saturating(level)
 }

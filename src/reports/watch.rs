@@ -150,18 +150,18 @@ async fn fetch_newer_than(services: &Services, newest: Option<i64>) -> anyhow::R
 }
 
 fn row(report: EventReport) -> EventReportRow {
-    let cut = |s: Option<String>| s.map(|s| s.chars().take(STORED_CHARS).collect::<String>());
+    let cut = |s: String| s.chars().take(STORED_CHARS).collect::<String>();
     EventReportRow {
         report_id: report.id,
         received_ts: report.received_ts,
-        room_id: report.room_id.chars().take(STORED_CHARS).collect(),
-        event_id: report.event_id.chars().take(STORED_CHARS).collect(),
-        reporter: report.user_id.chars().take(STORED_CHARS).collect(),
-        sender: cut(report.sender),
-        reason: cut(report.reason),
+        room_id: cut(report.room_id),
+        event_id: cut(report.event_id),
+        reporter: cut(report.user_id),
+        sender: report.sender.map(cut),
+        reason: report.reason.map(cut),
         score: report.score,
-        room_name: cut(report.name),
-        room_alias: cut(report.canonical_alias),
+        room_name: report.name.map(cut),
+        room_alias: report.canonical_alias.map(cut),
     }
 }
 

@@ -243,13 +243,8 @@ async fn invite_moderators_never_asked(
     if !made_by_the_bot(config, state) {
         return;
     }
-    let has_membership = |user: &ruma::UserId| {
-        state.iter().any(|event| {
-            event.get("type").and_then(serde_json::Value::as_str) == Some("m.room.member")
-                && event.get("state_key").and_then(serde_json::Value::as_str) == Some(user.as_str())
-        })
-    };
-    for moderator in config.admin.moderators.iter().filter(|m| !has_membership(m)) {
+    let never_asked = |user: &&ruma::OwnedUserId| crate::homeserver::power::membership(state, user).is_none();
+    for moderator in config.admin.moderators.iter().filter(never_asked) {
         match homeserver.invite(room_id.as_str(), moderator).await {
             Ok(()) => tracing::info!(%room_id, %moderator, "invited a moderator into the admin room housekeep made"),
             Err(error) => {

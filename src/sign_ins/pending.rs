@@ -165,7 +165,7 @@ impl Pending {
         if let Some(oldest) = displaced {
             self.remove(oldest);
         }
-        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let secret = super::new_token();
         let code = std::iter::repeat_with(DeviceCode::random)
             .find(|code| !self.by_code.contains_key(code))
             .expect("an endless supply");

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::common::{Backend, command_reply, indexed, with_own_testbed};
+use housekeep::grammar::percent_encode;
 use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::{Value, json};
 
@@ -33,12 +34,8 @@ async fn bot_notices(testbed: &Testbed, room: &str, start: &str) -> anyhow::Resu
 }
 
 async fn report(user: &MatrixUser, room: &str, event_id: &str, reason: &str) -> anyhow::Result<Value> {
-    let path = format!("/_matrix/client/v3/rooms/{room}/report/{}", urlencoding(event_id));
+    let path = format!("/_matrix/client/v3/rooms/{room}/report/{}", percent_encode(event_id));
     user.request(reqwest::Method::POST, &path, Some(json!({"reason": reason, "score": -100}))).await
-}
-
-fn urlencoding(id: &str) -> String {
-    id.replace('$', "%24").replace(':', "%3A")
 }
 
 async fn a_report_reaches_the_admin_room_with_the_senders_footprint(backend: Backend) -> anyhow::Result<()> {
