@@ -136,5 +136,5 @@ pub(super) async fn plan(
     );
     summary = summary.field("asked by", &plan.why);
     let blocked = (!admin).then(|| "backfill reads history through Synapse's admin API".to_owned());
-    Ok(Planned { size: Size::default(), plan, summary, blocked })
+    Ok(Planned { size: Size::default(), plan, summary, blocked, irreversible: false })
 }

@@ -62,7 +62,7 @@ impl Context<'_> {
         };
         let (job, summary, yes_refused, blocked) = match self.jobs.plan::<K>(request, args).await? {
             PlanOutcome::Nothing { summary } => {
-                let reply = summary.line("Nothing to do: the index holds nothing this selects.");
+                let reply = summary.line("Nothing to do.");
                 return Ok(Executed::with_outcome(reply, "nothing selected"));
             }
             PlanOutcome::Blocked { summary, why } => {

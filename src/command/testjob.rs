@@ -91,7 +91,13 @@ impl<const BACKGROUND: bool> Kind for TestJob<BACKGROUND> {
             plan.delay_ms,
             Self::LANE.as_str()
         ));
-        Ok(Planned { plan, summary, size: Size { events: i64::from(args.items), media: 0 }, blocked: None })
+        Ok(Planned {
+            plan,
+            summary,
+            size: Size { events: i64::from(args.items), media: 0 },
+            blocked: None,
+            irreversible: false,
+        })
     }
 
     /// Each item is one audited action, committed with the cursor: after a

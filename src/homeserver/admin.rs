@@ -41,7 +41,7 @@ struct Quarantined {
 }
 
 /// Synapse reports booleans as 1/0 on SQLite and true/false on PostgreSQL.
-mod flag {
+pub(super) mod flag {
     use serde::{Deserialize, Deserializer, de::Error};
 
     #[derive(Deserialize)]

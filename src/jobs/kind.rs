@@ -68,6 +68,9 @@ pub struct Planned<P> {
     pub size: Size,
     /// Why the job cannot run as things are (the plan is still shown).
     pub blocked: Option<String>,
+    /// It cannot be undone (a deactivation): never run by `--yes`, and
+    /// confirmed by a second moderator wherever the two-person rule is on.
+    pub irreversible: bool,
 }
 
 /// A kind's running totals: what each batch adds, summed across batches

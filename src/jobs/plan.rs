@@ -37,15 +37,18 @@ impl ConfirmPolicy {
     /// No limits (jobs housekeep starts by itself).
     pub const NONE: Self = Self { yes_limit: Size { events: i64::MAX, media: i64::MAX }, two_person: None };
 
-    /// Whether a selection of `size` needs a moderator other than the requester.
-    fn needs_second_moderator(&self, size: Size) -> bool {
-        self.two_person.is_some_and(|limit| exceeds(size, limit))
+    /// Whether a selection of `size` needs a moderator other than the
+    /// requester: above the two-person threshold, or anything irreversible
+    /// wherever that rule is on.
+    fn needs_second_moderator(&self, size: Size, irreversible: bool) -> bool {
+        self.two_person.is_some_and(|limit| irreversible || exceeds(size, limit))
     }
 
     /// Whether `--yes` (the requester confirming alone) is refused for it:
-    /// above either threshold, whichever order they are in.
-    fn refuses_yes(&self, size: Size) -> bool {
-        exceeds(size, self.yes_limit) || self.needs_second_moderator(size)
+    /// above either threshold, whichever order they are in, and always for
+    /// what cannot be undone.
+    fn refuses_yes(&self, size: Size, irreversible: bool) -> bool {
+        irreversible || exceeds(size, self.yes_limit) || self.needs_second_moderator(size, false)
     }
 }
 
@@ -138,8 +141,9 @@ impl Jobs {
             store.abandon_planning(&job.id).await?;
             return Ok(PlanOutcome::Nothing { summary: planned.summary });
         }
-        let needs_second_moderator = request.policy.needs_second_moderator(planned.size);
-        let yes_refused = request.mode == PlanMode::Yes && request.policy.refuses_yes(planned.size);
+        let needs_second_moderator = request.policy.needs_second_moderator(planned.size, planned.irreversible);
+        let yes_refused =
+            request.mode == PlanMode::Yes && request.policy.refuses_yes(planned.size, planned.irreversible);
         let state = match request.mode {
             PlanMode::DryRun => JobState::DryRun,
             PlanMode::Yes if !yes_refused => JobState::Confirmed,
@@ -197,10 +201,22 @@ mod tests {
         let size = |events| Size { events, media: 0 };
         // Two-person below the confirm threshold: --yes must not slip between them.
         let policy = ConfirmPolicy { yes_limit: size(1000), two_person: Some(size(10)) };
-        assert!(!policy.refuses_yes(size(10)));
-        assert!(policy.refuses_yes(size(11)) && policy.needs_second_moderator(size(11)));
+        assert!(!policy.refuses_yes(size(10), false));
+        assert!(policy.refuses_yes(size(11), false) && policy.needs_second_moderator(size(11), false));
         let policy = ConfirmPolicy { yes_limit: size(10), two_person: Some(size(1000)) };
-        assert!(policy.refuses_yes(size(11)) && !policy.needs_second_moderator(size(11)));
-        assert!(!ConfirmPolicy::NONE.refuses_yes(size(i64::MAX)));
+        assert!(policy.refuses_yes(size(11), false) && !policy.needs_second_moderator(size(11), false));
+        assert!(!ConfirmPolicy::NONE.refuses_yes(size(i64::MAX), false));
+    }
+
+    #[test]
+    fn what_cannot_be_undone_is_never_yes_and_needs_a_second_moderator_where_that_rule_is_on() {
+        let nothing = Size::default();
+        assert!(ConfirmPolicy::NONE.refuses_yes(nothing, true));
+        assert!(!ConfirmPolicy::NONE.needs_second_moderator(nothing, true), "no two-person rule configured");
+        let policy = ConfirmPolicy {
+            yes_limit: Size { events: 1000, media: 100 },
+            two_person: Some(Size { events: 10_000, media: 1000 }),
+        };
+        assert!(policy.needs_second_moderator(nothing, true) && !policy.needs_second_moderator(nothing, false));
     }
 }

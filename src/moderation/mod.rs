@@ -2,5 +2,7 @@
 //! index, a plan, and checkpointed batches through the admin API. One folder
 //! per command: its grammar, plan, job kind and result text live together.
 
+pub mod cleanup;
 pub mod purge;
 pub mod quarantine;
+pub mod sanction;

@@ -119,6 +119,7 @@ fn suggested_commands(report: &EventReportRow, prefix: &str) -> String {
         commands.push(format!("{prefix}quarantine event {event}"));
     }
     if let Some(sender) = sender.filter(|s| plain(s.as_str())) {
+        commands.push(format!("{prefix}cleanup {sender} --with-media quarantine --dry-run"));
         commands.push(format!("{prefix}purge --all-rooms --user {sender} --with-media quarantine --dry-run"));
         commands.push(format!("{prefix}quarantine user {sender} --dry-run"));
     }
@@ -200,6 +201,7 @@ mod tests {
             "open reports against them: 1",
             "!purge !r:hs --event $e",
             "!purge --all-rooms --user @spammer:hs --with-media quarantine --dry-run",
+            "!cleanup @spammer:hs --with-media quarantine --dry-run",
         ] {
             assert!(text.contains(expected), "{expected:?} missing from {text}");
         }

@@ -21,8 +21,10 @@ use crate::config::{Config, LogFormat};
 use crate::homeserver::HomeserverClient;
 use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
 use crate::media::{FetchConfig, MediaFetcher};
+use crate::moderation::cleanup::CleanupKind;
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
+use crate::moderation::sanction::{Protected, SanctionKind};
 use crate::moderators::{AdminRoom, ModeratorRule};
 use crate::notice::Destination;
 use crate::serve::{Limits, serve};
@@ -80,7 +82,12 @@ pub async fn open_store_at(url: &str) -> anyhow::Result<Store> {
 }
 
 /// Every job kind this build runs. Adding a kind: one line here.
-pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: &Config) -> JobsBuilder {
+fn register_kinds(
+    builder: JobsBuilder,
+    fetcher: Arc<MediaFetcher>,
+    config: &Config,
+    protected: Protected,
+) -> JobsBuilder {
     let settings = BackfillSettings {
         chunk_events: config.backfill.chunk_events,
         max_pages_per_room: config.backfill.max_pages_per_room,
@@ -89,7 +96,9 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
         .register(PurgeKind::default())
         .register(QuarantineKind::default())
         .register(UnquarantineKind)
-        .register(BackfillKind { fetcher, settings });
+        .register(BackfillKind { fetcher, settings })
+        .register(CleanupKind { protected: protected.clone(), purge: PurgeKind::default() })
+        .register(SanctionKind { protected });
     #[cfg(debug_assertions)]
     let builder =
         builder.register(crate::command::testjob::TestJob::<false>).register(crate::command::testjob::TestJob::<true>);
@@ -348,7 +357,8 @@ async fn start_workers(
     );
     crate::media::blocklist::load_config(&services, &config.media.blocklist).await?;
     let builder = JobsBuilder::new(services.clone(), sink.clone(), config.jobs.max_concurrent);
-    let jobs = register_kinds(builder, fetcher.clone(), &config).build();
+    let protected = Protected { moderators: front.moderators.clone(), admin_room: admin_room_id.clone() };
+    let jobs = register_kinds(builder, fetcher.clone(), &config, protected).build();
     let bot = Arc::new(Bot {
         jobs: jobs.clone(),
         sink,

@@ -17,6 +17,7 @@ mod admin_room;
 mod appservice_http;
 mod backfill;
 mod browser;
+mod cleanup;
 mod cli;
 mod dashboard;
 mod homeserver_client;
@@ -28,6 +29,7 @@ mod quarantine;
 mod reliability;
 mod reports;
 mod runner;
+mod sanction;
 mod startup;
 mod stats;
 mod store;
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         appservice_http::tests(),
         backfill::tests(),
         browser::tests(),
+        cleanup::tests(),
         cli::tests(),
         dashboard::tests(),
         homeserver_client::tests(),
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         reliability::tests(),
         reports::tests(),
         runner::tests(),
+        sanction::tests(),
         startup::tests(),
         stats::tests(),
         store::tests(),

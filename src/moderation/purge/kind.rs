@@ -229,35 +229,8 @@ impl Kind for PurgeKind {
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
-        let tally = &job.tally;
-        let mut notice = Notice::new()
-            .title(&format!("Job {} (purge) {}", job.record.id, state.as_str()))
-            .field("purged_count", &tally.purged.to_string())
-            .field("method", job.plan.method.as_str())
-            .field("status", state.as_str())
-            .field("already redacted (by someone, or by this job before a restart)", &tally.already.to_string())
-            .field("failed", &tally.failed.to_string());
-        if job.plan.media > 0 {
-            notice = notice.field("media quarantined", &tally.media_quarantined.to_string());
-        }
-        if tally.kept > 0 {
-            notice = notice.field(KEPT, &tally.kept.to_string());
-        }
-        let per_room: Vec<String> = tally
-            .ways
-            .iter()
-            .map(|(room, ways)| {
-                let ways: Vec<String> = ways.iter().map(|(way, n)| format!("{n} {}", way.as_str())).collect();
-                format!("{room}: {}", ways.join(", "))
-            })
-            .collect();
-        let failed = ctx.services.store.job_items_in_state(&job.record.id, ItemState::Failed, 10).await?;
-        let problems = failed.iter().map(|i| format!("{}: {}", i.key, i.detail.as_deref().unwrap_or("")));
-        notice = notice.line("By room:").list(per_room).list(problems);
-        if tally.failed > 10 {
-            notice = notice.line(&format!("{}job {} lists every failure.", ctx.services.prefix, job.record.id));
-        }
-        Ok(notice.line(LOCAL_ONLY))
+        let notice = Notice::new().title(&format!("Job {} (purge) {}", job.record.id, state.as_str()));
+        report(ctx, job, state, notice).await
     }
 
     async fn ended(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<()> {
@@ -272,6 +245,44 @@ impl Kind for PurgeKind {
         }
         Ok(())
     }
+}
+
+/// What a purge did, after the result's title: counts, ways per room, the
+/// first failures.
+pub(crate) async fn report(
+    ctx: &RunContext<'_>,
+    job: &TypedJob<PurgeKind>,
+    state: JobState,
+    notice: Notice,
+) -> anyhow::Result<Notice> {
+    let tally = &job.tally;
+    let mut notice = notice
+        .field("purged_count", &tally.purged.to_string())
+        .field("method", job.plan.method.as_str())
+        .field("status", state.as_str())
+        .field("already redacted (by someone, or by this job before a restart)", &tally.already.to_string())
+        .field("failed", &tally.failed.to_string());
+    if job.plan.media > 0 {
+        notice = notice.field("media quarantined", &tally.media_quarantined.to_string());
+    }
+    if tally.kept > 0 {
+        notice = notice.field(KEPT, &tally.kept.to_string());
+    }
+    let per_room: Vec<String> = tally
+        .ways
+        .iter()
+        .map(|(room, ways)| {
+            let ways: Vec<String> = ways.iter().map(|(way, n)| format!("{n} {}", way.as_str())).collect();
+            format!("{room}: {}", ways.join(", "))
+        })
+        .collect();
+    let failed = ctx.services.store.job_items_in_state(&job.record.id, ItemState::Failed, 10).await?;
+    let problems = failed.iter().map(|i| format!("{}: {}", i.key, i.detail.as_deref().unwrap_or("")));
+    notice = notice.line("By room:").list(per_room).list(problems);
+    if tally.failed > 10 {
+        notice = notice.line(&format!("{}job {} lists every failure.", ctx.services.prefix, job.record.id));
+    }
+    Ok(notice.line(LOCAL_ONLY))
 }
 
 /// An item's detail when the homeserver refused a redaction: the room's way

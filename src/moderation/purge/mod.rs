@@ -15,6 +15,8 @@ mod plan;
 mod tokens;
 
 pub use args::{EXAMPLES, PurgeArgs, PurgeMediaAction, PurgeMethod};
-pub use kind::PurgeKind;
+pub(crate) use kind::report;
+pub use kind::{PurgeCursor, PurgeKind, PurgeTally};
 pub use plan::PurgePlan;
+pub(crate) use plan::{plan, push_uploads};
 pub use tokens::sweep_ended_jobs as sweep_tokens;

@@ -46,7 +46,7 @@ pub struct HistoryCut {
 /// What a purge job works through, in order: events (or one history cut), then media.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
-pub(super) enum PurgeItem {
+pub(crate) enum PurgeItem {
     Event {
         room_id: String,
         event_id: String,
@@ -65,7 +65,7 @@ pub(super) enum PurgeItem {
 }
 
 impl PurgeItem {
-    pub(super) fn room(&self) -> Option<&str> {
+    pub(crate) fn room(&self) -> Option<&str> {
         match self {
             Self::Event { room_id, .. } | Self::History { room_id, .. } => Some(room_id),
             Self::Media { .. } => None,
@@ -73,7 +73,7 @@ impl PurgeItem {
     }
 }
 
-pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow::Result<Planned<PurgePlan>> {
+pub(crate) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow::Result<Planned<PurgePlan>> {
     let services = ctx.services;
     let room_id = match &args.rooms {
         RoomSelector::Room(room) => Some(services.homeserver.resolve_room(room.as_str()).await?.to_string()),
@@ -172,7 +172,32 @@ pub(super) async fn plan(ctx: &mut PlanContext<'_>, args: &PurgeArgs) -> anyhow:
         }
     }
     let summary = describe(&plan, &stats, with_media, &notes);
-    Ok(Planned { size: Size { events: plan.events, media: plan.media }, plan, summary, blocked })
+    Ok(Planned { size: Size { events: plan.events, media: plan.media }, plan, summary, blocked, irreversible: false })
+}
+
+/// Adds every media `user_id` (a local user) uploaded to this homeserver
+/// as a media item, quarantined after the events; returns how many it
+/// added that the plan did not hold already. Only their own uploads: the
+/// owners check runs again for each when the job reaches it.
+pub(crate) async fn push_uploads(ctx: &mut PlanContext<'_>, user_id: &str) -> anyhow::Result<i64> {
+    ctx.flush().await?;
+    let before = ctx.items_written();
+    let server = ctx.services.server_name().to_owned();
+    let mut from = 0;
+    loop {
+        let (page, next) = ctx.services.homeserver.user_uploads_page(user_id, from).await?;
+        for upload in page {
+            let mxc = format!("mxc://{server}/{}", upload.media_id);
+            let item = PurgeItem::Media { mxc: mxc.clone(), owners: Some(vec![user_id.to_owned()]) };
+            ctx.push_item(mxc, &item).await?;
+        }
+        match next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    ctx.flush().await?;
+    Ok(ctx.items_written() - before)
 }
 
 fn top(list: &[(String, i64)], all: i64) -> String {

@@ -239,7 +239,7 @@ pub(super) async fn plan(
         "Synapse's media admin API needs the bot to be a server admin, and it also lists a user's unsent uploads"
             .to_owned()
     });
-    Ok(Planned { size: Size { events: 0, media: plan.media }, plan, summary, blocked })
+    Ok(Planned { size: Size { events: 0, media: plan.media }, plan, summary, blocked, irreversible: false })
 }
 
 /// Adds one media to the job's items, keeping the first few as samples.

@@ -30,7 +30,8 @@ const SELECT_KEYS_AMONG: &str = "SELECT item_key FROM job_items WHERE job_id = $
 const ITEM_ROWS_PER_STATEMENT: usize = 400;
 
 /// How one job item went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ItemState {
     Pending,
     Done,

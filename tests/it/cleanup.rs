@@ -1,0 +1,94 @@
+//! `!cleanup` on a real Synapse: one plan stops a local spammer, redacts
+//! everything they sent in every room (their own rooms too, where only
+//! they may redact), quarantines what they shared and uploaded, and locks
+//! them last; other users' messages stay. On PostgreSQL, with a tenant of
+//! the shared Synapse.
+
+use crate::common::{Backend, command_reply, first_reply, indexed, job_id, wait_for_job, with_testbed};
+use housekeep::grammar::percent_encode;
+use housekeep::store::JobState;
+use housekeep::testbed::MatrixUser;
+use serde_json::{Value, json};
+
+tests! {
+    postgres: [
+        one_plan_stops_a_spammer_and_leaves_nothing_of_theirs_readable,
+    ],
+}
+
+/// The event as `user` is served it.
+async fn event_as(user: &MatrixUser, room: &str, event_id: &str) -> anyhow::Result<Value> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", percent_encode(event_id));
+    user.request(reqwest::Method::GET, &path, None).await
+}
+
+async fn one_plan_stops_a_spammer_and_leaves_nothing_of_theirs_readable(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let spammer = testbed.synapse.register_user("spammer", false).await?;
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        // Alice's room, and one of the spammer's own, where housekeep's bot has no power.
+        let lobby = alice.create_room(json!({"preset": "public_chat"})).await?;
+        let own = spammer.create_room(json!({"preset": "public_chat"})).await?;
+        spammer.join(&lobby).await?;
+        alice.join(&own).await?;
+        let shared = spammer.upload(b"spam picture".to_vec(), "image/png", "deal.png").await?;
+        let unshared = spammer.upload(b"never posted".to_vec(), "image/png", "later.png").await?;
+        let mut spam = Vec::new();
+        for room in [&lobby, &own] {
+            let mut sent = Vec::new();
+            for i in 0..3 {
+                sent.push(spammer.send_text(room, &format!("cheap watches {i}")).await?);
+            }
+            indexed(&store, room, &sent).await?;
+            spam.extend(sent.into_iter().map(|event| (room.clone(), event)));
+        }
+        let image = json!({"msgtype": "m.image", "body": "deal.png", "url": shared});
+        let picture = spammer.send(&lobby, "m.room.message", image).await?;
+        let kept = alice.send_text(&lobby, "not spam").await?;
+        indexed(&store, &lobby, &[picture.clone(), kept.clone()]).await?;
+        spam.push((lobby.clone(), picture));
+
+        let who = &spammer.user_id;
+        let plan = first_reply(testbed, &admin_room, &format!("!cleanup {who} --lock --with-media quarantine")).await?;
+        for expected in [
+            "1. Stop: suspend now",
+            "Would redact 7 events in 2 rooms",
+            "media: 1 shared, quarantined after the events",
+            "3. Media: also 1 more uploads of theirs",
+            "4. Then: lock them",
+            "planned",
+        ] {
+            assert!(plan.contains(expected), "{expected:?} missing from {plan}");
+        }
+        let id = job_id(&plan);
+        command_reply(testbed, &admin_room, &format!("!confirm {id}"), 1).await?;
+        wait_for_job(&store, &id, JobState::Done).await?;
+
+        for (room, event) in &spam {
+            let served = event_as(&alice, room, event).await?;
+            assert_eq!(served["content"], json!({}), "{event} in {room} is still readable: {served}");
+        }
+        assert_eq!(event_as(&alice, &lobby, &kept).await?["content"]["body"], "not spam");
+        for mxc in [&shared, &unshared] {
+            assert_eq!(alice.download_status(mxc).await?, 404, "{mxc} is still served");
+        }
+        let account =
+            testbed.admin.request(reqwest::Method::GET, &format!("/_synapse/admin/v2/users/{who}"), None).await?;
+        assert_eq!((&account["locked"], &account["suspended"]), (&json!(true), &json!(false)), "{account}");
+
+        let result = command_reply(testbed, &admin_room, &format!("!job {id}"), 1).await?;
+        assert!(result.contains("done"), "{result}");
+        let audit = command_reply(testbed, &admin_room, "!audit --limit 100", 1).await?;
+        for action in ["sanction.suspend", "purge.event", "purge.media", "sanction.lock", "sanction.unsuspend"] {
+            assert!(audit.contains(action), "{action} missing from {audit}");
+        }
+
+        let remote = command_reply(testbed, &admin_room, "!cleanup @spam:elsewhere.example --suspend", 1).await?;
+        assert!(remote.contains("--suspend acts on this homeserver's accounts only"), "{remote}");
+        Ok(())
+    })
+    .await
+}
