@@ -16,6 +16,9 @@ pub struct Upload {
     /// leaves the field out (that says nothing: ask [`HomeserverClient::media_info`]).
     #[serde(default, deserialize_with = "flag::option")]
     pub safe_from_quarantine: Option<bool>,
+    /// The content's hash, by which Synapse quarantines every copy.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Synapse's record of a media (the `media_info` of
@@ -32,6 +35,9 @@ pub struct MediaInfo {
     /// asked. Only local media has the field; remote media cannot be protected.
     #[serde(default, deserialize_with = "flag::required")]
     pub safe_from_quarantine: bool,
+    /// The content's hash, by which Synapse quarantines every copy.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// Synapse's answer to a bulk quarantine: how many media rows it changed.
@@ -333,7 +339,10 @@ mod tests {
         let info: MediaInfo =
             serde_json::from_value(json!({"user_id": "@a:hs", "safe_from_quarantine": 1, "quarantined_by": null}))
                 .unwrap();
-        assert_eq!(info, MediaInfo { user_id: Some("@a:hs".into()), quarantined_by: None, safe_from_quarantine: true });
+        assert_eq!(
+            info,
+            MediaInfo { user_id: Some("@a:hs".into()), quarantined_by: None, safe_from_quarantine: true, sha256: None }
+        );
         let info: MediaInfo = serde_json::from_value(json!({"safe_from_quarantine": false})).unwrap();
         assert!(!info.safe_from_quarantine && info.user_id.is_none());
         assert!(!serde_json::from_value::<MediaInfo>(json!({})).unwrap().safe_from_quarantine, "remote media");

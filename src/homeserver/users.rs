@@ -28,6 +28,7 @@ pub struct AccountStatus {
     /// Set for accounts an appservice registered (bridges, bots).
     #[serde(default)]
     pub appservice_id: Option<String>,
+    /// When the account was made, in seconds since 1970 (Synapse keeps seconds here).
     #[serde(default)]
     pub creation_ts: Option<i64>,
 }
@@ -98,7 +99,7 @@ mod tests {
     fn an_account_reads_on_either_database_and_any_version() {
         let status: AccountStatus = serde_json::from_value(json!({
             "name": "@a:hs", "admin": 0, "deactivated": 1, "locked": false, "suspended": 1,
-            "shadow_banned": null, "appservice_id": null, "creation_ts": 1_700_000_000_000_i64
+            "shadow_banned": null, "appservice_id": null, "creation_ts": 1_700_000_000
         }))
         .unwrap();
         assert!(!status.admin && status.deactivated);

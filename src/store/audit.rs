@@ -17,6 +17,8 @@ const SELECT_AUDIT_BY_ACTOR: &str = "SELECT id, ts, actor, room_id, event_id, jo
 const SELECT_AUDIT_BY_JOB: &str = "SELECT id, ts, actor, room_id, event_id, job_id, action, command, target, outcome \
      FROM audit_log WHERE job_id = $1 ORDER BY id DESC LIMIT $2";
 const COUNT_AUDIT_BY_JOB: &str = "SELECT COUNT(*) FROM audit_log WHERE job_id = $1";
+const COUNT_ACTIONS_BY_OTHERS: &str = "SELECT COUNT(*) FROM audit_log \
+     WHERE action = $1 AND target = $2 AND ts >= $3 AND (job_id IS NULL OR job_id <> $4)";
 
 /// One thing that happened, by whom, to what, and how it went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -71,6 +73,24 @@ impl Store {
             Some(actor) => sqlx::query_as(SELECT_AUDIT_BY_ACTOR).bind(limit).bind(actor).fetch_all(&self.pool).await?,
             None => sqlx::query_as(SELECT_AUDIT).bind(limit).fetch_all(&self.pool).await?,
         })
+    }
+
+    /// How many times `action` was done to `target` since `since_ms` by
+    /// anything but job `job_id` (a moderator's decision a job must not undo).
+    pub async fn actions_by_others_since(
+        &self,
+        action: &str,
+        target: &str,
+        since_ms: i64,
+        job_id: &str,
+    ) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(COUNT_ACTIONS_BY_OTHERS)
+            .bind(action)
+            .bind(target)
+            .bind(since_ms)
+            .bind(job_id)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The newest `limit` entries about a job, newest first, and how many there are in all.

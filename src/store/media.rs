@@ -124,6 +124,12 @@ struct SelectedCounts {
     quarantined: i64,
 }
 
+/// See [`Store::senders_of_same_file`]: the hash given, else the index's own.
+const SENDERS_OF_SAME_FILE: &str = "SELECT DISTINCT r.sender FROM media m \
+     JOIN media_refs r ON r.server_name = m.server_name AND r.media_id = m.media_id \
+     WHERE m.sha256 = COALESCE($3, (SELECT sha256 FROM media WHERE server_name = $1 AND media_id = $2)) \
+     LIMIT $4";
+
 impl Store {
     /// Counts a selection (see the module docs for shared and mentioned).
     pub async fn media_selection_stats(
@@ -190,6 +196,27 @@ impl Store {
             scope_condition(of, scope)
         );
         sqlx::query_as(AssertSqlSafe(sql)).bind(value.to_owned()).fetch(&self.pool).map_err(Into::into)
+    }
+
+    /// Who shared, in any indexed event, a copy of the file with the same
+    /// content as `server_name/media_id` (by the hash the media worker
+    /// took, or `sha256` when the homeserver told it): at most `limit`.
+    /// Synapse quarantines every copy of a file by its hash, so these
+    /// are the users a quarantine of this media would also reach.
+    pub async fn senders_of_same_file(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        sha256: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(SENDERS_OF_SAME_FILE)
+            .bind(server_name)
+            .bind(media_id)
+            .bind(sha256)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Distinct media with this content hash (known from pre-download),

@@ -69,7 +69,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
             Ok(room)
         },
-        |text| text.replace("on_first_start: false", "on_first_start: true"),
+        // Reports are polled every 2 s here (15 s by default) so the demo does not wait.
+        |text| {
+            text.replace("on_first_start: false", "on_first_start: true")
+                .replace("poll_interval: 15s", "poll_interval: 2s")
+        },
     )
     .await?;
     let bob = synapse.register_user("bob", false).await?;
@@ -222,6 +226,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .count();
     println!("  messages bob still sees with content in his side room: {visible}");
 
+    step("an event report, and !cleanup: one plan stops the spammer and removes what they sent");
+    cleanup_after_a_report(&synapse, &alice, &bob, &admin_room, &room, &bot).await?;
+
     step("stats: Synapse's phone-home reports, and what the index knows");
     let config = crate::registration::ensure_stats_secret(&config_path, false)?;
     let endpoint = crate::registration::stats_endpoint(&config)?;
@@ -278,6 +285,87 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     housekeep.stop().await?;
     synapse.stop().await?;
     step("done");
+    Ok(())
+}
+
+/// A spammer posts in the gallery and in a room of their own; bob reports
+/// one message; the report reaches the admin room with the spammer's
+/// footprint; alice runs the cleanup the notice suggests, with a suspension.
+async fn cleanup_after_a_report(
+    synapse: &super::Synapse,
+    alice: &super::MatrixUser,
+    bob: &super::MatrixUser,
+    admin_room: &str,
+    gallery: &str,
+    bot: &str,
+) -> anyhow::Result<()> {
+    let mallory = synapse.register_user("mallory", false).await?;
+    mallory.join(gallery).await?;
+    let own = mallory.create_room(json!({"name": "Cheap deals", "preset": "public_chat"})).await?;
+    bob.join(&own).await?;
+    let flyer = mallory.upload(b"\x89PNG\r\n\x1a\na flyer".to_vec(), "image/png", "flyer.png").await?;
+    let spare = mallory.upload(b"\x89PNG\r\n\x1a\nanother flyer".to_vec(), "image/png", "later.png").await?;
+    let mut sent = vec![(gallery.to_owned(), mallory.send_text(gallery, "cheap watches, DM me").await?)];
+    let image = json!({"msgtype": "m.image", "body": "flyer.png", "url": flyer});
+    sent.push((gallery.to_owned(), mallory.send(gallery, "m.room.message", image).await?));
+    for n in 1..=3 {
+        sent.push((own.clone(), mallory.send_text(&own, &format!("deal number {n}")).await?));
+    }
+    println!(
+        "  @mallory joined the gallery and made \"Cheap deals\": {} messages, one with a picture, one more upload",
+        sent.len()
+    );
+    let path = format!("/_matrix/client/v3/rooms/{gallery}/report/{}", super::encode(&sent[0].1));
+    bob.request(reqwest::Method::POST, &path, Some(json!({"reason": "spam", "score": -100}))).await?;
+    println!("  @bob reported mallory's first message with his client (\"Report content\")");
+    let notice = eventually(Duration::from_secs(30), "the report in the admin room", || async {
+        let events = alice.recent_events(admin_room, 20).await?;
+        Ok(events
+            .iter()
+            .filter(|e| e["sender"] == bot && e["content"].get("m.relates_to").is_none())
+            .filter_map(|e| e["content"]["body"].as_str())
+            .find(|body| body.starts_with("Report "))
+            .map(str::to_owned))
+    })
+    .await?;
+    println!("  in the admin room, within one poll:");
+    for line in notice.lines() {
+        println!("    {line}");
+    }
+
+    let media: BTreeSet<String> = [flyer, spare].into();
+    let readable = async || -> anyhow::Result<usize> {
+        let mut readable = 0;
+        for (room, event) in &sent {
+            let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", super::encode(event));
+            let served = bob.request(reqwest::Method::GET, &path, None).await?;
+            readable += usize::from(served["content"]["body"].is_string());
+        }
+        Ok(readable)
+    };
+    let (messages_before, media_before) = (readable().await?, count_available(bob, &media).await?);
+    let command = format!("!cleanup {} --suspend --with-media quarantine --reason \"spam\" --yes", mallory.user_id);
+    let event_id = alice.send_text(admin_room, &command).await?;
+    let replies = alice.wait_for_replies(admin_room, &event_id, bot, 3).await?;
+    println!("  @alice: {command}");
+    for reply in [replies.first(), replies.last()].into_iter().flatten() {
+        for line in reply["content"]["body"].as_str().unwrap_or_default().lines() {
+            println!("    {line}");
+        }
+    }
+    let refused = mallory.send_text(gallery, "still here?").await.err().map(|e| e.to_string()).unwrap_or_default();
+    println!(
+        "  mallory's messages bob can read: {messages_before} before, {} after; her media served: {media_before} \
+         before, {} after; mallory sending now: {}",
+        readable().await?,
+        count_available(bob, &media).await?,
+        if refused.contains("M_USER_SUSPENDED") { "refused (suspended)" } else { "allowed?" }
+    );
+    let event_id = alice.send_text(admin_room, "!reports --all").await?;
+    println!("  @alice: !reports --all");
+    for line in alice.wait_for_reply(admin_room, &event_id, bot).await?.lines() {
+        println!("    {line}");
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use super::CleanupKind;
 use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{ActionFlags, TimeSpec, args_via, parse_user, rule_error};
 use crate::moderation::purge::PurgeMediaAction;
-use crate::moderation::sanction::{Sanction, refuse_protected};
+use crate::moderation::sanction::{Sanction, refuse_protected, refuse_the_bot};
 use crate::notice::Notice;
 
 /// Shown at the end of `!help cleanup`.
@@ -124,6 +124,9 @@ impl AdminCommand for CleanupArgs {
                 self.user,
             ));
             return Ok(Executed::with_outcome(reply, "refused: a sanction on a user of another server"));
+        }
+        if self.sanction.is_some() && self.user == ctx.services().bot_user_id {
+            return Ok(refuse_the_bot());
         }
         if let Some(refusal) = refuse_protected(ctx, &self.user, self.force).await? {
             return Ok(refusal);

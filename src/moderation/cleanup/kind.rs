@@ -18,7 +18,7 @@ use crate::moderation::purge::{
 };
 use crate::moderation::sanction::{Protected, Sanction, account_key, apply, audit_action};
 use crate::notice::Notice;
-use crate::store::{ItemResult, ItemState, JobState};
+use crate::store::{EventFilter, ItemResult, ItemState, JobState};
 
 /// The stored plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub struct CleanupPlan {
     pub purge: PurgePlan,
     /// Uploads of theirs quarantined beyond what their events shared.
     pub uploads: i64,
+    /// Asked for with `--force`: a server admin or a moderator too.
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl CleanupPlan {
@@ -48,6 +51,8 @@ pub enum Part {
     Stop,
     Purge,
     Last,
+    /// Lift the suspension the stop added, once the lock holds.
+    Lift,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +60,11 @@ pub struct CleanupCursor {
     pub part: Part,
     /// The purge part's own cursor, once it started.
     pub purge: Option<PurgeCursor>,
+    /// Whether the account was suspended before the stop: read and
+    /// committed before the stop suspends it, so a restart right after the
+    /// suspension still knows the suspension is this job's.
+    #[serde(default)]
+    pub was_suspended: Option<bool>,
 }
 
 /// One sanction as it went.
@@ -69,15 +79,12 @@ pub struct SanctionOutcome {
 pub struct CleanupTally {
     pub sanctions: Vec<SanctionOutcome>,
     pub purge: PurgeTally,
-    /// The stop suspended the account (it was not suspended before).
-    pub suspended_here: bool,
 }
 
 impl Tally for CleanupTally {
     fn add(&mut self, other: Self) {
         self.sanctions.extend(other.sanctions);
         self.purge.add(other.purge);
-        self.suspended_here |= other.suspended_here;
     }
 }
 
@@ -132,7 +139,7 @@ impl Kind for CleanupKind {
         } else {
             0
         };
-        let plan = CleanupPlan { user_id, stop, last, purge: purged.plan, uploads };
+        let plan = CleanupPlan { user_id, stop, last, purge: purged.plan, uploads, force: args.force };
         let mut summary =
             Notice::new().line(&format!("Cleanup of {}: one plan, run in this order once confirmed.", plan.user_id));
         summary = target.describe(summary);
@@ -164,43 +171,72 @@ impl Kind for CleanupKind {
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
         let plan = &job.plan;
         let mut cursor = job.cursor.clone();
-        if cursor.part == Part::Stop {
-            cursor.part = Part::Purge;
-            if let Some(stop) = plan.stop {
+        match (cursor.part, plan.stop) {
+            (Part::Stop, Some(stop)) => {
+                if let Some(refusal) = self.protected.refused_now(ctx.services, stop, &plan.user_id, plan.force).await?
+                {
+                    anyhow::bail!("{refusal}; nothing of the cleanup was done");
+                }
+                if cursor.was_suspended.is_none() {
+                    // Committed before the suspension: see `was_suspended`.
+                    let status = ctx.services.homeserver.account_status(&plan.user_id).await?;
+                    cursor.was_suspended = Some(status.is_some_and(|s| s.suspended == Some(true)));
+                    return Ok(Batch::new(cursor));
+                }
+                cursor.part = Part::Purge;
                 let mut batch = Batch::<Self>::new(cursor);
-                let done = sanction_item(ctx, &mut batch, stop, &plan.user_id, -1).await?;
-                batch.tally.suspended_here = done && stop == Sanction::Suspend;
-                return Ok(batch);
+                sanction_item(ctx, &mut batch, stop, &plan.user_id, -1).await?;
+                Ok(batch)
+            }
+            (Part::Stop, None) => {
+                cursor.part = Part::Purge;
+                Ok(Batch::new(cursor))
+            }
+            (Part::Purge, _) => {
+                let purged = self.purge.run_batch(ctx, &self.purge_view(job)).await?;
+                cursor.purge = Some(purged.cursor);
+                if purged.finished {
+                    cursor.part = Part::Last;
+                }
+                let mut batch = Batch::<Self>::new(cursor);
+                batch.finished = purged.finished && plan.last.is_none();
+                batch.items = purged.items;
+                batch.audit = purged.audit;
+                batch.extra_done = purged.extra_done;
+                batch.extra_failed = purged.extra_failed;
+                batch.wait = purged.wait;
+                batch.tally.purge = purged.tally;
+                Ok(batch)
+            }
+            (Part::Last, _) => {
+                let Some(last) = plan.last else {
+                    let mut batch = Batch::<Self>::new(cursor);
+                    batch.finished = true;
+                    return Ok(batch);
+                };
+                // The key `!suspend`/`!lock` jobs take: none acts on the account meanwhile.
+                ctx.lock(vec![account_key(&plan.user_id)]).await;
+                cursor.part = Part::Lift;
+                let mut batch = Batch::<Self>::new(cursor);
+                batch.finished = last != Sanction::Lock;
+                sanction_item(ctx, &mut batch, last, &plan.user_id, i64::from(plan.stop.is_some()) - 1).await?;
+                Ok(batch)
+            }
+            (Part::Lift, _) => {
+                let mut batch = Batch::<Self>::new(cursor.clone());
+                batch.finished = true;
+                ctx.lock(vec![account_key(&plan.user_id)]).await;
+                let (state, detail) = self.lift_suspension(ctx, job, cursor.was_suspended).await?;
+                let target = Some(account_key(&plan.user_id));
+                batch.audit.push(ctx.audit(
+                    &audit_action(Sanction::Unsuspend),
+                    target,
+                    format!("{}: {detail}", state.as_str()),
+                ));
+                batch.tally.sanctions.push(SanctionOutcome { sanction: Sanction::Unsuspend, state, detail });
+                Ok(batch)
             }
         }
-        if cursor.part == Part::Purge {
-            let purge_job = self.purge_view(job);
-            let purged = self.purge.run_batch(ctx, &purge_job).await?;
-            cursor.purge = Some(purged.cursor);
-            if purged.finished {
-                cursor.part = Part::Last;
-            }
-            let mut batch = Batch::<Self>::new(cursor);
-            batch.finished = purged.finished && plan.last.is_none();
-            batch.items = purged.items;
-            batch.audit = purged.audit;
-            batch.extra_done = purged.extra_done;
-            batch.extra_failed = purged.extra_failed;
-            batch.wait = purged.wait;
-            batch.tally.purge = purged.tally;
-            return Ok(batch);
-        }
-        let mut batch = Batch::<Self>::new(cursor);
-        batch.finished = true;
-        let Some(last) = plan.last else { return Ok(batch) };
-        let done = sanction_item(ctx, &mut batch, last, &plan.user_id, i64::from(plan.stop.is_some()) - 1).await?;
-        if done && last == Sanction::Lock && job.tally.suspended_here {
-            // The suspension only held them while their events were redacted.
-            let (state, detail) = apply(ctx.services, Sanction::Unsuspend, &plan.user_id).await?;
-            batch.audit.push(ctx.audit(&audit_action(Sanction::Unsuspend), Some(plan.user_id.clone()), detail.clone()));
-            batch.tally.sanctions.push(SanctionOutcome { sanction: Sanction::Unsuspend, state, detail });
-        }
-        Ok(batch)
     }
 
     async fn result(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>, state: JobState) -> anyhow::Result<Notice> {
@@ -215,7 +251,22 @@ impl Kind for CleanupKind {
         if job.plan.uploads > 0 {
             notice = notice.field("uploads of theirs among the media", &job.plan.uploads.to_string());
         }
-        purge::report(ctx, &self.purge_view(job), state, notice).await
+        let mut notice = purge::report(ctx, &self.purge_view(job), state, notice).await?;
+        // What they sent between the plan and the stop is not in the plan.
+        let since_plan = EventFilter {
+            senders: vec![job.plan.user_id.clone()],
+            after: Some(job.record.created_at),
+            ..EventFilter::default()
+        };
+        let later = ctx.services.store.event_selection_stats(&since_plan).await?.events;
+        if later > 0 {
+            notice = notice.line(&format!(
+                "{later} events of theirs reached the index after the plan was made and are not in it: \
+                 {}cleanup {} again takes them.",
+                ctx.services.prefix, job.plan.user_id
+            ));
+        }
+        Ok(notice)
     }
 
     async fn ended(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<()> {
@@ -224,6 +275,41 @@ impl Kind for CleanupKind {
 }
 
 impl CleanupKind {
+    /// Lifts the suspension the stop added, once the lock holds: not when
+    /// the account was suspended before, nor when another moderator
+    /// suspended it meanwhile (their `!suspend` found it suspended and
+    /// changed nothing, but it was their decision), nor when it is not
+    /// locked after all.
+    async fn lift_suspension(
+        &self,
+        ctx: &RunContext<'_>,
+        job: &TypedJob<Self>,
+        was_suspended: Option<bool>,
+    ) -> anyhow::Result<(ItemState, String)> {
+        let user_id = &job.plan.user_id;
+        if was_suspended != Some(false) {
+            return Ok((ItemState::Skipped, "suspended before the cleanup: left suspended".to_owned()));
+        }
+        let services = ctx.services;
+        let by_others = services
+            .store
+            .actions_by_others_since(
+                &audit_action(Sanction::Suspend),
+                &account_key(user_id),
+                job.record.created_at,
+                &job.record.id,
+            )
+            .await?;
+        if by_others > 0 {
+            return Ok((ItemState::Skipped, "another moderator suspended them meanwhile: left suspended".to_owned()));
+        }
+        let locked = services.homeserver.account_status(user_id).await?.is_some_and(|s| s.locked == Some(true));
+        if !locked {
+            return Ok((ItemState::Skipped, "not locked: left suspended".to_owned()));
+        }
+        apply(services, Sanction::Unsuspend, user_id).await
+    }
+
     /// The job as its purge part sees it: its plan, its cursor (after the
     /// sanction items until it started), its totals.
     fn purge_view(&self, job: &TypedJob<Self>) -> TypedJob<PurgeKind> {
@@ -231,7 +317,9 @@ impl CleanupKind {
             after: ItemCursor(job.plan.sanction_items() - 1),
             ..PurgeCursor::default()
         });
-        TypedJob { record: job.record.clone(), plan: job.plan.purge.clone(), cursor, tally: job.tally.purge.clone() }
+        // Its media items include the uploads: the result counts them all.
+        let plan = PurgePlan { media: job.plan.purge.media + job.plan.uploads, ..job.plan.purge.clone() };
+        TypedJob { record: job.record.clone(), plan, cursor, tally: job.tally.purge.clone() }
     }
 }
 

@@ -279,6 +279,12 @@ pub(crate) async fn report(
     let failed = ctx.services.store.job_items_in_state(&job.record.id, ItemState::Failed, 10).await?;
     let problems = failed.iter().map(|i| format!("{}: {}", i.key, i.detail.as_deref().unwrap_or("")));
     notice = notice.line("By room:").list(per_room).list(problems);
+    let store = &ctx.services.store;
+    let left_alone = store.job_items_in_state_with_prefix(&job.record.id, ItemState::Skipped, "mxc://", 5).await?;
+    if !left_alone.is_empty() {
+        let why = left_alone.iter().map(|i| format!("{}: {}", i.key, i.detail.as_deref().unwrap_or("")));
+        notice = notice.line("Media left alone:").list(why);
+    }
     if tally.failed > 10 {
         notice = notice.line(&format!("{}job {} lists every failure.", ctx.services.prefix, job.record.id));
     }

@@ -477,6 +477,7 @@ async fn act(
                 user_id: Some(uploader.clone()),
                 quarantined_by: if by_bulk { upload.quarantined_by.clone() } else { None },
                 safe_from_quarantine: upload.safe_from_quarantine?,
+                sha256: upload.sha256.clone(),
             })
         });
         let info = match known {
@@ -495,6 +496,12 @@ async fn act(
                 format!("uploaded by {uploader}, not by who shared it: left alone (--include-others-uploads takes it)"),
             ));
         }
+        if action == Action::Quarantine
+            && let Some(owners) = owners
+            && let Some(why) = shared_by_others(services, server, media_id, info.as_ref(), owners).await?
+        {
+            return Ok((ItemState::Skipped, why));
+        }
         if action == Action::Quarantine && info.as_ref().is_some_and(is_protected) {
             return Ok((ItemState::Skipped, "protected: Synapse keeps serving it".to_owned()));
         }
@@ -506,6 +513,11 @@ async fn act(
             let detail = if by_bulk { covered.by } else { "quarantined (it was already)" };
             return Ok((ItemState::Done, detail.to_owned()));
         }
+    } else if action == Action::Quarantine
+        && let Some(owners) = owners
+        && let Some(why) = shared_by_others(services, server, media_id, None, owners).await?
+    {
+        return Ok((ItemState::Skipped, why));
     } else if by_bulk && action == Action::Quarantine {
         // Remote media has no protection: the room call marked the cached
         // copy, as the per-media call would.
@@ -519,6 +531,35 @@ async fn act(
         return refused_or_retry(error);
     }
     Ok((ItemState::Done, format!("{}d", action.as_str())))
+}
+
+/// Why a media quarantined for what `owners` shared must be left alone:
+/// Synapse quarantines every copy of a file by its content hash, so a
+/// spammer who uploads a copy of someone else's picture (a moderator's
+/// avatar, a popular sticker) would otherwise take the original down with
+/// theirs. Who else shared the same file is what the index knows (the
+/// media it hashed); `!quarantine hash` takes every copy on purpose.
+async fn shared_by_others(
+    services: &Services,
+    server: &str,
+    media_id: &str,
+    info: Option<&MediaInfo>,
+    owners: &[String],
+) -> anyhow::Result<Option<String>> {
+    const SHOWN: i64 = 3;
+    let sha256 = info.and_then(|info| info.sha256.as_deref());
+    let senders = services.store.senders_of_same_file(server, media_id, sha256, SHOWN + owners.len() as i64).await?;
+    let others: Vec<&str> =
+        senders.iter().map(String::as_str).filter(|sender| !owners.iter().any(|owner| owner == sender)).collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    let shown = others.iter().take(SHOWN as usize).copied().collect::<Vec<_>>().join(", ");
+    Ok(Some(format!(
+        "the same file is shared by {shown} too, and Synapse quarantines every copy of a file: left alone \
+         ({}quarantine hash takes every copy on purpose)",
+        services.prefix
+    )))
 }
 
 /// The server name of a user ID, whole (ports included).

@@ -187,12 +187,23 @@ async fn run(ctx: &Context<'_>, name: &str, args: &SanctionArgs) -> anyhow::Resu
     if let Some(refusal) = refuse_remote(&args.user, services.server_name(), ctx.prefix()) {
         return Ok(Executed::with_outcome(refusal, "refused: a user of another server"));
     }
+    if args.user == services.bot_user_id {
+        return Ok(refuse_the_bot());
+    }
     if !args.sanction.lifts()
         && let Some(refusal) = refuse_protected(ctx, &args.user, args.force).await?
     {
         return Ok(refusal);
     }
     ctx.plan_action::<SanctionKind>(name, &args.flags, args).await
+}
+
+/// No sanction applies to housekeep's own bot, `--force` or not: it would
+/// stop housekeep itself.
+pub fn refuse_the_bot() -> Executed {
+    let reply =
+        Notice::new().line("Refused: that is housekeep's own bot; a sanction on it would stop housekeep itself.");
+    Executed::with_outcome(reply, "refused: housekeep's own bot")
 }
 
 /// Acting on a server admin, a moderator or the bot without `--force`:

@@ -18,6 +18,9 @@ pub struct SanctionPlan {
     pub user_id: String,
     pub sanction: Sanction,
     pub reason: Option<String>,
+    /// Asked for with `--force`: applied to a server admin or a moderator too.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// How the one item went, for the result.
@@ -56,9 +59,13 @@ impl Kind for SanctionKind {
     async fn plan(&self, ctx: &mut PlanContext<'_>, args: &SanctionArgs) -> anyhow::Result<Planned<SanctionPlan>> {
         let services = ctx.services;
         let target = self.protected.look_up(services, &args.user).await?;
-        let plan =
-            SanctionPlan { user_id: args.user.to_string(), sanction: args.sanction, reason: args.flags.reason.clone() };
-        let (summary, acts) = describe(&target, args.sanction, args.force);
+        let plan = SanctionPlan {
+            user_id: args.user.to_string(),
+            sanction: args.sanction,
+            reason: args.flags.reason.clone(),
+            force: args.force,
+        };
+        let (summary, acts) = describe(&target, args.sanction, args.force, &services.prefix);
         if acts {
             ctx.push_item(account_key(&plan.user_id), &plan.user_id).await?;
         }
@@ -69,8 +76,13 @@ impl Kind for SanctionKind {
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
         let mut batch = Batch::<Self>::new(job.cursor);
+        let plan = &job.plan;
         for item in ctx.next_items::<String>(job.cursor.0, 1).await? {
-            let (state, detail) = apply(ctx.services, job.plan.sanction, &item.item).await?;
+            let (state, detail) =
+                match self.protected.refused_now(ctx.services, plan.sanction, &item.item, plan.force).await? {
+                    Some(refusal) => (ItemState::Failed, refusal),
+                    None => apply(ctx.services, plan.sanction, &item.item).await?,
+                };
             batch.tally = SanctionTally { state: Some(state), detail: detail.clone() };
             batch.cursor = ItemCursor(item.seq);
             let result = ItemResult { seq: item.seq, key: item.key, item: item.item.into(), state, detail };
@@ -106,7 +118,7 @@ pub fn audit_action(sanction: Sanction) -> String {
 }
 
 /// The plan's text, and whether there is anything to do.
-pub fn describe(target: &Target, sanction: Sanction, force: bool) -> (Notice, bool) {
+pub fn describe(target: &Target, sanction: Sanction, force: bool, prefix: &str) -> (Notice, bool) {
     let user = &target.user_id;
     let mut notice = Notice::new().line(&format!("Would make {user} {}: {}.", sanction.outcome(), sanction.effect()));
     notice = target.describe(notice);
@@ -115,6 +127,14 @@ pub fn describe(target: &Target, sanction: Sanction, force: bool) -> (Notice, bo
         notice = notice.line(&format!(
             "--force: {user} is {}, and will be {} all the same.",
             protected.join(" and "),
+            sanction.outcome()
+        ));
+    }
+    if matches!(sanction, Sanction::Lock | Sanction::Deactivate { .. }) {
+        notice = notice.line(&format!(
+            "To remove what they sent as well, use {prefix}cleanup {user} --{} instead: once {} they cannot redact, so \
+             housekeep cannot redact as them in rooms where its bot has no power.",
+            sanction.command(),
             sanction.outcome()
         ));
     }

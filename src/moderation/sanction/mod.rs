@@ -30,11 +30,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::homeserver::{AccountStatus, HomeserverClient, HsError};
 
-pub use args::refuse_protected;
 pub use args::{
     Applied, DeactivateArgs, LockArgs, SanctionArgs, ShadowbanArgs, SuspendArgs, UnlockArgs, UnshadowbanArgs,
     UnsuspendArgs,
 };
+pub use args::{refuse_protected, refuse_the_bot};
 pub use kind::{SanctionKind, SanctionPlan, account_key, apply, audit_action};
 pub use target::{Protected, Target, refuse_remote};
 

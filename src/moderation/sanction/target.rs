@@ -72,6 +72,51 @@ impl Protected {
     }
 }
 
+impl Protected {
+    /// Why `user_id` is protected now, if they are: asked again when a job
+    /// runs, which may be long after its plan (someone made a moderator or
+    /// a server admin meanwhile is not sanctioned on an old plan).
+    pub async fn protected_now(&self, services: &Services, user_id: &UserId) -> anyhow::Result<Vec<&'static str>> {
+        let local = user_id.server_name().as_str() == services.server_name();
+        let status = if local { services.homeserver.account_status(user_id.as_str()).await? } else { None };
+        let is_moderator =
+            self.moderators.check(user_id.as_str(), &services.homeserver, Some(&self.admin_room)).await?;
+        let target = Target {
+            user_id: user_id.to_owned(),
+            local,
+            status,
+            is_bot: user_id == services.bot_user_id,
+            is_moderator,
+            administers: Vec::new(),
+            joined_rooms: 0,
+        };
+        Ok(target.protected_as())
+    }
+
+    /// Why a sanction planned a while ago must not be applied now: the
+    /// account became a moderator or a server admin since (and the plan
+    /// had no `--force`).
+    pub async fn refused_now(
+        &self,
+        services: &Services,
+        sanction: super::Sanction,
+        user_id: &str,
+        force: bool,
+    ) -> anyhow::Result<Option<String>> {
+        if sanction.lifts() || force {
+            return Ok(None);
+        }
+        let protected = self.protected_now(services, &UserId::parse(user_id)?).await?;
+        Ok((!protected.is_empty()).then(|| {
+            format!(
+                "{user_id} is now {}, which the plan did not say: not {} (plan it again, with --force if you mean it)",
+                protected.join(" and "),
+                sanction.outcome()
+            )
+        }))
+    }
+}
+
 /// The rooms (of the first few they are in) where `user_id` has power level 100.
 async fn administered_rooms(services: &Services, user_id: &UserId) -> anyhow::Result<(Vec<String>, usize)> {
     let rooms = services.homeserver.joined_rooms_of(user_id.as_str()).await?;
@@ -141,7 +186,7 @@ impl Target {
         let standing = if standing.is_empty() { "an ordinary account".to_owned() } else { standing.join(", ") };
         let mut notice = notice.field("account", &standing);
         if let Some(created) = status.creation_ts {
-            notice = notice.field("created", &crate::clock::format_ms(created));
+            notice = notice.field("created", &crate::clock::format_ms(created.saturating_mul(1000)));
         }
         let rooms = match (self.joined_rooms, self.administers.len()) {
             (0, _) => "in no rooms".to_owned(),

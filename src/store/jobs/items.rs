@@ -177,6 +177,28 @@ impl Store {
         rows.into_iter().map(JobItem::try_from).collect()
     }
 
+    /// Items in one state whose key starts with `prefix` (`mxc://`: a
+    /// purge's media), in order, at most `limit`.
+    pub async fn job_items_in_state_with_prefix(
+        &self,
+        id: &str,
+        state: ItemState,
+        prefix: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<JobItem>> {
+        // substr, not LIKE: no escaping of `%` and `_`, the same on both databases.
+        let sql =
+            format!("{SELECT_ITEMS} AND state = $2 AND substr(item_key, 1, length($3)) = $3 ORDER BY seq LIMIT $4");
+        let rows: Vec<ItemRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(state.as_str())
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(JobItem::try_from).collect()
+    }
+
     /// How many items are in each state.
     pub async fn job_item_counts(&self, id: &str) -> anyhow::Result<Vec<(ItemState, i64)>> {
         let rows: Vec<Counted> = sqlx::query_as(COUNT_ITEMS).bind(id).fetch_all(&self.pool).await?;
