@@ -4,3 +4,4 @@
 
 pub mod purge;
 pub mod quarantine;
+pub mod room;

@@ -23,6 +23,7 @@ use crate::jobs::{ConfirmPolicy, JobsBuilder, Services};
 use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
+use crate::moderation::room::{RoomBlockKind, RoomTakedownKind};
 use crate::moderators::{AdminRoom, ModeratorRule};
 use crate::notice::Destination;
 use crate::serve::{Limits, serve};
@@ -87,6 +88,8 @@ pub fn register_kinds(builder: JobsBuilder, fetcher: Arc<MediaFetcher>, config: 
     };
     let builder = builder
         .register(PurgeKind::default())
+        .register(RoomTakedownKind)
+        .register(RoomBlockKind)
         .register(QuarantineKind::default())
         .register(UnquarantineKind)
         .register(BackfillKind { fetcher, settings });

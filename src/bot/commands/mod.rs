@@ -62,6 +62,7 @@ registry! {
     Help(HelpArgs),
     Status(crate::command::StatusArgs),
     Purge(crate::moderation::purge::PurgeArgs),
+    Room(crate::moderation::room::RoomArgs),
     Quarantine(crate::moderation::quarantine::QuarantineArgs),
     Unquarantine(crate::moderation::quarantine::UnquarantineArgs),
     Backfill(crate::backfill::BackfillArgs),
