@@ -520,3 +520,53 @@ impl Kind for RoomBlockKind {
         Ok(notice)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(kicked: i64) -> TakedownOutcome {
+        TakedownOutcome {
+            delete_id: "d".into(),
+            status: DeleteState::Complete,
+            kicked,
+            kicked_named: vec![],
+            failed_to_kick: 0,
+            failed_to_kick_named: vec![],
+            new_room_id: None,
+            aliases: vec![("#a:hs".into(), None)],
+            blocked: true,
+            gone: true,
+        }
+    }
+
+    #[test]
+    fn media_counts_add_up_and_the_takedown_outcome_is_kept() {
+        let mut total = TakedownTally::default();
+        total.add(TakedownTally { media_quarantined: 3, media_skipped: 1, ..TakedownTally::default() });
+        total.add(TakedownTally {
+            media_quarantined: 2,
+            media_failed: 1,
+            outcome: Some(outcome(4)),
+            ..Default::default()
+        });
+        total.add(TakedownTally::default());
+        assert_eq!((total.media_quarantined, total.media_skipped, total.media_failed), (5, 1, 1));
+        assert_eq!(total.outcome, Some(outcome(4)), "a later batch without one does not erase it");
+        let json = serde_json::to_value(&total).unwrap();
+        assert_eq!(serde_json::from_value::<TakedownTally>(json).unwrap(), total);
+    }
+
+    #[test]
+    fn a_cursor_keeps_the_delete_across_restarts() {
+        let cursor = TakedownCursor {
+            after: ItemCursor(7),
+            delete_id: Some("abc".into()),
+            seen: Some(Seen { status: DeleteState::Active, kicked: 2 }),
+        };
+        let json = serde_json::to_value(&cursor).unwrap();
+        assert_eq!(json["delete_id"], "abc");
+        assert_eq!(serde_json::from_value::<TakedownCursor>(json).unwrap(), cursor);
+        assert_eq!(TakedownCursor::default().after, ItemCursor(-1), "before the first item");
+    }
+}
