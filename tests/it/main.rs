@@ -27,6 +27,7 @@ mod purge;
 mod quarantine;
 mod reliability;
 mod reports;
+mod room;
 mod runner;
 mod startup;
 mod stats;
@@ -57,6 +58,7 @@ fn main() -> std::process::ExitCode {
         quarantine::tests(),
         reliability::tests(),
         reports::tests(),
+        room::tests(),
         runner::tests(),
         startup::tests(),
         stats::tests(),
