@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use super::args::{SetBlock, Takedown};
 use super::plan::{
     BlockItem, BlockPlan, LOCAL_ONLY, TakedownItem, TakedownPlan, WHY_THE_INDEX_KEEPS, plan_block, plan_takedown,
-    refused, room_label,
+    room_label,
 };
-use crate::homeserver::{BlockState, DeleteRoom, DeleteState, DeleteStatus};
+use crate::homeserver::{BlockState, DeleteRoom, DeleteState, DeleteStatus, HsError};
 use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
 use crate::moderation::quarantine::{self, Action};
 use crate::notice::Notice;
@@ -430,6 +430,12 @@ async fn finish(
     batch.item(ctx.job, result, "room.takedown");
     batch.finished = !ctx.has_items_after(item.seq).await?;
     Ok(batch)
+}
+
+/// A homeserver's refusal, as an item's detail; an outage is the batch's
+/// error instead (tried again, the job paused if it lasts).
+fn refused(error: HsError) -> anyhow::Result<String> {
+    if error.is_retryable() { Err(error.into()) } else { Ok(error.to_string()) }
 }
 
 /// `!room block` and `!room unblock`.

@@ -6,7 +6,6 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::args::{SetBlock, Takedown};
-use crate::homeserver::HsError;
 use crate::jobs::{PlanContext, Planned, Size};
 use crate::notice::Notice;
 use crate::store::{EventFilter, RefsOf, Scope};
@@ -39,7 +38,9 @@ pub struct TakedownPlan {
     pub remote_members: i64,
     /// The room's local aliases when planned (checked again after).
     pub aliases: Vec<String>,
-    /// Media quarantined before the takedown (`--with-media`); 0 without.
+    /// `--with-media quarantine`: the room's shared media goes first.
+    pub with_media: bool,
+    /// Media quarantined before the takedown (with `with_media`).
     pub media: i64,
     /// What the index held of the room when planned.
     pub indexed_events: i64,
@@ -82,6 +83,7 @@ pub(super) async fn plan_takedown(
         block: args.block,
         purge: args.purge,
         message: args.message.clone(),
+        with_media: args.with_media.is_some(),
         reason: takedown.reason.clone(),
         ..TakedownPlan::default()
     };
@@ -121,7 +123,7 @@ pub(super) async fn plan_takedown(
         // reference it (Synapse's own room quarantine could not find it
         // then). A room Synapse no longer knows may still have media in
         // the index, and the files are still served: quarantined all the same.
-        if args.with_media.is_some() {
+        if plan.with_media {
             let mut selected = std::pin::pin!(services.store.selected_media(of, Scope::Shared));
             while let Some(id) = selected.try_next().await? {
                 let mxc = id.mxc();
@@ -198,11 +200,11 @@ fn describe_takedown(
     } else if !admin {
         notice = notice.field("members and aliases", "unknown: Synapse shows them to server admins only");
     }
-    let media = match (plan.indexed_media, plan.media) {
+    let media = match (plan.indexed_media, plan.with_media) {
         (0, _) if plan.indexed_events == 0 => "unknown: housekeep's index holds nothing of this room".to_owned(),
         (0, _) => "none shared, per housekeep's index".to_owned(),
-        (found, 0) => format!("{found} shared, per housekeep's index: not touched (add --with-media quarantine)"),
-        (found, _) => format!(
+        (found, false) => format!("{found} shared, per housekeep's index: not touched (add --with-media quarantine)"),
+        (found, true) => format!(
             "{found} shared, per housekeep's index ({media_quarantined_already} quarantined already): each \
              quarantined before the takedown, whoever uploaded it (Synapse quarantines every copy of the file)"
         ),
@@ -216,7 +218,12 @@ fn describe_takedown(
         (false, Some(by)) => format!("no (blocked already, by {}; it stays blocked)", line(by)),
         (false, None) => "no: local users can join it again later (add --block)".to_owned(),
     };
-    notice = notice.field("block", &block).field(
+    notice = notice.field("block", &block);
+    // A room Synapse does not know has no history to purge and nobody to tell.
+    if admin && !plan.known {
+        return notice.line(LOCAL_ONLY);
+    }
+    notice = notice.field(
         "purge",
         if plan.purge {
             "yes: Synapse erases the room's events and state from its database (media files stay)"
@@ -301,8 +308,65 @@ pub(super) async fn plan_block(ctx: &mut PlanContext<'_>, set: &SetBlock) -> any
     Ok(Planned { plan, summary: notice, size: Size::default(), blocked })
 }
 
-/// A homeserver's refusal, as an item's detail; an outage is the batch's
-/// error instead (tried again, the job paused if it lasts).
-pub(super) fn refused(error: HsError) -> anyhow::Result<String> {
-    if error.is_retryable() { Err(error.into()) } else { Ok(error.to_string()) }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known_room() -> TakedownPlan {
+        TakedownPlan {
+            room_id: "!r:hs".into(),
+            name: Some("Bazaar\u{202e}gpj.exe".into()),
+            known: true,
+            aliases: vec!["#bazaar:hs".into()],
+            indexed_events: 10,
+            indexed_media: 2,
+            ..TakedownPlan::default()
+        }
+    }
+
+    fn members(local: usize, remote: usize) -> Members {
+        Members {
+            local: (0..local).map(|i| format!("@l{i}:hs")).collect(),
+            remote: (0..remote).map(|i| format!("@r{i}:elsewhere")).collect(),
+        }
+    }
+
+    #[test]
+    fn a_known_room_shows_members_aliases_media_and_what_stays() {
+        let text = describe_takedown(&known_room(), &members(7, 1), None, 0, true).plain;
+        assert!(text.contains("Would take down \"Bazaar\u{FFFD}gpj.exe\" (!r:hs)"), "a name cannot reorder: {text}");
+        assert!(
+            text.contains("local members (removed): 7 (@l0:hs, @l1:hs, @l2:hs, @l3:hs, @l4:hs and 2 more)"),
+            "{text}"
+        );
+        assert!(text.contains("remote members (stay, on their servers): 1 (@r0:elsewhere)"), "{text}");
+        assert!(text.contains("#bazaar:hs: kept, pointing at the emptied room"), "{text}");
+        assert!(text.contains("media: 2 shared, per housekeep's index: not touched (add --with-media"), "{text}");
+        assert!(text.contains("block: no: local users can join it again later"), "{text}");
+        assert!(!text.contains("After the purge"), "{text}");
+        assert!(text.ends_with(LOCAL_ONLY), "{text}");
+    }
+
+    #[test]
+    fn the_aliases_fate_follows_message_and_purge() {
+        let purged = TakedownPlan { purge: true, ..known_room() };
+        let text = describe_takedown(&purged, &members(1, 0), None, 0, true).plain;
+        assert!(text.contains("#bazaar:hs: deleted with the purge") && text.contains("After the purge"), "{text}");
+        let told = TakedownPlan { purge: true, message: Some("closed".into()), ..known_room() };
+        let text = describe_takedown(&told, &members(1, 0), None, 0, true).plain;
+        assert!(text.contains("#bazaar:hs: moved to the room the message is posted in"), "{text}");
+        assert!(text.contains("message: \"closed\": housekeep's bot makes a room"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_room_can_only_be_blocked_and_a_non_admin_bot_knows_little() {
+        let unknown = TakedownPlan { room_id: "!gone:hs".into(), block: true, ..TakedownPlan::default() };
+        let text = describe_takedown(&unknown, &Members::default(), Some("@mod:hs"), 0, true).plain;
+        assert!(text.contains("does not know the room: there is nothing to shut down; it is only blocked"), "{text}");
+        assert!(text.contains("block: yes (blocked already, by @mod:hs)"), "{text}");
+        assert!(text.contains("media: unknown: housekeep's index holds nothing of this room"), "{text}");
+        assert!(!text.contains("local members") && !text.contains("purge:"), "nothing to say about those: {text}");
+        let text = describe_takedown(&known_room(), &Members::default(), None, 0, false).plain;
+        assert!(text.contains("members and aliases: unknown: Synapse shows them to server admins only"), "{text}");
+    }
 }
