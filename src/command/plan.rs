@@ -60,7 +60,7 @@ impl Context<'_> {
             expiry: self.rules.confirm_expiry,
             policy,
         };
-        let (job, summary, yes_refused, blocked) = match self.jobs.plan::<K>(request, args).await? {
+        let (job, summary, yes_refused, irreversible, blocked) = match self.jobs.plan::<K>(request, args).await? {
             PlanOutcome::Nothing { summary } => {
                 let reply = summary.line("Nothing to do.");
                 return Ok(Executed::with_outcome(reply, "nothing selected"));
@@ -70,7 +70,9 @@ impl Context<'_> {
                     .line(&format!("Cannot run: {} Then send the command again.", not_admin(self.services(), &why)));
                 return Ok(Executed::with_outcome(reply, "refused: bot is not a server admin"));
             }
-            PlanOutcome::Job { job, summary, yes_refused, blocked } => (*job, summary, yes_refused, blocked),
+            PlanOutcome::Job { job, summary, yes_refused, irreversible, blocked } => {
+                (*job, summary, yes_refused, irreversible, blocked)
+            }
         };
         let prefix = self.prefix();
         let id = &job.id;
@@ -79,7 +81,9 @@ impl Context<'_> {
             next.push(not_admin(self.services(), why));
         }
         if yes_refused {
-            next.push(if job.needs_second_moderator {
+            next.push(if irreversible {
+                "--yes is not enough: this cannot be undone, so a moderator confirms it explicitly.".to_owned()
+            } else if job.needs_second_moderator {
             "--yes is not enough: a selection this large (above admin.two_person_threshold) needs a second moderator."
                 .to_owned()
         } else {

@@ -160,14 +160,22 @@ fn overview<C: CommandTree>(prefix: &str) -> String {
     let visible: Vec<&clap::Command> = root.get_subcommands().filter(|c| !c.is_hide_set()).collect();
     let width = visible.iter().map(|c| c.get_name().len()).max().unwrap_or(0) + prefix.chars().count();
     let mut out = String::from("Commands:\n");
-    for cmd in visible {
+    for cmd in &visible {
         let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
         out.push_str(&format!("  {:<width$}  {about}\n", format!("{prefix}{}", cmd.get_name())));
     }
+    // The commands that act are those taking `--yes` (`ActionFlags`): named
+    // from the tree, so the list cannot miss one added later.
+    let acting: Vec<&str> = visible
+        .iter()
+        .filter(|cmd| cmd.get_arguments().any(|arg| arg.get_id() == "yes"))
+        .map(|cmd| cmd.get_name())
+        .collect();
     out.push_str(&format!(
         "\nSend {prefix}help <command> (or {prefix}<command> --help) for its options and examples.\n\
-         purge, quarantine and unquarantine show a plan first and act after {prefix}confirm <job> \
-         or a ✅ reaction on the plan; --dry-run only plans, --yes acts at once."
+         {} show a plan first and act after {prefix}confirm <job> \
+         or a ✅ reaction on the plan; --dry-run only plans, --yes acts at once.",
+        acting.join(", ")
     ));
     out
 }

@@ -18,6 +18,7 @@ mod media;
 pub mod power;
 mod reports;
 mod rooms;
+mod rooms_admin;
 mod users;
 
 use std::time::Duration;
@@ -64,6 +65,7 @@ fn parse_json(bytes: &[u8]) -> Value {
 pub use account::{PingOutcome, StartupReport};
 pub use admin::{ListedRoom, MediaInfo, MessagesPage, Upload};
 pub use reports::{EventReport, ReportsPage};
+pub use rooms_admin::{BlockState, DeleteRoom, DeleteState, DeleteStatus, ShutdownResult};
 pub use users::AccountStatus;
 
 #[derive(Debug, thiserror::Error)]

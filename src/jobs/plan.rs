@@ -81,8 +81,11 @@ pub enum PlanOutcome {
     Job {
         job: Box<Job>,
         summary: Notice,
-        /// `--yes` was given but the selection is above `admin.confirm_threshold`.
+        /// `--yes` was given but the selection is above `admin.confirm_threshold`
+        /// (or cannot be undone).
         yes_refused: bool,
+        /// It cannot be undone: confirmed explicitly, whatever its size.
+        irreversible: bool,
         /// Why it could not run as things are (a dry run is stored anyway).
         blocked: Option<String>,
     },
@@ -113,6 +116,7 @@ impl Jobs {
                 job: Box::new(job),
                 summary: planned.summary,
                 yes_refused: false,
+                irreversible: planned.irreversible,
                 blocked: planned.blocked,
             });
         }
@@ -179,7 +183,13 @@ impl Jobs {
         if dry_run {
             store.delete_job_items(&job.id).await?;
         }
-        Ok(PlanOutcome::Job { job: Box::new(job), summary: planned.summary, yes_refused, blocked: planned.blocked })
+        Ok(PlanOutcome::Job {
+            job: Box::new(job),
+            summary: planned.summary,
+            yes_refused,
+            irreversible: planned.irreversible,
+            blocked: planned.blocked,
+        })
     }
 }
 

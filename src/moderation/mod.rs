@@ -5,4 +5,5 @@
 pub mod cleanup;
 pub mod purge;
 pub mod quarantine;
+pub mod room;
 pub mod sanction;

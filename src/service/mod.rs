@@ -24,6 +24,7 @@ use crate::media::{FetchConfig, MediaFetcher};
 use crate::moderation::cleanup::CleanupKind;
 use crate::moderation::purge::PurgeKind;
 use crate::moderation::quarantine::{QuarantineKind, UnquarantineKind};
+use crate::moderation::room::{RoomBlockKind, RoomTakedownKind};
 use crate::moderation::sanction::{Protected, SanctionKind};
 use crate::moderators::{AdminRoom, ModeratorRule};
 use crate::notice::Destination;
@@ -94,6 +95,8 @@ fn register_kinds(
     };
     let builder = builder
         .register(PurgeKind::default())
+        .register(RoomTakedownKind)
+        .register(RoomBlockKind)
         .register(QuarantineKind::default())
         .register(UnquarantineKind)
         .register(BackfillKind { fetcher, settings })

@@ -28,6 +28,7 @@ mod purge;
 mod quarantine;
 mod reliability;
 mod reports;
+mod room;
 mod runner;
 mod sanction;
 mod startup;
@@ -60,6 +61,7 @@ fn main() -> std::process::ExitCode {
         quarantine::tests(),
         reliability::tests(),
         reports::tests(),
+        room::tests(),
         runner::tests(),
         sanction::tests(),
         startup::tests(),

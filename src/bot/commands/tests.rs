@@ -297,6 +297,7 @@ fn names_and_destructiveness() {
         ("!help", "help", false),
         ("!status", "status", false),
         ("!purge !a:x.org --everything", "purge", true),
+        ("!room block !a:x.org", "room", true),
         ("!quarantine user @a:x.org", "quarantine", true),
         ("!unquarantine user @a:x.org", "unquarantine", true),
         ("!cleanup @a:x.org", "cleanup", true),
