@@ -221,47 +221,44 @@ async fn queries_health_and_metrics_answer(backend: Backend) -> anyhow::Result<(
 /// transaction that arrived are asked to be read back, in the same commit.
 async fn a_hole_in_the_transaction_sequence_is_resent_first(backend: Backend) -> anyhow::Result<()> {
     let server = Server::start(backend).await?;
-    for n in [1, 2] {
+    for n in 1..=4 {
         assert_eq!(server.put_txn(&n.to_string(), Some(HS_TOKEN), txn(vec![event(n, json!({}))])).await.0, 200);
     }
-    // Transaction 3 was stranded by the homeserver: 4 is refused once, so it resends from 3.
-    let four = txn(vec![event(4, json!({}))]);
-    let (status, error) = server.put_txn("4", Some(HS_TOKEN), four.clone()).await;
-    assert_eq!((status, error["errcode"].as_str()), (503, Some("M_UNKNOWN")), "{error}");
-    assert_eq!(server.events().await, 2, "nothing of 4 written yet");
-    assert_eq!(server.put_txn("3", Some(HS_TOKEN), txn(vec![event(3, json!({}))])).await.0, 200);
-    assert_eq!(server.put_txn("4", Some(HS_TOKEN), four).await.0, 200);
-    assert_eq!(server.events().await, 4);
-
+    // Transaction 5 was stranded by the homeserver: 6 is refused once, so it resends from 5.
     let six = txn(vec![event(6, json!({}))]);
-    assert_eq!(server.put_txn("6", Some(HS_TOKEN), six.clone()).await.0, 503);
+    let (status, error) = server.put_txn("6", Some(HS_TOKEN), six.clone()).await;
+    assert_eq!((status, error["errcode"].as_str()), (503, Some("M_UNKNOWN")), "{error}");
+    assert_eq!(server.events().await, 4, "nothing of 6 written yet");
+    assert_eq!(server.put_txn("5", Some(HS_TOKEN), txn(vec![event(5, json!({}))])).await.0, 200);
     assert_eq!(server.put_txn("6", Some(HS_TOKEN), six).await.0, 200);
-    assert_eq!(server.events().await, 5);
+    assert_eq!(server.events().await, 6);
+
+    let eight = txn(vec![event(8, json!({}))]);
+    assert_eq!(server.put_txn("8", Some(HS_TOKEN), eight.clone()).await.0, 503);
+    assert_eq!(server.put_txn("8", Some(HS_TOKEN), eight).await.0, 200);
+    assert_eq!(server.events().await, 7);
     assert!(server.metrics.render().contains("housekeep_appservice_txn_gaps_total 1"), "{}", server.metrics.render());
     let requests = server.store.backfill_requests(10).await?;
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!((requests[0].0.as_str(), requests[0].1.as_str()), ("!room:localhost", "transaction 5 never arrived"));
+    assert_eq!((requests[0].0.as_str(), requests[0].1.as_str()), ("!room:localhost", "transaction 7 never arrived"));
     server.finish().await
 }
 
 /// Beside another appservice (a bridge), Synapse's one sequence of
-/// transaction numbers leaves holes in ours all along: the first looks like
-/// a stranded transaction and is asked about once, but once the numbers
-/// before a hole have holes too, it tells nothing and is taken at once.
+/// transaction numbers leaves holes in ours all along: a hole behind a
+/// short run of ours, or behind numbers with holes of their own, tells
+/// nothing and is taken at once (asking would start Synapse's recoverer,
+/// which can itself strand a transaction).
 async fn holes_beside_another_appservices_transactions_are_taken_at_once(backend: Backend) -> anyhow::Result<()> {
     let server = Server::start(backend).await?;
     // The bridge had 2, 5, 7, 8, 11 and 12.
-    assert_eq!(server.put_txn("1", Some(HS_TOKEN), txn(vec![event(1, json!({}))])).await.0, 200);
-    let three = txn(vec![event(3, json!({}))]);
-    assert_eq!(server.put_txn("3", Some(HS_TOKEN), three.clone()).await.0, 503);
-    assert_eq!(server.put_txn("3", Some(HS_TOKEN), three).await.0, 200);
-    for n in [4, 6, 9, 10, 13] {
+    for n in [1, 3, 4, 6, 9, 10, 13] {
         let (status, error) = server.put_txn(&n.to_string(), Some(HS_TOKEN), txn(vec![event(n, json!({}))])).await;
         assert_eq!(status, 200, "transaction {n}: {error}");
     }
     assert_eq!(server.events().await, 7);
-    assert_eq!(server.store.backfill_requests(10).await?.len(), 1, "only for the first hole");
-    assert!(server.metrics.render().contains("housekeep_appservice_txn_gaps_total 1"), "{}", server.metrics.render());
+    assert_eq!(server.store.backfill_requests(10).await?.len(), 0, "no hole to read back");
+    assert!(server.metrics.render().contains("housekeep_appservice_txn_gaps_total 0"), "{}", server.metrics.render());
     server.finish().await
 }
 
