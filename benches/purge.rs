@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{FIRST_TS, MillionEvents, load_million, main_with_parts, set_homeserver_concurrency, timed};
+use common::{
+    FIRST_TS, MillionEvents, Redacted, env, load_million, main_with_parts, set_homeserver_concurrency,
+    synapse_user_redact, timed,
+};
 use futures::{StreamExt, TryStreamExt};
 use housekeep::store::Backend;
 use housekeep::store::EventFilter;
-use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
+use housekeep::testbed::{MatrixUser, Testbed, eventually};
 use serde_json::json;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Purge selections on the 1M-event index.
 async fn selection(backend: Backend) -> anyhow::Result<()> {
@@ -138,18 +137,8 @@ async fn side_by_side() -> anyhow::Result<()> {
         let started = Instant::now();
         match run {
             Redacter::SynapseUserRedact => {
-                let path = format!("/_synapse/admin/v1/user/{}/redact", encode(&spammer.user_id));
-                let answer = testbed
-                    .admin
-                    .request(reqwest::Method::POST, &path, Some(json!({"rooms": [room], "limit": by_user * 2})))
-                    .await?;
-                let id = answer["redact_id"].as_str().unwrap_or_default().to_owned();
-                let status_path = format!("/_synapse/admin/v1/user/redact_status/{id}");
-                eventually(Duration::from_secs(3600), "Synapse's redaction", || async {
-                    let status = testbed.admin.request(reqwest::Method::GET, &status_path, None).await?;
-                    Ok((status["status"] == "complete" || status["status"] == "failed").then_some(()))
-                })
-                .await?;
+                let body = json!({"rooms": [room], "limit": by_user * 2});
+                synapse_user_redact(&testbed.admin, &spammer.user_id, body).await?;
             }
             Redacter::SynapseClient(n) => {
                 futures::stream::iter(&spam)
@@ -167,15 +156,8 @@ async fn side_by_side() -> anyhow::Result<()> {
             }
         }
         let elapsed = started.elapsed();
-        let mut redacted = 0;
-        let mut redactions = 0;
-        for event in other.room_timeline(&room).await? {
-            if event["type"] == "m.room.redaction" {
-                redactions += 1;
-            } else if event["sender"] == spammer.user_id.as_str() && event["unsigned"]["redacted_because"].is_object() {
-                redacted += 1;
-            }
-        }
+        let seen = Redacted::of(&other.room_timeline(&room).await?, &spammer.user_id);
+        let (redacted, redactions) = (seen.messages + seen.others, seen.redactions);
         let line = format!(
             "{label:<30} {elapsed:>8.1?} to done; {redacted} of the user's {} messages redacted by {redactions} \
              redactions ({:.1} redactions/s)",

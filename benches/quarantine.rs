@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{MillionEvents, main_with, set_homeserver_concurrency, timed};
+use common::{MillionEvents, main_with, set_homeserver_concurrency, timed, unavailable};
 use futures::{StreamExt, TryStreamExt};
 use housekeep::store::Backend;
 use housekeep::store::{JobState, RefsOf, Scope};
@@ -71,16 +71,6 @@ async fn seed(user: &MatrixUser, room: &str) -> anyhow::Result<Vec<String>> {
         sent += 1;
     }
     Ok(media)
-}
-
-async fn unavailable(user: &MatrixUser, media: &[String]) -> anyhow::Result<usize> {
-    let mut count = 0;
-    for mxc in media {
-        if user.download_status(mxc).await? == 404 {
-            count += 1;
-        }
-    }
-    Ok(count)
 }
 
 /// Makes every media available again, so each run has the same work.

@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 use housekeep::extract::extract_value;
 use housekeep::store::Backend;
 use housekeep::store::{Source, Store};
-use housekeep::testbed::{TestDatabase, Testbed};
-use serde_json::json;
+use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
+use serde_json::{Value, json};
+
+/// A size from the environment (`BENCH_EVENTS=200`), else `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 /// A fresh database holding 1,000,000 events in 100 rooms (`!room0` …
 /// `!room99`) from 5,000 senders (`@u0:hs.example` …), one millisecond apart
@@ -151,4 +156,66 @@ pub async fn set_homeserver_concurrency(testbed: &mut Testbed, n: usize, admin_r
         }
     }
     anyhow::bail!("housekeep does not answer after its restart")
+}
+
+/// Synapse's own user redaction: `POST /_synapse/admin/v1/user/<user_id>/redact`
+/// with `body` (`{"rooms": []}`: every room they are in), then its
+/// `redact_status` polled until it is `complete` or `failed`. Returns that
+/// last status (`failed_redactions` maps what it could not redact to why).
+pub async fn synapse_user_redact(admin: &MatrixUser, user_id: &str, body: Value) -> anyhow::Result<Value> {
+    let path = format!("/_synapse/admin/v1/user/{}/redact", encode(user_id));
+    let answer = admin.request(reqwest::Method::POST, &path, Some(body)).await?;
+    let id = answer["redact_id"].as_str().unwrap_or_default().to_owned();
+    let status_path = format!("/_synapse/admin/v1/user/redact_status/{id}");
+    eventually(Duration::from_secs(3600), "Synapse's redaction", || async {
+        let status = admin.request(reqwest::Method::GET, &status_path, None).await?;
+        Ok((status["status"] == "complete" || status["status"] == "failed").then_some(status))
+    })
+    .await
+}
+
+/// How many of `media` `user` can no longer download (404: quarantined).
+pub async fn unavailable(user: &MatrixUser, media: &[String]) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for mxc in media {
+        if user.download_status(mxc).await? == 404 {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// What a room's timeline shows redacted of one sender's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redacted {
+    /// Redactions in the room, by anyone.
+    pub redactions: usize,
+    /// The sender's messages (`m.room.message`) shown redacted.
+    pub messages: usize,
+    /// Their other events shown redacted (joins, for Synapse's user redact).
+    pub others: usize,
+}
+
+impl Redacted {
+    pub fn of(timeline: &[Value], sender: &str) -> Self {
+        let mut counts = Self::default();
+        for event in timeline {
+            if event["type"] == "m.room.redaction" {
+                counts.redactions += 1;
+            } else if event["sender"] == sender && event["unsigned"]["redacted_because"].is_object() {
+                if event["type"] == "m.room.message" {
+                    counts.messages += 1;
+                } else {
+                    counts.others += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    pub fn add(&mut self, other: Self) {
+        self.redactions += other.redactions;
+        self.messages += other.messages;
+        self.others += other.others;
+    }
 }
