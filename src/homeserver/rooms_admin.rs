@@ -4,7 +4,7 @@
 //! a silent zero.
 
 use reqwest::Method;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -75,7 +75,9 @@ pub struct ShutdownResult {
     pub kicked_users: Vec<OwnedUserId>,
     pub failed_to_kick_users: Vec<OwnedUserId>,
     /// The aliases moved to the new room (only with `new_room_user_id`).
-    pub local_aliases: Vec<OwnedRoomAliasId>,
+    /// As strings: Synapse accepts aliases ruma would not parse (over 255
+    /// bytes in UTF-8), and one such alias must not make the answer unreadable.
+    pub local_aliases: Vec<String>,
     pub new_room_id: Option<OwnedRoomId>,
 }
 
@@ -160,9 +162,14 @@ impl HomeserverClient {
 
     /// The local aliases of a room (`GET /_matrix/client/v3/rooms/{room}/aliases`):
     /// a server admin may ask about any room, member or not.
-    pub async fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>, HsError> {
-        let request = ruma::api::client::room::aliases::v3::Request::new(room_id.to_owned());
-        Ok(self.call(request).await?.aliases)
+    /// As strings, for the reason [`ShutdownResult::local_aliases`] gives.
+    pub async fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<String>, HsError> {
+        #[derive(serde::Deserialize)]
+        struct Aliases {
+            aliases: Vec<String>,
+        }
+        let segments = ["_matrix", "client", "v3", "rooms", room_id.as_str(), "aliases"];
+        Ok(self.send::<(), Aliases>(reqwest::Method::GET, &segments, None).await?.aliases)
     }
 }
 
@@ -202,7 +209,7 @@ mod tests {
         .unwrap();
         let result = done.shutdown_room.unwrap();
         assert_eq!(result.kicked_users.len(), 1);
-        assert_eq!(result.local_aliases[0].as_str(), "#x:hs");
+        assert_eq!(result.local_aliases[0], "#x:hs");
         assert!(!done.status.is_running());
         let odd = serde_json::from_value::<DeleteStatus>(json!({"delete_id": "d", "status": "paused"}));
         assert!(odd.is_err(), "a state housekeep does not know is an error, not a guess");

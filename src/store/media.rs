@@ -130,6 +130,13 @@ const SENDERS_OF_SAME_FILE: &str = "SELECT DISTINCT r.sender FROM media m \
      WHERE m.sha256 = COALESCE($3, (SELECT sha256 FROM media WHERE server_name = $1 AND media_id = $2)) \
      LIMIT $4";
 
+/// See [`Store::rooms_of_same_file`].
+const ROOMS_OF_SAME_FILE: &str = "SELECT DISTINCT r.room_id FROM media_refs r \
+     WHERE (r.server_name = $1 AND r.media_id = $2) \
+        OR (r.server_name, r.media_id) IN (SELECT server_name, media_id FROM media \
+            WHERE sha256 = COALESCE($3, (SELECT sha256 FROM media WHERE server_name = $1 AND media_id = $2))) \
+     LIMIT $4";
+
 impl Store {
     /// Counts a selection (see the module docs for shared and mentioned).
     pub async fn media_selection_stats(
@@ -196,6 +203,24 @@ impl Store {
             scope_condition(of, scope)
         );
         sqlx::query_as(AssertSqlSafe(sql)).bind(value.to_owned()).fetch(&self.pool).map_err(Into::into)
+    }
+
+    /// The rooms where this media, or a copy of its file (same hash), is
+    /// referenced in any indexed event: at most `limit`.
+    pub async fn rooms_of_same_file(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        sha256: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(ROOMS_OF_SAME_FILE)
+            .bind(server_name)
+            .bind(media_id)
+            .bind(sha256)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Who shared, in any indexed event, a copy of the file with the same

@@ -222,7 +222,35 @@ impl Housekeep {
         })
         .await;
         let last = last.into_inner().expect("not poisoned");
-        ready.with_context(|| format!("/health said: {last}; see {}", self.log_path.display()))
+        ready.with_context(|| format!("/health said: {last}; see {}", self.log_path.display()))?;
+        self.wait_for_synapse_to_settle().await
+    }
+
+    /// Waits until no transaction has arrived for a while (at most 15 s).
+    /// Synapse, which tried to reach housekeep before it ran, is recovering
+    /// (housekeep's start-up ping makes it resend at once); an event
+    /// created in the few milliseconds while that recovery ends is stranded
+    /// by Synapse until its next failed send (a Synapse race, see the
+    /// README's "What the appservice endpoint guarantees"). A test sending
+    /// its first command right then would wait for a reply that no test of
+    /// housekeep can bring; a moderator meets it only if they type in that
+    /// instant of a restart.
+    async fn wait_for_synapse_to_settle(&self) -> anyhow::Result<()> {
+        const QUIET: Duration = Duration::from_secs(1);
+        let received = async || -> anyhow::Result<String> {
+            let metrics = self.metrics().await?;
+            Ok(metrics.lines().filter(|l| l.starts_with("housekeep_appservice_transactions_total")).collect())
+        };
+        let started = Instant::now();
+        let (mut seen, mut since) = (received().await?, Instant::now());
+        while since.elapsed() < QUIET && started.elapsed() < Duration::from_secs(15) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = received().await?;
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+        }
+        Ok(())
     }
 
     /// Its log so far.
@@ -247,7 +275,11 @@ async fn wait_healthy(child: &mut Child, url: &str, limit: Duration, what: &str,
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("{what} exited ({status}) before answering; see {}", log.display());
+            // The folder may be gone by the time anyone looks: say why here.
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n  ");
+            bail!("{what} exited ({status}) before answering; the end of {}:\n  {tail}", log.display());
         }
         if let Ok(response) = http.get(url).send().await
             && response.status().is_success()

@@ -172,8 +172,15 @@ async fn block_unblock_a_message_and_the_admin_room_refused(backend: Backend) ->
         let alias = format!("#lounge:{domain}");
         let path = format!("/_matrix/client/v3/directory/room/{}", percent_encode(&alias));
         host.request(Method::PUT, &path, Some(json!({"room_id": room}))).await?;
+        // A takedown removes every member: --yes is never enough.
         let command = format!("!room takedown {alias} --message \"The Lounge is closed: spam.\" --yes");
-        let result = command_reply(testbed, &admin_room, &command, 3).await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let asked = testbed.admin.send_text(&admin_room, &command).await?;
+        let plan = testbed.admin.wait_for_reply(&admin_room, &asked, &bot).await?;
+        assert!(plan.contains("--yes is not enough: this cannot be undone"), "{plan}");
+        command_reply(testbed, &admin_room, &format!("!confirm {}", job_id(&plan)), 1).await?;
+        let replies = testbed.admin.wait_for_replies(&admin_room, &asked, &bot, 3).await?;
+        let result = replies.last().and_then(|r| r["content"]["body"].as_str()).unwrap_or_default().to_owned();
         assert_eq!(field(&result, "status"), "done", "{result}");
         let notice_room = field(&result, "message posted in").to_owned();
         assert_eq!(field(&result, "aliases"), format!("{alias} now points at {notice_room}"), "{result}");

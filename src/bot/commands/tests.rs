@@ -470,3 +470,17 @@ fn unicode_tricks_in_commands_are_refused_not_reinterpreted() {
     // name starts with an ASCII letter), so nothing runs.
     assert_eq!(parse("!\u{440}urge --all-rooms", "!"), None);
 }
+
+#[test]
+fn room_help_shows_each_part_and_the_examples() {
+    let room = help_text::<Command>("!", Some("room")).unwrap();
+    for needle in ["Usage: !room [OPTIONS] <COMMAND>", "takedown", "unblock", "--dry-run", "Examples:"] {
+        assert!(room.contains(needle), "{needle:?} missing from {room}");
+    }
+    let takedown = help_text::<Command>("!", Some("room takedown")).unwrap();
+    for needle in ["Usage: !room takedown [OPTIONS] <ROOM>", "--block", "--purge", "--message <TEXT>", "quarantine"] {
+        assert!(takedown.contains(needle), "{needle:?} missing from {takedown}");
+    }
+    let overview = help_text::<Command>("!", None).unwrap();
+    assert!(overview.contains("purge, cleanup, room, quarantine, unquarantine, suspend"), "{overview}");
+}

@@ -64,7 +64,7 @@ struct CleanupCli {
     /// Also quarantine the media their events shared and (a local user) every upload of theirs
     #[arg(long, value_enum, value_name = "ACTION")]
     with_media: Option<PurgeMediaAction>,
-    /// Also when the user is a server admin, a moderator or housekeep's bot (refused without)
+    /// Also when the user is a server admin, a moderator or housekeep's bot (refused without; no sanction on the bot even then)
     #[arg(long)]
     force: bool,
     #[command(flatten)]

@@ -562,6 +562,25 @@ async fn shared_by_others(
     )))
 }
 
+/// Why a media quarantined because it was shared in `room_id` (a room
+/// being taken down) must be left alone: it, or a copy of its file, is
+/// shared in other rooms too, and Synapse quarantines every copy (a spam
+/// room can post a moderator's avatar or the server's logo).
+pub async fn shared_outside_room(services: &Services, mxc: &str, room_id: &str) -> anyhow::Result<Option<String>> {
+    let Ok(parsed) = parse_mxc(mxc) else { return Ok(None) };
+    let rooms = services.store.rooms_of_same_file(parsed.server_name, parsed.media_id, None, 4).await?;
+    let others: Vec<&str> = rooms.iter().map(String::as_str).filter(|room| *room != room_id).collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "it or the same file is shared in other rooms too ({}), and Synapse quarantines every copy of a file: \
+         left alone ({}quarantine media or hash takes it on purpose)",
+        others.join(", "),
+        services.prefix
+    )))
+}
+
 /// The server name of a user ID, whole (ports included).
 fn server_of(user_id: &str) -> Option<String> {
     ruma::UserId::parse(user_id).ok().map(|user| user.server_name().to_string())

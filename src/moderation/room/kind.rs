@@ -150,7 +150,11 @@ impl Kind for RoomTakedownKind {
         let (actor, reason) = (ctx.job.actor(), job.plan.reason.as_deref());
         let outcomes: Vec<_> = futures::stream::iter(media)
             .map(|(item, mxc)| async move {
-                let outcome = quarantine::apply(services, actor, reason, Action::Quarantine, &mxc, None).await;
+                let outcome = match quarantine::shared_outside_room(services, &mxc, &job.plan.room_id).await {
+                    Ok(Some(why)) => Ok((ItemState::Skipped, why)),
+                    Ok(None) => quarantine::apply(services, actor, reason, Action::Quarantine, &mxc, None).await,
+                    Err(error) => Err(error),
+                };
                 (item, outcome)
             })
             .buffered(services.homeserver_concurrency)

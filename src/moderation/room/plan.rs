@@ -106,7 +106,7 @@ pub(super) async fn plan_takedown(
         }
         (plan.local_members, plan.remote_members) = (members.local.len() as i64, members.remote.len() as i64);
         if plan.known {
-            plan.aliases = homeserver.room_aliases(&takedown.room_id).await?.iter().map(ToString::to_string).collect();
+            plan.aliases = homeserver.room_aliases(&takedown.room_id).await?;
         }
         let state = homeserver.room_block(room_id).await?;
         blocked_by = state.block.then(|| state.user_id.unwrap_or_else(|| "someone unknown".to_owned()));
@@ -141,8 +141,10 @@ pub(super) async fn plan_takedown(
     // A purge erases what the index holds of the room: that many events
     // count against `admin.confirm_threshold` as a `!purge` of them would.
     let size = Size { events: if plan.purge { plan.indexed_events } else { 0 }, media: plan.media };
-    // A purge deletes the room from the homeserver's database: it cannot be undone.
-    let irreversible = plan.purge && plan.known;
+    // It removes every local member and moves or deletes the aliases (a purge
+    // deletes the room for good): never by --yes alone, whatever its size,
+    // nor on an alias another server answered for.
+    let irreversible = plan.known;
     Ok(Planned { plan, summary, size, blocked, irreversible })
 }
 
@@ -196,7 +198,9 @@ fn describe_takedown(
                 (false, true) => "deleted with the purge",
                 (false, false) => "kept, pointing at the emptied room (add --purge to delete them)",
             };
-            format!("{}: {fate}", plan.aliases.join(", "))
+            // Chosen by the room's members: each on one line, cut, and a few of them.
+            let shown: Vec<String> = plan.aliases.iter().map(|alias| line(alias)).collect();
+            format!("{}: {fate}", some_of(&shown))
         };
         notice = notice.field("local aliases", &aliases);
     } else if !admin {

@@ -1,7 +1,8 @@
 //! The grammar of the account sanctions: `!suspend`, `!unsuspend`, `!lock`,
 //! `!unlock`, `!shadowban`, `!unshadowban`, `!deactivate`. Each takes one
 //! account of this homeserver and the usual `--reason/--dry-run/--yes`;
-//! applying one to a server admin, a moderator or the bot needs `--force`;
+//! applying one to a server admin or a moderator needs `--force` (the
+//! bot is refused whatever the flags);
 //! `!deactivate` takes `--erase` and never `--yes`.
 
 use clap::Args;
@@ -30,7 +31,7 @@ pub struct Applied {
     /// The account: a user ID of this homeserver (@spammer:example.org) or a matrix.to link
     #[arg(value_name = "USER", value_parser = parse_user)]
     pub user: OwnedUserId,
-    /// Apply it to a server admin, a moderator or housekeep's bot too (refused without)
+    /// Apply it to a server admin or a moderator too (refused without; housekeep's bot is always refused)
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
