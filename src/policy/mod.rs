@@ -55,6 +55,14 @@
 //!   (the MSC's example), and the rule should carry no reason. A literal
 //!   mxc URI in `entity` is read too.
 //!
+//! ## What matches what ([`matches`])
+//!
+//! A rule matches targets of its own kind; a server rule also matches every
+//! user of the server, by the part of the user ID after the first `:`
+//! (`@u:example.org:8448` is on `example.org`). Server rules match neither
+//! rooms nor media. Room rules may name a room ID or an alias; the caller
+//! tries each it knows.
+//!
 //! ## Removed and malformed rules ([`parse`])
 //!
 //! A rule event whose content is `{}` is a removal ([`RemovedRule`]);
@@ -73,17 +81,32 @@
 //! content, a reason included, is a new rule; the same event read twice (a
 //! restart, a second state read) is the same one.
 //!
+//! ## Refusal ([`refused`])
+//!
+//! Some rules are never acted on, and the admin room is told why: a user
+//! rule matching the bot, a moderator, or *every local user* (taken as:
+//! it matches one of a few unremarkable local IDs like `@a:<ourserver>`,
+//! so `@*:ourserver`, `*:ourserver`, `*` are refused while
+//! `@spammer:ourserver` and `@spam*:ourserver` are not); a server rule
+//! matching this homeserver or a moderator's server; a room rule matching
+//! the admin room, a watched list, or any room at all (`!*`); a media rule
+//! with a glob. Literal and hashed entities are checked like globs: a list
+//! naming a moderator exactly is refused too. The moderators, the bot and
+//! the server name come in as plain values ([`SafetyContext`]).
+//!
 //! [MSC4204]: https://github.com/matrix-org/matrix-spec-proposals/pull/4204
 //! [MSC4205]: https://github.com/matrix-org/matrix-spec-proposals/pull/4205
 //! [MSC4207]: https://github.com/matrix-org/matrix-spec-proposals/pull/4207
 
 pub mod glob;
+pub mod matcher;
 pub mod rule;
 
 use ruma::serde::Base64;
 use ruma::serde::base64::UrlSafe;
 use sha2::{Digest, Sha256};
 
+pub use matcher::{Match, MatchedBy, Refusal, SafetyContext, Target, matches, refused};
 pub use rule::{
     ContentHash, MalformedRule, ParsedRule, Pattern, PolicyRule, Recommendation, RemovedRule, RuleIdentity, RuleKind,
     RuleType, parse, parse_event,
