@@ -192,7 +192,7 @@ impl fmt::Display for Refusal {
 /// them is taken to match every local user (`@*:ourserver`, `*:ourserver`,
 /// `@?*:ourserver`, `*`). The long one has every kind of character a
 /// localpart may, and is no word a rule would start or end with.
-const LOCAL_USER_PROBES: [&str; 3] = ["a", "zz", "q.0_1-2=3/4+5"];
+pub const LOCAL_USER_PROBES: [&str; 3] = ["a", "zz", "q.0_1-2=3/4+5"];
 
 /// Whether housekeep refuses `rule`, and why. Checked for literal, glob and
 /// hashed entities alike: a rule naming a moderator exactly is refused as

@@ -55,7 +55,7 @@
 //!   (the MSC's example), and the rule should carry no reason. A literal
 //!   mxc URI in `entity` is read too.
 //!
-//! ## What matches what ([`matches`])
+//! ## What matches what ([`matches()`])
 //!
 //! A rule matches targets of its own kind; a server rule also matches every
 //! user of the server, by the part of the user ID after the first `:`
@@ -101,6 +101,8 @@
 pub mod glob;
 pub mod matcher;
 pub mod rule;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use ruma::serde::Base64;
 use ruma::serde::base64::UrlSafe;
