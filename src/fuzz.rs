@@ -196,10 +196,30 @@ fn stats(body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A state event from a policy list: as itself, and its content as every
+/// rule type.
+fn policy(body: &[u8]) -> Result<(), TestCaseError> {
+    let Ok(event) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
+    if let Some(parsed) = crate::policy::parse_event(&event) {
+        prop_assert_eq!(Some(parsed), crate::policy::parse_event(&event), "not deterministic");
+    }
+    let content = event.get("content").unwrap_or(&event);
+    for rule_type in crate::policy::RuleType::ALL {
+        crate::policy::tests::check_parse(rule_type, "k", content)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn every_seed_passes_as_it_is() {
-    let targets: [(&str, Target); 5] =
-        [("transaction", transaction), ("html", html), ("mxc", mxc), ("command", command), ("stats", stats)];
+    let targets: [(&str, Target); 6] = [
+        ("transaction", transaction),
+        ("html", html),
+        ("mxc", mxc),
+        ("command", command),
+        ("stats", stats),
+        ("policy", policy),
+    ];
     for (target, check) in targets {
         for seed in corpus(target) {
             check(&seed).unwrap_or_else(|e| panic!("{target} seed {:?}: {e}", String::from_utf8_lossy(&seed)));
@@ -230,4 +250,7 @@ proptest! {
 
     #[test]
     fn fuzz_stats(body in mutated("stats")) { stats(&body)?; }
+
+    #[test]
+    fn fuzz_policy(body in mutated("policy")) { policy(&body)?; }
 }

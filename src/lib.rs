@@ -35,6 +35,8 @@
 //!   by the dashboard and `!dashboard`.
 //! - [`serve`]: HTTP for strangers: timeouts and connection limits.
 //! - [`metrics`]: what `/metrics` shows.
+//! - [`policy`]: policy-list rules (`m.policy.rule.*`, MSC4204/4205/4207):
+//!   parsing, matching, and the rules refused for our safety; pure.
 //! - [`extract`]: event JSON → index rows; pure.
 //! - [`clock`], [`config`], [`text`]: leaves (`config` imports nothing of
 //!   the project: YAML to typed, validated settings).
@@ -58,6 +60,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod moderators;
 pub mod notice;
+pub mod policy;
 pub mod redactions;
 pub mod registration;
 pub mod reports;
