@@ -45,6 +45,17 @@ use crate::text::line;
 const BATCH_SIZE: i64 = 64;
 /// How often a running delete is asked about.
 const DELETE_POLL: Duration = Duration::from_secs(1);
+
+/// The wait before asking about a running delete again, after `polls`
+/// questions: every second for the first minute, every 5 s until ten
+/// minutes, then every 30 s.
+fn poll_wait(polls: u32) -> Duration {
+    match polls {
+        0..60 => DELETE_POLL,
+        60..168 => Duration::from_secs(5),
+        _ => Duration::from_secs(30),
+    }
+}
 /// Users named in a result (the rest are counted).
 const USERS_NAMED: usize = 10;
 /// Aliases checked after the takedown (a room has a few).
@@ -61,6 +72,11 @@ pub struct TakedownCursor {
     pub delete_id: Option<String>,
     /// Synapse's last answer about it while it ran, for the progress message.
     pub seen: Option<Seen>,
+    /// How often the running delete was asked about: a delete that stays
+    /// scheduled or active (Synapse's task workers busy or down) is asked
+    /// about less and less often, not every second forever.
+    #[serde(default)]
+    pub polls: u32,
 }
 
 /// A running delete as last seen.
@@ -307,8 +323,9 @@ async fn take_down(
 ) -> anyhow::Result<Batch<RoomTakedownKind>> {
     let homeserver = &ctx.services.homeserver;
     let waiting = |cursor: TakedownCursor| {
+        let wait = poll_wait(cursor.polls);
         let mut batch = Batch::<RoomTakedownKind>::new(cursor);
-        batch.wait = Some(DELETE_POLL);
+        batch.wait = Some(wait);
         batch
     };
     let Some(delete_id) = &job.cursor.delete_id else {
@@ -328,6 +345,7 @@ async fn take_down(
     if status.status.is_running() {
         return Ok(waiting(TakedownCursor {
             seen: Some(Seen { status: status.status, kicked }),
+            polls: job.cursor.polls.saturating_add(1),
             ..job.cursor.clone()
         }));
     }
@@ -535,6 +553,18 @@ impl Kind for RoomBlockKind {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_delete_that_stays_running_is_asked_about_less_and_less_often() {
+        assert_eq!(poll_wait(0), DELETE_POLL);
+        assert_eq!(poll_wait(59), DELETE_POLL);
+        assert_eq!(poll_wait(60), Duration::from_secs(5));
+        // Ten minutes in: 60 × 1 s + 108 × 5 s.
+        assert_eq!(poll_wait(168), Duration::from_secs(30));
+        assert_eq!(poll_wait(u32::MAX), Duration::from_secs(30));
+        let old: TakedownCursor = serde_json::from_value(serde_json::json!({"after": 3, "delete_id": "d"})).unwrap();
+        assert_eq!(old.polls, 0, "a cursor stored before the count reads as no questions yet");
+    }
+
     fn outcome(kicked: i64) -> TakedownOutcome {
         TakedownOutcome {
             delete_id: "d".into(),
@@ -573,6 +603,7 @@ mod tests {
             after: ItemCursor(7),
             delete_id: Some("abc".into()),
             seen: Some(Seen { status: DeleteState::Active, kicked: 2 }),
+            polls: 12,
         };
         let json = serde_json::to_value(&cursor).unwrap();
         assert_eq!(json["delete_id"], "abc");
