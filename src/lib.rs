@@ -13,8 +13,9 @@
 //! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
 //! - [`backfill`]: room history into the index, as a background job kind.
 //! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
-//! - [`moderation`]: one folder per command that acts (purge, quarantine):
-//!   grammar, selection, plan, job kind and result text together.
+//! - [`moderation`]: one folder per command that acts (purge, quarantine,
+//!   sanction, cleanup, room takedown): grammar, selection, plan, job kind
+//!   and result text together.
 //! - [`redactions`]: asks the homeserver about redactions the index cannot judge.
 //! - [`stats`]: phone-home reports and index activity, summarized with charts.
 //! - [`reports`]: Synapse's event reports, told to the admin room with the
