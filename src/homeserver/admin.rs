@@ -241,9 +241,10 @@ impl HomeserverClient {
         Ok(page.rooms)
     }
 
-    /// A room's name, alias and size (`GET /_synapse/admin/v1/rooms/{room}`);
+    /// A room's name, alias and size (Synapse's Room Details API,
+    /// `GET /_synapse/admin/v1/rooms/{room}`);
     /// `None` if the homeserver does not know it.
-    pub async fn admin_room(&self, room_id: &str) -> Result<Option<ListedRoom>, HsError> {
+    pub async fn room_details(&self, room_id: &str) -> Result<Option<ListedRoom>, HsError> {
         match self.send::<(), ListedRoom>(Method::GET, &["_synapse", "admin", "v1", "rooms", room_id], None).await {
             Ok(room) => Ok(Some(room)),
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),

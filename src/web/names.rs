@@ -71,7 +71,7 @@ impl RoomNames {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let found = futures::stream::iter(missing)
             .map(|room| async move {
-                let found = match tokio::time::timeout_at(deadline, homeserver.admin_room(&room)).await {
+                let found = match tokio::time::timeout_at(deadline, homeserver.room_details(&room)).await {
                     Ok(Ok(listed)) => Some(listed.as_ref().and_then(label)),
                     Ok(Err(error)) => {
                         tracing::info!(room, %error, "room name for the dashboard not looked up");

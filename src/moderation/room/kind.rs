@@ -268,7 +268,8 @@ impl Kind for RoomTakedownKind {
                 if outcome.status == DeleteState::Failed && plan.purge && outcome.failed_to_kick > 0 {
                     notice = notice.line(
                         "Synapse purges a room only once every local member is out: remove those above, then \
-                         take the room down again.",
+                         take the room down again (Synapse cannot remove a suspended member: !unsuspend them \
+                         first, and suspend them again after).",
                     );
                 }
             }
@@ -431,7 +432,7 @@ async fn check_after(
         new_room_id: done.new_room_id.map(|room| room.to_string()),
         aliases,
         blocked: homeserver.room_block(room_id).await?.block,
-        gone: homeserver.admin_room(room_id).await?.is_none(),
+        gone: homeserver.room_details(room_id).await?.is_none(),
     })
 }
 

@@ -91,7 +91,7 @@ pub(super) async fn plan_takedown(
     let mut blocked_by = None;
     // Synapse tells all this to server admins only.
     if admin {
-        let listed = homeserver.admin_room(room_id).await?;
+        let listed = homeserver.room_details(room_id).await?;
         plan.known = listed.is_some();
         plan.name = listed.and_then(|room| room.name);
         if let Some(joined) = homeserver.room_members(room_id).await? {
@@ -280,7 +280,7 @@ pub(super) async fn plan_block(ctx: &mut PlanContext<'_>, set: &SetBlock) -> any
     let verb = if set.block { "block" } else { "unblock" };
     let mut state = None;
     if admin {
-        plan.name = homeserver.admin_room(room_id).await?.and_then(|room| room.name);
+        plan.name = homeserver.room_details(room_id).await?.and_then(|room| room.name);
         state = Some(homeserver.room_block(room_id).await?);
     }
     let room = room_label(room_id, plan.name.as_deref());
