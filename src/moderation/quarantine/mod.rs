@@ -20,5 +20,5 @@ pub use args::{
     QUARANTINE_EXAMPLES, QuarantineArgs, QuarantineTarget, UNQUARANTINE_EXAMPLES, UnquarantineArgs, UnquarantineTarget,
     parse_sha256,
 };
-pub use kind::{QuarantineKind, UnquarantineKind, apply, shared_outside_room};
+pub use kind::{QuarantineKind, UnquarantineKind, apply, refused_or_retry, shared_outside_room};
 pub use plan::{Action, MediaPlan};

@@ -34,7 +34,7 @@ use super::plan::{
     BlockItem, BlockPlan, LOCAL_ONLY, TakedownItem, TakedownPlan, WHY_THE_INDEX_KEEPS, plan_block, plan_takedown,
     room_label,
 };
-use crate::homeserver::{BlockState, DeleteRoom, DeleteState, DeleteStatus, HsError};
+use crate::homeserver::{BlockState, DeleteRoom, DeleteState, DeleteStatus};
 use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, RunContext, Tally, TypedJob};
 use crate::moderation::quarantine::{self, Action};
 use crate::notice::Notice;
@@ -388,7 +388,7 @@ async fn start_delete(
     match homeserver.delete_room(room_id, &delete).await {
         Ok(delete_id) => Ok(Ok((delete_id, "started"))),
         Err(error) => {
-            let refusal = refused(error)?;
+            let (_, refusal) = quarantine::refused_or_retry(error)?;
             Ok(match running_delete(ctx, room_id).await? {
                 Some(running) => Ok((running, "started (Synapse refused a resend of the request)")),
                 None => Err(format!("Synapse refused the delete: {refusal}")),
@@ -455,12 +455,6 @@ async fn finish(
     Ok(batch)
 }
 
-/// A homeserver's refusal, as an item's detail; an outage is the batch's
-/// error instead (tried again, the job paused if it lasts).
-fn refused(error: HsError) -> anyhow::Result<String> {
-    if error.is_retryable() { Err(error.into()) } else { Ok(error.to_string()) }
-}
-
 /// `!room block` and `!room unblock`.
 #[derive(Debug, Default)]
 pub struct RoomBlockKind;
@@ -515,7 +509,7 @@ impl Kind for RoomBlockKind {
                 batch.tally.after = Some(after);
                 (state, detail)
             }
-            Err(error) => (ItemState::Failed, refused(error)?),
+            Err(error) => quarantine::refused_or_retry(error)?,
         };
         let action = if *block { "room.block" } else { "room.unblock" };
         let item_json = serde_json::to_value(&item.item)?;

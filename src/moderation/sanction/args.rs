@@ -214,6 +214,12 @@ pub async fn refuse_protected(ctx: &Context<'_>, user: &UserId, force: bool) -> 
         return Ok(None);
     }
     let kind = ctx.jobs.kind::<SanctionKind>()?;
+    // Most targets are nobody in particular: the plan reads their rooms,
+    // this need not too. Only a protected one (or one the admin room cannot
+    // tell about) is read in full, for the refusal to say who they are.
+    if kind.protected.protected_now(ctx.services(), user).await.is_ok_and(|protected| protected.is_empty()) {
+        return Ok(None);
+    }
     let target = kind.protected.look_up(ctx.services(), user).await?;
     let protected = target.protected_as();
     if protected.is_empty() {

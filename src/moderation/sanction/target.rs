@@ -46,51 +46,31 @@ impl Protected {
     /// Reads who `user_id` is: their account, whether they moderate, and
     /// the rooms they administer.
     pub async fn look_up(&self, services: &Services, user_id: &UserId) -> anyhow::Result<Target> {
-        let homeserver = &services.homeserver;
-        let local = user_id.server_name().as_str() == services.server_name();
-        // Synapse keeps accounts of its own users only.
-        let status = if local { homeserver.account_status(user_id.as_str()).await? } else { None };
-        let is_moderator =
-            self.moderators.check(user_id.as_str(), homeserver, Some(&self.admin_room)).await.unwrap_or_else(|error| {
-                // Not knowing is not a "no": the account is treated as a moderator.
-                tracing::warn!(%user_id, error = format!("{error:#}"), "cannot tell whether the target moderates");
-                true
-            });
-        let (administers, joined_rooms) = match &status {
-            Some(status) if !status.deactivated => administered_rooms(services, user_id).await?,
-            _ => (Vec::new(), 0),
-        };
-        Ok(Target {
-            user_id: user_id.to_owned(),
-            local,
-            status,
-            is_bot: user_id == services.bot_user_id,
-            is_moderator,
-            administers,
-            joined_rooms,
-        })
+        let status = account(services, user_id).await?;
+        let is_moderator = self.is_moderator(services, user_id).await.unwrap_or_else(|error| {
+            // Not knowing is not a "no": the account is treated as a moderator.
+            tracing::warn!(%user_id, error = format!("{error:#}"), "cannot tell whether the target moderates");
+            true
+        });
+        let mut target = Target::new(services, user_id, status, is_moderator);
+        if target.status.as_ref().is_some_and(|status| !status.deactivated) {
+            (target.administers, target.joined_rooms) = administered_rooms(services, user_id).await?;
+        }
+        Ok(target)
     }
-}
 
-impl Protected {
     /// Why `user_id` is protected now, if they are: asked again when a job
     /// runs, which may be long after its plan (someone made a moderator or
-    /// a server admin meanwhile is not sanctioned on an old plan).
+    /// a server admin meanwhile is not sanctioned on an old plan). Their
+    /// rooms are not read; an unreadable admin room is an error.
     pub async fn protected_now(&self, services: &Services, user_id: &UserId) -> anyhow::Result<Vec<&'static str>> {
-        let local = user_id.server_name().as_str() == services.server_name();
-        let status = if local { services.homeserver.account_status(user_id.as_str()).await? } else { None };
-        let is_moderator =
-            self.moderators.check(user_id.as_str(), &services.homeserver, Some(&self.admin_room)).await?;
-        let target = Target {
-            user_id: user_id.to_owned(),
-            local,
-            status,
-            is_bot: user_id == services.bot_user_id,
-            is_moderator,
-            administers: Vec::new(),
-            joined_rooms: 0,
-        };
-        Ok(target.protected_as())
+        let status = account(services, user_id).await?;
+        let is_moderator = self.is_moderator(services, user_id).await?;
+        Ok(Target::new(services, user_id, status, is_moderator).protected_as())
+    }
+
+    async fn is_moderator(&self, services: &Services, user_id: &UserId) -> anyhow::Result<bool> {
+        self.moderators.check(user_id.as_str(), &services.homeserver, Some(&self.admin_room)).await
     }
 
     /// Why a sanction planned a while ago must not be applied now: the
@@ -117,6 +97,15 @@ impl Protected {
     }
 }
 
+/// Synapse's record of the account; `None` for a user of another server
+/// (Synapse keeps accounts of its own users only) or one it does not have.
+async fn account(services: &Services, user_id: &UserId) -> anyhow::Result<Option<AccountStatus>> {
+    if user_id.server_name().as_str() != services.server_name() {
+        return Ok(None);
+    }
+    Ok(services.homeserver.account_status(user_id.as_str()).await?)
+}
+
 /// The rooms (of the first few they are in) where `user_id` has power level 100.
 async fn administered_rooms(services: &Services, user_id: &UserId) -> anyhow::Result<(Vec<String>, usize)> {
     let rooms = services.homeserver.joined_rooms_of(user_id.as_str()).await?;
@@ -140,6 +129,19 @@ async fn administered_rooms(services: &Services, user_id: &UserId) -> anyhow::Re
 }
 
 impl Target {
+    /// Who they are, before their rooms are read.
+    fn new(services: &Services, user_id: &UserId, status: Option<AccountStatus>, is_moderator: bool) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            local: user_id.server_name().as_str() == services.server_name(),
+            status,
+            is_bot: user_id == services.bot_user_id,
+            is_moderator,
+            administers: Vec::new(),
+            joined_rooms: 0,
+        }
+    }
+
     /// Why a sanction on them needs `--force`, if it does.
     pub fn protected_as(&self) -> Vec<&'static str> {
         let mut why = Vec::new();
