@@ -13,6 +13,8 @@
 //! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
 //! - [`backfill`]: room history into the index, as a background job kind.
 //! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
+//! - [`policy_lists`]: the ban lists watched; each new rule becomes the
+//!   plans of the moderation kinds, posted in the admin room; `!policy`.
 //! - [`moderation`]: one folder per command that acts (purge, quarantine,
 //!   sanction, cleanup, room takedown): grammar, selection, plan, job kind
 //!   and result text together.
@@ -62,6 +64,7 @@ pub mod moderation;
 pub mod moderators;
 pub mod notice;
 pub mod policy;
+pub mod policy_lists;
 pub mod redactions;
 pub mod registration;
 pub mod reports;

@@ -180,6 +180,15 @@ pub struct ReportLabel {
     pub outcome: &'static str,
 }
 
+/// What became of policy list rules: `baseline` (there when a list was
+/// first read), `planned`, `matched_nothing`, `refused` (unsafe: the admin
+/// room is told), `malformed`, `removed`, `ignored` (a recommendation
+/// housekeep does not act on, an older spelling, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyRuleLabel {
+    pub outcome: &'static str,
+}
+
 /// What housekeep waits for (`homeserver`, `admin_room` at start-up; `database` after a failed commit).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabel {
@@ -226,6 +235,8 @@ pub struct Metrics {
     pub backfill_pages: Counter,
     /// Event reports new to housekeep, and how the admin room was told.
     pub event_reports: Family<ReportLabel, Counter>,
+    /// Policy list rules, by what came of them.
+    pub policy_rules: Family<PolicyRuleLabel, Counter>,
     /// 1 while start-up waits for something; the reasons are in `waits`.
     pub waiting: Family<WaitLabel, Gauge>,
     waits: Mutex<BTreeMap<&'static str, String>>,
@@ -375,6 +386,12 @@ impl Metrics {
              or given up on after failed posts (unpostable)",
             event_reports.clone(),
         );
+        let policy_rules = Family::<PolicyRuleLabel, Counter>::default();
+        registry.register(
+            "policy_rules",
+            "Policy list rules by outcome: baseline, planned, matched_nothing, refused, malformed, removed, ignored",
+            policy_rules.clone(),
+        );
         let waiting = Family::<WaitLabel, Gauge>::default();
         registry.register(
             "waiting_for",
@@ -383,6 +400,7 @@ impl Metrics {
         );
         Self {
             event_reports,
+            policy_rules,
             waiting,
             waits: Mutex::default(),
             media_downloads,

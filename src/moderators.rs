@@ -70,6 +70,29 @@ impl ModeratorRule {
         }
     }
 
+    /// Everyone the rule makes a moderator, given the admin room's state:
+    /// the allowlist and the joined members at or above the power level.
+    pub fn listed(&self, admin_room_state: &[Value]) -> Vec<OwnedUserId> {
+        let mut listed = self.allowlist.clone();
+        if self.power_level.is_some() {
+            let members = admin_room_state.iter().filter_map(|event| {
+                (event.get("type").and_then(Value::as_str) == Some("m.room.member"))
+                    .then(|| event.get("state_key").and_then(Value::as_str))
+                    .flatten()
+            });
+            for member in members {
+                if self.decide(member, admin_room_state).unwrap_or(false)
+                    && let Ok(user) = UserId::parse(member)
+                {
+                    listed.push(user);
+                }
+            }
+        }
+        listed.sort_unstable();
+        listed.dedup();
+        listed
+    }
+
     /// Whether `user_id` is a moderator, reading the admin room's state
     /// from the homeserver only when the allowlist does not decide. An
     /// unreadable admin room is an error (the caller retries, or keeps

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde_json::Value;
 
 use crate::extract::EventRow;
+use crate::policy::{RuleType, WatchedRooms};
 use crate::store::{InboxItem, InboxKind};
 
 /// The reaction keys that confirm a plan (with and without the emoji variation selector).
@@ -88,6 +89,8 @@ pub struct Routing {
     pub admin_room_id: AdminRoomId,
     pub bot_user_id: String,
     pub prefix: String,
+    /// Policy lists: their rule events and redactions go to the inbox.
+    pub policy_lists: WatchedRooms,
 }
 
 /// What `/health`, `!status` and the log say while the admin room is encrypted.
@@ -108,17 +111,26 @@ impl Routing {
 
     /// Cheap test on the already-extracted row: could this event concern the bot?
     pub fn may_concern_bot(&self, row: &EventRow) -> bool {
-        (self.admin_room_id.get().is_none_or(|admin| *admin == *row.room_id)
-            && row.sender != self.bot_user_id
-            && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
+        self.is_policy_change(row)
+            || (self.admin_room_id.get().is_none_or(|admin| *admin == *row.room_id)
+                && row.sender != self.bot_user_id
+                && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
             || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
+    }
+
+    /// A rule set, changed or removed in a watched policy list (a rule
+    /// state event, or a redaction, which may remove one).
+    fn is_policy_change(&self, row: &EventRow) -> bool {
+        let rule_or_redaction = (row.state_key.is_some() && RuleType::from_event_type(&row.event_type).is_some())
+            || row.event_type == "m.room.redaction";
+        rule_or_redaction && self.policy_lists.contains(&row.room_id)
     }
 
     /// Whether `item` (from [`route`](Self::route)) is kept: always once the
     /// admin room is known (only its items are routed then) and for
     /// invites; otherwise see [`AdminRoomId`].
     pub fn admit(&self, item: &InboxItem) -> Admission {
-        if item.kind == InboxKind::Invite || self.admin_room_id.get().is_some() {
+        if matches!(item.kind, InboxKind::Invite | InboxKind::PolicyRule) || self.admin_room_id.get().is_some() {
             Admission::Keep
         } else if self.admin_room_id.untrusted.load(Ordering::Relaxed) {
             Admission::AliasUntrusted
@@ -141,6 +153,7 @@ impl Routing {
         }
         let content = event.get("content")?;
         let kind = match row.event_type.as_str() {
+            _ if self.is_policy_change(row) => InboxKind::PolicyRule,
             "m.room.message" => {
                 let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
                 let msgtype = content.get("msgtype").and_then(Value::as_str);
@@ -182,7 +195,12 @@ mod tests {
     use serde_json::json;
 
     fn routing() -> Routing {
-        Routing { admin_room_id: AdminRoomId::known("!admin"), bot_user_id: "@bot:hs".into(), prefix: "!".into() }
+        Routing {
+            admin_room_id: AdminRoomId::known("!admin"),
+            bot_user_id: "@bot:hs".into(),
+            prefix: "!".into(),
+            policy_lists: WatchedRooms::default(),
+        }
     }
 
     fn route(event: Value) -> Option<InboxKind> {

@@ -41,6 +41,10 @@ pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     // Commands and ✅ count in the admin room as resolved now, whatever the
     // routing knew when they arrived (the room the alias pointed at last
     // time, or every room while the alias was not resolved yet).
+    if item.kind == InboxKind::PolicyRule {
+        let (outcome, audit) = crate::policy_lists::handle(&ctx.context(item)).await?;
+        return Ok(Handled::new(&outcome, audit));
+    }
     if item.kind != InboxKind::Invite && item.room_id != ctx.admin_room_id.as_str() {
         ctx.services().metrics.reject(crate::metrics::RejectReason::NotAdminRoom);
         tracing::info!(
@@ -55,6 +59,7 @@ pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
         InboxKind::Command => handle_command(ctx, item).await,
         InboxKind::Reaction => handle_reaction(ctx, item).await,
         InboxKind::Invite => handle_invite(ctx, item).await,
+        InboxKind::PolicyRule => unreachable!("handled above"),
     }
 }
 
@@ -129,23 +134,37 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
 
 async fn handle_reaction(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     let Some(target) = reaction_target(&item.event) else { return Ok(Handled::new("no target", vec![])) };
-    let Some(job) = ctx.services().store.job_by_plan_event(target).await? else {
+    // One plan message may show several jobs (a policy rule's): ✅ confirms each.
+    let jobs = ctx.services().store.jobs_by_plan_event(target).await?;
+    if jobs.is_empty() {
         return Ok(Handled::new("not a plan", vec![]));
-    };
-    if !ctx.is_moderator(&item.sender).await? {
-        tracing::info!(sender = item.sender, job = job.id, "ignored a ✅ from a non-moderator");
-        let mut audit = audit_for(item, "confirm", None, "refused: not a moderator");
-        audit.job_id = Some(job.id);
-        return Ok(Handled::new("refused", vec![audit]));
     }
-    let executed = confirm(&ctx.jobs, item, &job.id).await?;
-    ctx.reply(&item.room_id, target, &format!("reply-{}", item.event_id), &executed.reply).await?;
-    // A successful confirm is audited with the state change; a failed one here.
-    let audit = match executed.outcome.as_str() {
-        "confirmed" => vec![],
-        outcome => vec![AuditEntry { job_id: Some(job.id), ..audit_for(item, "confirm", None, outcome) }],
-    };
-    Ok(Handled::new(&executed.outcome, audit))
+    if !ctx.is_moderator(&item.sender).await? {
+        tracing::info!(sender = item.sender, jobs = jobs.len(), "ignored a ✅ from a non-moderator");
+        let audit = jobs
+            .into_iter()
+            .map(|job| AuditEntry {
+                job_id: Some(job.id),
+                ..audit_for(item, "confirm", None, "refused: not a moderator")
+            })
+            .collect();
+        return Ok(Handled::new("refused", audit));
+    }
+    let mut reply = Notice::new();
+    let mut audit = Vec::new();
+    let mut outcomes = Vec::new();
+    for job in jobs {
+        let executed = confirm(&ctx.jobs, item, &job.id).await?;
+        reply = reply.append(executed.reply);
+        // A successful confirm is audited with the state change; a failed one here.
+        if executed.outcome != "confirmed" {
+            audit.push(AuditEntry { job_id: Some(job.id), ..audit_for(item, "confirm", None, &executed.outcome) });
+        }
+        outcomes.push(executed.outcome);
+    }
+    ctx.reply(&item.room_id, target, &format!("reply-{}", item.event_id), &reply).await?;
+    outcomes.dedup();
+    Ok(Handled::new(&outcomes.join(", "), audit))
 }
 
 async fn handle_invite(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {

@@ -76,6 +76,8 @@ pub struct Rules {
     /// The dashboard's sign-ins, when it is on: `!dashboard <code>`
     /// approves a browser waiting there.
     pub dashboard: Option<Arc<crate::sign_ins::SignIns>>,
+    /// What a policy list's rules turn into (`policy.*`).
+    pub policy_lists: Arc<crate::config::PolicyConfig>,
 }
 
 impl Context<'_> {

@@ -106,6 +106,25 @@ async fn status(ctx: &Context<'_>, exact: bool) -> anyhow::Result<Executed> {
         }
         Err(error) => (format!("unreachable: {error}"), "unknown".to_owned()),
     };
+    let lists = store.policy_lists().await?;
+    let policy = if lists.is_empty() {
+        "none watched".to_owned()
+    } else {
+        lists
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} ({}): {} new rules, {} plans, {} run by itself",
+                    crate::text::line(&l.name),
+                    l.action,
+                    l.rules_seen,
+                    l.plans_made,
+                    l.actions_run
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let reply = Notice::new()
         .title("housekeep status")
         .field("index", &index)
@@ -116,6 +135,7 @@ async fn status(ctx: &Context<'_>, exact: bool) -> anyhow::Result<Executed> {
         .field("media downloads", &media)
         .field("jobs", &jobs)
         .field("running now", &if running.is_empty() { "none".to_owned() } else { running.join(", ") })
+        .field("policy lists", &policy)
         .field("homeserver", &homeserver)
         .field("bot is server admin", &admin)
         .field("waiting for", &waiting(&services.metrics))

@@ -44,6 +44,8 @@ pub struct Config {
     #[serde(default)]
     pub reports: ReportsConfig,
     #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
     #[serde(default)]
     pub web: WebConfig,
@@ -61,6 +63,7 @@ impl std::fmt::Debug for Config {
             .field("backfill", &self.backfill)
             .field("media", &self.media)
             .field("reports", &self.reports)
+            .field("policy", &self.policy)
             .field("stats", &self.stats)
             .field("logging", &self.logging)
             .field("web", &self.web)

@@ -528,3 +528,92 @@ fn is_secret_key(key: &str) -> bool {
 fn default_log_level() -> String {
     "info".to_owned()
 }
+
+/// Policy lists (ban lists, `m.policy.rule.*`) housekeep watches and turns
+/// into plans: see the README's "Policy lists".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Rooms (IDs or aliases, local or remote) watched from the start, each
+    /// `"#bans:example.org"` or `{room: "#bans:example.org", action: auto}`.
+    #[serde(default)]
+    pub lists: Vec<PolicyListEntry>,
+    /// A rule's plan takes what its targets sent within this long before the
+    /// rule arrived (`30d`); default: everything indexed.
+    #[serde(default, deserialize_with = "super::duration::option::deserialize")]
+    pub lookback: Option<Duration>,
+    /// What a user rule's plan does to the account of a user of this
+    /// homeserver before its events are redacted: `suspend` (default),
+    /// `lock`, `deactivate` (never runs without a moderator's confirmation)
+    /// or `none`.
+    #[serde(default)]
+    pub sanction: PolicySanction,
+}
+
+/// One watched list in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PolicyListEntry {
+    /// A room ID or alias, with the default action (`plan`).
+    Room(String),
+    Full {
+        room: String,
+        #[serde(default)]
+        action: ListAction,
+    },
+}
+
+impl PolicyListEntry {
+    pub fn room(&self) -> &str {
+        match self {
+            Self::Room(room) | Self::Full { room, .. } => room,
+        }
+    }
+
+    pub fn action(&self) -> ListAction {
+        match self {
+            Self::Room(_) => ListAction::default(),
+            Self::Full { action, .. } => *action,
+        }
+    }
+}
+
+/// What a list's new rules do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListAction {
+    /// Post the plan; it waits for ✅ or `!confirm`.
+    #[default]
+    Plan,
+    /// Post the plan and run it at once when it is within
+    /// `admin.confirm_threshold` (and can be undone); above, it waits.
+    Auto,
+}
+
+impl ListAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Auto => "auto",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "plan" => Some(Self::Plan),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// The sanction a user rule's plan applies to a local account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicySanction {
+    None,
+    #[default]
+    Suspend,
+    Lock,
+    Deactivate,
+}

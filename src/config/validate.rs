@@ -58,6 +58,11 @@ impl Config {
             bail!("reports.poll_interval: must be at least 1s");
         }
         self.stats.validate(self.appservice.port)?;
+        for (n, list) in self.policy.lists.iter().enumerate() {
+            if let Err(error) = ruma::RoomOrAliasId::parse(list.room()) {
+                bail!("policy.lists[{n}]: {:?} is not a room ID or alias: {error}", list.room());
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| anyhow::anyhow!("logging.level: {e}"))?;
         self.web.validate()

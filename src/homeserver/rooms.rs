@@ -7,7 +7,8 @@ use ruma::events::MessageLikeEventType;
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::serde::Raw;
 use ruma::{
-    EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId, RoomOrAliasId, UserId,
+    EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId,
+    RoomOrAliasId, UserId,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,6 +35,28 @@ impl HomeserverClient {
         let room = RoomOrAliasId::parse(room).map_err(|e| invalid("room ID or alias", room, e))?;
         let request = membership::join_room_by_id_or_alias::v3::Request::new(room);
         Ok(self.call(request).await?.room_id)
+    }
+
+    /// Joins a room by ID or alias, over federation through `via` when this
+    /// homeserver is not in it yet; returns its room ID.
+    pub async fn join_via(&self, room: &str, via: &[OwnedServerName]) -> Result<OwnedRoomId, HsError> {
+        let room = RoomOrAliasId::parse(room).map_err(|e| invalid("room ID or alias", room, e))?;
+        let mut request = membership::join_room_by_id_or_alias::v3::Request::new(room);
+        request.via = via.to_vec();
+        Ok(self.call(request).await?.room_id)
+    }
+
+    /// One current state event of a room, whole (with its `event_id` and
+    /// `sender`); `None` when the room has none of that type and key.
+    pub async fn state_event(&self, room: &str, event_type: &str, state_key: &str) -> Result<Option<Value>, HsError> {
+        let mut request =
+            state::get_state_event_for_key::v3::Request::new(room_id(room)?, event_type.into(), state_key.to_owned());
+        request.format = state::get_state_event_for_key::v3::StateEventFormat::Event;
+        match self.call(request).await {
+            Ok(response) => Ok(Some(serde_json::from_str(response.event_or_content.get()).map_err(decode)?)),
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Leaves a room, or declines an invite to it.

@@ -29,6 +29,8 @@ pub struct Services {
     pub media_wake: Arc<tokio::sync::Notify>,
     /// Homeserver calls in flight per job (`jobs.homeserver_concurrency`).
     pub homeserver_concurrency: usize,
+    /// The policy lists watched (the transaction handler routes by it).
+    pub policy_lists: crate::policy::WatchedRooms,
 }
 
 impl Services {

@@ -139,3 +139,31 @@ pub fn decode_sha256(encoded: &str) -> Option<[u8; 32]> {
         .ok()?;
     bytes.try_into().ok()
 }
+
+/// The rooms watched as policy lists, shared by the transaction handler
+/// (which routes their rule events to the bot's inbox) and whatever starts
+/// or stops watching one.
+#[derive(Debug, Clone, Default)]
+pub struct WatchedRooms(std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
+
+impl WatchedRooms {
+    pub fn contains(&self, room_id: &str) -> bool {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(room_id)
+    }
+
+    pub fn insert(&self, room_id: &str) {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(room_id.to_owned());
+    }
+
+    pub fn remove(&self, room_id: &str) {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(room_id);
+    }
+
+    /// The rooms, sorted.
+    pub fn rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> =
+            self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect();
+        rooms.sort_unstable();
+        rooms
+    }
+}

@@ -142,6 +142,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             kept
         })
     };
+    // In the background: the listener must not wait for it. Awaited before
+    // the instance lock is released.
+    let uri_hashes = tokio::spawn(hash_known_media_uris(store.clone(), shutdown.clone()));
     if config.backfill.on_first_start {
         crate::backfill::first_start(&store).await?;
     }
@@ -150,6 +153,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_room_id = known_admin_room(&store, &config.admin.room).await?;
 
     let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
+    // Lists watched before are routed from the first transaction on.
+    let policy_lists = crate::policy_lists::watched_rooms(&store).await?;
     let inbox_wake = Arc::new(Notify::new());
     let redaction_wake = Arc::new(Notify::new());
     let media_wake = Arc::new(Notify::new());
@@ -158,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             admin_room_id: admin_room_id.clone(),
             bot_user_id: bot_user_id.to_string(),
             prefix: config.admin.command_prefix.clone(),
+            policy_lists: policy_lists.clone(),
         }),
         wake: inbox_wake.clone(),
     });
@@ -225,7 +231,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut start = {
         let shutdown = shutdown.clone();
         let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake };
-        let front = FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins };
+        let front =
+            FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins, policy_lists };
         tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, wakes, front, shutdown))
     };
     let outcome = tokio::select! {
@@ -270,6 +277,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     start.abort();
+    // It stops after the batch it is writing (a bounded statement) commits.
+    let _ = uri_hashes.await;
     // Released last, once nothing of this process works on the database.
     let lock = lock_keeper.await;
     store.close().await;
@@ -278,6 +287,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Ok(_released)) => outcome,
         Ok(Err(error)) => Err(error),
         Err(error) => Err(anyhow::anyhow!("the instance lock keeper failed: {error}")),
+    }
+}
+
+/// References whose URI hash [`hash_known_media_uris`] fills per statement.
+const URI_HASH_BATCH: i64 = 5_000;
+
+/// Fills the URI hashes of references indexed before housekeep kept them
+/// (migration 0014), batch after batch, until none is left or housekeep
+/// stops: until then, a policy rule naming one of those media by hash does
+/// not find it. Not a worker that runs until shutdown: it ends when done. A
+/// failure is left to the next start, which resumes where it stopped.
+async fn hash_known_media_uris(store: Store, shutdown: CancellationToken) {
+    let mut hashed = 0u64;
+    while !shutdown.is_cancelled() {
+        match store.hash_known_media_uris(URI_HASH_BATCH).await {
+            Ok(0) => break,
+            Ok(rows) => hashed += rows,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot hash the URIs of media indexed earlier; the next start goes on"
+                );
+                break;
+            }
+        }
+    }
+    if hashed > 0 {
+        let stopped = shutdown.is_cancelled();
+        tracing::info!(hashed, stopped, "hashed the URIs of media references indexed before they were kept");
     }
 }
 
@@ -295,6 +333,8 @@ struct FrontEnds {
     admin_room_found: AdminRoom,
     /// When the dashboard is on.
     sign_ins: Option<Arc<SignIns>>,
+    /// The policy lists the transaction handler routes rule events from.
+    policy_lists: crate::policy::WatchedRooms,
 }
 
 /// `admin.*`'s moderator rule.
@@ -347,6 +387,7 @@ async fn start_workers(
         operators: Some((sink.clone(), operators)),
         media_wake: wakes.media.clone(),
         homeserver_concurrency: config.jobs.homeserver_concurrency,
+        policy_lists: front.policy_lists,
     };
     let fetcher = MediaFetcher::new(
         services.clone(),
@@ -375,6 +416,7 @@ async fn start_workers(
                 two_person: config.admin.two_person_threshold.map(Into::into),
             },
             dashboard: front.sign_ins,
+            policy_lists: Arc::new(config.policy.clone()),
         },
         inbox_wake: wakes.inbox,
     });
@@ -390,7 +432,10 @@ async fn start_workers(
         backoff: Default::default(),
     };
 
+    let lists = (bot.jobs.clone(), config.policy.lists.clone(), bot.inbox_wake.clone(), shutdown.clone());
     let mut workers = crate::bot::spawn(bot, shutdown.clone());
+    // Not a worker that runs until shutdown: it watches the lists and ends.
+    tokio::spawn(async move { crate::policy_lists::start(lists.0, lists.1, lists.2, lists.3).await });
     if config.reports.enabled {
         let (services, interval, token) = (services.clone(), config.reports.poll_interval, shutdown.clone());
         workers.spawn(async move {

@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::queue::{Candidate, QueuePolicy, QueueSkip, admit_batch, queue_json, write_queue};
 use super::sql::{in_json, json_array, values_placeholders};
+use super::uri_hash::UriHash;
 use super::{Backend, Source, Store};
 use crate::clock::utc_day;
 use crate::extract::Extracted;
@@ -14,8 +15,8 @@ const INSERT_EVENTS_HEAD: &str = "INSERT INTO events \
      (event_id, room_id, sender, origin_server_ts, type, state_key, redacts, indexed_at, source) VALUES ";
 const EVENT_COLUMNS: usize = 9;
 const INSERT_MEDIA_REFS_HEAD: &str = "INSERT INTO media_refs \
-     (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) VALUES ";
-const MEDIA_REF_COLUMNS: usize = 7;
+     (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind, uri_sha256) VALUES ";
+const MEDIA_REF_COLUMNS: usize = 8;
 /// Rows per INSERT statement: well under SQLite's and PostgreSQL's bind limits.
 ///
 /// SQLite's ingest keeps multi-row `VALUES` (a statement text per chunk
@@ -259,10 +260,11 @@ pub(super) const INSERT_BATCH_POSTGRES: &str = "WITH ev AS (\
          messages = activity_daily.messages + excluded.messages, \
          redactions = activity_daily.redactions + excluded.redactions), \
      mr AS (\
-       SELECT * FROM json_to_recordset($4::json) AS x(n text, m text, r text, e text, s text, t bigint, k text)), \
+       SELECT * FROM json_to_recordset($4::json) \
+         AS x(n text, m text, r text, e text, s text, t bigint, k text, h text)), \
      refs AS (\
-       INSERT INTO media_refs (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind) \
-       SELECT n, m, r, e, s, t, k FROM mr \
+       INSERT INTO media_refs (server_name, media_id, room_id, event_id, sender, origin_server_ts, kind, uri_sha256) \
+       SELECT n, m, r, e, s, t, k, h FROM mr \
        ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING RETURNING 1), \
      queued AS (\
        INSERT INTO media (server_name, media_id, next_attempt_at, priority, queued_sender, queued_origin) \
@@ -318,6 +320,9 @@ struct MediaRefJson<'a> {
     s: &'a str,
     t: i64,
     k: &'a str,
+    /// The URI's hash (`store::uri_hash`): inline, and serialized straight
+    /// into `$4`, so no allocation per reference.
+    h: UriHash,
 }
 
 async fn insert_rows_postgres(
@@ -350,6 +355,7 @@ async fn insert_rows_postgres(
                 s: &e.sender,
                 t: e.origin_server_ts,
                 k: m.kind.as_str(),
+                h: UriHash::of(&m.server_name, &m.media_id),
             })
         })
         .collect();
@@ -418,15 +424,25 @@ async fn insert_rows_sqlite(
     }
     activity.write(conn, backend).await?;
 
-    let refs: Vec<_> =
-        batch.iter().flat_map(|extracted| extracted.media.iter().map(move |media| (&extracted.event, media))).collect();
+    // Each reference with its URI's hash, computed here so that the binds
+    // below can borrow it (the `Any` driver copies bound text, as it does
+    // every column's; the hash allocates nothing of its own).
+    let refs: Vec<_> = batch
+        .iter()
+        .flat_map(|extracted| {
+            extracted
+                .media
+                .iter()
+                .map(move |media| (&extracted.event, media, UriHash::of(&media.server_name, &media.media_id)))
+        })
+        .collect();
     for chunk in refs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "{INSERT_MEDIA_REFS_HEAD}{} ON CONFLICT (server_name, media_id, event_id, kind) DO NOTHING",
             values_placeholders(backend, chunk.len(), MEDIA_REF_COLUMNS)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (event, media) in chunk {
+        for (event, media, hash) in chunk {
             query = query
                 .bind(&media.server_name)
                 .bind(&media.media_id)
@@ -434,7 +450,8 @@ async fn insert_rows_sqlite(
                 .bind(&event.event_id)
                 .bind(&event.sender)
                 .bind(event.origin_server_ts)
-                .bind(media.kind.as_str());
+                .bind(media.kind.as_str())
+                .bind(hash.as_str());
         }
         counts.media_refs += query.execute(&mut *conn).await?.rows_affected();
     }

@@ -24,6 +24,8 @@ pub enum InboxKind {
     Reaction,
     /// An invite of the bot into some room.
     Invite,
+    /// A rule event (or a redaction) in a watched policy list.
+    PolicyRule,
 }
 
 impl InboxKind {
@@ -32,6 +34,7 @@ impl InboxKind {
             Self::Command => "command",
             Self::Reaction => "reaction",
             Self::Invite => "invite",
+            Self::PolicyRule => "policy",
         }
     }
 
@@ -40,6 +43,7 @@ impl InboxKind {
             "command" => Self::Command,
             "reaction" => Self::Reaction,
             "invite" => Self::Invite,
+            "policy" => Self::PolicyRule,
             other => anyhow::bail!("unknown inbox kind {other:?}"),
         })
     }

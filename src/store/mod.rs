@@ -19,6 +19,7 @@ mod inbox;
 mod instance;
 mod jobs;
 mod media;
+mod policy;
 mod purge;
 mod queue;
 mod redactions;
@@ -27,6 +28,7 @@ mod sessions;
 mod sql;
 mod stats;
 mod txns;
+mod uri_hash;
 mod watermark;
 
 use std::str::FromStr;
@@ -49,6 +51,7 @@ pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
 };
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
+pub use policy::{Claim, PolicyList, StoredRule};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
 pub use queue::{QueuePolicy, QueuePriority, QueueSkip, SkipReason, origin_of};
 pub use redactions::RedactionCheck;

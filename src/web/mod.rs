@@ -455,6 +455,25 @@ mod tests {
         assert!(open.len() < 20_000, "the reason is cut: {} bytes", open.len());
         let all = text(call(&dashboard.router, get("/reports?state=all", Some(&session))).await).await;
         assert!(all.contains("dismissed") && all.contains("fine"), "every state");
+        assert!(all.contains("No policy lists are watched"), "{all}");
+        let list = crate::store::PolicyList {
+            room_id: "!bans:hs".into(),
+            name: "#bans:hs\u{202e}".into(),
+            action: "auto".into(),
+            source: "command".into(),
+            added_by: "@mod:hs".into(),
+            added_at: 1,
+            baseline_at: None,
+            rules_seen: 0,
+            plans_made: 0,
+            actions_run: 0,
+        };
+        dashboard.store.watch_list(&list).await.unwrap();
+        let with_list = text(call(&dashboard.router, get("/reports", Some(&session))).await).await;
+        for expected in ["#bans:hs", "!bans:hs", "auto", "not yet"] {
+            assert!(with_list.contains(expected), "{expected:?} missing: {with_list}");
+        }
+        assert!(!with_list.contains('\u{202e}'), "{with_list}");
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ mod homeserver_client;
 mod live_index;
 mod media_queue;
 mod moderation_safety;
+mod policy;
 mod purge;
 mod quarantine;
 mod reliability;
@@ -57,6 +58,7 @@ fn main() -> std::process::ExitCode {
         live_index::tests(),
         media_queue::tests(),
         moderation_safety::tests(),
+        policy::tests(),
         purge::tests(),
         quarantine::tests(),
         reliability::tests(),

@@ -11,6 +11,7 @@ use housekeep::store::{
     InboxItem, InboxKind, ItemResult, ItemState, JobState, JobToken, KindCount, MediaId, NewJob, QuarantineRecord,
     QueuePolicy, QueuePriority, RedactionCheck, RefsOf, ReportStored, Scope, SkipReason, Source, Store, StoredReport,
 };
+use housekeep::store::{Claim, PolicyList, StoredRule};
 use housekeep::testbed::{TestDatabase, eventually};
 use serde_json::{Value, json};
 
@@ -23,6 +24,9 @@ tests! {
         daily_activity_counts_each_message_once,
         every_query_reads_its_rows_by_name,
         junk_references_are_capped_and_wait_behind_uploads,
+        policy_rule_slots_are_claimed_once_and_globs_narrow_in_sql,
+        indexed_media_is_found_by_the_hash_of_its_uri,
+        references_indexed_before_uri_hashes_are_hashed_later,
     ],
     plain: [
         both_dialects_migrate_to_the_same_schema,
@@ -466,6 +470,90 @@ async fn junk_references_are_capped_and_wait_behind_uploads(backend: Backend) ->
     database.drop_database().await
 }
 
+/// MSC4207's example: a media rule's `hashes.sha256` for `mxc://example.com/0`.
+const EXAMPLE_URI_HASH: &str = "ZDSM130dcJ578ANfiJxoN5Nle2+c5uEkDuHHduxj6AM=";
+
+/// A policy rule naming media only by the hash of its URI finds the media
+/// indexed (both dialects' insert paths write the hash, in the rules' form),
+/// once however often it was referenced.
+async fn indexed_media_is_found_by_the_hash_of_its_uri(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let image = |id: &str, room: &str, url: &str| {
+        let content = json!({"msgtype": "m.image", "body": "x", "url": url, "info": {"thumbnail_url": url}});
+        extract_value(&event(id, 1, "m.room.message", json!({"room_id": room, "content": content}))).unwrap()
+    };
+    let example = MediaId { server_name: "example.com".into(), media_id: "0".into() };
+    store
+        .index_events(
+            &[image("$a", "!r", "mxc://example.com/0"), image("$b", "!r", "mxc://example.com/1")],
+            Source::Live,
+        )
+        .await?;
+    store.index_events(&[image("$c", "!other", "mxc://example.com/0")], Source::Backfill).await?;
+    assert_eq!(store.media_by_uri_hash(EXAMPLE_URI_HASH).await?, [example]);
+    let other = housekeep::policy::sha256_base64(&housekeep::policy::sha256_of("mxc://example.com/1"));
+    assert_eq!(
+        store.media_by_uri_hash(&other).await?,
+        [MediaId { server_name: "example.com".into(), media_id: "1".into() }]
+    );
+    // Only the padded standard form is stored; callers normalise.
+    assert!(store.media_by_uri_hash(EXAMPLE_URI_HASH.trim_end_matches('=')).await?.is_empty());
+    assert!(store.media_by_uri_hash(&housekeep::policy::sha256_base64(&[0; 32])).await?.is_empty());
+    store.close().await;
+    database.drop_database().await
+}
+
+/// References indexed before housekeep kept URI hashes (a NULL hash, set
+/// here by hand) are not found by hash until `hash_known_media_uris` has
+/// filled them, batch after batch; references hashed already are left as
+/// they are.
+async fn references_indexed_before_uri_hashes_are_hashed_later(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    // Twelve media, each in a message and its thumbnail, and the example twice more.
+    let mut events: Vec<_> = (0..12)
+        .map(|n| {
+            let url = format!("mxc://example.com/{n}");
+            let content = json!({"msgtype": "m.image", "body": "x", "url": url, "info": {"thumbnail_url": url}});
+            extract_value(&event(&format!("$e{n}"), n, "m.room.message", json!({"content": content}))).unwrap()
+        })
+        .collect();
+    for id in ["$again1", "$again2"] {
+        events.push(
+            extract_value(&event(id, 20, "m.sticker", json!({"content": {"url": "mxc://example.com/0"}}))).unwrap(),
+        );
+    }
+    store.index_events(&events, Source::Live).await?;
+    assert_eq!(store.hash_known_media_uris(5).await?, 0, "every reference indexed now is hashed");
+    // As migration 0014 leaves the references indexed before it: all but two media's.
+    let nulled = sqlx::query("UPDATE media_refs SET uri_sha256 = NULL WHERE media_id NOT IN ('10', '11')")
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+    assert_eq!(nulled, 10 * 2 + 2);
+    assert!(store.media_by_uri_hash(EXAMPLE_URI_HASH).await?.is_empty());
+    let (mut hashed, mut batches) = (0, 0);
+    loop {
+        let rows = store.hash_known_media_uris(5).await?;
+        if rows == 0 {
+            break;
+        }
+        // Five references' media, each with all its references.
+        assert!(rows <= 5 * 4, "{rows}");
+        hashed += rows;
+        batches += 1;
+        assert!(batches <= 10, "it ends");
+    }
+    assert_eq!(hashed, nulled, "each reference hashed once, those hashed already untouched");
+    assert!(batches >= 2, "in batches: {batches}");
+    let example = MediaId { server_name: "example.com".into(), media_id: "0".into() };
+    assert_eq!(store.media_by_uri_hash(EXAMPLE_URI_HASH).await?, [example]);
+    let unhashed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM media_refs WHERE uri_sha256 IS NULL").fetch_one(store.pool()).await?;
+    assert_eq!(unhashed, 0);
+    store.close().await;
+    database.drop_database().await
+}
+
 async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<()> {
     let (store, database, _dir) = open(backend).await?;
     let extract = |v: Value| extract_value(&v).unwrap();
@@ -564,6 +652,11 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(store.media_count_with_hash("aa").await?, 2);
     let with_hash: Vec<_> = store.media_with_hash("aa").try_collect().await?;
     assert_eq!(with_hash, [mxc("hs", "one"), mxc("hs", "three")]);
+    // URI hashes: one reference as indexed before they were kept.
+    sqlx::query("UPDATE media_refs SET uri_sha256 = NULL WHERE media_id = 'one'").execute(store.pool()).await?;
+    assert_eq!(store.hash_known_media_uris(10).await?, 1);
+    let uri_hash = housekeep::policy::sha256_base64(&housekeep::policy::sha256_of("mxc://hs/one"));
+    assert_eq!(store.media_by_uri_hash(&uri_hash).await?, [mxc("hs", "one")]);
     store.set_media_quarantine(&[("hs", "one")], Some(("@mod:hs", Some("spam")))).await?;
     assert_eq!(store.blocked_unchecked(10).await?, [(mxc("hs", "three"), "aa".into())]);
     assert!(store.media_quarantined_at("hs", "one").await?.is_some());
@@ -616,7 +709,7 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     );
     assert!(store.runnable_jobs().await?.is_empty(), "it waits for its plan to be posted");
     store.set_plan_event("j1", "$plan").await?;
-    assert_eq!(store.job_by_plan_event("$plan").await?.map(|job| job.id), Some("j1".into()));
+    assert_eq!(store.jobs_by_plan_event("$plan").await?.into_iter().map(|job| job.id).collect::<Vec<_>>(), ["j1"]);
     assert_eq!(store.runnable_jobs().await?.len(), 1);
     assert!(store.start_job("j1").await?);
     let done = ItemResult { seq: 0, key: "k1".into(), item: json!(1), state: ItemState::Done, detail: "ok".into() };
@@ -719,5 +812,103 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(store.forget_events(&["$m3".into(), "$x".into()]).await?, 1);
     assert!(store.room_media_refs("!r").await?.iter().all(|r| r.event_id != "$m3"));
     store.close().await;
+    database.drop_database().await
+}
+
+/// A policy rule slot is written once per content (a crash between the
+/// claim and the outcome hands it back as unfinished), a baseline rule can
+/// be reopened once, and the index reads a rule is matched with narrow by
+/// `LIKE` on both dialects (ASCII case folded only where asked, and
+/// always on SQLite), with `LIKE`'s own wildcards escaped.
+async fn policy_rule_slots_are_claimed_once_and_globs_narrow_in_sql(backend: Backend) -> anyhow::Result<()> {
+    let (store, database, _dir) = open(backend).await?;
+    let list = PolicyList {
+        room_id: "!list:hs".into(),
+        name: "#bans:hs".into(),
+        action: "plan".into(),
+        source: "command".into(),
+        added_by: "@mod:hs".into(),
+        added_at: 1,
+        baseline_at: None,
+        rules_seen: 0,
+        plans_made: 0,
+        actions_run: 0,
+    };
+    store.watch_list(&list).await?;
+    store.watch_list(&PolicyList { action: "auto".into(), ..list.clone() }).await?;
+    let rule = |key: &str, hash: &str| StoredRule {
+        list_room_id: "!list:hs".into(),
+        kind: "user".into(),
+        state_key: key.into(),
+        rule_type: "m.policy.rule.user".into(),
+        event_id: Some(format!("${key}-{hash}")),
+        sender: Some("@keeper:hs".into()),
+        content: "{}".into(),
+        content_hash: hash.into(),
+        updated_at: 5,
+        outcome: None,
+        jobs: None,
+    };
+    let standing = StoredRule { outcome: Some("baseline".into()), ..rule("old", "h0") };
+    store.set_baseline("!list:hs", std::slice::from_ref(&standing), 10).await?;
+    let watched = store.policy_list("!list:hs").await?.expect("watched");
+    assert_eq!((watched.action.as_str(), watched.baseline_at), ("auto", Some(10)));
+
+    assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::New(None));
+    assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::Unfinished, "a crash before its outcome");
+    store.finish_policy_rule(&rule("a", "h1"), "planned", &["job1".into()], 1).await?;
+    assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::Handled);
+    let Claim::New(Some(previous)) = store.claim_policy_rule(&rule("a", "h2")).await? else { panic!("a change") };
+    assert_eq!((previous.outcome.as_deref(), previous.jobs.as_deref()), (Some("planned"), Some("[\"job1\"]")));
+    assert_eq!(store.policy_rule_by_event("$a-h2").await?.map(|r| r.content_hash), Some("h2".into()));
+    assert!(store.reopen_policy_rule(&standing).await?);
+    assert!(!store.reopen_policy_rule(&standing).await?, "reopened once");
+    let rules = store.policy_rules(Some("!list:hs")).await?;
+    assert_eq!(rules.iter().map(|r| r.state_key.as_str()).collect::<Vec<_>>(), ["a", "old"]);
+    assert_eq!(store.policy_rules(None).await?.len(), 2);
+    let counted = store.policy_list("!list:hs").await?.expect("watched");
+    assert_eq!((counted.rules_seen, counted.plans_made, counted.actions_run), (1, 1, 1));
+
+    let extract = |v: Value| extract_value(&v).unwrap();
+    let from = |id: &str, sender: &str, room: &str| {
+        extract(event(id, 1, "m.room.message", json!({"sender": sender, "room_id": room})))
+    };
+    store
+        .index_events(
+            &[
+                from("$1", "@glob-a:hs", "!spam:elsewhere"),
+                from("$2", "@glob-b:hs", "!r"),
+                from("$3", "@globber:hs", "!r"),
+                from("$4", "@GLOB-C:hs", "!r"),
+                from("$5", "@x:Spam.Example", "!r"),
+                from("$6", "@50%_off:hs", "!r"),
+            ],
+            Source::Live,
+        )
+        .await?;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let globbed = sorted(store.senders_like("@glob-_:hs", false, 10).await?);
+    match backend {
+        // SQLite's LIKE folds ASCII case: the caller's own matching decides.
+        Backend::Sqlite => assert_eq!(globbed, ["@GLOB-C:hs", "@glob-a:hs", "@glob-b:hs"]),
+        Backend::Postgres => assert_eq!(globbed, ["@glob-a:hs", "@glob-b:hs"]),
+    }
+    assert_eq!(store.senders_like("%:spam.example%", true, 10).await?, ["@x:Spam.Example"]);
+    assert_eq!(store.senders_like("@50\\%\\_off:hs", false, 10).await?, ["@50%_off:hs"]);
+    assert_eq!(store.senders_like("@50\\%\\_of:hs", false, 10).await?, Vec::<String>::new());
+    assert_eq!(store.all_senders(100).await?.len(), 6);
+    assert_eq!(store.all_senders(2).await?.len(), 2);
+    assert_eq!(store.rooms_like("!spam:%", 10).await?, ["!spam:elsewhere"]);
+    assert_eq!(sorted(store.all_rooms(10).await?), ["!r", "!spam:elsewhere"]);
+    assert!(store.sender_known("@globber:hs").await? && !store.sender_known("@nobody:hs").await?);
+    assert!(store.room_known("!r").await? && !store.room_known("!nowhere").await?);
+
+    assert!(store.unwatch_list("!list:hs").await?);
+    assert!(store.policy_rules(Some("!list:hs")).await?.is_empty());
+    assert!(!store.unwatch_list("!list:hs").await?);
+    drop(store);
     database.drop_database().await
 }

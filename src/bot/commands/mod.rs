@@ -78,6 +78,7 @@ registry! {
     Stats(crate::stats::StatsArgs),
     Reports(crate::reports::ReportsArgs),
     Report(crate::reports::ReportArgs),
+    Policy(crate::policy_lists::PolicyArgs),
     Jobs(crate::command::JobsArgs),
     Job(crate::command::JobArgs),
     Confirm(crate::command::ConfirmArgs),

@@ -312,6 +312,7 @@ fn names_and_destructiveness() {
         ("!stats", "stats", false),
         ("!reports", "reports", false),
         ("!report 1", "report", false),
+        ("!policy lists", "policy", false),
         ("!jobs", "jobs", false),
         ("!job a", "job", false),
         ("!confirm a", "confirm", false),

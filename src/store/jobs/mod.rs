@@ -279,8 +279,11 @@ impl Store {
         self.job_where("id", id).await
     }
 
-    pub async fn job_by_plan_event(&self, plan_event_id: &str) -> anyhow::Result<Option<Job>> {
-        self.job_where("plan_event_id", plan_event_id).await
+    /// The jobs whose plan a message shows: one for a command, several for
+    /// a policy rule (one ✅ confirms them all), oldest first.
+    pub async fn jobs_by_plan_event(&self, plan_event_id: &str) -> anyhow::Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE plan_event_id = $1 ORDER BY created_at, id LIMIT 100");
+        jobs(sqlx::query_as(AssertSqlSafe(sql)).bind(plan_event_id).fetch_all(&self.pool).await?)
     }
 
     pub async fn job_by_command(&self, command_event_id: &str) -> anyhow::Result<Option<Job>> {

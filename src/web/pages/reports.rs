@@ -23,6 +23,7 @@ pub(in crate::web) async fn reports(
         let all = query.state.as_deref() == Some("all");
         let filter = ReportFilter { all, sender: sender.clone(), room_id: room.clone() };
         let reports = state.store.kept_reports(&filter, ROWS).await?;
+        let lists = state.store.policy_lists().await?;
         let content = html! {
             form.filters method="get" {
                 label { "state" select name="state" {
@@ -38,10 +39,36 @@ pub(in crate::web) async fn reports(
             } @else {
                 (reports_table(&reports))
             }
+            h2 { "Policy lists" }
+            @if lists.is_empty() {
+                div.empty { "No policy lists are watched (" code { "!policy watch <room>" } ")." }
+            } @else {
+                (lists_table(&lists))
+            }
         };
         Ok(layout(&state, "Reports", "/reports", &who, ON_REPORTS, content))
     }
     .await)
+}
+
+/// The watched ban lists and what their rules made. A list's name is what
+/// a moderator or the config called it; its ID comes from the room.
+fn lists_table(lists: &[crate::store::PolicyList]) -> Markup {
+    html! {
+        table #policy-lists {
+            tr { th { "list" } th { "action" } th { "new rules" } th { "plans made" } th { "run by itself" } th { "rules read" } }
+            @for list in lists {
+                tr {
+                    td { (text::line(&list.name)) " " span.mono { (text::line(&list.room_id)) } }
+                    td { (list.action) }
+                    td.num { (list.rules_seen) }
+                    td.num { (list.plans_made) }
+                    td.num { (list.actions_run) }
+                    td { @if let Some(at) = list.baseline_at { (format_ms(at)) } @else { "not yet" } }
+                }
+            }
+        }
+    }
 }
 
 /// Everything in a report but its number came from people (the reason)
