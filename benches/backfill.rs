@@ -98,7 +98,7 @@ async fn download(media: usize) -> anyhow::Result<()> {
         operators: None,
         media_wake: Arc::default(),
         homeserver_concurrency: 8,
-        policy_lists: Default::default(),
+        watched_lists: Default::default(),
     };
     let mut figures = Vec::new();
     for concurrency in [32, 1] {

@@ -181,9 +181,11 @@ pub struct ReportLabel {
 }
 
 /// What became of policy list rules: `baseline` (there when a list was
-/// first read), `planned`, `matched_nothing`, `refused` (unsafe: the admin
-/// room is told), `malformed`, `removed`, `ignored` (a recommendation
-/// housekeep does not act on, an older spelling, …).
+/// first read), `held` (the list sent more than housekeep plans for at
+/// once: waits for `!policy apply`), `planned`, `matched_nothing`,
+/// `refused` (unsafe, or reaching too much: the admin room is told),
+/// `malformed`, `removed`, `ignored` (a recommendation housekeep does not
+/// act on, or an older spelling of a rule the list holds).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyRuleLabel {
     pub outcome: &'static str,
@@ -389,7 +391,7 @@ impl Metrics {
         let policy_rules = Family::<PolicyRuleLabel, Counter>::default();
         registry.register(
             "policy_rules",
-            "Policy list rules by outcome: baseline, planned, matched_nothing, refused, malformed, removed, ignored",
+            "Policy list rules by outcome: baseline, held, planned, matched_nothing, refused, malformed, removed, ignored",
             policy_rules.clone(),
         );
         let waiting = Family::<WaitLabel, Gauge>::default();

@@ -35,6 +35,16 @@ fn json_len(text: &str) -> usize {
     text.chars().map(json_char_len).sum()
 }
 
+/// The first `hex_chars` hex characters of the SHA-256 of `text`: a part
+/// of a post's key (its transaction ID) that names something longer than a
+/// key should carry (a room ID and a schedule, a rule's list and state key).
+pub fn hashed_key(text: &str, hex_chars: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
+    hex.truncate(hex_chars);
+    hex
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

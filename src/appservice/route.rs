@@ -90,7 +90,7 @@ pub struct Routing {
     pub bot_user_id: String,
     pub prefix: String,
     /// Policy lists: their rule events and redactions go to the inbox.
-    pub policy_lists: WatchedRooms,
+    pub watched_lists: WatchedRooms,
 }
 
 /// What `/health`, `!status` and the log say while the admin room is encrypted.
@@ -123,7 +123,7 @@ impl Routing {
     fn is_policy_change(&self, row: &EventRow) -> bool {
         let rule_or_redaction = (row.state_key.is_some() && RuleType::from_event_type(&row.event_type).is_some())
             || row.event_type == "m.room.redaction";
-        rule_or_redaction && self.policy_lists.contains(&row.room_id)
+        rule_or_redaction && self.watched_lists.contains(&row.room_id)
     }
 
     /// Whether `item` (from [`route`](Self::route)) is kept: always once the
@@ -199,13 +199,45 @@ mod tests {
             admin_room_id: AdminRoomId::known("!admin"),
             bot_user_id: "@bot:hs".into(),
             prefix: "!".into(),
-            policy_lists: WatchedRooms::default(),
+            watched_lists: WatchedRooms::default(),
         }
     }
 
     fn route(event: Value) -> Option<InboxKind> {
         let row = extract_value(&event).unwrap().event;
         routing().route(&row, event).map(|item| item.kind)
+    }
+
+    #[test]
+    fn rule_events_and_redactions_of_watched_lists_go_to_the_inbox_and_nothing_else_of_them() {
+        let routing = routing();
+        routing.watched_lists.insert("!list");
+        let rule = |room: &str, state_key: Option<&str>| {
+            let mut e = event(
+                room,
+                "@keeper:elsewhere",
+                "m.policy.rule.user",
+                json!({"entity": "@x:y", "recommendation": "m.ban"}),
+            );
+            if let Some(key) = state_key {
+                e["state_key"] = json!(key);
+            }
+            e
+        };
+        let kind = |e: Value| {
+            let row = extract_value(&e).unwrap().event;
+            routing.route(&row, e).map(|item| item.kind)
+        };
+        assert_eq!(kind(rule("!list", Some("r1"))), Some(InboxKind::PolicyRule));
+        assert_eq!(kind(rule("!list", None)), None, "a rule type without a state key is no rule");
+        assert_eq!(kind(rule("!elsewhere", Some("r1"))), None, "not a watched list");
+        let redaction = json!({"event_id": "$red", "room_id": "!list", "sender": "@anyone:hs", "origin_server_ts": 1,
+            "type": "m.room.redaction", "redacts": "$rule", "content": {}});
+        assert_eq!(kind(redaction), Some(InboxKind::PolicyRule));
+        let chat = event("!list", "@anyone:hs", "m.room.message", json!({"msgtype": "m.text", "body": "!purge"}));
+        assert_eq!(kind(chat), None, "a command in a list room is no command");
+        let item = routing.route(&extract_value(&rule("!list", Some("r1"))).unwrap().event, rule("!list", Some("r1")));
+        assert_eq!(routing.admit(&item.unwrap()), Admission::Keep);
     }
 
     #[test]

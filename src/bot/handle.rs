@@ -40,12 +40,9 @@ fn reaction_target(event: &Value) -> Option<&str> {
 pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     // Commands and ✅ count in the admin room as resolved now, whatever the
     // routing knew when they arrived (the room the alias pointed at last
-    // time, or every room while the alias was not resolved yet).
-    if item.kind == InboxKind::PolicyRule {
-        let (outcome, audit) = crate::policy_lists::handle(&ctx.context(item)).await?;
-        return Ok(Handled::new(&outcome, audit));
-    }
-    if item.kind != InboxKind::Invite && item.room_id != ctx.admin_room_id.as_str() {
+    // time, or every room while the alias was not resolved yet). Invites
+    // and policy rules come from other rooms.
+    if matches!(item.kind, InboxKind::Command | InboxKind::Reaction) && item.room_id != ctx.admin_room_id.as_str() {
         ctx.services().metrics.reject(crate::metrics::RejectReason::NotAdminRoom);
         tracing::info!(
             room_id = item.room_id,
@@ -59,7 +56,10 @@ pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
         InboxKind::Command => handle_command(ctx, item).await,
         InboxKind::Reaction => handle_reaction(ctx, item).await,
         InboxKind::Invite => handle_invite(ctx, item).await,
-        InboxKind::PolicyRule => unreachable!("handled above"),
+        InboxKind::PolicyRule => {
+            let (outcome, audit) = crate::policy_lists::handle_rule_change(&ctx.context(item)).await?;
+            Ok(Handled::new(&outcome, audit))
+        }
     }
 }
 

@@ -43,8 +43,20 @@ pub(super) async fn run(bot: Arc<Bot>, shutdown: CancellationToken) {
                 Vec::new()
             }
         };
-        let fresh: Vec<PendingItem> =
-            pending.into_iter().filter(|p| !busy.contains(p.item.event_id.as_str())).take(free).collect();
+        // One policy rule at a time (they are handled one by one anyway):
+        // a list's burst must not hold every slot from moderators' commands.
+        let mut policy_busy = in_flight.values().any(|item| item.kind == InboxKind::PolicyRule);
+        let fresh: Vec<PendingItem> = pending
+            .into_iter()
+            .filter(|p| !busy.contains(p.item.event_id.as_str()))
+            .filter(|p| {
+                if p.item.kind != InboxKind::PolicyRule {
+                    return true;
+                }
+                !std::mem::replace(&mut policy_busy, true)
+            })
+            .take(free)
+            .collect();
         for pending in fresh {
             let item = pending.item.clone();
             let handle = tasks.spawn(handle_one(bot.clone(), pending));
@@ -127,6 +139,18 @@ async fn give_up(bot: &Bot, item: &InboxItem, error: &str) {
         if let Err(error) = bot.reply(&item.room_id, &item.event_id, &key, &notice).await {
             tracing::warn!(error = format!("{error:#}"), "could not tell the moderator either");
         }
+    }
+    if item.kind == InboxKind::PolicyRule {
+        // The rule's slot stays unfinished: the next start reads the list
+        // again and handles it then.
+        let notice = Notice::new().line(&format!(
+            "Could not handle a change of policy list {} ({}): {error}. It is tried again at the next start.",
+            crate::text::line(&item.room_id),
+            crate::text::line(item.event.get("type").and_then(serde_json::Value::as_str).unwrap_or("?")),
+        ));
+        bot.services()
+            .tell_operators(&format!("policy-failed-{}", crate::notice::hashed_key(&item.event_id, 32)), &notice)
+            .await;
     }
     let audit = handle::failure_audit(item, error);
     let outcome = format!("failed: {error}");

@@ -77,7 +77,7 @@ pub struct Rules {
     /// approves a browser waiting there.
     pub dashboard: Option<Arc<crate::sign_ins::SignIns>>,
     /// What a policy list's rules turn into (`policy.*`).
-    pub policy_lists: Arc<crate::config::PolicyConfig>,
+    pub policy_config: Arc<crate::config::PolicyConfig>,
 }
 
 impl Context<'_> {

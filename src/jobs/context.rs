@@ -30,7 +30,7 @@ pub struct Services {
     /// Homeserver calls in flight per job (`jobs.homeserver_concurrency`).
     pub homeserver_concurrency: usize,
     /// The policy lists watched (the transaction handler routes by it).
-    pub policy_lists: crate::policy::WatchedRooms,
+    pub watched_lists: crate::policy::WatchedRooms,
 }
 
 impl Services {

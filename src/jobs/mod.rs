@@ -98,6 +98,12 @@ impl JobsBuilder {
     }
 }
 
+/// The key of a job no message asked for but whose plan is posted (a
+/// policy rule's): it starts with `$` as an event ID does, so the runner
+/// waits for the plan's message before running it, as for a command's job;
+/// its progress and result reply to the plan.
+pub const PLANNED_KEY_PREFIX: &str = "$planned-";
+
 impl Jobs {
     pub fn services(&self) -> &Services {
         &self.services
@@ -135,11 +141,14 @@ impl Jobs {
     }
 
     /// Where a job's messages go: its room, as replies to the command that
-    /// asked for it (a job started by housekeep itself has no command event).
+    /// asked for it, or to its plan when no message asked (a job started by
+    /// housekeep itself has neither).
     fn destination(job: &Job) -> Destination {
-        Destination {
-            room_id: job.room_id.clone(),
-            in_reply_to: job.command_event_id.starts_with('$').then(|| job.command_event_id.clone()),
-        }
+        let in_reply_to = if job.command_event_id.starts_with(PLANNED_KEY_PREFIX) {
+            job.plan_event_id.clone()
+        } else {
+            job.command_event_id.starts_with('$').then(|| job.command_event_id.clone())
+        };
+        Destination { room_id: job.room_id.clone(), in_reply_to }
     }
 }

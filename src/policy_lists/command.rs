@@ -3,16 +3,16 @@
 
 use clap::{Args, Subcommand};
 use ruma::OwnedRoomOrAliasId;
-use serde_json::Value;
 
 use super::rule::{HANDLING, act};
 use super::watch::{unwatch, watch};
+use super::{outcome, parsed};
 use crate::clock::format_ms;
 use crate::command::{AdminCommand, Context, Executed};
 use crate::config::ListAction;
 use crate::grammar::parse_room;
 use crate::notice::Notice;
-use crate::policy::{ParsedRule, RuleType, Target, matches, parse};
+use crate::policy::{Target, matches};
 use crate::store::StoredRule;
 use crate::text::line;
 
@@ -68,7 +68,7 @@ pub enum PolicyAction {
     },
     /// The watched lists, with their rules and what came of them
     Lists,
-    /// Plan the rules a list held when it was first watched (a few at a time)
+    /// Plan a list's standing rules: those it held when first watched, and those held back while it sent too many (ten at a time)
     Apply {
         #[arg(value_name = "ROOM", value_parser = parse_room)]
         room: OwnedRoomOrAliasId,
@@ -99,19 +99,20 @@ async fn watch_command(ctx: &Context<'_>, room: &str, auto: bool) -> anyhow::Res
     let action = if auto { ListAction::Auto } else { ListAction::Plan };
     let watched = watch(ctx.services(), room, action, "command", &ctx.item.sender).await?;
     let prefix = ctx.prefix();
-    let reply = match watched.baseline {
+    let named = if room == watched.room_id { line(room) } else { format!("{} ({})", line(room), watched.room_id) };
+    let reply = match watched.first_read_rules {
+        Some(0) => Notice::new().line(&format!(
+            "Watching {named}, action {}. It holds no rules yet; new and changed rules will make plans.",
+            action.as_str()
+        )),
         Some(rules) => Notice::new().line(&format!(
-            "Watching {} ({}), action {}. Its {rules} current rules made no plans ({prefix}policy apply {} plans them); \
-             new and changed rules will.",
-            line(room),
-            watched.room_id,
+            "Watching {named}, action {}. The {rules} rules it holds now made no plans ({prefix}policy apply {} \
+             plans them); new and changed rules will.",
             action.as_str(),
             line(room),
         )),
         None => Notice::new().line(&format!(
-            "Already watching {} ({}); action is now {}.{}",
-            line(room),
-            watched.room_id,
+            "Already watching {named}; action is now {}.{}",
             action.as_str(),
             if watched.queued > 0 { format!(" {} changed rules were queued.", watched.queued) } else { String::new() }
         )),
@@ -133,7 +134,7 @@ async fn unwatch_command(ctx: &Context<'_>, room: &str) -> anyhow::Result<Execut
             "not watched",
         ));
     }
-    let configured = ctx.rules.policy_lists.lists.iter().any(|entry| entry.room() == room || entry.room() == room_id);
+    let configured = ctx.rules.policy_config.lists.iter().any(|entry| entry.room() == room || entry.room() == room_id);
     let mut reply =
         Notice::new().line(&format!("No longer watching {} ({room_id}). Plans made from it stay.", line(room)));
     if configured {
@@ -155,8 +156,7 @@ async fn lists(ctx: &Context<'_>) -> anyhow::Result<Executed> {
     }
     let mut lines = Vec::new();
     for list in &lists {
-        let rules = store.policy_rules(Some(&list.room_id)).await?;
-        let active = rules.iter().filter(|r| is_rule(r)).count();
+        let active = store.count_policy_rules(&list.room_id).await?;
         let read = list
             .baseline_at
             .map_or_else(|| "not read yet (retrying)".to_owned(), |at| format!("read {}", format_ms(at)));
@@ -171,12 +171,6 @@ async fn lists(ctx: &Context<'_>) -> anyhow::Result<Executed> {
         ));
     }
     Ok(Executed::ok(Notice::new().title(&format!("Watched policy lists ({}):", lists.len())).list(lines)))
-}
-
-/// Whether a stored slot holds a rule (not a removal, not malformed).
-fn is_rule(rule: &StoredRule) -> bool {
-    !matches!(rule.outcome.as_deref(), Some("removed"))
-        && !rule.outcome.as_deref().is_some_and(|o| o.starts_with("malformed"))
 }
 
 async fn apply(ctx: &Context<'_>, room: &str) -> anyhow::Result<Executed> {
@@ -199,41 +193,40 @@ async fn apply(ctx: &Context<'_>, room: &str) -> anyhow::Result<Executed> {
         .policy_rules(Some(&room_id))
         .await?
         .into_iter()
-        .filter(|rule| rule.outcome.as_deref() == Some("baseline"))
+        .filter(|rule| outcome::is_standing(rule.outcome.as_deref()))
         .collect();
-    let (mut planned, mut nothing, mut handled) = (0, 0, 0);
-    for stored in &standing {
-        if planned >= APPLY_AT_ONCE {
-            break;
-        }
-        handled += 1;
-        let content: Value = serde_json::from_str(&stored.content).unwrap_or(Value::Null);
-        let Some(rule_type) = RuleType::from_event_type(&stored.rule_type) else { continue };
-        let Ok(ParsedRule::Active(rule)) = parse(rule_type, &stored.state_key, &content) else { continue };
+    let (mut planned, mut nothing) = (0, 0);
+    let mut looked_at = 0;
+    for stored in standing.iter().take(APPLY_AT_ONCE) {
+        looked_at += 1;
+        let Some(rule) = parsed(stored) else { continue };
         if !services.store.reopen_policy_rule(stored).await? {
             continue;
         }
-        let (outcome, jobs, actions) = if rule.recommendation.is_acted_on() {
+        let (what, jobs, actions) = if rule.recommendation.is_acted_on() {
             act(ctx, &list, stored, &rule, std::time::Instant::now()).await?
         } else {
-            (format!("ignored: recommendation {}", line(rule.recommendation.as_str())), Vec::new(), 0)
+            let why = format!("recommendation {}", line(rule.recommendation.as_str()));
+            (outcome::with(outcome::IGNORED, &why), Vec::new(), 0)
         };
         if jobs.is_empty() {
             nothing += 1;
         } else {
             planned += 1;
         }
-        services.store.finish_policy_rule(stored, &outcome, &jobs, actions).await?;
+        services.store.finish_policy_rule(stored, &what, &jobs, actions, false).await?;
     }
-    let left = standing.len() - handled;
+    let left = standing.len() - looked_at;
+    let auto =
+        if list.action == "auto" { " (the list is auto: those within admin.confirm_threshold run now)" } else { "" };
     let mut reply = Notice::new().line(&format!(
-        "{} of {}'s standing rules looked at: {planned} planned (each posted its plan), {nothing} matched nothing here or were refused.",
-        handled,
+        "{looked_at} of {}'s standing rules looked at: {planned} planned, each with its own plan{auto}; \
+         {nothing} matched nothing here or were refused.",
         line(room)
     ));
     if left > 0 {
         reply = reply.line(&format!(
-            "{left} more wait: send {}policy apply {} again to plan the next {APPLY_AT_ONCE}.",
+            "{left} more wait: send {}policy apply {} again for the next {APPLY_AT_ONCE}.",
             ctx.prefix(),
             line(room)
         ));
@@ -259,9 +252,7 @@ async fn match_command(ctx: &Context<'_>, entity: &str) -> anyhow::Result<Execut
         store.policy_lists().await?.into_iter().map(|list| (list.room_id, list.name)).collect();
     let mut found = Vec::new();
     for stored in store.policy_rules(None).await? {
-        let content: Value = serde_json::from_str(&stored.content).unwrap_or(Value::Null);
-        let Some(rule_type) = RuleType::from_event_type(&stored.rule_type) else { continue };
-        let Ok(ParsedRule::Active(rule)) = parse(rule_type, &stored.state_key, &content) else { continue };
+        let Some(rule) = parsed(&stored) else { continue };
         let Some(how) = matches(&rule, target) else { continue };
         let via_server = how.server_of_user.map(|server| format!(" (as a user of {server})")).unwrap_or_default();
         found.push(format!(

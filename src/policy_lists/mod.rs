@@ -49,18 +49,72 @@ use crate::policy::WatchedRooms;
 use crate::store::Store;
 
 pub use command::PolicyArgs;
-pub use rule::handle;
+pub use rule::handle_rule_change;
 
-/// 32 hex characters naming `text` (notices' transaction IDs and job
-/// keys: a room ID or a state key may be longer than those should be).
-fn short_hash(text: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+/// What came of a slot's rule, as `policy_rules.outcome` stores it (some
+/// with a detail after `: `); `NULL` while it is being handled.
+pub mod outcome {
+    /// There when the list was first read: no plans unless `!policy apply`.
+    pub const BASELINE: &str = "baseline";
+    /// Came while the list was past its hold (`rule.rs`): no plans unless
+    /// `!policy apply`.
+    pub const HELD: &str = "held";
+    pub const PLANNED: &str = "planned";
+    pub const MATCHED_NOTHING: &str = "matched nothing";
+    /// `refused: <why>`.
+    pub const REFUSED: &str = "refused";
+    /// `malformed: <code>`.
+    pub const MALFORMED: &str = "malformed";
+    pub const REMOVED: &str = "removed";
+    /// `ignored: <why>` (a recommendation housekeep does not act on).
+    pub const IGNORED: &str = "ignored";
+
+    /// `kind: detail`.
+    pub fn with(kind: &str, detail: &str) -> String {
+        format!("{kind}: {detail}")
+    }
+
+    /// A rule that waits for `!policy apply`.
+    pub fn is_standing(outcome: Option<&str>) -> bool {
+        matches!(outcome, Some(BASELINE | HELD))
+    }
+
+    /// The slot holds a rule (not a removal, not something malformed).
+    pub fn is_rule(outcome: Option<&str>) -> bool {
+        !outcome.is_some_and(|o| o == REMOVED || o.starts_with(MALFORMED))
+    }
 }
 
-/// What names one rule slot's one content: its jobs' keys and its notices'.
+/// A stored slot's rule, if it holds one.
+fn parsed(stored: &crate::store::StoredRule) -> Option<crate::policy::PolicyRule> {
+    let content: serde_json::Value = serde_json::from_str(&stored.content).ok()?;
+    let rule_type = crate::policy::RuleType::from_event_type(&stored.rule_type)?;
+    match crate::policy::parse(rule_type, &stored.state_key, &content) {
+        Ok(crate::policy::ParsedRule::Active(rule)) => Some(rule),
+        _ => None,
+    }
+}
+
+/// Counts a rule's outcome in `housekeep_policy_rules_total`.
+fn count(services: &crate::jobs::Services, outcome: &'static str) {
+    let label = crate::metrics::PolicyRuleLabel { outcome };
+    services.metrics.policy_rules.get_or_create(&label).inc();
+}
+
+/// What names one rule event of a slot: its jobs' keys and its notices'.
+/// The event ID is in it, so the same content set again later (after a
+/// removal) is a new rule with new jobs, and a second removal a new notice;
+/// a rule handled again after a crash is the same event, so the same key.
 fn rule_key(rule: &crate::store::StoredRule) -> String {
-    short_hash(&format!("{}\n{}\n{}\n{}", rule.list_room_id, rule.kind, rule.state_key, rule.content_hash))
+    let slot = format!(
+        "{}\n{}\n{}\n{}\n{}",
+        rule.list_room_id,
+        rule.kind,
+        rule.state_key,
+        rule.content_hash,
+        rule.event_id.as_deref().unwrap_or_default()
+    );
+    crate::notice::hashed_key(&slot, 32)
 }
 
 /// The lists watched so far, for the transaction handler's routing.

@@ -33,11 +33,17 @@ use crate::store::{Job, JobState, PolicyList, StoredRule};
 
 /// Users one rule cleans up one by one (each a `!cleanup` job, with its
 /// sanction); the rest are purged together.
-pub(super) const MAX_CLEANUPS: usize = 20;
+pub(super) const MAX_CLEANUPS: usize = 10;
 /// Users in one purge job.
 pub(super) const USERS_PER_PURGE: usize = 500;
 /// Media in one quarantine job.
 const MEDIA_PER_QUARANTINE: usize = 1_000;
+/// Rooms one room rule takes down; a rule matching more is refused (a
+/// takedown cannot be undone, and one ✅ confirms every job of a notice).
+pub(super) const MAX_TAKEDOWNS: usize = 5;
+/// Local accounts one user rule may reach; a rule matching more is
+/// refused (a glob over this server's users is a list's mistake or an attack).
+pub(super) const MAX_LOCAL_USERS: usize = 50;
 
 /// A planned job and what it is for.
 pub(super) struct PlannedJob {
@@ -56,6 +62,8 @@ pub(super) struct RulePlans {
     pub jobs: Vec<PlannedJob>,
     /// Targets left out, and why (protected accounts, nothing to do).
     pub notes: Vec<String>,
+    /// The rule reaches too much to be planned at all (the first note says why).
+    pub refused: bool,
 }
 
 /// Who and what a rule's jobs come from.
@@ -71,7 +79,7 @@ impl Origin<'_> {
     /// event ID does: the runner then waits for its plan to be posted
     /// before it runs it, so its progress comes after the plan.
     fn job_key(&self, n: usize) -> String {
-        format!("$policy-{}-{n}", super::rule_key(self.slot))
+        format!("{}policy-{}-{n}", crate::jobs::PLANNED_KEY_PREFIX, super::rule_key(self.slot))
     }
 
     fn auto(&self) -> bool {
@@ -88,7 +96,7 @@ impl Origin<'_> {
     }
 
     fn since(&self) -> Option<TimeSpec> {
-        self.ctx.rules.policy_lists.lookback.map(TimeSpec::Ago)
+        self.ctx.rules.policy_config.lookback.map(TimeSpec::Ago)
     }
 
     async fn plan<K: Kind>(
@@ -136,6 +144,15 @@ pub(super) async fn plan(origin: &Origin<'_>, matched: &[Matched]) -> anyhow::Re
             let users: Vec<OwnedUserId> = matched.iter().filter_map(|m| UserId::parse(m.id.as_str()).ok()).collect();
             plan_purges(origin, &users, 0, &mut plans).await?;
         }
+        RuleKind::Room if matched.len() > MAX_TAKEDOWNS => {
+            plans.notes.push(format!(
+                "Refused: it matches {} rooms here (more than {MAX_TAKEDOWNS}); a takedown cannot be undone, \
+                 so nothing was planned. {}room takedown each room a moderator means.",
+                matched.len(),
+                origin.ctx.prefix()
+            ));
+            plans.refused = true;
+        }
         RuleKind::Room => {
             let protected = protected_rooms(origin).await?;
             for (n, room) in matched.iter().enumerate() {
@@ -161,7 +178,7 @@ pub(super) async fn plan(origin: &Origin<'_>, matched: &[Matched]) -> anyhow::Re
             }
         }
         RuleKind::Media => {
-            let media: Vec<OwnedMxcUri> = matched.iter().map(|m| OwnedMxcUri::from(m.id.as_str())).collect();
+            let media = not_copied(origin, matched, &mut plans).await?;
             for (n, chunk) in media.chunks(MEDIA_PER_QUARANTINE).enumerate() {
                 let args = QuarantineArgs {
                     target: QuarantineTarget::Media(chunk.to_vec()),
@@ -180,6 +197,34 @@ pub(super) async fn plan(origin: &Origin<'_>, matched: &[Matched]) -> anyhow::Re
     Ok(plans)
 }
 
+/// The media a rule named whose file is not also another media: Synapse
+/// quarantines every copy of a file by its content hash, and a spammer's
+/// copy of a moderator's avatar, listed, must not take the original down.
+/// Those are left out and named (`!quarantine media` takes them anyway).
+async fn not_copied(
+    origin: &Origin<'_>,
+    matched: &[Matched],
+    plans: &mut RulePlans,
+) -> anyhow::Result<Vec<OwnedMxcUri>> {
+    let store = &origin.ctx.services().store;
+    let mut media = Vec::new();
+    for found in matched {
+        let mxc = OwnedMxcUri::from(found.id.as_str());
+        let (Ok(server), Ok(id)) = (mxc.server_name(), mxc.media_id()) else { continue };
+        let copies = store.copies_of(server.as_str(), id).await?;
+        if copies > 0 {
+            plans.notes.push(format!(
+                "{mxc} left alone: the same file is {copies} other media here (a quarantine takes every copy); \
+                 {}quarantine media {mxc} takes them all",
+                origin.ctx.prefix()
+            ));
+            continue;
+        }
+        media.push(mxc);
+    }
+    Ok(media)
+}
+
 /// The rooms no takedown may touch: the admin room and the watched lists.
 async fn protected_rooms(origin: &Origin<'_>) -> anyhow::Result<Vec<String>> {
     let services = origin.ctx.services();
@@ -190,35 +235,52 @@ async fn protected_rooms(origin: &Origin<'_>) -> anyhow::Result<Vec<String>> {
     Ok(rooms)
 }
 
-/// A user rule: `!cleanup` for each of the first [`MAX_CLEANUPS`] users
-/// not protected, a purge for the rest.
+/// A user rule: `!cleanup` for each of the first [`MAX_CLEANUPS`] users,
+/// a purge for the rest. Every matched user is checked first: a server
+/// admin, a moderator, an appservice's user or the bot is never planned
+/// for by a list (`!cleanup --force` is a moderator's call), and a rule
+/// reaching more than [`MAX_LOCAL_USERS`] local accounts is refused whole.
 async fn plan_users(origin: &Origin<'_>, matched: &[Matched], plans: &mut RulePlans) -> anyhow::Result<()> {
     let services = origin.ctx.services();
-    let protected = origin.ctx.jobs.kind::<SanctionKind>()?;
-    let mut rest = Vec::new();
-    let mut cleanups = 0;
-    for found in matched {
-        let Ok(user) = UserId::parse(found.id.as_str()) else { continue };
-        if cleanups >= MAX_CLEANUPS {
-            rest.push(user);
-            continue;
-        }
-        // A server admin, a moderator or an appservice's user is never
-        // planned for by a list (`!cleanup --force` is the moderator's call).
-        match protected.protected.protected_now(services, &user).await {
-            Ok(why) if why.is_empty() => {}
-            Ok(why) => {
-                plans.notes.push(format!("{user} left alone: {}", why.join(" and ")));
-                continue;
-            }
+    let sanctions = origin.ctx.jobs.kind::<SanctionKind>()?;
+    let users: Vec<OwnedUserId> = matched.iter().filter_map(|m| UserId::parse(m.id.as_str()).ok()).collect();
+    let local = |user: &UserId| user.server_name().as_str() == services.server_name();
+    let locals = users.iter().filter(|user| local(user)).count();
+    if locals > MAX_LOCAL_USERS {
+        plans.notes.push(format!(
+            "Refused: it matches {locals} accounts of this homeserver (more than {MAX_LOCAL_USERS}); \
+             nothing was planned. {}cleanup each account a moderator means.",
+            services.prefix
+        ));
+        plans.refused = true;
+        return Ok(());
+    }
+    // Remote users can be moderators only where the config allows them;
+    // the admin room's state says who (one read for every user).
+    let admin_state = services.homeserver.room_state(sanctions.protected.admin_room.as_str()).await?;
+    let moderators = sanctions.protected.moderators.listed(&admin_state);
+    let mut kept = Vec::new();
+    for user in users {
+        let why = if *user == services.bot_user_id {
+            Ok(vec!["housekeep's bot"])
+        } else if local(&user) {
+            sanctions.protected.protected_now(services, &user).await
+        } else {
+            Ok(if moderators.contains(&user) { vec!["a moderator"] } else { Vec::new() })
+        };
+        match why {
+            Ok(why) if why.is_empty() => kept.push(user),
+            Ok(why) => plans.notes.push(format!("{user} left alone: {}", why.join(" and "))),
             Err(error) => {
-                plans.notes.push(format!("{user} left alone: cannot tell whether they are protected ({error:#})"));
-                continue;
+                plans.notes.push(format!("{user} left alone: cannot tell whether they are protected ({error:#})"))
             }
         }
-        let local = user.server_name().as_str() == services.server_name();
-        let sanction = match origin.ctx.rules.policy_lists.sanction {
-            _ if !local || user == services.bot_user_id => None,
+    }
+    let split = kept.len().min(MAX_CLEANUPS);
+    let (each, rest) = kept.split_at(split);
+    for (n, user) in each.iter().enumerate() {
+        let sanction = match origin.ctx.rules.policy_config.sanction {
+            _ if !local(user) => None,
             PolicySanction::None => None,
             PolicySanction::Suspend => Some(Sanction::Suspend),
             PolicySanction::Lock => Some(Sanction::Lock),
@@ -232,15 +294,14 @@ async fn plan_users(origin: &Origin<'_>, matched: &[Matched], plans: &mut RulePl
             force: false,
             flags: origin.flags(),
         };
-        origin.plan::<CleanupKind>(cleanups, format!("cleanup of {user}"), &args, plans).await?;
-        cleanups += 1;
+        origin.plan::<CleanupKind>(n, format!("cleanup of {user}"), &args, plans).await?;
     }
     if !rest.is_empty() {
         plans.notes.push(format!(
             "{} more users matched: purged together (their events redacted, their media quarantined), without sanctions",
             rest.len()
         ));
-        plan_purges(origin, &rest, MAX_CLEANUPS, plans).await?;
+        plan_purges(origin, rest, MAX_CLEANUPS, plans).await?;
     }
     Ok(())
 }

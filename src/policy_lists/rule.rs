@@ -9,9 +9,8 @@ use serde_json::Value;
 use super::plans::{self, Origin, RulePlans};
 use super::targets::{self, Targets};
 use super::watch::{Slot, slot_from};
-use super::{rule_key, short_hash};
+use super::{count, outcome, rule_key};
 use crate::command::Context;
-use crate::metrics::PolicyRuleLabel;
 use crate::notice::Notice;
 use crate::policy::{ParsedRule, PolicyRule, RuleType, SafetyContext, refused};
 use crate::store::{AuditEntry, Claim, PolicyList, StoredRule};
@@ -51,32 +50,42 @@ fn may_act(list: &str, now: Instant) -> bool {
 
 /// Handles a rule event (or a redaction) of a watched list: what came of it
 /// (the inbox row's outcome) and its audit entries.
-pub async fn handle(ctx: &Context<'_>) -> anyhow::Result<(String, Vec<AuditEntry>)> {
-    let _one_at_a_time = HANDLING.lock().await;
+pub async fn handle_rule_change(ctx: &Context<'_>) -> anyhow::Result<(String, Vec<AuditEntry>)> {
     let started = Instant::now();
     let services = ctx.services();
     let item = ctx.item;
+    // Cheap checks first, outside the lock: anyone in a list room may
+    // redact their own messages, and each redaction comes here.
+    let Some((rule_type, state_key)) = slot_key(ctx, &item.event).await? else {
+        return Ok(("ignored: no rule slot".to_owned(), Vec::new()));
+    };
+    let _one_at_a_time = HANDLING.lock().await;
     let Some(list) = services.store.policy_list(&item.room_id).await? else {
         return Ok(("ignored: not a watched list".to_owned(), Vec::new()));
     };
     if list.baseline_at.is_none() {
-        // The first read of the list is under way (or failed and is retried):
-        // it takes this rule in as part of the baseline.
-        return Ok(("ignored: the list's first read takes it".to_owned(), Vec::new()));
+        // The list's first read is under way (its state may have been read
+        // before this rule came): tried again once the baseline is written.
+        anyhow::bail!("the policy list's first read is not done yet");
     }
-    let Some((rule_type, state_key)) = slot_key(ctx, &item.event).await? else {
-        return Ok(("ignored: no rule slot".to_owned(), Vec::new()));
-    };
     // The rule the list holds now: this event may be older than one
     // handled already, or redacted since.
     let current = services.homeserver.state_event(&list.room_id, rule_type.as_str(), &state_key).await?;
+    // None: the room has no such state (never set): the same as removed.
+    // An answer without content is no answer (not a removal).
+    let content = match &current {
+        None => serde_json::json!({}),
+        Some(event) => event.get("content").cloned().ok_or_else(|| {
+            anyhow::anyhow!("the homeserver's answer for the rule's state has no content (format=event unsupported?)")
+        })?,
+    };
     let event = current.unwrap_or(Value::Null);
-    let content = event.get("content").cloned().unwrap_or_else(|| serde_json::json!({}));
     let Slot { stored, parsed } = slot_from(&list.room_id, rule_type, &state_key, &content, &event);
 
     if let Some(held) = services.store.policy_rule(&list.room_id, &stored.kind, &stored.state_key).await?
         && outranks(&held, rule_type)
     {
+        count(services, outcome::IGNORED);
         return Ok(("ignored: an older spelling of a rule the list holds".to_owned(), Vec::new()));
     }
     let previous = match services.store.claim_policy_rule(&stored).await? {
@@ -84,54 +93,41 @@ pub async fn handle(ctx: &Context<'_>) -> anyhow::Result<(String, Vec<AuditEntry
         Claim::Unfinished => None,
         Claim::New(previous) => previous,
     };
-    let count = |label: &'static str| services.metrics.policy_rules.get_or_create(&PolicyRuleLabel { outcome: label });
-    let (outcome, jobs, actions) = match parsed {
+    let (what, jobs, actions) = match parsed {
         Err(malformed) => {
-            count("malformed").inc();
+            count(services, outcome::MALFORMED);
             tracing::info!(list = list.room_id, state_key, reason = %malformed, "a malformed policy rule, ignored");
-            (format!("malformed: {}", malformed.code()), Vec::new(), 0)
+            (outcome::with(outcome::MALFORMED, malformed.code()), Vec::new(), 0)
         }
         Ok(ParsedRule::Removed(_)) => {
-            count("removed").inc();
-            if let Some(previous) = previous.as_ref().filter(|p| p.jobs.as_deref().is_some_and(|j| j != "[]")) {
+            count(services, outcome::REMOVED);
+            let planned = previous.as_ref().filter(|p| p.jobs.as_deref().is_some_and(|j| j != "[]"));
+            // A list flipping a rule on and off counts against its hold too.
+            if let Some(previous) = planned.filter(|_| may_act(&list.room_id, started)) {
                 let notice = removed_notice(ctx, &list, previous);
                 services.tell_operators(&format!("policy-removed-{}", rule_key(&stored)), &notice).await;
             }
             tracing::info!(list = list.room_id, state_key, "a policy rule was removed");
-            ("removed".to_owned(), Vec::new(), 0)
+            (outcome::REMOVED.to_owned(), Vec::new(), 0)
         }
         Ok(ParsedRule::Active(rule)) if !rule.recommendation.is_acted_on() => {
-            count("ignored").inc();
+            count(services, outcome::IGNORED);
             tracing::info!(
                 list = list.room_id,
                 state_key,
                 recommendation = rule.recommendation.as_str(),
                 "a policy rule with a recommendation housekeep does not act on"
             );
-            (format!("ignored: recommendation {}", crate::text::line(rule.recommendation.as_str())), Vec::new(), 0)
+            let why = format!("recommendation {}", crate::text::line(rule.recommendation.as_str()));
+            (outcome::with(outcome::IGNORED, &why), Vec::new(), 0)
         }
         Ok(ParsedRule::Active(_)) if !may_act(&list.room_id, started) => {
-            count("held").inc();
-            tracing::warn!(
-                list = list.room_id,
-                state_key,
-                "a policy list sent more than {RULES_PER_WINDOW} rules in {HOLD_WINDOW:?}: this one is held as a standing rule"
-            );
-            let prefix = ctx.prefix();
-            let notice = Notice::new().line(&format!(
-                "Policy list {} sent more than {RULES_PER_WINDOW} new rules within {}: the rest are held, not planned. \
-                 {prefix}policy apply {} plans them ten at a time; {prefix}policy match shows what a rule matches.",
-                crate::text::line(&list.name),
-                humantime::format_duration(HOLD_WINDOW),
-                crate::text::line(&list.name),
-            ));
-            let window = crate::clock::now_ms() / HOLD_WINDOW.as_millis() as i64;
-            services.tell_operators(&format!("policy-held-{}-{window}", short_hash(&list.room_id)), &notice).await;
-            ("baseline".to_owned(), Vec::new(), 0)
+            hold(ctx, &list, &state_key).await;
+            (outcome::HELD.to_owned(), Vec::new(), 0)
         }
         Ok(ParsedRule::Active(rule)) => act(ctx, &list, &stored, &rule, started).await?,
     };
-    services.store.finish_policy_rule(&stored, &outcome, &jobs, actions).await?;
+    services.store.finish_policy_rule(&stored, &what, &jobs, actions, true).await?;
     let audit = AuditEntry {
         actor: stored.sender.clone().unwrap_or_else(|| item.sender.clone()),
         room_id: Some(list.room_id.clone()),
@@ -139,10 +135,32 @@ pub async fn handle(ctx: &Context<'_>) -> anyhow::Result<(String, Vec<AuditEntry
         action: "policy.rule".to_owned(),
         command: Some(format!("{} {}", stored.rule_type, crate::text::line(&stored.state_key))),
         target: Some(crate::text::line(&entity_of(&stored))),
-        outcome: outcome.clone(),
+        outcome: what.clone(),
         ..AuditEntry::default()
     };
-    Ok((outcome, vec![audit]))
+    Ok((what, vec![audit]))
+}
+
+/// A list is past its hold: the rule waits as a standing one, and the
+/// admin room is told (once a window: the notice's key names the window).
+async fn hold(ctx: &Context<'_>, list: &PolicyList, state_key: &str) {
+    let services = ctx.services();
+    count(services, outcome::HELD);
+    tracing::warn!(
+        list = list.room_id,
+        state_key,
+        "a policy list sent more than {RULES_PER_WINDOW} rules in {HOLD_WINDOW:?}: this one is held for !policy apply"
+    );
+    let prefix = ctx.prefix();
+    let name = crate::text::line(&list.name);
+    let notice = Notice::new().line(&format!(
+        "Policy list {name} sent more than {RULES_PER_WINDOW} new rules within {}: the rest are held, not planned. \
+         {prefix}policy apply {name} plans them ten at a time; {prefix}policy match shows what a rule matches.",
+        humantime::format_duration(HOLD_WINDOW),
+    ));
+    let window = crate::clock::now_ms() / HOLD_WINDOW.as_millis() as i64;
+    let key = format!("policy-held-{}-{window}", crate::notice::hashed_key(&list.room_id, 32));
+    services.tell_operators(&key, &notice).await;
 }
 
 /// The (type, state key) an inbox item is about: a rule event's own, or,
@@ -164,9 +182,11 @@ async fn slot_key(ctx: &Context<'_>, event: &Value) -> anyhow::Result<Option<(Ru
 fn outranks(held: &StoredRule, rule_type: RuleType) -> bool {
     let held_type = RuleType::from_event_type(&held.rule_type);
     held_type.is_some_and(|held_type| held_type.precedence() > rule_type.precedence())
-        && held.outcome.as_deref().is_some_and(|o| o != "removed" && !o.starts_with("malformed"))
+        && held.outcome.is_some()
+        && outcome::is_rule(held.outcome.as_deref())
 }
 
+/// The entity a slot's content names, as written (for the audit log).
 fn entity_of(stored: &StoredRule) -> String {
     let content: Value = serde_json::from_str(&stored.content).unwrap_or(Value::Null);
     content.get("entity").and_then(Value::as_str).map_or_else(|| "(hashed or none)".to_owned(), str::to_owned)
@@ -181,40 +201,48 @@ pub(super) async fn act(
     started: Instant,
 ) -> anyhow::Result<(String, Vec<String>, i64)> {
     let services = ctx.services();
-    let count = |label: &'static str| services.metrics.policy_rules.get_or_create(&PolicyRuleLabel { outcome: label });
     if let Some(why) = refusal(ctx, rule).await? {
-        count("refused").inc();
+        count(services, outcome::REFUSED);
         tracing::warn!(list = list.room_id, state_key = rule.state_key, %why, "a policy rule refused");
         let notice = describe(Notice::new(), list, stored, rule)
             .line(&format!("Refused: {why}. Nothing was planned; housekeep never acts on such a rule."));
         services.tell_operators(&format!("policy-{}", rule_key(stored)), &notice).await;
-        return Ok((format!("refused: {why}"), Vec::new(), 0));
+        return Ok((outcome::with(outcome::REFUSED, &why.to_string()), Vec::new(), 0));
     }
     let Targets { matched, cut_off } = targets::find(services, rule).await?;
     if matched.is_empty() {
-        count("matched_nothing").inc();
+        count(services, "matched_nothing");
         tracing::info!(
             list = list.room_id, state_key = rule.state_key, entity = %rule.entity,
             "a policy rule matches nothing on this homeserver; not posted"
         );
-        return Ok(("matched nothing".to_owned(), Vec::new(), 0));
+        return Ok((outcome::MATCHED_NOTHING.to_owned(), Vec::new(), 0));
     }
     let origin = Origin { ctx, list, slot: stored, rule };
-    let RulePlans { jobs, mut notes } = plans::plan(&origin, &matched).await?;
+    let RulePlans { jobs, mut notes, refused } = plans::plan(&origin, &matched).await?;
+    if refused {
+        count(services, outcome::REFUSED);
+        let why = notes.first().cloned().unwrap_or_default();
+        tracing::warn!(list = list.room_id, state_key = rule.state_key, why, "a policy rule refused");
+        let notice = describe(Notice::new(), list, stored, rule).line(&crate::text::line(&why));
+        services.tell_operators(&format!("policy-{}", rule_key(stored)), &notice).await;
+        return Ok((outcome::with(outcome::REFUSED, &why), Vec::new(), 0));
+    }
     if cut_off {
         notes.push(format!(
             "More than {} matched (or the index holds more than {} senders or rooms to compare a hash with): \
-             only these were planned; !policy match shows what matches.",
+             only these were planned; {}policy match shows what matches.",
             targets::MAX_TARGETS,
-            targets::MAX_SCANNED
+            targets::MAX_SCANNED,
+            ctx.prefix(),
         ));
     }
     if jobs.is_empty() {
-        count("matched_nothing").inc();
+        count(services, "matched_nothing");
         tracing::info!(list = list.room_id, state_key = rule.state_key, notes = ?notes, "a policy rule's plans are empty");
-        return Ok(("matched nothing to do".to_owned(), Vec::new(), 0));
+        return Ok((outcome::with(outcome::MATCHED_NOTHING, "nothing to do"), Vec::new(), 0));
     }
-    count("planned").inc();
+    count(services, outcome::PLANNED);
     let mut notice = describe(Notice::new(), list, stored, rule);
     let named: Vec<String> = matched.iter().take(NAMED).map(|m| format!("{} ({})", m.id, m.by)).collect();
     let more = matched.len().saturating_sub(NAMED);
@@ -277,7 +305,7 @@ pub(super) async fn act(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "a policy rule was planned and posted"
     );
-    Ok(("planned".to_owned(), jobs.into_iter().map(|p| p.job.id).collect(), running))
+    Ok((outcome::PLANNED.to_owned(), jobs.into_iter().map(|p| p.job.id).collect(), running))
 }
 
 /// Whether housekeep refuses the rule ([`crate::policy::refused`]) for

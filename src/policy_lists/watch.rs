@@ -11,10 +11,10 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outcome;
 use crate::clock::now_ms;
 use crate::config::{ListAction, PolicyListEntry};
 use crate::jobs::{Jobs, Services};
-use crate::metrics::PolicyRuleLabel;
 use crate::policy::{self, ContentHash, ParsedRule, RuleType};
 use crate::store::{InboxItem, InboxKind, PolicyList, StoredRule};
 
@@ -22,7 +22,7 @@ use crate::store::{InboxItem, InboxKind, PolicyList, StoredRule};
 /// what the event says.
 pub(super) struct Slot {
     pub stored: StoredRule,
-    /// `None`: not a rule (its reason).
+    /// What the event says, or why it is no rule.
     pub parsed: Result<ParsedRule, policy::MalformedRule>,
 }
 
@@ -95,9 +95,9 @@ pub(super) fn in_force(slots: Vec<Slot>) -> Vec<Slot> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Watched {
     pub room_id: String,
-    /// Its rules at the first read (the baseline), or `None` when it was
-    /// watched already (its changes since were queued).
-    pub baseline: Option<usize>,
+    /// The rules in force at the first read (the baseline), or `None` when
+    /// it was watched already (its changes since were queued).
+    pub first_read_rules: Option<usize>,
     /// Changes since the last read, queued as inbox items.
     pub queued: usize,
 }
@@ -115,7 +115,28 @@ pub(super) async fn watch(
 ) -> anyhow::Result<Watched> {
     let room_id = services.homeserver.resolve_room(room).await?.to_string();
     let known = services.store.policy_list(&room_id).await?;
-    services.policy_lists.insert(&room_id);
+    let watched = read(services, room, &room_id, known.as_ref(), action, source, by).await;
+    if watched.is_err() && known.is_none() && source == "command" {
+        // A list a moderator asked for that cannot be joined or read is not
+        // left half-watched (routed, listed as "not read yet"): they are told.
+        services.watched_lists.remove(&room_id);
+        services.store.unwatch_list(&room_id).await?;
+    }
+    watched
+}
+
+/// [`watch`] once the room is resolved.
+async fn read(
+    services: &Services,
+    room: &str,
+    room_id: &str,
+    known: Option<&PolicyList>,
+    action: ListAction,
+    source: &str,
+    by: &str,
+) -> anyhow::Result<Watched> {
+    let room_id = room_id.to_owned();
+    services.watched_lists.insert(&room_id);
     services
         .store
         .watch_list(&PolicyList {
@@ -131,36 +152,41 @@ pub(super) async fn watch(
             actions_run: 0,
         })
         .await?;
-    services.homeserver.join_via(room, &via(room)).await?;
+    services.homeserver.join_via(room, &via(room)).await.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot join {room}: {error} (a room ID of room version 12 names no server to join through: \
+             watch it by an alias, or invite the bot)"
+        )
+    })?;
     let state = services.homeserver.room_state(&room_id).await?;
     let slots = in_force(state.iter().filter_map(|event| slot_of(&room_id, event)).collect());
-    if known.as_ref().is_some_and(|list| list.baseline_at.is_some()) {
+    if known.is_some_and(|list| list.baseline_at.is_some()) {
         let queued = queue_changes(services, &room_id, &slots, &state).await?;
-        return Ok(Watched { room_id, baseline: None, queued });
+        return Ok(Watched { room_id, first_read_rules: None, queued });
     }
     let rules: Vec<StoredRule> = slots
         .into_iter()
         .map(|slot| {
-            let outcome = match &slot.parsed {
-                Err(malformed) => format!("malformed: {}", malformed.code()),
-                Ok(ParsedRule::Removed(_)) => "removed".to_owned(),
-                Ok(ParsedRule::Active(_)) => "baseline".to_owned(),
+            let what = match &slot.parsed {
+                Err(malformed) => outcome::with(outcome::MALFORMED, malformed.code()),
+                Ok(ParsedRule::Removed(_)) => outcome::REMOVED.to_owned(),
+                Ok(ParsedRule::Active(_)) => outcome::BASELINE.to_owned(),
             };
-            StoredRule { outcome: Some(outcome), ..slot.stored }
+            StoredRule { outcome: Some(what), ..slot.stored }
         })
         .collect();
     services.store.set_baseline(&room_id, &rules, now_ms()).await?;
-    let count = |label| services.metrics.policy_rules.get_or_create(&PolicyRuleLabel { outcome: label }).inc();
-    for _ in &rules {
-        count("baseline");
+    let standing = rules.iter().filter(|rule| outcome::is_standing(rule.outcome.as_deref())).count();
+    for _ in 0..standing {
+        super::count(services, outcome::BASELINE);
     }
     tracing::info!(
         room_id,
         name = room,
-        rules = rules.len(),
+        rules = standing,
         "watching a policy list; its current rules are the baseline"
     );
-    Ok(Watched { room_id, baseline: Some(rules.len()), queued: 0 })
+    Ok(Watched { room_id, first_read_rules: Some(standing), queued: 0 })
 }
 
 /// The servers to join a room through: the alias's or the room ID's
@@ -170,26 +196,32 @@ fn via(room: &str) -> Vec<OwnedServerName> {
     RoomOrAliasId::parse(room).ok().and_then(|id| id.server_name().map(ToOwned::to_owned)).into_iter().collect()
 }
 
-/// The rule events whose slot holds something else than the room now says:
-/// queued as inbox items (handled as if they had just arrived).
+/// The rule events whose slot holds something else than the room now says,
+/// or whose handling never finished (given up after failures, or cut
+/// short): queued as inbox items, handled as if they had just arrived.
 async fn queue_changes(services: &Services, room_id: &str, slots: &[Slot], state: &[Value]) -> anyhow::Result<usize> {
-    let stored: HashMap<(String, String), String> = services
+    let stored: HashMap<(String, String), (String, bool)> = services
         .store
         .policy_rules(Some(room_id))
         .await?
         .into_iter()
-        .map(|rule| ((rule.kind, rule.state_key), rule.content_hash))
+        .map(|rule| ((rule.kind, rule.state_key), (rule.content_hash, rule.outcome.is_some())))
         .collect();
     let by_id: HashMap<&str, &Value> = state.iter().filter_map(|e| Some((e.get("event_id")?.as_str()?, e))).collect();
     let mut items = Vec::new();
     for slot in slots {
         let key = (slot.stored.kind.clone(), slot.stored.state_key.clone());
-        if stored.get(&key) == Some(&slot.stored.content_hash) {
-            continue;
-        }
+        let unfinished = match stored.get(&key) {
+            Some((hash, true)) if *hash == slot.stored.content_hash => continue,
+            Some((hash, false)) => *hash == slot.stored.content_hash,
+            _ => false,
+        };
         let Some(event) = slot.stored.event_id.as_deref().and_then(|id| by_id.get(id)) else { continue };
+        let event_id = slot.stored.event_id.clone().unwrap_or_default();
         items.push(InboxItem {
-            event_id: slot.stored.event_id.clone().unwrap_or_default(),
+            // An unfinished rule's event is in the inbox already (given up):
+            // it comes again under a key of this start's.
+            event_id: if unfinished { format!("{event_id}#again-{}", now_ms()) } else { event_id },
             room_id: room_id.to_owned(),
             sender: slot.stored.sender.clone().unwrap_or_default(),
             kind: InboxKind::PolicyRule,
@@ -199,16 +231,28 @@ async fn queue_changes(services: &Services, room_id: &str, slots: &[Slot], state
     }
     services.store.enqueue_inbox(&items).await?;
     if !items.is_empty() {
-        tracing::info!(room_id, changed = items.len(), "policy list rules changed while housekeep was away; queued");
+        tracing::info!(
+            room_id,
+            queued = items.len(),
+            "policy list rules changed (or unfinished) since the last start; queued"
+        );
     }
     Ok(items.len())
 }
 
-/// Stops watching: no more routing, its rules forgotten. Plans made from
-/// it stay as they are.
+/// Stops watching: no more routing, its rules forgotten, the room left
+/// (unless it is the admin room). Plans made from it stay as they are.
 pub(super) async fn unwatch(services: &Services, room_id: &str) -> anyhow::Result<bool> {
-    services.policy_lists.remove(room_id);
-    services.store.unwatch_list(room_id).await
+    services.watched_lists.remove(room_id);
+    let watched = services.store.unwatch_list(room_id).await?;
+    let admin_room = services.operators.as_ref().map(|(_, to)| to.room_id.as_str());
+    if watched
+        && admin_room != Some(room_id)
+        && let Err(error) = services.homeserver.leave(room_id, "housekeep no longer watches this policy list").await
+    {
+        tracing::info!(room_id, %error, "cannot leave a policy list no longer watched");
+    }
+    Ok(watched)
 }
 
 /// How long a list that cannot be joined or read waits before the next try.
@@ -231,10 +275,24 @@ pub(super) async fn start(
         Ok(lists) => {
             for list in lists {
                 let configured = wanted.iter().any(|(room, ..)| *room == list.name || *room == list.room_id);
-                if !configured {
+                if !configured && list.source == "config" {
+                    // Taken out of the config: no longer watched.
+                    match unwatch(services, &list.room_id).await {
+                        Ok(_) => tracing::info!(
+                            list = list.room_id,
+                            name = list.name,
+                            "policy list no longer in the config; unwatched"
+                        ),
+                        Err(error) => tracing::warn!(
+                            list = list.room_id,
+                            error = format!("{error:#}"),
+                            "cannot unwatch a list taken out of the config"
+                        ),
+                    }
+                } else if !configured {
+                    // By its room ID: an alias may point elsewhere by now.
                     let action = ListAction::parse(&list.action).unwrap_or_default();
-                    let source = if list.source == "config" { "config" } else { "command" };
-                    wanted.push((list.name, action, source));
+                    wanted.push((list.room_id, action, "command"));
                 }
             }
         }

@@ -154,7 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut state = AppState::new(store.clone(), &config.appservice.hs_token, bot_user_id.clone());
     // Lists watched before are routed from the first transaction on.
-    let policy_lists = crate::policy_lists::watched_rooms(&store).await?;
+    let watched_lists = crate::policy_lists::watched_rooms(&store).await?;
     let inbox_wake = Arc::new(Notify::new());
     let redaction_wake = Arc::new(Notify::new());
     let media_wake = Arc::new(Notify::new());
@@ -163,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             admin_room_id: admin_room_id.clone(),
             bot_user_id: bot_user_id.to_string(),
             prefix: config.admin.command_prefix.clone(),
-            policy_lists: policy_lists.clone(),
+            watched_lists: watched_lists.clone(),
         }),
         wake: inbox_wake.clone(),
     });
@@ -232,7 +232,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake };
         let front =
-            FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins, policy_lists };
+            FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins, watched_lists };
         tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, wakes, front, shutdown))
     };
     let outcome = tokio::select! {
@@ -334,7 +334,7 @@ struct FrontEnds {
     /// When the dashboard is on.
     sign_ins: Option<Arc<SignIns>>,
     /// The policy lists the transaction handler routes rule events from.
-    policy_lists: crate::policy::WatchedRooms,
+    watched_lists: crate::policy::WatchedRooms,
 }
 
 /// `admin.*`'s moderator rule.
@@ -387,7 +387,7 @@ async fn start_workers(
         operators: Some((sink.clone(), operators)),
         media_wake: wakes.media.clone(),
         homeserver_concurrency: config.jobs.homeserver_concurrency,
-        policy_lists: front.policy_lists,
+        watched_lists: front.watched_lists,
     };
     let fetcher = MediaFetcher::new(
         services.clone(),
@@ -416,7 +416,7 @@ async fn start_workers(
                 two_person: config.admin.two_person_threshold.map(Into::into),
             },
             dashboard: front.sign_ins,
-            policy_lists: Arc::new(config.policy.clone()),
+            policy_config: Arc::new(config.policy.clone()),
         },
         inbox_wake: wakes.inbox,
     });

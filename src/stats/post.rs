@@ -179,7 +179,7 @@ impl Scheduler {
         let (notice, image) = render(&summary, &self.prefix).await;
         let to = Destination { room_id: room_id.clone(), in_reply_to: None };
         // Keys from the period: a post retried soon after a crash is the same post.
-        let key_base = format!("stats-{}-{period}", short_hash(&format!("{room_id}\n{key}")));
+        let key_base = format!("stats-{}-{period}", crate::notice::hashed_key(&format!("{room_id}\n{key}"), 12));
         let event_id = self.sink.post(&to, &key_base, &notice).await?;
         if let Some(image) = &image
             && let Err(error) = self.sink.post_image(&to, &format!("{key_base}-chart"), image).await
@@ -191,9 +191,4 @@ impl Scheduler {
         tracing::info!(room = scheduled.room, schedule = key, period, "scheduled summary posted");
         Ok(true)
     }
-}
-
-fn short_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))[..12].to_owned()
 }

@@ -130,6 +130,11 @@ const SENDERS_OF_SAME_FILE: &str = "SELECT DISTINCT r.sender FROM media m \
      WHERE m.sha256 = COALESCE($3, (SELECT sha256 FROM media WHERE server_name = $1 AND media_id = $2)) \
      LIMIT $4";
 
+/// See [`Store::copies_of`].
+const COPIES_OF: &str = "SELECT COUNT(*) FROM media m \
+     WHERE m.sha256 = (SELECT sha256 FROM media WHERE server_name = $1 AND media_id = $2) \
+     AND NOT (m.server_name = $1 AND m.media_id = $2)";
+
 /// See [`Store::rooms_of_same_file`].
 const ROOMS_OF_SAME_FILE: &str = "SELECT DISTINCT r.room_id FROM media_refs r \
      WHERE (r.server_name = $1 AND r.media_id = $2) \
@@ -242,6 +247,12 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// How many other media have the same file as this one, by the hash
+    /// the media worker took (0 when it has not hashed this one).
+    pub async fn copies_of(&self, server_name: &str, media_id: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(COPIES_OF).bind(server_name).bind(media_id).fetch_one(&self.pool).await?)
     }
 
     /// Distinct media with this content hash (known from pre-download),

@@ -29,9 +29,14 @@ const CLAIM_RULE: &str = "INSERT INTO policy_rules (list_room_id, kind, state_ke
      WHERE policy_rules.content_hash <> excluded.content_hash RETURNING 1 AS claimed";
 const FINISH_RULE: &str = "UPDATE policy_rules SET outcome = $5, jobs = $6 \
      WHERE list_room_id = $1 AND kind = $2 AND state_key = $3 AND content_hash = $4 AND outcome IS NULL";
-const REOPEN_BASELINE: &str = "UPDATE policy_rules SET outcome = NULL \
-     WHERE list_room_id = $1 AND kind = $2 AND state_key = $3 AND content_hash = $4 AND outcome = 'baseline'";
-const COUNT_RULE: &str = "UPDATE policy_lists SET rules_seen = rules_seen + 1, plans_made = plans_made + $2, \
+/// A standing rule (`baseline` or `held`: `policy_lists::outcome`) claimed for `!policy apply`.
+/// Rules in force in a list (not removed, not malformed: `policy_lists::outcome`).
+const COUNT_RULES: &str = "SELECT COUNT(*) FROM policy_rules WHERE list_room_id = $1 \
+     AND (outcome IS NULL OR (outcome <> 'removed' AND outcome NOT LIKE 'malformed%'))";
+const REOPEN_STANDING: &str = "UPDATE policy_rules SET outcome = NULL \
+     WHERE list_room_id = $1 AND kind = $2 AND state_key = $3 AND content_hash = $4 \
+     AND outcome IN ('baseline', 'held')";
+const COUNT_RULE: &str = "UPDATE policy_lists SET rules_seen = rules_seen + $4, plans_made = plans_made + $2, \
      actions_run = actions_run + $3 WHERE room_id = $1";
 /// Senders by a `LIKE` pattern (`\` escapes), distinct, bounded. SQLite's
 /// `LIKE` folds ASCII case and PostgreSQL's does not (`ILIKE` does): the
@@ -189,6 +194,11 @@ impl Store {
         Ok(rows)
     }
 
+    /// How many rules in force a list holds.
+    pub async fn count_policy_rules(&self, list: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(COUNT_RULES).bind(list).fetch_one(&self.pool).await?)
+    }
+
     /// Writes a rule into its slot unless the slot holds it already, and
     /// says what the slot held: see [`Claim`].
     pub async fn claim_policy_rule(&self, rule: &StoredRule) -> anyhow::Result<Claim> {
@@ -218,14 +228,15 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        // Written by another handler between the read and the write.
+        // Written between the read and the write (by a list's first read,
+        // which writes its baseline outside the handlers' lock).
         Ok(if claimed.is_some() { Claim::New(previous.map(Box::new)) } else { Claim::Unfinished })
     }
 
-    /// A baseline rule is to be handled after all (`!policy apply`): it is
-    /// claimed as a new one would be; `false` if it is no longer baseline.
+    /// A standing rule is to be handled after all (`!policy apply`): it is
+    /// claimed as a new one would be; `false` if it no longer stands.
     pub async fn reopen_policy_rule(&self, rule: &StoredRule) -> anyhow::Result<bool> {
-        let reopened = sqlx::query(REOPEN_BASELINE)
+        let reopened = sqlx::query(REOPEN_STANDING)
             .bind(&rule.list_room_id)
             .bind(&rule.kind)
             .bind(&rule.state_key)
@@ -237,13 +248,15 @@ impl Store {
     }
 
     /// A claimed rule was handled: its outcome and jobs, and the list's
-    /// counters, together.
+    /// counters (a `new_rule` counts as seen; a standing one applied later
+    /// was counted when it came), together.
     pub async fn finish_policy_rule(
         &self,
         rule: &StoredRule,
         outcome: &str,
         jobs: &[String],
         actions_run: i64,
+        new_rule: bool,
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let finished = sqlx::query(FINISH_RULE)
@@ -261,6 +274,7 @@ impl Store {
                 .bind(&rule.list_room_id)
                 .bind(jobs.len() as i64)
                 .bind(actions_run)
+                .bind(i64::from(new_rule))
                 .execute(&mut *tx)
                 .await?;
         }

@@ -229,6 +229,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     step("an event report, and !cleanup: one plan stops the spammer and removes what they sent");
     cleanup_after_a_report(&synapse, &alice, &bob, &admin_room, &room, &bot).await?;
 
+    step("a ban list: a new rule becomes the cleanup plan, and an auto list runs it");
+    ban_list_drives_the_cleanup(&synapse, &alice, &bob, &admin_room, &room, &bot).await?;
+
     step("stats: Synapse's phone-home reports, and what the index knows");
     let config = crate::registration::ensure_stats_secret(&config_path, false)?;
     let endpoint = crate::registration::stats_endpoint(&config)?;
@@ -363,6 +366,70 @@ async fn cleanup_after_a_report(
     );
     let event_id = alice.send_text(admin_room, "!reports --all").await?;
     println!("  @alice: !reports --all");
+    for line in alice.wait_for_reply(admin_room, &event_id, bot).await?.lines() {
+        println!("    {line}");
+    }
+    Ok(())
+}
+
+/// A list keeper's ban list, watched `--auto`: a rule for a spammer
+/// becomes `!cleanup` (posted, and run at once: it is small), and
+/// `!policy match` says which rule matched and why.
+async fn ban_list_drives_the_cleanup(
+    synapse: &super::Synapse,
+    alice: &super::MatrixUser,
+    bob: &super::MatrixUser,
+    admin_room: &str,
+    gallery: &str,
+    bot: &str,
+) -> anyhow::Result<()> {
+    let trent = synapse.register_user("trent", false).await?;
+    trent.join(gallery).await?;
+    let mut sent = Vec::new();
+    for n in 1..=3 {
+        sent.push(trent.send_text(gallery, &format!("crypto giveaway {n}")).await?);
+    }
+    let keeper = synapse.register_user("listkeeper", false).await?;
+    let list = keeper.create_room(json!({"name": "Community bans", "preset": "public_chat"})).await?;
+    println!("  @trent posted {} messages in the gallery; @listkeeper keeps a ban list, {list}", sent.len());
+    let command = format!("!policy watch {list} --auto");
+    let event_id = alice.send_text(admin_room, &command).await?;
+    println!("  @alice: {command}");
+    println!("    {}", alice.wait_for_reply(admin_room, &event_id, bot).await?);
+    let rule = json!({"entity": trent.user_id, "recommendation": "m.ban", "reason": "crypto spam"});
+    keeper.send_state(&list, "m.policy.rule.user", "rule-trent", rule).await?;
+    println!("  @listkeeper added a ban rule for @trent (m.policy.rule.user)");
+    let notice = eventually(Duration::from_secs(30), "the rule's plan in the admin room", || async {
+        let events = alice.recent_events(admin_room, 20).await?;
+        Ok(events
+            .iter()
+            .filter(|e| e["sender"] == bot)
+            .filter_map(|e| e["content"]["body"].as_str())
+            .find(|body| body.starts_with("Policy list"))
+            .map(str::to_owned))
+    })
+    .await?;
+    println!("  in the admin room:");
+    for line in notice.lines().take(12) {
+        println!("    {line}");
+    }
+    let readable = async || -> anyhow::Result<usize> {
+        let mut readable = 0;
+        for event in &sent {
+            let path = format!("/_matrix/client/v3/rooms/{gallery}/event/{}", super::encode(event));
+            let served = bob.request(reqwest::Method::GET, &path, None).await?;
+            readable += usize::from(served["content"]["body"].is_string());
+        }
+        Ok(readable)
+    };
+    eventually(Duration::from_secs(60), "trent's messages redacted", || async {
+        Ok((readable().await? == 0).then_some(()))
+    })
+    .await?;
+    println!("  trent's messages bob can read now: 0 of {}", sent.len());
+    let command = format!("!policy match {}", trent.user_id);
+    let event_id = alice.send_text(admin_room, &command).await?;
+    println!("  @alice: {command}");
     for line in alice.wait_for_reply(admin_room, &event_id, bot).await?.lines() {
         println!("    {line}");
     }

@@ -265,6 +265,44 @@ async fn big_selections_wait_for_a_confirmation_and_a_second_moderator(backend: 
         })
         .await?;
         assert_eq!(store.job(&id).await?.unwrap().done_count, 6);
+
+        // A policy rule's plan above the two-person threshold: housekeep
+        // asked for it, so it takes two moderators' ✅, not one.
+        let second = testbed.synapse.register_user("spammer2", false).await?;
+        second.join(&room).await.ok();
+        let lobby = second.create_room(json!({"preset": "public_chat"})).await?;
+        let mut more = Vec::new();
+        for n in 0..6 {
+            more.push(second.send_text(&lobby, &format!("listed spam {n}")).await?);
+        }
+        indexed(&store, &lobby, &more).await?;
+        let list = alice.create_room(json!({"preset": "public_chat"})).await?;
+        command_reply(testbed, &admin_room, &format!("!policy watch {list}"), 1).await?;
+        let rule = json!({"entity": second.user_id, "recommendation": "m.ban"});
+        alice.send_state(&list, "m.policy.rule.user", "s2", rule).await?;
+        let notice = eventually(Duration::from_secs(30), "the rule's plan", || async {
+            let events = testbed.admin.recent_events(&admin_room, 30).await?;
+            Ok(events.into_iter().find(|e| {
+                e["sender"] == bot.as_str()
+                    && e["content"]["body"].as_str().is_some_and(|b| b.starts_with("Policy list"))
+            }))
+        })
+        .await?;
+        let plan_event = notice["event_id"].as_str().unwrap().to_owned();
+        let body = notice["content"]["body"].as_str().unwrap_or_default();
+        let id =
+            body.lines().find(|l| l.starts_with("Job ")).and_then(|l| l.split_whitespace().nth(1)).unwrap().to_owned();
+        let first = testbed.admin.react(&admin_room, &plan_event, "✅").await?;
+        let said = testbed.admin.wait_for_reply(&admin_room, &plan_event, &bot).await?;
+        assert!(said.contains("the first of the two moderators"), "{said}");
+        assert_eq!(store.job(&id).await?.unwrap().state, JobState::Planned, "one ✅ ({first}) is not enough");
+        let again = command_reply(testbed, &admin_room, &format!("!confirm {id}"), 1).await?;
+        assert!(again.contains("someone other than"), "the same moderator twice: {again}");
+        alice.react(&admin_room, &plan_event, "✅").await?;
+        eventually(Duration::from_secs(60), "the rule's cleanup", || async {
+            Ok(store.job(&id).await?.filter(|j| j.state == JobState::Done).map(|_| ()))
+        })
+        .await?;
         store.close().await;
         Ok(())
     })

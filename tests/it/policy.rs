@@ -18,6 +18,7 @@ tests! {
         a_ban_rule_becomes_a_cleanup_plan_and_an_auto_list_runs_it,
         globs_hashes_media_and_rooms_match_and_unsafe_rules_are_refused,
         a_restart_neither_repeats_nor_skips_a_rule,
+        a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply,
     ],
 }
 
@@ -102,7 +103,7 @@ async fn a_ban_rule_becomes_a_cleanup_plan_and_an_auto_list_runs_it(backend: Bac
         let list = keeper.create_room(json!({"preset": "public_chat", "name": "bans"})).await?;
         keeper.send_state(&list, "m.policy.rule.user", "old", ban(&old.user_id, "long ago")).await?;
         let watched = command_reply(testbed, &admin_room, &format!("!policy watch {list}"), 1).await?;
-        assert!(watched.contains("Its 1 current rules made no plans"), "{watched}");
+        assert!(watched.contains("The 1 rules it holds now made no plans"), "{watched}");
 
         let rule = keeper.send_state(&list, "m.policy.rule.user", "spam1", ban(&spammer.user_id, "spam wave")).await?;
         let notice = bot_notice(testbed, &admin_room, &format!("cleanup of {}", spammer.user_id)).await?;
@@ -300,6 +301,65 @@ async fn a_restart_neither_repeats_nor_skips_a_rule(backend: Backend) -> anyhow:
         }
         let lists = command_reply(testbed, &admin_room, "!policy lists", 1).await?;
         assert!(lists.contains("3 new rules seen, 3 plans made"), "{lists}");
+        Ok(())
+    })
+    .await
+}
+
+async fn a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let server = testbed.config.homeserver.domain.to_string();
+        let keeper = testbed.synapse.register_user("listkeeper", false).await?;
+        let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
+        let mut spammers = Vec::new();
+        let mut spam = Vec::new();
+        for name in ["standing", "fresh"] {
+            let user = testbed.synapse.register_user(name, false).await?;
+            user.join(&lobby).await?;
+            let sent = user.send_text(&lobby, "spam").await?;
+            indexed(&store, &lobby, std::slice::from_ref(&sent)).await?;
+            spam.push(sent);
+            spammers.push(user.user_id);
+        }
+        // A list named by its alias in the config, auto, holding one rule already.
+        let localpart = keeper.user_id.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned();
+        let alias_name = format!("{localpart}-bans");
+        let alias = format!("#{alias_name}:{server}");
+        let list = keeper.create_room(json!({"preset": "public_chat", "room_alias_name": alias_name})).await?;
+        keeper.send_state(&list, "m.policy.rule.user", "standing", ban(&spammers[0], "standing")).await?;
+        testbed
+            .reconfigure(|text| {
+                text.replace("  lists: []\n", &format!("  lists:\n    - room: \"{alias}\"\n      action: auto\n"))
+            })
+            .await?;
+        eventually(Duration::from_secs(30), "the configured list watched", || async {
+            let lists = command_reply(testbed, &admin_room, "!policy lists", 1).await?;
+            Ok(lists.contains(&format!("{alias} ({list}): action auto, 1 rules")).then_some(()))
+        })
+        .await?;
+
+        keeper.send_state(&list, "m.policy.rule.user", "fresh", ban(&spammers[1], "fresh")).await?;
+        let notice = bot_notice(testbed, &admin_room, &format!("cleanup of {}", spammers[1])).await?;
+        wait_for_job(&store, &job_for(body(&notice), "cleanup of"), JobState::Done).await?;
+        assert_eq!(event_as(&keeper, &lobby, &spam[1]).await?["content"], json!({}));
+        // The standing rule waited: nothing of it until a moderator applies it.
+        assert!(bot_messages(testbed, &admin_room, &format!("cleanup of {}", spammers[0])).await?.is_empty());
+        assert_eq!(event_as(&keeper, &lobby, &spam[0]).await?["content"]["body"], "spam");
+        let applied = command_reply(testbed, &admin_room, &format!("!policy apply {alias}"), 1).await?;
+        assert!(applied.contains("1 of") && applied.contains("1 planned"), "{applied}");
+        let notice = bot_notice(testbed, &admin_room, &format!("cleanup of {}", spammers[0])).await?;
+        wait_for_job(&store, &job_for(body(&notice), "cleanup of"), JobState::Done).await?;
+        assert_eq!(event_as(&keeper, &lobby, &spam[0]).await?["content"], json!({}));
+        let again = command_reply(testbed, &admin_room, &format!("!policy apply {alias}"), 1).await?;
+        assert!(again.contains("0 of") && again.contains("0 planned"), "applied once: {again}");
+
+        let unwatched = command_reply(testbed, &admin_room, &format!("!policy unwatch {alias}"), 1).await?;
+        assert!(unwatched.contains("It is in the config's policy.lists"), "{unwatched}");
+        let lists = command_reply(testbed, &admin_room, "!policy lists", 1).await?;
+        assert!(lists.contains("No policy lists are watched"), "{lists}");
         Ok(())
     })
     .await

@@ -856,7 +856,7 @@ async fn policy_rule_slots_are_claimed_once_and_globs_narrow_in_sql(backend: Bac
 
     assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::New(None));
     assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::Unfinished, "a crash before its outcome");
-    store.finish_policy_rule(&rule("a", "h1"), "planned", &["job1".into()], 1).await?;
+    store.finish_policy_rule(&rule("a", "h1"), "planned", &["job1".into()], 1, true).await?;
     assert_eq!(store.claim_policy_rule(&rule("a", "h1")).await?, Claim::Handled);
     let Claim::New(Some(previous)) = store.claim_policy_rule(&rule("a", "h2")).await? else { panic!("a change") };
     assert_eq!((previous.outcome.as_deref(), previous.jobs.as_deref()), (Some("planned"), Some("[\"job1\"]")));

@@ -38,6 +38,11 @@ const DELETE_JOB: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'planning'"
 const CONFIRM: &str = "UPDATE jobs SET state = 'confirmed', confirmed_by = $2, updated_at = $3 \
      WHERE id = $1 AND state = 'planned' AND expires_at > $3 \
      AND (needs_second_moderator = 0 OR requested_by <> $2)";
+/// The first of two moderators a job no moderator asked for (a policy
+/// rule's, asked for by the bot) needs: they stand in as its requester, so
+/// the confirmation must come from someone else.
+const ENDORSE: &str = "UPDATE jobs SET requested_by = $2, updated_at = $4 \
+     WHERE id = $1 AND requested_by = $3 AND state = 'planned' AND needs_second_moderator <> 0 AND expires_at > $4";
 /// Plans nobody confirmed in time expire; so does a `--yes` job whose plan
 /// could never be posted (it waits for that post to start).
 const EXPIRE: &str = "UPDATE jobs SET state = 'expired', updated_at = $1 WHERE expires_at <= $1 AND (state = 'planned' \
@@ -385,6 +390,13 @@ impl Store {
             JobState::Planned | JobState::Expired => Err(ConfirmError::Expired { id: job.id }),
             state => Err(ConfirmError::NotPlanned { id: job.id, state: state.as_str() }),
         })
+    }
+
+    /// `by` is the first of the two moderators a job requested by `bot`
+    /// needs (see [`ENDORSE`]); `false` if the job is not such a job.
+    pub async fn endorse_job(&self, id: &str, by: &str, bot: &str) -> anyhow::Result<bool> {
+        let query = sqlx::query(ENDORSE).bind(id).bind(by).bind(bot).bind(now_ms());
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     pub async fn cancel_job(&self, id: &str) -> anyhow::Result<CancelOutcome> {
