@@ -19,6 +19,7 @@ tests! {
         globs_hashes_media_and_rooms_match_and_unsafe_rules_are_refused,
         a_restart_neither_repeats_nor_skips_a_rule,
         a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply,
+        server_rules_redacted_rules_and_a_list_in_a_hurry,
     ],
 }
 
@@ -360,6 +361,58 @@ async fn a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply(back
         assert!(unwatched.contains("It is in the config's policy.lists"), "{unwatched}");
         let lists = command_reply(testbed, &admin_room, "!policy lists", 1).await?;
         assert!(lists.contains("No policy lists are watched"), "{lists}");
+        Ok(())
+    })
+    .await
+}
+
+async fn server_rules_redacted_rules_and_a_list_in_a_hurry(backend: Backend) -> anyhow::Result<()> {
+    with_testbed(backend, async |testbed| {
+        testbed.make_bot_admin().await?;
+        let admin_room = testbed.admin_room().await?;
+        let store = testbed.store().await?;
+        let server = testbed.config.homeserver.domain.to_string();
+        let keeper = testbed.synapse.register_user("listkeeper", false).await?;
+        let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
+        let spammer = testbed.synapse.register_user("spammer", false).await?;
+        spammer.join(&lobby).await?;
+        let sent = spammer.send_text(&lobby, "spam").await?;
+        indexed(&store, &lobby, std::slice::from_ref(&sent)).await?;
+        // Two senders of another server, as federation would bring them.
+        let remote: Vec<Value> = (0..2)
+            .map(|n| {
+                json!({"event_id": format!("$remote{n}"), "room_id": lobby, "sender": format!("@bot{n}:Spam.Example"),
+                    "origin_server_ts": 1, "type": "m.room.message", "content": {"msgtype": "m.text", "body": "spam"}})
+            })
+            .collect();
+        testbed.push_transaction("remote-spam", remote).await?;
+        let list = keeper.create_room(json!({"preset": "public_chat"})).await?;
+        command_reply(testbed, &admin_room, &format!("!policy watch {list}"), 1).await?;
+
+        // A server rule: every sender of that server the index knows, in one purge.
+        keeper.send_state(&list, "m.policy.rule.server", "s", ban("*.example", "spam server")).await?;
+        let notice = bot_notice(testbed, &admin_room, "server rule for *.example").await?;
+        for expected in ["purge of 2 users", "@bot0:Spam.Example (glob)", "planned"] {
+            assert!(body(&notice).contains(expected), "{expected:?} missing from {}", body(&notice));
+        }
+
+        // Redacting a rule removes it: the notice says what would undo its plan.
+        let rule = keeper.send_state(&list, "m.policy.rule.user", "u", ban(&spammer.user_id, "spam")).await?;
+        bot_notice(testbed, &admin_room, &format!("cleanup of {}", spammer.user_id)).await?;
+        keeper.redact(&list, &rule, "listed by mistake").await?;
+        let removed = bot_notice(testbed, &admin_room, "removed its user rule").await?;
+        assert!(body(&removed).contains(&format!("!unsuspend {}", spammer.user_id)), "{}", body(&removed));
+
+        // Past 20 rules in ten minutes (the two above and the removal count),
+        // a list's rules are held for !policy apply: here the last two.
+        for n in 0..19 {
+            let entity = format!("@absent{n}:{server}");
+            keeper.send_state(&list, "m.policy.rule.user", &format!("a{n}"), ban(&entity, "absent")).await?;
+        }
+        let held = bot_notice(testbed, &admin_room, "sent more than 20 new rules").await?;
+        assert!(body(&held).contains("!policy apply"), "{}", body(&held));
+        let applied = command_reply(testbed, &admin_room, &format!("!policy apply {list}"), 1).await?;
+        assert!(applied.contains("2 of") && applied.contains("0 planned"), "the two held: {applied}");
         Ok(())
     })
     .await
