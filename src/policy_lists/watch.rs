@@ -137,21 +137,7 @@ async fn read(
 ) -> anyhow::Result<Watched> {
     let room_id = room_id.to_owned();
     services.watched_lists.insert(&room_id);
-    services
-        .store
-        .watch_list(&PolicyList {
-            room_id: room_id.clone(),
-            name: room.to_owned(),
-            action: action.as_str().to_owned(),
-            source: source.to_owned(),
-            added_by: by.to_owned(),
-            added_at: now_ms(),
-            baseline_at: None,
-            rules_seen: 0,
-            plans_made: 0,
-            actions_run: 0,
-        })
-        .await?;
+    services.store.watch_list(&PolicyList::new(&room_id, room, action.as_str(), source, by, now_ms())).await?;
     services.homeserver.join_via(room, &via(room)).await.map_err(|error| {
         anyhow::anyhow!(
             "cannot join {room}: {error} (a room ID of room version 12 names no server to join through: \

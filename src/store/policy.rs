@@ -22,7 +22,7 @@ const INSERT_BASELINE_RULE: &str = "INSERT INTO policy_rules (list_room_id, kind
 /// A new or changed rule: written with no outcome (it is being handled).
 /// The same content again changes nothing (`RETURNING` then gives no row).
 const CLAIM_RULE: &str = "INSERT INTO policy_rules (list_room_id, kind, state_key, rule_type, event_id, sender, \
-     content, content_hash, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     content, content_hash, updated_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (list_room_id, kind, state_key) DO UPDATE SET rule_type = excluded.rule_type, \
      event_id = excluded.event_id, sender = excluded.sender, content = excluded.content, \
      content_hash = excluded.content_hash, updated_at = excluded.updated_at, outcome = NULL, jobs = NULL \
@@ -101,6 +101,49 @@ pub enum Claim {
     Handled,
 }
 
+/// `sql` (an insert of the ten columns, in table order) with `rule`'s values.
+fn rule_row<'q>(sql: &'static str, rule: &'q StoredRule) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql)
+        .bind(&rule.list_room_id)
+        .bind(&rule.kind)
+        .bind(&rule.state_key)
+        .bind(&rule.rule_type)
+        .bind(&rule.event_id)
+        .bind(&rule.sender)
+        .bind(&rule.content)
+        .bind(&rule.content_hash)
+        .bind(rule.updated_at)
+        .bind(&rule.outcome)
+}
+
+/// The row of one slot, for any executor (the pool, a transaction).
+fn slot_query<'q>(
+    list: &'q str,
+    kind: &'q str,
+    state_key: &'q str,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, StoredRule, sqlx::any::AnyArguments> {
+    let sql = format!("{RULE_COLUMNS} WHERE list_room_id = $1 AND kind = $2 AND state_key = $3");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(list).bind(kind).bind(state_key)
+}
+
+impl PolicyList {
+    /// A list watched from now on, with no rules read and nothing counted yet.
+    pub fn new(room_id: &str, name: &str, action: &str, source: &str, added_by: &str, added_at: i64) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            name: name.to_owned(),
+            action: action.to_owned(),
+            source: source.to_owned(),
+            added_by: added_by.to_owned(),
+            added_at,
+            baseline_at: None,
+            rules_seen: 0,
+            plans_made: 0,
+            actions_run: 0,
+        }
+    }
+}
+
 impl Store {
     /// Watches a list (or updates how: its name, action and source).
     pub async fn watch_list(&self, list: &PolicyList) -> anyhow::Result<()> {
@@ -142,19 +185,7 @@ impl Store {
     pub async fn set_baseline(&self, room_id: &str, rules: &[StoredRule], at: i64) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         for rule in rules {
-            sqlx::query(INSERT_BASELINE_RULE)
-                .bind(&rule.list_room_id)
-                .bind(&rule.kind)
-                .bind(&rule.state_key)
-                .bind(&rule.rule_type)
-                .bind(&rule.event_id)
-                .bind(&rule.sender)
-                .bind(&rule.content)
-                .bind(&rule.content_hash)
-                .bind(rule.updated_at)
-                .bind(&rule.outcome)
-                .execute(&mut *tx)
-                .await?;
+            rule_row(INSERT_BASELINE_RULE, rule).execute(&mut *tx).await?;
         }
         sqlx::query(SET_BASELINE).bind(room_id).bind(at).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -163,13 +194,7 @@ impl Store {
 
     /// The rule a slot holds.
     pub async fn policy_rule(&self, list: &str, kind: &str, state_key: &str) -> anyhow::Result<Option<StoredRule>> {
-        let sql = format!("{RULE_COLUMNS} WHERE list_room_id = $1 AND kind = $2 AND state_key = $3");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(list)
-            .bind(kind)
-            .bind(state_key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(slot_query(list, kind, state_key).fetch_optional(&self.pool).await?)
     }
 
     /// The slot a rule event set (a redaction names the event).
@@ -203,30 +228,15 @@ impl Store {
     /// says what the slot held: see [`Claim`].
     pub async fn claim_policy_rule(&self, rule: &StoredRule) -> anyhow::Result<Claim> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!("{RULE_COLUMNS} WHERE list_room_id = $1 AND kind = $2 AND state_key = $3");
-        let previous: Option<StoredRule> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&rule.list_room_id)
-            .bind(&rule.kind)
-            .bind(&rule.state_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let previous = slot_query(&rule.list_room_id, &rule.kind, &rule.state_key).fetch_optional(&mut *tx).await?;
         if let Some(previous) = &previous
             && previous.content_hash == rule.content_hash
         {
             return Ok(if previous.outcome.is_some() { Claim::Handled } else { Claim::Unfinished });
         }
-        let claimed: Option<i64> = sqlx::query_scalar(CLAIM_RULE)
-            .bind(&rule.list_room_id)
-            .bind(&rule.kind)
-            .bind(&rule.state_key)
-            .bind(&rule.rule_type)
-            .bind(&rule.event_id)
-            .bind(&rule.sender)
-            .bind(&rule.content)
-            .bind(&rule.content_hash)
-            .bind(rule.updated_at)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // A claim is written without an outcome, whatever `rule` says.
+        let unclaimed = StoredRule { outcome: None, ..rule.clone() };
+        let claimed = rule_row(CLAIM_RULE, &unclaimed).fetch_optional(&mut *tx).await?;
         tx.commit().await?;
         // Written between the read and the write (by a list's first read,
         // which writes its baseline outside the handlers' lock).

@@ -337,16 +337,7 @@ async fn cleanup_after_a_report(
     }
 
     let media: BTreeSet<String> = [flyer, spare].into();
-    let readable = async || -> anyhow::Result<usize> {
-        let mut readable = 0;
-        for (room, event) in &sent {
-            let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", super::encode(event));
-            let served = bob.request(reqwest::Method::GET, &path, None).await?;
-            readable += usize::from(served["content"]["body"].is_string());
-        }
-        Ok(readable)
-    };
-    let (messages_before, media_before) = (readable().await?, count_available(bob, &media).await?);
+    let (messages_before, media_before) = (readable(bob, &sent).await?, count_available(bob, &media).await?);
     let command = format!("!cleanup {} --suspend --with-media quarantine --reason \"spam\" --yes", mallory.user_id);
     let event_id = alice.send_text(admin_room, &command).await?;
     let replies = alice.wait_for_replies(admin_room, &event_id, bot, 3).await?;
@@ -360,7 +351,7 @@ async fn cleanup_after_a_report(
     println!(
         "  mallory's messages bob can read: {messages_before} before, {} after; her media served: {media_before} \
          before, {} after; mallory sending now: {}",
-        readable().await?,
+        readable(bob, &sent).await?,
         count_available(bob, &media).await?,
         if refused.contains("M_USER_SUSPENDED") { "refused (suspended)" } else { "allowed?" }
     );
@@ -413,17 +404,9 @@ async fn ban_list_drives_the_cleanup(
     for line in notice.lines().take(12) {
         println!("    {line}");
     }
-    let readable = async || -> anyhow::Result<usize> {
-        let mut readable = 0;
-        for event in &sent {
-            let path = format!("/_matrix/client/v3/rooms/{gallery}/event/{}", super::encode(event));
-            let served = bob.request(reqwest::Method::GET, &path, None).await?;
-            readable += usize::from(served["content"]["body"].is_string());
-        }
-        Ok(readable)
-    };
+    let sent: Vec<(String, String)> = sent.into_iter().map(|event| (gallery.to_owned(), event)).collect();
     eventually(Duration::from_secs(60), "trent's messages redacted", || async {
-        Ok((readable().await? == 0).then_some(()))
+        Ok((readable(bob, &sent).await? == 0).then_some(()))
     })
     .await?;
     println!("  trent's messages bob can read now: 0 of {}", sent.len());
@@ -434,6 +417,17 @@ async fn ban_list_drives_the_cleanup(
         println!("    {line}");
     }
     Ok(())
+}
+
+/// How many of `events` (room, event) `user` is served with their text.
+async fn readable(user: &super::MatrixUser, events: &[(String, String)]) -> anyhow::Result<usize> {
+    let mut readable = 0;
+    for (room, event) in events {
+        let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", super::encode(event));
+        let served = user.request(reqwest::Method::GET, &path, None).await?;
+        readable += usize::from(served["content"]["body"].is_string());
+    }
+    Ok(readable)
 }
 
 /// How many of `media` still download (status 200) for `user`.

@@ -456,18 +456,7 @@ mod tests {
         let all = text(call(&dashboard.router, get("/reports?state=all", Some(&session))).await).await;
         assert!(all.contains("dismissed") && all.contains("fine"), "every state");
         assert!(all.contains("No policy lists are watched"), "{all}");
-        let list = crate::store::PolicyList {
-            room_id: "!bans:hs".into(),
-            name: "#bans:hs\u{202e}".into(),
-            action: "auto".into(),
-            source: "command".into(),
-            added_by: "@mod:hs".into(),
-            added_at: 1,
-            baseline_at: None,
-            rules_seen: 0,
-            plans_made: 0,
-            actions_run: 0,
-        };
+        let list = crate::store::PolicyList::new("!bans:hs", "#bans:hs\u{202e}", "auto", "command", "@mod:hs", 1);
         dashboard.store.watch_list(&list).await.unwrap();
         let with_list = text(call(&dashboard.router, get("/reports", Some(&session))).await).await;
         for expected in ["#bans:hs", "!bans:hs", "auto", "not yet"] {

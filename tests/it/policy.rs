@@ -57,6 +57,43 @@ fn job_for(notice: &str, label: &str) -> String {
     line.split_whitespace().nth(1).expect("a job id").to_owned()
 }
 
+/// What most tests here start from: the bot a server admin, the admin
+/// room, the index, a list keeper and a public lobby of theirs.
+struct Setup {
+    admin_room: String,
+    store: housekeep::store::Store,
+    server: String,
+    keeper: MatrixUser,
+    lobby: String,
+}
+
+async fn set_up(testbed: &Testbed) -> anyhow::Result<Setup> {
+    testbed.make_bot_admin().await?;
+    let keeper = testbed.synapse.register_user("listkeeper", false).await?;
+    let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
+    Ok(Setup {
+        admin_room: testbed.admin_room().await?,
+        store: testbed.store().await?,
+        server: testbed.config.homeserver.domain.to_string(),
+        keeper,
+        lobby,
+    })
+}
+
+/// A new user who posts one message in `lobby`, indexed: the user and the event.
+async fn poster(
+    testbed: &Testbed,
+    store: &housekeep::store::Store,
+    lobby: &str,
+    name: &str,
+) -> anyhow::Result<(MatrixUser, String)> {
+    let user = testbed.synapse.register_user(name, false).await?;
+    user.join(lobby).await?;
+    let sent = user.send_text(lobby, "spam").await?;
+    indexed(store, lobby, std::slice::from_ref(&sent)).await?;
+    Ok((user, sent))
+}
+
 /// The event as `user` is served it.
 async fn event_as(user: &MatrixUser, room: &str, event_id: &str) -> anyhow::Result<Value> {
     let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", percent_encode(event_id));
@@ -271,18 +308,10 @@ async fn globs_hashes_media_and_rooms_match_and_unsafe_rules_are_refused(backend
 
 async fn a_restart_neither_repeats_nor_skips_a_rule(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
-        testbed.make_bot_admin().await?;
-        let admin_room = testbed.admin_room().await?;
-        let store = testbed.store().await?;
-        let keeper = testbed.synapse.register_user("listkeeper", false).await?;
-        let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
+        let Setup { admin_room, store, keeper, lobby, .. } = set_up(testbed).await?;
         let mut spammers = Vec::new();
         for name in ["before", "while-down", "after"] {
-            let user = testbed.synapse.register_user(name, false).await?;
-            user.join(&lobby).await?;
-            let sent = user.send_text(&lobby, "spam").await?;
-            indexed(&store, &lobby, &[sent]).await?;
-            spammers.push(user.user_id);
+            spammers.push(poster(testbed, &store, &lobby, name).await?.0.user_id);
         }
         let list = keeper.create_room(json!({"preset": "public_chat"})).await?;
         command_reply(testbed, &admin_room, &format!("!policy watch {list}"), 1).await?;
@@ -309,21 +338,13 @@ async fn a_restart_neither_repeats_nor_skips_a_rule(backend: Backend) -> anyhow:
 
 async fn a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
-        testbed.make_bot_admin().await?;
-        let admin_room = testbed.admin_room().await?;
-        let store = testbed.store().await?;
-        let server = testbed.config.homeserver.domain.to_string();
-        let keeper = testbed.synapse.register_user("listkeeper", false).await?;
-        let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
+        let Setup { admin_room, store, server, keeper, lobby } = set_up(testbed).await?;
         let mut spammers = Vec::new();
         let mut spam = Vec::new();
         for name in ["standing", "fresh"] {
-            let user = testbed.synapse.register_user(name, false).await?;
-            user.join(&lobby).await?;
-            let sent = user.send_text(&lobby, "spam").await?;
-            indexed(&store, &lobby, std::slice::from_ref(&sent)).await?;
-            spam.push(sent);
+            let (user, sent) = poster(testbed, &store, &lobby, name).await?;
             spammers.push(user.user_id);
+            spam.push(sent);
         }
         // A list named by its alias in the config, auto, holding one rule already.
         let localpart = keeper.user_id.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned();
@@ -368,16 +389,8 @@ async fn a_configured_list_runs_by_itself_and_standing_rules_wait_for_apply(back
 
 async fn server_rules_redacted_rules_and_a_list_in_a_hurry(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
-        testbed.make_bot_admin().await?;
-        let admin_room = testbed.admin_room().await?;
-        let store = testbed.store().await?;
-        let server = testbed.config.homeserver.domain.to_string();
-        let keeper = testbed.synapse.register_user("listkeeper", false).await?;
-        let lobby = keeper.create_room(json!({"preset": "public_chat"})).await?;
-        let spammer = testbed.synapse.register_user("spammer", false).await?;
-        spammer.join(&lobby).await?;
-        let sent = spammer.send_text(&lobby, "spam").await?;
-        indexed(&store, &lobby, std::slice::from_ref(&sent)).await?;
+        let Setup { admin_room, store, server, keeper, lobby } = set_up(testbed).await?;
+        let (spammer, _) = poster(testbed, &store, &lobby, "spammer").await?;
         // Two senders of another server, as federation would bring them.
         let remote: Vec<Value> = (0..2)
             .map(|n| {

@@ -822,18 +822,7 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
 /// always on SQLite), with `LIKE`'s own wildcards escaped.
 async fn policy_rule_slots_are_claimed_once_and_globs_narrow_in_sql(backend: Backend) -> anyhow::Result<()> {
     let (store, database, _dir) = open(backend).await?;
-    let list = PolicyList {
-        room_id: "!list:hs".into(),
-        name: "#bans:hs".into(),
-        action: "plan".into(),
-        source: "command".into(),
-        added_by: "@mod:hs".into(),
-        added_at: 1,
-        baseline_at: None,
-        rules_seen: 0,
-        plans_made: 0,
-        actions_run: 0,
-    };
+    let list = PolicyList::new("!list:hs", "#bans:hs", "plan", "command", "@mod:hs", 1);
     store.watch_list(&list).await?;
     store.watch_list(&PolicyList { action: "auto".into(), ..list.clone() }).await?;
     let rule = |key: &str, hash: &str| StoredRule {
