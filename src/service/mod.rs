@@ -34,6 +34,7 @@ use crate::stats::post::{Scheduled, Scheduler};
 use crate::store::{QueuePolicy, Store};
 
 mod admin_room;
+mod standby;
 
 use admin_room::{find_admin_room, known_admin_room};
 
@@ -130,8 +131,18 @@ fn scheduled_summaries(config: &Config) -> Vec<Scheduled> {
 /// the workers, each waited for with backoff and named in `/health` meanwhile.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let instance = store.claim_instance(&config.database.url).await?;
     let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    let instance = match store.try_claim_instance(&config.database.url).await? {
+        Some(lock) => lock,
+        None => match standby::take_over(&store, &config, &shutdown).await? {
+            Some(lock) => lock,
+            None => {
+                tracing::info!("stopped while standing by");
+                return Ok(());
+            }
+        },
+    };
     let lock_keeper = {
         let (store, url, shutdown) = (store.clone(), config.database.url.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -225,7 +236,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let own_stats_listener = config.stats.port.is_some();
     let app = router(state, config.appservice.max_body_bytes, !own_stats_listener);
-    let stop = shutdown_signal(shutdown.clone());
+    let stop = shutdown.clone().cancelled_owned();
     let mut serve = tokio::spawn(serve(listener, app, Limits::DEFAULT, "appservice", metrics.clone(), stop));
     // The handshake needs the listener up: the homeserver's ping calls us back.
     let mut start = {

@@ -30,16 +30,19 @@ pub enum InstanceLock {
 impl Store {
     /// Takes the instance lock, or says which database another housekeep holds.
     pub async fn claim_instance(&self, url: &str) -> anyhow::Result<InstanceLock> {
+        self.try_claim_instance(url).await?.ok_or_else(|| held_elsewhere(url))
+    }
+
+    /// Takes the instance lock; `None` while another housekeep holds it
+    /// (PostgreSQL; on SQLite that is an error saying so).
+    pub async fn try_claim_instance(&self, url: &str) -> anyhow::Result<Option<InstanceLock>> {
         match self.backend {
-            Backend::Postgres => match self.try_advisory_lock().await? {
-                Some(conn) => Ok(InstanceLock::Postgres(conn)),
-                None => Err(held_elsewhere(url)),
-            },
+            Backend::Postgres => Ok(self.try_advisory_lock().await?.map(InstanceLock::Postgres)),
             Backend::Sqlite => {
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
                 let file = options.get_filename();
                 if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
-                    return Ok(InstanceLock::None);
+                    return Ok(Some(InstanceLock::None));
                 }
                 let mut path = file.as_os_str().to_owned();
                 path.push(".lock");
@@ -50,7 +53,7 @@ impl Store {
                     .open(&path)
                     .with_context(|| format!("cannot open the lock file {}", path.to_string_lossy()))?;
                 match lock.try_lock() {
-                    Ok(()) => Ok(InstanceLock::File(lock)),
+                    Ok(()) => Ok(Some(InstanceLock::File(lock))),
                     Err(std::fs::TryLockError::WouldBlock) => Err(held_elsewhere(url)),
                     Err(std::fs::TryLockError::Error(error)) => {
                         Err(error).with_context(|| format!("cannot lock {}", path.to_string_lossy()))

@@ -8,6 +8,7 @@
 
 pub mod demo;
 mod link;
+mod proxy;
 pub mod seed;
 mod shared;
 mod synapse;
@@ -21,6 +22,7 @@ use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 pub use link::CuttableLink;
+pub use proxy::HealthProxy;
 pub use shared::keep_logs as keep_shared_synapse_logs;
 pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
@@ -169,6 +171,25 @@ impl Housekeep {
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/health", self.base_url);
         wait_healthy(&mut self.child, &url, Duration::from_secs(30), "housekeep", &self.log_path).await
+    }
+
+    /// Starts a second housekeep that finds the database's instance lock
+    /// taken: it waits as a standby; returns once its `/health` says so.
+    pub async fn spawn_standby(binary: &Path, config_path: &Path, base_url: &str) -> anyhow::Result<Self> {
+        let log_path = config_path.with_file_name("housekeep.log");
+        let child = spawn_run(binary, config_path, &log_path)?;
+        let housekeep = Self {
+            child,
+            binary: binary.to_owned(),
+            config_path: config_path.to_owned(),
+            log_path,
+            base_url: base_url.to_owned(),
+        };
+        eventually(Duration::from_secs(30), "the second housekeep to stand by", || async {
+            Ok(housekeep.health().await.ok().filter(|(status, body)| *status == 503 && body.starts_with("standby")))
+        })
+        .await?;
+        Ok(housekeep)
     }
 
     /// The process ID, while it runs.

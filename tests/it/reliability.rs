@@ -23,12 +23,15 @@ use serde_json::json;
 use crate::common::{Backend, items_of, job_actions, job_id, wait_for_job, with_own_testbed};
 use crate::live_index::index_matches_timeline;
 use housekeep::store::{JobState, Store};
-use housekeep::testbed::{CuttableLink, MatrixUser, Testbed, eventually};
+use housekeep::testbed::{CuttableLink, HealthProxy, Housekeep, MatrixUser, Testbed, eventually, free_port};
 
 tests! {
     both: [
         killed_again_and_again_while_events_stream_loses_and_repeats_nothing,
         sigterm_checkpoints_what_is_in_flight_and_exits_within_10_s,
+    ],
+    postgres: [
+        a_standby_takes_over_when_the_active_one_dies,
     ],
     plain: [
         postgres_unreachable_mid_stream_is_refused_then_recovered_from,
@@ -301,4 +304,99 @@ async fn a_locked_sqlite_file_is_refused_then_recovered_from() {
     })
     .await
     .unwrap();
+}
+
+/// Two housekeeps on one PostgreSQL behind a health-checking proxy, as
+/// README's "A standby" sets them up: the second waits (its `/health` 503
+/// `standby`, nothing indexed, nothing run) until the first is killed
+/// mid-job under a message stream; then it takes over: the job finishes
+/// with each item once, every message is indexed once, and a command is
+/// answered once.
+async fn a_standby_takes_over_when_the_active_one_dies(backend: Backend) -> anyhow::Result<()> {
+    with_own_testbed(backend, async |testbed| {
+        let alice = testbed.synapse.register_user("alice", false).await?;
+        let room = alice.create_room(json!({"name": "busy"})).await?;
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let store = testbed.store().await?;
+
+        // The registration names one port: the proxy takes it, the two
+        // housekeeps get ports of their own.
+        let port = testbed.config.appservice.port;
+        testbed.housekeep.sigterm().await?;
+        let (port_a, port_b) = (free_port()?, free_port()?);
+        let text = std::fs::read_to_string(&testbed.config_path)?;
+        let on = |to: u16| text.replace(&format!("port: {port}\n"), &format!("port: {to}\n"));
+        std::fs::write(&testbed.config_path, on(port_a))?;
+        let standby_dir = testbed.dir.path().join("standby");
+        std::fs::create_dir_all(&standby_dir)?;
+        let standby_config = standby_dir.join("config.yaml");
+        std::fs::write(&standby_config, on(port_b))?;
+        let proxy = HealthProxy::listen(port, vec![port_a, port_b]).await?;
+        testbed.housekeep.restart().await?;
+        let binary = crate::common::housekeep_binary();
+        let standby = Housekeep::spawn_standby(binary, &standby_config, &format!("http://127.0.0.1:{port_b}")).await?;
+
+        let command = testbed.admin.send_text(&admin_room, "!testjob 40 --batch 2 --delay-ms 150 --yes").await?;
+        let job = job_id(&testbed.admin.wait_for_reply(&admin_room, &command, &bot).await?);
+        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let sender = stream_messages(alice, room, stop.clone(), sent.clone());
+        eventually(Duration::from_secs(30), "the job under way", || async {
+            Ok(store.job(&job).await?.filter(|j| j.done_count >= 6).map(|_| ()))
+        })
+        .await?;
+        let (status, body) = standby.health().await?;
+        assert_eq!((status, body.starts_with("standby")), (503, true), "{body}");
+        // Even sent to it directly, a transaction is not taken by the standby.
+        let direct = format!("http://127.0.0.1:{port_b}/_matrix/app/v1/transactions/direct-1");
+        let refused = housekeep::testbed::http()
+            .put(direct)
+            .bearer_auth(&testbed.config.appservice.hs_token)
+            .json(&json!({"events": []}))
+            .send()
+            .await?;
+        assert_eq!(refused.status().as_u16(), 503);
+
+        testbed.housekeep.kill_9().await?;
+        let killed = Instant::now();
+        eventually(Duration::from_secs(30), "the standby to take over", || async {
+            Ok(standby.health().await.ok().filter(|(status, _)| *status == 200).map(|_| ()))
+        })
+        .await?;
+        let failover = killed.elapsed();
+        // Messages keep coming through the proxy to the new active one.
+        let before = sent.load(Ordering::Relaxed);
+        eventually(Duration::from_secs(30), "messages sent after the takeover", || async {
+            Ok((sent.load(Ordering::Relaxed) >= before + 10).then_some(()))
+        })
+        .await?;
+        stop.store(true, Ordering::Relaxed);
+        let (alice, room) = sender.await??;
+        let sent = sent.load(Ordering::Relaxed);
+
+        wait_for_job(&store, &job, JobState::Done).await?;
+        let items = job_items(&store, &job).await?;
+        assert_eq!(items.len(), 40, "each item exactly once: {items:?}");
+        assert_eq!(items.iter().collect::<BTreeSet<_>>().len(), 40);
+        let timeline = index_matches_timeline(&store, &alice, &room).await?;
+        let indexed = store.room_events(&room).await?;
+        assert_eq!(indexed.len(), timeline.len(), "no duplicates");
+        let messages = indexed.iter().filter(|e| e.event_type == "m.room.message").count();
+        assert_eq!(messages, sent, "every message the homeserver accepted is indexed");
+        let status = testbed.admin.send_text(&admin_room, "!status").await?;
+        let replies = testbed.admin.wait_for_replies(&admin_room, &status, &bot, 1).await?;
+        assert_eq!(replies.len(), 1, "answered once");
+        println!(
+            "standby: took over {failover:.1?} after kill -9 of the active one; {sent} messages indexed once, \
+             a job of 40 items done once"
+        );
+
+        // Back to the testbed's own process (which takes the lock again), for its shutdown.
+        standby.stop().await?;
+        testbed.housekeep.restart().await?;
+        drop(proxy);
+        store.close().await;
+        Ok(())
+    })
+    .await
 }

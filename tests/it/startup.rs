@@ -38,7 +38,7 @@ async fn a_wrong_hs_token_is_explained_in_the_log() {
 
 tests! {
     both: [
-        a_second_housekeep_on_the_same_database_refuses_to_start,
+        a_second_housekeep_on_the_same_database_never_runs_beside_the_first,
     ],
     plain: [
         a_wrong_hs_token_is_explained_in_the_log,
@@ -50,7 +50,7 @@ tests! {
     ],
 }
 
-async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backend) -> anyhow::Result<()> {
+async fn a_second_housekeep_on_the_same_database_never_runs_beside_the_first(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
         // A rolling deploy or a copy started by hand: same config, same database.
         let second = tokio::process::Command::new(crate::common::housekeep_binary())
@@ -63,7 +63,11 @@ async fn a_second_housekeep_on_the_same_database_refuses_to_start(backend: Backe
         let second = tokio::time::timeout(Duration::from_secs(30), second).await??;
         let log = String::from_utf8_lossy(&second.stderr);
         assert!(!second.status.success(), "the second copy must not run: {log}");
-        assert!(log.contains("another housekeep is running against this database"), "{log}");
+        match backend {
+            Backend::Sqlite => assert!(log.contains("another housekeep is running against this database"), "{log}"),
+            // PostgreSQL: it would wait as a standby, but the first has its port.
+            Backend::Postgres => assert!(log.contains("a standby needs an address of its own"), "{log}"),
+        }
         // The first one still answers.
         let admin_room = testbed.admin_room().await?;
         let asked = testbed.admin.send_text(&admin_room, "!help").await?;
