@@ -12,16 +12,23 @@
 //! before them. A gap repair (a transaction the homeserver never delivered)
 //! reads past live events until it found what was missing.
 //!
-//! The pagination token is in the job's cursor, committed with each chunk:
-//! after a restart the walk goes on from the last chunk, and a finished room
-//! is not read again. A room is done when its walk ends: downloads that
-//! failed stay in the media queue, retried by the media worker (with
-//! backoff, up to `media.max_attempts`), so one room of dead links never
-//! holds up the rooms after it.
+//! Up to `backfill.parallel_rooms` rooms are walked side by side: a batch
+//! reads one chunk of each at once, so a server of many small rooms is not
+//! read one round trip at a time, and the homeserver never has more than
+//! that many of this job's room reads in flight.
+//!
+//! Every walk's pagination token is in the job's cursor, committed with each
+//! batch: after a restart each walk goes on from its last chunk, and a
+//! finished room is not read again. A room is done when its walk ends:
+//! downloads that failed stay in the media queue, retried by the media
+//! worker (with backoff, up to `media.max_attempts`), so one room of dead
+//! links never holds up the other rooms; a room the homeserver refuses is
+//! failed and its place goes to the next room.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,7 +39,7 @@ use crate::jobs::{Batch, Item, ItemCursor, Kind, Lane, PlanContext, Planned, Run
 use crate::media::{FetchCounts, MediaFetcher};
 use crate::metrics::{RejectReason, WalkLabel};
 use crate::notice::Notice;
-use crate::store::{ItemResult, ItemState, JobState, Source};
+use crate::store::{ItemResult, ItemState, JobItem, JobState, Source};
 
 /// Events asked for per page at most (Synapse's most), fewer for smaller
 /// chunks: a page of 1,000 events of up to 64 KiB is already 64 MiB.
@@ -82,7 +89,7 @@ impl BackfillTally {
     }
 }
 
-/// Where the walk through the current room stands.
+/// Where the walk through one room stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomWalk {
     pub seq: i64,
@@ -155,10 +162,81 @@ impl WalkEnd {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredCursor")]
 pub struct BackfillCursor {
-    /// The last room finished.
+    /// The last room started: the rooms after it are not begun yet.
     pub after: ItemCursor,
-    pub room: Option<RoomWalk>,
+    /// The walks under way, in room order; more than
+    /// `backfill.parallel_rooms` only if it was lowered since they began.
+    pub rooms: Vec<RoomWalk>,
+}
+
+/// A cursor as this version or an earlier one stored it: a job checkpointed
+/// before an upgrade resumes where it was.
+#[derive(Deserialize)]
+struct StoredCursor {
+    #[serde(default)]
+    after: ItemCursor,
+    #[serde(default)]
+    rooms: Vec<RoomWalk>,
+    /// Earlier versions walked one room at a time; their `after` is the last
+    /// room finished, before this walk's room.
+    #[serde(default)]
+    room: Option<RoomWalk>,
+}
+
+impl From<StoredCursor> for BackfillCursor {
+    fn from(stored: StoredCursor) -> Self {
+        let mut cursor = Self { after: stored.after, rooms: stored.rooms };
+        if let Some(walk) = stored.room {
+            // Its room was started: topping the walks up starts after it.
+            cursor.after = ItemCursor(cursor.after.0.max(walk.seq));
+            cursor.rooms.push(walk);
+            cursor.rooms.sort_by_key(|walk| walk.seq);
+        }
+        cursor
+    }
+}
+
+/// What one chunk of one room's walk changed.
+#[derive(Debug)]
+struct Step {
+    /// The room's outcome: `Pending` while its walk goes on, `Done` or
+    /// `Failed` once it ended.
+    result: ItemResult,
+    /// The walk to go on with; `None` once it ended.
+    walk: Option<RoomWalk>,
+    tally: BackfillTally,
+}
+
+/// A batch's walks taken together.
+#[derive(Debug, Default, PartialEq)]
+struct Combined {
+    cursor: BackfillCursor,
+    tally: BackfillTally,
+    /// Rooms whose walk goes on (their detail says how far it is).
+    reading: Vec<ItemResult>,
+    /// Rooms whose walk ended (done or failed), audited.
+    ended: Vec<ItemResult>,
+}
+
+/// One cursor, one tally and every room's outcome from the chunks a batch
+/// read; `waiting` are walks this batch did not read, carried unchanged.
+fn combine(after: ItemCursor, steps: Vec<Step>, waiting: Vec<RoomWalk>) -> Combined {
+    let mut combined = Combined { cursor: BackfillCursor { after, rooms: waiting }, ..Combined::default() };
+    for step in steps {
+        combined.tally.add(step.tally);
+        match step.walk {
+            Some(walk) => {
+                combined.cursor.rooms.push(walk);
+                combined.reading.push(step.result);
+            }
+            None => combined.ended.push(step.result),
+        }
+    }
+    // Room order: the walks resumed first are the oldest rooms started.
+    combined.cursor.rooms.sort_by_key(|walk| walk.seq);
+    combined
 }
 
 pub struct BackfillKind {
@@ -180,34 +258,57 @@ impl Kind for BackfillKind {
     }
 
     async fn run_batch(&self, ctx: &RunContext<'_>, job: &TypedJob<Self>) -> anyhow::Result<Batch<Self>> {
-        let walk = match &job.cursor.room {
-            Some(walk) => walk.clone(),
-            None => {
-                let next = ctx.next_items::<BackfillItem>(job.cursor.after.0, 1).await?;
-                let Some(item) = next.into_iter().next() else {
-                    let mut batch = Batch::new(job.cursor.clone());
-                    batch.finished = true;
-                    return Ok(batch);
-                };
-                RoomWalk { seq: item.seq, ..RoomWalk::default() }
-            }
-        };
-        let item = ctx
-            .services
-            .store
-            .next_job_items(&ctx.job.id, walk.seq - 1, 1)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|item| item.seq == walk.seq)
-            .ok_or_else(|| anyhow::anyhow!("backfill room item {} is gone", walk.seq))?;
-        ctx.lock(vec![format!("backfill:{}", item.key)]).await;
-        let room: BackfillItem = serde_json::from_value(item.item.clone())?;
-        let item = Item { seq: item.seq, key: item.key, item: room };
-        match walk.ended {
-            None => self.read(ctx, job, &item, walk).await,
-            Some(end) => self.room_done(ctx, job, &item, walk, end, BackfillTally::default()).await,
+        let store = &ctx.services.store;
+        let parallel = self.settings.parallel_rooms.max(1) as usize;
+        let mut after = job.cursor.after;
+        let mut walks = job.cursor.rooms.clone();
+        // More walks than rooms read at once (parallel_rooms lowered since
+        // they began): the later ones wait, unchanged, for a free place.
+        let waiting = walks.split_off(walks.len().min(parallel));
+        let mut rooms = Vec::with_capacity(parallel);
+        for walk in walks {
+            let item = store
+                .next_job_items(&ctx.job.id, walk.seq - 1, 1)
+                .await?
+                .into_iter()
+                .next()
+                .filter(|item| item.seq == walk.seq)
+                .ok_or_else(|| anyhow::anyhow!("backfill room item {} is gone", walk.seq))?;
+            rooms.push((item, walk));
         }
+        // A walk that ended (or failed) leaves its place to the next room.
+        if waiting.is_empty() && rooms.len() < parallel {
+            for item in store.next_job_items(&ctx.job.id, after.0, (parallel - rooms.len()) as i64).await? {
+                after = ItemCursor(item.seq);
+                let walk = RoomWalk { seq: item.seq, ..RoomWalk::default() };
+                rooms.push((item, walk));
+            }
+        }
+        if rooms.is_empty() {
+            let mut batch = Batch::new(BackfillCursor { after, rooms: waiting });
+            batch.finished = true;
+            return Ok(batch);
+        }
+        // All the rooms' locks in one acquisition: a batch holding one room
+        // while waiting for another could wait on a batch (another backfill
+        // of the same rooms) that waits for it.
+        ctx.lock(rooms.iter().map(|(item, _)| format!("backfill:{}", item.key)).collect()).await;
+        let steps = join_all(rooms.into_iter().map(|(item, walk)| self.step(ctx, job, item, walk))).await;
+        // One room's error (an outage, the database) fails the batch, as it
+        // did with one room at a time: it is tried again, and the other
+        // walks redo their chunk from the last checkpoint (indexing is
+        // idempotent, fetched media is not fetched again). A room the
+        // homeserver refuses is no error: it is failed, the others go on.
+        let steps = steps.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        let combined = combine(after, steps, waiting);
+        let mut batch = Batch::<Self>::new(combined.cursor);
+        batch.tally = combined.tally;
+        batch.items = combined.reading;
+        for result in combined.ended {
+            batch.item(ctx.job, result, "backfill.room");
+        }
+        batch.finished = batch.cursor.rooms.is_empty() && !ctx.has_items_after(batch.cursor.after.0).await?;
+        Ok(batch)
     }
 
     fn progress(&self, job: &TypedJob<Self>) -> Notice {
@@ -247,6 +348,22 @@ impl Kind for BackfillKind {
 }
 
 impl BackfillKind {
+    /// One chunk of one room's walk (the batch holds the room's lock).
+    async fn step(
+        &self,
+        ctx: &RunContext<'_>,
+        job: &TypedJob<Self>,
+        item: JobItem,
+        walk: RoomWalk,
+    ) -> anyhow::Result<Step> {
+        let room: BackfillItem = serde_json::from_value(item.item)?;
+        let item = Item { seq: item.seq, key: item.key, item: room };
+        match walk.ended {
+            None => self.read(ctx, job, &item, walk).await,
+            Some(end) => self.room_done(ctx, job, &item, walk, end, BackfillTally::default()).await,
+        }
+    }
+
     /// Reads up to a chunk of the room's history and downloads its media.
     async fn read(
         &self,
@@ -254,7 +371,7 @@ impl BackfillKind {
         job: &TypedJob<Self>,
         item: &Item<BackfillItem>,
         mut walk: RoomWalk,
-    ) -> anyhow::Result<Batch<Self>> {
+    ) -> anyhow::Result<Step> {
         let services = ctx.services;
         let room_id = &item.item.room_id;
         let mut tally = BackfillTally::default();
@@ -338,9 +455,7 @@ impl BackfillKind {
             Some(end) => self.room_done(ctx, job, item, walk, end, tally).await,
             None => {
                 let detail = format!("reading: {} pages, {} events so far", walk.pages, walk.events);
-                let mut batch = self.batch(ctx, item, ItemState::Pending, detail, job.cursor.after, Some(walk))?;
-                batch.tally = tally;
-                Ok(batch)
+                step(item, ItemState::Pending, detail, Some(walk), tally)
             }
         }
     }
@@ -355,7 +470,7 @@ impl BackfillKind {
         walk: RoomWalk,
         end: WalkEnd,
         mut tally: BackfillTally,
-    ) -> anyhow::Result<Batch<Self>> {
+    ) -> anyhow::Result<Step> {
         let room_id = &item.item.room_id;
         if end.complete() && !job.plan.gap_repair {
             ctx.services.store.mark_room_backfilled(room_id).await?;
@@ -370,10 +485,7 @@ impl BackfillKind {
             ));
         }
         tracing::info!(room_id, pages = walk.pages, events = walk.events, end = end.as_str(), "backfill: room done");
-        let mut batch = self.batch(ctx, item, ItemState::Done, detail, ItemCursor(item.seq), None)?;
-        batch.tally = tally;
-        batch.finished = !ctx.has_items_after(item.seq).await?;
-        Ok(batch)
+        step(item, ItemState::Done, detail, None, tally)
     }
 
     /// The homeserver refused the room (gone, no rights): it is failed, the job goes on.
@@ -384,35 +496,25 @@ impl BackfillKind {
         walk: RoomWalk,
         mut tally: BackfillTally,
         why: &str,
-    ) -> anyhow::Result<Batch<Self>> {
+    ) -> anyhow::Result<Step> {
         tracing::info!(room_id = item.item.room_id, why, "backfill: the homeserver refused this room; skipping it");
         ctx.services.metrics.backfill_rooms.get_or_create(&WalkLabel { end: "refused" }).inc();
         tally.rooms_failed += 1;
         let detail = format!("not read after {} pages: {why}", walk.pages);
-        let mut batch = self.batch(ctx, item, ItemState::Failed, detail, ItemCursor(item.seq), None)?;
-        batch.tally = tally;
-        Ok(batch)
+        step(item, ItemState::Failed, detail, None, tally)
     }
+}
 
-    fn batch(
-        &self,
-        ctx: &RunContext<'_>,
-        item: &Item<BackfillItem>,
-        state: ItemState,
-        detail: String,
-        after: ItemCursor,
-        room: Option<RoomWalk>,
-    ) -> anyhow::Result<Batch<Self>> {
-        let mut batch = Batch::new(BackfillCursor { after, room });
-        let result =
-            ItemResult { seq: item.seq, key: item.key.clone(), item: serde_json::to_value(&item.item)?, state, detail };
-        if state == ItemState::Pending {
-            batch.items.push(result);
-        } else {
-            batch.item(ctx.job, result, "backfill.room");
-        }
-        Ok(batch)
-    }
+fn step(
+    item: &Item<BackfillItem>,
+    state: ItemState,
+    detail: String,
+    walk: Option<RoomWalk>,
+    tally: BackfillTally,
+) -> anyhow::Result<Step> {
+    let result =
+        ItemResult { seq: item.seq, key: item.key.clone(), item: serde_json::to_value(&item.item)?, state, detail };
+    Ok(Step { result, walk, tally })
 }
 
 /// What indexing one page found.
@@ -503,4 +605,94 @@ async fn index_page(ctx: &RunContext<'_>, room_id: &str, chunk: Vec<Value>) -> a
         tracing::debug!(room_id, events = extracted.len(), newest = format_ms(newest), "backfill: page indexed");
     }
     Ok(IndexedPage { ids: extracted.into_iter().map(|e| e.event.event_id).collect(), new, newest })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn walk(seq: i64, pages: u32) -> RoomWalk {
+        RoomWalk {
+            seq,
+            from: Some(format!("t{seq}-{pages}")),
+            pages,
+            events: 10 * i64::from(pages),
+            ..RoomWalk::default()
+        }
+    }
+
+    fn result(seq: i64, state: ItemState) -> ItemResult {
+        ItemResult {
+            seq,
+            key: format!("!r{seq}:x"),
+            item: json!({"room_id": format!("!r{seq}:x")}),
+            state,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_cursor_of_the_one_room_version_resumes_its_walk() {
+        let old =
+            json!({"after": 3, "room": {"seq": 4, "from": "t4", "pages": 2, "events": 20, "recent_tokens": ["t3"]}});
+        let cursor: BackfillCursor = serde_json::from_value(old).unwrap();
+        let walk = RoomWalk {
+            seq: 4,
+            from: Some("t4".into()),
+            pages: 2,
+            events: 20,
+            recent_tokens: vec!["t3".into()],
+            ..RoomWalk::default()
+        };
+        assert_eq!(cursor, BackfillCursor { after: ItemCursor(4), rooms: vec![walk] }, "its room counts as started");
+        // Between two rooms, and before the first: nothing under way.
+        let between: BackfillCursor = serde_json::from_value(json!({"after": 3, "room": null})).unwrap();
+        assert_eq!(between, BackfillCursor { after: ItemCursor(3), rooms: vec![] });
+        let first: BackfillCursor = serde_json::from_value(json!({"after": -1, "room": null})).unwrap();
+        assert_eq!(first, BackfillCursor::default());
+        // A walk of older versions still, which had ended and waited for its media.
+        let ended = json!({"after": 0, "room": {"seq": 1, "from": null, "pages": 1, "events": 5, "recent_tokens": [], "ended": "creation"}});
+        let cursor: BackfillCursor = serde_json::from_value(ended).unwrap();
+        assert_eq!(cursor.rooms[0].ended, Some(WalkEnd::Creation));
+    }
+
+    #[test]
+    fn a_cursor_of_several_walks_is_stored_and_read_back_as_it_was() {
+        let cursor = BackfillCursor { after: ItemCursor(7), rooms: vec![walk(2, 3), walk(6, 1), walk(7, 0)] };
+        let stored = serde_json::to_value(&cursor).unwrap();
+        assert!(stored.get("room").is_none(), "no field of the old form: {stored}");
+        assert_eq!(serde_json::from_value::<BackfillCursor>(stored).unwrap(), cursor);
+    }
+
+    #[test]
+    fn walks_combine_into_one_cursor_tally_and_outcome_per_room() {
+        let tally = |pages, rooms_done, rooms_failed| BackfillTally {
+            pages,
+            events: 10 * pages,
+            rooms_done,
+            rooms_failed,
+            ..BackfillTally::default()
+        };
+        let steps = vec![
+            // Resumed, goes on.
+            Step { result: result(5, ItemState::Pending), walk: Some(walk(5, 4)), tally: tally(2, 0, 0) },
+            // Started this batch, ended.
+            Step { result: result(8, ItemState::Done), walk: None, tally: tally(1, 1, 0) },
+            // Refused by the homeserver.
+            Step { result: result(9, ItemState::Failed), walk: None, tally: tally(0, 0, 1) },
+            // Started this batch, goes on.
+            Step { result: result(10, ItemState::Pending), walk: Some(walk(10, 1)), tally: tally(1, 0, 0) },
+        ];
+        let combined = combine(ItemCursor(10), steps, vec![walk(3, 9)]);
+        assert_eq!(
+            combined.cursor,
+            BackfillCursor { after: ItemCursor(10), rooms: vec![walk(3, 9), walk(5, 4), walk(10, 1)] },
+            "the walks that go on and the one that waited, in room order; ended ones are gone"
+        );
+        assert_eq!(combined.tally, tally(4, 1, 1));
+        assert_eq!(combined.reading, vec![result(5, ItemState::Pending), result(10, ItemState::Pending)]);
+        assert_eq!(combined.ended, vec![result(8, ItemState::Done), result(9, ItemState::Failed)]);
+    }
 }

@@ -15,6 +15,8 @@ use crate::notice::Notice;
 pub struct BackfillSettings {
     pub chunk_events: u32,
     pub max_pages_per_room: u32,
+    /// Rooms read at once (`backfill.parallel_rooms`).
+    pub parallel_rooms: u32,
 }
 
 /// Rooms per page of the admin room list.

@@ -153,6 +153,10 @@ pub struct BackfillConfig {
     /// Pages (of up to 1,000 events) read from one room in one backfill.
     #[serde(default = "default_max_pages_per_room")]
     pub max_pages_per_room: u32,
+    /// Rooms read at once, 1 to 32: each batch reads a chunk of each, so a
+    /// server of many small rooms is not read one round trip at a time.
+    #[serde(default = "default_parallel_rooms")]
+    pub parallel_rooms: u32,
 }
 
 impl Default for BackfillConfig {
@@ -161,6 +165,7 @@ impl Default for BackfillConfig {
             on_first_start: true,
             chunk_events: default_chunk_events(),
             max_pages_per_room: default_max_pages_per_room(),
+            parallel_rooms: default_parallel_rooms(),
         }
     }
 }
@@ -455,6 +460,9 @@ fn default_chunk_events() -> u32 {
 }
 fn default_max_pages_per_room() -> u32 {
     10_000
+}
+fn default_parallel_rooms() -> u32 {
+    4
 }
 fn default_download_concurrency() -> usize {
     32

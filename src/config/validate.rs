@@ -53,6 +53,9 @@ impl Config {
         if self.backfill.max_pages_per_room == 0 {
             bail!("backfill.max_pages_per_room: must be at least 1");
         }
+        if !(1..=32).contains(&self.backfill.parallel_rooms) {
+            bail!("backfill.parallel_rooms: must be between 1 and 32, got {}", self.backfill.parallel_rooms);
+        }
         self.media.validate()?;
         if self.reports.poll_interval < std::time::Duration::from_secs(1) {
             bail!("reports.poll_interval: must be at least 1s");

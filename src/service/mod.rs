@@ -93,6 +93,7 @@ fn register_kinds(
     let settings = BackfillSettings {
         chunk_events: config.backfill.chunk_events,
         max_pages_per_room: config.backfill.max_pages_per_room,
+        parallel_rooms: config.backfill.parallel_rooms,
     };
     let builder = builder
         .register(PurgeKind::default())

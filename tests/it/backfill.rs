@@ -22,6 +22,7 @@ tests! {
         failed_downloads_are_retried_then_abandoned_and_reported,
         a_blocklisted_file_posted_again_is_quarantined_by_itself,
         a_since_walk_reads_past_an_event_claiming_an_old_time,
+        rooms_read_side_by_side_are_each_indexed_whole,
     ],
 }
 
@@ -235,7 +236,9 @@ async fn a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished(backend:
         let job = eventually(Duration::from_secs(120), "a room done and one half read", || async {
             let Some(job) = backfill_job(&store).await? else { return Ok(None) };
             let done = store.job_item_counts(&job.id).await?.iter().any(|(s, n)| s.as_str() == "done" && *n >= 1);
-            let reading = job.cursor.as_ref().is_some_and(|c| c["room"]["pages"].as_u64().unwrap_or(0) >= 1);
+            let reading = job.cursor.as_ref().is_some_and(|c| {
+                c["rooms"].as_array().is_some_and(|walks| walks.iter().any(|w| w["pages"].as_u64().unwrap_or(0) >= 1))
+            });
             Ok((done && reading).then_some(job))
         })
         .await?;
@@ -414,6 +417,46 @@ async fn a_since_walk_reads_past_an_event_claiming_an_old_time(backend: Backend)
         let rooms = store.job_items_in_state(&job.id, housekeep::store::ItemState::Done, 10).await?;
         let detail = rooms[0].detail.clone().unwrap_or_default();
         assert!(detail.contains("down to the room's creation"), "{detail}");
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    finish(testbed, result).await
+}
+
+async fn rooms_read_side_by_side_are_each_indexed_whole(backend: Backend) -> anyhow::Result<()> {
+    let (testbed, history) = Testbed::start_after_history(
+        backend,
+        housekeep_binary(),
+        true,
+        // One room of three chunks, the rest of one: the big one's walk goes
+        // on while the small ones beside it end and others take their place.
+        async |_, admin| write_history(admin, 1_200, 8).await,
+        |text| {
+            let text = first_start_config(500)(text);
+            assert!(text.contains("parallel_rooms: 4"), "four rooms at once");
+            text
+        },
+    )
+    .await?;
+    let result = async {
+        let store = testbed.store().await?;
+        testbed.make_bot_admin().await?;
+        let job = wait_backfill_done(&store).await?;
+        assert!(job.total_count as usize >= history.rooms.len(), "every room the homeserver knows: {job:?}");
+        assert_eq!(job.done_count, job.total_count, "every room done: {job:?}");
+        // One room at a time takes a batch a room at least (and three for
+        // the big one): fewer batches than rooms means they were read together.
+        assert!(job.batches < job.total_count, "{} batches for {} rooms", job.batches, job.total_count);
+        for room in &history.rooms {
+            let expected = admin_room_event_ids(&testbed.admin, room).await?;
+            let events = store.room_events(room).await?;
+            let indexed: BTreeSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+            assert_eq!(indexed.len(), events.len(), "no duplicates");
+            assert_eq!(indexed, expected, "{room}: the index holds exactly what the homeserver has");
+        }
+        let chatter = store.room_events(&history.rooms[1]).await?;
+        assert!(chatter.len() > 1_200 && chatter.iter().all(|e| e.source == "backfill"), "chunks crossed");
         store.close().await;
         anyhow::Ok(())
     }
