@@ -41,131 +41,14 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Redacted, env, main_with, set_homeserver_concurrency, synapse_user_redact, timed, unavailable};
-use futures::{StreamExt, TryStreamExt};
-use housekeep::store::{AuditRecord, Backend, EventFilter, Store};
-use housekeep::testbed::{MatrixUser, Testbed, encode, eventually};
-use serde_json::{Value, json};
-
-/// One room in this many is the spammer's own.
-const OWN_EVERY: usize = 10;
-
-/// What each spammer is seeded with.
-#[derive(Debug, Clone, Copy)]
-struct Shape {
-    rooms: usize,
-    messages: usize,
-    images: usize,
-}
-
-impl Shape {
-    fn from_env() -> Self {
-        let messages = env("BENCH_MESSAGES", 1_000);
-        Self { rooms: env("BENCH_ROOMS", 100).max(1), messages, images: env("BENCH_IMAGES", 100).min(messages) }
-    }
-
-    /// The messages of room `room`: message `n` goes to room `n % rooms`,
-    /// and is image `n` if there is one.
-    fn messages_of(self, room: usize) -> impl Iterator<Item = usize> {
-        (room..self.messages).step_by(self.rooms)
-    }
-}
-
-/// A seeded spammer: their rooms, and the media they uploaded and posted.
-struct Spammer {
-    user: MatrixUser,
-    rooms: Vec<String>,
-    media: Vec<String>,
-}
-
-/// Registers `localpart` and seeds them with `shape`, `concurrency` rooms at
-/// once: `alice` owns the rooms that are not the spammer's own, and joins
-/// those that are (she is the one who downloads their media afterwards).
-async fn seed(
-    testbed: &Testbed,
-    alice: &MatrixUser,
-    localpart: &str,
-    shape: Shape,
-    concurrency: usize,
-) -> anyhow::Result<Spammer> {
-    let spammer = &testbed.synapse.register_user(localpart, false).await?;
-    let bot = testbed.config.bot_user_id()?.to_string();
-    // Synapse quarantines by content hash: bytes of this spammer's own.
-    let media: &Vec<String> = &futures::stream::iter(0..shape.images)
-        .map(|i| {
-            let bytes = format!("{} spam picture {i} {}", spammer.user_id, rand::random::<u64>()).into_bytes();
-            spammer.upload(bytes, "image/png", "deal.png")
-        })
-        .buffered(concurrency)
-        .try_collect()
-        .await?;
-    // The creator is not listed: room version 12 gives creators every power.
-    let mut levels = serde_json::Map::new();
-    levels.insert(bot, json!(100));
-    let alices = &json!({"preset": "public_chat", "power_level_content_override": {"users": levels}});
-    let rooms = futures::stream::iter(0..shape.rooms)
-        .map(|r| async move {
-            let room = if r % OWN_EVERY == 0 {
-                let room = spammer.create_room(json!({"preset": "public_chat"})).await?;
-                alice.join(&room).await?;
-                room
-            } else {
-                let room = alice.create_room(alices.clone()).await?;
-                spammer.join(&room).await?;
-                room
-            };
-            for n in shape.messages_of(r) {
-                match media.get(n) {
-                    Some(mxc) => {
-                        let image = json!({"msgtype": "m.image", "body": "deal.png", "url": mxc});
-                        spammer.send(&room, "m.room.message", image).await?
-                    }
-                    None => spammer.send_text(&room, &format!("cheap watches {n}")).await?,
-                };
-            }
-            anyhow::Ok(room)
-        })
-        .buffered(concurrency)
-        .try_collect()
-        .await?;
-    Ok(Spammer { user: spammer.clone(), rooms, media: media.clone() })
-}
-
-/// Waits until the index holds all `messages` of `user_id`.
-async fn indexed(store: &Store, user_id: &str, messages: usize) -> anyhow::Result<()> {
-    let filter = EventFilter { senders: vec![user_id.to_owned()], ..EventFilter::default() };
-    eventually(Duration::from_secs(600), "the index to hold the spammer's messages", || async {
-        Ok((store.event_selection_stats(&filter).await?.events >= messages as i64).then_some(()))
-    })
-    .await
-}
-
-/// What `alice` is shown redacted of the spammer's events, over all their rooms.
-async fn redacted(alice: &MatrixUser, spammer: &Spammer) -> anyhow::Result<Redacted> {
-    let mut total = Redacted::default();
-    for room in &spammer.rooms {
-        total.add(Redacted::of(&alice.room_timeline(room).await?, &spammer.user.user_id));
-    }
-    Ok(total)
-}
-
-/// An event's `origin_server_ts`, as Synapse stamped it.
-async fn sent_at(user: &MatrixUser, room: &str, event_id: &str) -> anyhow::Result<i64> {
-    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode(room), encode(event_id));
-    let event = user.request(reqwest::Method::GET, &path, None).await?;
-    event["origin_server_ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no origin_server_ts in {event}"))
-}
-
-/// The first and last audit time (ms) of `action`: the commits of the
-/// batches that did it.
-fn span(audit: &[AuditRecord], action: &str) -> Option<(i64, i64)> {
-    let times = audit.iter().filter(|r| r.entry.action == action).map(|r| r.ts);
-    Some((times.clone().min()?, times.max()?))
-}
-
-fn count(value: &Value) -> i64 {
-    value.as_i64().unwrap_or_default()
-}
+use common::{
+    Shape, Spammer, count, env, indexed, main_with, redacted, seed, sent_at, set_homeserver_concurrency, span,
+    synapse_user_redact, timed, unavailable,
+};
+use futures::TryStreamExt;
+use housekeep::store::{Backend, EventFilter};
+use housekeep::testbed::{Testbed, eventually};
+use serde_json::json;
 
 async fn side_by_side() -> anyhow::Result<()> {
     let shape = Shape::from_env();
@@ -179,7 +62,7 @@ async fn side_by_side() -> anyhow::Result<()> {
     let store = testbed.store().await?;
     let bot = testbed.config.bot_user_id()?.to_string();
     let alice = testbed.synapse.register_user("alice", false).await?;
-    let own = shape.rooms.div_ceil(OWN_EVERY);
+    let own = shape.own();
     let mut seeded = Vec::new();
     for localpart in ["spammer1", "spammer2"] {
         let started = Instant::now();

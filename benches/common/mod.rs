@@ -1,13 +1,15 @@
 #![allow(dead_code)]
 
 //! Shared by the moderation benchmarks: the 1,000,000-event index, the
-//! timing of a selection, and the `main` that runs one part or all.
+//! timing of a selection, the `main` that runs one part or all, and the
+//! spammers seeded on a real Synapse (`cleanup`, `spam_wave`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use housekeep::extract::extract_value;
-use housekeep::store::Backend;
+use housekeep::store::{AuditRecord, Backend, EventFilter};
 use housekeep::store::{Source, Store};
 use housekeep::testbed::{MatrixUser, TestDatabase, Testbed, encode, eventually};
 use serde_json::{Value, json};
@@ -141,13 +143,25 @@ where
 /// until it answers in the admin room again: Synapse backs off from an
 /// appservice it could not reach.
 pub async fn set_homeserver_concurrency(testbed: &mut Testbed, n: usize, admin_room: &str) -> anyhow::Result<()> {
-    let setting = regex::Regex::new(r"(?m)^  homeserver_concurrency: \d+\n")?;
-    testbed
-        .reconfigure(|text| {
-            let without = setting.replace(&text, "");
-            without.replacen("\njobs:\n", &format!("\njobs:\n  homeserver_concurrency: {n}\n"), 1)
-        })
-        .await?;
+    reconfigure_and_wait(testbed, admin_room, |text| with_homeserver_concurrency(&text, n)).await
+}
+
+/// A config's text with `jobs.homeserver_concurrency` at `n`.
+pub fn with_homeserver_concurrency(text: &str, n: usize) -> String {
+    let setting = regex::Regex::new(r"(?m)^  homeserver_concurrency: \d+\n").expect("a valid pattern");
+    let without = setting.replace(text, "");
+    without.replacen("\njobs:\n", &format!("\njobs:\n  homeserver_concurrency: {n}\n"), 1)
+}
+
+/// Restarts housekeep with its config edited by `edit`, and waits until it
+/// answers in the admin room again: Synapse backs off from an appservice it
+/// could not reach.
+pub async fn reconfigure_and_wait(
+    testbed: &mut Testbed,
+    admin_room: &str,
+    edit: impl FnOnce(String) -> String,
+) -> anyhow::Result<()> {
+    testbed.reconfigure(edit).await?;
     let bot = testbed.config.bot_user_id()?.to_string();
     for _ in 0..10 {
         let ping = testbed.admin.send_text(admin_room, "!status").await?;
@@ -218,4 +232,159 @@ impl Redacted {
         self.messages += other.messages;
         self.others += other.others;
     }
+}
+
+/// One room in this many of a seeded spammer's is their own.
+pub const OWN_EVERY: usize = 10;
+
+/// What a spammer is seeded with.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rooms: usize,
+    pub messages: usize,
+    pub images: usize,
+}
+
+impl Shape {
+    /// `BENCH_ROOMS` (default 100), `BENCH_MESSAGES` (default 1,000),
+    /// `BENCH_IMAGES` (default 100).
+    pub fn from_env() -> Self {
+        Self::from_env_prefixed("BENCH", 100, 1_000, 100)
+    }
+
+    /// `<prefix>_ROOMS`, `<prefix>_MESSAGES`, `<prefix>_IMAGES`, else these defaults.
+    pub fn from_env_prefixed(prefix: &str, rooms: usize, messages: usize, images: usize) -> Self {
+        let messages = env(&format!("{prefix}_MESSAGES"), messages);
+        Self {
+            rooms: env(&format!("{prefix}_ROOMS"), rooms).max(1),
+            messages,
+            images: env(&format!("{prefix}_IMAGES"), images).min(messages),
+        }
+    }
+
+    /// The rooms that are the spammer's own.
+    pub fn own(self) -> usize {
+        self.rooms.div_ceil(OWN_EVERY)
+    }
+
+    /// The messages of room `room`: message `n` goes to room `n % rooms`,
+    /// and is image `n` if there is one.
+    fn messages_of(self, room: usize) -> impl Iterator<Item = usize> {
+        (room..self.messages).step_by(self.rooms)
+    }
+}
+
+/// A seeded spammer: their rooms, the media they uploaded and posted, and
+/// every message they sent.
+pub struct Spammer {
+    pub user: MatrixUser,
+    pub rooms: Vec<String>,
+    pub media: Vec<String>,
+    pub sent: Vec<Sent>,
+}
+
+/// One message of a seeded spammer.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub room: String,
+    pub event_id: String,
+    /// In a room of the spammer's own (where nobody else has power over it).
+    pub own_room: bool,
+}
+
+/// Registers `localpart` and seeds them with `shape`, `concurrency` rooms at
+/// once: each public, one in [`OWN_EVERY`] their own (they created it:
+/// housekeep's bot has no power there and redacts as the sender, as with a
+/// real spammer's rooms), the others created by `alice`, who gives the bot
+/// power 100 (the spammer joins); `alice` joins the spammer's own (she is
+/// the one who downloads their media afterwards). The images are uploads
+/// of their own, one per room first.
+pub async fn seed(
+    testbed: &Testbed,
+    alice: &MatrixUser,
+    localpart: &str,
+    shape: Shape,
+    concurrency: usize,
+) -> anyhow::Result<Spammer> {
+    let spammer = &testbed.synapse.register_user(localpart, false).await?;
+    let bot = testbed.config.bot_user_id()?.to_string();
+    // Synapse quarantines by content hash: bytes of this spammer's own.
+    let media: &Vec<String> = &futures::stream::iter(0..shape.images)
+        .map(|i| {
+            let bytes = format!("{} spam picture {i} {}", spammer.user_id, rand::random::<u64>()).into_bytes();
+            spammer.upload(bytes, "image/png", "deal.png")
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+    // The creator is not listed: room version 12 gives creators every power.
+    let mut levels = serde_json::Map::new();
+    levels.insert(bot, json!(100));
+    let alices = &json!({"preset": "public_chat", "power_level_content_override": {"users": levels}});
+    let rooms: Vec<(String, Vec<Sent>)> = futures::stream::iter(0..shape.rooms)
+        .map(|r| async move {
+            let own_room = r % OWN_EVERY == 0;
+            let room = if own_room {
+                let room = spammer.create_room(json!({"preset": "public_chat"})).await?;
+                alice.join(&room).await?;
+                room
+            } else {
+                let room = alice.create_room(alices.clone()).await?;
+                spammer.join(&room).await?;
+                room
+            };
+            let mut sent = Vec::new();
+            for n in shape.messages_of(r) {
+                let event_id = match media.get(n) {
+                    Some(mxc) => {
+                        let image = json!({"msgtype": "m.image", "body": "deal.png", "url": mxc});
+                        spammer.send(&room, "m.room.message", image).await?
+                    }
+                    None => spammer.send_text(&room, &format!("cheap watches {n}")).await?,
+                };
+                sent.push(Sent { room: room.clone(), event_id, own_room });
+            }
+            anyhow::Ok((room, sent))
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+    let (rooms, sent): (Vec<String>, Vec<Vec<Sent>>) = rooms.into_iter().unzip();
+    Ok(Spammer { user: spammer.clone(), rooms, media: media.clone(), sent: sent.concat() })
+}
+
+/// Waits until the index holds all `messages` of `user_id`.
+pub async fn indexed(store: &Store, user_id: &str, messages: usize) -> anyhow::Result<()> {
+    let filter = EventFilter { senders: vec![user_id.to_owned()], ..EventFilter::default() };
+    eventually(Duration::from_secs(600), "the index to hold the spammer's messages", || async {
+        Ok((store.event_selection_stats(&filter).await?.events >= messages as i64).then_some(()))
+    })
+    .await
+}
+
+/// What `alice` is shown redacted of the spammer's events, over all their rooms.
+pub async fn redacted(alice: &MatrixUser, spammer: &Spammer) -> anyhow::Result<Redacted> {
+    let mut total = Redacted::default();
+    for room in &spammer.rooms {
+        total.add(Redacted::of(&alice.room_timeline(room).await?, &spammer.user.user_id));
+    }
+    Ok(total)
+}
+
+/// An event's `origin_server_ts`, as Synapse stamped it.
+pub async fn sent_at(user: &MatrixUser, room: &str, event_id: &str) -> anyhow::Result<i64> {
+    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode(room), encode(event_id));
+    let event = user.request(reqwest::Method::GET, &path, None).await?;
+    event["origin_server_ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no origin_server_ts in {event}"))
+}
+
+/// The first and last audit time (ms) of `action`: the commits of the
+/// batches that did it.
+pub fn span(audit: &[AuditRecord], action: &str) -> Option<(i64, i64)> {
+    let times = audit.iter().filter(|r| r.entry.action == action).map(|r| r.ts);
+    Some((times.clone().min()?, times.max()?))
+}
+
+pub fn count(value: &Value) -> i64 {
+    value.as_i64().unwrap_or_default()
 }
