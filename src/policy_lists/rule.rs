@@ -244,7 +244,7 @@ pub(super) async fn act(
     }
     count(services, outcome::PLANNED);
     let mut notice = describe(Notice::new(), list, stored, rule);
-    let named: Vec<String> = matched.iter().take(NAMED).map(|m| format!("{} ({})", m.id, m.by)).collect();
+    let named: Vec<String> = matched.iter().take(NAMED).map(ToString::to_string).collect();
     let more = matched.len().saturating_sub(NAMED);
     notice = notice.field(
         "matched",

@@ -24,6 +24,16 @@ pub(super) const MAX_SCANNED: i64 = 1_000_000;
 pub(super) struct Matched {
     pub id: String,
     pub by: MatchedBy,
+    /// A server rule matched this user by their server's name.
+    pub by_server: bool,
+}
+
+impl std::fmt::Display for Matched {
+    /// `@u:spam.example (glob)`, or `(glob, by server)` for a server rule's user.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by_server = if self.by_server { ", by server" } else { "" };
+        write!(f, "{} ({}{by_server})", self.id, self.by)
+    }
 }
 
 /// What a rule matched here.
@@ -59,7 +69,7 @@ pub(super) async fn find(services: &Services, rule: &PolicyRule) -> anyhow::Resu
     let store = &services.store;
     // A literal names its target exactly (a room rule's alias resolved): no matching needed.
     let exactly = |ids: Vec<String>| Targets {
-        matched: ids.into_iter().map(|id| Matched { id, by: MatchedBy::Literal }).collect(),
+        matched: ids.into_iter().map(|id| Matched { id, by: MatchedBy::Literal, by_server: false }).collect(),
         cut_off: false,
     };
     let (candidates, scanned_limit) = match (rule.kind(), &rule.entity) {
@@ -105,7 +115,10 @@ pub(super) async fn find(services: &Services, rule: &PolicyRule) -> anyhow::Resu
     }
     let mut matched: Vec<Matched> = candidates
         .into_iter()
-        .filter_map(|id| matches(rule, target(rule.kind(), id.as_str())).map(|found| Matched { by: found.by, id }))
+        .filter_map(|id| {
+            let found = matches(rule, target(rule.kind(), id.as_str()))?;
+            Some(Matched { by: found.by, by_server: found.server_of_user.is_some(), id })
+        })
         .collect();
     let cut_off = scan_full || matched.len() as i64 > MAX_TARGETS;
     matched.truncate(MAX_TARGETS as usize);

@@ -405,7 +405,7 @@ async fn server_rules_redacted_rules_and_a_list_in_a_hurry(backend: Backend) -> 
         // A server rule: every sender of that server the index knows, in one purge.
         keeper.send_state(&list, "m.policy.rule.server", "s", ban("*.example", "spam server")).await?;
         let notice = bot_notice(testbed, &admin_room, "server rule for *.example").await?;
-        for expected in ["purge of 2 users", "@bot0:Spam.Example (glob)", "planned"] {
+        for expected in ["purge of 2 users", "@bot0:Spam.Example (glob, by server)", "planned"] {
             assert!(body(&notice).contains(expected), "{expected:?} missing from {}", body(&notice));
         }
 
