@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    Shape, Spammer, count, env, indexed, main_with, redacted, seed, sent_at, set_homeserver_concurrency, span,
-    synapse_user_redact, timed, unavailable,
+    Shape, Spammer, cleanup_counts, count, env, indexed, main_with, redacted, seed, sent_at,
+    set_homeserver_concurrency, span, synapse_user_redact, timed, unavailable,
 };
 use futures::TryStreamExt;
 use housekeep::store::{Backend, EventFilter};
@@ -117,14 +117,7 @@ async fn side_by_side() -> anyhow::Result<()> {
     .await?;
     let to_done = confirming.elapsed();
     let confirmed_at = sent_at(&testbed.admin, &admin_room, &confirm).await?;
-    let tally = job.tally.clone().unwrap_or_default();
-    let purge = &tally["purge"];
-    let (purged, quarantined) = (count(&purge["purged"]), count(&purge["media_quarantined"]));
-    let mut ways = [0; 2];
-    for room in purge["ways"].as_object().into_iter().flat_map(|rooms| rooms.values()) {
-        ways[0] += count(&room["redacted_by_housekeep"]);
-        ways[1] += count(&room["redacted_as_sender"]);
-    }
+    let (purged, quarantined, ways) = cleanup_counts(&job);
     let (audit, _) = store.job_audit(&id, 100_000).await?;
     let secs = |ts: i64| (ts - confirmed_at) as f64 / 1e3;
     let mut parts = Vec::new();

@@ -82,8 +82,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    Redacted, Shape, Spammer, count, env, indexed, main_with, reconfigure_and_wait, redacted, seed, sent_at, span,
-    synapse_user_redact, timed, unavailable, with_homeserver_concurrency,
+    Redacted, Shape, Spammer, cleanup_counts, count, env, indexed, main_with, reconfigure_and_wait, redacted, seed,
+    sent_at, span, synapse_user_redact, timed, unavailable, with_homeserver_concurrency,
 };
 use futures::{StreamExt, TryStreamExt};
 use housekeep::policy::{sha256_base64, sha256_of};
@@ -437,14 +437,7 @@ async fn spam_wave() -> anyhow::Result<()> {
     let job = finished(&store, &id).await?;
     let during_cleanup = chat.stop().await?;
     let load_cleanup = load_average();
-    let tally = job.tally.clone().unwrap_or_default();
-    let purge = &tally["purge"];
-    let (purged, quarantined) = (count(&purge["purged"]), count(&purge["media_quarantined"]));
-    let mut ways = [0; 2];
-    for room in purge["ways"].as_object().into_iter().flat_map(|rooms| rooms.values()) {
-        ways[0] += count(&room["redacted_by_housekeep"]);
-        ways[1] += count(&room["redacted_as_sender"]);
-    }
+    let (purged, quarantined, ways) = cleanup_counts(&job);
     let (audit, _) = store.job_audit(&id, 100_000).await?;
     let bot = testbed.config.bot_user_id()?.to_string();
     let seen_one = redactions_seen(&alice, &one, &bot).await?;

@@ -388,3 +388,16 @@ pub fn span(audit: &[AuditRecord], action: &str) -> Option<(i64, i64)> {
 pub fn count(value: &Value) -> i64 {
     value.as_i64().unwrap_or_default()
 }
+
+/// What a finished cleanup job's tally says: events purged, media
+/// quarantined, and the redactions by housekeep's bot and as the sender.
+pub fn cleanup_counts(job: &housekeep::store::Job) -> (i64, i64, [i64; 2]) {
+    let tally = job.tally.clone().unwrap_or_default();
+    let purge = &tally["purge"];
+    let mut ways = [0; 2];
+    for room in purge["ways"].as_object().into_iter().flat_map(|rooms| rooms.values()) {
+        ways[0] += count(&room["redacted_by_housekeep"]);
+        ways[1] += count(&room["redacted_as_sender"]);
+    }
+    (count(&purge["purged"]), count(&purge["media_quarantined"]), ways)
+}
