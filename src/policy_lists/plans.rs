@@ -72,6 +72,8 @@ pub(super) struct Origin<'a> {
     pub list: &'a PolicyList,
     pub slot: &'a StoredRule,
     pub rule: &'a PolicyRule,
+    /// Who and what no rule may touch, as the rule's refusal read it.
+    pub guarded: &'a super::rule::Guarded,
 }
 
 impl Origin<'_> {
@@ -154,12 +156,11 @@ pub(super) async fn plan(origin: &Origin<'_>, matched: &[Matched]) -> anyhow::Re
             plans.refused = true;
         }
         RuleKind::Room => {
-            let protected = protected_rooms(origin).await?;
             for (n, room) in matched.iter().enumerate() {
                 let Ok(room_id) = OwnedRoomId::try_from(room.id.as_str()) else { continue };
                 // A rule may name the admin room or a list by an alias the
                 // rule's refusal could not know: checked again once resolved.
-                if protected.iter().any(|p| *p == room_id.as_str()) {
+                if origin.guarded.rooms.iter().any(|p| p.as_str() == room_id.as_str()) {
                     plans.notes.push(format!("{room_id} left alone: housekeep works from it"));
                     continue;
                 }
@@ -225,16 +226,6 @@ async fn not_copied(
     Ok(media)
 }
 
-/// The rooms no takedown may touch: the admin room and the watched lists.
-async fn protected_rooms(origin: &Origin<'_>) -> anyhow::Result<Vec<String>> {
-    let services = origin.ctx.services();
-    let mut rooms: Vec<String> = services.store.policy_lists().await?.into_iter().map(|l| l.room_id).collect();
-    if let Some((_, admin_room)) = &services.operators {
-        rooms.push(admin_room.room_id.clone());
-    }
-    Ok(rooms)
-}
-
 /// A user rule: `!cleanup` for each of the first [`MAX_CLEANUPS`] users,
 /// a purge for the rest. Every matched user is checked first: a server
 /// admin, a moderator, an appservice's user or the bot is never planned
@@ -256,9 +247,8 @@ async fn plan_users(origin: &Origin<'_>, matched: &[Matched], plans: &mut RulePl
         return Ok(());
     }
     // Remote users can be moderators only where the config allows them;
-    // the admin room's state says who (one read for every user).
-    let admin_state = services.homeserver.room_state(sanctions.protected.admin_room.as_str()).await?;
-    let moderators = sanctions.protected.moderators.listed(&admin_state);
+    // the admin room's state said who, when the rule was checked.
+    let moderators = &origin.guarded.moderators;
     let mut kept = Vec::new();
     for user in users {
         let why = if *user == services.bot_user_id {

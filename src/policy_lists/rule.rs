@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ruma::{OwnedRoomOrAliasId, RoomOrAliasId};
+use ruma::{OwnedRoomOrAliasId, OwnedUserId, RoomOrAliasId};
 use serde_json::Value;
 
 use super::plans::{self, Origin, RulePlans};
@@ -201,7 +201,8 @@ pub(super) async fn act(
     started: Instant,
 ) -> anyhow::Result<(String, Vec<String>, i64)> {
     let services = ctx.services();
-    if let Some(why) = refusal(ctx, rule).await? {
+    let guarded = guarded(ctx).await?;
+    if let Some(why) = refusal(ctx, &guarded, rule) {
         count(services, outcome::REFUSED);
         tracing::warn!(list = list.room_id, state_key = rule.state_key, %why, "a policy rule refused");
         let notice = describe(Notice::new(), list, stored, rule)
@@ -218,7 +219,7 @@ pub(super) async fn act(
         );
         return Ok((outcome::MATCHED_NOTHING.to_owned(), Vec::new(), 0));
     }
-    let origin = Origin { ctx, list, slot: stored, rule };
+    let origin = Origin { ctx, list, slot: stored, rule, guarded: &guarded };
     let RulePlans { jobs, mut notes, refused } = plans::plan(&origin, &matched).await?;
     if refused {
         count(services, outcome::REFUSED);
@@ -308,14 +309,20 @@ pub(super) async fn act(
     Ok((outcome::PLANNED.to_owned(), jobs.into_iter().map(|p| p.job.id).collect(), running))
 }
 
-/// Whether housekeep refuses the rule ([`crate::policy::refused`]) for
-/// this homeserver's moderators, bot, admin room and watched lists.
-async fn refusal(ctx: &Context<'_>, rule: &PolicyRule) -> anyhow::Result<Option<crate::policy::Refusal>> {
+/// Who and what no rule may touch, read once per rule (the admin room's
+/// state, the watched lists): for its refusal and again for its plans.
+pub(super) struct Guarded {
+    /// The config's moderators and those with the power level in the admin room.
+    pub moderators: Vec<OwnedUserId>,
+    /// The admin room and every watched list, by ID and by the name it was watched as.
+    pub rooms: Vec<OwnedRoomOrAliasId>,
+}
+
+async fn guarded(ctx: &Context<'_>) -> anyhow::Result<Guarded> {
     let services = ctx.services();
     let sanctions = ctx.jobs.kind::<crate::moderation::sanction::SanctionKind>()?;
     let protected = &sanctions.protected;
     let state = services.homeserver.room_state(protected.admin_room.as_str()).await?;
-    let moderators = protected.moderators.listed(&state);
     let mut rooms: Vec<OwnedRoomOrAliasId> = vec![protected.admin_room.clone().into()];
     for list in services.store.policy_lists().await? {
         for name in [&list.room_id, &list.name] {
@@ -324,13 +331,20 @@ async fn refusal(ctx: &Context<'_>, rule: &PolicyRule) -> anyhow::Result<Option<
             }
         }
     }
+    Ok(Guarded { moderators: protected.moderators.listed(&state), rooms })
+}
+
+/// Whether housekeep refuses the rule ([`crate::policy::refused`]) for
+/// this homeserver's moderators, bot, admin room and watched lists.
+fn refusal(ctx: &Context<'_>, guarded: &Guarded, rule: &PolicyRule) -> Option<crate::policy::Refusal> {
+    let services = ctx.services();
     let safety = SafetyContext {
         server_name: services.bot_user_id.server_name(),
         bot: &services.bot_user_id,
-        moderators: &moderators,
-        protected_rooms: &rooms,
+        moderators: &guarded.moderators,
+        protected_rooms: &guarded.rooms,
     };
-    Ok(refused(rule, &safety))
+    refused(rule, &safety)
 }
 
 /// The list, the rule and its reason, for a notice.
