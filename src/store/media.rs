@@ -219,13 +219,7 @@ impl Store {
         sha256: Option<&str>,
         limit: i64,
     ) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(ROOMS_OF_SAME_FILE)
-            .bind(server_name)
-            .bind(media_id)
-            .bind(sha256)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        self.of_same_file(ROOMS_OF_SAME_FILE, server_name, media_id, sha256, limit).await
     }
 
     /// Who shared, in any indexed event, a copy of the file with the same
@@ -240,13 +234,21 @@ impl Store {
         sha256: Option<&str>,
         limit: i64,
     ) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(SENDERS_OF_SAME_FILE)
-            .bind(server_name)
-            .bind(media_id)
-            .bind(sha256)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        self.of_same_file(SENDERS_OF_SAME_FILE, server_name, media_id, sha256, limit).await
+    }
+
+    /// `sql` (rooms or senders of a file's copies: `$1` server, `$2` media
+    /// ID, `$3` a known hash or NULL, `$4` the limit) for this media.
+    async fn of_same_file(
+        &self,
+        sql: &'static str,
+        server_name: &str,
+        media_id: &str,
+        sha256: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        let query = sqlx::query_scalar(sql).bind(server_name).bind(media_id).bind(sha256).bind(limit);
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// How many other media have the same file as this one, by the hash
