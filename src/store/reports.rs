@@ -17,17 +17,24 @@ const DISMISS: &str = "UPDATE event_reports SET state = 'dismissed', state_by = 
      WHERE report_id = $1 AND state = 'open'";
 const HANDLED_BY_JOB: &str = "UPDATE event_reports SET state = 'handled', state_by = $2, state_at = $3, job_id = $1 \
      WHERE state = 'open' AND event_id IN (SELECT item_key FROM job_items WHERE job_id = $1 AND state = 'done')";
+/// A sender's footprint. Their events are read in one pass, grouped by
+/// room (a hash table of their rooms, not a sort of their events), through
+/// the sender index alone (migration 0016): the heaviest sender of a big
+/// server has sent 170,000 events.
 const FOOTPRINT: &str = "SELECT \
-     (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $2) AS events_day, \
-     (SELECT COUNT(*) FROM events WHERE sender = $1 AND origin_server_ts >= $3) AS events_week, \
-     (SELECT COUNT(*) FROM events WHERE sender = $1) AS events_all, \
-     (SELECT COUNT(DISTINCT room_id) FROM events WHERE sender = $1) AS rooms, \
-     (SELECT MIN(indexed_at) FROM events WHERE sender = $1) AS first_seen, \
+     CAST(COALESCE(SUM(g.day), 0) AS BIGINT) AS events_day, \
+     CAST(COALESCE(SUM(g.week), 0) AS BIGINT) AS events_week, \
+     CAST(COALESCE(SUM(g.n), 0) AS BIGINT) AS events_all, \
+     COUNT(*) AS rooms, \
+     MIN(g.first_seen) AS first_seen, \
      (SELECT COUNT(*) FROM (SELECT DISTINCT server_name, media_id FROM media_refs WHERE sender = $1) AS m) AS media, \
      (SELECT COUNT(*) FROM (SELECT DISTINCT m.server_name, m.media_id FROM media_refs r JOIN media m \
         ON m.server_name = r.server_name AND m.media_id = r.media_id \
         WHERE r.sender = $1 AND m.quarantined_at IS NOT NULL) AS q) AS media_quarantined, \
-     (SELECT COUNT(*) FROM event_reports WHERE sender = $1 AND state = 'open') AS open_reports";
+     (SELECT COUNT(*) FROM event_reports WHERE sender = $1 AND state = 'open') AS open_reports \
+     FROM (SELECT room_id, SUM(CASE WHEN origin_server_ts >= $2 THEN 1 ELSE 0 END) AS day, \
+        SUM(CASE WHEN origin_server_ts >= $3 THEN 1 ELSE 0 END) AS week, COUNT(*) AS n, \
+        MIN(indexed_at) AS first_seen FROM events WHERE sender = $1 GROUP BY room_id) AS g";
 
 /// A report as Synapse listed it, for [`Store::insert_reports`].
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -591,6 +591,18 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert_eq!(page.iter().map(|e| (e.event_id.as_str(), e.origin_server_ts)).collect::<Vec<_>>(), [("$m3", 30)]);
     let all: Vec<_> = store.selected_events(&by_a).try_collect().await?;
     assert_eq!(all.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["$m1", "$m3"]);
+    // Two senders anywhere: the rooms and senders counted by grouping.
+    let a_or_b = EventFilter { senders: vec!["@a:hs".into(), "@b:hs".into()], ..Default::default() };
+    let stats = store.event_selection_stats(&a_or_b).await?;
+    assert_eq!(stats.top_rooms, vec![("!r".into(), stats.events)]);
+    assert_eq!(stats.top_senders.iter().map(|(_, n)| n).sum::<i64>(), stats.events);
+    assert_eq!(stats.top_senders[0], ("@a:hs".into(), 2));
+    // @a's room name is left out, and counted as such.
+    assert_eq!((stats.senders, stats.state_excluded), (stats.top_senders.len() as i64, 1));
+    // Nothing selected: nothing at the top either.
+    let nobody = EventFilter { room_id: Some("!r".into()), senders: vec!["@nobody:hs".into()], ..Default::default() };
+    let stats = store.event_selection_stats(&nobody).await?;
+    assert_eq!(stats, housekeep::store::EventSelectionStats::default());
     let two = EventFilter { event_ids: vec!["$m2".into(), "$nope".into()], ..Default::default() };
     assert_eq!(store.event_selection_stats(&two).await?.events, 1);
     let media: Vec<_> = store.media_of_selection(&by_a).try_collect().await?;
