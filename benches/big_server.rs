@@ -439,12 +439,72 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
         )
         .await?;
 
-    // Bytes per event.
+    let waits = std::env::var("BENCH_WAITS").unwrap_or_default();
+    let wanted = |group: &str| waits.is_empty() || waits.split(',').any(|w| w.trim() == group);
     let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&raw).await?;
-    let sizes = table_sizes(&raw, backend).await?;
+    if wanted("bytes") {
+        bytes_per_event(backend, &raw, &admin, &synapse.dir, events).await?;
+    }
+
+    // What moderators wait on.
+    let now = housekeep::clock::now_ms();
+    let heavy = user_id(0);
+    let light = user_id(shape.senders - 1);
+    let biggest = room_id(0);
+    if wanted("senders") {
+        for (who, sender) in [("heaviest", &heavy), ("light", &light)] {
+            sender_waits(backend, &store, who, sender, now).await?;
+        }
+    }
+    if wanted("quarantine") {
+        let mut media = 0;
+        let timing = time_it(10, async || {
+            use futures::TryStreamExt;
+            let of = RefsOf::Room(&biggest);
+            store.media_selection_stats(of, housekeep::store::Scope::Shared, LOCAL).await?;
+            media = store
+                .selected_media(of, housekeep::store::Scope::Shared)
+                .try_fold(0, |n, _| async move { Ok(n + 1) })
+                .await?;
+            Ok(())
+        })
+        .await?;
+        print_wait(backend, "!quarantine room (biggest): selection", &format!("{media} media"), &timing);
+    }
+    if wanted("status") {
+        status_and_stats(backend, &store, now).await?;
+    }
+    if wanted("dashboard") {
+        dashboard(backend, &store, &admin.user_id, &config, &biggest, now).await?;
+    }
+    if wanted("plan") {
+        for (who, sender) in [("heaviest", &heavy), ("light", &light)] {
+            whole_plan(backend, &admin, &admin_room, &bot, who, sender).await?;
+        }
+    }
+    if wanted("ingest") {
+        ingest(backend, &store, &shape, &config, &base_url, events, now).await?;
+    }
+
+    housekeep.stop().await?;
+    drop(synapse);
+    store.close().await;
+    raw.close().await;
+    Ok(())
+}
+
+/// The index's bytes per event beside Synapse's.
+async fn bytes_per_event(
+    backend: Backend,
+    raw: &sqlx::AnyPool,
+    admin: &MatrixUser,
+    synapse_dir: &std::path::Path,
+    events: i64,
+) -> anyhow::Result<()> {
+    let sizes = table_sizes(raw, backend).await?;
     let total: i64 = sizes.iter().map(|(_, b)| b).sum();
-    seed_synapse_room(&admin, 500).await?;
-    let (synapse_per_event, synapse_events) = synapse_bytes_per_event(&synapse.dir).await?;
+    seed_synapse_room(admin, 500).await?;
+    let (synapse_per_event, synapse_events) = synapse_bytes_per_event(synapse_dir).await?;
     println!(
         "{:<8} index on disk: {:.2} GiB for ≈ {events} events = {:.0} bytes/event; Synapse (SQLite, {synapse_events} events): {:.0} bytes/event in events + event_json → {:.2}× Synapse's (goal < 0.25×)",
         backend.as_str(),
@@ -461,14 +521,13 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
             *bytes as f64 / events as f64
         );
     }
+    Ok(())
+}
 
-    // What moderators wait on.
-    let now = housekeep::clock::now_ms();
-    let heavy = user_id(0);
-    let light = user_id(shape.senders - 1);
-    let biggest = room_id(0);
-    for (who, sender) in [("heaviest", &heavy), ("light", &light)] {
-        let filter = EventFilter { senders: vec![sender.clone()], ..EventFilter::default() };
+/// A `!purge --user` plan's counts and a report's footprint of one sender.
+async fn sender_waits(backend: Backend, store: &Store, who: &str, sender: &str, now: i64) -> anyhow::Result<()> {
+    {
+        let filter = EventFilter { senders: vec![sender.to_owned()], ..EventFilter::default() };
         let mut selected = 0;
         let timing = time_it(20, async || {
             selected = store.event_selection_stats(&filter).await?.events;
@@ -489,19 +548,11 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
         .await?;
         print_wait(backend, &format!("!report footprint ({who} sender)"), &format!("{footprint} events"), &timing);
     }
-    let mut media = 0;
-    let timing = time_it(10, async || {
-        use futures::TryStreamExt;
-        let of = RefsOf::Room(&biggest);
-        store.media_selection_stats(of, housekeep::store::Scope::Shared, LOCAL).await?;
-        media = store
-            .selected_media(of, housekeep::store::Scope::Shared)
-            .try_fold(0, |n, _| async move { Ok(n + 1) })
-            .await?;
-        Ok(())
-    })
-    .await?;
-    print_wait(backend, "!quarantine room (biggest): selection", &format!("{media} media"), &timing);
+    Ok(())
+}
+
+/// `!status`, a `!stats` summary and the stats retention.
+async fn status_and_stats(backend: Backend, store: &Store, now: i64) -> anyhow::Result<()> {
     let timing = time_it(20, async || {
         store.summary_estimate().await?;
         store.job_counts().await?;
@@ -513,7 +564,7 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
     .await?;
     print_wait(backend, "!status", "", &timing);
     let timing = time_it(10, async || {
-        housekeep::stats::summary::Summary::load(&store, housekeep::stats::summary::Scope::Server, 30, NEWEST_TS)
+        housekeep::stats::summary::Summary::load(store, housekeep::stats::summary::Scope::Server, 30, NEWEST_TS)
             .await?;
         Ok(())
     })
@@ -525,13 +576,23 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
     })
     .await?;
     print_wait(backend, "stats retention (prune)", "", &timing);
+    Ok(())
+}
 
-    // Each dashboard page, over HTTP, signed in.
+/// Each dashboard page, over HTTP, signed in as `user_id`.
+async fn dashboard(
+    backend: Backend,
+    store: &Store,
+    user_id: &str,
+    config: &housekeep::config::Config,
+    biggest: &str,
+    now: i64,
+) -> anyhow::Result<()> {
     let token = housekeep::sign_ins::new_token();
-    store.start_session(&housekeep::sign_ins::token_hash(&token), &admin.user_id, now, now + 3_600_000).await?;
+    store.start_session(&housekeep::sign_ins::token_hash(&token), user_id, now, now + 3_600_000).await?;
     let web = format!("http://127.0.0.1:{}", config.web.port.expect("the testbed turns the dashboard on"));
     let http = housekeep::testbed::http();
-    for page in ["/", "/rooms", &format!("/rooms/{}", encode(&biggest)), "/media", "/jobs", "/reports", "/audit"] {
+    for page in ["/", "/rooms", &format!("/rooms/{}", encode(biggest)), "/media", "/jobs", "/reports", "/audit"] {
         let timing = time_it(10, async || {
             let answer =
                 http.get(format!("{web}{page}")).header("cookie", format!("housekeep_session={token}")).send().await?;
@@ -548,12 +609,34 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
         );
     }
 
-    // A whole plan, from the command to its message in the admin room.
-    for (who, sender) in [("heaviest", &heavy), ("light", &light)] {
+    Ok(())
+}
+
+/// A whole `!purge --dry-run` plan, from the command to its message in the
+/// admin room: what the moderator sees. A plan writes every selected event
+/// as a job item, which for the heaviest sender takes a while.
+async fn whole_plan(
+    backend: Backend,
+    admin: &MatrixUser,
+    admin_room: &str,
+    bot: &str,
+    who: &str,
+    sender: &str,
+) -> anyhow::Result<()> {
+    {
         let started = Instant::now();
-        let command = admin.send_text(&admin_room, &format!("!purge --all-rooms --user {sender} --dry-run")).await?;
+        let command = admin.send_text(admin_room, &format!("!purge --all-rooms --user {sender} --dry-run")).await?;
         let sent = started.elapsed();
-        let reply = admin.wait_for_reply(&admin_room, &command, &bot).await?;
+        let reply = housekeep::testbed::eventually(Duration::from_secs(600), "the plan", || async {
+            let events = admin.recent_events(admin_room, 50).await?;
+            Ok(events.into_iter().find(|e| {
+                e["sender"] == bot
+                    && e.pointer("/content/m.relates_to/m.in_reply_to/event_id").and_then(Value::as_str)
+                        == Some(command.as_str())
+            }))
+        })
+        .await?;
+        let reply = reply.pointer("/content/body").and_then(Value::as_str).unwrap_or_default().to_owned();
         println!(
             "{:<8} !purge --all-rooms --user ({who}) --dry-run: command to plan {:.2} s (of which the send {:.0} ms): {}",
             backend.as_str(),
@@ -562,10 +645,23 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
             reply.lines().next().unwrap_or_default()
         );
     }
+    Ok(())
+}
 
-    // Ingest into an index this big: through housekeep, then the store alone.
+/// Ingest into an index this big: appservice transactions through
+/// housekeep, then the same shape of rows by the store alone.
+async fn ingest(
+    backend: Backend,
+    store: &Store,
+    shape: &Shape,
+    config: &housekeep::config::Config,
+    base_url: &str,
+    events: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let http = housekeep::testbed::http();
     let run = mix(now as u64);
-    let transactions = live_transactions(&shape, run, 320);
+    let transactions = live_transactions(shape, run, 320);
     let http_started = Instant::now();
     for (t, events) in transactions.iter().enumerate() {
         let answer = http
@@ -577,7 +673,7 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
         anyhow::ensure!(answer.status().is_success(), "transaction {t}: {}", answer.status());
     }
     let through_housekeep = 32_000.0 / http_started.elapsed().as_secs_f64();
-    let batches: Vec<Vec<Extracted>> = live_transactions(&shape, run ^ 1, 320)
+    let batches: Vec<Vec<Extracted>> = live_transactions(shape, run ^ 1, 320)
         .iter()
         .map(|events| events.iter().map(|e| extract_value(e).expect("valid")).collect())
         .collect();
@@ -591,11 +687,6 @@ async fn measure(backend: Backend, shape: Shape, url: &str) -> anyhow::Result<()
         backend.as_str(),
         through_housekeep / alone
     );
-
-    housekeep.stop().await?;
-    drop(synapse);
-    store.close().await;
-    raw.close().await;
     Ok(())
 }
 
