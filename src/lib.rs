@@ -4,6 +4,7 @@
 //! The binary is a thin CLI over this library; tests and benchmarks use the
 //! same pieces. Dependencies point one way, from the top of this list down:
 //!
+//! - `fuzz` (tests only): the parsers fuzzed from a corpus, on stable.
 //! - [`service`]: wiring (builds the parts, registers job kinds and sinks).
 //! - [`testbed`]: a real Synapse and a housekeep process, for the tests,
 //!   the benches and `housekeep demo`.
@@ -33,11 +34,11 @@
 //! - [`moderators`]: who is a moderator (the bot's rule, which the
 //!   dashboard re-checks while a session lasts).
 //! - [`homeserver`]: the Client-Server and Synapse admin client.
-//! - [`store`]: all SQL, both backends.
 //! - [`sign_ins`]: the dashboard's device-code sign-ins, shared in memory
 //!   by the dashboard and `!dashboard`.
 //! - [`serve`]: HTTP for strangers: timeouts and connection limits.
 //! - [`metrics`]: what `/metrics` shows.
+//! - [`store`]: all SQL, both backends.
 //! - [`policy`]: policy-list rules (`m.policy.rule.*`, MSC4204/4205/4207):
 //!   parsing, matching, and the rules refused for our safety; pure.
 //! - [`extract`]: event JSON → index rows; pure.

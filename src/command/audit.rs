@@ -71,14 +71,17 @@ fn audit_line(r: &AuditRecord, now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::commands::Command;
     use crate::grammar::test_support::{err, ok};
 
+    /// A one-command tree, as the chat front-end would make.
+    #[derive(clap::Subcommand, Debug)]
+    enum Tree {
+        Audit(AuditArgs),
+    }
+
     fn audit(body: &str) -> AuditArgs {
-        match ok::<Command>(body) {
-            Command::Audit(args) => args,
-            other => panic!("{body:?} parsed to {other:?}"),
-        }
+        let Tree::Audit(args) = ok::<Tree>(body);
+        args
     }
 
     #[test]
@@ -129,7 +132,7 @@ mod tests {
             ("!audit @alice:example.org", "unexpected argument '@alice:example.org'"),
         ];
         for (body, expected) in table {
-            let e = err::<Command>(body);
+            let e = err::<Tree>(body);
             assert!(e.message.contains(expected), "{body:?}: {:?} should contain {expected:?}", e.message);
             let got = e.usage.as_deref().unwrap_or_default();
             assert!(got.starts_with("Usage: !audit "), "{body:?}: usage {got:?}");

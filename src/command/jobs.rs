@@ -214,24 +214,32 @@ async fn cancel(ctx: &Context<'_>, job_id: &str) -> anyhow::Result<Executed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::commands::Command;
     use crate::grammar::test_support::{assert_errors, ok};
+
+    /// The job commands, as the chat front-end would have them.
+    #[derive(clap::Subcommand, Debug, PartialEq)]
+    enum Tree {
+        Jobs(JobsArgs),
+        Job(JobArgs),
+        Confirm(ConfirmArgs),
+        Cancel(CancelArgs),
+    }
 
     #[test]
     fn jobs_job_confirm_cancel() {
         let id = |s: &str| JobIdArg { id: s.to_owned() };
-        let job = |s: &str| Command::Job(JobArgs { job: id(s) });
-        assert_eq!(ok::<Command>("!jobs"), Command::Jobs(JobsArgs {}));
-        assert_eq!(ok::<Command>("!job k3f9x2"), job("k3f9x2"));
-        assert_eq!(ok::<Command>("!confirm k3f9x2"), Command::Confirm(ConfirmArgs { job: id("k3f9x2") }));
+        let job = |s: &str| Tree::Job(JobArgs { job: id(s) });
+        assert_eq!(ok::<Tree>("!jobs"), Tree::Jobs(JobsArgs {}));
+        assert_eq!(ok::<Tree>("!job k3f9x2"), job("k3f9x2"));
+        assert_eq!(ok::<Tree>("!confirm k3f9x2"), Tree::Confirm(ConfirmArgs { job: id("k3f9x2") }));
         assert_eq!(
-            ok::<Command>("!cancel K3F9X2"),
-            Command::Cancel(CancelArgs { job: id("k3f9x2") }),
+            ok::<Tree>("!cancel K3F9X2"),
+            Tree::Cancel(CancelArgs { job: id("k3f9x2") }),
             "job IDs are lowercased"
         );
         let longest = "a".repeat(MAX_JOB_ID_LEN);
-        assert_eq!(ok::<Command>(&format!("!job {longest}")), job(&longest));
-        assert_eq!(ok::<Command>("!job a_b-9"), job("a_b-9"));
+        assert_eq!(ok::<Tree>(&format!("!job {longest}")), job(&longest));
+        assert_eq!(ok::<Tree>("!job a_b-9"), job("a_b-9"));
     }
 
     #[test]
@@ -249,7 +257,7 @@ mod tests {
             ("!jobs --all", "unexpected argument '--all'", "Usage: !jobs"),
             ("!jobs k3f9x2", "unexpected argument 'k3f9x2'", "Usage: !jobs"),
         ];
-        assert_errors::<Command>(table);
+        assert_errors::<Tree>(table);
     }
 
     #[test]

@@ -66,6 +66,15 @@ pub(super) struct RulePlans {
     pub refused: bool,
 }
 
+/// Who and what no rule may touch, read once per rule (the admin room's
+/// state, the watched lists): for its refusal and again for its plans.
+pub(super) struct Guarded {
+    /// The config's moderators and those with the power level in the admin room.
+    pub moderators: Vec<OwnedUserId>,
+    /// The admin room and every watched list, by ID and by the name it was watched as.
+    pub rooms: Vec<OwnedRoomOrAliasId>,
+}
+
 /// Who and what a rule's jobs come from.
 pub(super) struct Origin<'a> {
     pub ctx: &'a Context<'a>,
@@ -73,7 +82,7 @@ pub(super) struct Origin<'a> {
     pub slot: &'a StoredRule,
     pub rule: &'a PolicyRule,
     /// Who and what no rule may touch, as the rule's refusal read it.
-    pub guarded: &'a super::rule::Guarded,
+    pub guarded: &'a Guarded,
 }
 
 impl Origin<'_> {

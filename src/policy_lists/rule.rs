@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use ruma::{OwnedRoomOrAliasId, OwnedUserId, RoomOrAliasId};
+use ruma::{OwnedRoomOrAliasId, RoomOrAliasId};
 use serde_json::Value;
 
-use super::plans::{self, Origin, RulePlans};
+use super::plans::{self, Guarded, Origin, RulePlans};
 use super::targets::{self, Targets};
 use super::watch::{Slot, slot_from};
 use super::{count, outcome, rule_key};
@@ -307,15 +307,6 @@ pub(super) async fn act(
         "a policy rule was planned and posted"
     );
     Ok((outcome::PLANNED.to_owned(), jobs.into_iter().map(|p| p.job.id).collect(), running))
-}
-
-/// Who and what no rule may touch, read once per rule (the admin room's
-/// state, the watched lists): for its refusal and again for its plans.
-pub(super) struct Guarded {
-    /// The config's moderators and those with the power level in the admin room.
-    pub moderators: Vec<OwnedUserId>,
-    /// The admin room and every watched list, by ID and by the name it was watched as.
-    pub rooms: Vec<OwnedRoomOrAliasId>,
 }
 
 async fn guarded(ctx: &Context<'_>) -> anyhow::Result<Guarded> {

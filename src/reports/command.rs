@@ -175,33 +175,39 @@ fn state(kept: &KeptReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bot::commands::Command;
     use crate::grammar::test_support::{err, ok};
+
+    /// The two commands, as the chat front-end would have them.
+    #[derive(clap::Subcommand, Debug)]
+    enum Tree {
+        Report(ReportArgs),
+        Reports(ReportsArgs),
+    }
 
     #[test]
     fn report_takes_an_id_and_perhaps_a_dismissal() {
-        let Command::Report(args) = ok::<Command>("!report 12 dismiss --reason \"a joke\" --delete") else { panic!() };
+        let Tree::Report(args) = ok::<Tree>("!report 12 dismiss --reason \"a joke\" --delete") else { panic!() };
         assert_eq!(args.id, 12);
         assert_eq!(args.action, Some(ReportAction::Dismiss { reason: Some("a joke".into()), delete: true }));
-        let Command::Report(args) = ok::<Command>("!report 7") else { panic!() };
+        let Tree::Report(args) = ok::<Tree>("!report 7") else { panic!() };
         assert_eq!(args.action, None);
         for bad in ["!report", "!report twelve", "!report -3", "!report 1 forget"] {
-            let error = err::<Command>(bad);
+            let error = err::<Tree>(bad);
             assert!(error.usage.as_deref().is_some_and(|u| u.contains("report")), "{bad}: {error}");
         }
     }
 
     #[test]
     fn reports_filters_and_a_bounded_limit() {
-        let Command::Reports(args) = ok::<Command>("!reports --all --user @s:x.org --room !r:x.org --limit 50") else {
+        let Tree::Reports(args) = ok::<Tree>("!reports --all --user @s:x.org --room !r:x.org --limit 50") else {
             panic!()
         };
         assert!(args.all && args.limit == 50);
         assert_eq!(args.user.unwrap().as_str(), "@s:x.org");
-        let Command::Reports(args) = ok::<Command>("!reports") else { panic!() };
+        let Tree::Reports(args) = ok::<Tree>("!reports") else { panic!() };
         assert_eq!((args.all, args.limit), (false, DEFAULT_LIMIT));
-        err::<Command>("!reports --limit 0");
-        err::<Command>("!reports --limit 201");
-        err::<Command>("!reports --user nobody");
+        err::<Tree>("!reports --limit 0");
+        err::<Tree>("!reports --limit 201");
+        err::<Tree>("!reports --user nobody");
     }
 }
