@@ -28,11 +28,11 @@
 //! minutes to write, the big room hours. `BENCH_SEED_ONLY=1` only writes the
 //! ones missing (e.g. with `nohup`, while the release binary builds).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use futures::{StreamExt, TryStreamExt};
 use housekeep::clock;
@@ -56,25 +56,72 @@ fn binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_housekeep"))
 }
 
-/// Forwards media downloads to Synapse, 200 ms late.
-async fn slow_download(
-    State((http, synapse)): State<(reqwest::Client, String)>,
-    Path((server, media_id)): Path<(String, String)>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut request = http.get(format!("{synapse}/_matrix/client/v1/media/download/{server}/{media_id}"));
-    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
-        request = request.header(axum::http::header::AUTHORIZATION, auth);
+/// A link to Synapse that holds each request `delay` before forwarding it:
+/// a homeserver a network away, or a slow one. Its target is set once
+/// Synapse has started ([`edit`](Self::edit) or [`to`](Self::to)).
+struct SlowLink {
+    url: String,
+    target: Arc<OnceLock<String>>,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+type LinkState = (reqwest::Client, Arc<OnceLock<String>>, Duration);
+
+impl SlowLink {
+    async fn start(delay: Duration) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let target = Arc::new(OnceLock::new());
+        let state: LinkState = (housekeep::testbed::http(), target.clone(), delay);
+        let app = axum::Router::new().fallback(forward_late).with_state(state);
+        let serve = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, target, serve })
     }
-    match request.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let body = Body::from_stream(answer.bytes_stream());
-            Response::builder().status(status.as_u16()).body(body).expect("a response")
+
+    fn to(self, synapse: &str) -> Self {
+        let _ = self.target.set(synapse.to_owned());
+        self
+    }
+
+    /// housekeep's config (`text`) pointed at this link instead of at Synapse.
+    fn edit(&self, text: String) -> String {
+        let line = regex::Regex::new(r"(?m)^  url: (http://127\.0\.0\.1:\d+)$").expect("a valid pattern");
+        let synapse = line.captures(&text).expect("homeserver.url in the config")[1].to_owned();
+        let _ = self.target.set(synapse.clone());
+        text.replacen(&format!("  url: {synapse}\n"), &format!("  url: {}\n", self.url), 1)
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.serve.abort();
+    }
+}
+
+async fn forward_late(State((http, target, delay)): State<LinkState>, request: axum::extract::Request) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+    let fail = |status: u16| Response::builder().status(status).body(Body::empty()).expect("a response");
+    tokio::time::sleep(delay).await;
+    let Some(target) = target.get() else { return fail(502) };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else { return fail(400) };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut forward = http.request(parts.method, format!("{target}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if name != HOST && name != CONTENT_LENGTH {
+            forward = forward.header(name, value);
         }
-        Err(_) => Response::builder().status(502).body(Body::empty()).expect("a response"),
     }
+    let Ok(answer) = forward.send().await else { return fail(502) };
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        if ![CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING].contains(name) {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from_stream(answer.bytes_stream())).expect("a response")
 }
 
 async fn download(media: usize) -> anyhow::Result<()> {
@@ -103,15 +150,11 @@ async fn download(media: usize) -> anyhow::Result<()> {
         .collect();
     store.index_events(&events, Source::Backfill).await?;
 
-    let app = axum::Router::new()
-        .route("/_matrix/client/v1/media/download/{server}/{media_id}", axum::routing::get(slow_download))
-        .with_state((housekeep::testbed::http(), testbed.synapse.url.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let proxy = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Every download 200 ms late.
+    let link = SlowLink::start(Duration::from_millis(200)).await?.to(&testbed.synapse.url);
     let services = Services {
         store: store.clone(),
-        homeserver: HomeserverClient::new(proxy.parse()?, testbed.config.appservice.as_token.clone())?,
+        homeserver: HomeserverClient::new(link.url.parse()?, testbed.config.appservice.as_token.clone())?,
         metrics: Arc::new(Metrics::new()),
         bot_user_id: testbed.config.bot_user_id()?,
         prefix: "!".into(),
@@ -395,11 +438,12 @@ impl Alone {
     fn describe(&self) -> String {
         let media = if self.media > 0 { format!(" and {} media", self.media) } else { String::new() };
         format!(
-            "{} events{media} in {:.1?} = {:.0} events/s ({} pages; Synapse busy {:.0}% of one core)",
+            "{} events{media} in {:.1?} = {:.0} events/s ({} pages; Synapse used {:.1} s of CPU, {:.0}% of one core)",
             self.events,
             self.elapsed,
             self.rate(),
             self.pages,
+            self.synapse_cpu,
             100.0 * self.synapse_cpu / self.elapsed.as_secs_f64()
         )
     }
@@ -409,16 +453,22 @@ impl Alone {
 /// every room's history (`rooms`; `None`: every room the homeserver lists,
 /// as `!backfill --all` does) with the bot's token, `at_once` rooms at a
 /// time, doing nothing with the events; `with_media`: downloading their
-/// media too. housekeep runs beside it, idle.
+/// media too; `delay`: each request that late. housekeep runs beside it, idle.
 async fn synapse_alone(
     fixture: &Fixture,
     rooms: Option<&[String]>,
     at_once: usize,
     with_media: bool,
+    delay: Option<Duration>,
 ) -> anyhow::Result<Alone> {
     let testbed = Testbed::start_from_fixture(Backend::Sqlite, binary(), fixture, |text| text).await?;
     testbed.make_bot_admin().await?;
-    let client = HomeserverClient::new(testbed.synapse.url.parse()?, testbed.config.appservice.as_token.clone())?;
+    let link = match delay {
+        Some(delay) => Some(SlowLink::start(delay).await?.to(&testbed.synapse.url)),
+        None => None,
+    };
+    let url = link.as_ref().map_or(&testbed.synapse.url, |link| &link.url);
+    let client = HomeserverClient::new(url.parse()?, testbed.config.appservice.as_token.clone())?;
     let downloads = with_media.then(Downloads::new);
     let cpu_before = cpu_seconds(testbed.synapse.pid());
     let started = Instant::now();
@@ -485,10 +535,24 @@ struct MediaOverlap {
 }
 
 /// A fresh copy of the fixture, housekeep with `backfill.parallel_rooms`
-/// at `parallel`, `command` sent in the admin room, timed until the job is done.
-async fn housekeep_backfill(fixture: &Fixture, parallel: u32, command: &str) -> anyhow::Result<Run> {
+/// at `parallel`, `command` sent in the admin room, timed until the job is
+/// done; `delay`: every request housekeep makes to Synapse that late.
+async fn housekeep_backfill(
+    fixture: &Fixture,
+    parallel: u32,
+    command: &str,
+    delay: Option<Duration>,
+) -> anyhow::Result<Run> {
+    let link = match delay {
+        Some(delay) => Some(SlowLink::start(delay).await?),
+        None => None,
+    };
     let testbed = Testbed::start_from_fixture(Backend::Sqlite, binary(), fixture, |text| {
-        text.replace("parallel_rooms: 4", &format!("parallel_rooms: {parallel}"))
+        let text = text.replace("parallel_rooms: 4", &format!("parallel_rooms: {parallel}"));
+        match &link {
+            Some(link) => link.edit(text),
+            None => text,
+        }
     })
     .await?;
     testbed.make_bot_admin().await?;
@@ -551,14 +615,16 @@ fn describe(run: &Run) -> String {
     };
     let busy = |cpu: f64| 100.0 * cpu / run.elapsed.as_secs_f64();
     format!(
-        "{} events in {:.1?} = {:.0} events/s; peak RSS {:.0} MB; {} pages, {} batches; busy: Synapse {:.0}%, housekeep {:.0}% of one core; media {}/{} fetched when the job ended{span}; {} events indexed before",
+        "{} events in {:.1?} = {:.0} events/s; peak RSS {:.0} MB; {} pages, {} batches; CPU: Synapse {:.1} s ({:.0}% of one core), housekeep {:.1} s ({:.0}%); media {}/{} fetched when the job ended{span}; {} events indexed before",
         run.events,
         run.elapsed,
         run.rate(),
         run.rss_kb as f64 / 1024.0,
         run.pages,
         run.batches,
+        run.synapse_cpu,
         busy(run.synapse_cpu),
+        run.housekeep_cpu,
         busy(run.housekeep_cpu),
         media.fetched_at_end,
         media.queued,
@@ -567,7 +633,9 @@ fn describe(run: &Run) -> String {
 }
 
 /// `!backfill --all` over the 100-room fixture at 4 rooms at once and at
-/// 1, beside Synapse's own pagination at 4 and at 1, `rounds` times.
+/// 1, beside Synapse's own pagination at 4 and at 1 (and at 4 with the
+/// media), `rounds` times; then the same with every request to Synapse
+/// `BENCH_LATENCY_MS` late (default 50; 0: not run).
 async fn side_by_side(rooms: usize, events: usize, rounds: usize, seed_only: bool) -> anyhow::Result<()> {
     let fixture = side_by_side_fixture(rooms, events).await?;
     let written = &fixture.data;
@@ -583,26 +651,38 @@ async fn side_by_side(rooms: usize, events: usize, rounds: usize, seed_only: boo
         return Ok(());
     }
     for round in 1..=rounds {
-        let ceiling = synapse_alone(&fixture, None, 4, false).await?;
-        println!("side_by_side {round}: Synapse alone, 4 rooms at once: {} (the ceiling)", ceiling.describe());
-        let four = housekeep_backfill(&fixture, 4, "!backfill --all").await?;
-        println!("side_by_side {round}: housekeep, parallel_rooms 4: {}", describe(&four));
-        let one = housekeep_backfill(&fixture, 1, "!backfill --all").await?;
-        println!("side_by_side {round}: housekeep, parallel_rooms 1: {}", describe(&one));
-        let alone_one = synapse_alone(&fixture, None, 1, false).await?;
-        println!("side_by_side {round}: Synapse alone, 1 room at a time: {}", alone_one.describe());
-        let with_media = synapse_alone(&fixture, None, 4, true).await?;
-        println!("side_by_side {round}: Synapse alone, 4 rooms at once, with their media: {}", with_media.describe());
-        println!(
-            "side_by_side {round}: housekeep at 4 = {:.2}x the ceiling (goal >= 0.8x; {:.2}x Synapse alone with the media), \
-             {:.2}x itself at 1 (goal >= 3x; Synapse alone at 4 = {:.2}x at 1); peak RSS {:.0} MB (goal < 150 MB)",
-            four.rate() / ceiling.rate(),
-            four.rate() / with_media.rate(),
-            four.rate() / one.rate(),
-            ceiling.rate() / alone_one.rate(),
-            four.rss_kb.max(one.rss_kb) as f64 / 1024.0
-        );
+        side_by_side_round(&fixture, &format!("side_by_side {round}"), None).await?;
     }
+    let latency = env("BENCH_LATENCY_MS", 50) as u64;
+    if latency > 0 {
+        for round in 1..=rounds {
+            let label = format!("side_by_side, {latency} ms late, {round}");
+            side_by_side_round(&fixture, &label, Some(Duration::from_millis(latency))).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn side_by_side_round(fixture: &Fixture, label: &str, delay: Option<Duration>) -> anyhow::Result<()> {
+    let ceiling = synapse_alone(fixture, None, 4, false, delay).await?;
+    println!("{label}: Synapse alone, 4 rooms at once: {} (the ceiling)", ceiling.describe());
+    let four = housekeep_backfill(fixture, 4, "!backfill --all", delay).await?;
+    println!("{label}: housekeep, parallel_rooms 4: {}", describe(&four));
+    let one = housekeep_backfill(fixture, 1, "!backfill --all", delay).await?;
+    println!("{label}: housekeep, parallel_rooms 1: {}", describe(&one));
+    let alone_one = synapse_alone(fixture, None, 1, false, delay).await?;
+    println!("{label}: Synapse alone, 1 room at a time: {}", alone_one.describe());
+    let with_media = synapse_alone(fixture, None, 4, true, delay).await?;
+    println!("{label}: Synapse alone, 4 rooms at once, with their media: {}", with_media.describe());
+    println!(
+        "{label}: housekeep at 4 = {:.2}x the ceiling (goal >= 0.8x; {:.2}x Synapse alone with the media), \
+         {:.2}x itself at 1 (goal >= 3x; Synapse alone at 4 = {:.2}x at 1); peak RSS {:.0} MB (goal < 150 MB)",
+        four.rate() / ceiling.rate(),
+        four.rate() / with_media.rate(),
+        four.rate() / one.rate(),
+        ceiling.rate() / alone_one.rate(),
+        four.rss_kb.max(one.rss_kb) as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -622,11 +702,11 @@ async fn big_room(events: usize, rounds: usize, seed_only: bool) -> anyhow::Resu
         return Ok(());
     }
     for round in 1..=rounds {
-        let alone = synapse_alone(&fixture, Some(std::slice::from_ref(&room)), 1, false).await?;
+        let alone = synapse_alone(&fixture, Some(std::slice::from_ref(&room)), 1, false, None).await?;
         println!("big_room {round}: Synapse alone: {}", alone.describe());
-        let with_media = synapse_alone(&fixture, Some(std::slice::from_ref(&room)), 1, true).await?;
+        let with_media = synapse_alone(&fixture, Some(std::slice::from_ref(&room)), 1, true, None).await?;
         println!("big_room {round}: Synapse alone, with the media: {}", with_media.describe());
-        let run = housekeep_backfill(&fixture, 4, &format!("!backfill {room}")).await?;
+        let run = housekeep_backfill(&fixture, 4, &format!("!backfill {room}"), None).await?;
         println!("big_room {round}: housekeep: {}", describe(&run));
         println!(
             "big_room {round}: housekeep = {:.2}x Synapse alone ({:.2}x with the media); peak RSS {:.0} MB (goal < 150 MB)",
