@@ -27,6 +27,7 @@
 //! machine idle and 11–13 with other builds running: the 100 rooms took 29
 //! minutes to write, the big room hours. `BENCH_SEED_ONLY=1` only writes the
 //! ones missing (e.g. with `nohup`, while the release binary builds).
+//! `BENCH_KEEP=1` keeps each housekeep run's folder (its log, Synapse's).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -559,8 +560,19 @@ async fn housekeep_backfill(
         }
     })
     .await?;
+    let mut testbed = testbed;
+    if env("BENCH_KEEP", 0) == 1 {
+        println!("(kept: {})", testbed.keep_dir().display());
+    }
     testbed.make_bot_admin().await?;
     let admin_room = testbed.admin_room().await?;
+    // Synapse backs off from an appservice it could not reach (it tried
+    // with the admin room's invite before housekeep ran): a command answered
+    // first shows it delivers again, so the timing below is the backfill's,
+    // not Synapse's wait before its next try (a second, seen here).
+    let bot = testbed.config.bot_user_id()?.to_string();
+    let status = testbed.admin.send_text(&admin_room, "!status").await?;
+    testbed.admin.wait_for_reply(&admin_room, &status, &bot).await?;
     let store = testbed.store().await?;
     let count =
         async |sql: &'static str| -> anyhow::Result<i64> { Ok(sqlx::query_scalar(sql).fetch_one(store.pool()).await?) };
