@@ -7,6 +7,7 @@
 //! SQLite file or a fresh PostgreSQL database.
 
 pub mod demo;
+mod fixture;
 mod link;
 mod proxy;
 pub mod seed;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+pub use fixture::SynapseFixture;
 pub use link::CuttableLink;
 pub use proxy::HealthProxy;
 pub use shared::keep_logs as keep_shared_synapse_logs;
@@ -336,6 +338,16 @@ fn spawn_run(binary: &Path, config_path: &Path, log_path: &Path) -> anyhow::Resu
         .with_context(|| format!("cannot start {}", binary.display()))
 }
 
+/// What a [`Testbed`] is made of before housekeep starts.
+struct Parts {
+    dir: tempfile::TempDir,
+    synapse: Synapse,
+    config_path: PathBuf,
+    config: Config,
+    database: TestDatabase,
+    admin: MatrixUser,
+}
+
 /// Synapse + housekeep + a database, wired like a real deployment.
 pub struct Testbed {
     pub dir: tempfile::TempDir,
@@ -383,6 +395,13 @@ impl Testbed {
         housekeep_binary: &Path,
     ) -> anyhow::Result<Self> {
         let admin = synapse.register_user("admin", true).await?;
+        let parts = Parts { dir, synapse, config_path, config, database, admin };
+        Self::start_housekeep_with(parts, housekeep_binary).await
+    }
+
+    /// Creates the admin room as `parts.admin` and starts housekeep.
+    async fn start_housekeep_with(parts: Parts, housekeep_binary: &Path) -> anyhow::Result<Self> {
+        let Parts { dir, synapse, config_path, config, database, admin } = parts;
         create_admin_room(&admin, &config).await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
@@ -409,11 +428,32 @@ impl Testbed {
         let (synapse, config_path, config, admin, seeded) =
             start_synapse_after_history(dir.path(), &database.url, another_appservice, "admin", history, edit_config)
                 .await?;
-        create_admin_room(&admin, &config).await?;
-        let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
-        let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
-        housekeep.wait_ready().await?;
-        Ok((Self { dir, synapse, housekeep, config, config_path, database, admin }, seeded))
+        let parts = Parts { dir, synapse, config_path, config, database, admin };
+        Ok((Self::start_housekeep_with(parts, housekeep_binary).await?, seeded))
+    }
+
+    /// [`start_after_history`](Self::start_after_history) with another
+    /// appservice, on a fresh copy of a [`SynapseFixture`]'s Synapse (its
+    /// history written once and kept in the cache): Synapse sends housekeep
+    /// none of that history, only backfill brings it in. The admin is the
+    /// fixture's; `edit_config` may change housekeep's config before it starts.
+    pub async fn start_from_fixture<T>(
+        backend: Backend,
+        housekeep_binary: &Path,
+        fixture: &SynapseFixture<T>,
+        edit_config: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        let synapse_dir = dir.path().join("synapse");
+        fixture.copy_synapse_to(&synapse_dir).await?;
+        let (config_path, _, registration_path) = write_config(dir.path(), PLACEHOLDER_URL, &database.url)?;
+        let other = write_silent_registration(dir.path())?;
+        let synapse = Synapse::start_registrations(&synapse_dir, &[&other, &registration_path]).await?;
+        let config = point_at_homeserver(&config_path, &synapse, edit_config)?;
+        let admin = MatrixUser::new(&synapse.url, &fixture.admin_user_id, &fixture.admin_token);
+        let parts = Parts { dir, synapse, config_path, config, database, admin };
+        Self::start_housekeep_with(parts, housekeep_binary).await
     }
 
     /// The admin room's ID.
@@ -525,8 +565,7 @@ pub async fn start_synapse_after_history<T>(
     history: impl AsyncFnOnce(&Synapse, &MatrixUser) -> anyhow::Result<T>,
     edit_config: impl FnOnce(String) -> String,
 ) -> anyhow::Result<(Synapse, PathBuf, Config, MatrixUser, T)> {
-    let placeholder = "http://127.0.0.1:1";
-    let (config_path, _, registration_path) = write_config(dir, placeholder, database_url)?;
+    let (config_path, _, registration_path) = write_config(dir, PLACEHOLDER_URL, database_url)?;
     let other = write_silent_registration(dir)?;
     let before: Vec<&Path> = if another_appservice { vec![&other] } else { vec![] };
     let synapse = Synapse::start_registrations(&dir.join("synapse"), &before).await?;
@@ -534,23 +573,33 @@ pub async fn start_synapse_after_history<T>(
     let seeded = history(&synapse, &admin).await?;
     let after: Vec<&Path> = before.into_iter().chain([registration_path.as_path()]).collect();
     let synapse = synapse.restart_with(&after).await?;
-    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
-    std::fs::write(&config_path, edit_config(text))?;
-    let config = Config::load(&config_path)?;
+    let config = point_at_homeserver(&config_path, &synapse, edit_config)?;
     Ok((synapse, config_path, config, admin, seeded))
+}
+
+/// The registration must exist before Synapse starts, and Synapse's port is
+/// known only after: housekeep's config is written with this homeserver
+/// URL, then [`point_at_homeserver`] fills in the real one.
+const PLACEHOLDER_URL: &str = "http://127.0.0.1:1";
+
+/// Puts `synapse`'s URL into the config at `config_path` (written with
+/// [`PLACEHOLDER_URL`]), applies `edit_config` and loads it.
+fn point_at_homeserver(
+    config_path: &Path,
+    synapse: &Synapse,
+    edit_config: impl FnOnce(String) -> String,
+) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(config_path)?.replace(PLACEHOLDER_URL, &synapse.url);
+    std::fs::write(config_path, edit_config(text))?;
+    Config::load(config_path)
 }
 
 /// Writes housekeep's config and registration into `dir` and starts Synapse
 /// with that registration; returns Synapse, the config path and the config.
 pub async fn start_synapse(dir: &Path, database_url: &str) -> anyhow::Result<(Synapse, PathBuf, Config)> {
-    // The registration must exist before Synapse starts, and Synapse's port
-    // is known only after: write a placeholder, then fill it in.
-    let placeholder = "http://127.0.0.1:1";
-    let (config_path, _, registration_path) = write_config(dir, placeholder, database_url)?;
+    let (config_path, _, registration_path) = write_config(dir, PLACEHOLDER_URL, database_url)?;
     let synapse = Synapse::start(&dir.join("synapse"), &registration_path).await?;
-    let text = std::fs::read_to_string(&config_path)?.replace(placeholder, &synapse.url);
-    std::fs::write(&config_path, text)?;
-    let config = Config::load(&config_path)?;
+    let config = point_at_homeserver(&config_path, &synapse, |text| text)?;
     Ok((synapse, config_path, config))
 }
 

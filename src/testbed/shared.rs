@@ -27,7 +27,7 @@ use ruma::api::appservice::Namespace;
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
-use super::{Synapse, free_port, synapse, write_tenant_config};
+use super::{PLACEHOLDER_URL, Synapse, free_port, synapse, write_tenant_config};
 use crate::registration;
 
 /// Tenants one shared Synapse is started with. Registrations Synapse is
@@ -83,7 +83,6 @@ impl Shared {
     async fn start(generation: usize) -> anyhow::Result<Self> {
         let folder = tempfile::Builder::new().prefix("housekeep-shared-synapse-").tempdir()?;
         let dir = folder.path().to_owned();
-        let placeholder = "http://127.0.0.1:1";
         let mut tenants = Vec::new();
         let mut registrations = Vec::new();
         for n in 0..TENANTS_PER_SYNAPSE {
@@ -91,7 +90,7 @@ impl Shared {
             let tenant_dir = dir.join(format!("tenant-{n}"));
             std::fs::create_dir_all(&tenant_dir)?;
             let (config_path, config, _) =
-                write_tenant_config(&tenant_dir, placeholder, DATABASE_PLACEHOLDER, &prefix)?;
+                write_tenant_config(&tenant_dir, PLACEHOLDER_URL, DATABASE_PLACEHOLDER, &prefix)?;
             let registration_path = tenant_dir.join("registration.yaml");
             std::fs::write(&registration_path, tenant_registration(&config, &prefix)?)?;
             registrations.push(registration_path);
@@ -107,7 +106,7 @@ impl Shared {
         let url = format!("http://127.0.0.1:{port}");
         let free = tenants
             .into_iter()
-            .map(|(prefix, config)| Tenant { prefix, config: config.replace(placeholder, &url) })
+            .map(|(prefix, config)| Tenant { prefix, config: config.replace(PLACEHOLDER_URL, &url) })
             .collect();
         Ok(Self { url, port, dir, free, _process: process })
     }

@@ -186,6 +186,11 @@ impl Synapse {
         })
     }
 
+    /// The process ID, while it runs (`None` on a shared Synapse).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Registers a user through the shared-secret admin API and logs them in.
     pub async fn register_user(&self, localpart: &str, admin: bool) -> anyhow::Result<MatrixUser> {
         let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
