@@ -346,8 +346,8 @@ async fn big_room_fixture(events: usize) -> anyhow::Result<Fixture> {
 }
 
 /// One room's history read through the admin API as housekeep reads it
-/// (`admin_room_messages`, newest first, pages of 1,000, down to the
-/// room's creation): its events and pages. With `media`, each page's media not
+/// (`admin_room_messages`, newest first, pages of 1,000, until the answer
+/// has no `end`): its events and pages. With `media`, each page's media not
 /// downloaded yet is downloaded (the bytes read and dropped) before the
 /// next page, as housekeep downloads a chunk's before its checkpoint.
 async fn walk_room(client: &HomeserverClient, room: &str, media: Option<&Downloads>) -> anyhow::Result<(usize, usize)> {
@@ -359,12 +359,8 @@ async fn walk_room(client: &HomeserverClient, room: &str, media: Option<&Downloa
         if let Some(media) = media {
             media.of_page(client, room, &page.chunk).await?;
         }
-        // Where housekeep's walk ends too: the room's creation on a page
-        // Synapse could not fill, else a page without a token.
-        let at_creation =
-            page.chunk.len() < PAGE as usize && page.chunk.last().is_some_and(|e| e["type"] == "m.room.create");
         match page.end {
-            Some(end) if !page.chunk.is_empty() && !at_creation => from = Some(end),
+            Some(end) if !page.chunk.is_empty() => from = Some(end),
             _ => return Ok((events, pages)),
         }
     }

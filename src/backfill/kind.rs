@@ -398,7 +398,6 @@ impl BackfillKind {
             services.metrics.backfill_pages.inc();
             let chunk_events = page.chunk;
             walk.saw_create |= chunk_events.iter().any(|e| e["type"] == "m.room.create");
-            let at_creation = ends_at_creation(&chunk_events, limit);
             let indexed = index_page(ctx, room_id, chunk_events).await?;
             walk.events += indexed.ids.len() as i64;
             tally.events += indexed.ids.len() as i64;
@@ -408,13 +407,15 @@ impl BackfillKind {
             walk.found_new |= indexed.new > 0;
             read_ids.extend(indexed.ids);
             let since = job.plan.since;
+            // A walk ends only where the homeserver gives no token, even
+            // past a short page ending with the room's creation (one more,
+            // empty request a room): Synapse cuts rejected events out of a
+            // page after its LIMIT, so a short page is no proof that nothing
+            // is below, and a remote server chooses its events' depth, which
+            // can sort them below the creation.
             end = match &page.end {
                 None if walk.saw_create => Some(WalkEnd::Creation),
                 None => Some(WalkEnd::LocalStart),
-                // Synapse gives a token after every page that is not empty:
-                // asking for the empty one past the creation would be one
-                // more round trip per room (half of a small room's).
-                Some(_) if at_creation => Some(WalkEnd::Creation),
                 Some(next) if walk.from.as_ref() == Some(next) || walk.recent_tokens.contains(next) => {
                     tracing::warn!(
                         room_id,
@@ -508,15 +509,6 @@ impl BackfillKind {
         let detail = format!("not read after {} pages: {why}", walk.pages);
         step(item, ItemState::Failed, detail, None, tally)
     }
-}
-
-/// Whether a page is the last of the room's history: it ends with the
-/// room's `m.room.create` (nothing in a room is older) and the homeserver
-/// could not fill it. Both, so that a page that happens to end there
-/// exactly still asks for the next (what a malformed `depth` could put
-/// below the creation is not missed).
-fn ends_at_creation(chunk: &[Value], limit: u32) -> bool {
-    chunk.len() < limit as usize && chunk.last().is_some_and(|event| event["type"] == "m.room.create")
 }
 
 fn step(
@@ -645,19 +637,6 @@ mod tests {
             state,
             detail: String::new(),
         }
-    }
-
-    #[test]
-    fn a_short_page_ending_with_the_creation_ends_the_walk() {
-        let event = |kind: &str| json!({"type": kind, "event_id": format!("${kind}")});
-        let page = |types: &[&str]| types.iter().map(|kind| event(kind)).collect::<Vec<_>>();
-        // Pages come newest first.
-        let last = page(&["m.room.message", "m.room.member", "m.room.create"]);
-        assert!(ends_at_creation(&last, 1000));
-        assert!(!ends_at_creation(&last, 3), "a full page: the next is asked for");
-        assert!(!ends_at_creation(&page(&["m.room.create", "m.room.message"]), 1000), "something below it");
-        assert!(!ends_at_creation(&page(&["m.room.message", "m.room.member"]), 1000), "no creation");
-        assert!(!ends_at_creation(&[], 1000));
     }
 
     #[test]

@@ -443,13 +443,8 @@ async fn rooms_read_side_by_side_are_each_indexed_whole(backend: Backend) -> any
         let store = testbed.store().await?;
         testbed.make_bot_admin().await?;
         let job = wait_backfill_done(&store).await?;
-        let pages = pages_requested(&testbed)?;
         assert!(job.total_count as usize >= history.rooms.len(), "every room the homeserver knows: {job:?}");
         assert_eq!(job.done_count, job.total_count, "every room done: {job:?}");
-        // A small room's one page holds its creation: nothing more is asked for.
-        for room in &history.rooms[2..] {
-            assert_eq!(pages.get(room), Some(&1), "{room}: one request");
-        }
         // One room at a time takes a batch a room at least (and three for
         // the big one): fewer batches than rooms means they were read together.
         assert!(job.batches < job.total_count, "{} batches for {} rooms", job.batches, job.total_count);
