@@ -27,7 +27,12 @@
 //! machine idle and 11–13 with other builds running: the 100 rooms took 29
 //! minutes to write, the big room hours. `BENCH_SEED_ONLY=1` only writes the
 //! ones missing (e.g. with `nohup`, while the release binary builds).
-//! `BENCH_KEEP=1` keeps each housekeep run's folder (its log, Synapse's).
+//! A plain `cargo bench --bench backfill` (or `BENCH_SEED_ONLY=1` without
+//! `BENCH_PART`) writes the big room's fixture too: hours the first time;
+//! `BENCH_BIG_ROOM_EVENTS=20000` writes a smaller one. `BENCH_LATENCY_MS`
+//! (default 50; 0 skips it) runs `side_by_side` again with each request to
+//! Synapse held back that long. `BENCH_KEEP=1` keeps each housekeep run's
+//! folder (its log, Synapse's).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
