@@ -217,6 +217,7 @@ pub struct Metrics {
     pub commands_handled: Counter,
     pub bot_items_failed: Counter,
     pub txn_gaps: Counter,
+    pub nudges_sent: Counter,
     pub panics: Family<PanicLabel, Counter>,
     pub redactions_to_check: Counter,
     pub redaction_verdicts: Family<VerdictLabel, Counter>,
@@ -298,6 +299,13 @@ impl Metrics {
             "appservice_txn_gaps",
             "Transactions that never arrived, even after asking the homeserver to resend",
             txn_gaps.clone(),
+        );
+        let nudges_sent = Counter::default();
+        registry.register(
+            "appservice_nudges",
+            "Events the bot sent itself after a quiet spell following a possible homeserver recovery, \
+             so that a transaction the homeserver stranded shows",
+            nudges_sent.clone(),
         );
         let panics = Family::<PanicLabel, Counter>::default();
         registry.register(
@@ -423,6 +431,7 @@ impl Metrics {
             redactions_to_check,
             redaction_verdicts,
             txn_gaps,
+            nudges_sent,
             commands_handled,
             bot_items_failed,
             registry,

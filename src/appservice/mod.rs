@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+pub mod nudge;
 mod query;
 pub mod route;
 pub mod stats;
@@ -46,6 +47,9 @@ pub struct AppState {
     pub media_queue: Option<Arc<Notify>>,
     /// Phone-home reports are taken when set (`stats.secret`).
     pub stats: Option<Arc<stats::StatsIngest>>,
+    /// Told what arrives and what was refused, so that a transaction the
+    /// homeserver stranded shows (see `nudge`); `None`: nothing nudges.
+    pub nudge: Option<Arc<nudge::Nudge>>,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -69,6 +73,7 @@ impl AppState {
             redaction_checks: None,
             media_queue: None,
             stats: None,
+            nudge: None,
         }
     }
 }

@@ -49,6 +49,20 @@ pub async fn put_transaction(
     Path(txn_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, MatrixError> {
+    let answer = take_transaction(&state, txn_id, body).await;
+    // Any error answer starts the homeserver's recoverer, whose end may
+    // strand a transaction: the nudge makes it show once things are quiet.
+    if let (Err(_), Some(nudge)) = (&answer, &state.nudge) {
+        nudge.recovery_may_run();
+    }
+    answer
+}
+
+async fn take_transaction(
+    state: &AppState,
+    txn_id: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, MatrixError> {
     let started = Instant::now();
     // Opaque to us, but stored as text: a NUL or an ID longer than any
     // homeserver makes would fail the commit with an unhelpful 500. (Synapse
@@ -77,11 +91,11 @@ pub async fn put_transaction(
         tracing::info!(txn_id, error = %error.error, "malformed transaction refused");
     })?;
 
-    let gap = refuse_once_behind_a_gap(&state, &txn_id).await?;
+    let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
     let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
     state.metrics.ephemeral_received.inc_by(ephemeral as u64);
-    let (extracted, inbox) = extract_all(&state, &txn_id, &transaction.events);
+    let Events { extracted, inbox, nudges } = extract_all(state, &txn_id, &transaction.events);
     let fingerprint = fingerprint(&extracted, transaction.events.len());
 
     // Behind a gap the appservice accepted, the missing transaction's events
@@ -100,6 +114,9 @@ pub async fn put_transaction(
     let indexed = state.store.index_transaction(&txn_id, &fingerprint, &extracted, &inbox, backfill).await;
     if indexed.is_ok() {
         state.metrics.done_waiting("database");
+    }
+    if let (Ok(_), Some(nudge)) = (&indexed, &state.nudge) {
+        nudge.transaction_arrived(nudges.iter().map(String::as_str));
     }
     match indexed {
         Ok(TxnOutcome::Indexed(counts)) => {
@@ -224,9 +241,19 @@ pub(crate) fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixEr
 
 /// Extracts index rows from each event, and picks out the events addressed
 /// to the bot; logs and counts what it skips.
-fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Extracted>, Vec<InboxItem>) {
+/// What a transaction's events give.
+struct Events {
+    extracted: Vec<Extracted>,
+    /// Events for the bot.
+    inbox: Vec<InboxItem>,
+    /// The tokens of the bot's own nudges (see `nudge`).
+    nudges: Vec<String>,
+}
+
+fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Events {
     let mut extracted = Vec::with_capacity(events.len());
     let mut inbox = Vec::new();
+    let mut nudges = Vec::new();
     for (position, raw) in events.iter().enumerate() {
         // Parsed once: the index rows and, for events addressed to the bot,
         // the inbox item both come from this value.
@@ -234,6 +261,13 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
         match parsed.and_then(|value| extract_value(&value).map(|event| (event, value))) {
             Ok((event, value)) => {
                 state.metrics.skip_bad_mxcs(&event.event.event_id, &event.rejected, "transaction");
+                // Only the bot's own: the homeserver vouches for its local senders.
+                if event.event.event_type == super::nudge::EVENT_TYPE
+                    && event.event.sender == state.bot_user_id.as_str()
+                    && let Some(token) = value.get("content").and_then(super::nudge::token_of)
+                {
+                    nudges.push(token.to_owned());
+                }
                 if let Some(bot) = &state.bot {
                     if bot.routing.encrypts_admin_room(&event.event) {
                         let room_id = &event.event.room_id;
@@ -259,7 +293,7 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> (Vec<Ext
             }
         }
     }
-    (extracted, inbox)
+    Events { extracted, inbox, nudges }
 }
 
 #[cfg(test)]

@@ -41,9 +41,9 @@ use crate::metrics::{RejectReason, WalkLabel};
 use crate::notice::Notice;
 use crate::store::{ItemResult, ItemState, JobItem, JobState, Source};
 
-/// Events asked for per page at most (Synapse's most), fewer for smaller
-/// chunks: a page of 1,000 events of up to 64 KiB is already 64 MiB.
-const PAGE_SIZE: u32 = 1000;
+/// Events asked for per page at most (Synapse's most), whatever the
+/// settings say: a page of 1,000 events of up to 64 KiB is already 64 MiB.
+const MAX_PAGE_EVENTS: u32 = 1000;
 /// Recent pagination tokens kept to notice a walk that loops.
 const RECENT_TOKENS: usize = 16;
 /// Pages a gap repair reads at most per room.
@@ -384,7 +384,8 @@ impl BackfillKind {
                 end = Some(WalkEnd::PageLimit);
                 break;
             }
-            let limit = PAGE_SIZE.min((chunk - read_ids.len()) as u32).max(1);
+            let page = self.settings.page_events.min(MAX_PAGE_EVENTS);
+            let limit = page.min((chunk - read_ids.len()) as u32).max(1);
             let page = match services.homeserver.admin_room_messages(room_id, walk.from.as_deref(), limit).await {
                 Ok(page) => page,
                 // An outage: the batch is tried again, the job paused if it lasts.

@@ -14,6 +14,8 @@ use crate::notice::Notice;
 #[derive(Debug, Clone, Copy)]
 pub struct BackfillSettings {
     pub chunk_events: u32,
+    /// Events asked for per page (`backfill.page_events`, at most 1,000).
+    pub page_events: u32,
     pub max_pages_per_room: u32,
     /// Rooms read at once (`backfill.parallel_rooms`).
     pub parallel_rooms: u32,

@@ -282,6 +282,8 @@ mod tests {
             ("command_prefix: \"!\"", "command_prefix: \"\"", "admin.command_prefix"),
             ("per_event: 32", "per_event: 0", "media.queue.per_event"),
             ("per_origin: 1000", "per_origin: 10", "per_origin at least per_sender"),
+            ("page_events: 1000", "page_events: 1001", "backfill.page_events"),
+            ("page_events: 1000", "page_events: 9", "backfill.page_events"),
         ];
         for (from, to, key) in cases {
             assert!(EXAMPLE.contains(from), "example lacks {from}");

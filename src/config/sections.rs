@@ -150,7 +150,12 @@ pub struct BackfillConfig {
     /// Events read (and their media downloaded) per checkpointed batch.
     #[serde(default = "default_chunk_events")]
     pub chunk_events: u32,
-    /// Pages (of up to 1,000 events) read from one room in one backfill.
+    /// Events asked for per page of a room's history, 10 to 1,000 (Synapse's
+    /// most). Synapse's CPU per page grows with the page (seconds for 1,000
+    /// events of a deep room): smaller pages spread that load thinner.
+    #[serde(default = "default_page_events")]
+    pub page_events: u32,
+    /// Pages read from one room in one backfill.
     #[serde(default = "default_max_pages_per_room")]
     pub max_pages_per_room: u32,
     /// Rooms read at once, 1 to 32: each batch reads a chunk of each, so a
@@ -164,6 +169,7 @@ impl Default for BackfillConfig {
         Self {
             on_first_start: true,
             chunk_events: default_chunk_events(),
+            page_events: default_page_events(),
             max_pages_per_room: default_max_pages_per_room(),
             parallel_rooms: default_parallel_rooms(),
         }
@@ -457,6 +463,9 @@ fn default_true() -> bool {
 }
 fn default_chunk_events() -> u32 {
     5000
+}
+fn default_page_events() -> u32 {
+    1000
 }
 fn default_max_pages_per_room() -> u32 {
     10_000

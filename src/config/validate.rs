@@ -50,6 +50,9 @@ impl Config {
         if !(100..=100_000).contains(&self.backfill.chunk_events) {
             bail!("backfill.chunk_events: must be between 100 and 100000, got {}", self.backfill.chunk_events);
         }
+        if !(10..=1000).contains(&self.backfill.page_events) {
+            bail!("backfill.page_events: must be between 10 and 1000, got {}", self.backfill.page_events);
+        }
         if self.backfill.max_pages_per_room == 0 {
             bail!("backfill.max_pages_per_room: must be at least 1");
         }

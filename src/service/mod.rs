@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::appservice::nudge::Nudge;
 use crate::appservice::route::{AdminRoomId, Routing};
 use crate::appservice::stats::StatsIngest;
 use crate::appservice::{AppState, BotLink, router, stats_router};
@@ -92,6 +93,7 @@ fn register_kinds(
 ) -> JobsBuilder {
     let settings = BackfillSettings {
         chunk_events: config.backfill.chunk_events,
+        page_events: config.backfill.page_events,
         max_pages_per_room: config.backfill.max_pages_per_room,
         parallel_rooms: config.backfill.parallel_rooms,
     };
@@ -179,6 +181,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
         wake: inbox_wake.clone(),
     });
+    let nudge = Arc::new(Nudge::default());
+    state.nudge = Some(nudge.clone());
     state.redaction_checks = Some(redaction_wake.clone());
     state.media_queue = Some(media_wake.clone());
     if !config.stats.secret.is_empty() {
@@ -242,7 +246,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The handshake needs the listener up: the homeserver's ping calls us back.
     let mut start = {
         let shutdown = shutdown.clone();
-        let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake };
+        let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake, nudge };
         let front =
             FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins, watched_lists };
         tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, wakes, front, shutdown))
@@ -365,6 +369,8 @@ struct Wakes {
     inbox: Arc<Notify>,
     redactions: Arc<Notify>,
     media: Arc<Notify>,
+    /// Told by the transaction handler; sends into the admin room.
+    nudge: Arc<Nudge>,
 }
 
 /// Everything that needs the homeserver or the admin room, in order: the
@@ -465,6 +471,13 @@ async fn start_workers(
     workers.spawn(async move {
         runner.run(token).await;
         "the job runner"
+    });
+    let (homeserver, metrics, admin_room) =
+        (services.homeserver.clone(), services.metrics.clone(), admin_room_id.to_string());
+    let (nudge, token) = (wakes.nudge, shutdown.clone());
+    workers.spawn(async move {
+        nudge.run(homeserver, admin_room, &metrics, token).await;
+        "the nudge"
     });
     let token = shutdown.clone();
     workers.spawn(async move {

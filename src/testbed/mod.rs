@@ -47,7 +47,34 @@ pub fn http() -> reqwest::Client {
 }
 
 /// A port nobody listens on right now.
+/// A port nothing listens on, for a process of the test bed to listen on.
+///
+/// Not the kernel's pick for port 0: that comes from the ephemeral range,
+/// which every outgoing connection (to Synapse, to PostgreSQL) draws from
+/// too, so between this check and the process's own bind a connection can
+/// take it (seen: a shared Synapse failing to listen, and three tests with
+/// it). Below that range only listeners take ports: one is drawn at random
+/// there, never twice in one run.
 pub fn free_port() -> anyhow::Result<u16> {
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Linux's default range starts at 32768; a lowered one leaves less room.
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (20_000, ephemeral_low.saturating_sub(1));
+    if low < high {
+        let mut given = GIVEN.lock().expect("not poisoned");
+        for _ in 0..1000 {
+            let port = rand::rng().random_range(low..=high);
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

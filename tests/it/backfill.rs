@@ -80,11 +80,14 @@ async fn write_history(admin: &MatrixUser, big: usize, small: usize) -> anyhow::
     Ok(History { rooms, media, redacted })
 }
 
-fn first_start_config(chunk: u32) -> impl FnOnce(String) -> String {
-    move |text: String| {
-        text.replace("on_first_start: false", "on_first_start: true")
-            .replace("chunk_events: 5000", &format!("chunk_events: {chunk}"))
-    }
+/// Small pages and chunks, so that a few hundred events (Synapse writes
+/// them at tens a second here) cross pages and batches as millions would.
+fn small_pages(text: String) -> String {
+    text.replace("chunk_events: 5000", "chunk_events: 100").replace("page_events: 1000", "page_events: 40")
+}
+
+fn first_start_config(text: String) -> String {
+    small_pages(text.replace("on_first_start: false", "on_first_start: true"))
 }
 
 async fn backfill_job(store: &Store) -> anyhow::Result<Option<housekeep::store::Job>> {
@@ -103,8 +106,8 @@ async fn history_written_before_registration_is_backfilled_with_its_media(backen
         backend,
         housekeep_binary(),
         true,
-        async |_, admin| write_history(admin, 3_100, 1).await,
-        first_start_config(1_000),
+        async |_, admin| write_history(admin, 310, 1).await,
+        first_start_config,
     )
     .await?;
     let result = async {
@@ -123,7 +126,7 @@ async fn history_written_before_registration_is_backfilled_with_its_media(backen
             assert_eq!(indexed, expected, "{room}: the index holds exactly what the homeserver has");
         }
         let chatter = store.room_events(&history.rooms[1]).await?;
-        assert!(chatter.len() > 3_100 && chatter.iter().all(|e| e.source == "backfill"), "pages crossed");
+        assert!(chatter.len() > 310 && chatter.iter().all(|e| e.source == "backfill"), "pages crossed");
         let gallery = store.room_events(&history.rooms[0]).await?;
         assert!(gallery.iter().find(|e| e.event_id == history.redacted).unwrap().redacted_at.is_some());
 
@@ -170,8 +173,8 @@ async fn history_synapse_replays_is_indexed_live_and_not_read_again(backend: Bac
         backend,
         housekeep_binary(),
         false,
-        async |_, admin| write_history(admin, 1_200, 1).await,
-        |t| t,
+        async |_, admin| write_history(admin, 120, 1).await,
+        small_pages,
     )
     .await?;
     let result = async {
@@ -225,8 +228,8 @@ async fn a_backfill_killed_mid_way_resumes_and_rereads_nothing_finished(backend:
         backend,
         housekeep_binary(),
         true,
-        async |_, admin| write_history(admin, 3_100, 2).await,
-        first_start_config(500),
+        async |_, admin| write_history(admin, 620, 2).await,
+        first_start_config,
     )
     .await?;
     let result = async {
@@ -390,7 +393,7 @@ async fn a_since_walk_reads_past_an_event_claiming_an_old_time(backend: Backend)
     let mut testbed = Testbed::start_own(backend, housekeep_binary()).await?;
     let result = async {
         testbed.make_bot_admin().await?;
-        testbed.reconfigure(|text| text.replace("chunk_events: 5000", "chunk_events: 100")).await?;
+        testbed.reconfigure(small_pages).await?;
         let store = testbed.store().await?;
         let admin_room = testbed.admin_room().await?;
         let bot = testbed.config.bot_user_id()?.to_string();
@@ -413,7 +416,7 @@ async fn a_since_walk_reads_past_an_event_claiming_an_old_time(backend: Backend)
         })
         .await?;
         let pages = job.tally.as_ref().and_then(|t| t["pages"].as_i64()).unwrap_or(0);
-        assert!(pages >= 4, "read past the 1970 event down to the room's creation: {pages} pages of 100");
+        assert!(pages >= 8, "read past the 1970 event down to the room's creation: {pages} pages of 40");
         let rooms = store.job_items_in_state(&job.id, housekeep::store::ItemState::Done, 10).await?;
         let detail = rooms[0].detail.clone().unwrap_or_default();
         assert!(detail.contains("down to the room's creation"), "{detail}");
@@ -431,9 +434,9 @@ async fn rooms_read_side_by_side_are_each_indexed_whole(backend: Backend) -> any
         true,
         // One room of three chunks, the rest of one: the big one's walk goes
         // on while the small ones beside it end and others take their place.
-        async |_, admin| write_history(admin, 1_200, 8).await,
+        async |_, admin| write_history(admin, 240, 8).await,
         |text| {
-            let text = first_start_config(500)(text);
+            let text = first_start_config(text);
             assert!(text.contains("parallel_rooms: 4"), "four rooms at once");
             text
         },
@@ -456,7 +459,7 @@ async fn rooms_read_side_by_side_are_each_indexed_whole(backend: Backend) -> any
             assert_eq!(indexed, expected, "{room}: the index holds exactly what the homeserver has");
         }
         let chatter = store.room_events(&history.rooms[1]).await?;
-        assert!(chatter.len() > 1_200 && chatter.iter().all(|e| e.source == "backfill"), "chunks crossed");
+        assert!(chatter.len() > 240 && chatter.iter().all(|e| e.source == "backfill"), "chunks crossed");
         store.close().await;
         anyhow::Ok(())
     }

@@ -83,7 +83,7 @@ impl Browser {
     pub async fn start() -> anyhow::Result<Browser> {
         ensure_installed().await?;
         let dir = tempfile::Builder::new().prefix("housekeep-browser-").tempdir()?;
-        let port = free_port()?;
+        let port = housekeep::testbed::free_port()?;
         let log_path = dir.path().join("chromedriver.log");
         let log = std::fs::File::create(&log_path)?;
         let driver = tokio::process::Command::new(CHROMEDRIVER)
@@ -263,11 +263,6 @@ impl Drop for Browser {
         }
         let _ = self.driver.start_kill();
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn shorten(text: &str, max: usize) -> &str {

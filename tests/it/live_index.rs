@@ -149,6 +149,21 @@ async fn kill_9_loses_and_duplicates_nothing(backend: Backend) -> anyhow::Result
         assert_eq!(indexed.len(), timeline.len(), "no duplicates");
         let messages = indexed.iter().filter(|e| e.event_type == "m.room.message").count();
         assert_eq!(messages, MESSAGES);
+
+        // Synapse recovered from the outage; once the stream is quiet the
+        // bot sends a nudge of its own (a transaction stranded at the end
+        // of that recovery would show behind it), and it comes back.
+        let admin_room = testbed.admin_room().await?;
+        let bot = testbed.config.bot_user_id()?.to_string();
+        let nudge = eventually(Duration::from_secs(60), "the bot's nudge in the index", || async {
+            Ok(store.room_events(&admin_room).await?.into_iter().find(|e| e.event_type == "org.housekeep.nudge"))
+        })
+        .await?;
+        assert_eq!(nudge.sender, bot);
+        let metrics = testbed.housekeep.metrics().await?;
+        let nudges =
+            metrics.lines().find_map(|l| l.strip_prefix("housekeep_appservice_nudges_total ")?.parse::<f64>().ok());
+        assert!(nudges.is_some_and(|n| n >= 1.0), "counted: {nudges:?}");
         store.close().await;
         Ok(())
     })

@@ -107,10 +107,18 @@ async fn killed_again_and_again_while_events_stream_loses_and_repeats_nothing(ba
         let items = job_items(&store, &job).await?;
         assert_eq!(items.len(), 60, "each item exactly once: {items:?}");
         assert_eq!(items.iter().collect::<BTreeSet<_>>().len(), 60);
+        // The last process's own count: holes asked for, nudges sent.
+        let metrics = testbed.housekeep.metrics().await?;
+        let counter = |name: &str| {
+            metrics.lines().find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
         println!(
-            "soak ({}): {kills} kills in {:.0?}, {sent} messages indexed exactly once, job of 60 items done once",
+            "soak ({}): {kills} kills in {:.0?}, {sent} messages indexed exactly once, job of 60 items done once; \
+             last process: {} transactions answered with an error (a hole behind them), {} nudges",
             backend.as_str(),
-            started.elapsed()
+            started.elapsed(),
+            counter("housekeep_appservice_transactions_total{outcome=\"failed\"}"),
+            counter("housekeep_appservice_nudges_total"),
         );
         store.close().await;
         Ok(())
