@@ -472,6 +472,11 @@ async fn start_workers(
         runner.run(token).await;
         "the job runner"
     });
+    let (store, token) = (services.store.clone(), shutdown.clone());
+    workers.spawn(async move {
+        crate::store::refresh_kept_figures(store, token).await;
+        "the refresher of kept figures"
+    });
     let (homeserver, metrics, admin_room) =
         (services.homeserver.clone(), services.metrics.clone(), admin_room_id.to_string());
     let (nudge, token) = (wakes.nudge, shutdown.clone());

@@ -4,7 +4,6 @@ use clap::{Args, Subcommand, value_parser};
 use ruma::OwnedRoomOrAliasId;
 
 use super::summary::{Scope, Summary};
-use crate::clock::now_ms;
 use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{args_via, parse_room};
 
@@ -80,7 +79,7 @@ impl AdminCommand for StatsArgs {
                 named: room.to_string(),
             },
         };
-        let summary = Summary::load(&services.store, scope, self.days, now_ms()).await?;
+        let summary = Summary::load_kept(&services.store, scope, self.days).await?;
         let (reply, image) = super::post::render(&summary, ctx.prefix()).await;
         Ok(Executed { image, ..Executed::ok(reply) })
     }

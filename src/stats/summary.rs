@@ -83,7 +83,13 @@ pub struct Summary {
     /// Phone-home reports, per homeserver (none for a room).
     pub servers: Vec<ServerStats>,
     pub generated_at: i64,
+    /// Set when the figures were kept by the store (a big server: see
+    /// `store::kept`) and are older than a moment: when they were computed.
+    pub kept_since: Option<i64>,
 }
+
+/// Kept figures younger than this are not worth a word.
+const KEPT_NOTE_AFTER_MS: i64 = 30_000;
 
 /// The last `days` UTC days up to and including the one of `now_ms`.
 pub fn day_span(now_ms: i64, days: u32) -> (i64, i64) {
@@ -159,6 +165,39 @@ impl Summary {
             moderation,
             servers,
             generated_at: now_ms,
+            kept_since: None,
+        })
+    }
+
+    /// The summary of `scope` over the last `days` up to now, as the store
+    /// keeps it when computing it is slow (a big server: see `store::kept`);
+    /// then it may be minutes old, and says so.
+    pub async fn load_kept(store: &Store, scope: Scope, days: u32) -> anyhow::Result<Self> {
+        let key = format!("summary {} {days}", scope.room_id().unwrap_or("*"));
+        let of = scope.clone();
+        let kept = store
+            .kept_or_computed(key, move |store| {
+                let scope = of.clone();
+                async move { Self::load(&store, scope, days, crate::clock::now_ms()).await }
+            })
+            .await?;
+        let mut summary = (*kept).clone();
+        // The same room may be named another way this time.
+        summary.scope = scope;
+        if crate::clock::now_ms() - summary.generated_at > KEPT_NOTE_AFTER_MS {
+            summary.kept_since = Some(summary.generated_at);
+        }
+        Ok(summary)
+    }
+
+    /// Says how old kept figures are, in words.
+    pub fn kept_note(&self) -> Option<String> {
+        self.kept_since.map(|at| {
+            format!(
+                "Figures as of {}: on a server this big they are kept and recomputed every {} minutes.",
+                crate::clock::format_ms(at),
+                crate::store::kept::REFRESH.as_secs() / 60
+            )
         })
     }
 
@@ -186,6 +225,9 @@ impl Summary {
     /// For people: text and HTML.
     pub fn notice(&self, prefix: &str) -> Notice {
         let mut notice = Notice::new().title(&self.title());
+        if let Some(note) = self.kept_note() {
+            notice = notice.line(&note);
+        }
         if matches!(self.scope, Scope::Server) {
             if self.servers.is_empty() {
                 notice = notice.line(&format!(
@@ -547,6 +589,7 @@ mod tests {
             moderation: ModerationTotals { new_rooms: 1, media_hashed: 3, media_bytes: 2048, ..Default::default() },
             servers,
             generated_at: 1_795_168_800_250,
+            kept_since: None,
         }
     }
 
@@ -559,6 +602,20 @@ mod tests {
         assert!(text.contains("messages per day: 11-18 0, 11-19 40, 11-20 0"), "{text}");
         assert!(text.contains("busiest rooms: !busy:hs 40"), "{text}");
         assert!(text.contains("media hashed (all time): 3 (2.0 KiB)"), "{text}");
+        assert!(!text.contains("Figures as of"), "computed when asked: {text}");
+    }
+
+    #[test]
+    fn kept_figures_say_how_old_they_are() {
+        let mut kept = summary(Vec::new());
+        kept.kept_since = Some(1_795_168_800_250);
+        let text = kept.notice("!").plain;
+        assert!(
+            text.contains(
+                "Figures as of 2026-11-20T10:00:00Z: on a server this big they are kept and recomputed every 5 minutes."
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod fetch;
 mod inbox;
 mod instance;
 mod jobs;
+pub mod kept;
 mod media;
 mod policy;
 mod purge;
@@ -50,6 +51,7 @@ pub use instance::InstanceLock;
 pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
 };
+pub use kept::{Kept, refresh_kept_figures};
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use policy::{Claim, PolicyList, StoredRule};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
@@ -119,6 +121,8 @@ pub struct Store {
     bulk_writes: Arc<RwLock<()>>,
     /// How indexed media enters the download queue ([`Store::with_media_queue`]).
     media_queue: Arc<QueuePolicy>,
+    /// Slow figures kept and recomputed ahead (see `kept`).
+    kept: Arc<Kept>,
 }
 
 /// The SQLite file of `url`, if it is a file (not an in-memory database:
@@ -211,6 +215,7 @@ impl Store {
             backend: self.backend,
             bulk_writes: self.bulk_writes.clone(),
             media_queue: self.media_queue.clone(),
+            kept: self.kept.clone(),
         })
     }
 
@@ -237,7 +242,7 @@ impl Store {
             checkpointer.execute(SQLITE_RESTART_WAIT).await?;
             tokio::spawn(checkpoint_wal(pool.clone(), checkpointer, bulk_writes.clone()));
         }
-        Ok(Self { pool, backend, bulk_writes, media_queue: Arc::default() })
+        Ok(Self { pool, backend, bulk_writes, media_queue: Arc::default(), kept: Arc::default() })
     }
 
     /// Starts the database transaction of a bulk write; keep the guard

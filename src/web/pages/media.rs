@@ -8,13 +8,13 @@ pub(in crate::web) async fn media(
     Query(range): Query<PageQuery>,
 ) -> Response {
     or_error_page(async {
-        let (first, last) = crate::stats::summary::day_span(now_ms(), range.days());
-        let rooms = state.store.top_by_messages(TopBy::Room, None, first, last, MEDIA_PAGE_ROOMS).await?;
+        let busiest = busiest_rooms(&state.store, range.days()).await?;
+        let rooms = &busiest[..busiest.len().min(MEDIA_PAGE_ROOMS as usize)];
         let mut by_kind: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
         let mut per_room = Vec::new();
-        for (room, _) in &rooms {
-            let kinds = state.store.room_media_by_kind(room).await?;
-            for k in &kinds {
+        for (room, _) in rooms {
+            let kinds = room_media(&state.store, room).await?;
+            for k in kinds.iter() {
                 let entry = by_kind.entry(k.kind.clone()).or_default();
                 entry.0 += k.refs;
                 entry.1 += k.media;

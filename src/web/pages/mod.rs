@@ -37,6 +37,32 @@ pub(super) use overview::overview;
 pub(super) use reports::reports;
 pub(super) use rooms::{room, rooms};
 
+/// The busiest rooms of the last `days` by messages (at most [`ROWS`]), as
+/// the store keeps them when adding them up is slow (see `store::kept`).
+async fn busiest_rooms(store: &crate::store::Store, days: u32) -> anyhow::Result<std::sync::Arc<Vec<(String, i64)>>> {
+    let key = format!("busiest rooms {days}");
+    store
+        .kept_or_computed(key, move |store| async move {
+            let (first, last) = crate::stats::summary::day_span(now_ms(), days);
+            store.top_by_messages(TopBy::Room, None, first, last, ROWS).await
+        })
+        .await
+}
+
+/// A room's media by kind, as the store keeps it for a room with much media.
+async fn room_media(
+    store: &crate::store::Store,
+    room: &str,
+) -> anyhow::Result<std::sync::Arc<Vec<crate::store::KindCount>>> {
+    let of = room.to_owned();
+    store
+        .kept_or_computed(format!("room media {room}"), move |store| {
+            let room = of.clone();
+            async move { store.room_media_by_kind(&room).await }
+        })
+        .await
+}
+
 const DEFAULT_DAYS: u32 = 30;
 const MAX_DAYS: u32 = 365;
 /// Rows a list page shows at most.

@@ -76,7 +76,7 @@ pub(in crate::web) async fn overview(
     Query(range): Query<PageQuery>,
 ) -> Response {
     or_error_page(async {
-        let summary = Summary::load(&state.store, Scope::Server, range.days(), now_ms()).await?;
+        let summary = Summary::load_kept(&state.store, Scope::Server, range.days()).await?;
         let selected = range.hs.as_deref().and_then(|hs| summary.servers.iter().find(|s| s.homeserver == hs));
         let server = selected.or(summary.servers.first());
         let homeservers = html! {
@@ -98,6 +98,7 @@ pub(in crate::web) async fn overview(
         };
         let content = html! {
             (range.filters(homeservers))
+            @if let Some(note) = summary.kept_note() { p.muted #kept { (note) } }
             @match server {
                 None => div.empty #no-report {
                     "No phone-home report yet: run " code { "housekeep stats-endpoint -c config.yaml" }

@@ -9,7 +9,7 @@ pub(in crate::web) async fn rooms(
 ) -> Response {
     or_error_page(async {
         let (first, last) = crate::stats::summary::day_span(now_ms(), range.days());
-        let mut rooms = state.store.top_by_messages(TopBy::Room, None, first, last, ROWS).await?;
+        let mut rooms = busiest_rooms(&state.store, range.days()).await?.as_ref().clone();
         let q = range.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if let Some(q) = q {
             // By ID among the busiest, and by name or alias as Synapse searches them.
@@ -28,7 +28,7 @@ pub(in crate::web) async fn rooms(
         let names = state.names.names(&ids).await;
         let mut media = BTreeMap::new();
         for (room, _) in rooms.iter().take(ROOMS_WITH_MEDIA) {
-            let kinds = state.store.room_media_by_kind(room).await?;
+            let kinds = room_media(&state.store, room).await?;
             media.insert(room.clone(), kinds.iter().map(|k| k.media).sum::<i64>());
         }
         let by_media = range.sort.as_deref() == Some("media");
@@ -77,12 +77,13 @@ pub(in crate::web) async fn room(
     or_error_page(
         async {
             let scope = Scope::Room { room_id: room_id.clone(), named: room_id.clone() };
-            let summary = Summary::load(&state.store, scope, range.days(), now_ms()).await?;
-            let kinds = state.store.room_media_by_kind(&room_id).await?;
+            let summary = Summary::load_kept(&state.store, scope, range.days()).await?;
+            let kinds = room_media(&state.store, &room_id).await?;
             let name = state.names.names(std::slice::from_ref(&room_id)).await.remove(&room_id);
             let content = html! {
                 @if let Some(name) = &name { p { "Named " strong { (name) } " on the homeserver." } }
                 (range.filters(html! {}))
+                @if let Some(note) = summary.kept_note() { p.muted { (note) } }
                 div.charts { (chart(&summary.chart())) }
                 h2 { "Busiest senders" }
                 table {
