@@ -11,10 +11,12 @@
 //! an error) and no transaction has arrived for [`QUIET`], the bot sends a
 //! `org.housekeep.nudge` event into the admin room (clients do not show
 //! unknown event types). Its own transaction then arrives behind the hole,
-//! which is asked for like any other. When the nudge comes back, the round
-//! is over. While a nudge has not come back (Synapse still backing off, the
-//! database down), the next waits 1, 2, 4 … 15 minutes, whatever new rounds
-//! the errors meanwhile opened: a long outage costs a handful of nudges.
+//! which is asked for like any other (that answer is itself an error, so a
+//! hole found costs a second round). When the round's nudge comes back, the
+//! round is over; one that does not is sent again. Nudges follow each other
+//! by 1, 2, 4 … up to 15 minutes (back to 1 after a quiet quarter of an
+//! hour), so an outage or a database that fails again and again costs a
+//! handful of nudges an hour, not one per error.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,26 +33,26 @@ use crate::metrics::Metrics;
 pub const EVENT_TYPE: &str = "org.housekeep.nudge";
 /// No transaction for this long after a possible recovery: nudge.
 pub const QUIET: Duration = Duration::from_secs(10);
-/// A nudge that has not come back is sent again after this, then twice as
-/// long each time (Synapse may be waiting out its own backoff).
-const RESEND_FIRST: Duration = Duration::from_secs(60);
-const RESEND_MOST: Duration = Duration::from_secs(15 * 60);
+/// The least time between two nudges, doubled for each nudge that follows
+/// another within [`SPACING_RESET`], up to [`SPACING_MOST`].
+const SPACING_FIRST: Duration = Duration::from_secs(60);
+const SPACING_MOST: Duration = Duration::from_secs(15 * 60);
+const SPACING_RESET: Duration = Duration::from_secs(15 * 60);
 
 /// Shared by the transaction handler (which reports what arrives and how it
 /// was answered) and the worker that sends the nudges.
 pub struct Nudge {
-    state: Mutex<Round>,
+    state: Mutex<State>,
     wake: Notify,
 }
 
-struct Round {
-    /// What the nudge of the current round carries; `None`: no round open.
-    token: Option<String>,
+struct State {
+    /// What the nudge of the open round carries; `None`: no round open.
+    round: Option<String>,
     /// When the last transaction arrived (or the round opened).
     last_arrival: Instant,
-    /// The last nudge sent that has not come back: its token, when it was
-    /// sent, and the wait before another may follow it.
-    outstanding: Option<(String, Instant, Duration)>,
+    /// When the last nudge was sent, and the least time before the next.
+    last_sent: Option<(Instant, Duration)>,
 }
 
 impl Default for Nudge {
@@ -58,7 +60,7 @@ impl Default for Nudge {
     /// down while events happened, and Synapse is recovering them.
     fn default() -> Self {
         Self {
-            state: Mutex::new(Round { token: Some(new_token()), last_arrival: Instant::now(), outstanding: None }),
+            state: Mutex::new(State { round: Some(new_token()), last_arrival: Instant::now(), last_sent: None }),
             wake: Notify::new(),
         }
     }
@@ -70,50 +72,51 @@ impl Nudge {
     /// already on its way may be delivered by that very recovery, so it
     /// does not close the new round).
     pub fn recovery_may_run(&self) {
-        let mut round = self.state.lock().expect("not poisoned");
-        round.token = Some(new_token());
-        round.last_arrival = Instant::now();
-        drop(round);
+        let mut state = self.state.lock().expect("not poisoned");
+        state.round = Some(new_token());
+        state.last_arrival = Instant::now();
+        drop(state);
         self.wake.notify_one();
     }
 
     /// A transaction was committed; `tokens` are the tokens of the nudges
     /// in it (the bot's own events of [`EVENT_TYPE`]).
     pub fn transaction_arrived<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
-        let mut round = self.state.lock().expect("not poisoned");
-        round.last_arrival = Instant::now();
-        for token in tokens {
-            if round.outstanding.as_ref().is_some_and(|(sent, ..)| sent == token) {
-                round.outstanding = None;
-            }
-            if round.token.as_deref() == Some(token) {
-                round.token = None;
-                tracing::debug!("the nudge came back: no transaction is stranded behind it");
-            }
+        let mut state = self.state.lock().expect("not poisoned");
+        state.last_arrival = Instant::now();
+        let mut tokens = tokens.into_iter();
+        if state.round.as_deref().is_some_and(|open| tokens.any(|token| token == open)) {
+            state.round = None;
+            tracing::debug!("the nudge came back: no transaction is stranded behind it");
         }
     }
 
-    /// The token of the round open now, if any (for tests).
+    /// The token of the round open now, if any.
     pub fn open_round(&self) -> Option<String> {
-        self.state.lock().expect("not poisoned").token.clone()
+        self.state.lock().expect("not poisoned").round.clone()
     }
 
-    /// When the current round's nudge is due, and what it carries.
+    /// When the open round's nudge is due, and what it carries.
     fn due(&self) -> Option<(Instant, String)> {
-        let round = self.state.lock().expect("not poisoned");
-        let token = round.token.clone()?;
-        let quiet_until = round.last_arrival + QUIET;
-        let at = match &round.outstanding {
+        let state = self.state.lock().expect("not poisoned");
+        let token = state.round.clone()?;
+        let quiet_until = state.last_arrival + QUIET;
+        let at = match state.last_sent {
             None => quiet_until,
-            Some((_, sent, wait)) => quiet_until.max(*sent + *wait),
+            Some((sent, spacing)) => quiet_until.max(sent + spacing),
         };
         Some((at, token))
     }
 
-    fn mark_sent(&self, token: &str) {
-        let mut round = self.state.lock().expect("not poisoned");
-        let wait = round.outstanding.as_ref().map_or(RESEND_FIRST, |(_, _, wait)| (*wait * 2).min(RESEND_MOST));
-        round.outstanding = Some((token.to_owned(), Instant::now(), wait));
+    /// Notes a nudge as sent, before it is: its transaction may arrive
+    /// before the homeserver answers the send.
+    fn mark_sent(&self) {
+        let mut state = self.state.lock().expect("not poisoned");
+        let spacing = match state.last_sent {
+            Some((sent, spacing)) if sent.elapsed() < SPACING_RESET => (spacing * 2).min(SPACING_MOST),
+            _ => SPACING_FIRST,
+        };
+        state.last_sent = Some((Instant::now(), spacing));
     }
 
     /// Sends each round's nudge into `room` when it is due, until shutdown.
@@ -136,8 +139,13 @@ impl Nudge {
             if self.due().is_none_or(|(now_due, _)| now_due > at) {
                 continue;
             }
-            let txn_id = format!("nudge-{token}-{}", crate::clock::now_ms());
-            match homeserver.send_event(&room, EVENT_TYPE, &txn_id, &content(&token)).await {
+            self.mark_sent();
+            let (txn_id, content) = (format!("nudge-{token}-{}", crate::clock::now_ms()), content(&token));
+            let sent = tokio::select! {
+                () = stop.cancelled() => return,
+                sent = homeserver.send_event(&room, EVENT_TYPE, &txn_id, &content) => sent,
+            };
+            match sent {
                 Ok(event_id) => {
                     metrics.nudges_sent.inc();
                     tracing::info!(
@@ -150,7 +158,6 @@ impl Nudge {
                 }
                 Err(error) => tracing::warn!(room, %error, "cannot send the nudge; trying again later"),
             }
-            self.mark_sent(&token);
         }
     }
 }
@@ -180,8 +187,8 @@ mod tests {
         nudge.state.lock().unwrap().last_arrival
     }
 
-    fn outstanding(nudge: &Nudge) -> Option<(String, Instant, Duration)> {
-        nudge.state.lock().unwrap().outstanding.clone()
+    fn last_sent(nudge: &Nudge) -> Option<(Instant, Duration)> {
+        nudge.state.lock().unwrap().last_sent
     }
 
     #[test]
@@ -200,14 +207,12 @@ mod tests {
     fn the_rounds_own_nudge_closes_it_and_an_old_one_does_not() {
         let nudge = Nudge::default();
         let first = nudge.open_round().unwrap();
-        nudge.mark_sent(&first);
+        nudge.mark_sent();
         nudge.recovery_may_run();
         let second = nudge.open_round().unwrap();
         assert_ne!(first, second);
         nudge.transaction_arrived([first.as_str()]);
         assert_eq!(nudge.open_round(), Some(second.clone()), "a nudge sent before the error proves nothing after it");
-        assert!(outstanding(&nudge).is_none(), "but it came back: the next may go after the quiet alone");
-        assert_eq!(nudge.due().unwrap().0, last_arrival(&nudge) + QUIET);
         nudge.transaction_arrived(["forged", second.as_str()]);
         assert!(nudge.due().is_none(), "closed");
         nudge.recovery_may_run();
@@ -215,18 +220,26 @@ mod tests {
     }
 
     #[test]
-    fn while_a_nudge_has_not_come_back_the_next_waits_longer_and_longer() {
+    fn a_nudge_that_comes_back_before_its_send_returns_closes_the_round() {
         let nudge = Nudge::default();
-        let mut waits = Vec::new();
+        let token = nudge.open_round().unwrap();
+        nudge.mark_sent();
+        nudge.transaction_arrived([token.as_str()]);
+        assert!(nudge.due().is_none());
+    }
+
+    #[test]
+    fn nudges_in_a_row_are_spaced_further_and_further_apart() {
+        let nudge = Nudge::default();
+        let mut spacings = Vec::new();
         for _ in 0..6 {
-            let token = nudge.open_round().unwrap();
-            nudge.mark_sent(&token);
+            nudge.mark_sent();
             // An outage: every retry of the homeserver's is refused again.
             nudge.recovery_may_run();
-            let (_, sent, wait) = outstanding(&nudge).unwrap();
-            assert_eq!(nudge.due().unwrap().0, (last_arrival(&nudge) + QUIET).max(sent + wait));
-            waits.push(wait.as_secs());
+            let (sent, spacing) = last_sent(&nudge).unwrap();
+            assert_eq!(nudge.due().unwrap().0, (last_arrival(&nudge) + QUIET).max(sent + spacing));
+            spacings.push(spacing.as_secs());
         }
-        assert_eq!(waits, [60, 120, 240, 480, 900, 900]);
+        assert_eq!(spacings, [60, 120, 240, 480, 900, 900]);
     }
 }

@@ -47,7 +47,9 @@ const MAX_PAGE_EVENTS: u32 = 1000;
 /// Recent pagination tokens kept to notice a walk that loops.
 const RECENT_TOKENS: usize = 16;
 /// Pages a gap repair reads at most per room.
-const GAP_REPAIR_PAGES: u32 = 20;
+/// Events a gap repair reads at most per room (in pages of
+/// `backfill.page_events`, so that smaller pages do not make it shorter).
+const GAP_REPAIR_EVENTS: u32 = 20_000;
 
 /// Running totals of a backfill.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +140,9 @@ impl WalkEnd {
             Self::LocalStart => "down to the oldest event this homeserver has (not the room's creation)",
             Self::Since => "down to --since",
             Self::Indexed => "down to events the index already held",
-            Self::PageLimit => "stopped at the page limit (backfill.max_pages_per_room; 20 for a gap repair)",
+            Self::PageLimit => {
+                "stopped at the page limit (backfill.max_pages_per_room; 20,000 events for a gap repair)"
+            }
             Self::Loop => "stopped: the homeserver gave the same page twice",
         }
     }
@@ -378,7 +382,11 @@ impl BackfillKind {
         let mut read_ids = Vec::new();
         let mut end = None;
         let chunk = self.settings.chunk_events as usize;
-        let max_pages = if job.plan.gap_repair { GAP_REPAIR_PAGES } else { self.settings.max_pages_per_room };
+        let max_pages = if job.plan.gap_repair {
+            GAP_REPAIR_EVENTS.div_ceil(self.settings.page_events.clamp(1, MAX_PAGE_EVENTS))
+        } else {
+            self.settings.max_pages_per_room
+        };
         while read_ids.len() < chunk {
             if walk.pages >= max_pages {
                 end = Some(WalkEnd::PageLimit);

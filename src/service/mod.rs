@@ -472,8 +472,18 @@ async fn start_workers(
         runner.run(token).await;
         "the job runner"
     });
-    let (store, token) = (services.store.clone(), shutdown.clone());
+    // A connection of its own: a recompute takes seconds on a big server,
+    // and neither the indexer nor the dashboard waits behind it.
+    let (store, token) = (services.store.with_own_pool(&config.database.url, 1).await?, shutdown.clone());
     workers.spawn(async move {
+        // What moderators ask for first is computed before they do.
+        let warmed = tokio::select! {
+            () = token.cancelled() => return "the refresher of kept figures",
+            warmed = crate::web::warm_figures(&store) => warmed,
+        };
+        if let Err(error) = warmed {
+            tracing::warn!(error = format!("{error:#}"), "cannot compute the dashboard's first figures ahead");
+        }
         crate::store::refresh_kept_figures(store, token).await;
         "the refresher of kept figures"
     });

@@ -88,9 +88,6 @@ pub struct Summary {
     pub kept_since: Option<i64>,
 }
 
-/// Kept figures younger than this are not worth a word.
-const KEPT_NOTE_AFTER_MS: i64 = 30_000;
-
 /// The last `days` UTC days up to and including the one of `now_ms`.
 pub fn day_span(now_ms: i64, days: u32) -> (i64, i64) {
     let last = crate::clock::utc_day(now_ms);
@@ -130,12 +127,23 @@ pub fn daily_reports(stored: Vec<crate::store::StoredReport>, counts: &[(String,
         .collect()
 }
 
-impl Summary {
-    /// Reads everything a summary needs: per-day rows of the activity rollup,
-    /// a day's last report per homeserver, and counts over the media table.
-    pub async fn load(store: &Store, scope: Scope, days: u32, now_ms: i64) -> anyhow::Result<Self> {
+/// What a summary reads from the index: all of it but the phone-home
+/// reports. On a big server this is what takes seconds, and what the store
+/// keeps (see [`Summary::load_kept`]).
+#[derive(Debug, Clone, PartialEq)]
+struct IndexFigures {
+    first_day: i64,
+    last_day: i64,
+    activity: Vec<DayActivity>,
+    active_senders: i64,
+    top_rooms: Vec<(String, i64)>,
+    top_senders: Vec<(String, i64)>,
+    moderation: ModerationTotals,
+}
+
+impl IndexFigures {
+    async fn load(store: &Store, room: Option<&str>, days: u32, now_ms: i64) -> anyhow::Result<Self> {
         let (first_day, last_day) = day_span(now_ms, days);
-        let room = scope.room_id();
         let activity = store.activity_per_day(room, first_day, last_day).await?;
         let active_senders = store.active_senders(room, first_day, last_day).await?;
         let top_rooms = match room {
@@ -145,16 +153,61 @@ impl Summary {
         let top_senders = store.top_by_messages(TopBy::Sender, room, first_day, last_day, TOP).await?;
         let (from_ms, to_ms) = (first_day * DAY_MS, (last_day + 1) * DAY_MS);
         let moderation = store.moderation_totals(room, from_ms, to_ms).await?;
-        let servers = match room {
-            None => {
-                let (from_s, to_s) = (from_ms / 1000, to_ms / 1000);
-                let counts = store.stats_report_counts(from_s, to_s, MAX_HOMESERVERS).await?;
-                let names: Vec<&str> = counts.iter().map(|(name, _)| name.as_str()).collect();
-                daily_reports(store.stats_reports(from_s, to_s, &names).await?, &counts)
-            }
-            Some(_) => Vec::new(),
+        Ok(Self { first_day, last_day, activity, active_senders, top_rooms, top_senders, moderation })
+    }
+
+    /// The phone-home reports of these days (none for a room).
+    async fn reports(&self, store: &Store, scope: &Scope) -> anyhow::Result<Vec<ServerStats>> {
+        if scope.room_id().is_some() {
+            return Ok(Vec::new());
+        }
+        let (from_s, to_s) = (self.first_day * DAY_MS / 1000, (self.last_day + 1) * DAY_MS / 1000);
+        let counts = store.stats_report_counts(from_s, to_s, MAX_HOMESERVERS).await?;
+        let names: Vec<&str> = counts.iter().map(|(name, _)| name.as_str()).collect();
+        Ok(daily_reports(store.stats_reports(from_s, to_s, &names).await?, &counts))
+    }
+}
+
+impl Summary {
+    /// Reads everything a summary needs: per-day rows of the activity rollup,
+    /// a day's last report per homeserver, and counts over the media table.
+    pub async fn load(store: &Store, scope: Scope, days: u32, now_ms: i64) -> anyhow::Result<Self> {
+        let figures = IndexFigures::load(store, scope.room_id(), days, now_ms).await?;
+        let servers = figures.reports(store, &scope).await?;
+        Ok(Self::of(scope, figures, servers, now_ms, None))
+    }
+
+    /// The summary of `scope` over the last `days` up to now, with the
+    /// index's figures as the store keeps them when adding them up is slow
+    /// (a big server: see `store::kept`; they may be minutes old, and the
+    /// summary says so). Phone-home reports are read fresh: they are few.
+    pub async fn load_kept(store: &Store, scope: Scope, days: u32) -> anyhow::Result<Self> {
+        let key = match scope.room_id() {
+            None => format!("summary of the server, {days} days"),
+            Some(room) => format!("summary of room {room}, {days} days"),
         };
-        Ok(Self {
+        let room = scope.room_id().map(str::to_owned);
+        let figure = store
+            .kept_or_computed(key, move |store| {
+                let room = room.clone();
+                async move { IndexFigures::load(&store, room.as_deref(), days, crate::clock::now_ms()).await }
+            })
+            .await?;
+        let figures = figure.value.as_ref().clone();
+        let servers = figures.reports(store, &scope).await?;
+        Ok(Self::of(scope, figures, servers, crate::clock::now_ms(), figure.kept_since))
+    }
+
+    fn of(
+        scope: Scope,
+        figures: IndexFigures,
+        servers: Vec<ServerStats>,
+        now_ms: i64,
+        kept_since: Option<i64>,
+    ) -> Self {
+        let IndexFigures { first_day, last_day, activity, active_senders, top_rooms, top_senders, moderation } =
+            figures;
+        Self {
             scope,
             first_day,
             last_day,
@@ -165,40 +218,13 @@ impl Summary {
             moderation,
             servers,
             generated_at: now_ms,
-            kept_since: None,
-        })
-    }
-
-    /// The summary of `scope` over the last `days` up to now, as the store
-    /// keeps it when computing it is slow (a big server: see `store::kept`);
-    /// then it may be minutes old, and says so.
-    pub async fn load_kept(store: &Store, scope: Scope, days: u32) -> anyhow::Result<Self> {
-        let key = format!("summary {} {days}", scope.room_id().unwrap_or("*"));
-        let of = scope.clone();
-        let kept = store
-            .kept_or_computed(key, move |store| {
-                let scope = of.clone();
-                async move { Self::load(&store, scope, days, crate::clock::now_ms()).await }
-            })
-            .await?;
-        let mut summary = (*kept).clone();
-        // The same room may be named another way this time.
-        summary.scope = scope;
-        if crate::clock::now_ms() - summary.generated_at > KEPT_NOTE_AFTER_MS {
-            summary.kept_since = Some(summary.generated_at);
+            kept_since,
         }
-        Ok(summary)
     }
 
     /// Says how old kept figures are, in words.
     pub fn kept_note(&self) -> Option<String> {
-        self.kept_since.map(|at| {
-            format!(
-                "Figures as of {}: on a server this big they are kept and recomputed every {} minutes.",
-                crate::clock::format_ms(at),
-                crate::store::kept::REFRESH.as_secs() / 60
-            )
-        })
+        crate::store::kept::age_note(self.kept_since)
     }
 
     fn days(&self) -> impl Iterator<Item = i64> + '_ {

@@ -7,31 +7,39 @@
 //! whatever the query plan. No index makes "the busiest senders of the
 //! month" cheap, so the figure is kept instead: a figure whose computing
 //! took longer than [`SLOW`] is kept, recomputed in the background every
-//! [`REFRESH`] while someone asks for it, and forgotten once no one has
-//! for [`FORGET_AFTER`]. On a server where every figure takes less than
-//! [`SLOW`] nothing is kept: each is computed when asked, as it always was.
+//! [`REFRESH`] (one at a time, on a connection of its own) until no one has
+//! asked for it for [`FORGET_AFTER`], and dropped as soon as a recompute is
+//! fast again. On a server where every figure takes less than [`SLOW`]
+//! nothing is kept: each is computed when asked, as it always was.
 //!
-//! What is kept says when it was computed (the summary's `generated_at`),
-//! so that whoever reads it sees its age. The store only holds the values:
-//! the layers above say what a figure is and how it is computed.
+//! A kept figure says when it was computed ([`Figure::kept_since`]), and
+//! whoever shows it says how old it is ([`age_note`]). The store only holds
+//! the values: the layers above say what a figure is and how it is computed.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
 use super::Store;
+use crate::clock::{format_ms, now_ms};
 
 /// Computing a figure longer than this keeps it.
 pub const SLOW: Duration = Duration::from_millis(100);
-/// A kept figure someone asks for is recomputed this often.
+/// A kept figure is recomputed this often.
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// A kept figure no one asked for this long is forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Figures kept at most (a figure is a few kilobytes).
+/// Figures kept at most: each is small (days of counts, a hundred rows).
 const MAX_KEPT: usize = 256;
+/// A kept figure younger than this is not worth a word.
+const NOTE_AFTER_MS: i64 = 30_000;
 
 /// A kept value, of whatever type its figure has.
 type Value = Arc<dyn Any + Send + Sync>;
@@ -40,30 +48,60 @@ type Compute = Arc<dyn Fn(Store) -> Pin<Box<dyn Future<Output = anyhow::Result<V
 
 struct Entry {
     value: Value,
+    /// When the value was computed (or last tried again).
     computed: Instant,
+    /// When the value was computed, for people (ms since 1970).
+    computed_ms: i64,
     asked: Instant,
     compute: Compute,
+}
+
+/// A figure as read: its value, and when it was computed if it was kept.
+pub struct Figure<T> {
+    pub value: Arc<T>,
+    /// When the value was computed (ms), if it was kept rather than
+    /// computed for this ask.
+    pub kept_since: Option<i64>,
+}
+
+impl<T> Figure<T> {
+    /// How old the figure is, in words, if it is kept and not fresh.
+    pub fn age_note(&self) -> Option<String> {
+        age_note(self.kept_since)
+    }
+}
+
+/// How old a kept figure computed at `kept_since` is, in words; `None` for
+/// a figure computed when asked, or a moment ago.
+pub fn age_note(kept_since: Option<i64>) -> Option<String> {
+    let at = kept_since.filter(|at| now_ms() - at > NOTE_AFTER_MS)?;
+    Some(format!(
+        "Figures as of {}: on a server this big they are kept and recomputed every {} minutes.",
+        format_ms(at),
+        REFRESH.as_secs() / 60
+    ))
 }
 
 /// The kept figures, by a key their layer chooses; shared by every clone
 /// of the store (the dashboard's pool included).
 #[derive(Default)]
-pub struct Kept {
+pub struct KeptFigures {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
-impl std::fmt::Debug for Kept {
+impl std::fmt::Debug for KeptFigures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kept").field("figures", &self.len()).finish()
+        f.debug_struct("KeptFigures").field("figures", &self.len()).finish()
     }
 }
 
-impl Kept {
-    fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+impl KeptFigures {
+    fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Figure<T>> {
         let mut entries = self.entries.lock().expect("not poisoned");
         let entry = entries.get_mut(key)?;
         entry.asked = Instant::now();
-        entry.value.clone().downcast::<T>().ok()
+        let value = entry.value.clone().downcast::<T>().ok()?;
+        Some(Figure { value, kept_since: Some(entry.computed_ms) })
     }
 
     fn keep(&self, key: String, value: Value, compute: Compute) {
@@ -75,7 +113,7 @@ impl Kept {
             }
         }
         let now = Instant::now();
-        entries.insert(key, Entry { value, computed: now, asked: now, compute });
+        entries.insert(key, Entry { value, computed: now, computed_ms: now_ms(), asked: now, compute });
     }
 
     /// Forgets what no one asked for lately; returns what is due again.
@@ -89,11 +127,25 @@ impl Kept {
             .collect()
     }
 
-    fn replace(&self, key: &str, value: Value) {
+    /// A recompute's outcome: a slow one replaces the value, a fast one
+    /// drops the figure (it is computed when asked again), a failed one
+    /// keeps the old value (with its time) until the next round.
+    fn recomputed(&self, key: &str, outcome: Option<(Value, Duration)>) {
         let mut entries = self.entries.lock().expect("not poisoned");
-        if let Some(entry) = entries.get_mut(key) {
-            entry.value = value;
-            entry.computed = Instant::now();
+        match outcome {
+            Some((_, took)) if took < SLOW => {
+                entries.remove(key);
+            }
+            Some((value, _)) => {
+                if let Some(entry) = entries.get_mut(key) {
+                    (entry.value, entry.computed, entry.computed_ms) = (value, Instant::now(), now_ms());
+                }
+            }
+            None => {
+                if let Some(entry) = entries.get_mut(key) {
+                    entry.computed = Instant::now();
+                }
+            }
         }
     }
 
@@ -111,7 +163,7 @@ impl Store {
     /// The figure `key`: as kept, or computed now by `compute` (and kept
     /// if that took longer than [`SLOW`]). The key names the figure and
     /// every argument it is computed from.
-    pub async fn kept_or_computed<T, F, Fut>(&self, key: String, compute: F) -> anyhow::Result<Arc<T>>
+    pub async fn kept_or_computed<T, F, Fut>(&self, key: String, compute: F) -> anyhow::Result<Figure<T>>
     where
         T: Any + Send + Sync,
         F: Fn(Store) -> Fut + Send + Sync + 'static,
@@ -131,35 +183,54 @@ impl Store {
             });
             self.kept.keep(key, value.clone(), compute);
         }
-        Ok(value)
+        Ok(Figure { value, kept_since: None })
     }
 
     /// Recomputes the kept figures that are due, one after another (gentle
-    /// with the database); returns how many.
-    pub async fn refresh_kept(&self) -> usize {
+    /// with the database), until done or `stop`; returns how many it did.
+    pub async fn refresh_kept(&self, stop: &CancellationToken) -> usize {
         let due = self.kept.due();
-        for (key, compute) in &due {
+        for (done, (key, compute)) in due.iter().enumerate() {
             let started = Instant::now();
-            match compute(self.clone()).await {
-                Ok(value) => {
-                    self.kept.replace(key, value);
-                    tracing::debug!(key, took_ms = started.elapsed().as_millis() as u64, "kept figure recomputed");
+            let computing = AssertUnwindSafe(compute(self.clone())).catch_unwind();
+            let outcome = tokio::select! {
+                () = stop.cancelled() => return done,
+                outcome = computing => outcome,
+            };
+            match outcome {
+                Ok(Ok(value)) => {
+                    let took = started.elapsed();
+                    tracing::debug!(key, took_ms = took.as_millis() as u64, "kept figure recomputed");
+                    self.kept.recomputed(key, Some((value, took)));
                 }
-                // The old value stays; the next round tries again.
-                Err(error) => tracing::warn!(key, error = format!("{error:#}"), "cannot recompute a kept figure"),
+                Ok(Err(error)) => {
+                    tracing::warn!(
+                        key,
+                        error = format!("{error:#}"),
+                        "cannot recompute a kept figure; it stays as it was"
+                    );
+                    self.kept.recomputed(key, None);
+                }
+                // A bug in the figure's code: it is dropped (and computed
+                // when asked again), the refresher goes on.
+                Err(_) => {
+                    tracing::error!(key, "recomputing a kept figure panicked; it is dropped");
+                    self.kept.recomputed(key, Some((Arc::new(()), Duration::ZERO)));
+                }
             }
         }
         due.len()
     }
 
     /// The kept figures.
-    pub fn kept(&self) -> &Kept {
+    pub fn kept(&self) -> &KeptFigures {
         &self.kept
     }
 }
 
-/// Recomputes kept figures as they fall due, until `stop`.
-pub async fn refresh_kept_figures(store: Store, stop: tokio_util::sync::CancellationToken) {
+/// Recomputes kept figures as they fall due, until `stop`. Give it a store
+/// with a connection of its own: a recompute takes seconds.
+pub async fn refresh_kept_figures(store: Store, stop: CancellationToken) {
     // Often enough that none is much older than REFRESH.
     const LOOK_EVERY: Duration = Duration::from_secs(30);
     loop {
@@ -167,7 +238,7 @@ pub async fn refresh_kept_figures(store: Store, stop: tokio_util::sync::Cancella
             () = stop.cancelled() => return,
             () = tokio::time::sleep(LOOK_EVERY) => {}
         }
-        store.refresh_kept().await;
+        store.refresh_kept(&stop).await;
     }
 }
 
@@ -181,9 +252,9 @@ mod tests {
 
     #[test]
     fn a_kept_figure_is_read_as_its_own_type_and_refreshes_the_ask() {
-        let kept = Kept::default();
+        let kept = KeptFigures::default();
         kept.keep("a".into(), Arc::new(7_i64), compute());
-        assert_eq!(kept.get::<i64>("a").as_deref(), Some(&7));
+        assert_eq!(kept.get::<i64>("a").map(|f| *f.value), Some(7));
         assert!(kept.get::<String>("a").is_none(), "another type is not this figure");
         assert!(kept.get::<i64>("b").is_none());
         assert!(kept.due().is_empty(), "just computed");
@@ -211,18 +282,19 @@ mod tests {
         assert!(store.kept().is_empty());
         let first = store.kept_or_computed("slow".into(), figure(SLOW + Duration::from_millis(20))).await.unwrap();
         let again = store.kept_or_computed("slow".into(), figure(SLOW + Duration::from_millis(20))).await.unwrap();
-        assert_eq!((*first, *again), (3, 3), "the slow one is read as kept");
+        assert_eq!((*first.value, *again.value), (3, 3), "the slow one is read as kept");
+        assert!(first.kept_since.is_none() && again.kept_since.is_some(), "the kept one says so");
         assert_eq!(calls.load(Ordering::SeqCst), 4);
-        assert_eq!(store.refresh_kept().await, 0, "not due before REFRESH");
+        assert_eq!(store.refresh_kept(&CancellationToken::new()).await, 0, "not due before REFRESH");
         assert_eq!(store.kept().len(), 1);
         // The same store through another pool shares what is kept.
         let kept_elsewhere = store.clone().kept_or_computed("slow".into(), figure(Duration::ZERO)).await.unwrap();
-        assert_eq!(*kept_elsewhere, 3);
+        assert_eq!(*kept_elsewhere.value, 3);
     }
 
     #[test]
     fn room_is_made_by_forgetting_the_one_asked_for_longest_ago() {
-        let kept = Kept::default();
+        let kept = KeptFigures::default();
         for n in 0..MAX_KEPT {
             kept.keep(n.to_string(), Arc::new(n), compute());
         }

@@ -51,7 +51,7 @@ pub use instance::InstanceLock;
 pub use jobs::{
     CancelOutcome, ConfirmError, FinishedPlan, ItemResult, ItemState, Job, JobItem, JobState, JobToken, NewJob,
 };
-pub use kept::{Kept, refresh_kept_figures};
+pub use kept::{Figure, KeptFigures, refresh_kept_figures};
 pub use media::{KindCount, MediaId, MediaSelectionStats, QuarantineRecord, RefsOf, Scope};
 pub use policy::{Claim, PolicyList, StoredRule};
 pub use purge::{EventFilter, EventSelectionStats, SelectedEvent, SelectionMedia};
@@ -122,7 +122,7 @@ pub struct Store {
     /// How indexed media enters the download queue ([`Store::with_media_queue`]).
     media_queue: Arc<QueuePolicy>,
     /// Slow figures kept and recomputed ahead (see `kept`).
-    kept: Arc<Kept>,
+    kept: Arc<KeptFigures>,
 }
 
 /// The SQLite file of `url`, if it is a file (not an in-memory database:

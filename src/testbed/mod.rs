@@ -46,7 +46,6 @@ pub fn http() -> reqwest::Client {
     crate::homeserver::http_client().build().expect("an HTTP client with default settings")
 }
 
-/// A port nobody listens on right now.
 /// A port nothing listens on, for a process of the test bed to listen on.
 ///
 /// Not the kernel's pick for port 0: that comes from the ephemeral range,

@@ -17,6 +17,7 @@ mod recheck;
 mod sign_in;
 
 pub use command::{DashboardAction, DashboardArgs};
+pub use pages::warm_figures;
 pub use sign_in::minutes;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::common::Backend;
+use housekeep::appservice::nudge::{self, Nudge};
 use housekeep::appservice::{AppState, router};
 use housekeep::metrics::Metrics;
 use housekeep::store::Store;
@@ -20,6 +21,7 @@ tests! {
         holes_beside_another_appservices_transactions_are_taken_at_once,
         queries_health_and_metrics_answer,
         hostile_ids_and_shapes_are_refused_and_leave_no_trace,
+        the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another,
     ],
 }
 
@@ -29,6 +31,7 @@ struct Server {
     base: String,
     store: Store,
     metrics: Arc<Metrics>,
+    nudge: Arc<Nudge>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
     database: TestDatabase,
@@ -40,7 +43,9 @@ impl Server {
         let database = TestDatabase::create(backend, dir.path()).await?;
         let store = Store::connect(&database.url, None).await?;
         store.migrate().await?;
-        let state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:localhost".try_into()?);
+        let mut state = AppState::new(store.clone(), HS_TOKEN, "@housekeep:localhost".try_into()?);
+        let nudge = Arc::new(Nudge::default());
+        state.nudge = Some(nudge.clone());
         let metrics = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -55,7 +60,7 @@ impl Server {
             metrics.clone(),
             std::future::pending(),
         ));
-        Ok(Self { base, store, metrics, http: housekeep::testbed::http(), _dir: dir, database })
+        Ok(Self { base, store, metrics, nudge, http: housekeep::testbed::http(), _dir: dir, database })
     }
 
     async fn put_txn(&self, txn_id: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -339,5 +344,28 @@ async fn hostile_ids_and_shapes_are_refused_and_leave_no_trace(backend: Backend)
     let (status, _) =
         server.put_txn("after", Some(HS_TOKEN), txn(vec![event(500, json!({"body": "still here"}))])).await;
     assert_eq!(status, 200);
+    server.finish().await
+}
+
+/// The nudge (see `appservice::nudge`): a round is open from the start; the
+/// bot's own nudge carrying the round's token closes it, one from anyone
+/// else does not; a transaction answered with an error opens another.
+async fn the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let token = server.nudge.open_round().expect("open from the start");
+    let nudge_from = |n: u32, sender: &str| {
+        let mut event = event(n, nudge::content(&token));
+        event["type"] = json!(nudge::EVENT_TYPE);
+        event["sender"] = json!(sender);
+        event
+    };
+    assert_eq!(server.put_txn("1", Some(HS_TOKEN), txn(vec![nudge_from(1, "@mallory:localhost")])).await.0, 200);
+    assert_eq!(server.nudge.open_round().as_ref(), Some(&token), "a forged nudge closes nothing");
+    assert_eq!(server.put_txn("2", Some(HS_TOKEN), txn(vec![nudge_from(2, "@housekeep:localhost")])).await.0, 200);
+    assert_eq!(server.nudge.open_round(), None, "the bot's own closes the round");
+    assert_eq!(server.events().await, 2, "nudges are indexed as any event");
+    assert_eq!(server.put_txn("3", Some(HS_TOKEN), "{not json").await.0, 400);
+    let again = server.nudge.open_round().expect("an error answer opens a round");
+    assert_ne!(again, token);
     server.finish().await
 }

@@ -114,7 +114,7 @@ async fn killed_again_and_again_while_events_stream_loses_and_repeats_nothing(ba
         };
         println!(
             "soak ({}): {kills} kills in {:.0?}, {sent} messages indexed exactly once, job of 60 items done once; \
-             last process: {} transactions answered with an error (a hole behind them), {} nudges",
+             last process: {} transactions answered with an error, {} nudges",
             backend.as_str(),
             started.elapsed(),
             counter("housekeep_appservice_transactions_total{outcome=\"failed\"}"),

@@ -9,11 +9,14 @@ pub(in crate::web) async fn media(
 ) -> Response {
     or_error_page(async {
         let busiest = busiest_rooms(&state.store, range.days()).await?;
-        let rooms = &busiest[..busiest.len().min(MEDIA_PAGE_ROOMS as usize)];
+        let mut kept_since = busiest.kept_since;
+        let rooms = &busiest.value[..busiest.value.len().min(MEDIA_PAGE_ROOMS as usize)];
         let mut by_kind: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
         let mut per_room = Vec::new();
         for (room, _) in rooms {
             let kinds = room_media(&state.store, room).await?;
+            kept_since = oldest(kept_since, kinds.kept_since);
+            let kinds = kinds.value;
             for k in kinds.iter() {
                 let entry = by_kind.entry(k.kind.clone()).or_default();
                 entry.0 += k.refs;
@@ -31,6 +34,7 @@ pub(in crate::web) async fn media(
         let quarantined = state.store.recent_quarantines(ROWS).await?;
         let content = html! {
             (range.filters(html! {}))
+            @if let Some(note) = crate::store::kept::age_note(kept_since) { p.muted { (note) } }
             h2 { "Media of the busiest rooms, by kind" }
             p.muted { "The " (MEDIA_PAGE_ROOMS) " rooms with the most messages in these days; a media posted in several of them counts in each." }
             (kind_table(&kinds))

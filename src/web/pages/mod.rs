@@ -39,7 +39,10 @@ pub(super) use rooms::{room, rooms};
 
 /// The busiest rooms of the last `days` by messages (at most [`ROWS`]), as
 /// the store keeps them when adding them up is slow (see `store::kept`).
-async fn busiest_rooms(store: &crate::store::Store, days: u32) -> anyhow::Result<std::sync::Arc<Vec<(String, i64)>>> {
+async fn busiest_rooms(
+    store: &crate::store::Store,
+    days: u32,
+) -> anyhow::Result<crate::store::Figure<Vec<(String, i64)>>> {
     let key = format!("busiest rooms {days}");
     store
         .kept_or_computed(key, move |store| async move {
@@ -53,7 +56,7 @@ async fn busiest_rooms(store: &crate::store::Store, days: u32) -> anyhow::Result
 async fn room_media(
     store: &crate::store::Store,
     room: &str,
-) -> anyhow::Result<std::sync::Arc<Vec<crate::store::KindCount>>> {
+) -> anyhow::Result<crate::store::Figure<Vec<crate::store::KindCount>>> {
     let of = room.to_owned();
     store
         .kept_or_computed(format!("room media {room}"), move |store| {
@@ -61,6 +64,47 @@ async fn room_media(
             async move { store.room_media_by_kind(&room).await }
         })
         .await
+}
+
+/// How many media each of `rooms` references, as one figure: the store
+/// keeps it when counting them all is slow (the rooms page counts twenty).
+async fn media_of_rooms(
+    store: &crate::store::Store,
+    rooms: Vec<String>,
+) -> anyhow::Result<crate::store::Figure<BTreeMap<String, i64>>> {
+    let key = format!("media of rooms {}", rooms.join(" "));
+    store
+        .kept_or_computed(key, move |store| {
+            let rooms = rooms.clone();
+            async move {
+                let mut media = BTreeMap::new();
+                for room in rooms {
+                    let kinds = store.room_media_by_kind(&room).await?;
+                    media.insert(room, kinds.iter().map(|k| k.media).sum::<i64>());
+                }
+                anyhow::Ok(media)
+            }
+        })
+        .await
+}
+
+/// Computes the figures a moderator opening the dashboard, or typing
+/// `!stats`, asks for first, so that on a big server (where they are kept:
+/// see `store::kept`) no one waits for them: the server's summary of the
+/// dashboard's and of `!stats`' default days, the busiest rooms and their
+/// media. On a small server this is a few quick queries, kept by no one.
+pub async fn warm_figures(store: &crate::store::Store) -> anyhow::Result<()> {
+    Summary::load_kept(store, Scope::Server, DEFAULT_DAYS).await?;
+    Summary::load_kept(store, Scope::Server, crate::stats::DEFAULT_STATS_DAYS).await?;
+    let busiest = busiest_rooms(store, DEFAULT_DAYS).await?;
+    let rooms: Vec<String> = busiest.value.iter().take(ROOMS_WITH_MEDIA).map(|(room, _)| room.clone()).collect();
+    media_of_rooms(store, rooms).await?;
+    Ok(())
+}
+
+/// The older of two kept figures' times (`None`: computed when asked).
+fn oldest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    a.into_iter().chain(b).min()
 }
 
 const DEFAULT_DAYS: u32 = 30;

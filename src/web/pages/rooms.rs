@@ -9,7 +9,9 @@ pub(in crate::web) async fn rooms(
 ) -> Response {
     or_error_page(async {
         let (first, last) = crate::stats::summary::day_span(now_ms(), range.days());
-        let mut rooms = busiest_rooms(&state.store, range.days()).await?.as_ref().clone();
+        let busiest = busiest_rooms(&state.store, range.days()).await?;
+        let mut kept_since = busiest.kept_since;
+        let mut rooms = busiest.value.as_ref().clone();
         let q = range.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if let Some(q) = q {
             // By ID among the busiest, and by name or alias as Synapse searches them.
@@ -26,11 +28,10 @@ pub(in crate::web) async fn rooms(
         }
         let ids: Vec<String> = rooms.iter().map(|(room, _)| room.clone()).collect();
         let names = state.names.names(&ids).await;
-        let mut media = BTreeMap::new();
-        for (room, _) in rooms.iter().take(ROOMS_WITH_MEDIA) {
-            let kinds = room_media(&state.store, room).await?;
-            media.insert(room.clone(), kinds.iter().map(|k| k.media).sum::<i64>());
-        }
+        let counted: Vec<String> = ids.iter().take(ROOMS_WITH_MEDIA).cloned().collect();
+        let media = media_of_rooms(&state.store, counted).await?;
+        kept_since = oldest(kept_since, media.kept_since);
+        let media = media.value.as_ref();
         let by_media = range.sort.as_deref() == Some("media");
         if by_media {
             rooms.sort_by_key(|(room, n)| (std::cmp::Reverse(media.get(room).copied().unwrap_or(-1)), std::cmp::Reverse(*n)));
@@ -60,6 +61,7 @@ pub(in crate::web) async fn rooms(
                         }
                     }
                 }
+                @if let Some(note) = crate::store::kept::age_note(kept_since) { p.muted { (note) } }
                 p.muted { "The busiest " (ROWS) " rooms of these days by messages (and, for a search, up to " (SEARCH_EXTRA_ROOMS) " more rooms Synapse finds by name); media is counted for the first " (ROOMS_WITH_MEDIA) "." }
             }
         };
@@ -79,11 +81,13 @@ pub(in crate::web) async fn room(
             let scope = Scope::Room { room_id: room_id.clone(), named: room_id.clone() };
             let summary = Summary::load_kept(&state.store, scope, range.days()).await?;
             let kinds = room_media(&state.store, &room_id).await?;
+            let kept_since = oldest(summary.kept_since, kinds.kept_since);
+            let kinds = kinds.value;
             let name = state.names.names(std::slice::from_ref(&room_id)).await.remove(&room_id);
             let content = html! {
                 @if let Some(name) = &name { p { "Named " strong { (name) } " on the homeserver." } }
                 (range.filters(html! {}))
-                @if let Some(note) = summary.kept_note() { p.muted { (note) } }
+                @if let Some(note) = crate::store::kept::age_note(kept_since) { p.muted { (note) } }
                 div.charts { (chart(&summary.chart())) }
                 h2 { "Busiest senders" }
                 table {
