@@ -115,13 +115,23 @@ impl MediaId {
     }
 }
 
-/// How many distinct media a selection holds, of them how many local and
-/// how many quarantined already.
+/// How many distinct media a selection references, of them how many are
+/// shared (the rest only mentioned), and of those selected how many are
+/// local and how many quarantined already.
 #[derive(sqlx::FromRow)]
 struct SelectedCounts {
-    media: i64,
+    seen: i64,
+    shared: i64,
     local: i64,
     quarantined: i64,
+}
+
+/// One of a selection's top senders, and how many senders it has in all.
+#[derive(sqlx::FromRow)]
+struct TopSender {
+    name: String,
+    n: i64,
+    senders: i64,
 }
 
 /// See [`Store::senders_of_same_file`]: the hash given, else the index's own.
@@ -162,37 +172,50 @@ impl Store {
         let kinds = sqlx::query_as::<_, Counted>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
         stats.refs_by_kind = kinds.into_iter().map(Into::into).collect();
 
-        let distinct = |condition: &str| {
-            format!("SELECT DISTINCT r.server_name, r.media_id FROM media_refs r WHERE {start} AND {condition}")
+        // One pass over the selection's media (the index holds a room's or a
+        // sender's references in media order: no sort, no hash), each media
+        // marked shared or not; quarantined ones joined from their own index.
+        let is_shared = format!("MAX(CASE WHEN {shared} THEN 1 ELSE 0 END)");
+        let is_selected = match scope {
+            Scope::All => "1",
+            Scope::Shared => "m.shared",
         };
         let sql = format!(
-            "SELECT COUNT(*) AS media, COALESCE(SUM(CASE WHEN d.server_name = $2 THEN 1 ELSE 0 END), 0) AS local, \
-             COALESCE(SUM(CASE WHEN q.quarantined_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS quarantined \
-             FROM ({}) d LEFT JOIN media q ON q.server_name = d.server_name AND q.media_id = d.media_id",
-            distinct(&selected)
+            "SELECT COUNT(*) AS seen, COALESCE(SUM(m.shared), 0) AS shared, \
+             COALESCE(SUM(CASE WHEN {is_selected} = 1 AND m.server_name = $2 THEN 1 ELSE 0 END), 0) AS local, \
+             COALESCE(SUM(CASE WHEN {is_selected} = 1 AND q.media_id IS NOT NULL THEN 1 ELSE 0 END), 0) AS quarantined \
+             FROM (SELECT r.server_name, r.media_id, {is_shared} AS shared FROM media_refs r WHERE {start} \
+                   GROUP BY r.server_name, r.media_id) m \
+             LEFT JOIN media q ON q.server_name = m.server_name AND q.media_id = m.media_id \
+                  AND q.quarantined_at IS NOT NULL"
         );
         let counts: SelectedCounts =
             sqlx::query_as(AssertSqlSafe(sql)).bind(value).bind(local_server).fetch_one(pool).await?;
-        (stats.media, stats.local, stats.already_quarantined) = (counts.media, counts.local, counts.quarantined);
-
-        let mentions = format!("{} EXCEPT {}", distinct("1 = 1"), distinct(&shared));
-        let sql = format!("SELECT COUNT(*) FROM ({mentions}) m");
-        stats.mentions_only = sqlx::query_scalar(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?;
+        stats.media = match scope {
+            Scope::All => counts.seen,
+            Scope::Shared => counts.shared,
+        };
+        (stats.local, stats.already_quarantined) = (counts.local, counts.quarantined);
+        stats.mentions_only = counts.seen - counts.shared;
         if stats.mentions_only > 0 {
-            let sql = format!("SELECT server_name, media_id FROM ({mentions}) m ORDER BY 1, 2 LIMIT 5");
+            let sql = format!(
+                "SELECT r.server_name, r.media_id FROM media_refs r WHERE {start} \
+                 GROUP BY r.server_name, r.media_id HAVING {is_shared} = 0 ORDER BY 1, 2 LIMIT 5"
+            );
             let samples = sqlx::query_as::<_, MediaId>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
             stats.mention_samples = samples.iter().map(MediaId::mxc).collect();
         }
 
-        let per_sender = format!(
-            "SELECT d.sender AS name, COUNT(*) AS n FROM (SELECT DISTINCT r.sender, r.server_name, r.media_id \
-             FROM media_refs r WHERE {start} AND {selected}) d GROUP BY d.sender"
+        // The top senders, each row carrying how many there are in all.
+        let sql = format!(
+            "SELECT s.name, s.n, COUNT(*) OVER () AS senders FROM \
+             (SELECT d.sender AS name, COUNT(*) AS n FROM (SELECT DISTINCT r.sender, r.server_name, r.media_id \
+              FROM media_refs r WHERE {start} AND {selected}) d GROUP BY d.sender) s \
+             ORDER BY s.n DESC, s.name LIMIT 5"
         );
-        let sql = format!("SELECT COUNT(*) FROM ({per_sender}) s");
-        stats.senders = sqlx::query_scalar(AssertSqlSafe(sql)).bind(value).fetch_one(pool).await?;
-        let sql = format!("{per_sender} ORDER BY 2 DESC, 1 LIMIT 5");
-        let top = sqlx::query_as::<_, Counted>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
-        stats.top_senders = top.into_iter().map(Into::into).collect();
+        let top = sqlx::query_as::<_, TopSender>(AssertSqlSafe(sql)).bind(value).fetch_all(pool).await?;
+        stats.senders = top.first().map_or(0, |row| row.senders);
+        stats.top_senders = top.into_iter().map(|row| (row.name, row.n)).collect();
         Ok(stats)
     }
 

@@ -674,6 +674,14 @@ async fn every_query_reads_its_rows_by_name(backend: Backend) -> anyhow::Result<
     assert!(store.media_quarantined_at("hs", "one").await?.is_some());
     assert_eq!(store.media_quarantined_at("hs", "three").await?, None);
     assert_eq!(store.quarantined_media_count().await?, 1);
+    // A selection counts what it holds that is quarantined already; a
+    // quarantined mention only when mentions are selected too.
+    store.set_media_quarantine(&[("hs", "three")], Some(("@mod:hs", None))).await?;
+    let of_a = store.media_selection_stats(RefsOf::Sender("@a:hs"), Scope::Shared, "hs").await?;
+    assert_eq!((of_a.media, of_a.already_quarantined), (1, 1));
+    let of_a = store.media_selection_stats(RefsOf::Sender("@a:hs"), Scope::All, "hs").await?;
+    assert_eq!((of_a.media, of_a.local, of_a.already_quarantined, of_a.mentions_only), (2, 2, 2, 1));
+    store.set_media_quarantine(&[("hs", "three")], None).await?;
     let records = store.recent_quarantines(10).await?;
     let record = QuarantineRecord {
         mxc: "mxc://hs/one".into(),
