@@ -12,6 +12,10 @@
 //! fast again. On a server where every figure takes less than [`SLOW`]
 //! nothing is kept: each is computed when asked, as it always was.
 //!
+//! Asks of one figure that come together while it is not kept take turns:
+//! the first computes it, the others then read what it kept (three
+//! moderators opening the dashboard at once cost one computing, not three).
+//!
 //! A kept figure says when it was computed ([`Figure::kept_since`]), and
 //! whoever shows it says how old it is ([`age_note`]). The store only holds
 //! the values: the layers above say what a figure is and how it is computed.
@@ -87,6 +91,27 @@ pub fn age_note(kept_since: Option<i64>) -> Option<String> {
 #[derive(Default)]
 pub struct KeptFigures {
     entries: Mutex<HashMap<String, Entry>>,
+    /// One lock per figure being computed for an ask, while asked.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An ask's place in the queue of asks computing one figure; the last one
+/// out takes the figure's lock away.
+struct Turn<'a> {
+    figures: &'a KeptFigures,
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut turns = self.figures.turns.lock().expect("not poisoned");
+        // Clones are made only under `turns`: the map's and this one mean
+        // no one else waits.
+        if Arc::strong_count(&self.lock) == 2 && turns.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 impl std::fmt::Debug for KeptFigures {
@@ -114,6 +139,11 @@ impl KeptFigures {
         }
         let now = Instant::now();
         entries.insert(key, Entry { value, computed: now, computed_ms: now_ms(), asked: now, compute });
+    }
+
+    fn turn(&self, key: &str) -> Turn<'_> {
+        let lock = self.turns.lock().expect("not poisoned").entry(key.to_owned()).or_default().clone();
+        Turn { figures: self, key: key.to_owned(), lock }
     }
 
     /// Forgets what no one asked for lately; returns what is due again.
@@ -169,6 +199,12 @@ impl Store {
         F: Fn(Store) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
     {
+        if let Some(kept) = self.kept.get::<T>(&key) {
+            return Ok(kept);
+        }
+        let turn = self.kept.turn(&key);
+        let _computing = turn.lock.lock().await;
+        // An ask before this one may have computed and kept it meanwhile.
         if let Some(kept) = self.kept.get::<T>(&key) {
             return Ok(kept);
         }
@@ -290,6 +326,29 @@ mod tests {
         // The same store through another pool shares what is kept.
         let kept_elsewhere = store.clone().kept_or_computed("slow".into(), figure(Duration::ZERO)).await.unwrap();
         assert_eq!(*kept_elsewhere.value, 3);
+    }
+
+    #[tokio::test]
+    async fn asks_of_one_slow_figure_at_once_compute_it_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let store = Store::connect("sqlite::memory:", Some(1)).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let figure = || {
+            let calls = calls.clone();
+            move |_: Store| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(SLOW + Duration::from_millis(20)).await;
+                    anyhow::Ok(7_u8)
+                }
+            }
+        };
+        let asks = (0..3).map(|_| store.kept_or_computed("slow".into(), figure()));
+        let figures = futures::future::try_join_all(asks).await.unwrap();
+        assert_eq!(figures.iter().map(|f| *f.value).collect::<Vec<_>>(), [7, 7, 7]);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the others read what the first kept");
+        assert_eq!(figures.iter().filter(|f| f.kept_since.is_some()).count(), 2);
+        assert!(store.kept().turns.lock().unwrap().is_empty(), "no lock left behind");
     }
 
     #[test]
