@@ -682,31 +682,54 @@ async fn ingest(
 ) -> anyhow::Result<()> {
     let http = housekeep::testbed::http();
     let run = mix(now as u64);
-    let transactions = live_transactions(shape, run, 320);
-    let http_started = Instant::now();
-    for (t, events) in transactions.iter().enumerate() {
-        let answer = http
-            .put(format!("{base_url}/_matrix/app/v1/transactions/big-{run}-{t}"))
-            .bearer_auth(&config.appservice.hs_token)
-            .json(&json!({"events": events}))
-            .send()
-            .await?;
-        anyhow::ensure!(answer.status().is_success(), "transaction {t}: {}", answer.status());
-    }
-    let through_housekeep = 32_000.0 / http_started.elapsed().as_secs_f64();
+    let through_http = live_transactions(shape, run, 320);
     let batches: Vec<Vec<Extracted>> = live_transactions(shape, run ^ 1, 320)
         .iter()
         .map(|events| events.iter().map(|e| extract_value(e).expect("valid")).collect())
         .collect();
-    let alone_started = Instant::now();
-    for batch in &batches {
-        store.index_events(batch, Source::Live).await?;
+    // In rounds of 40 transactions each way, taking turns at going first:
+    // whichever runs second finds more of the B-tree pages it needs cached.
+    // Each round's ratio is kept too: housekeep recomputes its kept figures
+    // (seconds of database work every 5 minutes) and a round that meets one
+    // shows it; the median round is the steady state, the total the worst.
+    let (mut http_time, mut alone_time) = (Duration::ZERO, Duration::ZERO);
+    let mut ratios = Vec::new();
+    for round in 0..8 {
+        let chunk = round * 40..(round + 1) * 40;
+        let (mut http_round, mut alone_round) = (Duration::ZERO, Duration::ZERO);
+        for turn in 0..2 {
+            let started = Instant::now();
+            if (round + turn) % 2 == 0 {
+                for (t, events) in through_http[chunk.clone()].iter().enumerate() {
+                    let answer = http
+                        .put(format!("{base_url}/_matrix/app/v1/transactions/big-{run}-{round}-{t}"))
+                        .bearer_auth(&config.appservice.hs_token)
+                        .json(&json!({"events": events}))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(answer.status().is_success(), "transaction {round}/{t}: {}", answer.status());
+                }
+                http_round = started.elapsed();
+            } else {
+                for batch in &batches[chunk.clone()] {
+                    store.index_events(batch, Source::Live).await?;
+                }
+                alone_round = started.elapsed();
+            }
+        }
+        (http_time, alone_time) = (http_time + http_round, alone_time + alone_round);
+        ratios.push(alone_round.as_secs_f64() / http_round.as_secs_f64());
     }
-    let alone = 32_000.0 / alone_started.elapsed().as_secs_f64();
+    ratios.sort_by(f64::total_cmp);
+    let median = (ratios[3] + ratios[4]) / 2.0;
+    let through_housekeep = 32_000.0 / http_time.as_secs_f64();
+    let alone = 32_000.0 / alone_time.as_secs_f64();
     println!(
-        "{:<8} ingest with ≈ {events} events indexed: housekeep (HTTP) {through_housekeep:.0} events/s, the store alone {alone:.0} events/s → {:.2}× (goal ≥ 0.9×)",
+        "{:<8} ingest with ≈ {events} events indexed: housekeep (HTTP) {through_housekeep:.0} events/s, the store alone {alone:.0} events/s → {:.2}× in all, {median:.2}× the median of 8 rounds (rounds {:.2}–{:.2}; goal ≥ 0.9×)",
         backend.as_str(),
-        through_housekeep / alone
+        through_housekeep / alone,
+        ratios[0],
+        ratios[7],
     );
     Ok(())
 }
