@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -91,25 +91,32 @@ pub fn age_note(kept_since: Option<i64>) -> Option<String> {
 #[derive(Default)]
 pub struct KeptFigures {
     entries: Mutex<HashMap<String, Entry>>,
-    /// One lock per figure being computed for an ask, while asked.
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per figure being computed for an ask: its lock, holding the outcome
+    /// once computed, and how many asks hold a turn (the last one out
+    /// removes it).
+    turns: Mutex<HashMap<String, (TurnLock, usize)>>,
 }
 
-/// An ask's place in the queue of asks computing one figure; the last one
-/// out takes the figure's lock away.
+/// A figure's lock while asks take turns at it: the outcome of the first
+/// computing (a fast figure is not kept; a failure is not either), shared
+/// with the asks that overlapped it.
+type TurnLock = Arc<tokio::sync::Mutex<Option<Result<Value, String>>>>;
+
+/// An ask's place among the asks computing one figure at once.
 struct Turn<'a> {
     figures: &'a KeptFigures,
     key: String,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    lock: TurnLock,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let mut turns = self.figures.turns.lock().expect("not poisoned");
-        // Clones are made only under `turns`: the map's and this one mean
-        // no one else waits.
-        if Arc::strong_count(&self.lock) == 2 && turns.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
-            turns.remove(&self.key);
+        let mut turns = self.figures.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, holders)) = turns.get_mut(&self.key) {
+            *holders -= 1;
+            if *holders == 0 {
+                turns.remove(&self.key);
+            }
         }
     }
 }
@@ -142,8 +149,10 @@ impl KeptFigures {
     }
 
     fn turn(&self, key: &str) -> Turn<'_> {
-        let lock = self.turns.lock().expect("not poisoned").entry(key.to_owned()).or_default().clone();
-        Turn { figures: self, key: key.to_owned(), lock }
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        let (lock, holders) = turns.entry(key.to_owned()).or_default();
+        *holders += 1;
+        Turn { figures: self, key: key.to_owned(), lock: lock.clone() }
     }
 
     /// Forgets what no one asked for lately; returns what is due again.
@@ -192,7 +201,9 @@ impl KeptFigures {
 impl Store {
     /// The figure `key`: as kept, or computed now by `compute` (and kept
     /// if that took longer than [`SLOW`]). The key names the figure and
-    /// every argument it is computed from.
+    /// every argument it is computed from. Asks of one key at once take
+    /// turns, so `compute` must not ask for its own key (it would wait for
+    /// itself).
     pub async fn kept_or_computed<T, F, Fut>(&self, key: String, compute: F) -> anyhow::Result<Figure<T>>
     where
         T: Any + Send + Sync,
@@ -203,13 +214,30 @@ impl Store {
             return Ok(kept);
         }
         let turn = self.kept.turn(&key);
-        let _computing = turn.lock.lock().await;
-        // An ask before this one may have computed and kept it meanwhile.
+        let mut outcome = turn.lock.lock().await;
+        // An ask that overlapped this one computed it: kept (slow), or its
+        // outcome left in the turn (fast, or failed) for the asks behind it.
         if let Some(kept) = self.kept.get::<T>(&key) {
             return Ok(kept);
         }
+        match outcome.as_ref() {
+            Some(Ok(value)) => {
+                if let Ok(value) = value.clone().downcast::<T>() {
+                    return Ok(Figure { value, kept_since: None });
+                }
+            }
+            Some(Err(error)) => anyhow::bail!("{error}"),
+            None => {}
+        }
         let started = Instant::now();
-        let value = Arc::new(compute(self.clone()).await?);
+        let value = match compute(self.clone()).await {
+            Ok(value) => Arc::new(value),
+            Err(error) => {
+                *outcome = Some(Err(format!("{error:#}")));
+                return Err(error);
+            }
+        };
+        *outcome = Some(Ok(value.clone() as Value));
         let took = started.elapsed();
         if took >= SLOW {
             tracing::info!(key, took_ms = took.as_millis() as u64, "a slow figure is kept and recomputed ahead");
@@ -329,7 +357,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn asks_of_one_slow_figure_at_once_compute_it_once() {
+    async fn asks_of_one_figure_at_once_compute_it_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let store = Store::connect("sqlite::memory:", Some(1)).await.unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
@@ -349,6 +377,29 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the others read what the first kept");
         assert_eq!(figures.iter().filter(|f| f.kept_since.is_some()).count(), 2);
         assert!(store.kept().turns.lock().unwrap().is_empty(), "no lock left behind");
+
+        // A fast figure is not kept, and a failing one not either: asks at
+        // once still share the first one's outcome.
+        let fast = |fails: bool| {
+            let calls = calls.clone();
+            move |_: Store| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if fails { Err(anyhow::anyhow!("no database")) } else { anyhow::Ok(8_u8) }
+                }
+            }
+        };
+        let asks = (0..3).map(|_| store.kept_or_computed("fast".into(), fast(false)));
+        let figures = futures::future::try_join_all(asks).await.unwrap();
+        assert_eq!(figures.iter().map(|f| *f.value).collect::<Vec<_>>(), [8, 8, 8]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let asks = (0..3).map(|_| store.kept_or_computed("failing".into(), fast(true)));
+        let errors = futures::future::join_all(asks).await;
+        assert!(errors.iter().all(|e| e.as_ref().is_err_and(|e| e.to_string() == "no database")));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(store.kept().len(), 1, "only the slow one is kept");
+        assert!(store.kept().turns.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -115,15 +115,17 @@ impl MediaId {
     }
 }
 
-/// How many distinct media a selection references, of them how many are
-/// shared (the rest only mentioned), and of those selected how many are
-/// local and how many quarantined already.
+/// How many distinct media a selection references and how many of them are
+/// shared (the rest only mentioned); of each, how many are local and how
+/// many quarantined already.
 #[derive(sqlx::FromRow)]
 struct SelectedCounts {
     seen: i64,
     shared: i64,
-    local: i64,
-    quarantined: i64,
+    local_seen: i64,
+    local_shared: i64,
+    quarantined_seen: i64,
+    quarantined_shared: i64,
 }
 
 /// One of a selection's top senders, and how many senders it has in all.
@@ -174,16 +176,15 @@ impl Store {
 
         // One pass over the selection's media (the index holds a room's or a
         // sender's references in media order: no sort, no hash), each media
-        // marked shared or not; quarantined ones joined from their own index.
+        // marked shared or not, and joined by its key to the `media` row if
+        // that is quarantined.
         let is_shared = format!("MAX(CASE WHEN {shared} THEN 1 ELSE 0 END)");
-        let is_selected = match scope {
-            Scope::All => "1",
-            Scope::Shared => "m.shared",
-        };
         let sql = format!(
             "SELECT COUNT(*) AS seen, COALESCE(SUM(m.shared), 0) AS shared, \
-             COALESCE(SUM(CASE WHEN {is_selected} = 1 AND m.server_name = $2 THEN 1 ELSE 0 END), 0) AS local, \
-             COALESCE(SUM(CASE WHEN {is_selected} = 1 AND q.media_id IS NOT NULL THEN 1 ELSE 0 END), 0) AS quarantined \
+             COALESCE(SUM(CASE WHEN m.server_name = $2 THEN 1 ELSE 0 END), 0) AS local_seen, \
+             COALESCE(SUM(CASE WHEN m.server_name = $2 THEN m.shared ELSE 0 END), 0) AS local_shared, \
+             COALESCE(SUM(CASE WHEN q.media_id IS NOT NULL THEN 1 ELSE 0 END), 0) AS quarantined_seen, \
+             COALESCE(SUM(CASE WHEN q.media_id IS NOT NULL THEN m.shared ELSE 0 END), 0) AS quarantined_shared \
              FROM (SELECT r.server_name, r.media_id, {is_shared} AS shared FROM media_refs r WHERE {start} \
                    GROUP BY r.server_name, r.media_id) m \
              LEFT JOIN media q ON q.server_name = m.server_name AND q.media_id = m.media_id \
@@ -191,11 +192,10 @@ impl Store {
         );
         let counts: SelectedCounts =
             sqlx::query_as(AssertSqlSafe(sql)).bind(value).bind(local_server).fetch_one(pool).await?;
-        stats.media = match scope {
-            Scope::All => counts.seen,
-            Scope::Shared => counts.shared,
+        (stats.media, stats.local, stats.already_quarantined) = match scope {
+            Scope::All => (counts.seen, counts.local_seen, counts.quarantined_seen),
+            Scope::Shared => (counts.shared, counts.local_shared, counts.quarantined_shared),
         };
-        (stats.local, stats.already_quarantined) = (counts.local, counts.quarantined);
         stats.mentions_only = counts.seen - counts.shared;
         if stats.mentions_only > 0 {
             let sql = format!(
