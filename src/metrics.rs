@@ -204,6 +204,8 @@ pub struct ReasonLabel {
 
 pub struct Metrics {
     registry: Registry,
+    /// 1 while this housekeep waits as a standby (README: "A standby").
+    pub standby: Gauge,
     pub transactions: Family<OutcomeLabel, Counter>,
     pub transaction_seconds: Histogram,
     pub events_indexed: Counter,
@@ -280,6 +282,13 @@ impl Metrics {
         );
         let rejected = Family::<ReasonLabel, Counter>::default();
         registry.register("rejected_inputs", "Inputs skipped, by reason (each is also logged)", rejected.clone());
+        let standby = Gauge::default();
+        registry.register(
+            "standby",
+            "1 while this housekeep waits as a standby for the instance lock (it serves /health and /metrics \
+             only), 0 once it runs",
+            standby.clone(),
+        );
         let index_lag_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "index_lag_seconds",
@@ -444,6 +453,7 @@ impl Metrics {
             ephemeral_received,
             rejected,
             index_lag_seconds,
+            standby,
         }
     }
 
@@ -518,6 +528,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    /// What [`render`](Self::render) writes, as a `Content-Type`.
+    pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -133,8 +133,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // prometheus-client writes the OpenMetrics text format.
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+    ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], state.metrics.render())
 }
 
 async fn unrecognized() -> MatrixError {

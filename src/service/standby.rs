@@ -1,7 +1,8 @@
 //! A second housekeep against the same PostgreSQL does not exit: it waits
 //! as a **standby**. Its listener answers `/health` with 503 `standby` (so
-//! a load balancer in front sends Synapse to the active one) and every
-//! other request with 503; it indexes nothing and runs nothing. It asks for
+//! a load balancer in front sends Synapse to the active one), `/metrics`
+//! with `housekeep_standby 1` (so monitoring sees the standby is there) and
+//! every other request with 503; it indexes nothing and runs nothing. It asks for
 //! the instance lock every [`POLL`]: PostgreSQL releases the active one's
 //! advisory lock the moment its connection ends (the process died, or lost
 //! the database), and the standby starts as a fresh start would: jobs
@@ -10,16 +11,19 @@
 //!
 //! SQLite stays single-instance: its lock is a file on one machine.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{InstanceLock, Store};
 
 /// How often a standby asks for the instance lock.
@@ -45,8 +49,11 @@ pub(super) async fn take_over(
             bind.0, bind.1
         )
     })?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.standby.set(1);
     let app = Router::new()
         .route("/health", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, format!("{STANDBY}\n")) }))
+        .route("/metrics", get(move || async move { ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], metrics.render()) }))
         .fallback(|| async {
             let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": STANDBY});
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
