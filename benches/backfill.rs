@@ -22,7 +22,7 @@
 //!
 //! `cargo bench --bench backfill` runs all four. The servers of
 //! `side_by_side` and `big_room` are written once and kept under
-//! `.cache/bench-fixtures/`, named by their size and `FIXTURE_VERSION`;
+//! `.cache/bench-fixtures/synapse-<version>/`, named by their size and `FIXTURE_VERSION`;
 //! each run starts a fresh copy. Synapse writes about 80 events/s on this
 //! machine idle and 11–13 with other builds running: the 100 rooms took 29
 //! minutes to write, the big room hours. `BENCH_SEED_ONLY=1` only writes the

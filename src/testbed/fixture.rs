@@ -1,8 +1,9 @@
 //! Synapse servers whose history was written once and kept in the cache
-//! folder (`<cache>/bench-fixtures/<name>/`), for benchmarks that need more
-//! history than is worth writing again each run: Synapse writes about 80
-//! events/s on this machine, so a server of 20,000 events takes minutes and
-//! a room of 100,000 half an hour.
+//! folder (`<cache>/bench-fixtures/synapse-<version>/<name>/`: a database
+//! written by one Synapse is never opened by an older one), for benchmarks
+//! that need more history than is worth writing again each run: Synapse
+//! writes about 80 events/s on this machine, so a server of 20,000 events
+//! takes minutes and a room of 100,000 half an hour.
 //!
 //! A fixture is written as synapse-notes §10 says a server with a bridge
 //! is: Synapse runs with another, silent appservice registered while the
@@ -18,7 +19,7 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{MatrixUser, Synapse, cache_dir, write_silent_registration};
+use super::{MatrixUser, SYNAPSE_VERSION, Synapse, cache_dir, write_silent_registration};
 
 /// The file that says a fixture is whole; written last, before the rename.
 const META: &str = "fixture.json";
@@ -27,7 +28,7 @@ const META: &str = "fixture.json";
 /// wrote it, and what the writer said about it.
 #[derive(Debug, Clone)]
 pub struct SynapseFixture<T> {
-    /// `<cache>/bench-fixtures/<name>`: `synapse/` (its database, media
+    /// `<cache>/bench-fixtures/synapse-<version>/<name>`: `synapse/` (its database, media
     /// store and config) and the other appservice's registration.
     pub dir: PathBuf,
     pub admin_user_id: String,
@@ -56,7 +57,7 @@ impl<T: Serialize + DeserializeOwned> SynapseFixture<T> {
         name: &str,
         write: impl AsyncFnOnce(&Synapse, &MatrixUser) -> anyhow::Result<T>,
     ) -> anyhow::Result<Self> {
-        let root = cache_dir().join("bench-fixtures");
+        let root = cache_dir().join("bench-fixtures").join(format!("synapse-{SYNAPSE_VERSION}"));
         let dir = root.join(name);
         if let Some(fixture) = Self::read(&dir)? {
             return Ok(fixture);
