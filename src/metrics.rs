@@ -527,10 +527,10 @@ impl Metrics {
         self.transactions.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
-    /// The Prometheus text exposition.
     /// What [`render`](Self::render) writes, as a `Content-Type`.
     pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+    /// The Prometheus text exposition (OpenMetrics, by prometheus-client).
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -239,8 +239,6 @@ pub(crate) fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, MatrixEr
     })
 }
 
-/// Extracts index rows from each event, and picks out the events addressed
-/// to the bot; logs and counts what it skips.
 /// What a transaction's events give.
 struct Events {
     extracted: Vec<Extracted>,
@@ -250,6 +248,8 @@ struct Events {
     nudges: Vec<String>,
 }
 
+/// Extracts index rows from each event, and picks out the events addressed
+/// to the bot and the bot's own nudges; logs and counts what it skips.
 fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Events {
     let mut extracted = Vec::with_capacity(events.len());
     let mut inbox = Vec::new();

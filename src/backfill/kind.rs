@@ -46,7 +46,6 @@ use crate::store::{ItemResult, ItemState, JobItem, JobState, Source};
 const MAX_PAGE_EVENTS: u32 = 1000;
 /// Recent pagination tokens kept to notice a walk that loops.
 const RECENT_TOKENS: usize = 16;
-/// Pages a gap repair reads at most per room.
 /// Events a gap repair reads at most per room (in pages of
 /// `backfill.page_events`, so that smaller pages do not make it shorter).
 const GAP_REPAIR_EVENTS: u32 = 20_000;
@@ -382,8 +381,9 @@ impl BackfillKind {
         let mut read_ids = Vec::new();
         let mut end = None;
         let chunk = self.settings.chunk_events as usize;
+        let page_events = self.settings.page_events.clamp(1, MAX_PAGE_EVENTS);
         let max_pages = if job.plan.gap_repair {
-            GAP_REPAIR_EVENTS.div_ceil(self.settings.page_events.clamp(1, MAX_PAGE_EVENTS))
+            GAP_REPAIR_EVENTS.div_ceil(page_events)
         } else {
             self.settings.max_pages_per_room
         };
@@ -392,8 +392,7 @@ impl BackfillKind {
                 end = Some(WalkEnd::PageLimit);
                 break;
             }
-            let page = self.settings.page_events.min(MAX_PAGE_EVENTS);
-            let limit = page.min((chunk - read_ids.len()) as u32).max(1);
+            let limit = page_events.min((chunk - read_ids.len()) as u32).max(1);
             let page = match services.homeserver.admin_room_messages(room_id, walk.from.as_deref(), limit).await {
                 Ok(page) => page,
                 // An outage: the batch is tried again, the job paused if it lasts.
