@@ -356,9 +356,9 @@ async fn a_standby_takes_over_when_the_active_one_dies(backend: Backend) -> anyh
         let (status, body) = standby.health().await?;
         assert_eq!((status, body.starts_with("standby")), (503, true), "{body}");
         // Monitoring sees a standby there, and the active one as active.
-        let standby_metrics = metrics_of(port_b).await?;
+        let standby_metrics = standby.metrics().await?;
         assert!(standby_metrics.contains("\nhousekeep_standby 1\n"), "{standby_metrics}");
-        let active_metrics = metrics_of(port_a).await?;
+        let active_metrics = testbed.housekeep.metrics().await?;
         assert!(active_metrics.contains("\nhousekeep_standby 0\n"), "{active_metrics}");
         // Even sent to it directly, a transaction is not taken by the standby.
         let direct = format!("http://127.0.0.1:{port_b}/_matrix/app/v1/transactions/direct-1");
@@ -412,11 +412,4 @@ async fn a_standby_takes_over_when_the_active_one_dies(backend: Backend) -> anyh
         Ok(())
     })
     .await
-}
-
-/// A housekeep's `/metrics` on this machine's port.
-async fn metrics_of(port: u16) -> anyhow::Result<String> {
-    let answer = housekeep::testbed::http().get(format!("http://127.0.0.1:{port}/metrics")).send().await?;
-    anyhow::ensure!(answer.status().is_success(), "/metrics: {}", answer.status());
-    Ok(answer.text().await?)
 }
