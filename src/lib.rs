@@ -12,6 +12,8 @@
 //! - [`bot`]: the chat front-end (admin room): inbox, commands, replies.
 //! - [`web`]: the dashboard front-end: sign-in, pages, live updates.
 //! - [`appservice`]: the HTTP listener; writes index rows and the bot inbox.
+//! - [`crypto`]: the bot's end-to-end encryption: its device and keys, fed
+//!   from the transactions; decrypts commands, encrypts replies.
 //! - [`backfill`]: room history into the index, as a background job kind.
 //! - [`media`]: downloads and hashes every referenced media; the hash blocklist.
 //! - [`policy_lists`]: the ban lists watched; each new rule becomes the
@@ -53,6 +55,7 @@ pub mod bot;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod crypto;
 pub mod extract;
 #[cfg(test)]
 mod fuzz;

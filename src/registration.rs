@@ -20,7 +20,7 @@ use crate::config::Config;
 /// the admin room is an alias, that one alias (non-exclusive): Synapse lets
 /// an appservice create only aliases it registered, and the bot creates the
 /// admin room under it when it does not exist (`admin.create_if_missing`).
-pub fn registration(config: &Config) -> Registration {
+pub fn registration(config: &Config) -> HousekeepRegistration {
     let mut namespaces = Namespaces::new();
     let user_regex = format!(
         "@{}:{}",
@@ -44,12 +44,38 @@ pub fn registration(config: &Config) -> Registration {
     }
     .into();
     // No typing or receipts: with the every-room namespace that would be the
-    // whole server's ephemeral traffic, and none of it is indexed.
-    registration.receive_ephemeral = false;
-    registration
+    // whole server's ephemeral traffic, and none of it is indexed. With
+    // end-to-end encryption on, it is what brings the bot's to-device
+    // messages (MSC2409; Synapse sends those only with it on).
+    registration.receive_ephemeral = config.e2ee.enabled;
+    HousekeepRegistration { registration, msc3202: config.e2ee.enabled }
 }
 
-pub fn to_yaml(registration: &Registration) -> anyhow::Result<String> {
+/// ruma's registration and the keys it has no field for.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HousekeepRegistration {
+    #[serde(flatten)]
+    pub registration: Registration,
+    /// MSC3202: device list changes and one-time key counts of the bot's
+    /// device in transactions (with end-to-end encryption on).
+    #[serde(rename = "org.matrix.msc3202", skip_serializing_if = "std::ops::Not::not")]
+    pub msc3202: bool,
+}
+
+impl std::ops::Deref for HousekeepRegistration {
+    type Target = Registration;
+    fn deref(&self) -> &Registration {
+        &self.registration
+    }
+}
+
+impl std::ops::DerefMut for HousekeepRegistration {
+    fn deref_mut(&mut self) -> &mut Registration {
+        &mut self.registration
+    }
+}
+
+pub fn to_yaml(registration: &HousekeepRegistration) -> anyhow::Result<String> {
     serde_saphyr::to_string(registration).context("cannot serialize the registration")
 }
 
@@ -280,5 +306,18 @@ mod tests {
         assert_eq!(back.rate_limited, Some(false));
         assert_eq!(back.url.as_deref(), Some("http://127.0.0.1:29330"));
         assert_eq!((back.as_token.as_str(), back.hs_token.as_str()), ("a", "h"));
+        assert!(!back.receive_ephemeral, "no server-wide typing and receipts");
+        assert!(!yaml.contains("msc3202"), "{yaml}");
+    }
+
+    #[test]
+    fn with_encryption_the_registration_asks_for_to_device_and_device_lists() {
+        let mut config = Config::parse(include_str!("../config/example.yaml")).unwrap();
+        config.e2ee.enabled = true;
+        let yaml = to_yaml(&registration(&config)).unwrap();
+        let back: Registration = serde_saphyr::from_str(&yaml).unwrap();
+        assert!(back.receive_ephemeral, "{yaml}");
+        let extra: std::collections::BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(extra.get("org.matrix.msc3202"), Some(&serde_json::json!(true)), "{yaml}");
     }
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     /// Told what arrives and what was refused, so that a transaction the
     /// homeserver stranded shows (see `nudge`); `None`: nothing nudges.
     pub nudge: Option<Arc<nudge::Nudge>>,
+    /// The bot's crypto machine, once it runs (end-to-end encryption on).
+    pub crypto: crate::crypto::CryptoSlot,
 }
 
 /// How the transaction handler hands events to the bot.
@@ -74,6 +76,7 @@ impl AppState {
             media_queue: None,
             stats: None,
             nudge: None,
+            crypto: Arc::default(),
         }
     }
 }

@@ -91,6 +91,10 @@ pub struct Routing {
     pub prefix: String,
     /// Policy lists: their rule events and redactions go to the inbox.
     pub watched_lists: WatchedRooms,
+    /// End-to-end encryption is on (`e2ee.enabled`): `m.room.encrypted`
+    /// events in the admin room go to the inbox, and an encrypted admin room
+    /// is no trouble.
+    pub decrypts: bool,
 }
 
 /// What `/health`, `!status` and the log say while the admin room is encrypted.
@@ -104,7 +108,8 @@ impl Routing {
     /// Whether the event turns on encryption in the admin room (housekeep
     /// cannot read it from then on: see [`ENCRYPTED_ADMIN_ROOM`]).
     pub fn encrypts_admin_room(&self, row: &EventRow) -> bool {
-        row.event_type == "m.room.encryption"
+        !self.decrypts
+            && row.event_type == "m.room.encryption"
             && row.state_key.as_deref() == Some("")
             && self.admin_room_id.get().is_some_and(|admin| *admin == *row.room_id)
     }
@@ -114,7 +119,8 @@ impl Routing {
         self.is_policy_change(row)
             || (self.admin_room_id.get().is_none_or(|admin| *admin == *row.room_id)
                 && row.sender != self.bot_user_id
-                && matches!(row.event_type.as_str(), "m.room.message" | "m.reaction"))
+                && (matches!(row.event_type.as_str(), "m.room.message" | "m.reaction")
+                    || (self.decrypts && row.event_type == "m.room.encrypted")))
             || (row.event_type == "m.room.member" && row.state_key.as_deref() == Some(self.bot_user_id.as_str()))
     }
 
@@ -172,6 +178,7 @@ impl Routing {
                 let key = relates.get("key").and_then(Value::as_str)?;
                 (annotation && CONFIRM_KEYS.contains(&key)).then_some(InboxKind::Reaction)?
             }
+            "m.room.encrypted" => InboxKind::Encrypted,
             "m.room.member" => {
                 (content.get("membership").and_then(Value::as_str) == Some("invite")).then_some(InboxKind::Invite)?
             }
@@ -200,6 +207,7 @@ mod tests {
             bot_user_id: "@bot:hs".into(),
             prefix: "!".into(),
             watched_lists: WatchedRooms::default(),
+            decrypts: false,
         }
     }
 
@@ -310,6 +318,28 @@ mod tests {
         let edit = json!({"msgtype": "m.text", "body": "* !status", "m.new_content": {"body": "!status"},
                           "m.relates_to": {"rel_type": "m.replace", "event_id": "$x"}});
         assert_eq!(route(event("!admin", "@mod:hs", "m.room.message", edit)), None, "edits");
+    }
+
+    #[test]
+    fn encrypted_events_in_the_admin_room_go_to_the_inbox_only_when_the_bot_decrypts() {
+        let encrypted = |room: &str, sender: &str| {
+            let content = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgA", "session_id": "s"});
+            event(room, sender, "m.room.encrypted", content)
+        };
+        let kind = |routing: &Routing, e: Value| {
+            let row = extract_value(&e).unwrap().event;
+            routing.route(&row, e).map(|item| item.kind)
+        };
+        assert_eq!(kind(&routing(), encrypted("!admin", "@mod:hs")), None, "e2ee off: as before");
+        let decrypting = Routing { decrypts: true, ..routing() };
+        assert_eq!(kind(&decrypting, encrypted("!admin", "@mod:hs")), Some(InboxKind::Encrypted));
+        assert_eq!(kind(&decrypting, encrypted("!other", "@mod:hs")), None, "other rooms");
+        assert_eq!(kind(&decrypting, encrypted("!admin", "@bot:hs")), None, "its own");
+        let encryption = json!({"event_id": "$e", "room_id": "!admin", "sender": "@mod:hs", "origin_server_ts": 1,
+            "type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}});
+        let row = extract_value(&encryption).unwrap().event;
+        assert!(routing().encrypts_admin_room(&row));
+        assert!(!decrypting.encrypts_admin_room(&row), "no trouble when the bot decrypts");
     }
 
     #[test]

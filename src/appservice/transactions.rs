@@ -36,9 +36,30 @@ pub(crate) struct Transaction<'a> {
     /// The same under MSC2409's unstable name; a homeserver may send both keys.
     #[serde(default, rename = "de.sorunome.msc2409.ephemeral")]
     unstable_ephemeral: Vec<IgnoredAny>,
-    /// To-device messages: accepted, not indexed.
-    #[serde(default, rename = "de.sorunome.msc2409.to_device")]
-    to_device: Vec<IgnoredAny>,
+    /// To-device messages (MSC2409): handed to the bot's crypto machine
+    /// when end-to-end encryption is on; never indexed.
+    #[serde(default, borrow, rename = "de.sorunome.msc2409.to_device")]
+    to_device: Vec<&'a RawValue>,
+    /// MSC3202 (unstable names, what Synapse 1.163 sends): device list
+    /// changes, one-time key counts and unused fallback key types.
+    #[serde(default, borrow, rename = "org.matrix.msc3202.device_lists")]
+    device_lists: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "org.matrix.msc3202.device_one_time_keys_count")]
+    one_time_keys_count: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "org.matrix.msc3202.device_unused_fallback_key_types")]
+    unused_fallback_key_types: Option<&'a RawValue>,
+}
+
+impl<'a> Transaction<'a> {
+    /// What the bot's crypto machine takes from this transaction.
+    fn crypto_changes(&self) -> crate::crypto::SyncChanges<'a> {
+        crate::crypto::SyncChanges {
+            to_device: self.to_device.clone(),
+            device_lists: self.device_lists,
+            one_time_keys_count: self.one_time_keys_count,
+            unused_fallback_key_types: self.unused_fallback_key_types,
+        }
+    }
 }
 
 /// Transactions remembered as refused once because of a hole behind them.
@@ -147,6 +168,9 @@ async fn take_transaction(
             if let Some(newest) = extracted.iter().map(|e| e.event.origin_server_ts).max() {
                 state.metrics.index_lag_seconds.set(now_ms().saturating_sub(newest).max(0) as f64 / 1000.0);
             }
+            // Before the inbox is rung: a room key in this transaction is
+            // there when the bot decrypts a command that came with it.
+            feed_crypto(&state, &txn_id, &transaction).await;
             if let (Some(bot), false) = (&state.bot, inbox.is_empty()) {
                 bot.wake.notify_one();
             }
@@ -169,6 +193,33 @@ async fn take_transaction(
     }
     state.metrics.transaction_seconds.observe(started.elapsed().as_secs_f64());
     Ok(Json(json!({})))
+}
+
+/// Hands the transaction's to-device messages, device lists and key counts
+/// to the bot's crypto machine. A failure is logged, never the transaction's:
+/// Synapse does not send to-device messages again (a retry would not help).
+async fn feed_crypto(state: &AppState, txn_id: &str, transaction: &Transaction<'_>) {
+    let changes = transaction.crypto_changes();
+    if changes.is_empty() {
+        return;
+    }
+    let Some(crypto) = state.crypto.get() else {
+        if !changes.to_device.is_empty() {
+            tracing::info!(
+                txn_id,
+                to_device = changes.to_device.len(),
+                "to-device messages before the bot's device exists: dropped"
+            );
+        }
+        return;
+    };
+    if let Err(error) = crypto.receive(&changes).await {
+        tracing::error!(
+            txn_id,
+            error = format!("{error:#}"),
+            "the crypto machine refused a transaction's to-device data"
+        );
+    }
 }
 
 /// Synapse can strand a transaction it created while recovering from an

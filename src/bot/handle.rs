@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::Bot;
 use super::commands::Command;
+use crate::appservice::route::{AdminRoomId, Routing};
 use crate::clock::now_ms;
 use crate::command::{Executed, audit_for, confirm};
 use crate::grammar::parse_command;
@@ -42,7 +43,9 @@ pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     // routing knew when they arrived (the room the alias pointed at last
     // time, or every room while the alias was not resolved yet). Invites
     // and policy rules come from other rooms.
-    if matches!(item.kind, InboxKind::Command | InboxKind::Reaction) && item.room_id != ctx.admin_room_id.as_str() {
+    if matches!(item.kind, InboxKind::Command | InboxKind::Reaction | InboxKind::Encrypted)
+        && item.room_id != ctx.admin_room_id.as_str()
+    {
         ctx.services().metrics.reject(crate::metrics::RejectReason::NotAdminRoom);
         tracing::info!(
             room_id = item.room_id,
@@ -60,6 +63,39 @@ pub async fn handle(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
             let (outcome, audit) = crate::policy_lists::handle_rule_change(&ctx.context(item)).await?;
             Ok(Handled::new(&outcome, audit))
         }
+        InboxKind::Encrypted => handle_encrypted(ctx, item).await,
+    }
+}
+
+/// How long a message waits for its room key (sent in a transaction of its
+/// own, which may come after the message's) before the attempt fails; the
+/// inbox tries again later.
+const ROOM_KEY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An encrypted event in the admin room: decrypted, then handled as the
+/// command or ✅ it is (replies go out encrypted: see `sink`).
+async fn handle_encrypted(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
+    let Some(crypto) = &ctx.crypto else {
+        return Ok(Handled::new("ignored: encrypted, and end-to-end encryption is off", vec![]));
+    };
+    let plain = crypto.decrypt(&item.room_id, &item.event, ROOM_KEY_PATIENCE).await?;
+    let routing = Routing {
+        admin_room_id: AdminRoomId::known(ctx.admin_room_id.as_str()),
+        bot_user_id: ctx.services().bot_user_id.to_string(),
+        prefix: ctx.prefix.clone(),
+        watched_lists: Default::default(),
+        decrypts: false,
+    };
+    let row = match crate::extract::extract_value(&plain) {
+        Ok(extracted) => extracted.event,
+        Err(error) => return Ok(Handled::new(&format!("decrypted, unreadable: {error}"), vec![])),
+    };
+    let event_type = row.event_type.clone();
+    tracing::info!(event_id = item.event_id, sender = item.sender, event_type, "decrypted an admin-room event");
+    match routing.route(&row, plain) {
+        Some(inner) if inner.kind == InboxKind::Command => handle_command(ctx, &inner).await,
+        Some(inner) if inner.kind == InboxKind::Reaction => handle_reaction(ctx, &inner).await,
+        _ => Ok(Handled::new(&format!("decrypted: {event_type}, nothing for the bot"), vec![])),
     }
 }
 

@@ -133,6 +133,19 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
 async fn give_up(bot: &Bot, item: &InboxItem, error: &str) {
     tracing::error!(event_id = item.event_id, error, "giving up on an admin-room event");
     bot.services().metrics.bot_items_failed.inc();
+    if item.kind == InboxKind::Encrypted {
+        // Plain words, as every reply: encrypted when the room is.
+        let hint = if error.contains("has no key") {
+            " Send it again; if that fails too, let your client share room keys with unverified devices."
+        } else {
+            ""
+        };
+        let notice = Notice::new().line(&format!("Could not handle this encrypted message: {error}.{hint}"));
+        let key = format!("reply-failed-{}", item.event_id);
+        if let Err(error) = bot.reply(&item.room_id, &item.event_id, &key, &notice).await {
+            tracing::warn!(error = format!("{error:#}"), "could not tell the sender either");
+        }
+    }
     if item.kind == InboxKind::Command {
         let notice = Notice::new().line(&format!("Could not handle this command: {error}"));
         let key = format!("reply-failed-{}", item.event_id);

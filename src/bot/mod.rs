@@ -48,6 +48,9 @@ pub struct Bot {
     pub rules: Rules,
     /// Rung after a transaction queued inbox items.
     pub inbox_wake: Arc<Notify>,
+    /// The bot's device, when end-to-end encryption is on: encrypted
+    /// commands are decrypted with it.
+    pub crypto: Option<Arc<crate::crypto::Crypto>>,
 }
 
 impl Bot {
@@ -118,7 +121,7 @@ async fn check_readable(bot: &Bot, room_id: &ruma::RoomId) {
             return;
         }
     };
-    if crate::homeserver::power::state_event(&state, "m.room.encryption").is_some() {
+    if crate::homeserver::power::state_event(&state, "m.room.encryption").is_some() && bot.crypto.is_none() {
         tracing::error!(%room_id, "{ENCRYPTED_ADMIN_ROOM}");
         bot.services().metrics.waiting_for("an unencrypted admin room", ENCRYPTED_ADMIN_ROOM);
     }

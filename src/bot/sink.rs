@@ -2,10 +2,14 @@
 //! there is something to reply to, with transaction IDs from the caller's
 //! key (the homeserver posts a retried key once).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use async_trait::async_trait;
 use ruma::EventId;
+use ruma::events::room::message::RoomMessageEventContent;
 
+use crate::crypto::Crypto;
 use crate::homeserver::HomeserverClient;
 use crate::notice::{Destination, Image, Notice, Sink};
 
@@ -14,11 +18,30 @@ pub const MAX_NOTICE_BYTES: usize = 48 * 1024;
 
 pub struct RoomSink {
     homeserver: HomeserverClient,
+    /// With end-to-end encryption on: messages into an encrypted room are
+    /// encrypted (never sent in the clear there).
+    crypto: Option<Arc<Crypto>>,
 }
 
 impl RoomSink {
     pub fn new(homeserver: HomeserverClient) -> Self {
-        Self { homeserver }
+        Self { homeserver, crypto: None }
+    }
+
+    pub fn encrypting(homeserver: HomeserverClient, crypto: Option<Arc<Crypto>>) -> Self {
+        Self { homeserver, crypto }
+    }
+
+    /// Sends an `m.room.message`, encrypted when the room is.
+    async fn send(&self, room_id: &str, txn_id: &str, content: &RoomMessageEventContent) -> anyhow::Result<String> {
+        if let Some(crypto) = &self.crypto
+            && crypto.room_encryption(room_id).await?.is_some()
+        {
+            let content = serde_json::to_value(content)?;
+            let encrypted = crypto.encrypt(room_id, "m.room.message", &content).await?;
+            return Ok(self.homeserver.send_event(room_id, "m.room.encrypted", txn_id, &encrypted).await?);
+        }
+        Ok(self.homeserver.send_message(room_id, txn_id, content).await?)
     }
 }
 
@@ -36,7 +59,7 @@ impl Sink for RoomSink {
             }
         });
         let content = notice.limited(MAX_NOTICE_BYTES).content(in_reply_to.as_deref());
-        Ok(self.homeserver.send_message(&to.room_id, &txn_id, &content).await?)
+        self.send(&to.room_id, &txn_id, &content).await
     }
 
     async fn edit(&self, room_id: &str, message_id: &str, key: &str, notice: &Notice) -> anyhow::Result<String> {
@@ -44,10 +67,16 @@ impl Sink for RoomSink {
         let original = EventId::parse(message_id).with_context(|| format!("cannot edit {message_id:?}"))?;
         // An edit carries the text twice (fallback and m.new_content).
         let content = notice.limited(MAX_NOTICE_BYTES / 2).edit_content(&original);
-        Ok(self.homeserver.send_message(room_id, &txn_id, &content).await?)
+        self.send(room_id, &txn_id, &content).await
     }
 
     async fn post_image(&self, to: &Destination, key: &str, image: &Image) -> anyhow::Result<String> {
+        // An encrypted room gets no image uploaded in the clear.
+        if let Some(crypto) = &self.crypto
+            && crypto.room_encryption(&to.room_id).await?.is_some()
+        {
+            anyhow::bail!("images are not posted in an encrypted room yet (encrypted attachments are the next step)");
+        }
         // The upload is not deduplicated: a retried key may upload again,
         // but posts the message once.
         let url = self.homeserver.upload(image.png.clone(), "image/png", &image.name).await?;

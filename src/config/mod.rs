@@ -44,6 +44,8 @@ pub struct Config {
     #[serde(default)]
     pub reports: ReportsConfig,
     #[serde(default)]
+    pub e2ee: E2eeConfig,
+    #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
@@ -63,6 +65,7 @@ impl std::fmt::Debug for Config {
             .field("backfill", &self.backfill)
             .field("media", &self.media)
             .field("reports", &self.reports)
+            .field("e2ee", &self.e2ee)
             .field("policy", &self.policy)
             .field("stats", &self.stats)
             .field("logging", &self.logging)

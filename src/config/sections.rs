@@ -392,6 +392,28 @@ pub struct ReportsConfig {
     pub poll_interval: Duration,
 }
 
+/// `e2ee`: the bot's device and end-to-end encryption.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2eeConfig {
+    /// Off by default: it needs the homeserver's experimental appservice
+    /// extensions (to-device messages, device lists, key counts).
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_device_display_name")]
+    pub device_display_name: String,
+}
+
+impl Default for E2eeConfig {
+    fn default() -> Self {
+        Self { enabled: false, device_display_name: default_device_display_name() }
+    }
+}
+
+fn default_device_display_name() -> String {
+    "housekeep".to_owned()
+}
+
 impl Default for ReportsConfig {
     fn default() -> Self {
         Self { enabled: true, poll_interval: default_reports_poll_interval() }

@@ -53,6 +53,16 @@ impl HomeserverClient {
         Ok(self.call(request).await?.duration.as_millis() as u64)
     }
 
+    /// Makes (or finds) a device of the appservice's own user with this ID
+    /// (`PUT /_matrix/client/v3/devices/{id}` with the as_token: MSC4190,
+    /// unconditional for appservices since Synapse 1.141).
+    pub async fn create_device(&self, device_id: &str, display_name: &str) -> Result<(), HsError> {
+        let body = serde_json::json!({"display_name": display_name});
+        let segments = ["_matrix", "client", "v3", "devices", device_id];
+        self.send::<_, serde_json::Value>(reqwest::Method::PUT, &segments, Some(&body)).await?;
+        Ok(())
+    }
+
     /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).
     pub async fn logout(&self) -> Result<(), HsError> {
         match self.call(logout::v3::Request::new()).await {

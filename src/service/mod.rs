@@ -178,11 +178,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             bot_user_id: bot_user_id.to_string(),
             prefix: config.admin.command_prefix.clone(),
             watched_lists: watched_lists.clone(),
+            decrypts: config.e2ee.enabled,
         }),
         wake: inbox_wake.clone(),
     });
     let nudge = Arc::new(Nudge::default());
     state.nudge = Some(nudge.clone());
+    let crypto_slot = state.crypto.clone();
     state.redaction_checks = Some(redaction_wake.clone());
     state.media_queue = Some(media_wake.clone());
     if !config.stats.secret.is_empty() {
@@ -247,8 +249,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut start = {
         let shutdown = shutdown.clone();
         let wakes = Wakes { inbox: inbox_wake, redactions: redaction_wake, media: media_wake, nudge };
-        let front =
-            FrontEnds { routed_admin_room: admin_room_id, moderators, admin_room_found, sign_ins, watched_lists };
+        let front = FrontEnds {
+            routed_admin_room: admin_room_id,
+            moderators,
+            admin_room_found,
+            sign_ins,
+            watched_lists,
+            crypto: crypto_slot,
+        };
         tokio::spawn(start_workers(config, store.clone(), homeserver, metrics, wakes, front, shutdown))
     };
     let outcome = tokio::select! {
@@ -351,6 +359,8 @@ struct FrontEnds {
     sign_ins: Option<Arc<SignIns>>,
     /// The policy lists the transaction handler routes rule events from.
     watched_lists: crate::policy::WatchedRooms,
+    /// Where the transaction handler finds the bot's crypto machine.
+    crypto: crate::crypto::CryptoSlot,
 }
 
 /// `admin.*`'s moderator rule.
@@ -362,6 +372,35 @@ fn moderator_rule(config: &Config) -> anyhow::Result<ModeratorRule> {
         server_name: config.homeserver.domain.clone(),
         bot: config.bot_user_id()?,
     })
+}
+
+/// The bot's device and crypto machine, when `e2ee.enabled`; handed to the
+/// transaction handler through `slot`. A device that cannot be made is
+/// named on `/health`: the rest of housekeep runs (encrypted commands are
+/// then not read).
+async fn start_crypto(
+    config: &Config,
+    homeserver: &HomeserverClient,
+    metrics: &crate::metrics::Metrics,
+    slot: &crate::crypto::CryptoSlot,
+) -> anyhow::Result<Option<Arc<crate::crypto::Crypto>>> {
+    if !config.e2ee.enabled {
+        return Ok(None);
+    }
+    let bot = config.bot_user_id()?;
+    match crate::crypto::Crypto::start(homeserver.clone(), bot.as_str(), &config.e2ee.device_display_name).await {
+        Ok(crypto) => {
+            tracing::info!(device_id = crypto.device_id(), "end-to-end encryption on");
+            let _ = slot.set(crypto.clone());
+            Ok(Some(crypto))
+        }
+        Err(error) => {
+            let error = format!("{error:#}");
+            tracing::error!(error, "cannot start end-to-end encryption; encrypted commands are not read");
+            metrics.waiting_for("end-to-end encryption", "the bot's device could not be made (see the log)");
+            Ok(None)
+        }
+    }
 }
 
 /// What the transaction handler rings when it queued work for a worker.
@@ -389,12 +428,13 @@ async fn start_workers(
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
+    let crypto = start_crypto(&config, &homeserver, &metrics, &front.crypto).await?;
     let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &front.routed_admin_room).await;
     front.routed_admin_room.set(admin_room_id.as_str());
     front.admin_room_found.set(admin_room_id.clone());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
 
-    let sink = Arc::new(RoomSink::new(homeserver.clone()));
+    let sink = Arc::new(RoomSink::encrypting(homeserver.clone(), crypto.clone()));
     let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
     let services = Services {
         store,
@@ -437,6 +477,7 @@ async fn start_workers(
             policy_config: Arc::new(config.policy.clone()),
         },
         inbox_wake: wakes.inbox,
+        crypto: crypto.clone(),
     });
     let scheduler = Scheduler {
         store: services.store.clone(),
@@ -452,6 +493,13 @@ async fn start_workers(
 
     let lists = (bot.jobs.clone(), config.policy.lists.clone(), bot.inbox_wake.clone(), shutdown.clone());
     let mut workers = crate::bot::spawn(bot, shutdown.clone());
+    if let Some(crypto) = crypto {
+        let token = shutdown.clone();
+        workers.spawn(async move {
+            crypto.run(token).await;
+            "the crypto request sender"
+        });
+    }
     // Not a worker that runs until shutdown: it watches the lists and ends.
     tokio::spawn(async move { crate::policy_lists::start(lists.0, lists.1, lists.2, lists.3).await });
     if config.reports.enabled {

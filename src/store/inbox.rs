@@ -26,6 +26,9 @@ pub enum InboxKind {
     Invite,
     /// A rule event (or a redaction) in a watched policy list.
     PolicyRule,
+    /// An `m.room.encrypted` event in the admin room (with end-to-end
+    /// encryption on): decrypted by the bot, then a command, a ✅ or nothing.
+    Encrypted,
 }
 
 impl InboxKind {
@@ -35,6 +38,7 @@ impl InboxKind {
             Self::Reaction => "reaction",
             Self::Invite => "invite",
             Self::PolicyRule => "policy",
+            Self::Encrypted => "encrypted",
         }
     }
 
@@ -44,6 +48,7 @@ impl InboxKind {
             "reaction" => Self::Reaction,
             "invite" => Self::Invite,
             "policy" => Self::PolicyRule,
+            "encrypted" => Self::Encrypted,
             other => anyhow::bail!("unknown inbox kind {other:?}"),
         })
     }

@@ -26,7 +26,7 @@ pub use fixture::SynapseFixture;
 pub use link::CuttableLink;
 pub use proxy::HealthProxy;
 pub use shared::keep_logs as keep_shared_synapse_logs;
-pub use synapse::{SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
+pub use synapse::{E2EE_CONFIG, SYNAPSE_VERSION, Synapse, ensure_installed, write_silent_registration};
 pub use user::{MatrixUser, encode};
 
 use crate::config::Config;
@@ -409,6 +409,43 @@ impl Testbed {
         let database = TestDatabase::create(backend, dir.path()).await?;
         let (synapse, config_path, config) = start_synapse(dir.path(), &database.url).await?;
         Self::start_housekeep(dir, synapse, config_path, config, database, housekeep_binary).await
+    }
+
+    /// Like [`start_own`](Self::start_own), with end-to-end encryption: housekeep's
+    /// `e2ee.enabled` (and the registration that goes with it), Synapse's
+    /// [`E2EE_CONFIG`], and an admin room created encrypted (Megolm).
+    pub async fn start_encrypted(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
+        let database = TestDatabase::create(backend, dir.path()).await?;
+        let placeholder = "http://127.0.0.1:1";
+        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
+        let text = std::fs::read_to_string(&config_path)?;
+        let text = text.replace(
+            "  enabled: false\n  # What moderators' clients show",
+            "  enabled: true\n  # What moderators' clients show",
+        );
+        std::fs::write(&config_path, &text)?;
+        let (_, registration) = registration::generate(&config_path)?;
+        std::fs::write(&registration_path, registration)?;
+        let synapse = Synapse::start_with_config(&dir.path().join("synapse"), &registration_path, E2EE_CONFIG).await?;
+        std::fs::write(&config_path, text.replace(placeholder, &synapse.url))?;
+        let config = Config::load(&config_path)?;
+        anyhow::ensure!(config.e2ee.enabled, "e2ee.enabled did not make it into the config");
+        let admin = synapse.register_user("admin", true).await?;
+        let alias = &config.admin.room;
+        let localpart = alias.trim_start_matches('#').split(':').next().unwrap_or_default();
+        admin
+            .create_room(serde_json::json!({
+                "name": "housekeep admin", "room_alias_name": localpart, "preset": "private_chat",
+                "invite": [config.bot_user_id()?.as_str()],
+                "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                                   "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+            }))
+            .await?;
+        let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
+        let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
+        housekeep.wait_ready().await?;
+        Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
     }
 
     /// Registers the server admin, creates the admin room and starts housekeep.

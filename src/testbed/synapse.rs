@@ -75,6 +75,15 @@ pub struct Synapse {
     user_prefix: String,
 }
 
+/// What Synapse (1.163) needs to give an appservice end-to-end encryption:
+/// to-device messages (MSC2409) and device lists with one-time key counts
+/// (MSC3202) in its transactions. Device masquerading (`?device_id=`) and
+/// `PUT /devices/{id}` by an appservice need nothing since 1.141.
+pub const E2EE_CONFIG: &str = "experimental_features:
+  msc2409_to_device_messages_enabled: true
+  msc3202_transaction_extensions: true
+";
+
 /// A registration for another appservice that receives nothing (`url:
 /// null`): what a bridge does to the appservice stream position, so that a
 /// registration added later is not sent the server's history (synapse-notes §10).
@@ -99,6 +108,11 @@ impl Synapse {
     /// [`start`](Self::start) with several registrations.
     pub async fn start_registrations(dir: &Path, registrations: &[&Path]) -> anyhow::Result<Self> {
         Self::start_with(dir, registrations, free_port()?, String::new()).await
+    }
+
+    /// [`start`](Self::start) with more `homeserver.yaml` (`extra`, kept across restarts).
+    pub async fn start_with_config(dir: &Path, registration: &Path, extra: &str) -> anyhow::Result<Self> {
+        Self::start_with(dir, &[registration], free_port()?, extra.to_owned()).await
     }
 
     /// Stops Synapse and starts it again on the same port and database,

@@ -10,6 +10,9 @@
 //! time the suite takes stays in sight. Each module lists its tests with
 //! `tests!` (see `common`).
 
+// matrix-sdk's client futures (tests/it/e2ee.rs) nest deeper than the default.
+#![recursion_limit = "256"]
+
 #[macro_use]
 mod common;
 
@@ -20,6 +23,7 @@ mod browser;
 mod cleanup;
 mod cli;
 mod dashboard;
+mod e2ee;
 mod homeserver_client;
 mod live_index;
 mod media_queue;
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         cleanup::tests(),
         cli::tests(),
         dashboard::tests(),
+        e2ee::tests(),
         homeserver_client::tests(),
         live_index::tests(),
         media_queue::tests(),

@@ -1,0 +1,376 @@
+//! The bot's end-to-end encryption (issue 35): one device of the bot user
+//! with its keys, and matrix-sdk-crypto's `OlmMachine`, fed from the
+//! appservice transactions instead of `/sync` (Synapse refuses `/sync` to
+//! an appservice's sender user, which the bot is).
+//!
+//! - The device is made with `PUT /_matrix/client/v3/devices/{id}` and the
+//!   as_token (MSC4190 behaviour); every request the machine asks for (keys
+//!   upload, query and claim, to-device) is sent as the bot with
+//!   `?device_id=` (MSC4326 masquerading).
+//! - To-device messages (MSC2409), device list changes and one-time key
+//!   counts (MSC3202) come in transactions: [`Crypto::receive`].
+//! - [`Crypto::decrypt`] reads an `m.room.encrypted` event;
+//!   [`Crypto::encrypt`] shares the room key with every device of the
+//!   room's members and encrypts the bot's message.
+//!
+//! **Spike: the crypto store is matrix-sdk-crypto's `MemoryStore`.** Every
+//! start makes a new device with new keys (logged), and what moderators'
+//! clients sent the last one is lost. The durable store (on housekeep's own
+//! database) is the next step.
+//!
+//! Knows the homeserver client, no store, nothing of the bot. Its API is
+//! strings and JSON; the conversions to and from ruma 0.16 (matrix-sdk-crypto's;
+//! housekeep's is 0.17) are in `boundary`.
+
+mod boundary;
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use matrix_sdk_crypto::types::requests::AnyOutgoingRequest;
+use matrix_sdk_crypto::{
+    CollectStrategy, DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, MegolmError, OlmMachine,
+    TrustRequirement,
+};
+use rand::distr::{Distribution, Uniform};
+use ruma016::events::room::history_visibility::HistoryVisibility;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::homeserver::{HomeserverClient, HsError};
+
+/// Where the transaction handler finds the machine once it runs (it starts
+/// after the listener, once the bot user exists).
+pub type CryptoSlot = Arc<OnceLock<Arc<Crypto>>>;
+
+/// How long an unencrypted room is taken as such before its state is read again.
+const PLAIN_ROOM_RECHECK: Duration = Duration::from_secs(60);
+
+/// What one transaction brings for the machine (raw, as it came).
+#[derive(Default)]
+pub struct SyncChanges<'a> {
+    /// `de.sorunome.msc2409.to_device`: `{type, sender, content, to_user_id, to_device_id}`.
+    pub to_device: Vec<&'a RawValue>,
+    /// `org.matrix.msc3202.device_lists`: `{changed, left}`.
+    pub device_lists: Option<&'a RawValue>,
+    /// `org.matrix.msc3202.device_one_time_keys_count`: `{user: {device: {algorithm: n}}}`.
+    pub one_time_keys_count: Option<&'a RawValue>,
+    /// `org.matrix.msc3202.device_unused_fallback_key_types`: `{user: {device: [algorithm]}}`.
+    pub unused_fallback_key_types: Option<&'a RawValue>,
+}
+
+impl SyncChanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.to_device.is_empty()
+            && self.device_lists.is_none()
+            && self.one_time_keys_count.is_none()
+            && self.unused_fallback_key_types.is_none()
+    }
+}
+
+/// Why an event could not be decrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    /// The room key has not come (yet): the sender's client did not send it
+    /// to this device, or it was lost.
+    #[error("housekeep's device {device} has no key for this message (the sender's client did not share it with it)")]
+    MissingKey { device: String },
+    #[error("cannot decrypt: {0}")]
+    Other(String),
+}
+
+pub struct Crypto {
+    machine: OlmMachine,
+    homeserver: HomeserverClient,
+    bot: String,
+    device_id: String,
+    /// One sender of the machine's requests at a time (a keys upload sent
+    /// twice at once is refused by the homeserver).
+    sending: tokio::sync::Mutex<()>,
+    /// One room-key share at a time.
+    sharing: tokio::sync::Mutex<()>,
+    /// Rung when room keys arrived.
+    room_keys: Notify,
+    /// Rung when the machine may have requests to send.
+    outgoing: Notify,
+    /// Rooms known encrypted (their `m.room.encryption` content), or known
+    /// plain since when.
+    rooms: Mutex<HashMap<String, RoomEncryption>>,
+}
+
+#[derive(Clone)]
+enum RoomEncryption {
+    Encrypted(Value),
+    Plain(Instant),
+}
+
+impl Crypto {
+    /// Makes a new device for the bot, starts its machine and uploads its keys.
+    pub async fn start(homeserver: HomeserverClient, bot: &str, display_name: &str) -> anyhow::Result<Arc<Self>> {
+        let device_id = new_device_id();
+        homeserver.create_device(&device_id, display_name).await.context("cannot create the bot's device")?;
+        let machine = OlmMachine::new(&boundary::user_id(bot)?, &boundary::device_id(&device_id)).await;
+        let keys = machine.identity_keys();
+        // Public keys: what a moderator compares when verifying the device.
+        tracing::warn!(
+            device_id,
+            ed25519 = %keys.ed25519.to_base64(),
+            "no durable crypto store yet: made a new device for the bot; moderators' clients see a new, unverified device"
+        );
+        let crypto = Arc::new(Self {
+            machine,
+            homeserver,
+            bot: bot.to_owned(),
+            device_id,
+            sending: tokio::sync::Mutex::new(()),
+            sharing: tokio::sync::Mutex::new(()),
+            room_keys: Notify::new(),
+            outgoing: Notify::new(),
+            rooms: Mutex::new(HashMap::new()),
+        });
+        crypto.send_outgoing().await.context("cannot upload the bot device's keys")?;
+        Ok(crypto)
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Sends what the machine asks for whenever it may ask (rung by
+    /// [`receive`](Self::receive)), and every 30 s; until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.send_outgoing().await {
+                tracing::warn!(error = format!("{error:#}"), "cannot send the crypto machine's requests; retrying");
+            }
+            tokio::select! {
+                _ = self.outgoing.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// Hands one transaction's to-device messages, device list changes and
+    /// key counts to the machine. Only what is addressed to this device is
+    /// kept.
+    pub async fn receive(&self, changes: &SyncChanges<'_>) -> anyhow::Result<()> {
+        let mine: Vec<&RawValue> = changes.to_device.iter().copied().filter(|event| self.is_for_me(event)).collect();
+        let lists = boundary::device_lists(changes.device_lists);
+        let ours = |field: Option<&RawValue>| -> Option<Value> {
+            let all: Value = serde_json::from_str(field?.get()).ok()?;
+            all.get(&self.bot)?.get(&self.device_id).cloned()
+        };
+        let mut counts = ours(changes.one_time_keys_count).map(|v| boundary::key_counts(&v)).unwrap_or_default();
+        // Synapse leaves a count of zero out (its map is `{}` for a device
+        // with no keys left), and the machine refills only a count it sees.
+        if changes.one_time_keys_count.is_some() {
+            counts.entry(boundary::signed_curve25519()).or_insert_with(|| 0u32.into());
+        }
+        let fallback = ours(changes.unused_fallback_key_types).map(|v| boundary::algorithms(&v));
+        let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
+        let sync = EncryptionSyncChanges {
+            to_device_events: boundary::to_device_events(&mine),
+            changed_devices: &lists,
+            one_time_keys_counts: &counts,
+            unused_fallback_keys: fallback.as_deref(),
+            next_batch_token: None,
+        };
+        let (events, room_keys) = self.machine.receive_sync_changes(sync, &settings).await?;
+        if !mine.is_empty() || !room_keys.is_empty() {
+            tracing::debug!(to_device = mine.len(), processed = events.len(), room_keys = room_keys.len(), "to-device");
+        }
+        if !room_keys.is_empty() {
+            self.room_keys.notify_waiters();
+        }
+        self.outgoing.notify_one();
+        Ok(())
+    }
+
+    fn is_for_me(&self, event: &RawValue) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Address<'a> {
+            #[serde(borrow)]
+            to_user_id: Option<&'a str>,
+            #[serde(borrow)]
+            to_device_id: Option<&'a str>,
+        }
+        serde_json::from_str::<Address>(event.get()).is_ok_and(|address| {
+            address.to_user_id == Some(self.bot.as_str())
+                && address.to_device_id.is_none_or(|device| device == self.device_id || device == "*")
+        })
+    }
+
+    /// Decrypts a room event; the result is the event as if it had been
+    /// sent in the clear (`type` and `content` from the plaintext, the rest
+    /// from the envelope). A missing room key is waited for up to `patience`
+    /// (it may come in a transaction after the message's).
+    pub async fn decrypt(&self, room_id: &str, event: &Value, patience: Duration) -> Result<Value, DecryptError> {
+        let other = |error: &dyn std::fmt::Display| DecryptError::Other(error.to_string());
+        let room = boundary::room_id(room_id).map_err(|e| other(&e))?;
+        let raw = boundary::raw(event).map_err(|e| other(&e))?;
+        let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
+        let deadline = Instant::now() + patience;
+        loop {
+            let keys_came = self.room_keys.notified();
+            match self.machine.decrypt_room_event(&raw, &room, &settings).await {
+                Ok(decrypted) => {
+                    let plain: Value = decrypted.event.deserialize_as_unchecked().map_err(|e| other(&e))?;
+                    let mut event = event.clone();
+                    event["type"] = plain.get("type").cloned().unwrap_or(Value::Null);
+                    event["content"] = plain.get("content").cloned().unwrap_or_else(|| json!({}));
+                    return Ok(event);
+                }
+                Err(MegolmError::MissingRoomKey(_)) if Instant::now() < deadline => {
+                    let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), keys_came).await;
+                }
+                Err(MegolmError::MissingRoomKey(_)) => {
+                    return Err(DecryptError::MissingKey { device: self.device_id.clone() });
+                }
+                Err(error) => return Err(other(&error)),
+            }
+        }
+    }
+
+    /// The room's `m.room.encryption` content when it is encrypted.
+    pub fn room_encryption<'a>(&'a self, room_id: &'a str) -> BoxFuture<'a, Result<Option<Value>, HsError>> {
+        Box::pin(async move {
+            let known = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id).cloned();
+            match known {
+                Some(RoomEncryption::Encrypted(content)) => return Ok(Some(content)),
+                Some(RoomEncryption::Plain(since)) if since.elapsed() < PLAIN_ROOM_RECHECK => return Ok(None),
+                _ => {}
+            }
+            let state = self.homeserver.state_event(room_id, "m.room.encryption", "").await?;
+            let content = state.and_then(|event| event.get("content").cloned());
+            let entry = match &content {
+                Some(content) => RoomEncryption::Encrypted(content.clone()),
+                None => RoomEncryption::Plain(Instant::now()),
+            };
+            self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(room_id.to_owned(), entry);
+            Ok(content)
+        })
+    }
+
+    /// Encrypts an event for a room: first shares the room key with every
+    /// device of its members (joined and invited) that has none yet.
+    /// Returns the `m.room.encrypted` content.
+    pub fn encrypt<'a>(
+        &'a self,
+        room_id: &'a str,
+        event_type: &'a str,
+        content: &'a Value,
+    ) -> BoxFuture<'a, anyhow::Result<Value>> {
+        Box::pin(async move {
+            let room = boundary::room_id(room_id)?;
+            let _one = self.sharing.lock().await;
+            let state = self.homeserver.room_state(room_id).await?;
+            let members = state
+                .iter()
+                .filter(|event| event.get("type").and_then(Value::as_str) == Some("m.room.member"))
+                .filter(|event| {
+                    matches!(event.pointer("/content/membership").and_then(Value::as_str), Some("join" | "invite"))
+                })
+                .filter_map(|event| event.get("state_key").and_then(Value::as_str))
+                .map(boundary::user_id)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let history_visibility = state
+                .iter()
+                .find(|event| event.get("type").and_then(Value::as_str) == Some("m.room.history_visibility"))
+                .and_then(|event| event.pointer("/content/history_visibility"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or(HistoryVisibility::Shared);
+            // `Deref::deref`, not a closure: with a closure over references the
+            // compiler cannot prove this future Send (a higher-ranked lifetime).
+            self.machine.update_tracked_users(members.iter().map(Deref::deref)).await?;
+            // The members' device keys (a query for users not known yet).
+            self.send_outgoing().await?;
+            if let Some((request_id, claim)) =
+                self.machine.get_missing_sessions(members.iter().map(Deref::deref)).await?
+            {
+                let request = AnyOutgoingRequest::KeysClaim(claim);
+                self.send_one(&request_id, &request).await?;
+            }
+            // Every device of every member: the spike trusts what the homeserver
+            // lists (the verified-only strategies are the next step).
+            let settings = EncryptionSettings {
+                history_visibility,
+                sharing_strategy: CollectStrategy::AllDevices,
+                ..EncryptionSettings::default()
+            };
+            let shares = self.machine.share_room_key(&room, members.iter().map(Deref::deref), settings).await?;
+            for share in shares {
+                let request = AnyOutgoingRequest::ToDeviceRequest((*share).clone());
+                self.send_one(&share.txn_id, &request).await?;
+            }
+            let raw = boundary::raw(content)?;
+            let encrypted = self.machine.encrypt_room_event_raw(&room, event_type, &raw).await?;
+            Ok(encrypted.content.deserialize_as_unchecked()?)
+        })
+    }
+
+    /// Sends every request the machine has, until it has none (a few rounds
+    /// at most: a keys upload may be followed by another).
+    pub async fn send_outgoing(&self) -> anyhow::Result<()> {
+        let _one = self.sending.lock().await;
+        for _round in 0..5 {
+            let requests = self.machine.outgoing_requests().await?;
+            if requests.is_empty() {
+                break;
+            }
+            for request in requests {
+                if let Err(error) = self.send_one(request.request_id(), request.request()).await {
+                    tracing::warn!(error = format!("{error:#}"), "a crypto request failed; it is asked for again");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One request, as the bot's device, and its answer back to the machine.
+    /// Boxed: the compiler cannot otherwise prove the callers' futures Send
+    /// (higher-ranked lifetimes through the homeserver client's retry closure).
+    fn send_one<'a>(
+        &'a self,
+        request_id: &'a ruma016::TransactionId,
+        request: &'a AnyOutgoingRequest,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let Some(http) = boundary::to_http(request)? else {
+                tracing::debug!("an in-room verification message: not sent (verification is not built yet)");
+                return Ok(());
+            };
+            let segments: Vec<&str> = http.segments.iter().map(String::as_str).collect();
+            let mut url = self.homeserver.url(&segments);
+            // `user_id` too, though it is the sender's: without it Synapse 1.163
+            // looks the device up with the sender as a UserID object, which its
+            // database driver refuses (a 500 on every masqueraded request).
+            url.query_pairs_mut().append_pair("user_id", &self.bot).append_pair("device_id", &self.device_id);
+            let answer: Value = self.homeserver.send_url(http.method.clone(), url, Some(&http.body)).await?;
+            use boundary::Response;
+            match boundary::response(http.kind, &answer)? {
+                Response::KeysUpload(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+                Response::KeysQuery(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+                Response::KeysClaim(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+                Response::ToDevice(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+                Response::SignatureUpload(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+            }
+            tracing::debug!(kind = ?http.kind, "crypto request sent");
+            Ok(())
+        })
+    }
+}
+
+/// `HK` and 8 random capitals, as the design note has it.
+fn new_device_id() -> String {
+    let capitals = Uniform::new_inclusive(b'A', b'Z').expect("a valid range");
+    let mut rng = rand::rng();
+    let letters: String = (0..8).map(|_| capitals.sample(&mut rng) as char).collect();
+    format!("HK{letters}")
+}
