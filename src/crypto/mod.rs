@@ -183,8 +183,23 @@ impl Crypto {
             next_batch_token: None,
         };
         let (events, room_keys) = self.machine.receive_sync_changes(sync, &settings).await?;
-        if !mine.is_empty() || !room_keys.is_empty() {
-            tracing::debug!(to_device = mine.len(), processed = events.len(), room_keys = room_keys.len(), "to-device");
+        if !changes.is_empty() {
+            // Kinds and numbers only: never a message's content.
+            let kinds: Vec<String> = mine
+                .iter()
+                .filter_map(|event| serde_json::from_str::<Value>(event.get()).ok())
+                .map(|event| event.get("type").and_then(Value::as_str).unwrap_or("?").to_owned())
+                .collect();
+            tracing::debug!(
+                to_device = changes.to_device.len(),
+                for_this_device = ?kinds,
+                changed_devices = lists.changed.len(),
+                one_time_keys = ?counts,
+                fallback = ?fallback,
+                processed = events.len(),
+                room_keys = room_keys.len(),
+                "transaction's crypto data"
+            );
         }
         if !room_keys.is_empty() {
             self.room_keys.notify_waiters();

@@ -420,10 +420,13 @@ impl Testbed {
         let placeholder = "http://127.0.0.1:1";
         let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
         let text = std::fs::read_to_string(&config_path)?;
-        let text = text.replace(
-            "  enabled: false\n  # What moderators' clients show",
-            "  enabled: true\n  # What moderators' clients show",
-        );
+        let text = text
+            .replace(
+                "  enabled: false\n  # What moderators' clients show",
+                "  enabled: true\n  # What moderators' clients show",
+            )
+            // What each transaction brings the crypto machine, in the log.
+            .replace("\n  level: info\n", "\n  level: \"info,housekeep::crypto=debug\"\n");
         std::fs::write(&config_path, &text)?;
         let (_, registration) = registration::generate(&config_path)?;
         std::fs::write(&registration_path, registration)?;
