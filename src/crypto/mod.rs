@@ -349,8 +349,9 @@ impl Crypto {
     }
 
     /// One request, as the bot's device, and its answer back to the machine.
-    /// Boxed: the compiler cannot otherwise prove the callers' futures Send
-    /// (higher-ranked lifetimes through the homeserver client's retry closure).
+    /// Boxed, as are `encrypt` and `room_encryption`: they run inside the
+    /// sink's futures, which must be Send, and a box makes each prove it
+    /// where it is written (a failure otherwise points at the sink).
     fn send_one<'a>(
         &'a self,
         request_id: &'a ruma016::TransactionId,
