@@ -145,6 +145,10 @@ pub enum RejectReason {
     /// A command or ✅ not kept while the admin room is unknown (see
     /// `appservice::route::Admission`).
     AdminRoomUnknown,
+    /// A transaction's to-device messages, key counts or device lists that
+    /// came before the bot's device ran (at start) or that its crypto
+    /// machine could not take; each such transaction counts once.
+    CryptoDataLost,
 }
 
 impl RejectReason {
@@ -156,6 +160,7 @@ impl RejectReason {
             Self::BadTransaction => "bad_transaction",
             Self::NotAdminRoom => "not_admin_room",
             Self::AdminRoomUnknown => "admin_room_unknown",
+            Self::CryptoDataLost => "crypto_data_lost",
         }
     }
 }

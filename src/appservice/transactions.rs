@@ -112,11 +112,24 @@ async fn take_transaction(
         tracing::info!(txn_id, error = %error.error, "malformed transaction refused");
     })?;
 
+    // First, whatever comes of the events: Synapse never sends a
+    // transaction's to-device messages again (a retry after an error, or
+    // after the refusal behind a gap below, comes without them), and a room
+    // key in it must be there before the bot decrypts a command that came
+    // with it. Fed again on a retry, the machine knows them (Olm replay
+    // protection) and drops them.
+    feed_crypto(state, &txn_id, &transaction).await;
     let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
     let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
     state.metrics.ephemeral_received.inc_by(ephemeral as u64);
     let Events { extracted, inbox, nudges } = extract_all(state, &txn_id, &transaction.events);
+    if let Some(crypto) = state.crypto.get() {
+        let encryption = extracted.iter().map(|e| &e.event).filter(|e| e.event_type == "m.room.encryption");
+        for event in encryption.filter(|e| e.state_key.as_deref() == Some("")) {
+            crypto.encryption_changed(&event.room_id);
+        }
+    }
     let fingerprint = fingerprint(&extracted, transaction.events.len());
 
     // Behind a gap the appservice accepted, the missing transaction's events
@@ -168,9 +181,6 @@ async fn take_transaction(
             if let Some(newest) = extracted.iter().map(|e| e.event.origin_server_ts).max() {
                 state.metrics.index_lag_seconds.set(now_ms().saturating_sub(newest).max(0) as f64 / 1000.0);
             }
-            // Before the inbox is rung: a room key in this transaction is
-            // there when the bot decrypts a command that came with it.
-            feed_crypto(&state, &txn_id, &transaction).await;
             if let (Some(bot), false) = (&state.bot, inbox.is_empty()) {
                 bot.wake.notify_one();
             }
@@ -205,19 +215,22 @@ async fn feed_crypto(state: &AppState, txn_id: &str, transaction: &Transaction<'
     }
     let Some(crypto) = state.crypto.get() else {
         if !changes.to_device.is_empty() {
-            tracing::info!(
+            state.metrics.reject(RejectReason::CryptoDataLost);
+            tracing::warn!(
                 txn_id,
                 to_device = changes.to_device.len(),
-                "to-device messages before the bot's device exists: dropped"
+                "to-device messages before the bot's device runs: dropped (a room key among them is lost; \
+                 the moderator's next message brings a new one)"
             );
         }
         return;
     };
     if let Err(error) = crypto.receive(&changes).await {
+        state.metrics.reject(RejectReason::CryptoDataLost);
         tracing::error!(
             txn_id,
             error = format!("{error:#}"),
-            "the crypto machine refused a transaction's to-device data"
+            "the crypto machine could not take a transaction's to-device data"
         );
     }
 }

@@ -71,16 +71,26 @@ impl Sink for RoomSink {
     }
 
     async fn post_image(&self, to: &Destination, key: &str, image: &Image) -> anyhow::Result<String> {
-        // An encrypted room gets no image uploaded in the clear.
+        // The upload is not deduplicated: a retried key may upload again,
+        // but posts the message once.
+        let txn_id = format!("housekeep-{key}");
         if let Some(crypto) = &self.crypto
             && crypto.room_encryption(&to.room_id).await?.is_some()
         {
-            anyhow::bail!("images are not posted in an encrypted room yet (encrypted attachments are the next step)");
+            // An encrypted room gets the image encrypted (`file`, no `url`):
+            // the homeserver keeps only ciphertext.
+            let (ciphertext, mut file) = crate::crypto::encrypt_attachment(&image.png)?;
+            let url = self.homeserver.upload(ciphertext, "application/octet-stream", &image.name).await?;
+            file["url"] = serde_json::Value::String(url.clone());
+            let mut content = serde_json::to_value(image.content(url.into()))?;
+            if let Some(fields) = content.as_object_mut() {
+                fields.remove("url");
+                fields.insert("file".to_owned(), file);
+            }
+            let encrypted = crypto.encrypt(&to.room_id, "m.room.message", &content).await?;
+            return Ok(self.homeserver.send_event(&to.room_id, "m.room.encrypted", &txn_id, &encrypted).await?);
         }
-        // The upload is not deduplicated: a retried key may upload again,
-        // but posts the message once.
         let url = self.homeserver.upload(image.png.clone(), "image/png", &image.name).await?;
-        let txn_id = format!("housekeep-{key}");
         Ok(self.homeserver.send_message(&to.room_id, &txn_id, &image.content(url.into())).await?)
     }
 }

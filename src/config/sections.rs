@@ -87,6 +87,12 @@ pub struct AdminConfig {
     /// bot creates the room under it and invites the moderators.
     #[serde(default = "default_true")]
     pub create_if_missing: bool,
+    /// Whether a room `create_if_missing` makes is end-to-end encrypted:
+    /// `true` (needs `e2ee.enabled`), `false`, or `None`, what the
+    /// homeserver does for new private rooms. `false` cannot stop a server
+    /// that encrypts every new private room.
+    #[serde(default)]
+    pub encrypted: Option<bool>,
     #[serde(default)]
     pub moderators: Vec<OwnedUserId>,
     #[serde(default = "default_command_prefix")]

@@ -125,6 +125,9 @@ impl Config {
                 humantime::format_duration(admin.confirm_expiry)
             );
         }
+        if admin.encrypted == Some(true) && !self.e2ee.enabled {
+            bail!("admin.encrypted: true needs e2ee.enabled: true, or the bot could not read its own admin room");
+        }
         if admin.moderators.is_empty() && admin.moderator_power_level.is_none() {
             bail!(
                 "admin.moderators: is empty and admin.moderator_power_level is not set: nobody could command the bot"

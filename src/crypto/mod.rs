@@ -13,16 +13,17 @@
 //!   [`Crypto::encrypt`] shares the room key with every device of the
 //!   room's members and encrypts the bot's message.
 //!
-//! **Spike: the crypto store is matrix-sdk-crypto's `MemoryStore`.** Every
-//! start makes a new device with new keys (logged), and what moderators'
-//! clients sent the last one is lost. The durable store (on housekeep's own
-//! database) is the next step.
+//! - The device, its keys and the room keys moderators shared with it are
+//!   kept in housekeep's database (`store`): a restart, or a standby taking
+//!   over, is the same device, verified as before.
 //!
-//! Knows the homeserver client, no store, nothing of the bot. Its API is
+//! Knows the homeserver client and the store, nothing of the bot. Its API is
 //! strings and JSON; the conversions to and from ruma 0.16 (matrix-sdk-crypto's;
 //! housekeep's is 0.17) are in `boundary`.
 
 mod boundary;
+mod store;
+pub use store::DurableStore;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -31,10 +32,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use matrix_sdk_crypto::store::CryptoStore;
 use matrix_sdk_crypto::types::requests::AnyOutgoingRequest;
 use matrix_sdk_crypto::{
-    CollectStrategy, DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, MegolmError, OlmMachine,
-    TrustRequirement,
+    AttachmentDecryptor, AttachmentEncryptor, CollectStrategy, DecryptionSettings, EncryptionSettings,
+    EncryptionSyncChanges, MediaEncryptionInfo, MegolmError, OlmMachine, TrustRequirement,
 };
 use rand::distr::{Distribution, Uniform};
 use ruma016::events::room::history_visibility::HistoryVisibility;
@@ -44,6 +46,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::homeserver::{HomeserverClient, HsError};
+use crate::store::Store;
 
 /// Where the transaction handler finds the machine once it runs (it starts
 /// after the listener, once the bot user exists).
@@ -63,6 +66,25 @@ pub struct SyncChanges<'a> {
     pub one_time_keys_count: Option<&'a RawValue>,
     /// `org.matrix.msc3202.device_unused_fallback_key_types`: `{user: {device: [algorithm]}}`.
     pub unused_fallback_key_types: Option<&'a RawValue>,
+}
+
+/// The parts of a client's `/sync` answer the machine reads.
+#[derive(serde::Deserialize)]
+pub struct SyncAnswer<'a> {
+    #[serde(borrow)]
+    pub to_device: Option<ToDeviceList<'a>>,
+    #[serde(borrow)]
+    pub device_lists: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub device_one_time_keys_count: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub device_unused_fallback_key_types: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ToDeviceList<'a> {
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
 }
 
 impl SyncChanges<'_> {
@@ -88,8 +110,10 @@ pub enum DecryptError {
 pub struct Crypto {
     machine: OlmMachine,
     homeserver: HomeserverClient,
+    /// The device's user: the bot, or a client's user in the tests.
     bot: String,
     device_id: String,
+    masquerade: Masquerade,
     /// One sender of the machine's requests at a time (a keys upload sent
     /// twice at once is refused by the homeserver).
     sending: tokio::sync::Mutex<()>,
@@ -104,6 +128,14 @@ pub struct Crypto {
     rooms: Mutex<HashMap<String, RoomEncryption>>,
 }
 
+/// Whether the machine's requests name the device (`?user_id=&device_id=`),
+/// as an appservice's must: its token is no device's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Masquerade {
+    Yes,
+    No,
+}
+
 #[derive(Clone)]
 enum RoomEncryption {
     Encrypted(Value),
@@ -111,30 +143,89 @@ enum RoomEncryption {
 }
 
 impl Crypto {
-    /// Makes a new device for the bot, starts its machine and uploads its keys.
-    pub async fn start(homeserver: HomeserverClient, bot: &str, display_name: &str) -> anyhow::Result<Arc<Self>> {
-        let device_id = new_device_id();
-        homeserver.create_device(&device_id, display_name).await.context("cannot create the bot's device")?;
-        let machine = OlmMachine::new(&boundary::user_id(bot)?, &boundary::device_id(&device_id)).await;
-        let keys = machine.identity_keys();
-        // Public keys: what a moderator compares when verifying the device.
-        tracing::warn!(
-            device_id,
-            ed25519 = %keys.ed25519.to_base64(),
-            "no durable crypto store yet: made a new device for the bot; moderators' clients see a new, unverified device"
-        );
+    /// Starts the bot's device: the one the database keeps, or a new one
+    /// when it keeps none (the first start with encryption on) or the
+    /// homeserver no longer has it (its keys there are gone with it). Then
+    /// uploads whatever keys the homeserver lacks.
+    pub async fn start(
+        homeserver: HomeserverClient,
+        db: Store,
+        bot: &str,
+        display_name: &str,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut store = DurableStore::open(db.clone()).await?;
+        let kept = store.load_account().await?.map(|account| account.device_id().to_string());
+        let (device_id, new) = match kept {
+            Some(device_id) if homeserver.device_exists(&device_id).await? => {
+                tracing::info!(device_id, "the bot's device and keys, as the database keeps them");
+                (device_id, false)
+            }
+            Some(device_id) => {
+                let forgotten = db.forget_crypto().await?;
+                tracing::warn!(
+                    device_id,
+                    forgotten,
+                    "the homeserver no longer has the bot's device (deleted by an admin, or a stale-device \
+                     clean-up): its keys are forgotten and a new device is made; moderators' clients see a new, \
+                     unverified device"
+                );
+                store = DurableStore::open(db).await?;
+                (new_device_id(), true)
+            }
+            None => (new_device_id(), true),
+        };
+        if new {
+            homeserver.create_device(&device_id, display_name).await.context("cannot create the bot's device")?;
+        }
+        let crypto = Self::on_device(homeserver, store, bot, &device_id, Masquerade::Yes).await?;
+        if let Err(error) = crypto.cross_sign_own_device().await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot cross-sign the bot's device: clients that share room keys only with cross-signed devices \
+                 leave it out; tried again at the next start"
+            );
+        }
+        if new {
+            // Public keys: what a moderator compares when verifying the device.
+            let keys = crypto.machine.identity_keys();
+            tracing::warn!(
+                device_id,
+                ed25519 = %keys.ed25519.to_base64(),
+                "made a new device for the bot, kept in the database from now on; moderators' clients see a new, \
+                 unverified device"
+            );
+        }
+        Ok(crypto)
+    }
+
+    /// The machine of an existing device of `user`, on `store` (which keeps
+    /// its keys, or none yet); uploads whatever keys the homeserver lacks.
+    /// `homeserver` speaks as `user`: the appservice's own user with
+    /// [`Masquerade::Yes`], or a user's own access token (a client's, as in
+    /// the tests' moderator).
+    pub async fn on_device(
+        homeserver: HomeserverClient,
+        store: DurableStore,
+        user: &str,
+        device_id: &str,
+        masquerade: Masquerade,
+    ) -> anyhow::Result<Arc<Self>> {
+        let machine = OlmMachine::with_store(&boundary::user_id(user)?, &boundary::device_id(device_id), store, None)
+            .await
+            .context("cannot start the crypto machine on its store")?;
         let crypto = Arc::new(Self {
             machine,
             homeserver,
-            bot: bot.to_owned(),
-            device_id,
+            bot: user.to_owned(),
+            device_id: device_id.to_owned(),
+            masquerade,
             sending: tokio::sync::Mutex::new(()),
             sharing: tokio::sync::Mutex::new(()),
             room_keys: Notify::new(),
             outgoing: Notify::new(),
             rooms: Mutex::new(HashMap::new()),
         });
-        crypto.send_outgoing().await.context("cannot upload the bot device's keys")?;
+        crypto.send_outgoing().await.context("cannot upload the device's keys")?;
         Ok(crypto)
     }
 
@@ -162,43 +253,64 @@ impl Crypto {
     /// kept.
     pub async fn receive(&self, changes: &SyncChanges<'_>) -> anyhow::Result<()> {
         let mine: Vec<&RawValue> = changes.to_device.iter().copied().filter(|event| self.is_for_me(event)).collect();
-        let lists = boundary::device_lists(changes.device_lists);
         let ours = |field: Option<&RawValue>| -> Option<Value> {
             let all: Value = serde_json::from_str(field?.get()).ok()?;
             all.get(&self.bot)?.get(&self.device_id).cloned()
         };
-        let mut counts = ours(changes.one_time_keys_count).map(|v| boundary::key_counts(&v)).unwrap_or_default();
         // Synapse leaves a count of zero out (its map is `{}` for a device
         // with no keys left), and the machine refills only a count it sees.
-        if changes.one_time_keys_count.is_some() {
-            counts.entry(boundary::signed_curve25519()).or_insert_with(|| 0u32.into());
+        let counts = changes.one_time_keys_count.map(|_| ours(changes.one_time_keys_count).unwrap_or_default());
+        let fallback = ours(changes.unused_fallback_key_types);
+        self.feed(&mine, changes.device_lists, counts, fallback).await
+    }
+
+    /// The same from a client's `/sync` answer (whose to-device messages
+    /// are all this device's, and whose counts are its own).
+    pub async fn receive_sync(&self, sync: &SyncAnswer<'_>) -> anyhow::Result<()> {
+        let to_device: Vec<&RawValue> = sync.to_device.as_ref().map(|t| t.events.clone()).unwrap_or_default();
+        let counts = sync.device_one_time_keys_count.as_ref().map(|raw| serde_json::from_str(raw.get())).transpose()?;
+        let fallback =
+            sync.device_unused_fallback_key_types.as_ref().map(|raw| serde_json::from_str(raw.get())).transpose()?;
+        self.feed(&to_device, sync.device_lists, counts, fallback).await
+    }
+
+    async fn feed(
+        &self,
+        to_device: &[&RawValue],
+        device_lists: Option<&RawValue>,
+        counts: Option<Value>,
+        fallback: Option<Value>,
+    ) -> anyhow::Result<()> {
+        let lists = boundary::device_lists(device_lists);
+        let mut key_counts = counts.as_ref().map(boundary::key_counts).unwrap_or_default();
+        if counts.is_some() {
+            key_counts.entry(boundary::signed_curve25519()).or_insert_with(|| 0u32.into());
         }
-        let fallback = ours(changes.unused_fallback_key_types).map(|v| boundary::algorithms(&v));
+        let fallback = fallback.as_ref().map(boundary::algorithms);
         let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
         let sync = EncryptionSyncChanges {
-            to_device_events: boundary::to_device_events(&mine),
+            to_device_events: boundary::to_device_events(to_device),
             changed_devices: &lists,
-            one_time_keys_counts: &counts,
+            one_time_keys_counts: &key_counts,
             unused_fallback_keys: fallback.as_deref(),
             next_batch_token: None,
         };
         let (events, room_keys) = self.machine.receive_sync_changes(sync, &settings).await?;
-        if !changes.is_empty() {
+        if !to_device.is_empty() || counts.is_some() || !lists.changed.is_empty() {
             // Kinds and numbers only: never a message's content.
-            let kinds: Vec<String> = mine
+            let kinds: Vec<String> = to_device
                 .iter()
                 .filter_map(|event| serde_json::from_str::<Value>(event.get()).ok())
                 .map(|event| event.get("type").and_then(Value::as_str).unwrap_or("?").to_owned())
                 .collect();
             tracing::debug!(
-                to_device = changes.to_device.len(),
-                for_this_device = ?kinds,
+                to_device = ?kinds,
                 changed_devices = lists.changed.len(),
-                one_time_keys = ?counts,
+                one_time_keys = ?key_counts,
                 fallback = ?fallback,
                 processed = events.len(),
                 room_keys = room_keys.len(),
-                "transaction's crypto data"
+                "crypto data received"
             );
         }
         if !room_keys.is_empty() {
@@ -251,6 +363,13 @@ impl Crypto {
                 Err(error) => return Err(other(&error)),
             }
         }
+    }
+
+    /// A room's `m.room.encryption` changed (it came in a transaction): it
+    /// is read again before the next message into it, which is never sent
+    /// in the clear into a room that turned encrypted.
+    pub fn encryption_changed(&self, room_id: &str) {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).remove(room_id);
     }
 
     /// The room's `m.room.encryption` content when it is encrypted.
@@ -330,6 +449,53 @@ impl Crypto {
         })
     }
 
+    /// Cross-signs this device with an identity of its user's own, once
+    /// (the identity's private keys are kept in the store): clients that
+    /// share room keys only with devices their owner signed (MSC4153,
+    /// Element's "exclude insecure devices") then share them with the bot.
+    /// An appservice uploads its signing keys without the interactive
+    /// authentication a user's client needs.
+    async fn cross_sign_own_device(&self) -> anyhow::Result<()> {
+        if self.machine.cross_signing_status().await.has_self_signing {
+            return Ok(());
+        }
+        let requests = self.machine.bootstrap_cross_signing(false).await?;
+        if let Some(upload) = &requests.upload_keys_req {
+            self.send_one(upload.request_id(), upload.request()).await?;
+        }
+        let keys = &requests.upload_signing_keys_req;
+        let mut body = json!({
+            "master_key": keys.master_key,
+            "self_signing_key": keys.self_signing_key,
+            "user_signing_key": keys.user_signing_key,
+        });
+        if let Value::Object(fields) = &mut body {
+            fields.retain(|_, value| !value.is_null());
+        }
+        self.post(&["keys", "device_signing", "upload"], &body).await?;
+        let signatures = serde_json::to_value(&requests.upload_signatures_req.signed_keys)?;
+        self.post(&["keys", "signatures", "upload"], &signatures).await?;
+        tracing::info!(device_id = self.device_id, "cross-signed the device with a new identity of the bot's own");
+        Ok(())
+    }
+
+    /// A client API URL as this device: with an appservice, naming it.
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.homeserver.url(segments);
+        // `user_id` too, though it is the sender's: without it Synapse 1.163
+        // looks the device up with the sender as a UserID object, which its
+        // database driver refuses (a 500 on every masqueraded request).
+        if self.masquerade == Masquerade::Yes {
+            url.query_pairs_mut().append_pair("user_id", &self.bot).append_pair("device_id", &self.device_id);
+        }
+        url
+    }
+
+    async fn post(&self, path: &[&str], body: &Value) -> anyhow::Result<Value> {
+        let segments: Vec<&str> = ["_matrix", "client", "v3"].iter().chain(path).copied().collect();
+        Ok(self.homeserver.send_url(reqwest::Method::POST, self.url(&segments), Some(body)).await?)
+    }
+
     /// Sends every request the machine has, until it has none (a few rounds
     /// at most: a keys upload may be followed by another).
     pub async fn send_outgoing(&self) -> anyhow::Result<()> {
@@ -363,11 +529,7 @@ impl Crypto {
                 return Ok(());
             };
             let segments: Vec<&str> = http.segments.iter().map(String::as_str).collect();
-            let mut url = self.homeserver.url(&segments);
-            // `user_id` too, though it is the sender's: without it Synapse 1.163
-            // looks the device up with the sender as a UserID object, which its
-            // database driver refuses (a 500 on every masqueraded request).
-            url.query_pairs_mut().append_pair("user_id", &self.bot).append_pair("device_id", &self.device_id);
+            let url = self.url(&segments);
             let answer: Value = self.homeserver.send_url(http.method.clone(), url, Some(&http.body)).await?;
             use boundary::Response;
             match boundary::response(http.kind, &answer)? {
@@ -381,6 +543,28 @@ impl Crypto {
             Ok(())
         })
     }
+}
+
+/// Encrypts a file for an encrypted room (AES-CTR with a fresh key, as
+/// every client does): the ciphertext to upload, and the `file` object
+/// (`key`, `iv`, `hashes`, `v`) a message carries for it, without its `url`.
+pub fn encrypt_attachment(plain: &[u8]) -> anyhow::Result<(Vec<u8>, Value)> {
+    let mut reader = plain;
+    let mut encryptor = AttachmentEncryptor::new(&mut reader);
+    let mut ciphertext = Vec::with_capacity(plain.len());
+    std::io::Read::read_to_end(&mut encryptor, &mut ciphertext)?;
+    let info = encryptor.finish();
+    Ok((ciphertext, serde_json::to_value(&info)?))
+}
+
+/// Decrypts a file a message's `file` object describes (the hash checked).
+pub fn decrypt_attachment(ciphertext: &[u8], file: &Value) -> anyhow::Result<Vec<u8>> {
+    let info: MediaEncryptionInfo = serde_json::from_value(file.clone()).context("not an encrypted file's info")?;
+    let mut reader = ciphertext;
+    let mut decryptor = AttachmentDecryptor::new(&mut reader, info).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut plain = Vec::with_capacity(ciphertext.len());
+    std::io::Read::read_to_end(&mut decryptor, &mut plain)?;
+    Ok(plain)
 }
 
 /// `HK` and 8 random capitals, as the design note has it.

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use ruma::OwnedUserId;
 use ruma::api::client::account::{register, whoami};
 use ruma::api::client::appservice::request_ping;
+use ruma::api::client::device::get_device;
 use ruma::api::client::session::logout;
 use ruma::api::error::{BadStatusErrorData, ErrorKind};
 
@@ -61,6 +62,15 @@ impl HomeserverClient {
         let segments = ["_matrix", "client", "v3", "devices", device_id];
         self.send::<_, serde_json::Value>(reqwest::Method::PUT, &segments, Some(&body)).await?;
         Ok(())
+    }
+
+    /// Whether the appservice's own user has a device with this ID.
+    pub async fn device_exists(&self, device_id: &str) -> Result<bool, HsError> {
+        match self.call(get_device::v3::Request::new(device_id.into())).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).

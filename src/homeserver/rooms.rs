@@ -3,8 +3,9 @@
 
 use reqwest::Method;
 use ruma::api::client::{alias, membership, message, redact, room, state};
-use ruma::events::MessageLikeEventType;
+use ruma::events::room::encryption::RoomEncryptionEventContent;
 use ruma::events::room::message::RoomMessageEventContent;
+use ruma::events::{InitialStateEvent, MessageLikeEventType};
 use ruma::serde::Raw;
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedTransactionId, OwnedUserId, RoomAliasId, RoomId,
@@ -76,14 +77,20 @@ impl HomeserverClient {
         Ok(self.call(alias::get_alias::v3::Request::new(alias)).await?.room_id)
     }
 
-    /// Creates a private room under `#alias_localpart:<this server>`, named `name`.
+    /// Creates a private room under `#alias_localpart:<this server>`, named
+    /// `name`; end-to-end encrypted (Megolm) from its start when `encrypted`.
     pub async fn create_private_room(
         &self,
         alias_localpart: &str,
         name: &str,
         topic: &str,
+        encrypted: bool,
     ) -> Result<OwnedRoomId, HsError> {
         let mut request = room::create_room::v3::Request::new();
+        if encrypted {
+            let encryption = RoomEncryptionEventContent::with_recommended_defaults();
+            request.initial_state = vec![InitialStateEvent::with_empty_state_key(encryption).to_raw_any()];
+        }
         request.room_alias_name = Some(alias_localpart.to_owned());
         request.name = Some(name.to_owned());
         request.topic = Some(topic.to_owned());

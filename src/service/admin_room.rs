@@ -221,7 +221,14 @@ async fn create_admin_room(
     let topic = format!("housekeep's admin room: moderators type commands here ({}help)", config.admin.command_prefix);
     // Locked down by the caller, which retries that until it holds, and
     // only then invites the moderators.
-    Some(homeserver.create_private_room(alias.alias(), "housekeep admin", &topic).await)
+    let encrypted = config.admin.encrypted == Some(true);
+    if config.admin.encrypted == Some(false) {
+        tracing::info!(
+            "admin.encrypted: false: the admin room is made without encryption (a homeserver that encrypts every \
+             new private room still encrypts it)"
+        );
+    }
+    Some(homeserver.create_private_room(alias.alias(), "housekeep admin", &topic, encrypted).await)
 }
 
 /// Whether the bot is one of the room's creators.

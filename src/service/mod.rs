@@ -381,6 +381,7 @@ fn moderator_rule(config: &Config) -> anyhow::Result<ModeratorRule> {
 async fn start_crypto(
     config: &Config,
     homeserver: &HomeserverClient,
+    store: &Store,
     metrics: &crate::metrics::Metrics,
     slot: &crate::crypto::CryptoSlot,
 ) -> anyhow::Result<Option<Arc<crate::crypto::Crypto>>> {
@@ -388,7 +389,14 @@ async fn start_crypto(
         return Ok(None);
     }
     let bot = config.bot_user_id()?;
-    match crate::crypto::Crypto::start(homeserver.clone(), bot.as_str(), &config.e2ee.device_display_name).await {
+    match crate::crypto::Crypto::start(
+        homeserver.clone(),
+        store.clone(),
+        bot.as_str(),
+        &config.e2ee.device_display_name,
+    )
+    .await
+    {
         Ok(crypto) => {
             tracing::info!(device_id = crypto.device_id(), "end-to-end encryption on");
             let _ = slot.set(crypto.clone());
@@ -428,7 +436,7 @@ async fn start_workers(
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let crypto = start_crypto(&config, &homeserver, &metrics, &front.crypto).await?;
+    let crypto = start_crypto(&config, &homeserver, &store, &metrics, &front.crypto).await?;
     let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &front.routed_admin_room).await;
     front.routed_admin_room.set(admin_room_id.as_str());
     front.admin_room_found.set(admin_room_id.clone());

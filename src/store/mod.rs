@@ -13,6 +13,7 @@
 
 mod audit;
 mod backfill;
+mod crypto;
 mod events;
 mod fetch;
 mod inbox;
@@ -44,6 +45,7 @@ use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use backfill::{gap_reason, is_gap_reason};
+pub use crypto::{CryptoRow, CryptoWrite};
 pub use events::{IndexCounts, IndexEstimate, IndexSummary, StoredEvent, StoredMediaRef};
 pub use fetch::{BlockedHash, DueMedia, FetchState, Fetched, QueueHead};
 pub use inbox::{InboxItem, InboxKind, PendingItem};

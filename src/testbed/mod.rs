@@ -7,6 +7,7 @@
 //! SQLite file or a fresh PostgreSQL database.
 
 pub mod demo;
+mod encrypted;
 mod fixture;
 mod link;
 mod proxy;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+pub use encrypted::EncryptedClient;
 pub use fixture::SynapseFixture;
 pub use link::CuttableLink;
 pub use proxy::HealthProxy;

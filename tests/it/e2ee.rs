@@ -1,32 +1,36 @@
-//! An encrypted admin room (issue 35) on a real Synapse: a moderator with a
-//! real end-to-end encrypting client (matrix-rust-sdk, memory stores) sends
-//! `!status`; housekeep reads it and answers encrypted.
+//! An encrypted admin room (issue 35) on a real Synapse: moderators with
+//! end-to-end encrypting clients (matrix-sdk-crypto's machine, fed from
+//! `/sync`: `testbed::EncryptedClient`) command housekeep there, confirm
+//! its plans with an encrypted ✅ and read its encrypted answers and chart;
+//! after a restart housekeep is the same device and reads the same
+//! moderator's messages without anyone sharing keys again; a non-moderator
+//! is refused.
 //!
 //! Through Synapse, with a Synapse of its own (its experimental appservice
-//! extensions on), once, on SQLite: the crypto machine keeps nothing in the
-//! database yet.
+//! extensions on), on both backends: the device's keys live in the index's
+//! database.
 
 use std::time::Duration;
 
-use crate::common::{Backend, housekeep_binary};
-use housekeep::testbed::{Testbed, encode, eventually};
-use matrix_sdk::Client;
-use matrix_sdk::config::SyncSettings;
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use serde_json::Value;
+use crate::common::{Backend, field, housekeep_binary, indexed, job_id, wait_for_job};
+use housekeep::store::{JobState, Store};
+use housekeep::testbed::{EncryptedClient, Testbed, encode, eventually};
+use serde_json::{Value, json};
 
 tests! {
     sqlite: [
-        a_moderator_commands_in_an_encrypted_admin_room_and_reads_the_encrypted_answer,
+        moderators_work_in_an_encrypted_admin_room_across_a_restart,
+    ],
+    postgres: [
+        moderators_work_in_an_encrypted_admin_room_across_a_restart,
     ],
 }
 
-async fn a_moderator_commands_in_an_encrypted_admin_room_and_reads_the_encrypted_answer(
-    backend: Backend,
-) -> anyhow::Result<()> {
+const PATIENCE: Duration = Duration::from_secs(60);
+
+async fn moderators_work_in_an_encrypted_admin_room_across_a_restart(backend: Backend) -> anyhow::Result<()> {
     let mut testbed = Testbed::start_encrypted(backend, housekeep_binary()).await?;
-    let outcome = commands_and_answers(&testbed).await;
+    let outcome = encrypted_admin_room(&mut testbed).await;
     if outcome.is_err() {
         eprintln!("testbed kept for its logs: {}", testbed.keep_dir().display());
     }
@@ -34,80 +38,158 @@ async fn a_moderator_commands_in_an_encrypted_admin_room_and_reads_the_encrypted
     testbed.shutdown().await
 }
 
-async fn commands_and_answers(testbed: &Testbed) -> anyhow::Result<()> {
+async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     let room = testbed.admin_room().await?;
     let bot = testbed.config.bot_user_id()?.to_string();
-    let member_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&room), encode(&bot));
-    eventually(Duration::from_secs(60), "the bot to join the encrypted admin room", || async {
-        let member = testbed.admin.request(reqwest::Method::GET, &member_path, None).await.ok();
+    joined(testbed, &room, &bot).await?;
+    testbed.make_bot_admin().await?;
+    let store = testbed.store().await?;
+    let dir = testbed.dir.path().to_owned();
+    let mut moderator =
+        EncryptedClient::login(&testbed.synapse.url, &testbed.admin.user_id, "admin-password", &dir).await?;
+
+    // !status: asked and answered encrypted; nothing of the bot's in the clear.
+    let status = moderator.send_text(&room, "!status").await?;
+    let reply = moderator.wait_for_reply(&status, &bot, PATIENCE).await?;
+    assert_eq!(reply["type"], "m.room.message", "{reply}");
+    assert_eq!(reply["content"]["msgtype"], "m.notice", "{reply}");
+    assert!(body(&reply).contains("housekeep status"), "{reply}");
+    let on_server = testbed.admin.recent_events(&room, 100).await?;
+    let in_clear: Vec<&Value> =
+        on_server.iter().filter(|e| e["sender"] == bot.as_str() && e["type"] == "m.room.message").collect();
+    assert!(in_clear.is_empty(), "the bot wrote in the clear: {in_clear:?}");
+    let sent = on_server.iter().find(|e| e["event_id"] == reply["event_id"]).expect("the reply is on the server");
+    assert_eq!(sent["type"], "m.room.encrypted", "{sent}");
+    assert!(sent["content"].get("body").is_none(), "{sent}");
+
+    // A purge: its dry run, then its plan confirmed with an encrypted ✅.
+    let spammer = testbed.synapse.register_user("spammer", false).await?;
+    let spam_room = testbed.admin.create_room(json!({"name": "spam", "preset": "public_chat"})).await?;
+    spammer.join(&spam_room).await?;
+    let mut spam = Vec::new();
+    for n in 0..3 {
+        spam.push(spammer.send_text(&spam_room, &format!("spam {n}")).await?);
+    }
+    indexed(&store, &spam_room, &spam).await?;
+    let purge = format!("!purge {spam_room} --user {}", spammer.user_id);
+    let dry = moderator.send_text(&room, &format!("{purge} --dry-run")).await?;
+    let dry = moderator.wait_for_reply(&dry, &bot, PATIENCE).await?;
+    assert!(body(&dry).contains("Would redact 3 events in 1 rooms"), "{dry}");
+    let command = moderator.send_text(&room, &purge).await?;
+    let plan = moderator.wait_for_reply(&command, &bot, PATIENCE).await?;
+    assert!(body(&plan).contains("✅"), "{plan}");
+    let job = job_id(body(&plan));
+    let plan_id = plan["event_id"].as_str().unwrap_or_default().to_owned();
+    moderator.react(&room, &plan_id, "✅").await?;
+    wait_for_job(&store, &job, JobState::Done).await?;
+    let result = moderator
+        .wait_for(PATIENCE, "the purge's result", |event| {
+            event["sender"] == bot.as_str() && body(event).contains("purged_count")
+        })
+        .await?;
+    assert_eq!(field(body(&result), "purged_count"), "3", "{result}");
+    assert_eq!(store.job(&job).await?.and_then(|j| j.confirmed_by), Some(testbed.admin.user_id.clone()));
+
+    // !stats: its chart comes as an encrypted image (`file`, no `url`).
+    let stats = moderator.send_text(&room, "!stats --days 2").await?;
+    let summary = moderator.wait_for_reply(&stats, &bot, PATIENCE).await?;
+    assert!(body(&summary).contains("From housekeep's index"), "{summary}");
+    let chart = moderator
+        .wait_for(PATIENCE, "the chart", |event| {
+            event["sender"] == bot.as_str() && event["content"]["msgtype"] == "m.image"
+        })
+        .await?;
+    assert!(chart["content"].get("url").is_none(), "no image in the clear: {chart}");
+    let png = moderator.download_file(&chart["content"]["file"]).await?;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG: {} bytes", png.len());
+    assert_eq!(chart["content"]["info"]["size"], png.len(), "{chart}");
+
+    // What the database keeps: the device's account and the moderator's room key.
+    let kinds = kept_kinds(&store).await?;
+    assert!(kinds.iter().any(|k| k == "account") && kinds.iter().any(|k| k == "megolm_inbound"), "{kinds:?}");
+    let room_keys = room_keys_kept(&store).await?;
+    // One device, cross-signed by the bot's own identity (clients that
+    // share keys only with devices their owner signed share with it).
+    let keys_before = bot_keys(testbed, &bot).await?;
+    assert_eq!(keys_before.devices.len(), 1, "one device of the bot: {keys_before:?}");
+    assert!(keys_before.master.is_some(), "{keys_before:?}");
+    assert_eq!(keys_before.cross_signed, vec![keys_before.devices[0].0.clone()], "{keys_before:?}");
+
+    // A restart: the same device with the same keys, and the moderator's
+    // client, which shared its room key once, is read without sharing again.
+    testbed.housekeep.restart().await?;
+    assert_eq!(bot_keys(testbed, &bot).await?, keys_before, "the same device and keys after a restart");
+    let again = moderator.send_text(&room, "!status").await?;
+    let reply = moderator.wait_for_reply(&again, &bot, PATIENCE).await?;
+    assert!(body(&reply).contains("housekeep status"), "{reply}");
+    assert_eq!(room_keys_kept(&store).await?, room_keys, "read with the room key kept before the restart");
+
+    // A non-moderator in the room is refused, encrypted, as before.
+    let mallory = testbed.synapse.register_user("mallory", false).await?;
+    testbed.admin.invite(&room, &mallory.user_id).await?;
+    mallory.join(&room).await?;
+    let mut mallory = EncryptedClient::login(&testbed.synapse.url, &mallory.user_id, "mallory-password", &dir).await?;
+    let refused = mallory.send_text(&room, "!status").await?;
+    let refusal = mallory.wait_for_reply(&refused, &bot, PATIENCE).await?;
+    assert!(body(&refusal).contains("is not a housekeep moderator"), "{refusal}");
+    store.close().await;
+    Ok(())
+}
+
+fn body(event: &Value) -> &str {
+    event.pointer("/content/body").and_then(Value::as_str).unwrap_or_default()
+}
+
+async fn joined(testbed: &Testbed, room: &str, user: &str) -> anyhow::Result<()> {
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(room), encode(user));
+    eventually(PATIENCE, "the bot to join the encrypted admin room", || async {
+        let member = testbed.admin.request(reqwest::Method::GET, &path, None).await.ok();
         Ok(member.filter(|m| m["membership"] == "join").map(|_| ()))
     })
-    .await?;
+    .await
+}
 
-    // The moderator's client: a device of the server admin (a moderator in
-    // the config), with keys, syncing in the background.
-    let client = Client::builder().homeserver_url(&testbed.synapse.url).build().await?;
-    client.matrix_auth().login_username("admin", "admin-password").initial_device_display_name("moderator").await?;
-    client.sync_once(SyncSettings::default()).await?;
-    let syncing = {
-        let client = client.clone();
-        tokio::spawn(async move { client.sync(SyncSettings::default()).await })
+/// What the homeserver lists of the bot's keys.
+#[derive(Debug, PartialEq)]
+struct BotKeys {
+    /// Its devices with their ed25519 keys.
+    devices: Vec<(String, String)>,
+    /// Its cross-signing master key.
+    master: Option<String>,
+    /// Its devices that its self-signing key signed.
+    cross_signed: Vec<String>,
+}
+
+async fn bot_keys(testbed: &Testbed, bot: &str) -> anyhow::Result<BotKeys> {
+    let body = json!({"device_keys": {bot: []}});
+    let answer = testbed.admin.request(reqwest::Method::POST, "/_matrix/client/v3/keys/query", Some(body)).await?;
+    let first_key = |field: &str| -> Option<String> {
+        let keys = answer.get(field)?.get(bot)?.get("keys")?.as_object()?;
+        keys.keys().next().cloned()
     };
-    let room_id = OwnedRoomId::try_from(room.as_str())?;
-    let joined = client.get_room(&room_id).ok_or_else(|| anyhow::anyhow!("the moderator's client has no {room}"))?;
-    assert!(joined.latest_encryption_state().await?.is_encrypted(), "the admin room is encrypted");
-
-    let sent = joined.send(RoomMessageEventContent::text_plain("!status")).await?;
-    assert!(sent.encryption_info.is_some(), "the client sent the command encrypted");
-    let command: OwnedEventId = sent.response.event_id;
-
-    // What the server holds: the bot's answer, encrypted, in reply to the
-    // command (Megolm keeps `m.relates_to` in the clear), and nothing of the
-    // bot's in the clear.
-    let reply = eventually(Duration::from_secs(90), "the bot's reply to the encrypted !status", || async {
-        let events = testbed.admin.recent_events(&room, 50).await?;
-        let from_bot: Vec<&Value> = events.iter().filter(|e| e["sender"] == bot.as_str()).collect();
-        for event in &from_bot {
-            assert_ne!(event["type"], "m.room.message", "the bot wrote in the clear: {event}");
+    let self_signing = first_key("self_signing_keys");
+    let devices = answer.get("device_keys").and_then(|d| d.get(bot)).and_then(Value::as_object);
+    let mut keys = BotKeys { devices: Vec::new(), master: first_key("master_keys"), cross_signed: Vec::new() };
+    for (id, device) in devices.into_iter().flatten() {
+        let ed25519 = device.pointer(&format!("/keys/ed25519:{id}")).and_then(Value::as_str);
+        keys.devices.push((id.clone(), ed25519.unwrap_or_default().to_owned()));
+        let signatures = device.get("signatures").and_then(|s| s.get(bot));
+        if self_signing.as_ref().is_some_and(|key| signatures.and_then(|s| s.get(key)).is_some()) {
+            keys.cross_signed.push(id.clone());
         }
-        Ok(from_bot
-            .into_iter()
-            .find(|e| {
-                e.pointer("/content/m.relates_to/m.in_reply_to/event_id").and_then(Value::as_str)
-                    == Some(command.as_str())
-            })
-            .cloned())
-    })
-    .await?;
-    assert_eq!(reply["type"], "m.room.encrypted", "{reply}");
-    assert_eq!(reply["content"]["algorithm"], "m.megolm.v1.aes-sha2", "{reply}");
-    assert!(reply["content"].get("body").is_none(), "{reply}");
+    }
+    keys.devices.sort();
+    Ok(keys)
+}
 
-    // The moderator's client decrypts it: the !status answer.
-    let reply_id = OwnedEventId::try_from(reply["event_id"].as_str().unwrap_or_default())?;
-    let decrypted = eventually(Duration::from_secs(30), "the client to decrypt the reply", || async {
-        let event = joined.event(&reply_id, None).await?;
-        Ok(event.encryption_info().is_some().then_some(event))
-    })
-    .await?;
-    let plain: Value = decrypted.raw().deserialize_as_unchecked()?;
-    assert_eq!(plain["type"], "m.room.message", "{plain}");
-    assert_eq!(plain["content"]["msgtype"], "m.notice", "{plain}");
-    let body = plain["content"]["body"].as_str().unwrap_or_default();
-    assert!(body.contains("housekeep status"), "{body}");
-    assert!(body.contains("index") && body.contains("database: sqlite"), "{body}");
-    assert_eq!(
-        plain.pointer("/content/m.relates_to/m.in_reply_to/event_id").and_then(Value::as_str),
-        Some(command.as_str()),
-        "{plain}"
-    );
-    // The bot's device, as the client knows it (it shared the room key with it).
-    let bot_id = OwnedUserId::try_from(bot.as_str())?;
-    let devices = client.encryption().get_user_devices(&bot_id).await?;
-    let bot_devices: Vec<String> = devices.devices().map(|d| d.device_id().to_string()).collect();
-    assert!(bot_devices.iter().any(|d| d.starts_with("HK")), "the bot's device: {bot_devices:?}");
-    let log = testbed.housekeep.log()?;
-    assert!(log.contains("decrypted an admin-room event"), "housekeep read the command itself");
-    syncing.abort();
-    Ok(())
+async fn kept_kinds(store: &Store) -> anyhow::Result<Vec<String>> {
+    let mut kinds: Vec<String> = store.crypto_rows().await?.into_iter().map(|row| row.kind).collect();
+    kinds.dedup();
+    Ok(kinds)
+}
+
+/// The Megolm sessions the bot's device keeps.
+async fn room_keys_kept(store: &Store) -> anyhow::Result<Vec<String>> {
+    let rows = store.crypto_rows().await?.into_iter().filter(|row| row.kind == "megolm_inbound");
+    Ok(rows.map(|row| row.key).collect())
 }

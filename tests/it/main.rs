@@ -10,9 +10,6 @@
 //! time the suite takes stays in sight. Each module lists its tests with
 //! `tests!` (see `common`).
 
-// matrix-sdk's client futures (tests/it/e2ee.rs) nest deeper than the default.
-#![recursion_limit = "256"]
-
 #[macro_use]
 mod common;
 
