@@ -22,6 +22,10 @@ pub struct DemoArgs {
     /// Keep Synapse and housekeep running until Ctrl-C, to explore with a client.
     #[arg(long)]
     pub keep_running: bool,
+    /// Show an end-to-end encrypted admin room instead: the bot's device,
+    /// encrypted commands, plans, ✅ and charts, and a restart.
+    #[arg(long)]
+    pub encrypted: bool,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -39,6 +43,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&marker, "made by housekeep demo; wiped by the next one\n")?;
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("housekeep.db").display());
+    if args.encrypted {
+        return super::demo_encrypted::run(&dir, &database_url, args.keep_running).await;
+    }
 
     step("starting Synapse (installed from PyPI into the cache folder on first use), with another appservice");
     println!("  as most servers have a bridge: then Synapse does not replay old history to a new appservice");
@@ -441,6 +448,6 @@ async fn count_available(user: &super::MatrixUser, media: &BTreeSet<String>) -> 
     Ok(available)
 }
 
-fn step(text: &str) {
+pub(super) fn step(text: &str) {
     println!("\n== {text}");
 }

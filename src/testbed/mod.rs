@@ -7,6 +7,7 @@
 //! SQLite file or a fresh PostgreSQL database.
 
 pub mod demo;
+mod demo_encrypted;
 mod encrypted;
 mod fixture;
 mod link;
@@ -413,43 +414,22 @@ impl Testbed {
         Self::start_housekeep(dir, synapse, config_path, config, database, housekeep_binary).await
     }
 
-    /// Like [`start_own`](Self::start_own), with end-to-end encryption: housekeep's
-    /// `e2ee.enabled` (and the registration that goes with it), Synapse's
-    /// [`E2EE_CONFIG`], and an admin room created encrypted (Megolm).
+    /// Like [`start_own`](Self::start_own), with end-to-end encryption (see
+    /// [`start_encrypted_synapse`]): the bot makes the admin room, encrypted,
+    /// and the server admin joins it when invited.
     pub async fn start_encrypted(backend: Backend, housekeep_binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("housekeep-testbed-").tempdir()?;
         let database = TestDatabase::create(backend, dir.path()).await?;
-        let placeholder = "http://127.0.0.1:1";
-        let (config_path, _, registration_path) = write_config(dir.path(), placeholder, &database.url)?;
-        let text = std::fs::read_to_string(&config_path)?;
-        let text = text
-            .replace(
-                "  enabled: false\n  # What moderators' clients show",
-                "  enabled: true\n  # What moderators' clients show",
-            )
+        let (synapse, config_path, config) = start_encrypted_synapse(dir.path(), &database.url, |text| {
             // What each transaction brings the crypto machine, in the log.
-            .replace("\n  level: info\n", "\n  level: \"info,housekeep::crypto=debug\"\n");
-        std::fs::write(&config_path, &text)?;
-        let (_, registration) = registration::generate(&config_path)?;
-        std::fs::write(&registration_path, registration)?;
-        let synapse = Synapse::start_with_config(&dir.path().join("synapse"), &registration_path, E2EE_CONFIG).await?;
-        std::fs::write(&config_path, text.replace(placeholder, &synapse.url))?;
-        let config = Config::load(&config_path)?;
-        anyhow::ensure!(config.e2ee.enabled, "e2ee.enabled did not make it into the config");
+            text.replace("\n  level: info\n", "\n  level: \"info,housekeep::crypto=debug\"\n")
+        })
+        .await?;
         let admin = synapse.register_user("admin", true).await?;
-        let alias = &config.admin.room;
-        let localpart = alias.trim_start_matches('#').split(':').next().unwrap_or_default();
-        admin
-            .create_room(serde_json::json!({
-                "name": "housekeep admin", "room_alias_name": localpart, "preset": "private_chat",
-                "invite": [config.bot_user_id()?.as_str()],
-                "initial_state": [{"type": "m.room.encryption", "state_key": "",
-                                   "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
-            }))
-            .await?;
         let base_url = format!("http://127.0.0.1:{}", config.appservice.port);
         let housekeep = Housekeep::spawn(housekeep_binary, &config_path, &base_url).await?;
         housekeep.wait_ready().await?;
+        join_when_invited(&admin, &config.admin.room).await?;
         Ok(Self { dir, synapse, housekeep, config, config_path, database, admin })
     }
 
@@ -669,6 +649,41 @@ pub async fn start_synapse(dir: &Path, database_url: &str) -> anyhow::Result<(Sy
     let synapse = Synapse::start(&dir.join("synapse"), &registration_path).await?;
     let config = point_at_homeserver(&config_path, &synapse, |text| text)?;
     Ok((synapse, config_path, config))
+}
+
+/// Writes housekeep's config with end-to-end encryption on into `dir`
+/// (`e2ee.enabled`; `admin.encrypted: true`, so the admin room the bot makes
+/// is encrypted), then `edit_config`, and the registration that goes with
+/// it; starts Synapse with [`E2EE_CONFIG`]. Returns Synapse, the config path
+/// and the config.
+pub async fn start_encrypted_synapse(
+    dir: &Path,
+    database_url: &str,
+    edit_config: impl FnOnce(String) -> String,
+) -> anyhow::Result<(Synapse, PathBuf, Config)> {
+    let (config_path, _, registration_path) = write_config(dir, PLACEHOLDER_URL, database_url)?;
+    let text = std::fs::read_to_string(&config_path)?
+        .replace("  enabled: false\n  # What moderators' clients show", "  enabled: true\n  # What moderators' clients show")
+        .replace("\n  encrypted: null\n", "\n  encrypted: true\n");
+    std::fs::write(&config_path, edit_config(text))?;
+    let (_, registration) = registration::generate(&config_path)?;
+    std::fs::write(&registration_path, registration)?;
+    let synapse = Synapse::start_with_config(&dir.join("synapse"), &registration_path, E2EE_CONFIG).await?;
+    let config = point_at_homeserver(&config_path, &synapse, |text| text)?;
+    anyhow::ensure!(
+        config.e2ee.enabled && config.admin.encrypted == Some(true),
+        "e2ee.enabled and admin.encrypted did not make it into the config"
+    );
+    Ok((synapse, config_path, config))
+}
+
+/// Joins `room` (an alias) as soon as `user` is invited: what a moderator
+/// does when the bot made the admin room. Its room ID.
+pub async fn join_when_invited(user: &MatrixUser, room: &str) -> anyhow::Result<String> {
+    eventually(Duration::from_secs(60), &format!("an invite of {} into {room}", user.user_id), || async {
+        Ok(user.join(room).await.ok())
+    })
+    .await
 }
 
 /// Creates the admin room under the configured alias, as `moderator`, and

@@ -8,7 +8,7 @@
 //!
 //! Through Synapse, with a Synapse of its own (its experimental appservice
 //! extensions on), on both backends: the device's keys live in the index's
-//! database.
+//! database. The bot makes the admin room, encrypted (`admin.encrypted`).
 
 use std::time::Duration;
 
@@ -42,6 +42,12 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     let room = testbed.admin_room().await?;
     let bot = testbed.config.bot_user_id()?.to_string();
     joined(testbed, &room, &bot).await?;
+    // The bot made the room (admin.create_if_missing), encrypted (admin.encrypted: true).
+    let state = |event_type: &str| format!("/_matrix/client/v3/rooms/{}/state/{event_type}/?format=event", encode(&room));
+    let create = testbed.admin.request(reqwest::Method::GET, &state("m.room.create"), None).await?;
+    assert_eq!(create["sender"], bot.as_str(), "{create}");
+    let encryption = testbed.admin.request(reqwest::Method::GET, &state("m.room.encryption"), None).await?;
+    assert_eq!(encryption["content"]["algorithm"], "m.megolm.v1.aes-sha2", "{encryption}");
     testbed.make_bot_admin().await?;
     let store = testbed.store().await?;
     let dir = testbed.dir.path().to_owned();
