@@ -98,11 +98,11 @@ pub struct Routing {
 }
 
 /// What `/health`, `!status` and the log say while the admin room is encrypted.
-pub const ENCRYPTED_ADMIN_ROOM: &str = "the admin room is end-to-end encrypted, and housekeep cannot read \
-     encrypted messages yet: commands sent there are never seen. Make a new room without encryption \
-     (encryption cannot be turned off in a room; a server with encryption_enabled_by_default_for_room_type \
-     encrypts new private rooms, including one admin.create_if_missing makes), invite the bot, and set it \
-     as admin.room";
+pub const ENCRYPTED_ADMIN_ROOM: &str = "the admin room is end-to-end encrypted, and end-to-end encryption is off \
+     (e2ee.enabled: false): commands sent there are never seen. Turn it on (README: \"An encrypted admin room\"), \
+     or make a new room without encryption (encryption cannot be turned off in a room; a server with \
+     encryption_enabled_by_default_for_room_type encrypts new private rooms, including one \
+     admin.create_if_missing makes), invite the bot, and set it as admin.room";
 
 impl Routing {
     /// Whether the event turns on encryption in the admin room (housekeep

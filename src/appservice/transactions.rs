@@ -116,8 +116,8 @@ async fn take_transaction(
     // transaction's to-device messages again (a retry after an error, or
     // after the refusal behind a gap below, comes without them), and a room
     // key in it must be there before the bot decrypts a command that came
-    // with it. Fed again on a retry, the machine knows them (Olm replay
-    // protection) and drops them.
+    // with it. Should one come twice, its Olm ratchet has moved on: the
+    // machine refuses the copy.
     feed_crypto(state, &txn_id, &transaction).await;
     let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
@@ -214,14 +214,20 @@ async fn feed_crypto(state: &AppState, txn_id: &str, transaction: &Transaction<'
         return;
     }
     let Some(crypto) = state.crypto.get() else {
-        if !changes.to_device.is_empty() {
-            state.metrics.reject(RejectReason::CryptoDataLost);
-            tracing::warn!(
-                txn_id,
-                to_device = changes.to_device.len(),
-                "to-device messages before the bot's device runs: dropped (a room key among them is lost; \
-                 the moderator's next message brings a new one)"
-            );
+        let decrypts = state.bot.as_ref().is_some_and(|bot| bot.routing.decrypts);
+        if !changes.to_device.is_empty() && decrypts {
+            // The device starts after the listener: kept for it.
+            let kept = crate::crypto::keep_for_later(&state.store, txn_id, &changes.to_device).await;
+            if !matches!(kept, Ok(true)) {
+                state.metrics.reject(RejectReason::CryptoDataLost);
+                tracing::warn!(
+                    txn_id,
+                    to_device = changes.to_device.len(),
+                    error = kept.err().map(|e| format!("{e:#}")),
+                    "to-device messages before the bot's device runs, and too many kept already: dropped \
+                     (a room key among them is lost; the moderator's next message brings a new one)"
+                );
+            }
         }
         return;
     };

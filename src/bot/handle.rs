@@ -78,7 +78,21 @@ async fn handle_encrypted(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled
     let Some(crypto) = &ctx.crypto else {
         return Ok(Handled::new("ignored: encrypted, and end-to-end encryption is off", vec![]));
     };
-    let plain = crypto.decrypt(&item.room_id, &item.event, ROOM_KEY_PATIENCE).await?;
+    // Only a moderator's message is waited for, retried and answered when it
+    // cannot be read: anyone in the room could otherwise keep the inbox busy
+    // and the room full of answers with messages the bot cannot decrypt.
+    let moderator = ctx.is_moderator(&item.sender).await?;
+    let patience = if moderator { ROOM_KEY_PATIENCE } else { std::time::Duration::ZERO };
+    let plain = match crypto.decrypt(&item.room_id, &item.event, patience).await {
+        Ok(plain) => plain,
+        Err(error) if !moderator => {
+            return Ok(Handled::new(
+                &format!("ignored: a non-moderator's message that cannot be read ({error})"),
+                vec![],
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
     let routing = Routing {
         admin_room_id: AdminRoomId::known(ctx.admin_room_id.as_str()),
         bot_user_id: ctx.services().bot_user_id.to_string(),
@@ -106,7 +120,9 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
     };
     let reply_key = format!("reply-{}", item.event_id);
     if !ctx.is_moderator(&item.sender).await? {
-        tracing::info!(sender = item.sender, command = text, "refused a command from a non-moderator");
+        // The command's name only: in an encrypted room the rest was meant for its members.
+        let command = text.split_whitespace().next().unwrap_or_default();
+        tracing::info!(sender = item.sender, command, "refused a command from a non-moderator");
         let reply = Notice::new().line(&format!(
             "{} is not a housekeep moderator, so this command was not run. Moderators are listed in the bot's config{}.",
             item.sender,

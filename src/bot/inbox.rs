@@ -135,12 +135,17 @@ async fn give_up(bot: &Bot, item: &InboxItem, error: &str) {
     bot.services().metrics.bot_items_failed.inc();
     if item.kind == InboxKind::Encrypted {
         // Plain words, as every reply: encrypted when the room is.
-        let hint = if error.contains("has no key") {
-            " Send it again; if that fails too, let your client share room keys with unverified devices."
+        // The reason in plain words when it is the usual one (see
+        // `crypto::DecryptError::MissingKey`); any other stays in the log.
+        let text = if error.contains("has no key for this message") {
+            format!(
+                "Could not read this encrypted message: {error}. Send it again; if that fails too, let your client \
+                 share room keys with unverified devices, or verify housekeep's device."
+            )
         } else {
-            ""
+            "Could not read this encrypted message (the reason is in housekeep's log).".to_owned()
         };
-        let notice = Notice::new().line(&format!("Could not handle this encrypted message: {error}.{hint}"));
+        let notice = Notice::new().line(&text);
         let key = format!("reply-failed-{}", item.event_id);
         if let Err(error) = bot.reply(&item.room_id, &item.event_id, &key, &notice).await {
             tracing::warn!(error = format!("{error:#}"), "could not tell the sender either");

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use matrix_sdk_common::deserialized_responses::{VerificationLevel, VerificationState};
 use matrix_sdk_crypto::store::CryptoStore;
 use matrix_sdk_crypto::types::requests::AnyOutgoingRequest;
 use matrix_sdk_crypto::{
@@ -46,14 +47,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::homeserver::{HomeserverClient, HsError};
-use crate::store::Store;
+use crate::store::{CryptoRow, CryptoWrite, Store};
 
 /// Where the transaction handler finds the machine once it runs (it starts
 /// after the listener, once the bot user exists).
 pub type CryptoSlot = Arc<OnceLock<Arc<Crypto>>>;
-
-/// How long an unencrypted room is taken as such before its state is read again.
-const PLAIN_ROOM_RECHECK: Duration = Duration::from_secs(60);
 
 /// What one transaction brings for the machine (raw, as it came).
 #[derive(Default)]
@@ -96,6 +94,13 @@ impl SyncChanges<'_> {
     }
 }
 
+/// Any device may send to the bot and be read (its moderators' devices need
+/// no verification: who may command is decided by the sender's user ID, as
+/// in an unencrypted room); a room key that belongs to another sender is
+/// refused in `decrypt`.
+const DECRYPTION: DecryptionSettings =
+    DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
+
 /// Why an event could not be decrypted.
 #[derive(Debug, thiserror::Error)]
 pub enum DecryptError {
@@ -111,7 +116,7 @@ pub struct Crypto {
     machine: OlmMachine,
     homeserver: HomeserverClient,
     /// The device's user: the bot, or a client's user in the tests.
-    bot: String,
+    user: String,
     device_id: String,
     masquerade: Masquerade,
     /// One sender of the machine's requests at a time (a keys upload sent
@@ -123,9 +128,16 @@ pub struct Crypto {
     room_keys: Notify,
     /// Rung when the machine may have requests to send.
     outgoing: Notify,
-    /// Rooms known encrypted (their `m.room.encryption` content), or known
-    /// plain since when.
-    rooms: Mutex<HashMap<String, RoomEncryption>>,
+    /// Rooms known encrypted, with their `m.room.encryption` content (a
+    /// room never turns plain again). A plain room's state is read before
+    /// each message into it: nothing goes in the clear into a room that
+    /// turned encrypted a moment ago.
+    encrypted_rooms: Mutex<HashMap<String, Value>>,
+    /// The last one-time key counts and fallback key types the homeserver
+    /// sent: a transaction that brings the same and nothing else for this
+    /// device is not handed to the machine (every transaction carries them,
+    /// and the machine would write its account again each time).
+    last_counts: Mutex<Option<(Value, Option<Value>)>>,
 }
 
 /// Whether the machine's requests name the device (`?user_id=&device_id=`),
@@ -134,12 +146,6 @@ pub struct Crypto {
 pub enum Masquerade {
     Yes,
     No,
-}
-
-#[derive(Clone)]
-enum RoomEncryption {
-    Encrypted(Value),
-    Plain(Instant),
 }
 
 impl Crypto {
@@ -186,6 +192,7 @@ impl Crypto {
             );
         }
         if new {
+            crypto.delete_old_devices().await;
             // Public keys: what a moderator compares when verifying the device.
             let keys = crypto.machine.identity_keys();
             tracing::warn!(
@@ -216,14 +223,15 @@ impl Crypto {
         let crypto = Arc::new(Self {
             machine,
             homeserver,
-            bot: user.to_owned(),
+            user: user.to_owned(),
             device_id: device_id.to_owned(),
             masquerade,
             sending: tokio::sync::Mutex::new(()),
             sharing: tokio::sync::Mutex::new(()),
             room_keys: Notify::new(),
             outgoing: Notify::new(),
-            rooms: Mutex::new(HashMap::new()),
+            encrypted_rooms: Mutex::new(HashMap::new()),
+            last_counts: Mutex::new(None),
         });
         crypto.send_outgoing().await.context("cannot upload the device's keys")?;
         Ok(crypto)
@@ -231,6 +239,12 @@ impl Crypto {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// Whether the machine knows this device of this user (its keys).
+    pub async fn knows_device(&self, user: &str, device_id: &str) -> anyhow::Result<bool> {
+        let device = self.machine.get_device(&boundary::user_id(user)?, &boundary::device_id(device_id), None).await?;
+        Ok(device.is_some())
     }
 
     /// Sends what the machine asks for whenever it may ask (rung by
@@ -255,12 +269,22 @@ impl Crypto {
         let mine: Vec<&RawValue> = changes.to_device.iter().copied().filter(|event| self.is_for_me(event)).collect();
         let ours = |field: Option<&RawValue>| -> Option<Value> {
             let all: Value = serde_json::from_str(field?.get()).ok()?;
-            all.get(&self.bot)?.get(&self.device_id).cloned()
+            all.get(&self.user)?.get(&self.device_id).cloned()
         };
         // Synapse leaves a count of zero out (its map is `{}` for a device
         // with no keys left), and the machine refills only a count it sees.
         let counts = changes.one_time_keys_count.map(|_| ours(changes.one_time_keys_count).unwrap_or_default());
         let fallback = ours(changes.unused_fallback_key_types);
+        let lists_changed = boundary::device_lists(changes.device_lists);
+        if mine.is_empty() && lists_changed.changed.is_empty() && lists_changed.left.is_empty() {
+            let Some(counts) = &counts else { return Ok(()) };
+            let now = Some((counts.clone(), fallback.clone()));
+            let mut last = self.last_counts.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == now {
+                return Ok(());
+            }
+            *last = now;
+        }
         self.feed(&mine, changes.device_lists, counts, fallback).await
     }
 
@@ -287,7 +311,6 @@ impl Crypto {
             key_counts.entry(boundary::signed_curve25519()).or_insert_with(|| 0u32.into());
         }
         let fallback = fallback.as_ref().map(boundary::algorithms);
-        let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
         let sync = EncryptionSyncChanges {
             to_device_events: boundary::to_device_events(to_device),
             changed_devices: &lists,
@@ -295,7 +318,7 @@ impl Crypto {
             unused_fallback_keys: fallback.as_deref(),
             next_batch_token: None,
         };
-        let (events, room_keys) = self.machine.receive_sync_changes(sync, &settings).await?;
+        let (events, room_keys) = self.machine.receive_sync_changes(sync, &DECRYPTION).await?;
         if !to_device.is_empty() || counts.is_some() || !lists.changed.is_empty() {
             // Kinds and numbers only: never a message's content.
             let kinds: Vec<String> = to_device
@@ -320,6 +343,19 @@ impl Crypto {
         Ok(())
     }
 
+    /// Hands the machine the to-device messages kept while it was not
+    /// running yet ([`keep_for_later`]), oldest first, and forgets them.
+    pub async fn receive_kept(&self, db: &Store) -> anyhow::Result<usize> {
+        let rows = db.crypto_rows_of(KEPT_TO_DEVICE).await?;
+        for row in &rows {
+            let events: Vec<Box<RawValue>> = serde_json::from_str(&row.value).unwrap_or_default();
+            let to_device = events.iter().map(AsRef::as_ref).collect();
+            self.receive(&SyncChanges { to_device, ..SyncChanges::default() }).await?;
+            db.write_crypto(&[CryptoWrite::Delete { kind: row.kind.clone(), key: row.key.clone() }]).await?;
+        }
+        Ok(rows.len())
+    }
+
     fn is_for_me(&self, event: &RawValue) -> bool {
         #[derive(serde::Deserialize)]
         struct Address<'a> {
@@ -329,7 +365,7 @@ impl Crypto {
             to_device_id: Option<&'a str>,
         }
         serde_json::from_str::<Address>(event.get()).is_ok_and(|address| {
-            address.to_user_id == Some(self.bot.as_str())
+            address.to_user_id == Some(self.user.as_str())
                 && address.to_device_id.is_none_or(|device| device == self.device_id || device == "*")
         })
     }
@@ -342,12 +378,19 @@ impl Crypto {
         let other = |error: &dyn std::fmt::Display| DecryptError::Other(error.to_string());
         let room = boundary::room_id(room_id).map_err(|e| other(&e))?;
         let raw = boundary::raw(event).map_err(|e| other(&e))?;
-        let settings = DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
         let deadline = Instant::now() + patience;
         loop {
             let keys_came = self.room_keys.notified();
-            match self.machine.decrypt_room_event(&raw, &room, &settings).await {
+            match self.machine.decrypt_room_event(&raw, &room, &DECRYPTION).await {
                 Ok(decrypted) => {
+                    // A session someone else sent its key for: whoever
+                    // re-sends a moderator's ciphertext is not the moderator.
+                    if matches!(
+                        decrypted.encryption_info.verification_state,
+                        VerificationState::Unverified(VerificationLevel::MismatchedSender)
+                    ) {
+                        return Err(DecryptError::Other("its room key belongs to another sender".to_owned()));
+                    }
                     let plain: Value = decrypted.event.deserialize_as_unchecked().map_err(|e| other(&e))?;
                     let mut event = event.clone();
                     event["type"] = plain.get("type").cloned().unwrap_or(Value::Null);
@@ -369,25 +412,21 @@ impl Crypto {
     /// is read again before the next message into it, which is never sent
     /// in the clear into a room that turned encrypted.
     pub fn encryption_changed(&self, room_id: &str) {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).remove(room_id);
+        self.encrypted_rooms.lock().unwrap_or_else(|p| p.into_inner()).remove(room_id);
     }
 
     /// The room's `m.room.encryption` content when it is encrypted.
     pub fn room_encryption<'a>(&'a self, room_id: &'a str) -> BoxFuture<'a, Result<Option<Value>, HsError>> {
         Box::pin(async move {
-            let known = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id).cloned();
-            match known {
-                Some(RoomEncryption::Encrypted(content)) => return Ok(Some(content)),
-                Some(RoomEncryption::Plain(since)) if since.elapsed() < PLAIN_ROOM_RECHECK => return Ok(None),
-                _ => {}
+            let known = self.encrypted_rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id).cloned();
+            if known.is_some() {
+                return Ok(known);
             }
-            let state = self.homeserver.state_event(room_id, "m.room.encryption", "").await?;
-            let content = state.and_then(|event| event.get("content").cloned());
-            let entry = match &content {
-                Some(content) => RoomEncryption::Encrypted(content.clone()),
-                None => RoomEncryption::Plain(Instant::now()),
-            };
-            self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(room_id.to_owned(), entry);
+            let content = room_encryption(&self.homeserver, room_id).await?;
+            if let Some(content) = &content {
+                let mut rooms = self.encrypted_rooms.lock().unwrap_or_else(|p| p.into_inner());
+                rooms.insert(room_id.to_owned(), content.clone());
+            }
             Ok(content)
         })
     }
@@ -412,8 +451,19 @@ impl Crypto {
                     matches!(event.pointer("/content/membership").and_then(Value::as_str), Some("join" | "invite"))
                 })
                 .filter_map(|event| event.get("state_key").and_then(Value::as_str))
-                .map(boundary::user_id)
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .filter_map(|member| match boundary::user_id(member) {
+                    Ok(member) => Some(member),
+                    Err(error) => {
+                        // One odd remote ID must not silence the bot in the room.
+                        tracing::warn!(
+                            room_id,
+                            error = format!("{error:#}"),
+                            "a member the room key is not shared with"
+                        );
+                        None
+                    }
+                })
+                .collect::<Vec<_>>();
             let history_visibility = state
                 .iter()
                 .find(|event| event.get("type").and_then(Value::as_str) == Some("m.room.history_visibility"))
@@ -431,8 +481,8 @@ impl Crypto {
                 let request = AnyOutgoingRequest::KeysClaim(claim);
                 self.send_one(&request_id, &request).await?;
             }
-            // Every device of every member: the spike trusts what the homeserver
-            // lists (the verified-only strategies are the next step).
+            // Every device of every joined or invited member, as their homeservers
+            // list them (README: "Key sharing").
             let settings = EncryptionSettings {
                 history_visibility,
                 sharing_strategy: CollectStrategy::AllDevices,
@@ -447,6 +497,31 @@ impl Crypto {
             let encrypted = self.machine.encrypt_room_event_raw(&room, event_type, &raw).await?;
             Ok(encrypted.content.deserialize_as_unchecked()?)
         })
+    }
+
+    /// Deletes the bot's earlier devices (`HK…`): clients would otherwise
+    /// go on sharing room keys with keys the bot no longer has, or that
+    /// leaked with an old copy of its database.
+    async fn delete_old_devices(&self) {
+        let old = match self.homeserver.own_devices().await {
+            Ok(devices) => devices.into_iter().filter(|id| id.starts_with("HK") && *id != self.device_id),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "cannot list the bot's earlier devices to delete them");
+                return;
+            }
+        };
+        for device_id in old {
+            match self.homeserver.delete_device(&device_id).await {
+                Ok(()) => tracing::info!(device_id, "deleted an earlier device of the bot"),
+                Err(error) => {
+                    tracing::warn!(
+                        device_id,
+                        error = format!("{error:#}"),
+                        "cannot delete an earlier device of the bot"
+                    )
+                }
+            }
+        }
     }
 
     /// Cross-signs this device with an identity of its user's own, once
@@ -486,7 +561,7 @@ impl Crypto {
         // looks the device up with the sender as a UserID object, which its
         // database driver refuses (a 500 on every masqueraded request).
         if self.masquerade == Masquerade::Yes {
-            url.query_pairs_mut().append_pair("user_id", &self.bot).append_pair("device_id", &self.device_id);
+            url.query_pairs_mut().append_pair("user_id", &self.user).append_pair("device_id", &self.device_id);
         }
         url
     }
@@ -506,9 +581,9 @@ impl Crypto {
                 break;
             }
             for request in requests {
-                if let Err(error) = self.send_one(request.request_id(), request.request()).await {
-                    tracing::warn!(error = format!("{error:#}"), "a crypto request failed; it is asked for again");
-                }
+                // The round stops at the first failure: the machine asks for
+                // it again, and `run` tries again later.
+                self.send_one(request.request_id(), request.request()).await?;
             }
         }
         Ok(())
@@ -543,6 +618,35 @@ impl Crypto {
             Ok(())
         })
     }
+}
+
+/// The row kind of to-device messages kept for the machine while it is not
+/// running yet (at each start, the listener serves before the device is
+/// checked with the homeserver).
+const KEPT_TO_DEVICE: &str = "to_device_for_later";
+
+/// At most this many transactions' to-device messages are kept for later:
+/// anyone can send the bot to-device messages while it starts.
+const MAX_KEPT_TO_DEVICE: i64 = 1_000;
+
+/// Keeps a transaction's to-device messages for the machine that is not
+/// running yet (Synapse never sends them again); whether they were kept
+/// (not when [`MAX_KEPT_TO_DEVICE`] transactions already wait).
+pub async fn keep_for_later(db: &Store, txn_id: &str, to_device: &[&RawValue]) -> anyhow::Result<bool> {
+    if db.count_crypto_rows(KEPT_TO_DEVICE).await? >= MAX_KEPT_TO_DEVICE {
+        return Ok(false);
+    }
+    let key = format!("{:020}-{txn_id}", crate::clock::now_ms());
+    let value = serde_json::to_string(to_device)?;
+    db.write_crypto(&[CryptoWrite::Put(CryptoRow { kind: KEPT_TO_DEVICE.to_owned(), key, value })]).await?;
+    Ok(true)
+}
+
+/// A room's `m.room.encryption` content, as its current state has it;
+/// `None` when the room is not encrypted.
+pub async fn room_encryption(homeserver: &HomeserverClient, room_id: &str) -> Result<Option<Value>, HsError> {
+    let state = homeserver.state_event(room_id, "m.room.encryption", "").await?;
+    Ok(state.and_then(|event| event.get("content").cloned()))
 }
 
 /// Encrypts a file for an encrypted room (AES-CTR with a fresh key, as

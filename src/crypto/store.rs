@@ -11,8 +11,9 @@
 //! Kept: the account (the device's identity keys), the cross-signing
 //! identity, Olm sessions, Megolm sessions both ways, the devices and
 //! identities of the users the machine tracks (and whether their lists are
-//! out of date), the Olm message hashes that stop replays, room settings and
-//! the machine's custom values. Not kept, because the bot does not use them:
+//! out of date), the Olm message hashes that tell a replay from a broken
+//! session, room settings and the machine's custom values. Not kept,
+//! because the bot does not use them:
 //! key backups, secret requests and the secrets inbox, withheld-key notes,
 //! room key bundles and dehydrated devices (they live in memory for the
 //! life of the process).

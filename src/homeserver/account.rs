@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use ruma::OwnedUserId;
 use ruma::api::client::account::{register, whoami};
 use ruma::api::client::appservice::request_ping;
-use ruma::api::client::device::get_device;
+use ruma::api::client::device::{delete_device, get_device, get_devices};
 use ruma::api::client::session::logout;
 use ruma::api::error::{BadStatusErrorData, ErrorKind};
 
@@ -71,6 +71,19 @@ impl HomeserverClient {
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(false),
             Err(error) => Err(error),
         }
+    }
+
+    /// The IDs of the appservice's own user's devices.
+    pub async fn own_devices(&self) -> Result<Vec<String>, HsError> {
+        let devices = self.call(get_devices::v3::Request::new()).await?.devices;
+        Ok(devices.into_iter().map(|device| device.device_id.to_string()).collect())
+    }
+
+    /// Deletes a device of the appservice's own user (no interactive
+    /// authentication for an appservice since Synapse 1.141).
+    pub async fn delete_device(&self, device_id: &str) -> Result<(), HsError> {
+        self.call(delete_device::v3::Request::new(device_id.into())).await?;
+        Ok(())
     }
 
     /// Revokes this client's own access token (`POST /_matrix/client/v3/logout`).

@@ -375,40 +375,55 @@ fn moderator_rule(config: &Config) -> anyhow::Result<ModeratorRule> {
 }
 
 /// The bot's device and crypto machine, when `e2ee.enabled`; handed to the
-/// transaction handler through `slot`. A device that cannot be made is
-/// named on `/health`: the rest of housekeep runs (encrypted commands are
-/// then not read).
+/// transaction handler through `slot`. Tried until it runs (backing off to a
+/// minute; `/health` says what is waited for): the bot answers nothing until
+/// it can answer encrypted, and never writes in the clear into an encrypted
+/// room because its device is missing. `None` at shutdown.
 async fn start_crypto(
     config: &Config,
     homeserver: &HomeserverClient,
     store: &Store,
     metrics: &crate::metrics::Metrics,
     slot: &crate::crypto::CryptoSlot,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<crate::crypto::Crypto>>> {
     if !config.e2ee.enabled {
         return Ok(None);
     }
     let bot = config.bot_user_id()?;
-    match crate::crypto::Crypto::start(
-        homeserver.clone(),
-        store.clone(),
-        bot.as_str(),
-        &config.e2ee.device_display_name,
-    )
-    .await
-    {
-        Ok(crypto) => {
-            tracing::info!(device_id = crypto.device_id(), "end-to-end encryption on");
-            let _ = slot.set(crypto.clone());
-            Ok(Some(crypto))
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(60))
+            .without_max_times(),
+    );
+    let crypto = loop {
+        let name = &config.e2ee.device_display_name;
+        match crate::crypto::Crypto::start(homeserver.clone(), store.clone(), bot.as_str(), name).await {
+            Ok(crypto) => break crypto,
+            Err(error) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(60));
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    retry_in = ?delay,
+                    "cannot start end-to-end encryption; the bot waits for it"
+                );
+                metrics.waiting_for("end-to-end encryption", "the bot's device cannot be started (see the log)");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+            }
         }
-        Err(error) => {
-            let error = format!("{error:#}");
-            tracing::error!(error, "cannot start end-to-end encryption; encrypted commands are not read");
-            metrics.waiting_for("end-to-end encryption", "the bot's device could not be made (see the log)");
-            Ok(None)
-        }
-    }
+    };
+    metrics.done_waiting("end-to-end encryption");
+    // What came while the device started (kept by the transaction handler),
+    // then the machine takes over, then what came in between.
+    let before = crypto.receive_kept(store).await?;
+    let _ = slot.set(crypto.clone());
+    let kept = before + crypto.receive_kept(store).await?;
+    tracing::info!(device_id = crypto.device_id(), kept_to_device = kept, "end-to-end encryption on");
+    Ok(Some(crypto))
 }
 
 /// What the transaction handler rings when it queued work for a worker.
@@ -436,7 +451,7 @@ async fn start_workers(
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let crypto = start_crypto(&config, &homeserver, &store, &metrics, &front.crypto).await?;
+    let crypto = start_crypto(&config, &homeserver, &store, &metrics, &front.crypto, &shutdown).await?;
     let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &front.routed_admin_room).await;
     front.routed_admin_room.set(admin_room_id.as_str());
     front.admin_room_found.set(admin_room_id.clone());

@@ -49,6 +49,22 @@ impl Store {
         Ok(sqlx::query_as("SELECT kind, key, value FROM crypto_store ORDER BY kind, key").fetch_all(&self.pool).await?)
     }
 
+    /// The rows of one kind, in key order.
+    pub async fn crypto_rows_of(&self, kind: &str) -> anyhow::Result<Vec<CryptoRow>> {
+        Ok(sqlx::query_as("SELECT kind, key, value FROM crypto_store WHERE kind = $1 ORDER BY key")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// How many rows of one kind are kept.
+    pub async fn count_crypto_rows(&self, kind: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM crypto_store WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Applies one change set, in order, in one commit.
     pub async fn write_crypto(&self, writes: &[CryptoWrite]) -> anyhow::Result<()> {
         if writes.is_empty() {

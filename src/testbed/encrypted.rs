@@ -137,6 +137,17 @@ impl EncryptedClient {
         .await
     }
 
+    /// Waits (syncing) until this client knows `user`'s device `device_id`,
+    /// as a client learns of a new device from `/sync`'s device lists.
+    pub async fn wait_for_device(&mut self, user: &str, device_id: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while !self.crypto.knows_device(user, device_id).await? {
+            anyhow::ensure!(Instant::now() < deadline, "{user}'s device {device_id} unknown after {limit:?}");
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
     /// Waits (syncing) until a timeline event matches; that event.
     pub async fn wait_for(
         &mut self,

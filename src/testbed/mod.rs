@@ -663,7 +663,10 @@ pub async fn start_encrypted_synapse(
 ) -> anyhow::Result<(Synapse, PathBuf, Config)> {
     let (config_path, _, registration_path) = write_config(dir, PLACEHOLDER_URL, database_url)?;
     let text = std::fs::read_to_string(&config_path)?
-        .replace("  enabled: false\n  # What moderators' clients show", "  enabled: true\n  # What moderators' clients show")
+        .replace(
+            "  enabled: false\n  # What moderators' clients show",
+            "  enabled: true\n  # What moderators' clients show",
+        )
         .replace("\n  encrypted: null\n", "\n  encrypted: true\n");
     std::fs::write(&config_path, edit_config(text))?;
     let (_, registration) = registration::generate(&config_path)?;

@@ -3,14 +3,17 @@
 //! `/sync`: `testbed::EncryptedClient`) command housekeep there, confirm
 //! its plans with an encrypted ✅ and read its encrypted answers and chart;
 //! after a restart housekeep is the same device and reads the same
-//! moderator's messages without anyone sharing keys again; a non-moderator
-//! is refused.
+//! moderator's messages without anyone sharing keys again; a device the
+//! homeserver lost is replaced; a non-moderator is refused.
 //!
 //! Through Synapse, with a Synapse of its own (its experimental appservice
 //! extensions on), on both backends: the device's keys live in the index's
 //! database. The bot makes the admin room, encrypted (`admin.encrypted`).
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use crate::common::{Backend, field, housekeep_binary, indexed, job_id, wait_for_job};
 use housekeep::store::{JobState, Store};
@@ -30,11 +33,14 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn moderators_work_in_an_encrypted_admin_room_across_a_restart(backend: Backend) -> anyhow::Result<()> {
     let mut testbed = Testbed::start_encrypted(backend, housekeep_binary()).await?;
-    let outcome = encrypted_admin_room(&mut testbed).await;
-    if outcome.is_err() {
+    let outcome = AssertUnwindSafe(encrypted_admin_room(&mut testbed)).catch_unwind().await;
+    if !matches!(outcome, Ok(Ok(()))) {
         eprintln!("testbed kept for its logs: {}", testbed.keep_dir().display());
     }
-    outcome?;
+    match outcome {
+        Ok(outcome) => outcome?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
     testbed.shutdown().await
 }
 
@@ -43,7 +49,8 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     let bot = testbed.config.bot_user_id()?.to_string();
     joined(testbed, &room, &bot).await?;
     // The bot made the room (admin.create_if_missing), encrypted (admin.encrypted: true).
-    let state = |event_type: &str| format!("/_matrix/client/v3/rooms/{}/state/{event_type}/?format=event", encode(&room));
+    let state =
+        |event_type: &str| format!("/_matrix/client/v3/rooms/{}/state/{event_type}/?format=event", encode(&room));
     let create = testbed.admin.request(reqwest::Method::GET, &state("m.room.create"), None).await?;
     assert_eq!(create["sender"], bot.as_str(), "{create}");
     let encryption = testbed.admin.request(reqwest::Method::GET, &state("m.room.encryption"), None).await?;
@@ -124,11 +131,38 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     // A restart: the same device with the same keys, and the moderator's
     // client, which shared its room key once, is read without sharing again.
     testbed.housekeep.restart().await?;
+    testbed.housekeep.wait_ready().await?;
     assert_eq!(bot_keys(testbed, &bot).await?, keys_before, "the same device and keys after a restart");
     let again = moderator.send_text(&room, "!status").await?;
     let reply = moderator.wait_for_reply(&again, &bot, PATIENCE).await?;
     assert!(body(&reply).contains("housekeep status"), "{reply}");
     assert_eq!(room_keys_kept(&store).await?, room_keys, "read with the room key kept before the restart");
+
+    // A device the homeserver lost (an admin deleted it): the next start
+    // makes a new one, deletes no one else's, and works with the same client.
+    let old_device = keys_before.devices[0].0.clone();
+    let path = format!("/_synapse/admin/v2/users/{}/devices/{}", encode(&bot), encode(&old_device));
+    testbed.admin.request(reqwest::Method::DELETE, &path, None).await?;
+    testbed.housekeep.restart().await?;
+    // Synapse drops to-device messages while it takes housekeep for down (its
+    // catch-up carries none; README): the room key for the new device is
+    // sent once Synapse delivers transactions again, which an indexed event shows.
+    testbed.housekeep.wait_ready().await?;
+    let probe = testbed.admin.send_text(&spam_room, "after the restart").await?;
+    indexed(&store, &spam_room, &[probe]).await?;
+    let keys_after = eventually(PATIENCE, "the bot's new device, cross-signed", || async {
+        let keys = bot_keys(testbed, &bot).await?;
+        Ok((!keys.cross_signed.is_empty()).then_some(keys))
+    })
+    .await?;
+    assert_eq!(keys_after.devices.len(), 1, "{keys_after:?}");
+    assert_ne!(keys_after.devices[0].0, old_device, "a new device: {keys_after:?}");
+    assert_eq!(keys_after.cross_signed, vec![keys_after.devices[0].0.clone()], "{keys_after:?}");
+    assert!(testbed.housekeep.log()?.contains("the homeserver no longer has the bot's device"));
+    moderator.wait_for_device(&bot, &keys_after.devices[0].0, PATIENCE).await?;
+    let after_loss = moderator.send_text(&room, "!status").await?;
+    let reply = moderator.wait_for_reply(&after_loss, &bot, PATIENCE).await?;
+    assert!(body(&reply).contains("housekeep status"), "{reply}");
 
     // A non-moderator in the room is refused, encrypted, as before.
     let mallory = testbed.synapse.register_user("mallory", false).await?;
