@@ -160,24 +160,7 @@ impl Routing {
         let content = event.get("content")?;
         let kind = match row.event_type.as_str() {
             _ if self.is_policy_change(row) => InboxKind::PolicyRule,
-            "m.room.message" => {
-                let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
-                let msgtype = content.get("msgtype").and_then(Value::as_str);
-                let body = content.get("body").and_then(Value::as_str)?;
-                let is_command = !is_edit
-                    && msgtype != Some("m.notice")
-                    && body
-                        .trim_start()
-                        .strip_prefix(self.prefix.as_str())
-                        .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
-                is_command.then_some(InboxKind::Command)?
-            }
-            "m.reaction" => {
-                let relates = content.get("m.relates_to")?;
-                let annotation = relates.get("rel_type").and_then(Value::as_str) == Some("m.annotation");
-                let key = relates.get("key").and_then(Value::as_str)?;
-                (annotation && CONFIRM_KEYS.contains(&key)).then_some(InboxKind::Reaction)?
-            }
+            "m.room.message" | "m.reaction" => message_kind(&row.event_type, content, &self.prefix)?,
             "m.room.encrypted" => InboxKind::Encrypted,
             "m.room.member" => {
                 (content.get("membership").and_then(Value::as_str) == Some("invite")).then_some(InboxKind::Invite)?
@@ -192,6 +175,34 @@ impl Routing {
             origin_server_ts: row.origin_server_ts,
             event,
         })
+    }
+}
+
+/// What a message or reaction in the admin room is to the bot: a command
+/// (text starting with the prefix and a letter; not an edit, not a notice)
+/// or a confirming ✅; `None` for anything else. Also what a decrypted
+/// event is (`bot::handle`).
+pub fn message_kind(event_type: &str, content: &Value, prefix: &str) -> Option<InboxKind> {
+    match event_type {
+        "m.room.message" => {
+            let is_edit = content.pointer("/m.relates_to/rel_type").and_then(Value::as_str) == Some("m.replace");
+            let msgtype = content.get("msgtype").and_then(Value::as_str);
+            let body = content.get("body").and_then(Value::as_str)?;
+            let is_command = !is_edit
+                && msgtype != Some("m.notice")
+                && body
+                    .trim_start()
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
+            is_command.then_some(InboxKind::Command)
+        }
+        "m.reaction" => {
+            let relates = content.get("m.relates_to")?;
+            let annotation = relates.get("rel_type").and_then(Value::as_str) == Some("m.annotation");
+            let key = relates.get("key").and_then(Value::as_str)?;
+            (annotation && CONFIRM_KEYS.contains(&key)).then_some(InboxKind::Reaction)
+        }
+        _ => None,
     }
 }
 

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::Bot;
 use super::commands::Command;
-use crate::appservice::route::{AdminRoomId, Routing};
+use crate::appservice::route::message_kind;
 use crate::clock::now_ms;
 use crate::command::{Executed, audit_for, confirm};
 use crate::grammar::parse_command;
@@ -93,22 +93,15 @@ async fn handle_encrypted(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled
         }
         Err(error) => return Err(error.into()),
     };
-    let routing = Routing {
-        admin_room_id: AdminRoomId::known(ctx.admin_room_id.as_str()),
-        bot_user_id: ctx.services().bot_user_id.to_string(),
-        prefix: ctx.prefix.clone(),
-        watched_lists: Default::default(),
-        decrypts: false,
-    };
-    let row = match crate::extract::extract_value(&plain) {
-        Ok(extracted) => extracted.event,
-        Err(error) => return Ok(Handled::new(&format!("decrypted, unreadable: {error}"), vec![])),
-    };
-    let event_type = row.event_type.clone();
+    let event_type = plain.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
     tracing::info!(event_id = item.event_id, sender = item.sender, event_type, "decrypted an admin-room event");
-    match routing.route(&row, plain) {
-        Some(inner) if inner.kind == InboxKind::Command => handle_command(ctx, &inner).await,
-        Some(inner) if inner.kind == InboxKind::Reaction => handle_reaction(ctx, &inner).await,
+    let content = plain.get("content").cloned().unwrap_or_default();
+    // Who sent it, where and when come from the envelope (the decryption
+    // keeps them): only its type and content were encrypted.
+    let inner = |kind| InboxItem { kind, event: plain.clone(), ..item.clone() };
+    match message_kind(&event_type, &content, &ctx.prefix) {
+        Some(InboxKind::Command) => handle_command(ctx, &inner(InboxKind::Command)).await,
+        Some(InboxKind::Reaction) => handle_reaction(ctx, &inner(InboxKind::Reaction)).await,
         _ => Ok(Handled::new(&format!("decrypted: {event_type}, nothing for the bot"), vec![])),
     }
 }

@@ -32,14 +32,31 @@ impl RoomSink {
         Self { homeserver, crypto }
     }
 
+    /// The bot's device, when `room_id` is encrypted: whatever goes in there
+    /// is encrypted, never sent in the clear.
+    async fn encrypting_for(&self, room_id: &str) -> anyhow::Result<Option<&Crypto>> {
+        match &self.crypto {
+            Some(crypto) if crypto.room_encryption(room_id).await?.is_some() => Ok(Some(crypto)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sends an `m.room.message` with `content`, encrypted by `crypto`.
+    async fn send_encrypted(
+        &self,
+        crypto: &Crypto,
+        room_id: &str,
+        txn_id: &str,
+        content: &serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let encrypted = crypto.encrypt(room_id, "m.room.message", content).await?;
+        Ok(self.homeserver.send_event(room_id, "m.room.encrypted", txn_id, &encrypted).await?)
+    }
+
     /// Sends an `m.room.message`, encrypted when the room is.
     async fn send(&self, room_id: &str, txn_id: &str, content: &RoomMessageEventContent) -> anyhow::Result<String> {
-        if let Some(crypto) = &self.crypto
-            && crypto.room_encryption(room_id).await?.is_some()
-        {
-            let content = serde_json::to_value(content)?;
-            let encrypted = crypto.encrypt(room_id, "m.room.message", &content).await?;
-            return Ok(self.homeserver.send_event(room_id, "m.room.encrypted", txn_id, &encrypted).await?);
+        if let Some(crypto) = self.encrypting_for(room_id).await? {
+            return self.send_encrypted(crypto, room_id, txn_id, &serde_json::to_value(content)?).await;
         }
         Ok(self.homeserver.send_message(room_id, txn_id, content).await?)
     }
@@ -74,9 +91,7 @@ impl Sink for RoomSink {
         // The upload is not deduplicated: a retried key may upload again,
         // but posts the message once.
         let txn_id = format!("housekeep-{key}");
-        if let Some(crypto) = &self.crypto
-            && crypto.room_encryption(&to.room_id).await?.is_some()
-        {
+        if let Some(crypto) = self.encrypting_for(&to.room_id).await? {
             // An encrypted room gets the image encrypted (`file`, no `url`):
             // the homeserver keeps only ciphertext.
             let (ciphertext, mut file) = crate::crypto::encrypt_attachment(&image.png)?;
@@ -87,8 +102,7 @@ impl Sink for RoomSink {
                 fields.remove("url");
                 fields.insert("file".to_owned(), file);
             }
-            let encrypted = crypto.encrypt(&to.room_id, "m.room.message", &content).await?;
-            return Ok(self.homeserver.send_event(&to.room_id, "m.room.encrypted", &txn_id, &encrypted).await?);
+            return self.send_encrypted(crypto, &to.room_id, &txn_id, &content).await;
         }
         let url = self.homeserver.upload(image.png.clone(), "image/png", &image.name).await?;
         Ok(self.homeserver.send_message(&to.room_id, &txn_id, &image.content(url.into())).await?)

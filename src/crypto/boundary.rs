@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use matrix_sdk_crypto::types::requests::AnyOutgoingRequest;
+use matrix_sdk_crypto::types::requests::{AnyOutgoingRequest, UploadSigningKeysRequest};
 use reqwest::Method;
 use ruma016::api::IncomingResponse;
 use ruma016::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
@@ -87,16 +87,35 @@ pub fn to_http(request: &AnyOutgoingRequest) -> anyhow::Result<Option<Http>> {
         Some(http) => http,
         None => return Ok(None),
     };
-    // Absent, not null (`device_keys` after the first upload).
-    if let Value::Object(fields) = &mut http.body {
-        fields.retain(|_, value| !value.is_null());
-    }
+    http.body = without_nulls(http.body);
     Ok(Some(http))
 }
 
+/// The path segments of a client API endpoint: `_matrix/client/v3/<rest>`.
+pub fn client_v3(rest: &[&str]) -> Vec<String> {
+    segments(&[&["_matrix", "client", "v3"][..], rest].concat())
+}
+
+/// A JSON object without its null fields: optional keys absent, not null,
+/// as the homeserver takes them (`device_keys` after the first upload).
+fn without_nulls(mut body: Value) -> Value {
+    if let Value::Object(fields) = &mut body {
+        fields.retain(|_, value| !value.is_null());
+    }
+    body
+}
+
+/// The body of `POST /keys/device_signing/upload` for these keys.
+pub fn signing_keys_body(keys: &UploadSigningKeysRequest) -> Value {
+    without_nulls(json!({
+        "master_key": keys.master_key,
+        "self_signing_key": keys.self_signing_key,
+        "user_signing_key": keys.user_signing_key,
+    }))
+}
+
 fn http_of(request: &AnyOutgoingRequest) -> anyhow::Result<Option<Http>> {
-    let client_v3 = ["_matrix", "client", "v3"];
-    let with = |rest: &[&str]| segments(&[&client_v3[..], rest].concat());
+    let with = |rest: &[&str]| client_v3(rest);
     Ok(Some(match request {
         AnyOutgoingRequest::KeysUpload(request) => Http {
             method: Method::POST,

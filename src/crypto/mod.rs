@@ -538,15 +538,7 @@ impl Crypto {
         if let Some(upload) = &requests.upload_keys_req {
             self.send_one(upload.request_id(), upload.request()).await?;
         }
-        let keys = &requests.upload_signing_keys_req;
-        let mut body = json!({
-            "master_key": keys.master_key,
-            "self_signing_key": keys.self_signing_key,
-            "user_signing_key": keys.user_signing_key,
-        });
-        if let Value::Object(fields) = &mut body {
-            fields.retain(|_, value| !value.is_null());
-        }
+        let body = boundary::signing_keys_body(&requests.upload_signing_keys_req);
         self.post(&["keys", "device_signing", "upload"], &body).await?;
         let signatures = serde_json::to_value(&requests.upload_signatures_req.signed_keys)?;
         self.post(&["keys", "signatures", "upload"], &signatures).await?;
@@ -567,7 +559,8 @@ impl Crypto {
     }
 
     async fn post(&self, path: &[&str], body: &Value) -> anyhow::Result<Value> {
-        let segments: Vec<&str> = ["_matrix", "client", "v3"].iter().chain(path).copied().collect();
+        let segments = boundary::client_v3(path);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         Ok(self.homeserver.send_url(reqwest::Method::POST, self.url(&segments), Some(body)).await?)
     }
 
