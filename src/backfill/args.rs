@@ -1,11 +1,8 @@
 //! `!backfill`: read room history into the index.
 
-use crate::jobs::{ConfirmPolicy, PlanMode};
 use clap::{ArgGroup, Args, Subcommand};
 use ruma::OwnedRoomOrAliasId;
 
-use super::{BackfillKind, BackfillRequest};
-use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{RoomSelector, TimeSpec, args_via, parse_room};
 
 /// Shown at the end of `!help backfill`.
@@ -89,22 +86,6 @@ impl TryFrom<BackfillCli> for BackfillArgs {
                 full: cli.full,
             }),
         })
-    }
-}
-
-impl AdminCommand for BackfillArgs {
-    const NAME: &'static str = "backfill";
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        match self {
-            // Read only: starts at once, no confirmation.
-            BackfillArgs::Start(start) => {
-                let request = BackfillRequest::from_command(start, ctx.text());
-                ctx.plan::<BackfillKind>(Self::NAME, &request, PlanMode::Yes, ConfirmPolicy::NONE).await
-            }
-            BackfillArgs::Status => Ok(Executed::ok(super::status(ctx.services()).await?)),
-            BackfillArgs::RetryFailed => Ok(Executed::ok(super::retry_failed(ctx.services()).await?)),
-        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! - `plan.rs`: which rooms.
 //! - `kind.rs`: the job kind: pages, chunks, media, where a walk stops.
 //! - `status.rs`: `!backfill status`, `!backfill retry-failed`.
+//! - `command.rs`: how `!backfill` runs (`impl AdminCommand`): a job of
+//!   `kind.rs`, or `status.rs`'s answers.
 //!
 //! housekeep starts backfills by itself too: on the first start with an
 //! empty index (`backfill.on_first_start`), and for the rooms around a
@@ -17,6 +19,7 @@
 //! read back only to the first page the index already holds.
 
 mod args;
+mod command;
 mod kind;
 mod plan;
 mod status;

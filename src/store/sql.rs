@@ -133,8 +133,9 @@ pub(super) fn in_json(backend: Backend, column: &str, n: usize) -> String {
 }
 
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` columns, for
-/// generated multi-row statements (the index's hot path: a statement per
-/// row count, up to a fixed chunk size).
+/// generated multi-row statements: the index's hot path and a plan's job
+/// items (up to hundreds of thousands). The one kind of statement whose text
+/// varies: one per row count, up to a fixed chunk size, so a handful.
 ///
 /// SQLite gets anonymous `?` instead: it resolves each `$n` by a linear walk
 /// of the statement's parameter names, which made binding a 900-parameter

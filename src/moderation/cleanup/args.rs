@@ -4,12 +4,9 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Args};
 use ruma::OwnedUserId;
 
-use super::CleanupKind;
-use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{ActionFlags, TimeSpec, args_via, parse_user, rule_error};
 use crate::moderation::purge::PurgeMediaAction;
-use crate::moderation::sanction::{Sanction, refuse_protected, refuse_the_bot};
-use crate::notice::Notice;
+use crate::moderation::sanction::Sanction;
 
 /// Shown at the end of `!help cleanup`.
 pub const EXAMPLES: &str = "\
@@ -99,39 +96,6 @@ impl TryFrom<CleanupCli> for CleanupArgs {
             force: cli.force,
             flags: cli.flags,
         })
-    }
-}
-
-impl AdminCommand for CleanupArgs {
-    const NAME: &'static str = "cleanup";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        let server = ctx.services().server_name();
-        if let Some(sanction) = self.sanction
-            && self.user.server_name().as_str() != server
-        {
-            let reply = Notice::new().line(&format!(
-                "--{} acts on this homeserver's accounts only, and {} is a user of {}. Leave it out: \
-                 {}cleanup {} --with-media quarantine redacts what they sent here and quarantines their media.",
-                sanction.command(),
-                self.user,
-                self.user.server_name(),
-                ctx.prefix(),
-                self.user,
-            ));
-            return Ok(Executed::with_outcome(reply, "refused: a sanction on a user of another server"));
-        }
-        if self.sanction.is_some() && self.user == ctx.services().bot_user_id {
-            return Ok(refuse_the_bot());
-        }
-        if let Some(refusal) = refuse_protected(ctx, &self.user, self.force).await? {
-            return Ok(refusal);
-        }
-        ctx.plan_action::<CleanupKind>(Self::NAME, &self.flags, self).await
     }
 }
 

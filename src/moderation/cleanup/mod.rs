@@ -25,6 +25,7 @@
 //! restart resumes at the part it was in.
 
 mod args;
+mod command;
 mod kind;
 
 pub use args::{CleanupArgs, EXAMPLES};

@@ -4,8 +4,6 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, ValueEnum};
 use ruma::{OwnedEventId, OwnedRoomOrAliasId, OwnedUserId};
 
-use super::PurgeKind;
-use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{ActionFlags, RoomSelector, TimeSpec, args_via, parse_event, parse_room, parse_user, rule_error};
 
 /// Shown at the end of `!help purge`.
@@ -215,18 +213,6 @@ fn check_window(after: Option<TimeSpec>, before: Option<TimeSpec>) -> Result<(),
         ));
     }
     Ok(())
-}
-
-impl AdminCommand for PurgeArgs {
-    const NAME: &'static str = "purge";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        ctx.plan_action::<PurgeKind>(Self::NAME, &self.flags, self).await
-    }
 }
 
 #[cfg(test)]

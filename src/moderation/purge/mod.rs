@@ -8,8 +8,11 @@
 //!   history, quarantine the media; the result.
 //! - `tokens.rs`: senders' access tokens, minted once per job, kept for
 //!   resume, revoked at the end.
+//! - `command.rs`: how `!purge` runs (`impl AdminCommand`): a plan of
+//!   `kind.rs`'s job kind.
 
 mod args;
+mod command;
 mod kind;
 mod plan;
 mod tokens;

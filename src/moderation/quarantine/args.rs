@@ -3,8 +3,6 @@
 use clap::{Args, Subcommand};
 use ruma::{OwnedEventId, OwnedMxcUri, OwnedRoomOrAliasId, OwnedUserId};
 
-use super::{QuarantineKind, UnquarantineKind};
-use crate::command::{AdminCommand, Context, Executed};
 use crate::extract::mxc::parse_mxc;
 use crate::grammar::{ActionFlags, args_via, parse_event, parse_room, parse_user};
 
@@ -224,30 +222,6 @@ pub fn parse_sha256(s: &str) -> Result<String, String> {
         return Err(format!("a SHA-256 is 64 hexadecimal characters (0-9, a-f), {bad:?} is not one"));
     }
     Ok(s.to_ascii_lowercase())
-}
-
-impl AdminCommand for QuarantineArgs {
-    const NAME: &'static str = "quarantine";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        ctx.plan_action::<QuarantineKind>(Self::NAME, &self.flags, self).await
-    }
-}
-
-impl AdminCommand for UnquarantineArgs {
-    const NAME: &'static str = "unquarantine";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        ctx.plan_action::<UnquarantineKind>(Self::NAME, &self.flags, self).await
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! - `plan.rs`: the selection (shared media by default, mentions on request)
 //!   and the plan a moderator reads.
 //! - `kind.rs`: the job kinds that carry it out and report.
+//! - `command.rs`: how the commands run (`impl AdminCommand`): a plan of
+//!   `kind.rs`'s job kinds.
 //!
 //! Why not Synapse's own room quarantine alone: it scans the room's event
 //! JSON and reads only `content.url` and `content.info.thumbnail_url`, so
@@ -13,6 +15,7 @@
 //! reference kind.
 
 mod args;
+mod command;
 mod kind;
 mod plan;
 

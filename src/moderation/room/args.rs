@@ -3,10 +3,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 use ruma::{OwnedRoomId, OwnedRoomOrAliasId};
 
-use super::{RoomBlockKind, RoomTakedownKind};
-use crate::command::{AdminCommand, Context, Executed};
 use crate::grammar::{ActionFlags, args_via, parse_room};
-use crate::notice::Notice;
 
 /// Shown at the end of `!help room`.
 pub const EXAMPLES: &str = "\
@@ -137,7 +134,8 @@ fn parse_message(s: &str) -> Result<String, String> {
 }
 
 impl RoomAction {
-    fn room(&self) -> &OwnedRoomOrAliasId {
+    /// The room it acts on, as the moderator named it.
+    pub(super) fn room(&self) -> &OwnedRoomOrAliasId {
         match self {
             Self::Takedown(args) => &args.room,
             Self::Block(room) | Self::Unblock(room) => room,
@@ -160,42 +158,6 @@ pub struct SetBlock {
     pub room_id: OwnedRoomId,
     pub block: bool,
     pub reason: Option<String>,
-}
-
-impl AdminCommand for RoomArgs {
-    const NAME: &'static str = "room";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        let room = self.action.room();
-        let room_id = ctx.services().homeserver.resolve_room(room.as_str()).await?;
-        // The admin room carries the plans, confirmations and results:
-        // housekeep cannot work without it, so it never takes it down.
-        let takes_admin_room = !matches!(self.action, RoomAction::Unblock(_));
-        if takes_admin_room && room_id.as_str() == ctx.item.room_id {
-            let reply = Notice::new().line(&format!(
-                "Refused: {room} is housekeep's admin room, where moderators command it; housekeep does not take \
-                 down or block it. Nothing was planned."
-            ));
-            return Ok(Executed::with_outcome(reply, "refused: the admin room"));
-        }
-        let flags = &self.flags;
-        match &self.action {
-            RoomAction::Takedown(args) => {
-                let takedown = Takedown { room_id, args: args.clone(), reason: flags.reason.clone() };
-                ctx.plan_action::<RoomTakedownKind>("room takedown", flags, &takedown).await
-            }
-            RoomAction::Block(_) | RoomAction::Unblock(_) => {
-                let block = matches!(self.action, RoomAction::Block(_));
-                let set = SetBlock { room_id, block, reason: flags.reason.clone() };
-                let name = if block { "room block" } else { "room unblock" };
-                ctx.plan_action::<RoomBlockKind>(name, flags, &set).await
-            }
-        }
-    }
 }
 
 #[cfg(test)]

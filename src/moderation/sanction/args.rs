@@ -7,13 +7,10 @@
 
 use clap::Args;
 use clap::error::ErrorKind;
-use ruma::{OwnedUserId, UserId};
+use ruma::OwnedUserId;
 
-use super::kind::SanctionKind;
-use super::{Sanction, refuse_remote};
-use crate::command::{AdminCommand, Context, Executed};
+use super::Sanction;
 use crate::grammar::{ActionFlags, args_via, parse_user, rule_error};
-use crate::notice::Notice;
 
 /// What every sanction command is, once parsed: the job kind's arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,10 +45,11 @@ pub struct Lifted {
     pub flags: ActionFlags,
 }
 
-/// One sanction command: its args type, name, sanction, and whether it
-/// applies or lifts.
-macro_rules! sanction_command {
-    ($(#[$doc:meta])* $args:ident, $name:literal, $sanction:expr, $target:ident, $examples:literal) => {
+/// One sanction command's args type: its help (the doc comment), whether
+/// it applies or lifts (`Applied` or `Lifted`), and its examples. Its name
+/// and sanction are in `command.rs`'s `sanction_command!`.
+macro_rules! sanction_args {
+    ($(#[$doc:meta])* $args:ident, $target:ident, $examples:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Args)]
         #[command(after_long_help = $examples)]
@@ -59,61 +57,51 @@ macro_rules! sanction_command {
             #[command(flatten)]
             pub target: $target,
         }
-
-        impl AdminCommand for $args {
-            const NAME: &'static str = $name;
-
-            fn action_flags(&self) -> Option<&ActionFlags> {
-                Some(&self.target.flags)
-            }
-
-            async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-                run(ctx, Self::NAME, &self.target.as_args($sanction)).await
-            }
-        }
     };
 }
 
 impl Applied {
-    fn as_args(&self, sanction: Sanction) -> SanctionArgs {
+    /// The job kind's arguments for `sanction`.
+    pub(super) fn as_args(&self, sanction: Sanction) -> SanctionArgs {
         SanctionArgs { user: self.user.clone(), sanction, force: self.force, flags: self.flags.clone() }
     }
 }
 
 impl Lifted {
-    fn as_args(&self, sanction: Sanction) -> SanctionArgs {
+    /// The job kind's arguments for `sanction` (never `--force`: lifting is harmless).
+    pub(super) fn as_args(&self, sanction: Sanction) -> SanctionArgs {
         SanctionArgs { user: self.user.clone(), sanction, force: false, flags: self.flags.clone() }
     }
 }
 
-sanction_command!(
+sanction_args!(
     /// Suspend a local account: they can read and redact their own events, but not send, join or invite
-    SuspendArgs, "suspend", Sanction::Suspend, Applied,
+    SuspendArgs, Applied,
     "Examples:\n  !suspend @spammer:example.org --reason \"spam wave\"\n  !suspend @spammer:example.org --yes"
 );
-sanction_command!(
+sanction_args!(
     /// Lift a suspension
-    UnsuspendArgs, "unsuspend", Sanction::Unsuspend, Lifted,
+    UnsuspendArgs, Lifted,
     "Examples:\n  !unsuspend @alice:example.org --reason \"appeal accepted\""
 );
-sanction_command!(
+sanction_args!(
     /// Lock a local account: every token is refused, they cannot log in; their devices stay
-    LockArgs, "lock", Sanction::Lock, Applied,
+    LockArgs, Applied,
     "Examples:\n  !lock @spammer:example.org --reason \"compromised account\""
 );
-sanction_command!(
+sanction_args!(
     /// Unlock a locked account
-    UnlockArgs, "unlock", Sanction::Unlock, Lifted,
+    UnlockArgs, Lifted,
     "Examples:\n  !unlock @alice:example.org"
 );
-sanction_command!(
+sanction_args!(
     /// Shadow-ban a local account: what they send seems to succeed and reaches nobody
-    ShadowbanArgs, "shadowban", Sanction::Shadowban, Applied,
+    ShadowbanArgs, Applied,
     "Examples:\n  !shadowban @spammer:example.org --dry-run"
 );
-sanction_command!(
+sanction_args!(
     /// Lift a shadow-ban
-    UnshadowbanArgs, "unshadowban", Sanction::Unshadowban, Lifted,
+    UnshadowbanArgs, Lifted,
     "Examples:\n  !unshadowban @alice:example.org"
 );
 
@@ -167,69 +155,6 @@ impl TryFrom<DeactivateCli> for DeactivateArgs {
         cli.target.flags.check()?;
         Ok(Self { target: cli.target, erase: cli.erase })
     }
-}
-
-impl AdminCommand for DeactivateArgs {
-    const NAME: &'static str = "deactivate";
-
-    fn action_flags(&self) -> Option<&ActionFlags> {
-        Some(&self.target.flags)
-    }
-
-    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Executed> {
-        run(ctx, Self::NAME, &self.target.as_args(Sanction::Deactivate { erase: self.erase })).await
-    }
-}
-
-/// Refuses what no plan should be made for (a remote account; a protected
-/// one without `--force`), else plans.
-async fn run(ctx: &Context<'_>, name: &str, args: &SanctionArgs) -> anyhow::Result<Executed> {
-    let services = ctx.services();
-    if let Some(refusal) = refuse_remote(&args.user, services.server_name(), ctx.prefix()) {
-        return Ok(Executed::with_outcome(refusal, "refused: a user of another server"));
-    }
-    if args.user == services.bot_user_id {
-        return Ok(refuse_the_bot());
-    }
-    if !args.sanction.lifts()
-        && let Some(refusal) = refuse_protected(ctx, &args.user, args.force).await?
-    {
-        return Ok(refusal);
-    }
-    ctx.plan_action::<SanctionKind>(name, &args.flags, args).await
-}
-
-/// No sanction applies to housekeep's own bot, `--force` or not: it would
-/// stop housekeep itself.
-pub fn refuse_the_bot() -> Executed {
-    let reply =
-        Notice::new().line("Refused: that is housekeep's own bot; a sanction on it would stop housekeep itself.");
-    Executed::with_outcome(reply, "refused: housekeep's own bot")
-}
-
-/// Acting on a server admin, a moderator or the bot without `--force`:
-/// refused, saying who they are.
-pub async fn refuse_protected(ctx: &Context<'_>, user: &UserId, force: bool) -> anyhow::Result<Option<Executed>> {
-    if force {
-        return Ok(None);
-    }
-    let kind = ctx.jobs.kind::<SanctionKind>()?;
-    // Most targets are nobody in particular: the plan reads their rooms,
-    // this need not too. Only a protected one (or one the admin room cannot
-    // tell about) is read in full, for the refusal to say who they are.
-    if kind.protected.protected_now(ctx.services(), user).await.is_ok_and(|protected| protected.is_empty()) {
-        return Ok(None);
-    }
-    let target = kind.protected.look_up(ctx.services(), user).await?;
-    let protected = target.protected_as();
-    if protected.is_empty() {
-        return Ok(None);
-    }
-    let reply = target.describe(Notice::new().line(&format!(
-        "Refused: {user} is {}. Nothing was planned. If you mean it, send the command again with --force.",
-        protected.join(" and ")
-    )));
-    Ok(Some(Executed::with_outcome(reply, format!("refused: {user} is {}", protected.join(" and ")))))
 }
 
 #[cfg(test)]

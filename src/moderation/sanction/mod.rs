@@ -8,6 +8,9 @@
 //!   rooms they administer): a sanction on any of them is refused without
 //!   `--force`, and the plan says who they are.
 //! - `kind.rs`: the job kind.
+//! - `command.rs`: how the seven commands run (`impl AdminCommand`): the
+//!   refusals (a remote account, the bot, a protected account without
+//!   `--force`; `!cleanup` uses them too), then a plan of the job kind.
 //!
 //! Which sanction does what (Synapse 1.163):
 //! - **suspend**: the user can still log in, read, and redact their own
@@ -23,6 +26,7 @@
 //!   by a second moderator where `admin.two_person_threshold` is set.
 
 mod args;
+mod command;
 mod kind;
 mod target;
 
@@ -34,7 +38,7 @@ pub use args::{
     Applied, DeactivateArgs, LockArgs, SanctionArgs, ShadowbanArgs, SuspendArgs, UnlockArgs, UnshadowbanArgs,
     UnsuspendArgs,
 };
-pub use args::{refuse_protected, refuse_the_bot};
+pub use command::{refuse_protected, refuse_the_bot};
 pub use kind::{SanctionKind, SanctionPlan, account_key, apply, audit_action};
 pub use target::{Protected, Target, refuse_remote};
 
