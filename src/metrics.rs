@@ -149,6 +149,9 @@ pub enum RejectReason {
     /// came before the bot's device ran (at start) or that its crypto
     /// machine could not take; each such transaction counts once.
     CryptoDataLost,
+    /// An encrypted message in the admin room from a non-moderator that the
+    /// bot cannot decrypt: not waited for, not answered.
+    UnreadableFromNonModerator,
 }
 
 impl RejectReason {
@@ -161,6 +164,7 @@ impl RejectReason {
             Self::NotAdminRoom => "not_admin_room",
             Self::AdminRoomUnknown => "admin_room_unknown",
             Self::CryptoDataLost => "crypto_data_lost",
+            Self::UnreadableFromNonModerator => "unreadable_from_non_moderator",
         }
     }
 }

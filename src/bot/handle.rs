@@ -86,6 +86,13 @@ async fn handle_encrypted(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled
     let plain = match crypto.decrypt(&item.room_id, &item.event, patience).await {
         Ok(plain) => plain,
         Err(error) if !moderator => {
+            tracing::info!(
+                event_id = item.event_id,
+                sender = item.sender,
+                %error,
+                "ignored an encrypted message of a non-moderator that cannot be read"
+            );
+            ctx.services().metrics.reject(crate::metrics::RejectReason::UnreadableFromNonModerator);
             return Ok(Handled::new(
                 &format!("ignored: a non-moderator's message that cannot be read ({error})"),
                 vec![],

@@ -24,9 +24,9 @@ tests! {
     ],
 }
 
-/// housekeep cannot read an encrypted room yet: it must say so (on
-/// `/health`, where monitoring looks, and in its log) instead of sitting in
-/// the room deaf to every command.
+/// With end-to-end encryption off, housekeep cannot read an encrypted room:
+/// it must say so (on `/health`, where monitoring looks, and in its log),
+/// with what to do, instead of sitting in the room deaf to every command.
 async fn an_encrypted_admin_room_is_reported_not_sat_in_silently(backend: Backend) -> anyhow::Result<()> {
     with_testbed(backend, async |testbed| {
         let room = testbed.admin_room().await?;
@@ -41,7 +41,10 @@ async fn an_encrypted_admin_room_is_reported_not_sat_in_silently(backend: Backen
         // Noticed as it happens (from the event stream) ...
         let (status, health) = named_encrypted_on_health(testbed).await?;
         assert_eq!(status, 200, "the index still works: {health}");
-        assert!(health.contains("Make a new room without encryption"), "says what to do: {health}");
+        assert!(
+            health.contains("e2ee.enabled") && health.contains("make a new room without encryption"),
+            "says what to do: {health}"
+        );
         // ... and at every start after (from the room's state).
         testbed.housekeep.restart().await?;
         named_encrypted_on_health(testbed).await?;
