@@ -40,6 +40,7 @@ use matrix_sdk_crypto::{
     EncryptionSyncChanges, MediaEncryptionInfo, MegolmError, OlmMachine, TrustRequirement,
 };
 use rand::distr::{Distribution, Uniform};
+use ruma016::api::client::sync::sync_events::DeviceLists;
 use ruma016::events::room::history_visibility::HistoryVisibility;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -275,8 +276,8 @@ impl Crypto {
         // with no keys left), and the machine refills only a count it sees.
         let counts = changes.one_time_keys_count.map(|_| ours(changes.one_time_keys_count).unwrap_or_default());
         let fallback = ours(changes.unused_fallback_key_types);
-        let lists_changed = boundary::device_lists(changes.device_lists);
-        if mine.is_empty() && lists_changed.changed.is_empty() && lists_changed.left.is_empty() {
+        let lists = boundary::device_lists(changes.device_lists);
+        if mine.is_empty() && lists.changed.is_empty() && lists.left.is_empty() {
             let Some(counts) = &counts else { return Ok(()) };
             let now = Some((counts.clone(), fallback.clone()));
             let mut last = self.last_counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,7 +286,7 @@ impl Crypto {
             }
             *last = now;
         }
-        self.feed(&mine, changes.device_lists, counts, fallback).await
+        self.feed(&mine, &lists, counts, fallback).await
     }
 
     /// The same from a client's `/sync` answer (whose to-device messages
@@ -295,17 +296,16 @@ impl Crypto {
         let counts = sync.device_one_time_keys_count.as_ref().map(|raw| serde_json::from_str(raw.get())).transpose()?;
         let fallback =
             sync.device_unused_fallback_key_types.as_ref().map(|raw| serde_json::from_str(raw.get())).transpose()?;
-        self.feed(&to_device, sync.device_lists, counts, fallback).await
+        self.feed(&to_device, &boundary::device_lists(sync.device_lists), counts, fallback).await
     }
 
     async fn feed(
         &self,
         to_device: &[&RawValue],
-        device_lists: Option<&RawValue>,
+        lists: &DeviceLists,
         counts: Option<Value>,
         fallback: Option<Value>,
     ) -> anyhow::Result<()> {
-        let lists = boundary::device_lists(device_lists);
         let mut key_counts = counts.as_ref().map(boundary::key_counts).unwrap_or_default();
         if counts.is_some() {
             key_counts.entry(boundary::signed_curve25519()).or_insert_with(|| 0u32.into());
@@ -313,7 +313,7 @@ impl Crypto {
         let fallback = fallback.as_ref().map(boundary::algorithms);
         let sync = EncryptionSyncChanges {
             to_device_events: boundary::to_device_events(to_device),
-            changed_devices: &lists,
+            changed_devices: lists,
             one_time_keys_counts: &key_counts,
             unused_fallback_keys: fallback.as_deref(),
             next_batch_token: None,
@@ -422,7 +422,8 @@ impl Crypto {
             if known.is_some() {
                 return Ok(known);
             }
-            let content = room_encryption(&self.homeserver, room_id).await?;
+            let state = self.homeserver.state_event(room_id, "m.room.encryption", "").await?;
+            let content = state.and_then(|event| event.get("content").cloned());
             if let Some(content) = &content {
                 let mut rooms = self.encrypted_rooms.lock().unwrap_or_else(|p| p.into_inner());
                 rooms.insert(room_id.to_owned(), content.clone());
@@ -633,13 +634,6 @@ pub async fn keep_for_later(db: &Store, txn_id: &str, to_device: &[&RawValue]) -
     let value = serde_json::to_string(to_device)?;
     db.write_crypto(&[CryptoWrite::Put(CryptoRow { kind: KEPT_TO_DEVICE.to_owned(), key, value })]).await?;
     Ok(true)
-}
-
-/// A room's `m.room.encryption` content, as its current state has it;
-/// `None` when the room is not encrypted.
-pub async fn room_encryption(homeserver: &HomeserverClient, room_id: &str) -> Result<Option<Value>, HsError> {
-    let state = homeserver.state_event(room_id, "m.room.encryption", "").await?;
-    Ok(state.and_then(|event| event.get("content").cloned()))
 }
 
 /// Encrypts a file for an encrypted room (AES-CTR with a fresh key, as
