@@ -172,7 +172,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => {
-            service::init_logging(None);
+            // Warnings only: the demo prints its own steps, and its encrypting
+            // client's library would fill them with its INFO lines.
+            service::init_logging_at(None, "warn");
             testbed::demo::run(args).await
         }
     }

@@ -152,6 +152,16 @@ pub enum RejectReason {
     /// An encrypted message in the admin room from a non-moderator that the
     /// bot cannot decrypt: not waited for, not answered.
     UnreadableFromNonModerator,
+    /// A request to verify the bot's device from someone who is not a
+    /// moderator: cancelled.
+    VerificationFromNonModerator,
+    /// A request to verify the bot's device not taken: as many wait or are
+    /// under way as it takes, or whether its sender is a moderator could not
+    /// be told. Cancelled, or left to time out; they may ask again.
+    VerificationNotTaken,
+    /// A room key (Megolm session) for a room other than the admin room:
+    /// not kept (the bot reads no other room).
+    RoomKeyOutsideAdminRoom,
 }
 
 impl RejectReason {
@@ -165,6 +175,9 @@ impl RejectReason {
             Self::AdminRoomUnknown => "admin_room_unknown",
             Self::CryptoDataLost => "crypto_data_lost",
             Self::UnreadableFromNonModerator => "unreadable_from_non_moderator",
+            Self::VerificationFromNonModerator => "verification_from_non_moderator",
+            Self::VerificationNotTaken => "verification_not_taken",
+            Self::RoomKeyOutsideAdminRoom => "room_key_outside_admin_room",
         }
     }
 }

@@ -186,6 +186,14 @@ async fn handle_command(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> 
 
 async fn handle_reaction(ctx: &Bot, item: &InboxItem) -> anyhow::Result<Handled> {
     let Some(target) = reaction_target(&item.event) else { return Ok(Handled::new("no target", vec![])) };
+    if let Some(matched) = ctx.verifications.reaction(target, &item.sender) {
+        let outcome = match matched {
+            super::verify::Matched::Confirmed => "confirmed: the emoji match",
+            super::verify::Matched::Ignored(why) => why,
+        };
+        tracing::info!(sender = item.sender, outcome, "a ✅ to a verification's emoji");
+        return Ok(Handled::new(outcome, vec![audit_for(item, "verify", None, outcome)]));
+    }
     // One plan message may show several jobs (a policy rule's): ✅ confirms each.
     let jobs = ctx.services().store.jobs_by_plan_event(target).await?;
     if jobs.is_empty() {

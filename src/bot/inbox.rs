@@ -133,7 +133,13 @@ async fn handle_one(bot: Arc<Bot>, PendingItem { item, attempts }: PendingItem) 
 async fn give_up(bot: &Bot, item: &InboxItem, error: &str) {
     tracing::error!(event_id = item.event_id, error, "giving up on an admin-room event");
     bot.services().metrics.bot_items_failed.inc();
-    if item.kind == InboxKind::Encrypted {
+    if item.kind == InboxKind::Encrypted && !bot.first_unreadable_of_its_session(item) {
+        tracing::info!(
+            event_id = item.event_id,
+            sender = item.sender,
+            "not answered: an earlier message of the same Megolm session was answered already"
+        );
+    } else if item.kind == InboxKind::Encrypted {
         // Plain words, as every reply: encrypted when the room is.
         // The reason in plain words when it is the usual one (see
         // `crypto::DecryptError::MissingKey`); any other stays in the log.

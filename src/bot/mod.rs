@@ -13,12 +13,14 @@
 //! - `handle.rs`: one inbox item: authorize once, parse, execute, reply.
 //! - `auth.rs`: who is a moderator.
 //! - `sink.rs`: notices into rooms, as `m.notice` messages.
+//! - `verify.rs`: a moderator verifies the bot's device with emoji.
 
 mod auth;
 pub mod commands;
 mod handle;
 mod inbox;
 pub mod sink;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,31 @@ pub struct Bot {
     /// The bot's device, when end-to-end encryption is on: encrypted
     /// commands are decrypted with it.
     pub crypto: Option<Arc<crate::crypto::Crypto>>,
+    /// Verifications of the bot's device waiting for a moderator's ✅.
+    pub verifications: verify::Verifications,
+    /// The Megolm sessions (sender and session ID) whose unreadable message
+    /// was answered: a client that did not share its key sends every
+    /// message of that session without it, and one answer says it all.
+    pub unreadable_sessions: AnsweredSessions,
+}
+
+/// The Megolm sessions already answered for, by sender and session ID.
+#[derive(Default)]
+pub struct AnsweredSessions(std::sync::Mutex<std::collections::HashSet<(String, String)>>);
+
+impl AnsweredSessions {
+    /// At most this many are remembered (then all are forgotten at once:
+    /// an answer again is harmless).
+    const KEPT: usize = 10_000;
+
+    /// Whether this is the first time for `sender`'s `session` (and remembers it).
+    pub fn first(&self, sender: &str, session: &str) -> bool {
+        let mut answered = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if answered.len() >= Self::KEPT {
+            answered.clear();
+        }
+        answered.insert((sender.to_owned(), session.to_owned()))
+    }
 }
 
 impl Bot {
@@ -61,6 +88,13 @@ impl Bot {
     /// What a command in `item` runs with.
     pub fn context<'a>(&'a self, item: &'a InboxItem) -> Context<'a> {
         Context { jobs: &self.jobs, item, rules: &self.rules }
+    }
+
+    /// Whether `item` (an encrypted message that could not be read) is the
+    /// first of its sender's Megolm session to be answered since the start.
+    pub fn first_unreadable_of_its_session(&self, item: &InboxItem) -> bool {
+        let session = item.event.pointer("/content/session_id").and_then(serde_json::Value::as_str);
+        session.is_none_or(|session| self.unreadable_sessions.first(&item.sender, session))
     }
 
     /// Replies to an event; `key` makes it idempotent across crashes.
@@ -76,6 +110,14 @@ impl Bot {
 pub fn spawn(bot: Arc<Bot>, shutdown: CancellationToken) -> tokio::task::JoinSet<&'static str> {
     tokio::spawn(join_admin_room(bot.clone(), shutdown.clone()));
     let mut workers = tokio::task::JoinSet::new();
+    let verifications = bot.crypto.clone().and_then(|crypto| Some((crypto.take_verification_requests()?, crypto)));
+    if let Some((requests, crypto)) = verifications {
+        let (bot, shutdown) = (bot.clone(), shutdown.clone());
+        workers.spawn(async move {
+            verify::run(bot, crypto, requests, shutdown).await;
+            "the verification worker"
+        });
+    }
     workers.spawn(async move {
         inbox::run(bot, shutdown).await;
         "the inbox worker"
@@ -124,5 +166,19 @@ async fn check_readable(bot: &Bot, room_id: &ruma::RoomId) {
     if crate::homeserver::power::state_event(&state, "m.room.encryption").is_some() && bot.crypto.is_none() {
         tracing::error!(%room_id, "{ENCRYPTED_ADMIN_ROOM}");
         bot.services().metrics.waiting_for("an unencrypted admin room", ENCRYPTED_ADMIN_ROOM);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AnsweredSessions;
+
+    #[test]
+    fn one_answer_per_senders_session() {
+        let answered = AnsweredSessions::default();
+        assert!(answered.first("@mod:hs", "s1"));
+        assert!(!answered.first("@mod:hs", "s1"), "the same session again");
+        assert!(answered.first("@mod:hs", "s2"), "a new session");
+        assert!(answered.first("@other:hs", "s1"), "someone else's session of the same ID");
     }
 }

@@ -23,7 +23,9 @@
 
 mod boundary;
 mod store;
-pub use store::DurableStore;
+mod verify;
+pub use store::{DurableStore, RoomKeyScope};
+pub use verify::{Flow, Progress, VerificationRequested, emoji_line};
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -139,6 +141,19 @@ pub struct Crypto {
     /// device is not handed to the machine (every transaction carries them,
     /// and the machine would write its account again each time).
     last_counts: Mutex<Option<(Value, Option<Value>)>>,
+    /// Verification requests from other devices, for the one reader that
+    /// takes the receiver (`verify`).
+    verification_requests: (
+        tokio::sync::mpsc::Sender<VerificationRequested>,
+        Mutex<Option<tokio::sync::mpsc::Receiver<VerificationRequested>>>,
+    ),
+    /// Verification requests dropped because the reader's queue was full.
+    dropped_requests: std::sync::atomic::AtomicU64,
+    /// Whose room keys the store keeps.
+    room_key_scope: Arc<RoomKeyScope>,
+    /// Rung when to-device messages came or went: a verification may have
+    /// moved (the machine moves one on when its message was sent, too).
+    to_device_moved: Notify,
 }
 
 /// Whether the machine's requests name the device (`?user_id=&device_id=`),
@@ -218,9 +233,11 @@ impl Crypto {
         device_id: &str,
         masquerade: Masquerade,
     ) -> anyhow::Result<Arc<Self>> {
+        let room_key_scope = store.scope();
         let machine = OlmMachine::with_store(&boundary::user_id(user)?, &boundary::device_id(device_id), store, None)
             .await
             .context("cannot start the crypto machine on its store")?;
+        let (requests, requests_out) = tokio::sync::mpsc::channel(verify::WAITING_REQUESTS);
         let crypto = Arc::new(Self {
             machine,
             homeserver,
@@ -233,6 +250,10 @@ impl Crypto {
             outgoing: Notify::new(),
             encrypted_rooms: Mutex::new(HashMap::new()),
             last_counts: Mutex::new(None),
+            verification_requests: (requests, Mutex::new(Some(requests_out))),
+            room_key_scope,
+            dropped_requests: Default::default(),
+            to_device_moved: Notify::new(),
         });
         crypto.send_outgoing().await.context("cannot upload the device's keys")?;
         Ok(crypto)
@@ -240,6 +261,13 @@ impl Crypto {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// From now on keeps the room keys of `room` only (and the device's own
+    /// for any room): the bot reads one room, and anyone may send its device
+    /// keys for any room ID. `refused` is told of each other key, with its room.
+    pub fn keep_room_keys_only_for(&self, room: &str, refused: impl Fn(&str) + Send + Sync + 'static) {
+        self.room_key_scope.only(room, self.machine.identity_keys().curve25519, Box::new(refused));
     }
 
     /// Whether the machine knows this device of this user (its keys).
@@ -338,6 +366,10 @@ impl Crypto {
         }
         if !room_keys.is_empty() {
             self.room_keys.notify_waiters();
+        }
+        if !to_device.is_empty() {
+            self.pass_on_requests(&events);
+            self.to_device_moved.notify_waiters();
         }
         self.outgoing.notify_one();
         Ok(())
@@ -531,7 +563,7 @@ impl Crypto {
     /// Element's "exclude insecure devices") then share them with the bot.
     /// An appservice uploads its signing keys without the interactive
     /// authentication a user's client needs.
-    async fn cross_sign_own_device(&self) -> anyhow::Result<()> {
+    pub async fn cross_sign_own_device(&self) -> anyhow::Result<()> {
         if self.machine.cross_signing_status().await.has_self_signing {
             return Ok(());
         }
@@ -543,7 +575,11 @@ impl Crypto {
         self.post(&["keys", "device_signing", "upload"], &body).await?;
         let signatures = serde_json::to_value(&requests.upload_signatures_req.signed_keys)?;
         self.post(&["keys", "signatures", "upload"], &signatures).await?;
-        tracing::info!(device_id = self.device_id, "cross-signed the device with a new identity of the bot's own");
+        tracing::info!(
+            device_id = self.device_id,
+            user = self.user,
+            "cross-signed the device with a new identity of its user's own"
+        );
         Ok(())
     }
 
@@ -605,7 +641,10 @@ impl Crypto {
                 Response::KeysUpload(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
                 Response::KeysQuery(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
                 Response::KeysClaim(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
-                Response::ToDevice(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
+                Response::ToDevice(response) => {
+                    self.machine.mark_request_as_sent(request_id, &response).await?;
+                    self.to_device_moved.notify_waiters();
+                }
                 Response::SignatureUpload(response) => self.machine.mark_request_as_sent(request_id, &response).await?,
             }
             tracing::debug!(kind = ?http.kind, "crypto request sent");

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use matrix_sdk_common::cross_process_lock::CrossProcessLockGeneration;
@@ -88,6 +89,48 @@ fn sure<T>(answer: std::result::Result<T, Infallible>) -> Result<T> {
 pub struct DurableStore {
     memory: MemoryStore,
     db: Store,
+    scope: Arc<RoomKeyScope>,
+}
+
+/// Whose Megolm sessions (room keys) the store keeps: every room's until
+/// [`RoomKeyScope::only`] names one; then that room's, and the device's
+/// own sessions for any room. Anyone can send the bot's device room keys
+/// for any room ID; the bot reads one room, so the others would only grow
+/// its database and its memory.
+#[derive(Default)]
+pub struct RoomKeyScope(OnceLock<Scope>);
+
+struct Scope {
+    room: String,
+    /// The device's own Curve25519 key: its own sessions are always kept.
+    own_key: Curve25519PublicKey,
+    /// Told of each session refused, with its room.
+    refused: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl RoomKeyScope {
+    /// From now on, keep only `room`'s sessions and the device's own;
+    /// `refused` is told of each other one (once set, it stays).
+    pub fn only(&self, room: &str, own_key: Curve25519PublicKey, refused: Box<dyn Fn(&str) + Send + Sync>) {
+        let _ = self.0.set(Scope { room: room.to_owned(), own_key, refused });
+    }
+
+    /// Drops the sessions the scope does not keep, telling of each.
+    fn keep(&self, sessions: &mut Vec<InboundGroupSession>) {
+        let Some(scope) = self.0.get() else { return };
+        sessions.retain(|session| {
+            let kept = session.room_id().as_str() == scope.room || session.sender_key() == scope.own_key;
+            if !kept {
+                (scope.refused)(session.room_id().as_str());
+            }
+            kept
+        });
+    }
+
+    /// The room whose sessions are kept, once named.
+    pub fn room(&self) -> Option<&str> {
+        self.0.get().map(|scope| scope.room.as_str())
+    }
 }
 
 /// Says which database, never what is in it.
@@ -114,8 +157,9 @@ impl DurableStore {
         let memory = MemoryStore::new();
         let rows = db.crypto_rows().await.context("cannot read the crypto store")?;
         let of = |wanted: &'static str| rows.iter().filter(move |row| row.kind == wanted);
+        let scope = Arc::default();
         let Some(account) = of(kind::ACCOUNT).next() else {
-            return Ok(Self { memory, db });
+            return Ok(Self { memory, db, scope });
         };
         let account = Account::from_pickle(read::<PickledAccount>(account)?).context("cannot unpickle the account")?;
         let our_keys = account.device_keys();
@@ -171,7 +215,12 @@ impl DurableStore {
             let bytes = hex::decode(bytes).context("a stored custom value")?;
             sure(memory.set_custom_value(&row.key, bytes).await)?;
         }
-        Ok(Self { memory, db })
+        Ok(Self { memory, db, scope })
+    }
+
+    /// Whose room keys it keeps (shared with whoever names the room).
+    pub fn scope(&self) -> Arc<RoomKeyScope> {
+        self.scope.clone()
     }
 
     /// The rows of one change set.
@@ -234,7 +283,8 @@ impl CryptoStore for DurableStore {
         sure(self.memory.load_identity().await)
     }
 
-    async fn save_changes(&self, changes: Changes) -> Result<()> {
+    async fn save_changes(&self, mut changes: Changes) -> Result<()> {
+        self.scope.keep(&mut changes.inbound_group_sessions);
         let writes = Self::writes(&changes).await?;
         self.db.write_crypto(&writes).await?;
         sure(self.memory.save_changes(changes).await)
@@ -249,9 +299,10 @@ impl CryptoStore for DurableStore {
 
     async fn save_inbound_group_sessions(
         &self,
-        sessions: Vec<InboundGroupSession>,
+        mut sessions: Vec<InboundGroupSession>,
         backed_up_to_version: Option<&str>,
     ) -> Result<()> {
+        self.scope.keep(&mut sessions);
         self.db.write_crypto(&Self::inbound_writes(&sessions).await?).await?;
         sure(self.memory.save_inbound_group_sessions(sessions, backed_up_to_version).await)
     }

@@ -44,7 +44,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// Sets up logging from the config; `RUST_LOG` wins when set.
 pub fn init_logging(config: Option<&Config>) {
-    let level = config.map_or("info", |c| c.logging.level.as_str());
+    init_logging_at(config, config.map_or("info", |c| c.logging.level.as_str()));
+}
+
+/// The same, at `level` unless `RUST_LOG` is set.
+pub fn init_logging_at(config: Option<&Config>, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colours only on a terminal: log files and journald get plain text.
@@ -456,6 +460,13 @@ async fn start_workers(
     front.routed_admin_room.set(admin_room_id.as_str());
     front.admin_room_found.set(admin_room_id.clone());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
+    if let Some(crypto) = &crypto {
+        let metrics = metrics.clone();
+        crypto.keep_room_keys_only_for(admin_room_id.as_str(), move |room_id| {
+            tracing::info!(room_id, "refused a room key for a room other than the admin room (the bot reads no other)");
+            metrics.reject(crate::metrics::RejectReason::RoomKeyOutsideAdminRoom);
+        });
+    }
 
     let sink = Arc::new(RoomSink::encrypting(homeserver.clone(), crypto.clone()));
     let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };
@@ -501,6 +512,8 @@ async fn start_workers(
         },
         inbox_wake: wakes.inbox,
         crypto: crypto.clone(),
+        verifications: Default::default(),
+        unreadable_sessions: Default::default(),
     });
     let scheduler = Scheduler {
         store: services.store.clone(),

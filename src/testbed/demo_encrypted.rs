@@ -1,7 +1,8 @@
 //! `housekeep demo --encrypted`: housekeep with end-to-end encryption on.
 //! The bot makes the admin room encrypted, @alice talks to it from an
-//! encrypting client (`EncryptedClient`), and the demo prints what she reads
-//! beside what the homeserver holds: only ciphertext.
+//! encrypting client (`EncryptedClient`), verifies its device with emoji,
+//! and the demo prints what she reads beside what the homeserver holds:
+//! only ciphertext.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,27 @@ pub(super) async fn run(dir: &Path, database_url: &str, keep_running: bool) -> a
         );
     }
 
+    step("@alice verifies the bot's device with emoji, as \"Verify\" on a device does in a client");
+    client.cross_sign().await?;
+    let query = json!({"device_keys": {bot.as_str(): []}});
+    let keys = alice.request(reqwest::Method::POST, "/_matrix/client/v3/keys/query", Some(query)).await?;
+    let device = keys["device_keys"][bot.as_str()].as_object().and_then(|devices| devices.keys().next().cloned());
+    let device = device.ok_or_else(|| anyhow::anyhow!("the bot has no device"))?;
+    client.wait_for_device(&bot, &device, PATIENCE).await?;
+    let (flow, emoji) = client.verify_with_emoji(&bot, &device, PATIENCE).await?;
+    println!("  @alice's client shows: {}", crate::crypto::emoji_line(&emoji));
+    let shown = client
+        .wait_for(PATIENCE, "the bot's emoji", |event| {
+            event["sender"] == bot.as_str() && body(event).contains("is verifying housekeep's device")
+        })
+        .await?;
+    print_body(&shown);
+    client.react(&admin_room, shown["event_id"].as_str().unwrap_or_default(), "✅").await?;
+    client.confirm_emoji(&flow, PATIENCE).await?;
+    println!("  @alice: \"They match\" in her client, and ✅ on the bot's message");
+    let (device_trusted, identity_trusted) = client.trusts(&bot, &device).await?;
+    println!("  @alice's client trusts the bot's device: {device_trusted}; its identity: {identity_trusted}");
+
     step("a purge: its dry run, then its plan confirmed with an encrypted ✅");
     let bot_path = format!("/_synapse/admin/v2/users/{}", super::encode(&bot));
     alice.request(reqwest::Method::PUT, &bot_path, Some(json!({"admin": true}))).await?;
@@ -89,6 +111,8 @@ pub(super) async fn run(dir: &Path, database_url: &str, keep_running: bool) -> a
     step("a restart: the same device, its keys from the database; @alice's client shares nothing again");
     housekeep.restart().await?;
     say(&mut client, &admin_room, &bot, "!status").await?;
+    let (device_trusted, _) = client.trusts(&bot, &device).await?;
+    println!("  @alice's client still trusts the bot's device: {device_trusted}");
     let kept: Vec<String> = store.crypto_rows().await?.into_iter().map(|row| row.kind).collect();
     let mut kinds = kept.clone();
     kinds.dedup();

@@ -19,7 +19,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{MatrixUser, encode};
-use crate::crypto::{Crypto, DecryptError, DurableStore, Masquerade, SyncAnswer};
+use crate::crypto::{Crypto, DecryptError, DurableStore, Flow, Masquerade, Progress, SyncAnswer};
 use crate::homeserver::HomeserverClient;
 use crate::store::Store;
 
@@ -167,6 +167,62 @@ impl EncryptedClient {
             );
             self.sync().await?;
         }
+    }
+
+    /// Gives this client's user a cross-signing identity (as a client does
+    /// at its first login), so that verifying someone signs their identity.
+    pub async fn cross_sign(&mut self) -> anyhow::Result<()> {
+        self.crypto.cross_sign_own_device().await
+    }
+
+    /// Asks `user`'s device `device` to verify with emoji, as "Verify" on a
+    /// device in a client does, and starts comparing once it accepted; the
+    /// flow and the seven emoji this client shows.
+    pub async fn verify_with_emoji(
+        &mut self,
+        user: &str,
+        device: &str,
+        limit: Duration,
+    ) -> anyhow::Result<(Flow, Vec<(String, String)>)> {
+        let flow = self.crypto.request_verification(user, device).await?;
+        self.wait_for_verification(&flow, limit, |p| *p == Progress::Ready).await?;
+        self.crypto.start_sas(&flow).await?;
+        let emoji = self.wait_for_verification(&flow, limit, |p| matches!(p, Progress::Emoji(_))).await?;
+        let Progress::Emoji(emoji) = emoji else { unreachable!("waited for the emoji") };
+        Ok((flow, emoji))
+    }
+
+    /// "They match": then waits (syncing) until the other side said so too.
+    pub async fn confirm_emoji(&mut self, flow: &Flow, limit: Duration) -> anyhow::Result<()> {
+        self.crypto.confirm_sas(flow).await?;
+        self.wait_for_verification(flow, limit, |p| *p == Progress::Done).await.map(|_| ())
+    }
+
+    /// Waits (syncing) until a verification's progress passes `until`; an
+    /// error when it was cancelled first (its reason) or `limit` passed.
+    pub async fn wait_for_verification(
+        &mut self,
+        flow: &Flow,
+        limit: Duration,
+        until: impl Fn(&Progress) -> bool,
+    ) -> anyhow::Result<Progress> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match flow.progress() {
+                progress if until(&progress) => return Ok(progress),
+                Progress::Cancelled(reason) => anyhow::bail!("the verification was cancelled: {reason}"),
+                _ => {}
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the verification stalled for {limit:?}");
+            self.sync().await?;
+        }
+    }
+
+    /// Whether this client trusts `user`'s device `device`, and `user`'s
+    /// identity, as the homeserver lists their keys now.
+    pub async fn trusts(&mut self, user: &str, device: &str) -> anyhow::Result<(bool, bool)> {
+        self.crypto.query_keys_again().await?;
+        Ok((self.crypto.is_verified(user, device).await?, self.crypto.is_identity_verified(user).await?))
     }
 
     /// An encrypted attachment's bytes (a message's `file`): the ciphertext

@@ -4,7 +4,10 @@
 //! its plans with an encrypted ✅ and read its encrypted answers and chart;
 //! after a restart housekeep is the same device and reads the same
 //! moderator's messages without anyone sharing keys again; a device the
-//! homeserver lost is replaced; a non-moderator is refused.
+//! homeserver lost is replaced; a non-moderator is refused; a room key for
+//! another room is not kept. A moderator
+//! verifies the bot's device with emoji, and it stays verified across a
+//! restart.
 //!
 //! Through Synapse, with a Synapse of its own (its experimental appservice
 //! extensions on), on both backends: the device's keys live in the index's
@@ -16,6 +19,7 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use crate::common::{Backend, field, housekeep_binary, indexed, job_id, wait_for_job};
+use housekeep::crypto::emoji_line;
 use housekeep::store::{JobState, Store};
 use housekeep::testbed::{EncryptedClient, Testbed, encode, eventually};
 use serde_json::{Value, json};
@@ -75,6 +79,30 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     assert_eq!(sent["type"], "m.room.encrypted", "{sent}");
     assert!(sent["content"].get("body").is_none(), "{sent}");
 
+    // The moderator verifies the bot's device with emoji ("Verify" on its
+    // device): the bot shows its seven in the room; they match the client's,
+    // so the moderator says so in the client and with ✅. Then the client
+    // trusts the device and the bot's identity (it signed its master key).
+    moderator.cross_sign().await?;
+    let bot_device = bot_keys(testbed, &bot).await?.devices[0].0.clone();
+    moderator.wait_for_device(&bot, &bot_device, PATIENCE).await?;
+    assert_eq!(moderator.trusts(&bot, &bot_device).await?, (false, false), "not verified yet");
+    let (flow, emoji) = moderator.verify_with_emoji(&bot, &bot_device, PATIENCE).await?;
+    let shown = moderator
+        .wait_for(PATIENCE, "the bot's emoji", |event| {
+            event["sender"] == bot.as_str() && body(event).contains("is verifying housekeep's device")
+        })
+        .await?;
+    assert!(body(&shown).contains(&emoji_line(&emoji)), "the client's emoji {emoji:?} in {shown}");
+    moderator.react(&room, shown["event_id"].as_str().unwrap_or_default(), "✅").await?;
+    moderator.confirm_emoji(&flow, PATIENCE).await?;
+    assert_eq!(moderator.trusts(&bot, &bot_device).await?, (true, true), "verified");
+    moderator
+        .wait_for(PATIENCE, "the bot's word that it is verified", |event| {
+            event["sender"] == bot.as_str() && body(event).contains("✅ Verified")
+        })
+        .await?;
+
     // A purge: its dry run, then its plan confirmed with an encrypted ✅.
     let spammer = testbed.synapse.register_user("spammer", false).await?;
     let spam_room = testbed.admin.create_room(json!({"name": "spam", "preset": "public_chat"})).await?;
@@ -117,6 +145,23 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG: {} bytes", png.len());
     assert_eq!(chart["content"]["info"]["size"], png.len(), "{chart}");
 
+    // A room key for another room (a moderator invites the bot elsewhere,
+    // encrypted, and writes there) is not kept: the bot reads one room.
+    let encrypted =
+        json!([{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]);
+    let elsewhere = testbed.admin.create_room(json!({"name": "elsewhere", "initial_state": encrypted})).await?;
+    testbed.admin.invite(&elsewhere, &bot).await?;
+    joined(testbed, &elsewhere, &bot).await?;
+    moderator.send_text(&elsewhere, "a key the bot does not need").await?;
+    eventually(PATIENCE, "the other room's key refused", || async {
+        let metrics = testbed.housekeep.metrics().await?;
+        Ok(metrics.contains("{reason=\"room_key_outside_admin_room\"} 1").then_some(()))
+    })
+    .await?;
+    let kept = room_keys_kept(&store).await?;
+    assert!(kept.iter().all(|key| !key.starts_with(&elsewhere)), "{kept:?}");
+    assert!(kept.iter().any(|key| key.starts_with(&room)), "{kept:?}");
+
     // What the database keeps: the device's account and the moderator's room key.
     let kinds = kept_kinds(&store).await?;
     assert!(kinds.iter().any(|k| k == "account") && kinds.iter().any(|k| k == "megolm_inbound"), "{kinds:?}");
@@ -133,6 +178,7 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     testbed.housekeep.restart().await?;
     testbed.housekeep.wait_ready().await?;
     assert_eq!(bot_keys(testbed, &bot).await?, keys_before, "the same device and keys after a restart");
+    assert_eq!(moderator.trusts(&bot, &bot_device).await?, (true, true), "still verified after a restart");
     let again = moderator.send_text(&room, "!status").await?;
     let reply = moderator.wait_for_reply(&again, &bot, PATIENCE).await?;
     assert!(body(&reply).contains("housekeep status"), "{reply}");
@@ -163,6 +209,8 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     let after_loss = moderator.send_text(&room, "!status").await?;
     let reply = moderator.wait_for_reply(&after_loss, &bot, PATIENCE).await?;
     assert!(body(&reply).contains("housekeep status"), "{reply}");
+    // Its keys went with the old device: a new identity, to verify again (README).
+    assert_eq!(moderator.trusts(&bot, &keys_after.devices[0].0).await?, (false, false));
 
     // A non-moderator in the room is refused, encrypted, as before.
     let mallory = testbed.synapse.register_user("mallory", false).await?;
@@ -172,6 +220,10 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
     let refused = mallory.send_text(&room, "!status").await?;
     let refusal = mallory.wait_for_reply(&refused, &bot, PATIENCE).await?;
     assert!(body(&refusal).contains("is not a housekeep moderator"), "{refusal}");
+    // And cannot verify the bot's device: the bot cancels the request.
+    let refused = mallory.verify_with_emoji(&bot, &keys_after.devices[0].0, PATIENCE).await;
+    let refused = format!("{:#}", refused.expect_err("a non-moderator's verification is refused"));
+    assert!(refused.contains("cancelled"), "{refused}");
     store.close().await;
     Ok(())
 }
