@@ -8,15 +8,17 @@
 //! Only a moderator's request is taken (others are cancelled, logged and
 //! counted), only by the same moderator's ✅, at most [`UNDER_WAY`] at a
 //! time, all of it within [`PATIENCE`] (the protocol's timeout for a
-//! request; the library also ends an emoji comparison after 5 minutes, or
-//! a minute without a message from the other side).
+//! request). The library may end an emoji comparison earlier (5 minutes
+//! after it started, or a minute without a message from the other side),
+//! when a transaction reaches the machine after that.
 //!
 //! What it proves: the two devices' key exchange had no one in between,
 //! *if* the emoji the moderator compares with are the bot's. The copy in
 //! the room comes through the homeserver, as do the ✅ and the key
-//! exchange itself, so it guards against everyone but the homeserver;
-//! against the homeserver, compare with the emoji in housekeep's log
-//! (INFO), which it does not carry (README, "Verifying the bot"). What the
+//! exchange itself, so it guards against everyone but the homeservers
+//! (the bot's and, over federation, the moderator's); against them,
+//! compare with the emoji in housekeep's log (INFO), which they do not
+//! carry (README, "Verifying the bot"). What the
 //! bot's side of it changes: it marks the moderator's device verified and
 //! signs their identity; who may command it is still decided by user ID.
 
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Bot;
+use crate::clock::now_ms;
 use crate::crypto::{Crypto, Flow, Progress, VerificationRequested, emoji_line};
 use crate::metrics::RejectReason;
 use crate::notice::{Destination, Notice};
@@ -38,6 +41,10 @@ pub const UNDER_WAY: usize = 4;
 /// How long a verification may take from request to done (the spec's
 /// timeout for a request: 10 minutes).
 pub const PATIENCE: Duration = Duration::from_secs(600);
+
+/// How long the bot waits for the client's "done" once both sides
+/// confirmed, before it finishes without it.
+const DONE_GRACE: Duration = Duration::from_secs(5);
 
 /// The verifications whose emoji are shown in the admin room, by the
 /// event ID of that message: a ✅ to it is the bot's "they match".
@@ -140,12 +147,32 @@ pub async fn run(
             crypto.refuse_verification(&request).await;
             continue;
         }
-        flows.lock().unwrap_or_else(|p| p.into_inner()).insert(flow_key.clone());
-        let (bot, crypto, flows) = (bot.clone(), crypto.clone(), flows.clone());
+        let guard = UnderWay::new(flows.clone(), flow_key);
+        let (bot, crypto) = (bot.clone(), crypto.clone());
         under_way.spawn(async move {
+            let _under_way = guard;
             verify(&bot, &crypto, &request).await;
-            flows.lock().unwrap_or_else(|p| p.into_inner()).remove(&flow_key);
         });
+    }
+}
+
+/// A flow in the set of those under way, taken out when it ends (a panic
+/// included).
+struct UnderWay {
+    flows: Arc<Mutex<HashSet<(String, String)>>>,
+    key: (String, String),
+}
+
+impl UnderWay {
+    fn new(flows: Arc<Mutex<HashSet<(String, String)>>>, key: (String, String)) -> Self {
+        flows.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+        Self { flows, key }
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.flows.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
 
@@ -161,18 +188,25 @@ async fn verify(bot: &Bot, crypto: &Crypto, request: &VerificationRequested) {
             return;
         }
     };
+    // What its messages are sent as: a flow ID is the requesting client's
+    // choice, and the homeserver answers a transaction ID it saw before
+    // with the event it made then.
+    let key = crate::notice::hashed_key(&format!("{} {} {}", request.user, request.flow_id, now_ms()), 32);
     let mut shown = None;
-    let outcome = compare(bot, crypto, request, &flow, deadline, &mut shown).await;
+    let outcome = compare(bot, crypto, request, &flow, deadline, &key, &mut shown).await;
     if let Some(shown) = &shown {
         bot.verifications.forget(shown);
     }
     let VerificationRequested { user, device, .. } = request;
     let notice = match outcome {
         Ok(()) => {
-            tracing::info!(user, device, "a moderator verified the bot's device");
+            // Whether the bot signed their identity (they have one to sign).
+            let signed = crypto.is_identity_verified(user).await.unwrap_or(false);
+            tracing::info!(user, device, signed, "a moderator verified the bot's device");
+            let signed = if signed { format!(" and signed {user}'s identity") } else { String::new() };
             Notice::new().line(&format!(
                 "✅ Verified: {user}'s client now trusts housekeep's device {} (and housekeep's identity, if \
-                 {user} has cross-signing); housekeep marked {device} verified and signed {user}'s identity.",
+                 {user} has cross-signing); housekeep marked {device} verified{signed}.",
                 crypto.device_id()
             ))
         }
@@ -187,7 +221,7 @@ async fn verify(bot: &Bot, crypto: &Crypto, request: &VerificationRequested) {
             Notice::new().line(&format!("The verification with {user}'s device {device} ended unfinished: {error:#}"))
         }
     };
-    post(bot, &format!("verify-{}-end", request.flow_id), &notice).await;
+    post(bot, &format!("verify-{key}-end"), &notice).await;
 }
 
 /// Accepts, shows the emoji, and confirms on the moderator's ✅.
@@ -197,6 +231,7 @@ async fn compare(
     request: &VerificationRequested,
     flow: &Flow,
     deadline: Instant,
+    key: &str,
     shown: &mut Option<String>,
 ) -> anyhow::Result<()> {
     let VerificationRequested { user, device, .. } = request;
@@ -223,7 +258,7 @@ async fn compare(
             "If your client shows the same seven emoji in the same order, press “They match” there and, within a \
              minute, react ✅ to this message. If they differ, press “They don't match”.",
         );
-    let event_id = post(bot, &format!("verify-{}-emoji", flow.id()), &notice)
+    let event_id = post(bot, &format!("verify-{key}-emoji"), &notice)
         .await
         .ok_or_else(|| anyhow::anyhow!("cannot show the emoji in the admin room"))?;
     let matched = bot
@@ -235,13 +270,27 @@ async fn compare(
     tokio::select! {
         said = matched => {
             said.map_err(|_| anyhow::anyhow!("the bot stopped"))?;
+            // The bot says they match after the moderator's client did.
+            crypto.wait_for_progress(flow, deadline, |_| crypto.they_confirmed(flow)).await?;
             crypto.confirm_sas(flow).await?;
-            crypto.wait_for_progress(flow, deadline, done).await?;
+            // Both sides confirmed; the client's "done" may be lost on its
+            // way (see `finish_without_their_done`): after a moment without
+            // it, the bot finishes without it.
+            let grace = deadline.min(Instant::now() + DONE_GRACE);
+            if crypto.wait_for_progress(flow, grace, done).await.is_err() && flow.progress() != Progress::Done {
+                tracing::info!(
+                    user = request.user,
+                    "finishing a verification without the client's final \"done\" (lost on its way, or late)"
+                );
+                crypto.finish_without_their_done(flow).await?;
+                crypto.wait_for_progress(flow, deadline, done).await?;
+            }
+            Ok(())
         }
-        // The moderator pressed "They don't match", or their client gave up.
-        ended = crypto.wait_for_progress(flow, deadline, done) => { ended?; }
+        // The moderator pressed "They don't match", or their client gave up
+        // (done cannot come before the bot's own "they match").
+        ended = crypto.wait_for_progress(flow, deadline, done) => ended.map(|_| ()),
     }
-    Ok(())
 }
 
 /// Posts into the admin room; its event ID, or `None` (logged) when it cannot.

@@ -24,7 +24,7 @@
 mod boundary;
 mod store;
 mod verify;
-pub use store::{DurableStore, RoomKeyScope};
+pub use store::{DurableStore, RoomKeyScope, forget_room_keys_outside};
 pub use verify::{Flow, Progress, VerificationRequested, emoji_line};
 
 use std::collections::HashMap;
@@ -43,6 +43,7 @@ use matrix_sdk_crypto::{
 };
 use rand::distr::{Distribution, Uniform};
 use ruma016::api::client::sync::sync_events::DeviceLists;
+use ruma016::api::client::to_device::send_event_to_device;
 use ruma016::events::room::history_visibility::HistoryVisibility;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -147,6 +148,11 @@ pub struct Crypto {
         tokio::sync::mpsc::Sender<VerificationRequested>,
         Mutex<Option<tokio::sync::mpsc::Receiver<VerificationRequested>>>,
     ),
+    /// To-device messages of this type are marked sent but not sent: a
+    /// test plays a homeserver that loses them ([`Crypto::lose_to_device`]).
+    losing: Mutex<Option<String>>,
+    /// The flows (other user, flow ID) whose other side confirmed.
+    confirmed_by_them: Mutex<std::collections::HashSet<(String, String)>>,
     /// Verification requests dropped because the reader's queue was full.
     dropped_requests: std::sync::atomic::AtomicU64,
     /// Whose room keys the store keeps.
@@ -253,6 +259,8 @@ impl Crypto {
             verification_requests: (requests, Mutex::new(Some(requests_out))),
             room_key_scope,
             dropped_requests: Default::default(),
+            confirmed_by_them: Default::default(),
+            losing: Default::default(),
             to_device_moved: Notify::new(),
         });
         crypto.send_outgoing().await.context("cannot upload the device's keys")?;
@@ -268,6 +276,13 @@ impl Crypto {
     /// keys for any room ID. `refused` is told of each other key, with its room.
     pub fn keep_room_keys_only_for(&self, room: &str, refused: impl Fn(&str) + Send + Sync + 'static) {
         self.room_key_scope.only(room, self.machine.identity_keys().curve25519, Box::new(refused));
+    }
+
+    /// From now on, to-device messages of `event_type` are lost: marked
+    /// sent, never sent (`None`: none). For tests that play a homeserver
+    /// losing a message on its way; nothing in housekeep calls it.
+    pub fn lose_to_device(&self, event_type: Option<&str>) {
+        *self.losing.lock().unwrap_or_else(|p| p.into_inner()) = event_type.map(str::to_owned);
     }
 
     /// Whether the machine knows this device of this user (its keys).
@@ -368,6 +383,7 @@ impl Crypto {
             self.room_keys.notify_waiters();
         }
         if !to_device.is_empty() {
+            self.note_confirmations(&events);
             self.pass_on_requests(&events);
             self.to_device_moved.notify_waiters();
         }
@@ -630,9 +646,18 @@ impl Crypto {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let Some(http) = boundary::to_http(request)? else {
-                tracing::debug!("an in-room verification message: not sent (verification is not built yet)");
+                tracing::debug!("an in-room verification message: not sent (in-room verification is not built)");
                 return Ok(());
             };
+            if let AnyOutgoingRequest::ToDeviceRequest(to_device) = request
+                && self.losing.lock().unwrap_or_else(|p| p.into_inner()).as_deref()
+                    == Some(to_device.event_type.to_string().as_str())
+            {
+                let nothing = send_event_to_device::v3::Response::new();
+                self.machine.mark_request_as_sent(request_id, &nothing).await?;
+                tracing::debug!(event_type = %to_device.event_type, "lost a to-device message on purpose (a test)");
+                return Ok(());
+            }
             let segments: Vec<&str> = http.segments.iter().map(String::as_str).collect();
             let url = self.url(&segments);
             let answer: Value = self.homeserver.send_url(http.method.clone(), url, Some(&http.body)).await?;

@@ -127,10 +127,29 @@ impl RoomKeyScope {
         });
     }
 
-    /// The room whose sessions are kept, once named.
-    pub fn room(&self) -> Option<&str> {
-        self.0.get().map(|scope| scope.room.as_str())
+    /// Drops what else a remote device may send about other rooms: notes
+    /// that a room key is withheld, and room key bundles (history shared
+    /// on invite, which the bot does not use).
+    fn keep_notes(&self, changes: &mut Changes) {
+        changes.received_room_key_bundles.clear();
+        let Some(scope) = self.0.get() else { return };
+        changes.withheld_session_info.retain(|room, _| room.as_str() == scope.room);
     }
+}
+
+/// Forgets the room keys kept for rooms other than `room` (written before
+/// the scope was set, or by an older housekeep); how many.
+pub async fn forget_room_keys_outside(db: &Store, room: &str) -> anyhow::Result<usize> {
+    let prefix = format!("{room}|");
+    let outside: Vec<CryptoWrite> = db
+        .crypto_rows_of(kind::INBOUND)
+        .await?
+        .into_iter()
+        .filter(|row| !row.key.starts_with(&prefix))
+        .map(|row| CryptoWrite::Delete { kind: row.kind, key: row.key })
+        .collect();
+    db.write_crypto(&outside).await?;
+    Ok(outside.len())
 }
 
 /// Says which database, never what is in it.
@@ -285,6 +304,7 @@ impl CryptoStore for DurableStore {
 
     async fn save_changes(&self, mut changes: Changes) -> Result<()> {
         self.scope.keep(&mut changes.inbound_group_sessions);
+        self.scope.keep_notes(&mut changes);
         let writes = Self::writes(&changes).await?;
         self.db.write_crypto(&writes).await?;
         sure(self.memory.save_changes(changes).await)

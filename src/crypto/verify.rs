@@ -10,7 +10,7 @@
 //! is kept with the device.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -58,7 +58,9 @@ pub enum Progress {
 /// the machine forgot the finished flow.
 pub struct Flow {
     request: VerificationRequest,
-    sas: OnceLock<Sas>,
+    /// The last emoji comparison the request led to (the request forgets
+    /// it once done; a comparison started again replaces it).
+    sas: Mutex<Option<Sas>>,
 }
 
 /// Its ID and where it is.
@@ -70,7 +72,7 @@ impl std::fmt::Debug for Flow {
 
 impl Flow {
     fn new(request: VerificationRequest) -> Self {
-        Self { request, sas: OnceLock::new() }
+        Self { request, sas: Mutex::new(None) }
     }
 
     pub fn id(&self) -> &str {
@@ -78,16 +80,14 @@ impl Flow {
     }
 
     /// The emoji comparison, once one of the two sides started it.
-    fn sas(&self) -> Option<&Sas> {
-        if let Some(sas) = self.sas.get() {
-            return Some(sas);
+    fn sas(&self) -> Option<Sas> {
+        let mut last = self.sas.lock().unwrap_or_else(|p| p.into_inner());
+        if let VerificationRequestState::Transitioned { verification: Verification::SasV1(sas), .. } =
+            self.request.state()
+        {
+            *last = Some(*sas);
         }
-        match self.request.state() {
-            VerificationRequestState::Transitioned { verification: Verification::SasV1(sas), .. } => {
-                Some(self.sas.get_or_init(|| *sas))
-            }
-            _ => None,
-        }
+        last.clone()
     }
 
     pub fn progress(&self) -> Progress {
@@ -117,6 +117,10 @@ impl Flow {
 /// are dropped (counted: [`Crypto::take_dropped_requests`]), and their
 /// senders' clients time out.
 pub(super) const WAITING_REQUESTS: usize = 16;
+
+/// At most this many flows' confirmations are noted (then all are
+/// forgotten at once: anyone may send the bot's device MACs).
+const MAX_CONFIRMATIONS_NOTED: usize = 1_000;
 
 /// The verification requests for this device among a transaction's
 /// to-device messages (the machine has already read them).
@@ -157,6 +161,39 @@ impl Crypto {
     /// the last call.
     pub fn take_dropped_requests(&self) -> u64 {
         self.dropped_requests.swap(0, Ordering::Relaxed)
+    }
+
+    /// Notes which flows the other side confirmed in (their
+    /// `m.key.verification.mac` came): the machine does not say.
+    pub(super) fn note_confirmations(&self, events: &[ProcessedToDeviceEvent]) {
+        #[derive(serde::Deserialize)]
+        struct Mac {
+            #[serde(rename = "type")]
+            kind: String,
+            sender: String,
+            content: Content,
+        }
+        #[derive(serde::Deserialize)]
+        struct Content {
+            transaction_id: String,
+        }
+        let macs = events
+            .iter()
+            .filter_map(|event| serde_json::from_str::<Mac>(event.as_raw().json().get()).ok())
+            .filter(|mac| mac.kind == "m.key.verification.mac");
+        let mut confirmed = self.confirmed_by_them.lock().unwrap_or_else(|p| p.into_inner());
+        for mac in macs {
+            if confirmed.len() >= MAX_CONFIRMATIONS_NOTED {
+                confirmed.clear();
+            }
+            confirmed.insert((mac.sender, mac.content.transaction_id));
+        }
+    }
+
+    /// Whether the other side of `flow` said the emoji match.
+    pub fn they_confirmed(&self, flow: &Flow) -> bool {
+        let key = (flow.request.other_user().to_string(), flow.id().to_owned());
+        self.confirmed_by_them.lock().unwrap_or_else(|p| p.into_inner()).contains(&key)
     }
 
     /// Hands a transaction's verification requests on to the reader; no
@@ -238,7 +275,7 @@ impl Crypto {
             .start_sas()
             .await?
             .ok_or_else(|| anyhow::anyhow!("the verification is not ready for emoji"))?;
-        let _ = flow.sas.set(sas);
+        *flow.sas.lock().unwrap_or_else(|p| p.into_inner()) = Some(sas);
         self.send_verification(outgoing).await
     }
 
@@ -263,6 +300,38 @@ impl Crypto {
             let request = AnyOutgoingRequest::SignatureUpload(signatures);
             self.send_one(&TransactionId::new(), &request).await?;
         }
+        Ok(())
+    }
+
+    /// Finishes a flow whose other side confirmed (its MAC came and the
+    /// machine checked it) but whose `m.key.verification.done` did not
+    /// come: it crosses this side's own, and Synapse 1.163 can lose one of
+    /// two to-device messages that cross on their way to an appservice
+    /// (each send moves the appservice's stream position to its own id, a
+    /// later id for a user it does not watch past an earlier one for its
+    /// own). The "done" carries nothing but the flow's ID; the machine is
+    /// handed the one the other side sent, as it would have come.
+    pub async fn finish_without_their_done(&self, flow: &Flow) -> anyhow::Result<()> {
+        let sas = flow.sas().ok_or_else(|| anyhow::anyhow!("no emoji comparison under way"))?;
+        anyhow::ensure!(
+            sas.have_we_confirmed() && !sas.is_cancelled() && self.they_confirmed(flow),
+            "the verification is not confirmed by both sides"
+        );
+        let done = serde_json::json!({
+            "type": "m.key.verification.done",
+            "sender": flow.request.other_user().as_str(),
+            "content": {"transaction_id": flow.id()},
+        });
+        let changes = EncryptionSyncChanges {
+            to_device_events: vec![boundary::raw(&done)?],
+            changed_devices: &DeviceLists::default(),
+            one_time_keys_counts: &BTreeMap::new(),
+            unused_fallback_keys: None,
+            next_batch_token: None,
+        };
+        self.machine.receive_sync_changes(changes, &super::DECRYPTION).await?;
+        self.outgoing.notify_one();
+        self.to_device_moved.notify_waiters();
         Ok(())
     }
 

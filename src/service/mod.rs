@@ -387,12 +387,17 @@ async fn start_crypto(
     config: &Config,
     homeserver: &HomeserverClient,
     store: &Store,
-    metrics: &crate::metrics::Metrics,
+    metrics: &Arc<crate::metrics::Metrics>,
     slot: &crate::crypto::CryptoSlot,
+    admin_room: &ruma::RoomId,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<crate::crypto::Crypto>>> {
     if !config.e2ee.enabled {
         return Ok(None);
+    }
+    let forgotten = crate::crypto::forget_room_keys_outside(store, admin_room.as_str()).await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "forgot the room keys kept for rooms other than the admin room");
     }
     let bot = config.bot_user_id()?;
     let mut delays = backon::BackoffBuilder::build(
@@ -421,6 +426,7 @@ async fn start_crypto(
         }
     };
     metrics.done_waiting("end-to-end encryption");
+    crypto.keep_room_keys_only_for(admin_room.as_str(), refused_room_key(metrics.clone()));
     // What came while the device started (kept by the transaction handler),
     // then the machine takes over, then what came in between.
     let before = crypto.receive_kept(store).await?;
@@ -428,6 +434,25 @@ async fn start_crypto(
     let kept = before + crypto.receive_kept(store).await?;
     tracing::info!(device_id = crypto.device_id(), kept_to_device = kept, "end-to-end encryption on");
     Ok(Some(crypto))
+}
+
+/// Told of each room key refused for a room other than the admin room:
+/// counts it, and logs at most once a minute (anyone can send many).
+fn refused_room_key(metrics: Arc<crate::metrics::Metrics>) -> impl Fn(&str) + Send + Sync + 'static {
+    let last_logged = std::sync::Mutex::new(None::<std::time::Instant>);
+    move |room_id| {
+        metrics.reject(crate::metrics::RejectReason::RoomKeyOutsideAdminRoom);
+        let mut last = last_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            tracing::info!(
+                room_id,
+                "refused a room key for a room other than the admin room, which is the only room the bot reads \
+                 (logged once a minute; housekeep_rejected_inputs_total{{reason=\"room_key_outside_admin_room\"}} \
+                 counts each)"
+            );
+        }
+    }
 }
 
 /// What the transaction handler rings when it queued work for a worker.
@@ -455,18 +480,13 @@ async fn start_workers(
         .startup_handshake(&config.appservice.id, &config.appservice.bot_localpart, config.appservice.address.as_str())
         .await;
     metrics.done_waiting("homeserver");
-    let crypto = start_crypto(&config, &homeserver, &store, &metrics, &front.crypto, &shutdown).await?;
+    // The admin room first: the bot's device keeps room keys for it alone
+    // from its first moment (what comes before is kept for it, unread).
     let admin_room_id = find_admin_room(&config, &store, &homeserver, &metrics, &front.routed_admin_room).await;
     front.routed_admin_room.set(admin_room_id.as_str());
     front.admin_room_found.set(admin_room_id.clone());
     tracing::info!(room = config.admin.room, %admin_room_id, "admin room");
-    if let Some(crypto) = &crypto {
-        let metrics = metrics.clone();
-        crypto.keep_room_keys_only_for(admin_room_id.as_str(), move |room_id| {
-            tracing::info!(room_id, "refused a room key for a room other than the admin room (the bot reads no other)");
-            metrics.reject(crate::metrics::RejectReason::RoomKeyOutsideAdminRoom);
-        });
-    }
+    let crypto = start_crypto(&config, &homeserver, &store, &metrics, &front.crypto, &admin_room_id, &shutdown).await?;
 
     let sink = Arc::new(RoomSink::encrypting(homeserver.clone(), crypto.clone()));
     let operators = Destination { room_id: admin_room_id.to_string(), in_reply_to: None };

@@ -192,6 +192,12 @@ impl EncryptedClient {
         Ok((flow, emoji))
     }
 
+    /// Loses this client's to-device messages of `event_type` from now on
+    /// (`None`: none), as a homeserver may on their way to an appservice.
+    pub fn lose_to_device(&self, event_type: Option<&str>) {
+        self.crypto.lose_to_device(event_type);
+    }
+
     /// "They match": then waits (syncing) until the other side said so too.
     pub async fn confirm_emoji(&mut self, flow: &Flow, limit: Duration) -> anyhow::Result<()> {
         self.crypto.confirm_sas(flow).await?;

@@ -95,13 +95,19 @@ async fn encrypted_admin_room(testbed: &mut Testbed) -> anyhow::Result<()> {
         .await?;
     assert!(body(&shown).contains(&emoji_line(&emoji)), "the client's emoji {emoji:?} in {shown}");
     moderator.react(&room, shown["event_id"].as_str().unwrap_or_default(), "✅").await?;
+    // The client's final "done" is lost on its way, as Synapse may lose a
+    // to-device message that crosses the bot's own: the bot finishes
+    // without it.
+    moderator.lose_to_device(Some("m.key.verification.done"));
     moderator.confirm_emoji(&flow, PATIENCE).await?;
+    moderator.lose_to_device(None);
     assert_eq!(moderator.trusts(&bot, &bot_device).await?, (true, true), "verified");
     moderator
         .wait_for(PATIENCE, "the bot's word that it is verified", |event| {
             event["sender"] == bot.as_str() && body(event).contains("✅ Verified")
         })
         .await?;
+    assert!(testbed.housekeep.log()?.contains("finishing a verification without the client's final"));
 
     // A purge: its dry run, then its plan confirmed with an encrypted ✅.
     let spammer = testbed.synapse.register_user("spammer", false).await?;
