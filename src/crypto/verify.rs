@@ -122,30 +122,45 @@ pub(super) const WAITING_REQUESTS: usize = 16;
 /// forgotten at once: anyone may send the bot's device MACs).
 const MAX_CONFIRMATIONS_NOTED: usize = 1_000;
 
+/// A verification message among the to-device messages the machine read:
+/// who sent it, of which type, for which flow.
+#[derive(serde::Deserialize)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    sender: String,
+    content: MessageContent,
+}
+
+#[derive(serde::Deserialize)]
+struct MessageContent {
+    /// Only a request names it.
+    from_device: Option<String>,
+    transaction_id: String,
+}
+
+/// The verification messages of type `kind`, each with the event it came in.
+fn messages_of<'a>(
+    events: &'a [ProcessedToDeviceEvent],
+    kind: &'a str,
+) -> impl Iterator<Item = (Message, &'a ProcessedToDeviceEvent)> {
+    events
+        .iter()
+        .filter_map(|event| Some((serde_json::from_str::<Message>(event.as_raw().json().get()).ok()?, event)))
+        .filter(move |(message, _)| message.kind == kind)
+}
+
 /// The verification requests for this device among a transaction's
 /// to-device messages (the machine has already read them).
 pub(super) fn requests_in(events: &[ProcessedToDeviceEvent]) -> Vec<VerificationRequested> {
-    #[derive(serde::Deserialize)]
-    struct Request {
-        #[serde(rename = "type")]
-        kind: String,
-        sender: String,
-        content: Content,
-    }
-    #[derive(serde::Deserialize)]
-    struct Content {
-        from_device: String,
-        transaction_id: String,
-    }
-    events
-        .iter()
-        .filter_map(|event| Some((serde_json::from_str::<Request>(event.as_raw().json().get()).ok()?, event)))
-        .filter(|(request, _)| request.kind == "m.key.verification.request")
-        .map(|(request, event)| VerificationRequested {
-            user: request.sender,
-            device: request.content.from_device,
-            flow_id: request.content.transaction_id,
-            raw: event.to_raw(),
+    messages_of(events, "m.key.verification.request")
+        .filter_map(|(request, event)| {
+            Some(VerificationRequested {
+                user: request.sender,
+                device: request.content.from_device?,
+                flow_id: request.content.transaction_id,
+                raw: event.to_raw(),
+            })
         })
         .collect()
 }
@@ -166,21 +181,7 @@ impl Crypto {
     /// Notes which flows the other side confirmed in (their
     /// `m.key.verification.mac` came): the machine does not say.
     pub(super) fn note_confirmations(&self, events: &[ProcessedToDeviceEvent]) {
-        #[derive(serde::Deserialize)]
-        struct Mac {
-            #[serde(rename = "type")]
-            kind: String,
-            sender: String,
-            content: Content,
-        }
-        #[derive(serde::Deserialize)]
-        struct Content {
-            transaction_id: String,
-        }
-        let macs = events
-            .iter()
-            .filter_map(|event| serde_json::from_str::<Mac>(event.as_raw().json().get()).ok())
-            .filter(|mac| mac.kind == "m.key.verification.mac");
+        let macs = messages_of(events, "m.key.verification.mac").map(|(mac, _)| mac);
         let mut confirmed = self.confirmed_by_them.lock().unwrap_or_else(|p| p.into_inner());
         for mac in macs {
             if confirmed.len() >= MAX_CONFIRMATIONS_NOTED {
