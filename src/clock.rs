@@ -17,6 +17,28 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
+/// At most once a period: for the log line of something anyone can make
+/// happen often (each occurrence is counted in `/metrics` besides).
+pub struct Throttle {
+    last_ms: std::sync::atomic::AtomicI64,
+    period_ms: i64,
+}
+
+impl Throttle {
+    pub const fn new(period: std::time::Duration) -> Self {
+        Self { last_ms: std::sync::atomic::AtomicI64::new(0), period_ms: period.as_millis() as i64 }
+    }
+
+    /// Whether a period has passed since the last time this said yes (the
+    /// first time: yes); one caller of several at once gets the yes.
+    pub fn due(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = now_ms();
+        let last = self.last_ms.load(Relaxed);
+        now - last >= self.period_ms && self.last_ms.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+}
+
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -50,6 +72,15 @@ pub fn retry_delay(first: std::time::Duration, max: std::time::Duration, failure
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_throttle_says_yes_once_a_period() {
+        let hour = Throttle::new(std::time::Duration::from_secs(3600));
+        assert!(hour.due(), "the first time");
+        assert!(!hour.due(), "again within the period");
+        let none = Throttle::new(std::time::Duration::ZERO);
+        assert!(none.due() && none.due(), "a zero period: every time");
+    }
 
     #[test]
     fn retries_wait_longer_each_time_up_to_the_cap() {

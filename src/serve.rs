@@ -33,7 +33,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::clock::now_ms;
+use crate::clock::Throttle;
 use crate::metrics::Metrics;
 
 /// What one listener allows.
@@ -346,11 +345,17 @@ impl Drop for Claim {
 }
 
 /// Counts every closed connection; logs one a minute per reason.
-#[derive(Default)]
 struct RateLimitedLog {
-    slow_headers: AtomicI64,
-    too_many: AtomicI64,
-    slow_reader: AtomicI64,
+    slow_headers: Throttle,
+    too_many: Throttle,
+    slow_reader: Throttle,
+}
+
+impl Default for RateLimitedLog {
+    fn default() -> Self {
+        let minute = || Throttle::new(Duration::from_secs(60));
+        Self { slow_headers: minute(), too_many: minute(), slow_reader: minute() }
+    }
 }
 
 impl RateLimitedLog {
@@ -361,9 +366,7 @@ impl RateLimitedLog {
             Closed::TooManyFromOneAddress => &self.too_many,
             Closed::SlowReader => &self.slow_reader,
         };
-        let now = now_ms();
-        let logged = last.load(Ordering::Relaxed);
-        if now - logged >= 60_000 && last.compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if last.due() {
             let what = match why {
                 Closed::SlowHeaders => "closed a connection that did not send its request in time",
                 Closed::TooManyFromOneAddress => "closed a connection from an address that has too many open",

@@ -439,12 +439,10 @@ async fn start_crypto(
 /// Told of each room key refused for a room other than the admin room:
 /// counts it, and logs at most once a minute (anyone can send many).
 fn refused_room_key(metrics: Arc<crate::metrics::Metrics>) -> impl Fn(&str) + Send + Sync + 'static {
-    let last_logged = std::sync::Mutex::new(None::<std::time::Instant>);
+    let log = crate::clock::Throttle::new(Duration::from_secs(60));
     move |room_id| {
         metrics.reject(crate::metrics::RejectReason::RoomKeyOutsideAdminRoom);
-        let mut last = last_logged.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(std::time::Instant::now());
+        if log.due() {
             tracing::info!(
                 room_id,
                 "refused a room key for a room other than the admin room, which is the only room the bot reads \
