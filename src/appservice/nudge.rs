@@ -1,22 +1,33 @@
-//! The nudge: one event of the bot's own, sent when the stream has gone
-//! quiet after Synapse may have recovered from an outage of ours, so that a
-//! transaction Synapse stranded at the end of that recovery shows.
+//! The nudge: one event of the bot's own, sent after Synapse may have
+//! recovered from an outage of ours, whose transaction is refused once so
+//! that Synapse sends first any transaction it stranded.
 //!
 //! Synapse's recoverer marks the appservice up once it finds nothing left
 //! to resend; a transaction created in the moment between is never sent
-//! until the next failure (see `transactions::refuse_once_behind_a_gap`).
-//! Its hole shows when the next transaction arrives: on a busy server that
-//! is the next event anywhere, on a quiet one it may be hours. So whenever a
-//! recovery may have run (housekeep started, or answered a transaction with
-//! an error) and no transaction has arrived for [`QUIET`], the bot sends a
-//! `org.housekeep.nudge` event into the admin room (clients do not show
-//! unknown event types). Its own transaction then arrives behind the hole,
-//! which is asked for like any other (that answer is itself an error, so a
-//! hole found costs a second round). When the round's nudge comes back, the
-//! round is over; one that does not is sent again. Nudges follow each other
-//! by 1, 2, 4 … up to 15 minutes (back to 1 after a quiet quarter of an
-//! hour), so an outage or a database that fails again and again costs a
-//! handful of nudges an hour, not one per error.
+//! until the next failed send (see `transactions::refuse_once_behind_a_gap`).
+//! A hole in the transaction numbers shows it only where housekeep is the
+//! server's one appservice (Synapse numbers all appservices' transactions
+//! from one sequence), and only once a later transaction arrives. So
+//! whenever a recovery may have run (housekeep started, or answered a
+//! transaction with an error), once the stream has been quiet for
+//! [`QUIET`] (or at the latest [`BUSY_WAIT`] after the round began, on a
+//! server that is never quiet), the bot sends an `org.housekeep.nudge`
+//! event into the admin room (clients do not show unknown event types).
+//! The transaction that carries it is answered 503 once: that failed send
+//! starts Synapse's recoverer, which resends from its oldest unsent
+//! transaction, a stranded one first, whatever the numbers, and then the
+//! nudge's. That deliberate refusal opens no new round (it would refuse
+//! the next nudge, and so on). When the round's nudge comes back, the round
+//! is over; one that does not is sent again. Nudges follow each other by
+//! 1, 2, 4 … up to 15 minutes (back to 1 after a quiet quarter of an hour),
+//! so an outage or a database that fails again and again costs a handful
+//! of nudges an hour, not one per error.
+//!
+//! What it costs: each round delays the events that share the nudge's
+//! transaction by Synapse's first retry (2 s), and for those seconds Synapse
+//! holds the appservice down (it drops ephemeral events and to-device
+//! messages sent alone then, as during any outage). What it does not
+//! cover: a transaction stranded by the end of that very recovery.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,6 +44,9 @@ use crate::metrics::Metrics;
 pub const EVENT_TYPE: &str = "org.housekeep.nudge";
 /// No transaction for this long after a possible recovery: nudge.
 pub const QUIET: Duration = Duration::from_secs(10);
+/// A round's nudge is sent this long after the round began at the latest,
+/// quiet or not: on a busy server the recovery has long ended by then.
+pub const BUSY_WAIT: Duration = Duration::from_secs(60);
 /// The least time between two nudges, doubled for each nudge that follows
 /// another within [`SPACING_RESET`], up to [`SPACING_MOST`].
 const SPACING_FIRST: Duration = Duration::from_secs(60);
@@ -47,12 +61,27 @@ pub struct Nudge {
 }
 
 struct State {
-    /// What the nudge of the open round carries; `None`: no round open.
-    round: Option<String>,
+    /// The open round; `None`: no round open.
+    round: Option<Round>,
     /// When the last transaction arrived (or the round opened).
     last_arrival: Instant,
     /// When the last nudge was sent, and the least time before the next.
     last_sent: Option<(Instant, Duration)>,
+}
+
+/// A round: a recovery may have run, and no nudge has come back since.
+struct Round {
+    /// What the round's nudge carries.
+    token: String,
+    opened: Instant,
+    /// The transaction refused once because it carried the round's nudge.
+    refused: Option<String>,
+}
+
+impl Round {
+    fn new() -> Self {
+        Self { token: new_token(), opened: Instant::now(), refused: None }
+    }
 }
 
 impl Default for Nudge {
@@ -60,23 +89,40 @@ impl Default for Nudge {
     /// down while events happened, and Synapse is recovering them.
     fn default() -> Self {
         Self {
-            state: Mutex::new(State { round: Some(new_token()), last_arrival: Instant::now(), last_sent: None }),
+            state: Mutex::new(State { round: Some(Round::new()), last_arrival: Instant::now(), last_sent: None }),
             wake: Notify::new(),
         }
     }
 }
 
 impl Nudge {
-    /// A transaction was answered with an error: Synapse starts its
+    /// Transaction `txn_id` was answered with an error: Synapse starts its
     /// recoverer, whose end may strand one. A new round begins (a nudge
     /// already on its way may be delivered by that very recovery, so it
-    /// does not close the new round).
-    pub fn recovery_may_run(&self) {
+    /// does not close the new round), unless the error was the round's own
+    /// refusal of its nudge ([`Nudge::refuse_once`]).
+    pub fn error_answered(&self, txn_id: &str) {
         let mut state = self.state.lock().expect("not poisoned");
-        state.round = Some(new_token());
+        if state.round.as_ref().is_some_and(|round| round.refused.as_deref() == Some(txn_id)) {
+            return;
+        }
+        state.round = Some(Round::new());
         state.last_arrival = Instant::now();
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// Whether transaction `txn_id`, carrying the bot's nudges `tokens`, is
+    /// to be refused: the first time the open round's nudge arrives, so
+    /// that Synapse sends whatever it stranded before it (see the module).
+    pub fn refuse_once<'a>(&self, txn_id: &str, tokens: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut state = self.state.lock().expect("not poisoned");
+        let Some(round) = state.round.as_mut() else { return false };
+        if round.refused.is_some() || !tokens.into_iter().any(|token| token == round.token) {
+            return false;
+        }
+        round.refused = Some(txn_id.to_owned());
+        true
     }
 
     /// A transaction was committed; `tokens` are the tokens of the nudges
@@ -85,22 +131,23 @@ impl Nudge {
         let mut state = self.state.lock().expect("not poisoned");
         state.last_arrival = Instant::now();
         let mut tokens = tokens.into_iter();
-        if state.round.as_deref().is_some_and(|open| tokens.any(|token| token == open)) {
+        if state.round.as_ref().is_some_and(|open| tokens.any(|token| token == open.token)) {
             state.round = None;
-            tracing::debug!("the nudge came back: no transaction is stranded behind it");
+            tracing::debug!("the nudge came back after its refusal: nothing is stranded before it");
         }
     }
 
     /// The token of the round open now, if any.
     pub fn open_round(&self) -> Option<String> {
-        self.state.lock().expect("not poisoned").round.clone()
+        self.state.lock().expect("not poisoned").round.as_ref().map(|round| round.token.clone())
     }
 
     /// When the open round's nudge is due, and what it carries.
     fn due(&self) -> Option<(Instant, String)> {
         let state = self.state.lock().expect("not poisoned");
-        let token = state.round.clone()?;
-        let quiet_until = state.last_arrival + QUIET;
+        let round = state.round.as_ref()?;
+        let quiet_until = (state.last_arrival + QUIET).min(round.opened + BUSY_WAIT);
+        let token = round.token.clone();
         let at = match state.last_sent {
             None => quiet_until,
             Some((sent, spacing)) => quiet_until.max(sent + spacing),
@@ -151,9 +198,8 @@ impl Nudge {
                     tracing::info!(
                         room,
                         event_id,
-                        "no transaction for {}s after the homeserver may have recovered from an outage of ours: \
-                         sent a nudge, so that a transaction it stranded shows",
-                        QUIET.as_secs()
+                        "the homeserver may have recovered from an outage of ours: sent a nudge, whose transaction \
+                         is refused once so that the homeserver sends first any transaction it stranded"
                     );
                 }
                 Err(error) => tracing::warn!(room, %error, "cannot send the nudge; trying again later"),
@@ -208,15 +254,44 @@ mod tests {
         let nudge = Nudge::default();
         let first = nudge.open_round().unwrap();
         nudge.mark_sent();
-        nudge.recovery_may_run();
+        nudge.error_answered("error");
         let second = nudge.open_round().unwrap();
         assert_ne!(first, second);
         nudge.transaction_arrived([first.as_str()]);
         assert_eq!(nudge.open_round(), Some(second.clone()), "a nudge sent before the error proves nothing after it");
         nudge.transaction_arrived(["forged", second.as_str()]);
         assert!(nudge.due().is_none(), "closed");
-        nudge.recovery_may_run();
+        nudge.error_answered("error");
         assert!(nudge.due().is_some(), "an error opens another");
+    }
+
+    #[test]
+    fn on_a_busy_server_the_nudge_is_due_a_while_after_the_round_began() {
+        let nudge = Nudge::default();
+        let long_ago = Instant::now().checked_sub(BUSY_WAIT * 2).expect("the clock is past that");
+        nudge.state.lock().unwrap().round.as_mut().unwrap().opened = long_ago;
+        nudge.transaction_arrived([]);
+        assert_eq!(nudge.due().unwrap().0, long_ago + BUSY_WAIT, "transactions arriving all along do not put it off");
+    }
+
+    #[test]
+    fn the_transaction_with_the_rounds_nudge_is_refused_once_and_opens_no_round() {
+        let nudge = Nudge::default();
+        let token = nudge.open_round().unwrap();
+        assert!(!nudge.refuse_once("7", ["forged", "other"]), "only the round's own token");
+        assert!(nudge.refuse_once("8", ["forged", token.as_str()]));
+        nudge.error_answered("8");
+        assert_eq!(nudge.open_round(), Some(token.clone()), "its own refusal is no outage");
+        assert!(!nudge.refuse_once("8", [token.as_str()]), "the resend is taken");
+        nudge.transaction_arrived([token.as_str()]);
+        assert!(nudge.open_round().is_none(), "and closes the round");
+
+        nudge.error_answered("9");
+        let next = nudge.open_round().unwrap();
+        assert!(!nudge.refuse_once("10", [token.as_str()]), "an old round's nudge is taken as it comes");
+        assert!(nudge.refuse_once("11", [next.as_str()]), "each round refuses its own once");
+        nudge.error_answered("12");
+        assert_ne!(nudge.open_round(), Some(next), "another transaction's error is an outage");
     }
 
     #[test]
@@ -235,7 +310,7 @@ mod tests {
         for _ in 0..6 {
             nudge.mark_sent();
             // An outage: every retry of the homeserver's is refused again.
-            nudge.recovery_may_run();
+            nudge.error_answered("error");
             let (sent, spacing) = last_sent(&nudge).unwrap();
             assert_eq!(nudge.due().unwrap().0, (last_arrival(&nudge) + QUIET).max(sent + spacing));
             spacings.push(spacing.as_secs());

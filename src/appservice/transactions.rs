@@ -70,11 +70,11 @@ pub async fn put_transaction(
     Path(txn_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, MatrixError> {
-    let answer = take_transaction(&state, txn_id, body).await;
+    let answer = take_transaction(&state, txn_id.clone(), body).await;
     // Any error answer starts the homeserver's recoverer, whose end may
-    // strand a transaction: the nudge makes it show once things are quiet.
+    // strand a transaction: the nudge flushes it once things are quiet.
     if let (Err(_), Some(nudge)) = (&answer, &state.nudge) {
-        nudge.recovery_may_run();
+        nudge.error_answered(&txn_id);
     }
     answer
 }
@@ -119,11 +119,26 @@ async fn take_transaction(
     // with it. Should one come twice, its Olm ratchet has moved on: the
     // machine refuses the copy.
     feed_crypto(state, &txn_id, &transaction).await;
-    let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
-    state.metrics.events_received.inc_by(transaction.events.len() as u64);
+    // Counted as they come: a resend comes without them.
     let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
     state.metrics.ephemeral_received.inc_by(ephemeral as u64);
+    let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
     let Events { extracted, inbox, nudges } = extract_all(state, &txn_id, &transaction.events);
+    if let Some(nudge) = &state.nudge
+        && nudge.refuse_once(&txn_id, nudges.iter().map(String::as_str))
+    {
+        tracing::info!(
+            txn_id,
+            "the bot's nudge arrived: its transaction is refused once, so that the homeserver sends first \
+             any transaction it stranded while it recovered"
+        );
+        return Err(MatrixError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_UNKNOWN",
+            "housekeep refuses the transaction of its nudge once: resend from the oldest unsent one",
+        ));
+    }
+    state.metrics.events_received.inc_by(transaction.events.len() as u64);
     if let Some(crypto) = state.crypto.get() {
         let encryption = extracted.iter().map(|e| &e.event).filter(|e| e.event_type == "m.room.encryption");
         for event in encryption.filter(|e| e.state_key.as_deref() == Some("")) {

@@ -348,8 +348,11 @@ async fn hostile_ids_and_shapes_are_refused_and_leave_no_trace(backend: Backend)
 }
 
 /// The nudge (see `appservice::nudge`): a round is open from the start; the
-/// bot's own nudge carrying the round's token closes it, one from anyone
-/// else does not; a transaction answered with an error opens another.
+/// transaction carrying the bot's own nudge with the round's token is
+/// refused once (so Synapse resends from its oldest unsent one) without
+/// opening another round, and its resend closes the round; a nudge from
+/// anyone else does neither; a transaction answered with an error opens
+/// another round.
 async fn the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another(backend: Backend) -> anyhow::Result<()> {
     let server = Server::start(backend).await?;
     let token = server.nudge.open_round().expect("open from the start");
@@ -361,10 +364,17 @@ async fn the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another(b
     };
     assert_eq!(server.put_txn("1", Some(HS_TOKEN), txn(vec![nudge_from(1, "@mallory:localhost")])).await.0, 200);
     assert_eq!(server.nudge.open_round().as_ref(), Some(&token), "a forged nudge closes nothing");
-    assert_eq!(server.put_txn("2", Some(HS_TOKEN), txn(vec![nudge_from(2, "@housekeep:localhost")])).await.0, 200);
+    let with_nudge = txn(vec![event(2, json!({"body": "beside the nudge"})), nudge_from(3, "@housekeep:localhost")]);
+    let (status, error) = server.put_txn("2", Some(HS_TOKEN), with_nudge.clone()).await;
+    assert_eq!((status, error["errcode"].as_str()), (503, Some("M_UNKNOWN")), "refused once: {error}");
+    assert_eq!(server.events().await, 1, "nothing of the refused transaction is indexed");
+    assert_eq!(server.nudge.open_round().as_ref(), Some(&token), "the refusal is no outage: the same round");
+    // Synapse's recoverer: a stranded transaction first, then the refused one.
+    assert_eq!(server.put_txn("0", Some(HS_TOKEN), txn(vec![event(4, json!({"body": "stranded"}))])).await.0, 200);
+    assert_eq!(server.put_txn("2", Some(HS_TOKEN), with_nudge).await.0, 200);
     assert_eq!(server.nudge.open_round(), None, "the bot's own closes the round");
-    assert_eq!(server.events().await, 2, "nudges are indexed as any event");
-    assert_eq!(server.put_txn("3", Some(HS_TOKEN), "{not json").await.0, 400);
+    assert_eq!(server.events().await, 4, "nudges are indexed as any event, each event once");
+    assert_eq!(server.put_txn("5", Some(HS_TOKEN), "{not json").await.0, 400);
     let again = server.nudge.open_round().expect("an error answer opens a round");
     assert_ne!(again, token);
     server.finish().await

@@ -151,8 +151,9 @@ async fn kill_9_loses_and_duplicates_nothing(backend: Backend) -> anyhow::Result
         assert_eq!(messages, MESSAGES);
 
         // Synapse recovered from the outage; once the stream is quiet the
-        // bot sends a nudge of its own (a transaction stranded at the end
-        // of that recovery would show behind it), and it comes back.
+        // bot sends a nudge of its own, refuses its transaction once (so
+        // that Synapse resends a transaction stranded at the end of that
+        // recovery first), and Synapse resends it.
         let admin_room = testbed.admin_room().await?;
         let bot = testbed.config.bot_user_id()?.to_string();
         let nudge = eventually(Duration::from_secs(60), "the bot's nudge in the index", || async {
@@ -160,6 +161,8 @@ async fn kill_9_loses_and_duplicates_nothing(backend: Backend) -> anyhow::Result
         })
         .await?;
         assert_eq!(nudge.sender, bot);
+        let log = testbed.housekeep.log()?;
+        assert!(log.contains("the bot's nudge arrived: its transaction is refused once"), "refused first");
         let metrics = testbed.housekeep.metrics().await?;
         let nudges =
             metrics.lines().find_map(|l| l.strip_prefix("housekeep_appservice_nudges_total ")?.parse::<f64>().ok());
