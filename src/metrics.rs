@@ -334,8 +334,8 @@ impl Metrics {
         let nudges_sent = Counter::default();
         registry.register(
             "appservice_nudges",
-            "Events the bot sent itself after a quiet spell following a possible homeserver recovery, \
-             so that a transaction the homeserver stranded shows",
+            "Events the bot sent itself after a quiet spell following a possible homeserver recovery; \
+             the transaction carrying one is refused once, so the homeserver sends first any it stranded",
             nudges_sent.clone(),
         );
         let panics = Family::<PanicLabel, Counter>::default();

@@ -48,7 +48,7 @@ pub struct AppState {
     /// Phone-home reports are taken when set (`stats.secret`).
     pub stats: Option<Arc<stats::StatsIngest>>,
     /// Told what arrives and what was refused, so that a transaction the
-    /// homeserver stranded shows (see `nudge`); `None`: nothing nudges.
+    /// homeserver stranded is sent (see `nudge`); `None`: nothing nudges.
     pub nudge: Option<Arc<nudge::Nudge>>,
     /// The bot's crypto machine, once it runs (end-to-end encryption on).
     pub crypto: crate::crypto::CryptoSlot,

@@ -1,6 +1,7 @@
-//! The nudge: one event of the bot's own, sent after Synapse may have
-//! recovered from an outage of ours, whose transaction is refused once so
-//! that Synapse sends first any transaction it stranded.
+//! The nudge: one event of the bot's own, sent once the stream is quiet
+//! after Synapse may have recovered from an outage of ours, whose
+//! transaction is refused once so that Synapse sends first any transaction
+//! it stranded.
 //!
 //! Synapse's recoverer marks the appservice up once it finds nothing left
 //! to resend; a transaction created in the moment between is never sent
@@ -9,25 +10,29 @@
 //! server's one appservice (Synapse numbers all appservices' transactions
 //! from one sequence), and only once a later transaction arrives. So
 //! whenever a recovery may have run (housekeep started, or answered a
-//! transaction with an error), once the stream has been quiet for
-//! [`QUIET`] (or at the latest [`BUSY_WAIT`] after the round began, on a
-//! server that is never quiet), the bot sends an `org.housekeep.nudge`
-//! event into the admin room (clients do not show unknown event types).
-//! The transaction that carries it is answered 503 once: that failed send
-//! starts Synapse's recoverer, which resends from its oldest unsent
-//! transaction, a stranded one first, whatever the numbers, and then the
-//! nudge's. That deliberate refusal opens no new round (it would refuse
-//! the next nudge, and so on). When the round's nudge comes back, the round
-//! is over; one that does not is sent again. Nudges follow each other by
-//! 1, 2, 4 … up to 15 minutes (back to 1 after a quiet quarter of an hour),
-//! so an outage or a database that fails again and again costs a handful
-//! of nudges an hour, not one per error.
+//! transaction with an error) and no transaction has arrived for [`QUIET`],
+//! the bot sends an `org.housekeep.nudge` event into the admin room
+//! (clients do not show unknown event types). The transaction that carries
+//! it is answered 503 once: that failed send starts Synapse's recoverer,
+//! which resends from its oldest unsent transaction, a stranded one first,
+//! whatever the numbers, and then the nudge's. That deliberate refusal
+//! opens no new round (it would refuse the next nudge, and so on). When the
+//! round's nudge comes back, the round is over; one that does not is sent
+//! again. Nudges follow each other by 1, 2, 4 … up to 15 minutes (back to 1
+//! after a quiet half hour), so an outage or a database that fails again
+//! and again costs a handful of nudges an hour, not one per error.
 //!
-//! What it costs: each round delays the events that share the nudge's
-//! transaction by Synapse's first retry (2 s), and for those seconds Synapse
-//! holds the appservice down (it drops ephemeral events and to-device
-//! messages sent alone then, as during any outage). What it does not
-//! cover: a transaction stranded by the end of that very recovery.
+//! Why only once the stream is quiet: the end of every recovery, the one
+//! the refusal starts too, strands what Synapse creates in those
+//! milliseconds. On a quiet stream that is nothing; on a busy one the
+//! refusal would trade one such chance for another, and there the next
+//! transaction shows a hole anyway (where the numbering allows).
+//!
+//! What it costs: Synapse's first retry comes 2 s after the refusal, and
+//! for those seconds it holds the appservice down: what it creates then is
+//! delayed, and what it never stores is dropped, as during any outage
+//! (ephemeral events, to-device messages, device list changes and key
+//! counts).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -44,14 +49,12 @@ use crate::metrics::Metrics;
 pub const EVENT_TYPE: &str = "org.housekeep.nudge";
 /// No transaction for this long after a possible recovery: nudge.
 pub const QUIET: Duration = Duration::from_secs(10);
-/// A round's nudge is sent this long after the round began at the latest,
-/// quiet or not: on a busy server the recovery has long ended by then.
-pub const BUSY_WAIT: Duration = Duration::from_secs(60);
 /// The least time between two nudges, doubled for each nudge that follows
 /// another within [`SPACING_RESET`], up to [`SPACING_MOST`].
 const SPACING_FIRST: Duration = Duration::from_secs(60);
 const SPACING_MOST: Duration = Duration::from_secs(15 * 60);
-const SPACING_RESET: Duration = Duration::from_secs(15 * 60);
+/// Above [`SPACING_MOST`]: nudges at the widest spacing stay there.
+const SPACING_RESET: Duration = Duration::from_secs(30 * 60);
 
 /// Shared by the transaction handler (which reports what arrives and how it
 /// was answered) and the worker that sends the nudges.
@@ -73,14 +76,13 @@ struct State {
 struct Round {
     /// What the round's nudge carries.
     token: String,
-    opened: Instant,
     /// The transaction refused once because it carried the round's nudge.
     refused: Option<String>,
 }
 
 impl Round {
     fn new() -> Self {
-        Self { token: new_token(), opened: Instant::now(), refused: None }
+        Self { token: new_token(), refused: None }
     }
 }
 
@@ -133,8 +135,14 @@ impl Nudge {
         let mut tokens = tokens.into_iter();
         if state.round.as_ref().is_some_and(|open| tokens.any(|token| token == open.token)) {
             state.round = None;
-            tracing::debug!("the nudge came back after its refusal: nothing is stranded before it");
+            tracing::debug!("the round's nudge came back: the round is over");
         }
+    }
+
+    /// The transaction refused because it carried the open round's nudge,
+    /// while that round is open: Synapse resends it.
+    pub fn refused_transaction(&self) -> Option<String> {
+        self.state.lock().expect("not poisoned").round.as_ref().and_then(|round| round.refused.clone())
     }
 
     /// The token of the round open now, if any.
@@ -145,9 +153,8 @@ impl Nudge {
     /// When the open round's nudge is due, and what it carries.
     fn due(&self) -> Option<(Instant, String)> {
         let state = self.state.lock().expect("not poisoned");
-        let round = state.round.as_ref()?;
-        let quiet_until = (state.last_arrival + QUIET).min(round.opened + BUSY_WAIT);
-        let token = round.token.clone();
+        let token = state.round.as_ref()?.token.clone();
+        let quiet_until = state.last_arrival + QUIET;
         let at = match state.last_sent {
             None => quiet_until,
             Some((sent, spacing)) => quiet_until.max(sent + spacing),
@@ -198,8 +205,10 @@ impl Nudge {
                     tracing::info!(
                         room,
                         event_id,
-                        "the homeserver may have recovered from an outage of ours: sent a nudge, whose transaction \
-                         is refused once so that the homeserver sends first any transaction it stranded"
+                        "no transaction for {}s after the homeserver may have recovered from an outage of ours: \
+                         sent a nudge, whose transaction is refused once so that the homeserver sends first any \
+                         transaction it stranded",
+                        QUIET.as_secs()
                     );
                 }
                 Err(error) => tracing::warn!(room, %error, "cannot send the nudge; trying again later"),
@@ -266,25 +275,18 @@ mod tests {
     }
 
     #[test]
-    fn on_a_busy_server_the_nudge_is_due_a_while_after_the_round_began() {
-        let nudge = Nudge::default();
-        let long_ago = Instant::now().checked_sub(BUSY_WAIT * 2).expect("the clock is past that");
-        nudge.state.lock().unwrap().round.as_mut().unwrap().opened = long_ago;
-        nudge.transaction_arrived([]);
-        assert_eq!(nudge.due().unwrap().0, long_ago + BUSY_WAIT, "transactions arriving all along do not put it off");
-    }
-
-    #[test]
     fn the_transaction_with_the_rounds_nudge_is_refused_once_and_opens_no_round() {
         let nudge = Nudge::default();
         let token = nudge.open_round().unwrap();
         assert!(!nudge.refuse_once("7", ["forged", "other"]), "only the round's own token");
         assert!(nudge.refuse_once("8", ["forged", token.as_str()]));
+        assert_eq!(nudge.refused_transaction().as_deref(), Some("8"));
         nudge.error_answered("8");
         assert_eq!(nudge.open_round(), Some(token.clone()), "its own refusal is no outage");
         assert!(!nudge.refuse_once("8", [token.as_str()]), "the resend is taken");
         nudge.transaction_arrived([token.as_str()]);
         assert!(nudge.open_round().is_none(), "and closes the round");
+        assert_eq!(nudge.refused_transaction(), None);
 
         nudge.error_answered("9");
         let next = nudge.open_round().unwrap();

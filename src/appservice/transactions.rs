@@ -72,7 +72,8 @@ pub async fn put_transaction(
 ) -> Result<Json<Value>, MatrixError> {
     let answer = take_transaction(&state, txn_id.clone(), body).await;
     // Any error answer starts the homeserver's recoverer, whose end may
-    // strand a transaction: the nudge flushes it once things are quiet.
+    // strand a transaction: the nudge flushes it once things are quiet
+    // (the nudge's own refusal excepted).
     if let (Err(_), Some(nudge)) = (&answer, &state.nudge) {
         nudge.error_answered(&txn_id);
     }
@@ -114,7 +115,7 @@ async fn take_transaction(
 
     // First, whatever comes of the events: Synapse never sends a
     // transaction's to-device messages again (a retry after an error, or
-    // after the refusal behind a gap below, comes without them), and a room
+    // after either refusal below, comes without them), and a room
     // key in it must be there before the bot decrypts a command that came
     // with it. Should one come twice, its Olm ratchet has moved on: the
     // machine refuses the copy.
@@ -122,11 +123,13 @@ async fn take_transaction(
     // Counted as they come: a resend comes without them.
     let ephemeral = transaction.ephemeral.len() + transaction.unstable_ephemeral.len() + transaction.to_device.len();
     state.metrics.ephemeral_received.inc_by(ephemeral as u64);
-    let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
-    let Events { extracted, inbox, nudges } = extract_all(state, &txn_id, &transaction.events);
+    // Before the hole check: this refusal has the homeserver resend from
+    // its oldest unsent transaction too, a hole behind this one included.
+    let nudges = nudge_tokens(state, &transaction.events);
     if let Some(nudge) = &state.nudge
         && nudge.refuse_once(&txn_id, nudges.iter().map(String::as_str))
     {
+        state.metrics.transaction(TxnMetric::Failed);
         tracing::info!(
             txn_id,
             "the bot's nudge arrived: its transaction is refused once, so that the homeserver sends first \
@@ -138,6 +141,8 @@ async fn take_transaction(
             "housekeep refuses the transaction of its nudge once: resend from the oldest unsent one",
         ));
     }
+    let gap = refuse_once_behind_a_gap(state, &txn_id).await?;
+    let Events { extracted, inbox } = extract_all(state, &txn_id, &transaction.events);
     state.metrics.events_received.inc_by(transaction.events.len() as u64);
     if let Some(crypto) = state.crypto.get() {
         let encryption = extracted.iter().map(|e| &e.event).filter(|e| e.event_type == "m.room.encryption");
@@ -282,6 +287,12 @@ async fn refuse_once_behind_a_gap(state: &AppState, txn_id: &str) -> Result<Opti
         MatrixError::internal()
     })?;
     let Some(missing) = missing else { return Ok(None) };
+    // The nudge's transaction, refused a moment ago: the homeserver's
+    // recoverer resends it (a transaction it sent before that refusal
+    // landed may come first).
+    if state.nudge.as_ref().and_then(|nudge| nudge.refused_transaction()) == Some(missing.to_string()) {
+        return Ok(None);
+    }
     let first_time = {
         let mut refused = state.gaps_refused.lock().expect("not poisoned");
         // Only recent refusals matter (the resend follows within seconds): bounded.
@@ -329,16 +340,34 @@ struct Events {
     extracted: Vec<Extracted>,
     /// Events for the bot.
     inbox: Vec<InboxItem>,
-    /// The tokens of the bot's own nudges (see `nudge`).
-    nudges: Vec<String>,
+}
+
+/// The tokens of the bot's own nudges among `events`, while a round is open
+/// (see `nudge`); read before anything else of the events, which a refused
+/// transaction must not log or count twice.
+fn nudge_tokens(state: &AppState, events: &[&RawValue]) -> Vec<String> {
+    if state.nudge.as_ref().is_none_or(|nudge| nudge.open_round().is_none()) {
+        return Vec::new();
+    }
+    let parse = |raw: &&RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    events
+        .iter()
+        .filter(|raw| raw.get().contains(super::nudge::EVENT_TYPE))
+        .filter_map(parse)
+        // Only the bot's own: the homeserver vouches for its local senders.
+        .filter(|value| {
+            value.get("type").and_then(Value::as_str) == Some(super::nudge::EVENT_TYPE)
+                && value.get("sender").and_then(Value::as_str) == Some(state.bot_user_id.as_str())
+        })
+        .filter_map(|value| value.get("content").and_then(super::nudge::token_of).map(str::to_owned))
+        .collect()
 }
 
 /// Extracts index rows from each event, and picks out the events addressed
-/// to the bot and the bot's own nudges; logs and counts what it skips.
+/// to the bot; logs and counts what it skips.
 fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Events {
     let mut extracted = Vec::with_capacity(events.len());
     let mut inbox = Vec::new();
-    let mut nudges = Vec::new();
     for (position, raw) in events.iter().enumerate() {
         // Parsed once: the index rows and, for events addressed to the bot,
         // the inbox item both come from this value.
@@ -346,13 +375,6 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Events {
         match parsed.and_then(|value| extract_value(&value).map(|event| (event, value))) {
             Ok((event, value)) => {
                 state.metrics.skip_bad_mxcs(&event.event.event_id, &event.rejected, "transaction");
-                // Only the bot's own: the homeserver vouches for its local senders.
-                if event.event.event_type == super::nudge::EVENT_TYPE
-                    && event.event.sender == state.bot_user_id.as_str()
-                    && let Some(token) = value.get("content").and_then(super::nudge::token_of)
-                {
-                    nudges.push(token.to_owned());
-                }
                 if let Some(bot) = &state.bot {
                     if bot.routing.encrypts_admin_room(&event.event) {
                         let room_id = &event.event.room_id;
@@ -378,7 +400,7 @@ fn extract_all(state: &AppState, txn_id: &str, events: &[&RawValue]) -> Events {
             }
         }
     }
-    Events { extracted, inbox, nudges }
+    Events { extracted, inbox }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ tests! {
         queries_health_and_metrics_answer,
         hostile_ids_and_shapes_are_refused_and_leave_no_trace,
         the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another,
+        a_hole_behind_the_nudges_transaction_costs_no_second_round,
     ],
 }
 
@@ -377,5 +378,54 @@ async fn the_bots_own_nudge_closes_its_round_and_an_error_answer_opens_another(b
     assert_eq!(server.put_txn("5", Some(HS_TOKEN), "{not json").await.0, 400);
     let again = server.nudge.open_round().expect("an error answer opens a round");
     assert_ne!(again, token);
+    server.finish().await
+}
+
+/// Where housekeep is the homeserver's one appservice (numbers without
+/// holes): a transaction the homeserver sent before the refusal of the
+/// nudge's landed is not refused for the hole that refusal left; and when
+/// the nudge's transaction arrives right behind a stranded one, it is
+/// refused as the nudge's (no new round), not for the hole (which would
+/// open one). The recoverer's resends close each round, nothing counted lost.
+async fn a_hole_behind_the_nudges_transaction_costs_no_second_round(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start(backend).await?;
+    let put = |n: u32, body: String| {
+        let server = &server;
+        async move { server.put_txn(&n.to_string(), Some(HS_TOKEN), body).await }
+    };
+    let nudge_txn = |n: u32, token: &str| {
+        let mut nudge_event = event(n, nudge::content(token));
+        nudge_event["type"] = json!(nudge::EVENT_TYPE);
+        nudge_event["sender"] = json!("@housekeep:localhost");
+        txn(vec![nudge_event])
+    };
+    let plain = |n: u32| txn(vec![event(n, json!({"body": n.to_string()}))]);
+    for n in 1..=5 {
+        assert_eq!(put(n, plain(n)).await.0, 200);
+    }
+
+    let token = server.nudge.open_round().expect("open from the start");
+    let (status, error) = put(6, nudge_txn(6, &token)).await;
+    assert_eq!(status, 503);
+    assert!(error["error"].as_str().unwrap_or_default().contains("its nudge"), "the nudge's refusal: {error}");
+    let (status, error) = put(7, plain(7)).await;
+    assert_eq!(status, 200, "sent before the refusal landed: not refused for the hole it left: {error}");
+    assert_eq!(server.nudge.open_round().as_ref(), Some(&token), "no second round");
+    assert_eq!(put(6, nudge_txn(6, &token)).await.0, 200);
+    assert_eq!(server.nudge.open_round(), None, "the round is over");
+
+    // Another round (an error answer), whose nudge comes right behind a stranded transaction.
+    assert_eq!(server.put_txn("not-json", Some(HS_TOKEN), "{").await.0, 400);
+    let token = server.nudge.open_round().expect("the error opened a round");
+    let (status, error) = put(9, nudge_txn(9, &token)).await;
+    assert!(status == 503 && error["error"].as_str().unwrap_or_default().contains("its nudge"), "{status} {error}");
+    assert_eq!(server.nudge.open_round().as_ref(), Some(&token), "no second round");
+    assert_eq!(put(8, plain(8)).await.0, 200, "the stranded one, resent first");
+    assert_eq!(put(9, nudge_txn(9, &token)).await.0, 200);
+    assert_eq!(server.nudge.open_round(), None, "the round is over");
+
+    assert_eq!(server.events().await, 9, "each event once");
+    let metrics = server.metrics.render();
+    assert!(metrics.contains("housekeep_appservice_txn_gaps_total 0"), "nothing counted lost: {metrics}");
     server.finish().await
 }

@@ -10,7 +10,8 @@
 //! transaction makes Synapse recover the appservice, and a transaction it
 //! strands then is found by the hole it leaves in the numbering, which only
 //! a homeserver with no other appservice's transactions shows (see
-//! `appservice::transactions`).
+//! `appservice::transactions`), or flushed by the bot's nudge once the
+//! stream is quiet (`appservice::nudge`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
