@@ -284,9 +284,9 @@ impl Housekeep {
     /// created in the few milliseconds while that recovery ends is stranded
     /// by Synapse until its next failed send (a Synapse race, see the
     /// README's "What the appservice endpoint guarantees"). A test sending
-    /// its first command right then would wait for a reply that no test of
-    /// housekeep can bring; a moderator meets it only if they type in that
-    /// instant of a restart.
+    /// its first command right then would wait for the bot's nudge to bring
+    /// it (10 quiet seconds and Synapse's 2 s retry); a moderator meets that
+    /// wait only if they type in that instant of a restart.
     async fn wait_for_synapse_to_settle(&self) -> anyhow::Result<()> {
         const QUIET: Duration = Duration::from_secs(1);
         let received = async || -> anyhow::Result<String> {
