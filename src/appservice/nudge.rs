@@ -28,11 +28,13 @@
 //! refusal would trade one such chance for another, and there the next
 //! transaction shows a hole anyway (where the numbering allows).
 //!
-//! What it costs: Synapse's first retry comes 2 s after the refusal, and
-//! for those seconds it holds the appservice down: what it creates then is
-//! delayed, and what it never stores is dropped, as during any outage
-//! (ephemeral events, to-device messages, device list changes and key
-//! counts).
+//! What it costs: until Synapse's recoverer retries, Synapse holds the
+//! appservice down: what it creates then is delayed, and what it never
+//! stores is dropped, as during any outage (ephemeral events, to-device
+//! messages, device list changes and key counts). Its recoverer would retry
+//! after 2 s; a quarter of a second after the refusal the bot asks for the
+//! retry at once (the appservice ping: Synapse's answer to a ping it could
+//! deliver is to retry now), so the window is about that quarter second.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -42,13 +44,18 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::homeserver::HomeserverClient;
+use crate::homeserver::{HomeserverClient, RetryPolicy};
 use crate::metrics::Metrics;
 
 /// The nudge's event type: unknown to clients, which do not show it.
 pub const EVENT_TYPE: &str = "org.housekeep.nudge";
 /// No transaction for this long after a possible recovery: nudge.
 pub const QUIET: Duration = Duration::from_secs(10);
+/// After refusing the nudge's transaction, how long before asking the
+/// homeserver to retry at once: Synapse handles the refusal (housekeep
+/// marked down, its recoverer started) after the answer, in the background,
+/// and a ping before its recoverer exists does nothing.
+const HURRY_AFTER: Duration = Duration::from_millis(250);
 /// The least time between two nudges, doubled for each nudge that follows
 /// another within [`SPACING_RESET`], up to [`SPACING_MOST`].
 const SPACING_FIRST: Duration = Duration::from_secs(60);
@@ -77,7 +84,14 @@ struct Round {
     /// What the round's nudge carries.
     token: String,
     /// The transaction refused once because it carried the round's nudge.
-    refused: Option<String>,
+    refused: Option<Refusal>,
+}
+
+struct Refusal {
+    txn_id: String,
+    at: Instant,
+    /// Whether the homeserver was asked to retry at once.
+    hurried: bool,
 }
 
 impl Round {
@@ -105,7 +119,7 @@ impl Nudge {
     /// refusal of its nudge ([`Nudge::refuse_once`]).
     pub fn error_answered(&self, txn_id: &str) {
         let mut state = self.state.lock().expect("not poisoned");
-        if state.round.as_ref().is_some_and(|round| round.refused.as_deref() == Some(txn_id)) {
+        if state.round.as_ref().and_then(|round| round.refused.as_ref()).is_some_and(|r| r.txn_id == txn_id) {
             return;
         }
         state.round = Some(Round::new());
@@ -123,8 +137,24 @@ impl Nudge {
         if round.refused.is_some() || !tokens.into_iter().any(|token| token == round.token) {
             return false;
         }
-        round.refused = Some(txn_id.to_owned());
+        round.refused = Some(Refusal { txn_id: txn_id.to_owned(), at: Instant::now(), hurried: false });
+        drop(state);
+        self.wake.notify_one();
         true
+    }
+
+    /// When to ask the homeserver to retry the refused transaction at once.
+    fn hurry_due(&self) -> Option<Instant> {
+        let state = self.state.lock().expect("not poisoned");
+        let refused = state.round.as_ref()?.refused.as_ref()?;
+        (!refused.hurried).then_some(refused.at + HURRY_AFTER)
+    }
+
+    /// Whether the homeserver is to be asked now; only once per refusal.
+    fn take_hurry(&self) -> bool {
+        let mut state = self.state.lock().expect("not poisoned");
+        let Some(refused) = state.round.as_mut().and_then(|round| round.refused.as_mut()) else { return false };
+        !std::mem::replace(&mut refused.hurried, true)
     }
 
     /// A transaction was committed; `tokens` are the tokens of the nudges
@@ -142,7 +172,8 @@ impl Nudge {
     /// The transaction refused because it carried the open round's nudge,
     /// while that round is open: Synapse resends it.
     pub fn refused_transaction(&self) -> Option<String> {
-        self.state.lock().expect("not poisoned").round.as_ref().and_then(|round| round.refused.clone())
+        let state = self.state.lock().expect("not poisoned");
+        state.round.as_ref().and_then(|round| Some(round.refused.as_ref()?.txn_id.clone()))
     }
 
     /// The token of the round open now, if any.
@@ -173,20 +204,33 @@ impl Nudge {
         state.last_sent = Some((Instant::now(), spacing));
     }
 
-    /// Sends each round's nudge into `room` when it is due, until shutdown.
-    pub async fn run(&self, homeserver: HomeserverClient, room: String, metrics: &Metrics, stop: CancellationToken) {
+    /// Sends each round's nudge into `room` when it is due, and asks the
+    /// homeserver (appservice `appservice_id`) to retry at once after its
+    /// refusal, until shutdown.
+    pub async fn run(
+        &self,
+        homeserver: HomeserverClient,
+        appservice_id: &str,
+        room: String,
+        metrics: &Metrics,
+        stop: CancellationToken,
+    ) {
+        let until = async |at: Option<Instant>| match at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        };
         loop {
             let due = self.due();
-            let wait = async {
-                match &due {
-                    Some((at, _)) => tokio::time::sleep_until(*at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = self.wake.notified() => continue,
-                () = wait => {}
+                () = until(self.hurry_due()) => {
+                    if self.take_hurry() {
+                        hurry(&homeserver, appservice_id).await;
+                    }
+                    continue;
+                }
+                () = until(due.as_ref().map(|(at, _)| *at)) => {}
             }
             let Some((at, token)) = due else { continue };
             // A transaction may have arrived while this slept: look again.
@@ -214,6 +258,19 @@ impl Nudge {
                 Err(error) => tracing::warn!(room, %error, "cannot send the nudge; trying again later"),
             }
         }
+    }
+}
+
+/// Asks the homeserver to retry the refused transaction now rather than in
+/// 2 s: Synapse answers an appservice ping it could deliver by retrying
+/// (`force_retry`).
+async fn hurry(homeserver: &HomeserverClient, appservice_id: &str) {
+    match homeserver.clone().with_retry(RetryPolicy::ONCE).ping_appservice(appservice_id).await {
+        Ok(_) => tracing::info!("asked the homeserver to resend the nudge's transaction at once (appservice ping)"),
+        Err(error) => tracing::info!(
+            %error,
+            "cannot ask the homeserver to resend at once (appservice ping); it retries on its own within seconds"
+        ),
     }
 }
 
@@ -281,6 +338,9 @@ mod tests {
         assert!(!nudge.refuse_once("7", ["forged", "other"]), "only the round's own token");
         assert!(nudge.refuse_once("8", ["forged", token.as_str()]));
         assert_eq!(nudge.refused_transaction().as_deref(), Some("8"));
+        assert!(nudge.hurry_due().is_some_and(|at| at > Instant::now()), "the homeserver asked soon after");
+        assert!(nudge.take_hurry());
+        assert!(!nudge.take_hurry() && nudge.hurry_due().is_none(), "once");
         nudge.error_answered("8");
         assert_eq!(nudge.open_round(), Some(token.clone()), "its own refusal is no outage");
         assert!(!nudge.refuse_once("8", [token.as_str()]), "the resend is taken");
@@ -294,6 +354,13 @@ mod tests {
         assert!(nudge.refuse_once("11", [next.as_str()]), "each round refuses its own once");
         nudge.error_answered("12");
         assert_ne!(nudge.open_round(), Some(next), "another transaction's error is an outage");
+    }
+
+    #[test]
+    fn nothing_to_hurry_without_a_refusal() {
+        let nudge = Nudge::default();
+        assert!(nudge.hurry_due().is_none());
+        assert!(!nudge.take_hurry());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl HomeserverClient {
     /// and that the homeserver can reach `appservice.address`.
     pub async fn ping_appservice(&self, appservice_id: &str) -> Result<u64, HsError> {
         let mut request = request_ping::v1::Request::new(appservice_id.to_owned());
-        request.transaction_id = Some(format!("housekeep-startup-{}", crate::clock::now_ms()).into());
+        request.transaction_id = Some(format!("housekeep-ping-{}", crate::clock::now_ms()).into());
         Ok(self.call(request).await?.duration.as_millis() as u64)
     }
 

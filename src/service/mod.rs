@@ -591,9 +591,9 @@ async fn start_workers(
     });
     let (homeserver, metrics, admin_room) =
         (services.homeserver.clone(), services.metrics.clone(), admin_room_id.to_string());
-    let (nudge, token) = (wakes.nudge, shutdown.clone());
+    let (nudge, token, appservice_id) = (wakes.nudge, shutdown.clone(), config.appservice.id.clone());
     workers.spawn(async move {
-        nudge.run(homeserver, admin_room, &metrics, token).await;
+        nudge.run(homeserver, &appservice_id, admin_room, &metrics, token).await;
         "the nudge"
     });
     let token = shutdown.clone();

@@ -242,6 +242,7 @@ async fn transactions_synapse_stranded_are_sent_after_the_nudge(backend: Backend
         }
         let log = testbed.housekeep.log()?;
         assert!(log.contains("the bot's nudge arrived: its transaction is refused once"), "by the nudge's refusal");
+        assert!(log.contains("asked the homeserver to resend the nudge's transaction at once"), "and at once");
         store.close().await;
         Ok(())
     })
