@@ -98,6 +98,10 @@ impl Round {
     fn new() -> Self {
         Self { token: new_token(), refused: None }
     }
+
+    fn refused_txn_id(&self) -> Option<&str> {
+        self.refused.as_ref().map(|refused| refused.txn_id.as_str())
+    }
 }
 
 impl Default for Nudge {
@@ -119,7 +123,7 @@ impl Nudge {
     /// refusal of its nudge ([`Nudge::refuse_once`]).
     pub fn error_answered(&self, txn_id: &str) {
         let mut state = self.state.lock().expect("not poisoned");
-        if state.round.as_ref().and_then(|round| round.refused.as_ref()).is_some_and(|r| r.txn_id == txn_id) {
+        if state.round.as_ref().and_then(Round::refused_txn_id) == Some(txn_id) {
             return;
         }
         state.round = Some(Round::new());
@@ -173,7 +177,7 @@ impl Nudge {
     /// while that round is open: Synapse resends it.
     pub fn refused_transaction(&self) -> Option<String> {
         let state = self.state.lock().expect("not poisoned");
-        state.round.as_ref().and_then(|round| Some(round.refused.as_ref()?.txn_id.clone()))
+        state.round.as_ref().and_then(Round::refused_txn_id).map(str::to_owned)
     }
 
     /// The token of the round open now, if any.

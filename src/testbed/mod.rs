@@ -285,7 +285,7 @@ impl Housekeep {
     /// by Synapse until its next failed send (a Synapse race, see the
     /// README's "What the appservice endpoint guarantees"). A test sending
     /// its first command right then would wait for the bot's nudge to bring
-    /// it (10 quiet seconds and Synapse's 2 s retry); a moderator meets that
+    /// it (10 quiet seconds, then Synapse's retry); a moderator meets that
     /// wait only if they type in that instant of a restart.
     async fn wait_for_synapse_to_settle(&self) -> anyhow::Result<()> {
         const QUIET: Duration = Duration::from_secs(1);
